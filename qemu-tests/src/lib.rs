@@ -1,0 +1,1 @@
+//! End-to-end tests that boot the router images in QEMU live here (see README).
