@@ -5,3 +5,14 @@
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
 pub mod event;
+pub mod addr;
+pub mod nodes;
+pub mod core;
+pub mod dots;
+pub mod enforce;
+pub mod lists;
+pub mod messages;
+pub mod names;
+pub mod persist;
+pub mod rpc;
+pub mod stats;
