@@ -98,7 +98,11 @@ pub fn start(s: &MqttSettings, core: Sender<Input>) -> anyhow::Result<MqttHandle
 /// Forward one request payload to the core. False if the core has gone.
 fn forward_rpc(core: &Sender<Input>, payload: &[u8]) -> bool {
     let request = String::from_utf8_lossy(payload).into_owned();
-    core.send(Input::Rpc { request, reply: RpcReply::Mqtt }).is_ok()
+    core.send(Input::Rpc {
+        request,
+        reply: RpcReply::Mqtt,
+    })
+    .is_ok()
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -169,15 +173,23 @@ mod embedded {
         // Hold all test sockets at once so duplicate addresses are caught too.
         {
             let mut held = Vec::new();
-            for (kind, addr) in std::iter::once(("MQTT", tcp)).chain(ws.iter().map(|a| ("MQTT WebSocket", *a))) {
+            for (kind, addr) in
+                std::iter::once(("MQTT", tcp)).chain(ws.iter().map(|a| ("MQTT WebSocket", *a)))
+            {
                 let l = TcpListener::bind(addr)
                     .with_context(|| format!("cannot listen for {kind} on {addr}"))?;
                 held.push(l);
             }
         }
 
-        let mut config = rumqttd::Config { router: router_config(), ..Default::default() };
-        config.v4 = Some(HashMap::from([("tcp".to_string(), server("mqtt-tcp".into(), tcp))]));
+        let mut config = rumqttd::Config {
+            router: router_config(),
+            ..Default::default()
+        };
+        config.v4 = Some(HashMap::from([(
+            "tcp".to_string(),
+            server("mqtt-tcp".into(), tcp),
+        )]));
         config.ws = Some(
             ws.iter()
                 .enumerate()
@@ -186,8 +198,9 @@ mod embedded {
         );
 
         let mut broker = rumqttd::Broker::new(config);
-        let (mut link_tx, link_rx) =
-            broker.link("spind").map_err(|e| anyhow!("cannot link to the embedded broker: {e}"))?;
+        let (mut link_tx, link_rx) = broker
+            .link("spind")
+            .map_err(|e| anyhow!("cannot link to the embedded broker: {e}"))?;
         let broker_thread = thread::Builder::new()
             .name("mqtt-broker".into())
             .spawn(move || {
@@ -218,7 +231,10 @@ mod embedded {
 
         log::info!(
             "embedded MQTT broker listening on {tcp} (TCP) and {} (WebSocket)",
-            ws.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            ws.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         Ok(MqttHandle {
             publish,
@@ -232,7 +248,8 @@ mod embedded {
     /// (it logs an ordinary client disconnect at error level) into syslog. spind itself logs with
     /// `log` only, so a global do-nothing tracing subscriber silences just the broker.
     fn quiet_broker_logs() {
-        let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     }
 
     /// Wait until every listener accepts TCP connections (or the broker thread died).
@@ -311,14 +328,14 @@ mod embedded {
     /// `LinkTx::send` is the only public way to publish with the retain flag. It is an `async fn`
     /// without any await point (it pushes to a buffer and notifies the router over a blocking
     /// channel), so a single poll completes it; no runtime is needed.
-    fn send_now(tx: &mut LinkTx, packet: Packet) -> Result<usize, rumqttd::local::LinkError> {
+    fn send_now(tx: &mut LinkTx, packet: Packet) -> anyhow::Result<()> {
         use std::future::Future;
         use std::task::{Context, Poll, Waker};
         let mut fut = std::pin::pin!(tx.send(packet));
         let mut cx = Context::from_waker(Waker::noop());
         loop {
             if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-                return r;
+                return r.map(drop).map_err(|e| anyhow!("{e}"));
             }
             // Not reached with rumqttd 0.20; stay correct should a later version await.
             thread::yield_now();
@@ -356,7 +373,11 @@ mod external {
                             s.port
                         );
                     }
-                    log::debug!("MQTT connect to {}:{} failed ({e}), retrying", s.host, s.port);
+                    log::debug!(
+                        "MQTT connect to {}:{} failed ({e}), retrying",
+                        s.host,
+                        s.port
+                    );
                     thread::sleep(Duration::from_secs(1));
                 }
                 Err(_) => bail!("MQTT client closed before connecting"),
@@ -386,7 +407,11 @@ mod external {
                 .spawn(move || publish_loop(client, queue, connected, dropped))
                 .context("cannot start the MQTT publish thread")?
         };
-        Ok(MqttHandle { publish, dropped, _threads: vec![ev_thread, tx_thread] })
+        Ok(MqttHandle {
+            publish,
+            dropped,
+            _threads: vec![ev_thread, tx_thread],
+        })
     }
 
     /// Polling the connection drives it, including reconnecting after a loss (rumqttc does
@@ -412,7 +437,10 @@ mod external {
                     connected.store(true, Ordering::Relaxed);
                     // Subscribing from this thread must not block: this thread is the one
                     // that drains the request channel.
-                    if client.try_subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce).is_err() {
+                    if client
+                        .try_subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce)
+                        .is_err()
+                    {
                         let c = client.clone();
                         thread::spawn(move || {
                             let _ = c.subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce);

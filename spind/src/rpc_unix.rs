@@ -30,15 +30,17 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 64;
 
 /// The reply to a request over [`MAX_REQUEST`] (shared with the HTTP transport).
-pub const TOO_LARGE_REPLY: &str =
-    r#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"Request too large (limit 65536 bytes)"}}"#;
+pub const TOO_LARGE_REPLY: &str = r#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"Request too large (limit 65536 bytes)"}}"#;
 
 /// Bind `path` (replacing a stale socket file), make it mode 0660 and serve connections on a
 /// background thread.
 pub fn serve(path: &Path, core: Sender<Input>) -> io::Result<JoinHandle<()>> {
     remove_stale(path)?;
     let listener = UnixListener::bind(path).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot bind JSON-RPC socket {}: {e}", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind JSON-RPC socket {}: {e}", path.display()),
+        )
     })?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
     let shown = path.display().to_string();
@@ -87,12 +89,14 @@ fn accept_loop(listener: UnixListener, core: Sender<Input>, path: String) {
         }
         active.fetch_add(1, Ordering::Relaxed);
         let (core, active2) = (core.clone(), active.clone());
-        let spawned = thread::Builder::new().name("rpc-unix-conn".into()).spawn(move || {
-            if let Err(e) = handle(stream, &core) {
-                log::debug!("JSON-RPC connection: {e}");
-            }
-            active2.fetch_sub(1, Ordering::Relaxed);
-        });
+        let spawned = thread::Builder::new()
+            .name("rpc-unix-conn".into())
+            .spawn(move || {
+                if let Err(e) = handle(stream, &core) {
+                    log::debug!("JSON-RPC connection: {e}");
+                }
+                active2.fetch_sub(1, Ordering::Relaxed);
+            });
         if let Err(e) = spawned {
             log::warn!("JSON-RPC socket {path}: cannot start a thread: {e}");
             active.fetch_sub(1, Ordering::Relaxed);
@@ -147,15 +151,22 @@ pub(crate) fn read_request<R: Read>(
         }
     }
     // EOF or deadline with an incomplete text: let the core reject what we have.
-    Ok(if buf.is_empty() { ReadOutcome::Empty } else { ReadOutcome::Request(buf) })
+    Ok(if buf.is_empty() {
+        ReadOutcome::Empty
+    } else {
+        ReadOutcome::Request(buf)
+    })
 }
 
 /// Pass a request to the core and wait for its answer (None: nothing to send back).
 /// Err if the core has gone or did not answer in time.
 pub(crate) fn ask_core(core: &Sender<Input>, request: String) -> Result<Option<String>, String> {
     let (tx, rx) = mpsc::sync_channel(1);
-    core.send(Input::Rpc { request, reply: RpcReply::Channel(tx) })
-        .map_err(|_| "the core has stopped".to_string())?;
+    core.send(Input::Rpc {
+        request,
+        reply: RpcReply::Channel(tx),
+    })
+    .map_err(|_| "the core has stopped".to_string())?;
     rx.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
         mpsc::RecvTimeoutError::Timeout => "the core did not answer in time".to_string(),
         mpsc::RecvTimeoutError::Disconnected => "the core dropped the request".to_string(),
@@ -165,8 +176,11 @@ pub(crate) fn ask_core(core: &Sender<Input>, request: String) -> Result<Option<S
 fn handle(mut stream: UnixStream, core: &Sender<Input>) -> io::Result<()> {
     let deadline = Instant::now() + READ_DEADLINE;
     let timeout_stream = stream.try_clone()?;
-    let outcome =
-        read_request(&mut stream, |d| timeout_stream.set_read_timeout(Some(d)), deadline)?;
+    let outcome = read_request(
+        &mut stream,
+        |d| timeout_stream.set_read_timeout(Some(d)),
+        deadline,
+    )?;
     stream.set_write_timeout(Some(READ_DEADLINE))?;
     match outcome {
         ReadOutcome::Empty => Ok(()),
@@ -204,7 +218,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for input in rx {
-                if let Input::Rpc { request, reply: RpcReply::Channel(r) } = input {
+                if let Input::Rpc {
+                    request,
+                    reply: RpcReply::Channel(r),
+                } = input
+                {
                     let answer = (request != "notify").then(|| format!("echo:{request}"));
                     let _ = r.send(answer);
                 }
@@ -286,7 +304,10 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
         // A live socket is not taken over, and a regular file is not deleted.
-        assert_eq!(serve(&path, fake_core()).unwrap_err().kind(), ErrorKind::AddrInUse);
+        assert_eq!(
+            serve(&path, fake_core()).unwrap_err().kind(),
+            ErrorKind::AddrInUse
+        );
         let file = path.with_file_name("plain");
         fs::write(&file, "x").unwrap();
         assert!(serve(&file, fake_core()).is_err());
