@@ -4,15 +4,18 @@
 //! kernel) and control transports (JSON-RPC over unix socket, HTTP, MQTT) send [`event::Input`]s
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
-pub mod event;
 pub mod addr;
-pub mod nodes;
 pub mod core;
 pub mod dots;
 pub mod enforce;
+pub mod event;
+pub mod http;
 pub mod lists;
 pub mod messages;
+pub mod mqtt;
 pub mod names;
+pub mod nodes;
 pub mod persist;
 pub mod rpc;
+pub mod rpc_unix;
 pub mod stats;
