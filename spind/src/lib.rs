@@ -5,3 +5,8 @@
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
 pub mod event;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod names;
+pub mod persist;
