@@ -13,15 +13,25 @@ use std::path::{Path, PathBuf};
 /// (rename is only atomic within one filesystem), fsyncs it, renames it over `path` and fsyncs
 /// the directory. On any error the temp file is removed and the previous file is left intact.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut tmp_name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", path.display()))
-    })?.to_os_string();
+    let mut tmp_name = path
+        .file_name()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: not a file path", path.display()),
+            )
+        })?
+        .to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
 
     let mut created = false;
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         created = true;
         f.write_all(data)?;
         f.sync_all()?;
@@ -38,7 +48,11 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     // Make the rename itself durable. Some filesystems refuse fsync on directories; the data is
     // already safe then as far as we can make it, so that is not an error.
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -83,7 +97,11 @@ impl StateDir {
     /// Creates `root` and `root/nodestore` if missing and proves `root` is writable, so that a
     /// bad state directory stops the daemon at start instead of losing the first block list.
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
-        let err = |action, source| StateError { dir: root.to_path_buf(), action, source };
+        let err = |action, source| StateError {
+            dir: root.to_path_buf(),
+            action,
+            source,
+        };
         fs::create_dir_all(root.join("nodestore")).map_err(|e| err("creating", e))?;
         // Permission bits say nothing when running as root (and read-only mounts ignore them),
         // so really write something.
@@ -91,7 +109,9 @@ impl StateDir {
         let written = File::create(&probe).and_then(|mut f| f.write_all(b"probe\n"));
         let _ = fs::remove_file(&probe);
         written.map_err(|e| err("writing a probe file in", e))?;
-        Ok(StateDir { root: root.to_path_buf() })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -132,7 +152,10 @@ mod tests {
         atomic_write(&p, b"").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"");
         // No temp files left behind.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("block.list")]);
     }
 
@@ -142,7 +165,9 @@ mod tests {
         let p = dir.path().join("names.conf");
         atomic_write(&p, b"old\n").unwrap();
         // A directory where the temp file should go makes the write impossible.
-        let tmp = dir.path().join(format!("names.conf.tmp-{}", std::process::id()));
+        let tmp = dir
+            .path()
+            .join(format!("names.conf.tmp-{}", std::process::id()));
         fs::create_dir(&tmp).unwrap();
         assert!(atomic_write(&p, b"new\n").is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old\n");
@@ -154,7 +179,10 @@ mod tests {
         fs::write(d.join("keep"), b"x").unwrap();
         assert!(atomic_write(&d, b"new").is_err());
         assert!(d.join("keep").exists());
-        assert!(!dir.path().join(format!("adir.tmp-{}", std::process::id())).exists());
+        assert!(!dir
+            .path()
+            .join(format!("adir.tmp-{}", std::process::id()))
+            .exists());
     }
 
     #[test]
