@@ -5,12 +5,15 @@
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
 pub mod addr;
+pub mod cli;
+pub mod config;
 pub mod core;
 pub mod dots;
 pub mod enforce;
 pub mod event;
 pub mod http;
 pub mod lists;
+pub mod logging;
 pub mod messages;
 pub mod mqtt;
 pub mod names;
