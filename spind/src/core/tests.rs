@@ -36,17 +36,23 @@ fn core_with_device(dir: &std::path::Path, settings: CoreSettings) -> Core {
 #[test]
 fn every_node_is_announced_before_the_traffic_that_uses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut core = core_with_device(dir.path(), CoreSettings::default());
-    let out = run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 1500, 10)], local: false });
-    let topics: Vec<&str> = out.iter().map(|p| p.topic.as_str()).collect();
-    assert_eq!(topics, ["SPIN/traffic/node/1", "SPIN/traffic/node/2", "SPIN/traffic"]);
-    assert!(out[0].retain && out[1].retain && !out[2].retain);
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let out = run(&mut core, Event::Neighbour { time: 1000, ip: ip(DEV), mac: mac(DEV_MAC) });
+    assert_eq!(out.len(), 1);
     assert_eq!(
         String::from_utf8_lossy(&out[0].payload),
-        r#"{"command":"nodeInfo","result":{"id":1,"mac":"02:00:00:00:00:64","lastseen":1001,"ips":["192.168.8.100"],"domains":[]}}"#
+        r#"{"command":"nodeInfo","result":{"id":1,"mac":"02:00:00:00:00:64","lastseen":1000,"ips":["192.168.8.100"],"domains":[]}}"#
+    );
+    let out = run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 1500, 10)], local: false });
+    let topics: Vec<&str> = out.iter().map(|p| p.topic.as_str()).collect();
+    assert_eq!(topics, ["SPIN/traffic/node/2", "SPIN/traffic"]);
+    assert!(out[0].retain && !out[1].retain);
+    assert_eq!(
+        String::from_utf8_lossy(&out[0].payload),
+        r#"{"command":"nodeInfo","result":{"id":2,"lastseen":1001,"ips":["198.51.100.10"],"domains":[]}}"#
     );
     assert_eq!(
-        String::from_utf8_lossy(&out[2].payload),
+        String::from_utf8_lossy(&out[1].payload),
         r#"{"command":"traffic","argument":"","result":{"flows":[{"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":1500,"count":10}],"timestamp":1001,"total_size":1500,"total_count":10}}"#
     );
     // Seen again: no new nodeInfo (a plain lastseen refresh is not republished).
