@@ -1,0 +1,249 @@
+//! Start-up and the core loop: configuration, sources, transports, the broker, and the one
+//! thread that owns the [`Core`].
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use log::{error, info, warn};
+
+use crate::cli::{self, Options};
+use crate::config::Config;
+use crate::core::{Core, CoreSettings};
+use crate::event::{Event, Input, Publish, RpcReply, Timestamp};
+use crate::names::Names;
+use crate::persist::StateDir;
+use crate::{extsrc, http, logging, mqtt, replay, rpc, rpc_unix};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn wall_clock() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Runs spind with these arguments (without the program name) and returns the exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let opts = match cli::parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("spind: {e}");
+            return 1;
+        }
+    };
+    if opts.help {
+        print!("{}", cli::help_text());
+        return 0;
+    }
+    if opts.version {
+        println!("{}", cli::version_text());
+        return 0;
+    }
+    match run(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("spind: {e:#}");
+            error!("{e:#}");
+            1
+        }
+    }
+}
+
+fn load_config(opts: &Options) -> anyhow::Result<(Config, Vec<String>)> {
+    let (path, explicit) = match &opts.config_file {
+        Some(p) => (p.clone(), true),
+        None => (cli::DEFAULT_CONFIG_FILE.into(), false),
+    };
+    let (mut cfg, warnings) = Config::load(&path, explicit)?;
+    opts.apply(&mut cfg);
+    Ok((cfg, warnings))
+}
+
+fn listen_addrs(cfg: &Config, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    cfg.spinweb_interfaces
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+                .with_context(|| format!("spinweb_interfaces: {s:?} is not an IP address"))
+        })
+        .collect()
+}
+
+fn run(opts: Options) -> anyhow::Result<()> {
+    let (cfg, warnings) = load_config(&opts)?;
+    if opts.print_config {
+        print!("{}", cfg.print());
+        return Ok(());
+    }
+    let log_file = (!cfg.log_file.is_empty()).then(|| Path::new(&cfg.log_file));
+    logging::init(cfg.log_loglevel, opts.log_stdout, log_file, cfg.log_usesyslog && !opts.log_stdout)
+        .context("cannot set up logging")?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    if opts.remove_firewall {
+        bail!("--remove-firewall: this spind has no kernel enforcement (nftables) built in yet");
+    }
+    let kernel_mode = opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
+    if kernel_mode {
+        bail!(
+            "watching a live router (conntrack, NFLOG, nftables) is not built in yet; \
+             run with --replay FILE, or -P with -e PATH / -E ADDR to take SPIN's extsrc input"
+        );
+    }
+
+    // Check every input before anything starts listening.
+    let capture = match &opts.replay {
+        Some(path) => Some(replay::validate(path)?),
+        None => None,
+    };
+    let state = StateDir::open(&cfg.state_dir)?;
+    let names = Names::load(&state.names_file(), &cfg.dhcp_config_file, &cfg.dhcp_leases_file);
+    let settings = CoreSettings {
+        local_mode: opts.local,
+        retain_time: cfg.node_cache_retain_time,
+        traffic_topic: cfg.pubsub_channel_traffic.clone(),
+        dots_enabled: cfg.dots_enabled,
+        dots_log_only: cfg.dots_log_only,
+        // Without the kernel nobody drops packets: decide and report blocks here.
+        simulate_blocking: !kernel_mode,
+    };
+    let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
+    let mut core = Core::new(settings, state, names, None, start_time)?;
+
+    let (tx, rx) = mpsc::channel::<Input>();
+    let mqtt_settings = mqtt::MqttSettings {
+        embedded: cfg.pubsub_run_mosquitto,
+        host: cfg.pubsub_host.clone(),
+        port: cfg.pubsub_port,
+        websocket_hosts: cfg.spinweb_interfaces.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        websocket_port: cfg.pubsub_websocket_port,
+        keepalive_secs: cfg.pubsub_timeout,
+    };
+    let broker = mqtt::start(&mqtt_settings, tx.clone()).context("cannot start MQTT")?;
+    info!(
+        "MQTT on {}:{} ({}), WebSocket on port {}",
+        cfg.pubsub_host,
+        cfg.pubsub_port,
+        if cfg.pubsub_run_mosquitto { "embedded broker" } else { "external broker" },
+        cfg.pubsub_websocket_port
+    );
+
+    let rpc_socket_served = match rpc_unix::serve(&opts.rpc_socket, tx.clone()) {
+        Ok(_) => {
+            info!("JSON-RPC on unix socket {}", opts.rpc_socket.display());
+            true
+        }
+        // The default path needs root; on a laptop the HTTP and MQTT transports still work.
+        Err(e) if opts.rpc_socket == Path::new(cli::DEFAULT_RPC_SOCKET) => {
+            warn!("no JSON-RPC unix socket at {} ({e}); use -j PATH for one", opts.rpc_socket.display());
+            false
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot serve JSON-RPC on {}", opts.rpc_socket.display())),
+    };
+    let web = listen_addrs(&cfg, cfg.spinweb_port)?;
+    http::serve(&http::HttpSettings { addrs: web.clone() }, tx.clone())?;
+    for a in &web {
+        info!("web UI and JSON-RPC on http://{a}/");
+    }
+    if let Some(path) = &opts.extsrc_socket {
+        extsrc::serve_unix(path, tx.clone()).with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;
+        info!("extsrc input on unix socket {}", path.display());
+    }
+    if let Some(addr) = opts.extsrc_tcp {
+        extsrc::serve_tcp(addr, tx.clone()).with_context(|| format!("cannot listen for extsrc on {addr}"))?;
+        info!("extsrc input on tcp {addr}");
+    }
+
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+
+    let mut out = Vec::new();
+    core.startup(&mut out);
+    publish_all(&broker, &mut out);
+
+    match (&opts.replay, capture) {
+        (Some(path), Some(info)) => {
+            info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);
+            let (path, speed, tx) = (path.clone(), opts.replay_speed, tx.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = replay::run(&path, speed, tx) {
+                    error!("replay stopped: {e}");
+                }
+            });
+        }
+        _ => spawn_ticker(tx.clone()),
+    }
+    drop(tx);
+    core_loop(&mut core, &rx, &broker, opts.exit_after_replay);
+    if rpc_socket_served {
+        let _ = std::fs::remove_file(&opts.rpc_socket);
+    }
+    info!("spind stopped");
+    Ok(())
+}
+
+/// Wall-clock ticks for live and extsrc modes (replay drives its own clock).
+fn spawn_ticker(tx: Sender<Input>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if tx.send(Input::Event(Event::Tick { time: wall_clock() })).is_err() {
+            return;
+        }
+    });
+}
+
+fn publish_all(broker: &mqtt::MqttHandle, out: &mut Vec<Publish>) {
+    for p in out.drain(..) {
+        broker.publish(p);
+    }
+}
+
+fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, exit_after_replay: bool) {
+    let mut out = Vec::new();
+    while !STOP.load(Ordering::SeqCst) {
+        let input = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(i) => i,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match input {
+            Input::Event(ev) => {
+                let finished = matches!(ev, Event::ReplayFinished { .. });
+                core.handle(ev, &mut out);
+                publish_all(broker, &mut out);
+                if finished && exit_after_replay {
+                    break;
+                }
+            }
+            Input::Rpc { request, reply } => {
+                let answer = rpc::handle(core, &request, &mut out);
+                match reply {
+                    RpcReply::Channel(back) => {
+                        let _ = back.send(answer);
+                    }
+                    RpcReply::Mqtt => {
+                        if let Some(a) = answer {
+                            out.push(Publish::new("SPIN/jsonrpc/a", a, false));
+                        }
+                    }
+                }
+                publish_all(broker, &mut out);
+            }
+            Input::Shutdown => break,
+        }
+    }
+}

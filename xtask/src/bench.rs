@@ -1,0 +1,233 @@
+//! `cargo xtask bench`: the figures the README quotes, measured on this machine.
+//!
+//! - replay: a generated capture of 1,000,000 packets between 100 LAN devices and 9,900 internet
+//!   hosts (one DNS query and answer per host, then TCP traffic) is replayed by the release
+//!   spind as fast as possible (`--replay-speed 0 --exit-after-replay`): wall time and peak RSS
+//!   (from wait4's rusage, so the broker and every thread count);
+//! - idle: a spind with its broker, web server and extsrc socket, idle for 5 s: VmRSS;
+//! - size: the stripped release binary.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, cargo};
+
+const DEVICES: u32 = 100;
+const REMOTES: u32 = 9_900;
+const PACKETS_PER_REMOTE: u32 = 99; // plus one DNS query and one answer = 101 per remote
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("xtask bench takes no arguments (got {a:?})"));
+    }
+    util::run(cargo().args(["build", "--release", "--locked", "-p", "spind"]))?;
+    let root = util::root();
+    let bin = root.join("target/release/spind");
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let capture = dir.join("bench-1m.pcap");
+    let packets = write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
+
+    let (secs, peak_kb) = replay(&bin, &dir, &capture)?;
+    let idle_kb = idle_rss(&bin, &dir)?;
+    let size = std::fs::metadata(&bin).map_err(|e| e.to_string())?.len();
+
+    let report = format!(
+        "| measure | value | target |\n|---|---|---|\n\
+         | replay of {packets} packets, {} hosts, as fast as possible | {secs:.2} s ({:.0} packets/s) | < 5 s |\n\
+         | peak RSS during that replay | {:.1} MB | < 64 MB |\n\
+         | idle RSS (broker, web server, extsrc socket) | {:.1} MB | < 8 MB |\n\
+         | release binary, x86_64, stripped | {:.2} MB | < 4 MB |\n",
+        DEVICES + REMOTES,
+        packets as f64 / secs,
+        peak_kb as f64 / 1024.0,
+        idle_kb as f64 / 1024.0,
+        size as f64 / 1_048_576.0,
+    );
+    let path = dir.join("report.md");
+    std::fs::write(&path, &report).map_err(|e| e.to_string())?;
+    println!("{report}\n(written to {})", path.display());
+    Ok(())
+}
+
+fn config(dir: &Path) -> Result<PathBuf, String> {
+    let conf = dir.join("spind.conf");
+    std::fs::write(&conf, format!("log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n", dir.join("state").display()))
+        .map_err(|e| e.to_string())?;
+    Ok(conf)
+}
+
+/// Ports 0 would be nicer, but spind needs to be told fixed ones; these are unusual enough.
+fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    let mut c = Command::new(bin);
+    c.arg("-c")
+        .arg(config(dir)?)
+        .args(["-p", "38831", "--websocket-port", "38832", "--http-port", "38833", "-j"])
+        .arg(dir.join("rpc.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Ok(c)
+}
+
+fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> {
+    let mut cmd = spind(bin, dir)?;
+    cmd.arg("--replay").arg(capture).args(["--replay-speed", "0", "--exit-after-replay"]);
+    let start = Instant::now();
+    let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let (status, maxrss_kb) = wait_rusage(child.id() as i32)?;
+    let secs = start.elapsed().as_secs_f64();
+    if status != 0 {
+        return Err(format!("spind --replay exited with status {status}"));
+    }
+    Ok((secs, maxrss_kb))
+}
+
+fn idle_rss(bin: &Path, dir: &Path) -> Result<u64, String> {
+    let mut cmd = spind(bin, dir)?;
+    cmd.arg("-P").arg("-e").arg(dir.join("extsrc.sock"));
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    std::thread::sleep(Duration::from_secs(5));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| "idle spind exited early (no VmRSS)".into())
+}
+
+/// Waits for `pid`, returning its exit status and peak RSS in KiB (children included).
+fn wait_rusage(pid: i32) -> Result<(i32, i64), String> {
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r < 0 {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    Ok((code, usage.ru_maxrss))
+}
+
+// ---- the synthetic capture ----------------------------------------------------------------
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 frame around an L4 header and payload.
+fn frame(buf: &mut Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(&dst_mac);
+    buf.extend_from_slice(&src_mac);
+    buf.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + l4.len()) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    buf.extend_from_slice(&ip);
+    buf.extend_from_slice(l4);
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(8 + payload.len());
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
+    let mut h = vec![0u8; 20 + payload_len];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = flags;
+    h[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    h
+}
+
+/// A DNS query (or its answer with one A record) for `host<i>.bench.test`.
+fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&(i as u16).to_be_bytes());
+    m.extend_from_slice(if answer.is_some() { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    m.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+    let label = format!("host{i}");
+    m.push(label.len() as u8);
+    m.extend_from_slice(label.as_bytes());
+    m.push(5);
+    m.extend_from_slice(b"bench");
+    m.push(4);
+    m.extend_from_slice(b"test");
+    m.push(0);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    if let Some(a) = answer {
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
+        m.extend_from_slice(&a);
+    }
+    m
+}
+
+/// Writes the capture (classic pcap, microseconds, Ethernet) and returns its packet count.
+fn write_capture(path: &Path) -> std::io::Result<u64> {
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0])?;
+    let router_mac = [0x02, 0, 0, 0, 0, 1];
+    let router_ip = [192, 168, 1, 1];
+    let start: u64 = 1_700_000_000 * 1_000_000;
+    let total = u64::from(REMOTES) * u64::from(PACKETS_PER_REMOTE + 2);
+    // 10,000 packets per second of capture time.
+    let step_us = 100;
+    let mut n: u64 = 0;
+    let mut buf = Vec::with_capacity(1600);
+    let put = |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
+        let ts = start + *n * step_us;
+        w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&(buf.len() as u32).to_le_bytes())?;
+        w.write_all(&(buf.len() as u32).to_le_bytes())?;
+        w.write_all(buf)?;
+        *n += 1;
+        Ok(())
+    };
+    for r in 0..REMOTES {
+        let d = r % DEVICES;
+        let dev_mac = [0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8];
+        let dev_ip = [192, 168, 1, 10 + d as u8];
+        let remote_ip = [100 + (r >> 16) as u8, 64 + ((r >> 8) & 0x3f) as u8, (r & 0xff) as u8, 1 + (r % 250) as u8];
+        let sport = 10_000 + (r % 50_000) as u16;
+        frame(&mut buf, dev_mac, router_mac, dev_ip, router_ip, 17, &udp(sport, 53, &dns(r, None)));
+        put(&mut w, &buf, &mut n)?;
+        frame(&mut buf, router_mac, dev_mac, router_ip, dev_ip, 17, &udp(53, sport, &dns(r, Some(remote_ip))));
+        put(&mut w, &buf, &mut n)?;
+        for p in 0..PACKETS_PER_REMOTE {
+            let flags = if p == 0 { 0x02 } else { 0x10 };
+            if p % 2 == 0 {
+                frame(&mut buf, dev_mac, router_mac, dev_ip, remote_ip, 6, &tcp(sport, 443, flags, 200));
+            } else {
+                frame(&mut buf, router_mac, dev_mac, remote_ip, dev_ip, 6, &tcp(443, sport, 0x10 | 0x02 * u8::from(p == 1), 1200));
+            }
+            put(&mut w, &buf, &mut n)?;
+        }
+    }
+    w.flush()?;
+    debug_assert_eq!(n, total);
+    Ok(n)
+}
