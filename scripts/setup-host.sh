@@ -13,6 +13,8 @@ packages=(
     iproute2 nftables conntrack dnsmasq-base dnsutils curl tcpdump
     # real MQTT clients for manual checks and tests
     mosquitto-clients
+    # a real external broker for the pubsub_run_mosquitto = 0 tests
+    mosquitto
 )
 
 missing=()

@@ -1,0 +1,96 @@
+//! Bad input at start-up: a clear error naming the problem, exit code 1, nothing started.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, SpindBuilder};
+
+fn exit_and_log(b: SpindBuilder) -> (i32, String) {
+    let mut s = b.spawn();
+    let code = s.wait_exit(Duration::from_secs(20));
+    (code, s.log_text())
+}
+
+#[test]
+fn config_line_without_equals_sign_names_the_line() {
+    let (code, log) = exit_and_log(SpindBuilder::new().config_line("node_cache_retain_time 60").arg("-P"));
+    assert_eq!(code, 1, "{log}");
+    // The harness writes 5 lines of its own before ours.
+    assert!(log.contains("spind.conf:6"), "{log}");
+    assert!(log.contains("node_cache_retain_time 60"), "{log}");
+}
+
+#[test]
+fn unknown_config_key_is_a_warning_not_an_error() {
+    let mut s = SpindBuilder::new().config_line("iptable_place_dns = 1").arg("-P").arg("-e").arg("/tmp/spind-test-unused.sock").start();
+    let log = s.log_text();
+    assert!(log.contains("iptable_place_dns"), "warning names the key: {log}");
+    assert!(s.child.try_wait().unwrap().is_none(), "still running");
+    s.terminate();
+}
+
+#[test]
+fn unusable_state_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let (code, log) = exit_and_log(SpindBuilder::new().state_dir(&file.join("state")).arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()));
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("not-a-dir/state"), "{log}");
+    assert!(log.contains("--state-dir"), "says how to fix it: {log}");
+}
+
+#[test]
+fn truncated_capture_names_file_and_offset() {
+    let path = fixture("truncated.pcap");
+    let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(path.to_str().unwrap()));
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("truncated.pcap"), "{log}");
+    assert!(log.contains("offset"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn garbage_capture_is_refused() {
+    for name in ["garbage.pcap"] {
+        let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(fixture(name).to_str().unwrap()));
+        assert_eq!(code, 1, "{log}");
+        assert!(log.contains(name) && log.contains("offset"), "{log}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let not_pcap = dir.path().join("notes.txt");
+    std::fs::write(&not_pcap, "these are not packets\n").unwrap();
+    let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(not_pcap.to_str().unwrap()));
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("notes.txt"), "{log}");
+}
+
+#[test]
+fn bad_command_line_and_print_defaults() {
+    let out = std::process::Command::new(common::SPIND).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
+
+    let out = std::process::Command::new(common::SPIND).args(["-c", "/nonexistent/spind.conf"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/spind.conf"));
+
+    // -C prints SPIN's defaults (without a config file) in SPIN's order, then ours.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.conf");
+    std::fs::write(&empty, "").unwrap();
+    let out = std::process::Command::new(common::SPIND).arg("-c").arg(&empty).arg("-C").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "log_usesyslog = 1");
+    assert_eq!(lines[4], "pubsub_host = 127.0.0.1");
+    assert!(lines.contains(&"pubsub_run_pid_file = /tmp/mosquitto.pid"));
+    assert!(lines.contains(&"spinweb_port = 13026"));
+    assert!(lines.contains(&"state_dir = /etc/spin"));
+    // Command line beats file.
+    let out = std::process::Command::new(common::SPIND).arg("-c").arg(&empty).args(["-p", "2000", "-C"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pubsub_port = 2000\n") && text.contains("pubsub_websocket_port = 2001\n"), "{text}");
+}
