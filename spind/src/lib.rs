@@ -5,3 +5,6 @@
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
 pub mod event;
+pub mod extsrc;
+pub mod packet;
+pub mod replay;
