@@ -663,3 +663,403 @@ pub fn second_of(ts: f64) -> Timestamp {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+    const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+    const LAN: [u8; 4] = [192, 168, 1, 10];
+    const WAN: [u8; 4] = [8, 8, 8, 8];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn udp4(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, payload).unwrap();
+        v
+    }
+
+    /// A TCP segment; `flags`: "S" SYN, "SA" SYN-ACK, "A" ACK, "F" FIN+ACK.
+    fn tcp4(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, seq: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).tcp(sp, dp, seq, 1000);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('A') || flags.contains('F') {
+            b = b.ack(1);
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    fn run(frames: &[(f64, Vec<u8>)]) -> Vec<Event> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        for (ts, f) in frames {
+            d.frame(*ts, LinkType::Ethernet, f, &mut out);
+        }
+        d.finish(&mut out);
+        out
+    }
+
+    fn flows(evs: &[Event]) -> Vec<(i64, Vec<FlowSample>)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Flows { time, flows, local } => {
+                    assert!(!local);
+                    let mut f = flows.clone();
+                    f.sort_by_key(|s| (s.src, s.dst, s.src_port));
+                    Some((*time, f))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn neighbours(evs: &[Event]) -> Vec<(IpAddr, MacAddr)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Neighbour { ip, mac, .. } => Some((*ip, *mac)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dns_events(evs: &[Event]) -> Vec<&Event> {
+        evs.iter().filter(|e| matches!(e, Event::DnsQuery { .. } | Event::DnsAnswer { .. })).collect()
+    }
+
+    fn query_msg(name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        m.to_vec().unwrap()
+    }
+
+    fn answer_msg(name: &str, answers: Vec<Record>) -> Vec<u8> {
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        for a in answers {
+            m.add_answer(a);
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn flows_per_second_in_initiator_direction() {
+        let evs = run(&[
+            (100.1, udp4(LAN, 5000, WAN, 443, &[0; 10])), // 20 + 8 + 10 = 38
+            (100.5, udp4(WAN, 443, LAN, 5000, &[0; 100])), // 128
+            (100.7, udp4(LAN, 5001, WAN, 53, &[0; 2])),   // 30 (not DNS: ignored as such)
+            (102.2, udp4(WAN, 443, LAN, 5000, &[0; 2])),  // 30
+        ]);
+        let f = flows(&evs);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].0, 100);
+        let s = &f[0].1;
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].src, s[0].dst, s[0].src_port, s[0].dst_port), (ip("192.168.1.10"), ip("8.8.8.8"), 5000, 443));
+        assert_eq!((s[0].bytes, s[0].packets, s[0].protocol), (38 + 128, 2, 17));
+        assert_eq!((s[1].src_port, s[1].dst_port, s[1].bytes, s[1].packets), (5001, 53, 30, 1));
+        // Second 101 had no traffic: no batch. The later reply keeps the original direction.
+        assert_eq!(f[1].0, 102);
+        assert_eq!(f[1].1.len(), 1);
+        let s = &f[1].1[0];
+        assert_eq!((s.src, s.src_port, s.dst_port, s.bytes, s.packets), (ip("192.168.1.10"), 5000, 443, 30, 1));
+    }
+
+    #[test]
+    fn tcp_syn_marks_initiator() {
+        // First seen packet is the SYN-ACK from the server: the client still initiated.
+        let evs = run(&[
+            (10.0, tcp4(WAN, 80, LAN, 40000, 1, "SA", &[])),
+            (10.1, tcp4(LAN, 40000, WAN, 80, 1, "A", &[1, 2, 3])),
+        ]);
+        let f = flows(&evs);
+        let s = &f[0].1[0];
+        assert_eq!((s.src, s.dst, s.src_port, s.dst_port, s.packets), (ip("192.168.1.10"), ip("8.8.8.8"), 40000, 80, 2));
+        assert_eq!(s.bytes, 40 + 43);
+
+        // A later SYN from the other side turns the connection around.
+        let evs = run(&[
+            (10.0, tcp4(WAN, 80, LAN, 40000, 1, "A", &[])),
+            (10.1, tcp4(LAN, 40000, WAN, 80, 1, "S", &[])),
+        ]);
+        let s = &flows(&evs)[0].1[0];
+        assert_eq!((s.src, s.src_port), (ip("192.168.1.10"), 40000));
+    }
+
+    #[test]
+    fn icmp_echo_flows() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(LAN, WAN, 64).icmpv4_echo_request(77, 1).write(&mut v, &[0; 8]).unwrap();
+        let mut r = Vec::new();
+        PacketBuilder::ethernet2(MAC_B, MAC_A).ipv4(WAN, LAN, 64).icmpv4_echo_reply(77, 1).write(&mut r, &[0; 8]).unwrap();
+        let evs = run(&[(5.0, v), (5.2, r)]);
+        let s = &flows(&evs)[0].1;
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].protocol, s[0].icmp_type, s[0].src_port, s[0].dst_port, s[0].packets), (1, 8, 0, 0, 2));
+        assert_eq!(s[0].src, ip("192.168.1.10"));
+    }
+
+    #[test]
+    fn ipv6_length_and_raw_ip_link() {
+        let mut v = Vec::new();
+        let src = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+        let dst = "2001:db8::2".parse::<Ipv6Addr>().unwrap().octets();
+        PacketBuilder::ipv6(src, dst, 64).udp(1, 2).write(&mut v, &[0; 12]).unwrap();
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.frame(1.0, LinkType::RawIp, &v, &mut out);
+        d.finish(&mut out);
+        let s = &flows(&out)[0].1[0];
+        assert_eq!(s.bytes, 40 + 8 + 12);
+    }
+
+    #[test]
+    fn dns_query_and_answer_with_cname() {
+        let q = query_msg("www.Example.COM.", RecordType::A);
+        let a = answer_msg(
+            "www.Example.COM.",
+            vec![
+                Record::from_rdata(n("www.Example.COM."), 300, RData::CNAME(CNAME(n("edge.CDN.net.")))),
+                Record::from_rdata(n("edge.CDN.net."), 60, RData::A(A("93.184.216.34".parse().unwrap()))),
+                Record::from_rdata(n("edge.CDN.net."), 60, RData::AAAA(AAAA("2001:db8::5".parse().unwrap()))),
+                Record::from_rdata(n("edge.CDN.net."), 60, RData::MX(MX::new(10, n("mx.CDN.net.")))),
+            ],
+        );
+        let evs = run(&[(50.2, udp4(LAN, 3333, WAN, 53, &q)), (50.3, udp4(WAN, 53, LAN, 3333, &a))]);
+        let evs = dns_events(&evs);
+        assert_eq!(
+            evs[0],
+            &Event::DnsQuery { time: 50, client: ip("192.168.1.10"), qname: "www.Example.COM.".into() }
+        );
+        let Event::DnsAnswer { time, qname, records } = evs[1] else { panic!("{:?}", evs[1]) };
+        assert_eq!((*time, qname.as_str()), (50, "www.Example.COM."));
+        assert_eq!(
+            records,
+            &vec![
+                DnsRecord { owner: "www.Example.COM.".into(), ttl: 300, data: DnsData::Cname("edge.CDN.net.".into()) },
+                DnsRecord { owner: "edge.CDN.net.".into(), ttl: 60, data: DnsData::Addr(ip("93.184.216.34")) },
+                DnsRecord { owner: "edge.CDN.net.".into(), ttl: 60, data: DnsData::Addr(ip("2001:db8::5")) },
+            ]
+        );
+    }
+
+    #[test]
+    fn dns_ignored_cases() {
+        // Malformed, answer without address records, two questions: no DNS events, no panic.
+        let mut two = Message::new(1, MessageType::Query, OpCode::Query);
+        two.add_query(Query::query(n("a.example."), RecordType::A));
+        two.add_query(Query::query(n("b.example."), RecordType::A));
+        let two = two.to_vec().unwrap();
+        let empty_answer = answer_msg("nx.example.", vec![]);
+        let evs = run(&[
+            (1.0, udp4(LAN, 3333, WAN, 53, &[1, 2, 3, 4, 5])),
+            (1.0, udp4(LAN, 3333, WAN, 53, &two)),
+            (1.0, udp4(WAN, 53, LAN, 3333, &empty_answer)),
+        ]);
+        assert!(dns_events(&evs).is_empty(), "{evs:?}");
+    }
+
+    #[test]
+    fn name_rendering() {
+        assert_eq!(name_to_string(&Name::root()), ".");
+        let name = Name::from_labels(vec![&b"a.b"[..], &b"x y"[..], &b"Caf\xc3"[..], &b"com"[..]]).unwrap();
+        assert_eq!(name_to_string(&name), "a\\.b.x\\032y.Caf\\195.com.");
+    }
+
+    #[test]
+    fn tcp_dns_split_over_segments() {
+        let q = query_msg("split.example.", RecordType::A);
+        let a = answer_msg(
+            "split.example.",
+            vec![Record::from_rdata(n("split.example."), 5, RData::A(A("1.2.3.4".parse().unwrap())))],
+        );
+        let mut qs = (q.len() as u16).to_be_bytes().to_vec();
+        qs.extend_from_slice(&q);
+        let mut as_ = (a.len() as u16).to_be_bytes().to_vec();
+        as_.extend_from_slice(&a);
+        // The query arrives in two segments (one of them retransmitted); the answer in one
+        // segment together with the start of a second answer that never completes.
+        let cut = 5;
+        let mut ans_seg = as_.clone();
+        ans_seg.extend_from_slice(&[0, 40, 1]);
+        let evs = run(&[
+            (7.0, tcp4(LAN, 40001, WAN, 53, 100, "S", &[])),
+            (7.0, tcp4(WAN, 53, LAN, 40001, 900, "SA", &[])),
+            (7.1, tcp4(LAN, 40001, WAN, 53, 101, "A", &qs[..cut])),
+            (7.1, tcp4(LAN, 40001, WAN, 53, 101, "A", &qs[..cut])),
+            (7.2, tcp4(LAN, 40001, WAN, 53, 101 + cut as u32, "A", &qs[cut..])),
+            (7.3, tcp4(WAN, 53, LAN, 40001, 901, "A", &ans_seg)),
+            (7.4, tcp4(WAN, 53, LAN, 40001, 901 + ans_seg.len() as u32, "F", &[])),
+        ]);
+        let dns = dns_events(&evs);
+        assert_eq!(dns.len(), 2, "{dns:?}");
+        assert_eq!(dns[0], &Event::DnsQuery { time: 7, client: ip("192.168.1.10"), qname: "split.example.".into() });
+        assert!(matches!(dns[1], Event::DnsAnswer { qname, records, .. } if qname == "split.example." && records.len() == 1));
+        let f = flows(&evs);
+        assert_eq!(f[0].1[0].packets, 7);
+        assert_eq!(f[0].1[0].src_port, 40001);
+    }
+
+    fn arp_frame(op: u16, sender_mac: [u8; 6], sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&[0xff; 6]);
+        v.extend_from_slice(&sender_mac);
+        v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4]);
+        v.extend_from_slice(&op.to_be_bytes());
+        v.extend_from_slice(&sender_mac);
+        v.extend_from_slice(&sender_ip);
+        v.extend_from_slice(&[0; 6]);
+        v.extend_from_slice(&target_ip);
+        v
+    }
+
+    fn ndp_frame(src_mac: [u8; 6], src: &str, dst: &str, icmp_type: u8, target: &str, opt: u8, mac: [u8; 6]) -> Vec<u8> {
+        let mut body = target.parse::<Ipv6Addr>().unwrap().octets().to_vec();
+        body.extend_from_slice(&[opt, 1]);
+        body.extend_from_slice(&mac);
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(src_mac, [0x33, 0x33, 0, 0, 0, 1])
+            .ipv6(src.parse::<Ipv6Addr>().unwrap().octets(), dst.parse::<Ipv6Addr>().unwrap().octets(), 255)
+            .icmpv6_raw(icmp_type, 0, [0; 4])
+            .write(&mut v, &body)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn arp_and_ndp_neighbours() {
+        let m1 = MacAddr([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        let m2 = MacAddr([0x02, 0x66, 0x77, 0x88, 0x99, 0xaa]);
+        let evs = run(&[
+            (1.0, arp_frame(1, m1.0, [192, 168, 1, 20], [192, 168, 1, 1])), // request
+            (1.0, arp_frame(2, m2.0, [192, 168, 1, 1], [192, 168, 1, 20])), // reply
+            (1.0, arp_frame(1, m1.0, [0, 0, 0, 0], [192, 168, 1, 20])),     // probe: no sender IP
+            (1.0, arp_frame(1, m1.0, [192, 168, 1, 20], [192, 168, 1, 1])), // repeat: no event
+            // NS from a link-local address with source link-layer address option.
+            (2.0, ndp_frame(m1.0, "fe80::1", "ff02::1:ff00:2", 135, "fe80::2", 1, m1.0)),
+            // NS for DAD (source ::): nothing.
+            (2.0, ndp_frame(m1.0, "::", "ff02::1:ff00:3", 135, "fe80::3", 1, m1.0)),
+            // NA: target link-layer address option for the target (a global address here).
+            (2.0, ndp_frame(m2.0, "fe80::9", "fe80::1", 136, "2001:db8::9", 2, m2.0)),
+        ]);
+        assert_eq!(
+            neighbours(&evs),
+            vec![
+                (ip("192.168.1.20"), m1),
+                (ip("192.168.1.1"), m2),
+                (ip("fe80::1"), m1),
+                (ip("fe80::9"), m2), // the NA's sender, learned on-link
+                (ip("2001:db8::9"), m2),
+            ]
+        );
+    }
+
+    #[test]
+    fn on_link_learning_only_for_private_sources() {
+        let mut other = Vec::new();
+        let mac_c = [0x02, 0, 0, 0, 0, 0x0c];
+        PacketBuilder::ethernet2(mac_c, MAC_B).ipv4(LAN, WAN, 64).udp(1, 2).write(&mut other, &[]).unwrap();
+        let mut bcast = Vec::new();
+        PacketBuilder::ethernet2([0xff; 6], MAC_B).ipv4([10, 0, 0, 9], WAN, 64).udp(1, 2).write(&mut bcast, &[]).unwrap();
+        let evs = run(&[
+            (1.0, udp4(LAN, 1, WAN, 2, &[])),     // private source: learned
+            (1.0, udp4(LAN, 1, WAN, 2, &[])),     // same again: no event
+            (1.0, udp4(WAN, 2, LAN, 1, &[])),     // public source: not learned
+            (1.0, udp4([100, 64, 3, 4], 1, WAN, 2, &[])), // CGNAT: learned
+            (1.0, udp4([172, 32, 0, 1], 1, WAN, 2, &[])), // not RFC1918
+            (1.0, other),                          // LAN moved to another MAC: event
+            (1.0, bcast),                          // multicast/broadcast MAC: never
+        ]);
+        assert_eq!(
+            neighbours(&evs),
+            vec![
+                (ip("192.168.1.10"), MacAddr(MAC_A)),
+                (ip("100.64.3.4"), MacAddr(MAC_A)),
+                (ip("192.168.1.10"), MacAddr(mac_c)),
+            ]
+        );
+    }
+
+    #[test]
+    fn vlan_and_linux_sll() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B).single_vlan(5.try_into().unwrap()).ipv4(LAN, WAN, 64).udp(1, 2).write(&mut v, &[]).unwrap();
+        // SLL v1: incoming (type 0), ARPHRD_ETHER, 6-byte address, IPv4.
+        let mut sll = vec![0, 0, 0, 1, 0, 6];
+        sll.extend_from_slice(&MAC_A);
+        sll.extend_from_slice(&[0, 0, 0x08, 0x00]);
+        let mut ipv4 = Vec::new();
+        PacketBuilder::ipv4([10, 1, 1, 1], WAN, 64).udp(3, 4).write(&mut ipv4, &[]).unwrap();
+        sll.extend_from_slice(&ipv4);
+        // SLL v2 from a tun device (ARPHRD_NONE): no MAC.
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 0, 0];
+        sll2.extend_from_slice(&[0; 8]);
+        let mut ipv4b = Vec::new();
+        PacketBuilder::ipv4([10, 2, 2, 2], WAN, 64).udp(5, 6).write(&mut ipv4b, &[]).unwrap();
+        sll2.extend_from_slice(&ipv4b);
+
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        d.frame(1.0, LinkType::Ethernet, &v, &mut out);
+        d.frame(1.0, LinkType::LinuxSll, &sll, &mut out);
+        d.frame(1.0, LinkType::LinuxSll2, &sll2, &mut out);
+        d.frame(1.0, LinkType::LinuxSll2, &sll2[..10], &mut out); // truncated: ignored
+        d.finish(&mut out);
+        assert_eq!(neighbours(&out), vec![(ip("192.168.1.10"), MacAddr(MAC_A)), (ip("10.1.1.1"), MacAddr(MAC_A))]);
+        assert_eq!(flows(&out)[0].1.len(), 3);
+    }
+
+    #[test]
+    fn garbage_frames_do_not_panic() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        let base = udp4(LAN, 53, WAN, 53, &query_msg("x.example.", RecordType::A));
+        let mut seed = 0x1234_5678u32;
+        for i in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let mut f = base.clone();
+            f.truncate(seed as usize % (base.len() + 1));
+            if !f.is_empty() {
+                let at = (seed >> 8) as usize % f.len();
+                f[at] ^= (seed >> 24) as u8;
+            }
+            for link in [LinkType::Ethernet, LinkType::RawIp, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Null] {
+                d.frame(i as f64 / 1000.0, link, &f, &mut out);
+            }
+        }
+        d.finish(&mut out);
+    }
+
+    #[test]
+    fn idle_connections_are_forgotten() {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let dst = [10, 9, (i >> 8) as u8, i as u8];
+            d.frame(0.0, LinkType::Ethernet, &udp4(LAN, 1, dst, 2, &[]), &mut out);
+        }
+        assert_eq!(d.conns.len(), 1000);
+        d.frame(500.0, LinkType::Ethernet, &udp4(LAN, 1, WAN, 2, &[]), &mut out);
+        assert_eq!(d.conns.len(), 1);
+    }
+}
