@@ -304,3 +304,239 @@ fn serve_client(mut stream: TcpStream, peer: &str, tx: &Sender<Input>) {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn msg(msg_type: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = msg_type.to_ne_bytes().to_vec();
+        v.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut r = [0u8; 16];
+        r[12..].copy_from_slice(&a);
+        r
+    }
+
+    fn pkt_info(family: u8) -> Vec<u8> {
+        let mut p = vec![0xeeu8; PKT_INFO_LEN]; // padding bytes are garbage in C
+        p[0] = family;
+        p[1] = 6;
+        p[2..18].copy_from_slice(&v4([192, 168, 1, 10]));
+        p[18..34].copy_from_slice(&v4([8, 8, 8, 8]));
+        p[34..36].copy_from_slice(&40000u16.to_ne_bytes());
+        p[36..38].copy_from_slice(&443u16.to_ne_bytes());
+        p[38] = 0;
+        p[40..48].copy_from_slice(&1500u64.to_ne_bytes());
+        p[48..56].copy_from_slice(&3u64.to_ne_bytes());
+        p[56..58].copy_from_slice(&0u16.to_ne_bytes());
+        msg(MSG_PKT_INFO, &p)
+    }
+
+    /// www.Example.com in wire format, followed by junk (the C code copies only the name).
+    fn dns_pkt_info(family: u8, ip: [u8; 16], ttl: u32) -> Vec<u8> {
+        let mut p = vec![0u8; DNS_PKT_INFO_LEN];
+        p[0] = family;
+        p[1..17].copy_from_slice(&ip);
+        p[20..24].copy_from_slice(&ttl.to_ne_bytes());
+        let wire = b"\x03www\x07Example\x03com\x00";
+        p[24..24 + wire.len()].copy_from_slice(wire);
+        p[24 + wire.len()..].fill(0xab);
+        p
+    }
+
+    fn arp_update(mac: &[u8], family: u8, ip: [u8; 16]) -> Vec<u8> {
+        let mut p = vec![0u8; ARP_UPDATE_LEN];
+        p[..mac.len()].copy_from_slice(mac);
+        p[18] = family;
+        p[19] = 0;
+        p[20..36].copy_from_slice(&ip);
+        msg(MSG_ARP_UPDATE, &p)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pkt_info_message() {
+        for family in [4, 2] {
+            let m = pkt_info(family);
+            let (ev, used) = parse_message_at(&m, 99).unwrap();
+            assert_eq!(used, 72);
+            let sample = FlowSample {
+                protocol: 6,
+                src: ip("192.168.1.10"),
+                dst: ip("8.8.8.8"),
+                src_port: 40000,
+                dst_port: 443,
+                icmp_type: 0,
+                bytes: 1500,
+                packets: 3,
+            };
+            assert_eq!(ev, Event::Flows { time: 99, flows: vec![sample], local: true });
+        }
+        let mut m = pkt_info(6);
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        m[8 + 2..8 + 18].copy_from_slice(&v6.octets());
+        let (Event::Flows { flows, .. }, _) = parse_message_at(&m, 1).unwrap() else { panic!() };
+        assert_eq!(flows[0].src, IpAddr::V6(v6));
+    }
+
+    #[test]
+    fn dns_messages() {
+        let mut q = 2i32.to_ne_bytes().to_vec();
+        q.extend_from_slice(&v4([192, 168, 1, 10]));
+        q.extend_from_slice(&dns_pkt_info(2, v4([192, 168, 1, 10]), 0));
+        let (ev, used) = parse_message_at(&msg(MSG_DNS_QUERY, &q), 5).unwrap();
+        assert_eq!(used, 8 + 300);
+        assert_eq!(ev, Event::DnsQuery { time: 5, client: ip("192.168.1.10"), qname: "www.Example.com.".into() });
+
+        let a = dns_pkt_info(10, "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets(), 1234);
+        let (ev, used) = parse_message_at(&msg(MSG_DNS_ANSWER, &a), 6).unwrap();
+        assert_eq!(used, 8 + 280);
+        let rec = DnsRecord { owner: "www.Example.com.".into(), ttl: 1234, data: DnsData::Addr(ip("2001:db8::7")) };
+        assert_eq!(ev, Event::DnsAnswer { time: 6, qname: "www.Example.com.".into(), records: vec![rec] });
+
+        // A name without its terminating root label within the 256 bytes.
+        let mut bad = dns_pkt_info(4, v4([1, 2, 3, 4]), 1);
+        bad[24..].fill(3);
+        assert_eq!(parse_message_at(&msg(MSG_DNS_ANSWER, &bad), 0).unwrap_err(), ExtsrcError::BadName);
+        // A compression pointer cannot be resolved here.
+        let mut bad = dns_pkt_info(4, v4([1, 2, 3, 4]), 1);
+        bad[24..26].copy_from_slice(&[0xc0, 0x0c]);
+        assert_eq!(parse_message_at(&msg(MSG_DNS_ANSWER, &bad), 0).unwrap_err(), ExtsrcError::BadName);
+    }
+
+    #[test]
+    fn arp_message() {
+        let m = arp_update(b"aa:BB:cc:dd:ee:01\0", 2, v4([192, 168, 1, 5]));
+        let (ev, used) = parse_message_at(&m, 3).unwrap();
+        assert_eq!(used, 8 + 36);
+        assert_eq!(ev, Event::Neighbour { time: 3, ip: ip("192.168.1.5"), mac: "aa:bb:cc:dd:ee:01".parse().unwrap() });
+        let m = arp_update(b"aa:bb:cc:dd:ee:01\0", 10, "fe80::5".parse::<Ipv6Addr>().unwrap().octets());
+        assert!(matches!(parse_message_at(&m, 3), Ok((Event::Neighbour { ip, .. }, _)) if ip == "fe80::5".parse::<IpAddr>().unwrap()));
+
+        // Not NUL-terminated, not a MAC, bad family.
+        let m = arp_update(b"aa:bb:cc:dd:ee:01xx", 2, [0; 16]);
+        assert!(matches!(parse_message_at(&m, 0), Err(ExtsrcError::BadMac(_))));
+        let m = arp_update(b"aa:bb:cc:dd:ee\0", 2, [0; 16]);
+        assert!(matches!(parse_message_at(&m, 0), Err(ExtsrcError::BadMac(_))));
+        let m = arp_update(b"aa:bb:cc:dd:ee:01\0", 7, [0; 16]);
+        assert_eq!(parse_message_at(&m, 0).unwrap_err(), ExtsrcError::BadFamily(7));
+    }
+
+    #[test]
+    fn bad_messages() {
+        let good = pkt_info(4);
+        for cut in 0..good.len() {
+            assert_eq!(parse_message_at(&good[..cut], 0).unwrap_err(), ExtsrcError::Incomplete, "cut {cut}");
+        }
+        assert_eq!(parse_message_at(&msg(9, &[0; 10]), 0).unwrap_err(), ExtsrcError::UnknownType(9));
+        assert_eq!(parse_message_at(&msg(0, &[]), 0).unwrap_err(), ExtsrcError::UnknownType(0));
+        assert_eq!(
+            parse_message_at(&msg(MSG_PKT_INFO, &[0; 63]), 0).unwrap_err(),
+            ExtsrcError::BadLength { msg_type: 1, length: 63 }
+        );
+        // A huge length is refused from the header alone (no waiting for 4 GB on a stream).
+        let mut huge = MSG_DNS_ANSWER.to_ne_bytes().to_vec();
+        huge.extend_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(matches!(parse_message_at(&huge, 0), Err(ExtsrcError::BadLength { .. })));
+        let mut m = pkt_info(4);
+        m[8] = 5;
+        assert_eq!(parse_message_at(&m, 0).unwrap_err(), ExtsrcError::BadFamily(5));
+        // Two messages back to back: the first one's length is reported.
+        let mut two = pkt_info(4);
+        two.extend_from_slice(&pkt_info(4));
+        assert_eq!(parse_message_at(&two, 0).unwrap().1, 72);
+    }
+
+    fn recv_event(rx: &mpsc::Receiver<Input>) -> Event {
+        match rx.recv_timeout(Duration::from_secs(5)).expect("no event") {
+            Input::Event(ev) => ev,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tcp_bad_client_is_dropped_others_continue() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        serve_tcp_listener(listener, tx).unwrap();
+
+        let mut good = TcpStream::connect(addr).unwrap();
+        let mut bad = TcpStream::connect(addr).unwrap();
+        // The good client sends one message split in two writes.
+        let m = pkt_info(4);
+        good.write_all(&m[..30]).unwrap();
+        good.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        good.write_all(&m[30..]).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Flows { local: true, .. }));
+
+        // The bad client: a valid message, then garbage -> its connection is closed.
+        bad.write_all(&arp_update(b"aa:bb:cc:dd:ee:01\0", 2, v4([10, 0, 0, 1]))).unwrap();
+        bad.write_all(&msg(77, &[1, 2, 3])).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Neighbour { .. }));
+        bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let closed = match bad.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "bad client still connected");
+
+        // The good client goes on; a third client can connect too.
+        good.write_all(&pkt_info(4)).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Flows { .. }));
+        let mut third = TcpStream::connect(addr).unwrap();
+        third.write_all(&pkt_info(2)).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Flows { .. }));
+        // A client that hangs up mid-message produces nothing.
+        third.write_all(&pkt_info(4)[..20]).unwrap();
+        drop(third);
+        good.write_all(&pkt_info(4)).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Flows { .. }));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn unix_datagrams() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extsrc.sock");
+        // A stale socket file from an earlier run is replaced.
+        drop(UnixDatagram::bind(&path).unwrap());
+        let (tx, rx) = mpsc::channel();
+        serve_unix(&path, tx).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let client = UnixDatagram::unbound().unwrap();
+        client.send_to(&msg(42, &[0; 4]), &path).unwrap(); // unknown type: dropped
+        let mut trailing = pkt_info(4);
+        trailing.push(0);
+        client.send_to(&trailing, &path).unwrap(); // trailing byte: dropped
+        client.send_to(&pkt_info(4)[..40], &path).unwrap(); // short: dropped
+        client.send_to(&pkt_info(4), &path).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Flows { local: true, .. }));
+        client.send_to(&arp_update(b"02:00:00:00:00:01\0", 4, v4([10, 0, 0, 2])), &path).unwrap();
+        assert!(matches!(recv_event(&rx), Event::Neighbour { .. }));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+
+        // A regular file in the way is not removed.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let (tx, _rx) = mpsc::channel();
+        assert!(serve_unix(&file, tx).is_err());
+        assert!(file.exists());
+    }
+}
