@@ -110,7 +110,12 @@ impl Hasher for FxHasher {
         self.add(i as u64)
     }
     fn finish(&self) -> u64 {
-        self.0
+        // Multiplication only moves entropy upwards, but the table indexes by the low bits:
+        // fold the high half down (murmur3's finaliser step).
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^ (x >> 33)
     }
 }
 

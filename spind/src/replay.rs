@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pcap_file::pcap::PcapParser;
@@ -89,7 +89,10 @@ pub fn validate(path: &Path) -> Result<CaptureInfo, ReplayError> {
 /// the capture's second advances (also during pauses in the capture), after the flows of the
 /// previous second. At the end come the last flows, [`Event::ReplayFinished`], and then a tick
 /// per wall-clock second continuing the capture's clock, until the receiver is gone.
-pub fn run(path: &Path, speed: f64, tx: Sender<Input>) -> Result<(), ReplayError> {
+///
+/// `tx` is normally the core's `Sender<Input>`; a bounded `SyncSender<Input>` also works and
+/// then bounds memory when the consumer is slower than an as-fast-as-possible replay.
+pub fn run(path: &Path, speed: f64, tx: impl InputSink) -> Result<(), ReplayError> {
     let speed = if speed.is_finite() && speed > 0.0 { speed } else { 0.0 };
     let mut rd = CaptureReader::open(path)?;
     let mut player = Player {
@@ -122,10 +125,27 @@ pub fn run(path: &Path, speed: f64, tx: Sender<Input>) -> Result<(), ReplayError
         let due = end + Duration::from_secs(n);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let time = last_sec + end.elapsed().as_secs() as i64;
-        player.gone = player.tx.send(Input::Event(Event::Tick { time })).is_err();
+        player.gone = !player.tx.send_input(Input::Event(Event::Tick { time }));
         n += 1;
     }
     Ok(())
+}
+
+/// Where [`run`] delivers its events: `false` when the receiver is gone.
+pub trait InputSink {
+    fn send_input(&self, input: Input) -> bool;
+}
+
+impl InputSink for Sender<Input> {
+    fn send_input(&self, input: Input) -> bool {
+        self.send(input).is_ok()
+    }
+}
+
+impl InputSink for SyncSender<Input> {
+    fn send_input(&self, input: Input) -> bool {
+        self.send(input).is_ok()
+    }
 }
 
 fn now_secs() -> Timestamp {
@@ -133,10 +153,10 @@ fn now_secs() -> Timestamp {
 }
 
 /// The replay loop's state.
-struct Player {
+struct Player<S> {
     dec: Decoder,
     out: Vec<Event>,
-    tx: Sender<Input>,
+    tx: S,
     /// Last second a Tick was sent for.
     tick: Option<Timestamp>,
     /// The receiver hung up: stop.
@@ -148,7 +168,7 @@ struct Player {
     last_ts: f64,
 }
 
-impl Player {
+impl<S: InputSink> Player<S> {
     fn packet(&mut self, p: Packet<'_>) {
         if self.gone {
             return;
@@ -157,7 +177,7 @@ impl Player {
         if self.speed > 0.0 {
             self.pace(first_ts, p.ts);
         }
-        self.to_second(second_of(p.ts));
+        self.advance_to(second_of(p.ts));
         if let Some(link) = p.link {
             self.dec.frame(p.ts, link, p.data, &mut self.out);
         }
@@ -167,7 +187,7 @@ impl Player {
     }
 
     /// Flushes the decoder up to `sec` and announces the new second.
-    fn to_second(&mut self, sec: Timestamp) {
+    fn advance_to(&mut self, sec: Timestamp) {
         if self.tick.is_some_and(|t| sec <= t) {
             return;
         }
@@ -186,7 +206,7 @@ impl Player {
             }
             let sec = second_of(capture_now);
             if self.tick.is_some_and(|t| sec > t) {
-                self.to_second(sec);
+                self.advance_to(sec);
                 self.send_out();
                 if self.gone {
                     return;
@@ -201,7 +221,7 @@ impl Player {
 
     fn send_out(&mut self) {
         for ev in self.out.drain(..) {
-            if !self.gone && self.tx.send(Input::Event(ev)).is_err() {
+            if !self.gone && !self.tx.send_input(Input::Event(ev)) {
                 self.gone = true;
             }
         }
@@ -392,7 +412,7 @@ fn pcapng_block_len(b: &[u8], section: Endianness) -> Result<Option<usize>, Stri
         };
     }
     let len = read_u32(b, 4, big) as usize;
-    if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+    if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
         return Err(format!("bad block length {len}"));
     }
     Ok(Some(len))

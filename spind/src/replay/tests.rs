@@ -286,13 +286,14 @@ fn run_paced() {
 }
 
 /// A synthetic capture like the performance target: `n` packets, 10,000 hosts, ~1000 pps.
-fn big_capture(n: u32) -> Vec<u8> {
-    let mut w = PcapWriter::with_header(Vec::new(), PcapHeader { endianness: Endianness::Little, ..Default::default() }).unwrap();
+fn big_capture(path: &Path, n: u32) {
+    let file = std::io::BufWriter::new(File::create(path).unwrap());
+    let mut w = PcapWriter::with_header(file, PcapHeader { endianness: Endianness::Little, ..Default::default() }).unwrap();
     let mut f = Vec::with_capacity(128);
     for i in 0..n {
         f.clear();
         let host = i % 10_000;
-        let lan = [192, 168, (host % 50) as u8, (host % 200) as u8 + 1];
+        let lan = [192, 168, (host / 250) as u8, (host % 250) as u8 + 1];
         let wan = [93, (host >> 8) as u8, host as u8, 7];
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, (host >> 8) as u8, host as u8], [2, 0, 0, 0, 0, 1]);
         if i % 2 == 0 {
@@ -303,7 +304,7 @@ fn big_capture(n: u32) -> Vec<u8> {
         let ts = Duration::from_micros(1_700_000_000_000_000 + i as u64 * 1000);
         w.write_packet(&PcapPacket::new(ts, f.len() as u32, &f)).unwrap();
     }
-    w.into_writer()
+    w.into_writer().flush().unwrap();
 }
 
 /// `cargo test -p spind --lib --release -- --ignored replay_throughput --nocapture`
@@ -311,7 +312,8 @@ fn big_capture(n: u32) -> Vec<u8> {
 #[ignore]
 fn replay_throughput() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_tmp(&dir, "big.pcap", &big_capture(1_000_000));
+    let path = dir.path().join("big.pcap");
+    big_capture(&path, 1_000_000);
     let start = Instant::now();
     let info = validate(&path).unwrap();
     let validated = start.elapsed();
@@ -325,6 +327,13 @@ fn replay_throughput() {
             break;
         }
     }
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("")
+        .to_string();
+    println!("{rss}");
     println!("{} packets: validate {validated:?}, validate+replay {:?}, {events} events", info.packets, start.elapsed());
     drop(rx);
     h.join().unwrap().unwrap();
