@@ -458,7 +458,7 @@ struct Chunks<R> {
 
 impl<R: Read> Chunks<R> {
     fn new(reader: R) -> Self {
-        Chunks { reader, buf: vec![0; 256 * 1024], pos: 0, cur_len: 0, len: 0, base: 0 }
+        Chunks { reader, buf: vec![0; 64 * 1024], pos: 0, cur_len: 0, len: 0, base: 0 }
     }
 
     /// File offset of the current record.
@@ -498,7 +498,7 @@ impl<R: Read> Chunks<R> {
         }
     }
 
-    /// Reads more, making room for a record of `want` bytes. `false` at end of file.
+    /// Reads more, towards a record of `want` bytes. `false` at end of file.
     fn fill(&mut self, want: usize) -> io::Result<bool> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.len, 0);
@@ -506,8 +506,10 @@ impl<R: Read> Chunks<R> {
             self.len -= self.pos;
             self.pos = 0;
         }
-        if want > self.buf.len() {
-            self.buf.resize(want.next_power_of_two(), 0);
+        if self.len == self.buf.len() && want > self.len {
+            // Grow only as data actually arrives, so a corrupt length near the end of a file
+            // does not allocate what the file cannot contain.
+            self.buf.resize((self.buf.len() * 2).min(want.next_power_of_two()), 0);
         }
         loop {
             match self.reader.read(&mut self.buf[self.len..]) {
