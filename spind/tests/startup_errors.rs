@@ -16,8 +16,8 @@ fn exit_and_log(b: SpindBuilder) -> (i32, String) {
 fn config_line_without_equals_sign_names_the_line() {
     let (code, log) = exit_and_log(SpindBuilder::new().config_line("node_cache_retain_time 60").arg("-P"));
     assert_eq!(code, 1, "{log}");
-    // The harness writes 5 lines of its own before ours.
-    assert!(log.contains("spind.conf:6"), "{log}");
+    // The harness writes 6 lines of its own before ours.
+    assert!(log.contains("spind.conf:7"), "{log}");
     assert!(log.contains("node_cache_retain_time 60"), "{log}");
 }
 
