@@ -325,7 +325,7 @@ impl Core {
         // A query names a node whatever its TTL: no new node for a name we already know.
         let queried = match self.nodes.by_domain(qname) {
             Some(id) => {
-                self.nodes.add(Candidate { last_seen: time, ..Default::default() }, time);
+                self.nodes.touch(id, time);
                 id
             }
             None => self.nodes.add(

@@ -178,6 +178,13 @@ impl NodeCache {
         Some(id)
     }
 
+    /// Refresh `last_seen` of node `id`.
+    pub fn touch(&mut self, id: NodeId, now: Timestamp) {
+        if let Some(n) = self.nodes.get_mut(&id) {
+            n.last_seen = n.last_seen.max(now);
+        }
+    }
+
     pub fn set_name(&mut self, id: NodeId, name: Option<String>) -> bool {
         match self.nodes.get_mut(&id) {
             Some(n) if n.name != name => {

@@ -335,6 +335,11 @@ impl Decoder {
                     135 | 136 => self.ndp(sec, src, l4.icmp_type, icmp.payload(), out),
                     _ => {}
                 }
+                // Neighbour discovery and MLD are link housekeeping that conntrack does not
+                // track either: no flow, no node for a solicited-node multicast address.
+                if matches!(l4.icmp_type, 130..=137 | 143) {
+                    return;
+                }
             }
             _ => {}
         }
