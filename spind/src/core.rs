@@ -472,7 +472,8 @@ impl Core {
             match *c {
                 Change::Merged { from, into } => {
                     self.renumber(from, into);
-                    persist_nodes = true;
+                    // The node store holds persisted nodes only; a merge of others changes nothing there.
+                    persist_nodes |= self.is_persistent(into);
                 }
                 Change::Deleted(id) => {
                     self.device_flows.remove(&id);

@@ -211,7 +211,8 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         let d = r % DEVICES;
         let dev_mac = [0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8];
         let dev_ip = [192, 168, 1, 10 + d as u8];
-        let remote_ip = [100 + (r >> 16) as u8, 64 + ((r >> 8) & 0x3f) as u8, (r & 0xff) as u8, 1 + (r % 250) as u8];
+        // Public addresses (101.0.0.0/8): internet hosts, not on-link ones.
+        let remote_ip = [101, (r >> 16) as u8, (r >> 8) as u8, r as u8];
         let sport = 10_000 + (r % 50_000) as u16;
         frame(&mut buf, dev_mac, router_mac, dev_ip, router_ip, 17, &udp(sport, 53, &dns(r, None)));
         put(&mut w, &buf, &mut n)?;
