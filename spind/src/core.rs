@@ -866,7 +866,7 @@ impl Core {
         let scopes = crate::dots::parse(signal).map_err(|m| OpError::new(1, m))?;
         let mut matched = BTreeSet::new();
         for (&device, records) in &self.device_flows {
-            for (&(remote, port, icmp), _) in records {
+            for &(remote, port, icmp) in records.keys() {
                 let Some(node) = self.nodes.get(remote) else { continue };
                 if scopes.iter().any(|s| s.matches(&node.ips, port, icmp)) {
                     matched.insert(device);

@@ -223,7 +223,7 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
             if p % 2 == 0 {
                 frame(&mut buf, dev_mac, router_mac, dev_ip, remote_ip, 6, &tcp(sport, 443, flags, 200));
             } else {
-                frame(&mut buf, router_mac, dev_mac, remote_ip, dev_ip, 6, &tcp(443, sport, 0x10 | 0x02 * u8::from(p == 1), 1200));
+                frame(&mut buf, router_mac, dev_mac, remote_ip, dev_ip, 6, &tcp(443, sport, 0x10 | (0x02 * u8::from(p == 1)), 1200));
             }
             put(&mut w, &buf, &mut n)?;
         }
