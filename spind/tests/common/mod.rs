@@ -2,6 +2,8 @@
 //! directory, real MQTT clients (TCP and WebSocket), and the three JSON-RPC transports.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -52,11 +54,13 @@ pub struct SpindBuilder {
     pub config: String,
     pub args: Vec<String>,
     pub state_dir: Option<PathBuf>,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl SpindBuilder {
     pub fn new() -> Self {
-        SpindBuilder { config: String::new(), args: Vec::new(), state_dir: None }
+        SpindBuilder { config: String::new(), args: Vec::new(), state_dir: None, netns: None }
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -67,6 +71,11 @@ impl SpindBuilder {
     pub fn config_line(mut self, line: &str) -> Self {
         self.config.push_str(line);
         self.config.push('\n');
+        self
+    }
+
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_string());
         self
     }
 
@@ -100,7 +109,15 @@ impl SpindBuilder {
         )
         .unwrap();
         let log = dir.path().join("spind.log");
-        let child = Command::new(SPIND)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SPIND]);
+                c
+            }
+            None => Command::new(SPIND),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&conf)
             .arg("-j")
@@ -141,17 +158,12 @@ impl Spind {
 
     /// A JSON-RPC call over HTTP POST; returns the parsed reply.
     pub fn rpc(&self, method: &str, params: Value) -> Value {
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let (status, text) = http_request(self.http_port, "POST", "/spin_api/jsonrpc", body.as_bytes());
-        assert_eq!(status, 200, "HTTP status for {method}: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply to {method} is not JSON ({e}): {text:?}"))
+        rpc_http(self.http_port, method, params)
     }
 
     /// The `result` of a successful call.
     pub fn call(&self, method: &str, params: Value) -> Value {
-        let r = self.rpc(method, params);
-        assert!(r.get("error").is_none(), "{method} failed: {r}");
-        r.get("result").cloned().unwrap_or(Value::Null)
+        call_http(self.http_port, method, params)
     }
 }
 
@@ -163,6 +175,21 @@ impl Drop for Spind {
             eprintln!("---- spind log ----\n{}", self.log_text());
         }
     }
+}
+
+/// A JSON-RPC call over HTTP POST to spind's web port; returns the parsed reply.
+pub fn rpc_http(port: u16, method: &str, params: Value) -> Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let (status, text) = http_request(port, "POST", "/spin_api/jsonrpc", body.as_bytes());
+    assert_eq!(status, 200, "HTTP status for {method}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply to {method} is not JSON ({e}): {text:?}"))
+}
+
+/// The `result` of a successful call.
+pub fn call_http(port: u16, method: &str, params: Value) -> Value {
+    let r = rpc_http(port, method, params);
+    assert!(r.get("error").is_none(), "{method} failed: {r}");
+    r.get("result").cloned().unwrap_or(Value::Null)
 }
 
 pub fn unsafe_kill(pid: u32, sig: i32) {

@@ -1,0 +1,208 @@
+//! A home network in three network namespaces, for tests that need the real kernel:
+//!
+//! ```text
+//!  client (02:00:00:00:00:64)        router                          server ("internet")
+//!  eth0 192.168.8.100/24 ------ lan0 192.168.8.1/24   wan0 198.51.100.1/24 ------ eth0 .10 .20 .30
+//!       fd00:8::100/64               fd00:8::1/64          2001:db8:100::1/64         ::10 ::20
+//!                                    NAT44 on wan0, IPv6 routed                  dnsmasq :53, http :80
+//! ```
+//!
+//! Links use MTU 9000 so protocol headers are ~1% of a download and conntrack's byte counts can
+//! be compared with curl's. Everything is removed on drop, also when a test fails.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const CLIENT_MAC: &str = "02:00:00:00:00:64";
+pub const CLIENT_V4: &str = "192.168.8.100";
+pub const CLIENT_V6: &str = "fd00:8::100";
+
+/// Root is needed for namespaces. Without it a test fails, unless the runner opted out with
+/// `SPIND_SKIP_ROOT_TESTS=1`, in which case it says it skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    if root {
+        return true;
+    }
+    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED {test}: needs root (network namespaces); SPIND_SKIP_ROOT_TESTS=1 is set");
+        return false;
+    }
+    panic!("{test} needs root (network namespaces); run as root, or set SPIND_SKIP_ROOT_TESTS=1 to skip it knowingly");
+}
+
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub struct Topology {
+    pub client: String,
+    pub router: String,
+    pub server: String,
+    pub work: tempfile::TempDir,
+    daemons: Vec<Child>,
+}
+
+impl Topology {
+    pub fn new() -> Topology {
+        let tag = format!("{}{}", std::process::id() % 100_000, super::free_port() % 1000);
+        let t = Topology {
+            client: format!("spc{tag}"),
+            router: format!("spr{tag}"),
+            server: format!("sps{tag}"),
+            work: tempfile::tempdir().unwrap(),
+            daemons: Vec::new(),
+        };
+        t.build();
+        t
+    }
+
+    fn build(&self) {
+        let (c, r, s) = (self.client.as_str(), self.router.as_str(), self.server.as_str());
+        for ns in [c, r, s] {
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.all.accept_dad=0"]);
+        }
+        sh(&["ip", "link", "add", "name", "eth0", "netns", c, "address", CLIENT_MAC, "mtu", "9000", "type", "veth",
+            "peer", "name", "lan0", "netns", r, "address", "02:00:00:00:00:01", "mtu", "9000"]);
+        sh(&["ip", "link", "add", "name", "wan0", "netns", r, "mtu", "9000", "type", "veth",
+            "peer", "name", "eth0", "netns", s, "address", "02:00:00:00:0a:0a", "mtu", "9000"]);
+        let ip = |ns: &str, args: &[&str]| {
+            let mut v = vec!["ip", "-n", ns];
+            v.extend_from_slice(args);
+            sh(&v);
+        };
+        ip(c, &["addr", "add", "192.168.8.100/24", "dev", "eth0"]);
+        ip(c, &["-6", "addr", "add", "fd00:8::100/64", "dev", "eth0", "nodad"]);
+        ip(c, &["link", "set", "eth0", "up"]);
+        ip(c, &["route", "add", "default", "via", "192.168.8.1"]);
+        ip(c, &["-6", "route", "add", "default", "via", "fd00:8::1"]);
+        ip(r, &["addr", "add", "192.168.8.1/24", "dev", "lan0"]);
+        ip(r, &["-6", "addr", "add", "fd00:8::1/64", "dev", "lan0", "nodad"]);
+        ip(r, &["addr", "add", "198.51.100.1/24", "dev", "wan0"]);
+        ip(r, &["-6", "addr", "add", "2001:db8:100::1/64", "dev", "wan0", "nodad"]);
+        ip(r, &["link", "set", "lan0", "up"]);
+        ip(r, &["link", "set", "wan0", "up"]);
+        sh(&["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+        self.nft_router("table ip natest { chain post { type nat hook postrouting priority srcnat; policy accept; oifname \"wan0\" masquerade; } }");
+        for a in ["198.51.100.10/24", "198.51.100.20/24", "198.51.100.30/24"] {
+            ip(s, &["addr", "add", a, "dev", "eth0"]);
+        }
+        for a in ["2001:db8:100::10/64", "2001:db8:100::20/64"] {
+            ip(s, &["-6", "addr", "add", a, "dev", "eth0", "nodad"]);
+        }
+        ip(s, &["link", "set", "eth0", "up"]);
+        ip(s, &["route", "add", "default", "via", "198.51.100.1"]);
+        ip(s, &["-6", "route", "add", "default", "via", "2001:db8:100::1"]);
+    }
+
+    /// Applies an nftables script in the router namespace.
+    pub fn nft_router(&self, script: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "nft script failed: {script}");
+    }
+
+    /// dnsmasq for the test zone and an HTTP server with `file100k` and `file1m`, on the server.
+    pub fn start_services(&mut self) {
+        let www = self.work.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("file100k"), vec![0u8; 102_400]).unwrap();
+        std::fs::write(www.join("file1m"), vec![0u8; 1_048_576]).unwrap();
+        let dnsmasq = Command::new("ip")
+            .args(["netns", "exec", &self.server, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                "--pid-file=", "--user=root", "--group=root", "--listen-address=198.51.100.10,2001:db8:100::10",
+                "--bind-interfaces", "--port=53", "--local=/test/",
+                "--host-record=www.example.test,198.51.100.10,2001:db8:100::10,300",
+                "--host-record=other.example.test,198.51.100.20,2001:db8:100::20,300",
+                "--host-record=api.example.test,198.51.100.30,60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        self.daemons.push(dnsmasq);
+        let http = Command::new("ip")
+            .args(["netns", "exec", &self.server, "python3", "-m", "http.server", "80", "--bind", "::", "--directory"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        self.daemons.push(http);
+        let server = self.server.clone();
+        super::wait_for("the test HTTP and DNS servers", Duration::from_secs(20), || {
+            let http = Command::new("ip").args(["netns", "exec", &server, "curl", "-s", "-o", "/dev/null", "http://198.51.100.10/file100k"]).status().ok()?;
+            let dns = Command::new("ip").args(["netns", "exec", &server, "dig", "+short", "+time=1", "+tries=1", "@198.51.100.10", "www.example.test"]).output().ok()?;
+            (http.success() && !dns.stdout.is_empty()).then_some(())
+        });
+    }
+
+    /// Runs a command in the client namespace.
+    pub fn client_cmd(&self, args: &[&str]) -> Output {
+        Command::new("ip").args(["netns", "exec", &self.client]).args(args).output().unwrap()
+    }
+
+    /// Downloads `url` from the client with a time limit: `Some(bytes)` on success.
+    pub fn curl(&self, url: &str, max_secs: &str) -> Option<u64> {
+        let out = self.client_cmd(&["curl", "-s", "-g", "-o", "/dev/null", "--max-time", max_secs, "-w", "%{size_download}", url]);
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    pub fn dig(&self, name: &str, qtype: &str) -> String {
+        let out = self.client_cmd(&["dig", "+short", "+time=2", "+tries=1", "@198.51.100.10", name, qtype]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs `f` on a thread inside the router namespace: sockets it (and threads it starts)
+    /// open live there, so the test can reach spind's loopback ports.
+    pub fn in_router<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from("/run/netns").join(&self.router);
+        std::thread::spawn(move || {
+            enter_netns(&path);
+            f()
+        })
+        .join()
+        .expect("thread in the router namespace")
+    }
+}
+
+pub fn enter_netns(path: &Path) {
+    let f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: setns on this thread with a valid namespace fd.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns {}: {}", path.display(), std::io::Error::last_os_error());
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for ns in [&self.client, &self.router, &self.server] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

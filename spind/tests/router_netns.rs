@@ -1,0 +1,223 @@
+//! spind on a live Linux router (root): client — router — server in network namespaces, real
+//! DNS (dnsmasq), HTTP, NAT and the real kernel's conntrack, NFLOG and nftables. spind runs in
+//! the router namespace; the test talks to it from there with a real MQTT client and JSON-RPC.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::netns::{root_or_skip, Topology, CLIENT_MAC, CLIENT_V4, CLIENT_V6};
+use common::{call_http, rpc_http, wait_for, Msg, Spind, SpindBuilder, Subscriber};
+use serde_json::{json, Value};
+
+struct Router {
+    topo: Topology,
+    spind: Option<Spind>,
+    state: tempfile::TempDir,
+    leases: std::path::PathBuf,
+}
+
+impl Router {
+    fn new() -> Router {
+        let mut topo = Topology::new();
+        topo.start_services();
+        let state = tempfile::tempdir().unwrap();
+        let leases = topo.work.path().join("dhcp.leases");
+        std::fs::write(&leases, format!("{} {CLIENT_MAC} {CLIENT_V4} kims-laptop 01:{CLIENT_MAC}\n", 4_000_000_000u64)).unwrap();
+        let mut r = Router { topo, spind: None, state, leases };
+        r.start_spind();
+        r
+    }
+
+    fn start_spind(&mut self) {
+        let s = SpindBuilder::new()
+            .netns(&self.topo.router)
+            .state_dir(self.state.path())
+            .config_line(&format!("dhcp_leases_file = {}", self.leases.display()))
+            .spawn();
+        let port = s.http_port;
+        self.topo.in_router(move || {
+            wait_for("spind's web port in the router", Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+            })
+        });
+        self.spind = Some(s);
+    }
+
+    fn port(&self) -> u16 {
+        self.spind.as_ref().unwrap().http_port
+    }
+
+    fn call(&self, method: &'static str, params: Value) -> Value {
+        let port = self.port();
+        self.topo.in_router(move || call_http(port, method, params))
+    }
+
+    fn rpc(&self, method: &'static str, params: Value) -> Value {
+        let port = self.port();
+        self.topo.in_router(move || rpc_http(port, method, params))
+    }
+
+    fn subscribe(&self) -> Subscriber {
+        let port = self.spind.as_ref().unwrap().mqtt_port;
+        self.topo.in_router(move || Subscriber::connect(port, false, "SPIN/#"))
+    }
+
+    /// The id of the node that has `ip`.
+    fn node_with_ip(&self, ip: &str) -> u64 {
+        wait_for(&format!("a node with {ip}"), Duration::from_secs(10), || {
+            (1..200).find_map(|id| {
+                let r = self.rpc("get_device_data", json!({"node": id}));
+                r["result"]["ips"].as_array()?.iter().any(|x| x == ip).then_some(id)
+            })
+        })
+    }
+
+    fn kill_spind(&mut self) {
+        let mut s = self.spind.take().unwrap();
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+    }
+}
+
+/// Both directions of all traffic flows from node `from` to node `to` on port `port`.
+fn flow_bytes(msgs: &[Msg], from: u64, to: u64, port: u64) -> u64 {
+    msgs.iter()
+        .filter(|m| m.command() == "traffic")
+        .flat_map(|m| m.json()["result"]["flows"].as_array().unwrap().clone())
+        .filter(|f| f["from"] == from && f["to"] == to && f["to_port"] == port)
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum()
+}
+
+fn latest_node_info(msgs: &[Msg], pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    msgs.iter()
+        .rev()
+        .filter(|m| m.topic.starts_with("SPIN/traffic/node/") && !m.payload.is_empty())
+        .map(|m| m.json()["result"].clone())
+        .find(|n| pred(n))
+}
+
+#[test]
+fn router_reports_devices_names_and_traffic_from_the_kernel() {
+    if !root_or_skip("router_reports_devices_names_and_traffic_from_the_kernel") {
+        return;
+    }
+    let r = Router::new();
+    let sub = r.subscribe();
+    assert_eq!(r.topo.dig("www.example.test", "A"), "198.51.100.10");
+    assert_eq!(r.topo.dig("www.example.test", "AAAA"), "2001:db8:100::10");
+    let v4 = r.topo.curl("http://198.51.100.10/file1m", "10").expect("IPv4 download");
+    let v6 = r.topo.curl("http://[2001:db8:100::10]/file1m", "10").expect("IPv6 download");
+    assert_eq!((v4, v6), (1_048_576, 1_048_576));
+
+    let start = Instant::now();
+    let msgs = sub.collect_until("both downloads in traffic messages", Duration::from_secs(15), |got| {
+        let Some(client) = latest_node_info(got, |n| n["mac"] == CLIENT_MAC) else { return false };
+        let Some(server) = latest_node_info(got, |n| n["domains"].to_string().contains("www.example.test.")) else { return false };
+        flow_bytes(got, client["id"].as_u64().unwrap(), server["id"].as_u64().unwrap(), 80) >= v4 + v6
+    });
+    eprintln!("stream complete {:?} after the downloads", start.elapsed());
+    let client = latest_node_info(&msgs, |n| n["mac"] == CLIENT_MAC).unwrap();
+    let server = latest_node_info(&msgs, |n| n["domains"].to_string().contains("www.example.test.")).unwrap();
+    assert_eq!(client["name"], "kims-laptop", "named from the DHCP leases: {client}");
+    let ips = client["ips"].to_string();
+    assert!(ips.contains(CLIENT_V4) && ips.contains(CLIENT_V6), "{client}");
+    let sips = server["ips"].to_string();
+    assert!(sips.contains("198.51.100.10") && sips.contains("2001:db8:100::10"), "{server}");
+
+    // conntrack counts whole packets both ways; with 9000-byte frames that is ~1% over curl's.
+    let bytes = flow_bytes(&msgs, client["id"].as_u64().unwrap(), server["id"].as_u64().unwrap(), 80);
+    let want = (v4 + v6) as f64;
+    assert!((bytes as f64 - want).abs() <= want * 0.05, "reported {bytes} bytes for {want} downloaded");
+
+    let queries: Vec<Value> = msgs.iter().filter(|m| m.command() == "dnsquery").map(|m| m.json()["result"].clone()).collect();
+    assert!(
+        queries.iter().any(|q| q["query"] == "www.example.test." && q["from"] == client["id"] && q["queriednode"] == server["id"]),
+        "{queries:?}"
+    );
+
+    // A lease change renames the device.
+    std::fs::write(&r.leases, format!("{} {CLIENT_MAC} {CLIENT_V4} kims-tablet *\n", 4_000_000_000u64)).unwrap();
+    let msgs = sub.collect_until("the device renamed from the new lease", Duration::from_secs(10), |got| {
+        latest_node_info(got, |n| n["mac"] == CLIENT_MAC).is_some_and(|n| n["name"] == "kims-tablet")
+    });
+    assert!(!msgs.is_empty());
+}
+
+fn blocked_now(r: &Router, url: &str) -> bool {
+    r.topo.curl(url, "1").is_none()
+}
+
+#[test]
+fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
+    if !root_or_skip("router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts") {
+        return;
+    }
+    let mut r = Router::new();
+    let sub = r.subscribe();
+    let www = "http://198.51.100.10/file100k";
+    let other = "http://198.51.100.20/file100k";
+    assert!(r.topo.curl(www, "5").is_some() && r.topo.curl(other, "5").is_some());
+    let server = r.node_with_ip("198.51.100.10");
+    let client = r.node_with_ip(CLIENT_V4);
+
+    // Block the server: the next download fails within a second, and `blocked` is reported.
+    r.call("add_iplist_node", json!({"list": "block", "node": server}));
+    let t = Instant::now();
+    assert!(blocked_now(&r, www), "download still works after the block");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(!blocked_now(&r, other), "only the blocked node is affected");
+    let msgs = sub.collect_until("blocked messages", Duration::from_secs(5), |got| got.iter().any(|m| m.command() == "blocked"));
+    let b = msgs.iter().find(|m| m.command() == "blocked").unwrap().json();
+    assert!(b["result"]["from"] == client || b["result"]["to"] == server, "{b}");
+
+    // Allowing the client overrides the block; withdrawing the allow restores it.
+    r.call("add_iplist_node", json!({"list": "allow", "node": client}));
+    assert!(!blocked_now(&r, www), "allow does not override block");
+    r.call("remove_iplist_node", json!({"list": "allow", "node": client}));
+    assert!(blocked_now(&r, www));
+
+    // spind stops: the kernel keeps blocking. It comes back with its lists, flags and table.
+    r.kill_spind();
+    assert!(blocked_now(&r, www), "the block did not hold while spind was down");
+    r.start_spind();
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10"]));
+    let restored = r.node_with_ip("198.51.100.10");
+    assert_eq!(r.call("get_device_data", json!({"node": restored}))["is_blocked"], true);
+    let table = common::netns::sh(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("198.51.100.10"));
+    assert!(blocked_now(&r, www));
+    r.call("remove_iplist_node", json!({"list": "block", "node": restored}));
+    assert!(!blocked_now(&r, www), "unblocking did not restore traffic");
+
+    // A flow block stops exactly that pair.
+    assert!(r.topo.curl(www, "5").is_some());
+    let client = r.node_with_ip(CLIENT_V4);
+    r.call("set_flow_block", json!({"node1": client, "node2": restored, "block": 1}));
+    assert!(blocked_now(&r, www), "flow block not enforced");
+    assert!(!blocked_now(&r, other), "flow block hit another pair");
+    r.call("set_flow_block", json!({"node1": client, "node2": restored, "block": 0}));
+    assert!(!blocked_now(&r, www));
+
+    // Ignored addresses: no traffic and no DNS queries of theirs are published.
+    let sub = r.subscribe();
+    r.call("add_iplist_node", json!({"list": "ignore", "node": client}));
+    r.topo.dig("www.example.test", "A");
+    r.topo.curl(www, "5").expect("ignored traffic still flows");
+    // A marker after the ignored traffic: once it is seen, everything before it has been too.
+    std::thread::sleep(Duration::from_millis(1500));
+    r.call("add_iplist_ip", json!({"list": "allow", "ip": "192.0.2.99"}));
+    let msgs = sub.collect_until("the marker", Duration::from_secs(10), |got| got.iter().any(|m| m.command() == "allow"));
+    for m in &msgs {
+        let v = m.json();
+        match m.command().as_str() {
+            "traffic" => assert!(
+                v["result"]["flows"].as_array().unwrap().iter().all(|f| f["from"] != client && f["to"] != client),
+                "ignored traffic published: {v}"
+            ),
+            "dnsquery" => assert_ne!(v["result"]["from"], client, "ignored query published: {v}"),
+            _ => {}
+        }
+    }
+}
