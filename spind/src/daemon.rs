@@ -56,12 +56,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
+/// OpenWrt keeps the settings in UCI; SPIN used it instead of spind.conf when present.
+const UCI_CONFIG_FILE: &str = "/etc/config/spin";
+
 fn load_config(opts: &Options) -> anyhow::Result<(Config, Vec<String>)> {
-    let (path, explicit) = match &opts.config_file {
-        Some(p) => (p.clone(), true),
-        None => (cli::DEFAULT_CONFIG_FILE.into(), false),
+    let (mut cfg, warnings) = match &opts.config_file {
+        Some(p) => Config::load(p, true)?,
+        None if Path::new(UCI_CONFIG_FILE).exists() => {
+            let text = std::fs::read_to_string(UCI_CONFIG_FILE).with_context(|| format!("cannot read {UCI_CONFIG_FILE}"))?;
+            Config::parse_uci(&text, UCI_CONFIG_FILE)?
+        }
+        None => Config::load(Path::new(cli::DEFAULT_CONFIG_FILE), false)?,
     };
-    let (mut cfg, warnings) = Config::load(&path, explicit)?;
     opts.apply(&mut cfg);
     Ok((cfg, warnings))
 }
