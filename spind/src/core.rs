@@ -839,19 +839,10 @@ impl Core {
             self.nodes.add(Candidate { ips: vec![ip], last_seen: now, ..Default::default() }, now)
         } else {
             let id = u64::try_from(node).unwrap_or(0);
-            let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
-            let cand = Candidate { mac: n.mac, ips: vec![ip], last_seen: now, ..Default::default() };
-            // The address is new, so only the MAC can relate it: it lands on node `id`.
-            let mut c = cand;
-            if c.mac.is_none() {
-                c.domains = n.domains.values().map(|d| (d.clone(), None)).collect();
-                if c.domains.is_empty() {
-                    c.ips.extend(n.ips.iter().copied());
-                }
+            if !self.nodes.add_ip(id, ip) {
+                return Err(OpError::new(-1, "Unknown node id"));
             }
-            let got = self.nodes.add(c, now);
-            debug!("node_add_ip {ip} -> node {got}");
-            got
+            id
         };
         self.emit(out, Vec::new());
         Ok(id)

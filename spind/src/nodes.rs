@@ -178,6 +178,19 @@ impl NodeCache {
         Some(id)
     }
 
+    /// Gives node `id` an address no node has yet. False if the node does not exist or the
+    /// address is taken.
+    pub fn add_ip(&mut self, id: NodeId, ip: IpAddr) -> bool {
+        if self.by_ip.contains_key(&ip) {
+            return false;
+        }
+        let Some(n) = self.nodes.get_mut(&id) else { return false };
+        n.ips.insert(ip);
+        self.by_ip.insert(ip, id);
+        self.modified.insert(id);
+        true
+    }
+
     /// Refresh `last_seen` of node `id`.
     pub fn touch(&mut self, id: NodeId, now: Timestamp) {
         if let Some(n) = self.nodes.get_mut(&id) {
