@@ -114,14 +114,13 @@ impl Topo {
         ];
         for (ns, dev, rdev, n, hosts) in links {
             run(&["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", rdev, "netns", &t.r]);
-            for (i, h) in hosts.iter().enumerate() {
+            for h in hosts {
                 let v6_host = match *h {
                     "130" => "8002",
                     other => other,
                 };
                 run(&["ip", "-n", ns, "addr", "add", &format!("10.9.{n}.{h}/24"), "dev", dev]);
                 run(&["ip", "-n", ns, "addr", "add", &format!("fd09:{n}::{v6_host}/64"), "dev", dev, "nodad"]);
-                let _ = i;
             }
             run(&["ip", "-n", &t.r, "addr", "add", &format!("10.9.{n}.1/24"), "dev", rdev]);
             run(&["ip", "-n", &t.r, "addr", "add", &format!("fd09:{n}::1/64"), "dev", rdev, "nodad"]);
