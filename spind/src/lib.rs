@@ -19,6 +19,7 @@ pub mod logging;
 pub mod messages;
 pub mod mqtt;
 pub mod names;
+pub mod nft;
 pub mod nodes;
 pub mod packet;
 pub mod persist;
