@@ -435,20 +435,27 @@ pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
     let _ = writeln!(s, "\t}}");
 
     // Base chains: DNS copies first (before anything that accepts or drops; no ct state
-    // shortcut), then the block check. A packet with both ports 53 is logged once.
+    // shortcut), then the block check. Which copies each hook takes is SPIN's choice: forward
+    // sees clients talking to outside resolvers both ways; input the queries to a resolver on
+    // the router and output its answers, so each lookup is seen once and the router's own
+    // upstream queries are not mistaken for a client's. A packet with both ports 53 is logged once.
     for hook in ["forward", "input", "output"] {
         let log = format!("log prefix \"{DNS_LOG_PREFIX}\" group {dns_group} queue-threshold 1");
         let _ = writeln!(s, "\n\tchain {hook} {{");
         let _ = writeln!(s, "\t\ttype filter hook {hook} priority {PRIORITY}; policy accept;");
-        let _ = writeln!(
-            s,
-            "\t\tmeta l4proto {{ tcp, udp }} th sport 53 counter {log} comment \"dns-sport\""
-        );
-        let _ = writeln!(
-            s,
-            "\t\tmeta l4proto {{ tcp, udp }} th dport 53 th sport != 53 counter {log} \
-             comment \"dns-dport\""
-        );
+        if hook != "input" {
+            let _ = writeln!(
+                s,
+                "\t\tmeta l4proto {{ tcp, udp }} th sport 53 counter {log} comment \"dns-sport\""
+            );
+        }
+        if hook != "output" {
+            let _ = writeln!(
+                s,
+                "\t\tmeta l4proto {{ tcp, udp }} th dport 53 th sport != 53 counter {log} \
+                 comment \"dns-dport\""
+            );
+        }
         let _ = writeln!(s, "\t\tjump check");
         let _ = writeln!(s, "\t}}");
     }
@@ -573,11 +580,16 @@ mod tests {
         for hook in ["forward", "input", "output"] {
             let c = chain(&s, hook);
             assert_eq!(c[0], format!("type filter hook {hook} priority filter - 10; policy accept;"));
-            assert!(c[1].contains("th sport 53") && c[1].contains("log prefix \"spin-dns\" group 5 queue-threshold 1"));
-            assert!(c[2].contains("th dport 53 th sport != 53") && c[2].contains("group 5 queue-threshold 1"));
-            assert!(c[1].starts_with("meta l4proto { tcp, udp }"));
-            assert_eq!(c[3], "jump check");
-            assert_eq!(c.len(), 4);
+            let dns: Vec<&str> = c[1..c.len() - 1].to_vec();
+            for rule in &dns {
+                assert!(rule.starts_with("meta l4proto { tcp, udp }"), "{rule}");
+                assert!(rule.contains("log prefix \"spin-dns\" group 5 queue-threshold 1"), "{rule}");
+            }
+            let has = |what: &str| dns.iter().any(|r| r.contains(what));
+            // forward: both ways; input: queries to the router; output: the router's answers.
+            assert_eq!(has("th sport 53 counter"), hook != "input", "{hook}: {dns:?}");
+            assert_eq!(has("th dport 53 th sport != 53"), hook != "output", "{hook}: {dns:?}");
+            assert_eq!(*c.last().unwrap(), "jump check");
         }
         assert!(!s.contains("ct state"));
     }
