@@ -93,7 +93,9 @@ impl Topology {
         ip(r, &["link", "set", "lan0", "up"]);
         ip(r, &["link", "set", "wan0", "up"]);
         sh(&["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
-        self.nft_router("table ip natest { chain post { type nat hook postrouting priority srcnat; policy accept; oifname \"wan0\" masquerade; } }");
+        self.nft_router(
+            "table ip natest {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"wan0\" masquerade\n\t}\n}\n",
+        );
         for a in ["198.51.100.10/24", "198.51.100.20/24", "198.51.100.30/24"] {
             ip(s, &["addr", "add", a, "dev", "eth0"]);
         }
