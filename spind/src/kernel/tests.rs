@@ -1,0 +1,1 @@
+//! Kernel tests in network namespaces (root).
