@@ -91,6 +91,17 @@ pub(crate) const FIX_NFLOG: &str = "the kernel has no NFLOG netlink interface: i
     CONFIG_NETFILTER_NETLINK_LOG (module nfnetlink_log: `modprobe nfnetlink_log`)";
 pub(crate) const FIX_RTNL: &str = "the kernel's rtnetlink (NETLINK_ROUTE) is unavailable";
 
+/// Whether this thread has CAP_NET_ADMIN in its effective set (bit 12 of `CapEff`).
+pub(crate) fn has_cap_net_admin() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
 /// Wall-clock Unix seconds.
 pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as Timestamp).unwrap_or(0)

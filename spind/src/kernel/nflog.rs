@@ -90,7 +90,10 @@ fn config_msg(group: u16, cmd: Option<u8>, packet_mode: bool) -> Vec<u8> {
 }
 
 fn bind_error(group: u16, err: io::Error) -> KernelError {
-    if err.raw_os_error() == Some(libc::EBUSY) {
+    // The kernel answers EPERM (not EBUSY) when another socket owns the group; without
+    // CAP_NET_ADMIN it also says EPERM: tell the two apart by our capabilities.
+    let eperm = err.raw_os_error() == Some(libc::EPERM);
+    if err.raw_os_error() == Some(libc::EBUSY) || (eperm && super::has_cap_net_admin()) {
         KernelError::GroupBusy { group }
     } else {
         KernelError::from_io("bind an NFLOG group", FIX_NFLOG, err)
