@@ -327,7 +327,7 @@ impl MsgBuilder {
 
     pub fn raw(mut self, bytes: &[u8]) -> MsgBuilder {
         self.buf.extend_from_slice(bytes);
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
         self
@@ -338,7 +338,7 @@ impl MsgBuilder {
         self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         self.buf.extend_from_slice(data);
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
         self

@@ -183,7 +183,7 @@ mod unit_tests {
             p.extend_from_slice(&((4 + d.len()) as u16).to_ne_bytes());
             p.extend_from_slice(&k.to_ne_bytes());
             p.extend_from_slice(d);
-            while p.len() % 4 != 0 {
+            while !p.len().is_multiple_of(4) {
                 p.push(0);
             }
         }

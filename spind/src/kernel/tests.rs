@@ -124,6 +124,7 @@ fn find<'a>(flows: &'a [FlowSample], proto: u8, src: &str, dst: &str, dport: u16
 
 /// Sends `n` datagrams of `size` bytes from a to b and `replies` answers of `rsize` bytes back;
 /// waits until all arrived. Returns the sender's port.
+#[allow(clippy::too_many_arguments)]
 fn udp_exchange(a: &Netns, b: &Netns, dst: &str, port: u16, n: usize, size: usize, replies: usize, rsize: usize) -> u16 {
     let server = b.run(|| UdpSocket::bind(SocketAddr::new(ip(dst), port)).unwrap());
     let client = a.run(|| UdpSocket::bind(SocketAddr::new(if dst.contains(':') { ip("::") } else { ip("0.0.0.0") }, 0)).unwrap());
@@ -386,6 +387,7 @@ fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
             chain in { type filter hook input priority 0; udp sport 53 log group 51; udp dport 7777 log group 52 drop; }
         }",
     );
+    a.run(|| super::check().expect("start-up checks pass in a namespace"));
     let (tx, rx) = mpsc::channel::<Input>();
     let sources =
         a.run(|| start_sources(&KernelSettings { dns_group: 51, block_group: 52 }, tx).expect("start sources"));
@@ -417,4 +419,63 @@ fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
     assert!(neigh, "neighbour");
     assert!(packets >= 2, "NFLOG packets: {packets}");
     sources.stop();
+}
+
+/// CPU time (user, system) of the calling thread.
+fn thread_cpu() -> (Duration, Duration) {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let d = |tv: libc::timeval| Duration::from_micros(tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64);
+    (d(ru.ru_utime), d(ru.ru_stime))
+}
+
+/// Measures dump_and_zero with 10k and 50k live UDP entries that all have traffic.
+/// `cargo test -p spind --lib kernel::tests::conntrack_dump_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn conntrack_dump_cost_10k_50k() {
+    if !root() {
+        return;
+    }
+    let (a, _b) = pair("perf");
+    a.nft(CT_RULESET);
+    a.run(|| enable_accounting().unwrap());
+    let mut ct = a.run(|| Conntrack::open().unwrap());
+    let sock = a.run(|| UdpSocket::bind((A4, 40000)).unwrap());
+    let mut flows = Vec::with_capacity(60_000);
+    for n in [10_000u16, 50_000] {
+        for round in 0..3 {
+            for port in 1..=n {
+                let _ = sock.send_to(b"x", (B4, port));
+            }
+            flows.clear();
+            let (u0, s0) = thread_cpu();
+            let t0 = Instant::now();
+            let st = ct.dump_and_zero(&mut flows).unwrap();
+            let wall = t0.elapsed();
+            let (u1, s1) = thread_cpu();
+            eprintln!(
+                "{n} entries (round {round}): dump_and_zero {wall:?} wall, user {:?}, sys {:?}; {st:?}, {} with traffic",
+                u1 - u0,
+                s1 - s0,
+                flows.len()
+            );
+            assert_eq!(st.enobufs, 0);
+            assert!(flows.len() >= n as usize, "every flow reported: {}", flows.len());
+            flows.clear();
+            let (u0, s0) = thread_cpu();
+            let t0 = Instant::now();
+            let st = ct.dump_and_zero(&mut flows).unwrap();
+            let (u1, s1) = thread_cpu();
+            eprintln!(
+                "  idle dump right after: {:?} wall, user {:?}, sys {:?}; {st:?}, {} with traffic",
+                t0.elapsed(),
+                u1 - u0,
+                s1 - s0,
+                flows.len()
+            );
+        }
+    }
 }
