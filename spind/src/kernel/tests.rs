@@ -479,3 +479,48 @@ fn conntrack_dump_cost_10k_50k() {
         }
     }
 }
+
+/// Drops CAP_NET_ADMIN from the calling thread's effective set (capabilities are per thread).
+fn drop_net_admin() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header { version: 0x2008_0522, pid: 0 };
+    let mut d = [Data::default(); 2];
+    // SAFETY: valid header and two data structs (capability version 3).
+    assert_eq!(unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) }, 0);
+    d[0].effective &= !(1 << 12);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) }, 0);
+}
+
+#[test]
+fn without_cap_net_admin_errors_say_what_to_do() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new("cap");
+    let (ct, nflog, check) = ns.run(|| {
+        drop_net_admin();
+        assert!(!super::has_cap_net_admin());
+        let ct = Conntrack::open().and_then(|mut c| c.dump_and_zero(&mut Vec::new())).err().expect("conntrack refused");
+        let nflog = Nflog::open(&[(3, NflogKind::Dns)]).err().expect("NFLOG refused");
+        let check = super::check().err().expect("check fails");
+        (ct.to_string(), nflog.to_string(), check.to_string())
+    });
+    for msg in [&ct, &nflog, &check] {
+        assert!(msg.contains("CAP_NET_ADMIN") && msg.contains("run as root"), "{msg}");
+    }
+    assert!(ct.contains("dump conntrack"), "{ct}");
+    assert!(nflog.contains("NFLOG"), "{nflog}");
+    eprintln!("{ct}\n{nflog}");
+}
