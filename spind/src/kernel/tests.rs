@@ -512,9 +512,9 @@ fn without_cap_net_admin_errors_say_what_to_do() {
     let (ct, nflog, check) = ns.run(|| {
         drop_net_admin();
         assert!(!super::has_cap_net_admin());
-        let ct = Conntrack::open().and_then(|mut c| c.dump_and_zero(&mut Vec::new())).err().expect("conntrack refused");
+        let ct = Conntrack::open().and_then(|mut c| c.dump_and_zero(&mut Vec::new())).expect_err("conntrack refused");
         let nflog = Nflog::open(&[(3, NflogKind::Dns)]).err().expect("NFLOG refused");
-        let check = super::check().err().expect("check fails");
+        let check = super::check().expect_err("check fails");
         (ct.to_string(), nflog.to_string(), check.to_string())
     });
     for msg in [&ct, &nflog, &check] {
