@@ -14,6 +14,7 @@ pub mod enforce;
 pub mod event;
 pub mod extsrc;
 pub mod http;
+pub mod kernel;
 pub mod lists;
 pub mod logging;
 pub mod messages;
