@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use serde_json::{json, Value};
 
 use crate::addr::IpNet;
@@ -146,10 +146,9 @@ impl Core {
             stats: Stats::default(),
         };
         core.restore_node_store();
-        if let Err(e) = core.enforce() {
-            // Not fatal: the lists are kept and enforcement is retried at the next change.
-            warn!("cannot enforce the persisted lists: {}", e.message);
-        }
+        // Unlike SPIN 1.0, the persisted lists are enforced from the start; a router that
+        // cannot enforce them must say so rather than run unprotected.
+        core.enforce().map_err(|e| anyhow::anyhow!("cannot enforce the persisted lists: {}", e.message))?;
         Ok(core)
     }
 

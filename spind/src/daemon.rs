@@ -8,16 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use log::{error, info, warn};
 
 use crate::cli::{self, Options};
 use crate::config::Config;
 use crate::core::{Core, CoreSettings};
+use crate::enforce::Enforcer;
 use crate::event::{Event, Input, Publish, RpcReply, Timestamp};
 use crate::names::Names;
 use crate::persist::StateDir;
-use crate::{extsrc, http, logging, mqtt, replay, rpc, rpc_unix};
+use crate::{extsrc, http, kernel, logging, mqtt, nft, replay, rpc, rpc_unix};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -98,15 +99,20 @@ fn run(opts: Options) -> anyhow::Result<()> {
         warn!("{w}");
     }
     if opts.remove_firewall {
-        bail!("--remove-firewall: this spind has no kernel enforcement (nftables) built in yet");
+        // Blocks stay in force when spind stops; this is how to lift them.
+        let existed = nft::remove_table()?;
+        println!("{}", if existed { "removed nftables table inet spin" } else { "no nftables table inet spin to remove" });
+        return Ok(());
     }
+    // Live mode watches this machine's kernel; replay and extsrc input (SPIN's passive mode)
+    // need no privileges and touch no firewall.
     let kernel_mode = opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
-    if kernel_mode {
-        bail!(
-            "watching a live router (conntrack, NFLOG, nftables) is not built in yet; \
-             run with --replay FILE, or -P with -e PATH / -E ADDR to take SPIN's extsrc input"
-        );
-    }
+    let enforcer: Option<Box<dyn Enforcer>> = if kernel_mode {
+        kernel::check()?;
+        Some(Box::new(nft::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?))
+    } else {
+        None
+    };
 
     // Check every input before anything starts listening.
     let capture = match &opts.replay {
@@ -125,7 +131,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
         simulate_blocking: !kernel_mode,
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
-    let mut core = Core::new(settings, state, names, None, start_time)?;
+    // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.
+    let mut core = Core::new(settings, state, names, enforcer, start_time)?;
 
     let (tx, rx) = mpsc::channel::<Input>();
     let mqtt_settings = mqtt::MqttSettings {
@@ -181,7 +188,14 @@ fn run(opts: Options) -> anyhow::Result<()> {
     core.startup(&mut out);
     publish_all(&broker, &mut out);
 
+    // Kept alive for the daemon's lifetime; the conntrack thread also drives the clock.
+    let mut _kernel_sources = None;
     match (&opts.replay, capture) {
+        _ if kernel_mode => {
+            let k = kernel::KernelSettings { dns_group: cfg.iptable_queue_dns, block_group: cfg.iptable_queue_block };
+            _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
+            info!("watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours", k.dns_group, k.block_group);
+        }
         (Some(path), Some(info)) => {
             info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);
             let (path, speed, tx) = (path.clone(), opts.replay_speed, tx.clone());

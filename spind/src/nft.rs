@@ -426,6 +426,9 @@ pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
     let _ = writeln!(s, "\t}}\n");
 
     let _ = writeln!(s, "\tchain check {{");
+    // A conntrack match in an inet table makes the kernel track both families in this network
+    // namespace; without one (e.g. IPv6 routed without NAT) there would be no flows to report.
+    let _ = writeln!(s, "\t\tct state new counter comment \"track\"");
     for (fam, set) in [("ip", "block4"), ("ip6", "block6")] {
         let _ = writeln!(s, "\t\t{fam} saddr @{set} goto block_verdict");
         let _ = writeln!(s, "\t\t{fam} daddr @{set} goto block_verdict");
@@ -591,7 +594,7 @@ mod tests {
             assert_eq!(has("th dport 53 th sport != 53"), hook != "output", "{hook}: {dns:?}");
             assert_eq!(*c.last().unwrap(), "jump check");
         }
-        assert!(!s.contains("ct state"));
+        assert!(!s.contains("ct state established"), "no shortcut past the DNS copies and blocks");
     }
 
     #[test]
@@ -631,6 +634,7 @@ mod tests {
         assert_eq!(
             c,
             [
+                "ct state new counter comment \"track\"",
                 "ip saddr @block4 goto block_verdict",
                 "ip daddr @block4 goto block_verdict",
                 "ip6 saddr @block6 goto block_verdict",

@@ -1,11 +1,16 @@
 //! A home network in three network namespaces, for tests that need the real kernel:
 //!
 //! ```text
-//!  client (02:00:00:00:00:64)        router                          server ("internet")
-//!  eth0 192.168.8.100/24 ------ lan0 192.168.8.1/24   wan0 198.51.100.1/24 ------ eth0 .10 .20 .30
-//!       fd00:8::100/64               fd00:8::1/64          2001:db8:100::1/64         ::10 ::20
-//!                                    NAT44 on wan0, IPv6 routed                  dnsmasq :53, http :80
+//!  client (02:00:00:00:00:64)        router                          server ("ISP + internet")
+//!  eth0 192.168.8.100/24 ------ lan0 192.168.8.1/24   wan0 203.0.113.1/24 ------ eth0 203.0.113.2/24
+//!       fd00:8::100/64               fd00:8::1/64          2001:db8:ffff::1/64        2001:db8:ffff::2/64
+//!                                    NAT44 on wan0, IPv6 routed              lo: 198.51.100.10 .20 .30,
+//!                                                                                2001:db8:100::10 ::20
+//!                                                                            dnsmasq :53, http :80
 //! ```
+//!
+//! The services sit behind the server's gateway address, as the internet sits behind an ISP:
+//! the router's only WAN neighbour is the gateway, not every server it talks to.
 //!
 //! Links use MTU 9000 so protocol headers are ~1% of a download and conntrack's byte counts can
 //! be compared with curl's. Everything is removed on drop, also when a test fails.
@@ -88,23 +93,26 @@ impl Topology {
         ip(c, &["-6", "route", "add", "default", "via", "fd00:8::1"]);
         ip(r, &["addr", "add", "192.168.8.1/24", "dev", "lan0"]);
         ip(r, &["-6", "addr", "add", "fd00:8::1/64", "dev", "lan0", "nodad"]);
-        ip(r, &["addr", "add", "198.51.100.1/24", "dev", "wan0"]);
-        ip(r, &["-6", "addr", "add", "2001:db8:100::1/64", "dev", "wan0", "nodad"]);
+        ip(r, &["addr", "add", "203.0.113.1/24", "dev", "wan0"]);
+        ip(r, &["-6", "addr", "add", "2001:db8:ffff::1/64", "dev", "wan0", "nodad"]);
         ip(r, &["link", "set", "lan0", "up"]);
         ip(r, &["link", "set", "wan0", "up"]);
+        ip(r, &["route", "add", "default", "via", "203.0.113.2"]);
+        ip(r, &["-6", "route", "add", "default", "via", "2001:db8:ffff::2"]);
         sh(&["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
         self.nft_router(
             "table ip natest {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"wan0\" masquerade\n\t}\n}\n",
         );
-        for a in ["198.51.100.10/24", "198.51.100.20/24", "198.51.100.30/24"] {
-            ip(s, &["addr", "add", a, "dev", "eth0"]);
+        ip(s, &["addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+        ip(s, &["-6", "addr", "add", "2001:db8:ffff::2/64", "dev", "eth0", "nodad"]);
+        for a in ["198.51.100.10/32", "198.51.100.20/32", "198.51.100.30/32"] {
+            ip(s, &["addr", "add", a, "dev", "lo"]);
         }
-        for a in ["2001:db8:100::10/64", "2001:db8:100::20/64"] {
-            ip(s, &["-6", "addr", "add", a, "dev", "eth0", "nodad"]);
+        for a in ["2001:db8:100::10/128", "2001:db8:100::20/128"] {
+            ip(s, &["-6", "addr", "add", a, "dev", "lo", "nodad"]);
         }
         ip(s, &["link", "set", "eth0", "up"]);
-        ip(s, &["route", "add", "default", "via", "198.51.100.1"]);
-        ip(s, &["-6", "route", "add", "default", "via", "2001:db8:100::1"]);
+        ip(s, &["-6", "route", "add", "fd00:8::/64", "via", "2001:db8:ffff::1"]);
     }
 
     /// Applies an nftables script in the router namespace.
