@@ -98,6 +98,10 @@ const SECONDS: Limit<i64> = Limit {
     allowed: "a number of seconds >= 0",
     ok: |v| *v >= 0,
 };
+const IFNAMES: Limit<String> = Limit {
+    allowed: "comma-separated interface names, empty (automatic) or none",
+    ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::kernel::route::valid_ifname),
+};
 
 /// One row of the key table.
 pub struct Key {
@@ -210,6 +214,9 @@ config_keys! {
     dhcp_leases_file: PathBuf = "/var/dhcp.leases";
     /// Our own: OpenWrt DHCP config (static host names).
     dhcp_config_file: PathBuf = "/etc/config/dhcp";
+    /// Our own: comma-separated WAN interfaces, whose neighbours (ISP gateway, modems) are not
+    /// devices. Empty: the interfaces with a default route; `none`: no interface.
+    wan_interfaces: String = "", IFNAMES;
 }
 
 /// Why a configuration could not be read.
@@ -495,7 +502,8 @@ spinweb_password_file =
         assert!(out.starts_with(SPIN_DEFAULTS), "{out}");
         assert_eq!(
             &out[SPIN_DEFAULTS.len()..],
-            "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n"
+            "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
+             wan_interfaces = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();
@@ -597,6 +605,31 @@ spinweb_password_file =
             assert!(e.starts_with("c.conf:2: bad value '"), "{e}");
             assert!(e.contains(&format!("for {key}: expected")), "{e}");
             assert!(e.contains(allowed), "{e} should mention {allowed}");
+        }
+    }
+
+    #[test]
+    fn wan_interfaces_key() {
+        use crate::kernel::WanInterfaces;
+        assert_eq!(Config::default().wan_interfaces, "");
+        assert_eq!(WanInterfaces::parse(&Config::default().wan_interfaces), WanInterfaces::Auto);
+        let (c, w) = Config::parse("wan_interfaces = eth1, pppoe-wan\n", "w.conf").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.wan_interfaces, "eth1, pppoe-wan");
+        assert_eq!(
+            WanInterfaces::parse(&c.wan_interfaces),
+            WanInterfaces::Named(vec!["eth1".into(), "pppoe-wan".into()])
+        );
+        assert!(c.print().contains("\nwan_interfaces = eth1, pppoe-wan\n"));
+        let (c, _) = Config::parse("wan_interfaces = none", "w.conf").unwrap();
+        assert_eq!(WanInterfaces::parse(&c.wan_interfaces), WanInterfaces::Disabled);
+        let (c, w) = Config::parse("wan_interfaces = eth1\nwan_interfaces =\n", "w.conf").unwrap();
+        assert_eq!((c.wan_interfaces.as_str(), w.len()), ("", 0), "empty = automatic again");
+        let (c, _) = Config::parse_uci("config spind\n\toption wan_interfaces 'wan'\n", "u").unwrap();
+        assert_eq!(c.wan_interfaces, "wan");
+        for bad in ["eth 1", "eth1,a/b", "wan:1", "a-very-long-ifname0"] {
+            let e = Config::parse(&format!("wan_interfaces = {bad}"), "w.conf").unwrap_err().to_string();
+            assert!(e.contains("for wan_interfaces: expected comma-separated interface names"), "{e}");
         }
     }
 

@@ -192,7 +192,11 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let mut _kernel_sources = None;
     match (&opts.replay, capture) {
         _ if kernel_mode => {
-            let k = kernel::KernelSettings { dns_group: cfg.iptable_queue_dns, block_group: cfg.iptable_queue_block };
+            let k = kernel::KernelSettings {
+                dns_group: cfg.iptable_queue_dns,
+                block_group: cfg.iptable_queue_block,
+                wan_interfaces: kernel::WanInterfaces::parse(&cfg.wan_interfaces),
+            };
             _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
             info!("watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours", k.dns_group, k.block_group);
         }

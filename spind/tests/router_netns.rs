@@ -131,6 +131,11 @@ fn router_reports_devices_names_and_traffic_from_the_kernel() {
     let want = (v4 + v6) as f64;
     assert!((bytes as f64 - want).abs() <= want * 0.05, "reported {bytes} bytes for {want} downloaded");
 
+    // The ISP gateway is a neighbour of the router on wan0 (the default route's interface):
+    // no device, so no node with its address carries a MAC.
+    let gateway = latest_node_info(&msgs, |n| n["ips"].to_string().contains("\"203.0.113.2\"") || n["ips"].to_string().contains("\"2001:db8:ffff::2\""));
+    assert!(gateway.as_ref().is_none_or(|g| g["mac"].is_null()), "WAN gateway became a device: {gateway:?}");
+
     let queries: Vec<Value> = msgs.iter().filter(|m| m.command() == "dnsquery").map(|m| m.json()["result"].clone()).collect();
     assert!(
         queries.iter().any(|q| q["query"] == "www.example.test." && q["from"] == client["id"] && q["queriednode"] == server["id"]),

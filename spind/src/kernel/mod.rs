@@ -11,6 +11,7 @@
 pub mod conntrack;
 pub mod neigh;
 pub mod nflog;
+pub mod route;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use crate::event::{Event, Input, Timestamp};
 
 pub use conntrack::{Conntrack, DumpStats};
 pub use nflog::{Nflog, NflogKind};
+pub use route::WanInterfaces;
 
 /// What went wrong talking to the kernel, phrased so that an operator knows what to fix.
 #[derive(Debug)]
@@ -445,16 +447,18 @@ pub(crate) fn be_u64(b: &[u8]) -> Option<u64> {
 // Start-up checks and the source threads
 // ---------------------------------------------------------------------------------------------
 
-/// NFLOG groups from the configuration (`iptable_queue_dns`, `iptable_queue_block`).
+/// Settings from the configuration: NFLOG groups (`iptable_queue_dns`, `iptable_queue_block`)
+/// and the WAN interfaces whose neighbours are not devices (`wan_interfaces`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSettings {
     pub dns_group: u16,
     pub block_group: u16,
+    pub wan_interfaces: WanInterfaces,
 }
 
 impl Default for KernelSettings {
     fn default() -> Self {
-        KernelSettings { dns_group: 1, block_group: 2 }
+        KernelSettings { dns_group: 1, block_group: 2, wan_interfaces: WanInterfaces::Auto }
     }
 }
 
@@ -517,7 +521,7 @@ impl Drop for Sources {
 /// - the conntrack thread: every wall-clock second dumps and zeroes both families and sends
 ///   `Event::Flows` (when there was traffic) and `Event::Tick`;
 /// - the NFLOG thread for the DNS and block groups;
-/// - the neighbour thread (initial dump, then notifications).
+/// - the neighbour thread (initial dump, then notifications; not from WAN interfaces).
 ///
 /// Conntrack accounting is switched on first (`nf_conntrack_acct`).
 pub fn start_sources(settings: &KernelSettings, tx: Sender<Input>) -> Result<Sources, KernelError> {
@@ -537,7 +541,7 @@ pub fn start_sources(settings: &KernelSettings, tx: Sender<Input>) -> Result<Sou
         groups.push((settings.block_group, NflogKind::Blocked));
     }
     let nflog = Nflog::open(&groups)?;
-    let neigh = neigh::Neigh::open()?;
+    let neigh = neigh::Neigh::open(&settings.wan_interfaces)?;
 
     let mut threads = Vec::new();
     {

@@ -1,6 +1,11 @@
 //! The neighbour table (ARP/NDP) over rtnetlink: one dump (`RTM_GETNEIGH`), then the
 //! `RTNLGRP_NEIGH` notifications. Every usable entry becomes an [`Event::Neighbour`]; the core
 //! ignores mappings it already has, so repeated notifications (state changes) are cheap.
+//!
+//! Entries on a WAN interface (the ISP's gateway, other modems on the segment) are not devices
+//! and produce nothing: see [`super::route`]. The same socket also receives the route
+//! notifications that tell when the WAN interfaces may have changed, in order with the
+//! neighbour notifications.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -9,6 +14,7 @@ use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::route::{self, WanInterfaces, WanSet, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
 use super::{
     now, Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_RTNL, NLMSG_ERROR, NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -30,17 +36,23 @@ const NDMSG_LEN: usize = 12;
 const RCVBUF: usize = 1 << 20;
 const READ_BUF: usize = 64 << 10;
 
-/// A subscribed rtnetlink socket with a dump request sent.
+/// A subscribed rtnetlink socket with a dump request sent, and the WAN interfaces.
 pub struct Neigh {
     sock: NlSocket,
     buf: Vec<u8>,
+    wan: WanSet,
+    follow_routes: bool,
 }
 
-fn open_and_dump() -> io::Result<NlSocket> {
+fn open_and_dump(follow_routes: bool) -> io::Result<NlSocket> {
     let mut sock = NlSocket::open(NETLINK_ROUTE)?;
     sock.set_rcvbuf(RCVBUF);
     // Subscribe before dumping: nothing that changes during the dump is missed.
     sock.add_membership(RTNLGRP_NEIGH)?;
+    if follow_routes {
+        sock.add_membership(RTNLGRP_IPV4_ROUTE)?;
+        sock.add_membership(RTNLGRP_IPV6_ROUTE)?;
+    }
     sock.set_recv_timeout(Duration::from_millis(500))?;
     let seq = sock.next_seq();
     let mut req = MsgBuilder::new(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP).raw(&[0u8; NDMSG_LEN]).finish();
@@ -50,10 +62,20 @@ fn open_and_dump() -> io::Result<NlSocket> {
 }
 
 impl Neigh {
-    /// Opens the socket, subscribes to neighbour notifications and requests the table.
-    pub fn open() -> Result<Neigh, KernelError> {
-        let sock = open_and_dump().map_err(|e| KernelError::from_io("read the neighbour table (rtnetlink)", FIX_RTNL, e))?;
-        Ok(Neigh { sock, buf: vec![0; READ_BUF] })
+    /// Opens the socket, subscribes to neighbour (and route) notifications, reads the WAN
+    /// interfaces (`wan_interfaces`) and requests the table.
+    pub fn open(wan: &WanInterfaces) -> Result<Neigh, KernelError> {
+        let follow_routes = *wan != WanInterfaces::Disabled;
+        let err = |e| KernelError::from_io("read the neighbour table (rtnetlink)", FIX_RTNL, e);
+        let sock = open_and_dump(follow_routes).map_err(err)?;
+        // After subscribing: a route change from here on is notified and read again.
+        let wan = WanSet::open(wan.clone()).map_err(err)?;
+        Ok(Neigh { sock, buf: vec![0; READ_BUF], wan, follow_routes })
+    }
+
+    /// The interface indexes currently considered WAN.
+    pub fn wan_interfaces(&self) -> &std::collections::BTreeSet<i32> {
+        self.wan.current()
     }
 
     /// Receives one datagram (dump part or notification) or times out after 0.5 s; appends a
@@ -64,7 +86,9 @@ impl Neigh {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => return Ok(0),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                self.sock = open_and_dump()?;
+                self.sock = open_and_dump(self.follow_routes)?;
+                // A route notification may have been lost too.
+                self.wan.invalidate();
                 return Ok(1);
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -78,9 +102,15 @@ impl Neigh {
             match m.kind {
                 RTM_NEWNEIGH => {
                     if let Some((ip, mac)) = parse_neigh(m.payload) {
-                        out.push(Event::Neighbour { time, ip, mac });
+                        let ifindex = neigh_ifindex(m.payload);
+                        if ifindex.is_some_and(|i| self.wan.is_wan(i)) {
+                            log::trace!("neighbour {ip} ({mac}) is on WAN interface #{}: not a device", ifindex.unwrap_or(0));
+                        } else {
+                            out.push(Event::Neighbour { time, ip, mac });
+                        }
                     }
                 }
+                k if route::is_route_msg(k) => self.wan.route_changed(m.payload),
                 NLMSG_ERROR => {
                     if let Some(e) = m.error_code().filter(|&e| e != 0) {
                         log::warn!("neighbour table dump failed: {}", io::Error::from_raw_os_error(e));
@@ -124,8 +154,8 @@ impl Neigh {
 
 /// Dumps the neighbour table and then follows its changes on a thread, sending
 /// [`Event::Neighbour`]s to `tx` until it is closed.
-pub fn start(tx: Sender<Input>) -> Result<JoinHandle<()>, KernelError> {
-    let neigh = Neigh::open()?;
+pub fn start(tx: Sender<Input>, wan: &WanInterfaces) -> Result<JoinHandle<()>, KernelError> {
+    let neigh = Neigh::open(wan)?;
     std::thread::Builder::new()
         .name("spind-neigh".into())
         .spawn(move || {
@@ -134,6 +164,12 @@ pub fn start(tx: Sender<Input>) -> Result<JoinHandle<()>, KernelError> {
             neigh.run_until(tx, &counters, &stop)
         })
         .map_err(|err| KernelError::Io { what: "start a thread", err })
+}
+
+/// The interface index of an RTM_NEWNEIGH payload.
+pub(crate) fn neigh_ifindex(payload: &[u8]) -> Option<i32> {
+    let b = payload.get(4..8)?;
+    Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// `(ip, mac)` of an RTM_NEWNEIGH payload when it identifies a device.
@@ -168,7 +204,8 @@ pub(crate) fn parse_neigh(payload: &[u8]) -> Option<(IpAddr, MacAddr)> {
 }
 
 pub(crate) fn check() -> Result<(), KernelError> {
-    Neigh::open().map(|_| ())
+    // Disabled: the check needs no WAN set (reading it would only log it twice at start-up).
+    Neigh::open(&WanInterfaces::Disabled).map(|_| ())
 }
 
 #[cfg(test)]
@@ -196,6 +233,7 @@ mod unit_tests {
         let (ip, m) = parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &mac)).unwrap();
         assert_eq!(ip, "10.0.0.5".parse::<IpAddr>().unwrap());
         assert_eq!(m, MacAddr(mac));
+        assert_eq!(neigh_ifindex(&msg(2, 0x02, &[10, 0, 0, 5], &mac)), Some(2));
         assert!(parse_neigh(&msg(2, 0x20, &[10, 0, 0, 5], &mac)).is_none()); // FAILED
         assert!(parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &[1, 0, 0x5e, 0, 0, 1])).is_none()); // multicast MAC
         assert!(parse_neigh(&msg(2, 0x02, &[127, 0, 0, 1], &mac)).is_none());

@@ -20,7 +20,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::conntrack::{enable_accounting, Conntrack};
 use super::neigh::Neigh;
 use super::nflog::{Nflog, NflogKind};
-use super::{start_sources, KernelSettings};
+use super::{start_sources, KernelSettings, WanInterfaces};
 use crate::event::{DnsData, Event, FlowSample, Input, MacAddr};
 
 const MAC_A: &str = "02:77:00:00:00:0a";
@@ -347,7 +347,7 @@ fn neighbours_from_dump_and_notifications_v4_v6() {
     a.exec(&["ip", "neigh", "add", "10.77.0.9", "lladdr", "02:77:00:00:00:99", "dev", "va"]);
     // Entries that must be skipped: FAILED/INCOMPLETE have no lladdr; multicast MAC.
     a.exec(&["ip", "neigh", "add", "10.77.0.10", "lladdr", "01:00:5e:00:00:01", "dev", "va"]);
-    let mut neigh = a.run(|| Neigh::open().expect("rtnetlink"));
+    let mut neigh = a.run(|| Neigh::open(&WanInterfaces::Auto).expect("rtnetlink"));
     let mut events = Vec::new();
     let want = |events: &[Event], ipaddr: &str, mac: &str| {
         events.iter().any(|e| matches!(e, Event::Neighbour { ip: i, mac: m, .. } if *i == ip(ipaddr) && *m == mac.parse::<MacAddr>().unwrap()))
@@ -375,6 +375,165 @@ fn neighbours_from_dump_and_notifications_v4_v6() {
     drop(b);
 }
 
+const MAC_LAN_PEER: &str = "02:78:00:00:01:02";
+const MAC_WAN_PEER: &str = "02:78:00:00:02:02";
+const LAN_PEER4: &str = "10.78.1.2";
+const LAN_PEER6: &str = "fd78:1::2";
+const WAN_PEER4: &str = "10.78.2.2";
+const WAN_PEER6: &str = "fd78:2::2";
+
+/// A router namespace `r` with `lan0` (10.78.1.1, fd78:1::1) towards namespace `l` (peer
+/// 10.78.1.2, fd78:1::2) and `wan0` (10.78.2.1, fd78:2::1) towards namespace `w` (the "ISP
+/// gateway" 10.78.2.2, fd78:2::2). With `default_via_wan`, both default routes go via `w`.
+fn router(tag: &str, default_via_wan: bool) -> (Netns, Netns, Netns) {
+    let r = Netns::new(&format!("{tag}r"));
+    let l = Netns::new(&format!("{tag}l"));
+    let w = Netns::new(&format!("{tag}w"));
+    for (peer, dev, mac, net) in [(&l, "lan0", MAC_LAN_PEER, 1), (&w, "wan0", MAC_WAN_PEER, 2)] {
+        r.exec(&["ip", "link", "add", dev, "address", &format!("02:78:00:00:0{net}:01"), "type", "veth", "peer", "name", "eth0", "address", mac]);
+        r.exec(&["ip", "link", "set", "eth0", "netns", &peer.name]);
+        for (ns, d, host) in [(&r, dev, 1), (peer, "eth0", 2)] {
+            ns.exec(&["ip", "addr", "add", &format!("10.78.{net}.{host}/24"), "dev", d]);
+            ns.exec(&["ip", "addr", "add", &format!("fd78:{net}::{host}/64"), "dev", d, "nodad"]);
+            ns.exec(&["ip", "link", "set", d, "up"]);
+        }
+    }
+    if default_via_wan {
+        r.exec(&["ip", "route", "add", "default", "via", WAN_PEER4]);
+        r.exec(&["ip", "-6", "route", "add", "default", "via", WAN_PEER6]);
+    }
+    (r, l, w)
+}
+
+fn ifindex(ns: &Netns, name: &str) -> i32 {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid C string; resolved in the namespace of the thread that ns.run enters.
+    ns.run(|| unsafe { libc::if_nametoindex(c.as_ptr()) }) as i32
+}
+
+/// Which of `peers` a [`Neigh`] reports after the router pinged them (the router's entries for
+/// them are flushed first, so each ping makes a fresh entry and a notification). Waits up to
+/// 2 s for the expected ones and then 0.5 s more for anything unexpected.
+fn reported_after_ping(r: &Netns, neighs: &mut [&mut Neigh], peers: &[&str]) -> Vec<Vec<(IpAddr, MacAddr)>> {
+    r.exec(&["ip", "neigh", "flush", "all"]);
+    let mut seen = vec![Vec::new(); neighs.len()];
+    let mut events = Vec::new();
+    // Drain what the flush produced.
+    for n in neighs.iter_mut() {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(200) {
+            n.recv(&mut events).unwrap();
+        }
+        events.clear();
+    }
+    for peer in peers {
+        r.exec(&["ping", "-c", "1", "-W", "2", peer]);
+        // The kernel learned the peer, whatever spind reports.
+        let out = Command::new("ip").args(["netns", "exec", &r.name, "ip", "neigh", "show", peer]).output().unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(shown.contains("lladdr"), "router has a neighbour entry for {peer}: {shown:?}");
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(700) {
+        for (i, n) in neighs.iter_mut().enumerate() {
+            n.recv(&mut events).unwrap();
+            for e in events.drain(..) {
+                if let Event::Neighbour { ip, mac, .. } = e {
+                    if !seen[i].contains(&(ip, mac)) {
+                        seen[i].push((ip, mac));
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn has(seen: &[(IpAddr, MacAddr)], peer: &str, mac: &str) -> bool {
+    seen.contains(&(ip(peer), mac.parse().unwrap()))
+}
+
+#[test]
+fn neighbours_on_the_default_route_interface_are_not_devices() {
+    if !root() {
+        return;
+    }
+    let (r, _l, _w) = router("wan", true);
+    let (lan0, wan0) = (ifindex(&r, "lan0"), ifindex(&r, "wan0"));
+    let mut neigh = r.run(|| Neigh::open(&WanInterfaces::Auto).expect("rtnetlink"));
+    assert_eq!(neigh.wan_interfaces().iter().copied().collect::<Vec<_>>(), vec![wan0], "WAN = default route's interface");
+    let peers = [LAN_PEER4, LAN_PEER6, WAN_PEER4, WAN_PEER6];
+
+    let seen = reported_after_ping(&r, &mut [&mut neigh], &peers).remove(0);
+    eprintln!("default route via wan0: {seen:?}");
+    assert!(has(&seen, LAN_PEER4, MAC_LAN_PEER) && has(&seen, LAN_PEER6, MAC_LAN_PEER), "LAN peer is a device: {seen:?}");
+    assert!(!seen.iter().any(|(_, m)| *m == MAC_WAN_PEER.parse().unwrap()), "WAN gateway is no device: {seen:?}");
+
+    // The default routes move to lan0 (a route notification, well within the 10 s re-dump).
+    r.exec(&["ip", "route", "replace", "default", "via", LAN_PEER4, "dev", "lan0"]);
+    r.exec(&["ip", "-6", "route", "del", "default"]);
+    r.exec(&["ip", "-6", "route", "add", "default", "via", LAN_PEER6, "dev", "lan0"]);
+    let seen = reported_after_ping(&r, &mut [&mut neigh], &peers).remove(0);
+    eprintln!("default route via lan0: {seen:?}");
+    assert!(has(&seen, WAN_PEER4, MAC_WAN_PEER) && has(&seen, WAN_PEER6, MAC_WAN_PEER), "wan0 is no WAN now: {seen:?}");
+    assert!(!seen.iter().any(|(_, m)| *m == MAC_LAN_PEER.parse().unwrap()), "lan0 carries the default route: {seen:?}");
+    assert_eq!(neigh.wan_interfaces().iter().copied().collect::<Vec<_>>(), vec![lan0]);
+
+    // Only an IPv6 default route left, on wan0: IPv6 alone makes it WAN.
+    r.exec(&["ip", "route", "del", "default"]);
+    r.exec(&["ip", "-6", "route", "replace", "default", "via", WAN_PEER6, "dev", "wan0"]);
+    let seen = reported_after_ping(&r, &mut [&mut neigh], &[LAN_PEER4, WAN_PEER4]).remove(0);
+    assert!(has(&seen, LAN_PEER4, MAC_LAN_PEER), "{seen:?}");
+    assert!(!has(&seen, WAN_PEER4, MAC_WAN_PEER), "IPv4 neighbour on the IPv6 WAN interface: {seen:?}");
+
+    // No default route at all: every neighbour is a device.
+    r.exec(&["ip", "-6", "route", "del", "default"]);
+    let seen = reported_after_ping(&r, &mut [&mut neigh], &[LAN_PEER4, WAN_PEER4]).remove(0);
+    assert!(has(&seen, LAN_PEER4, MAC_LAN_PEER) && has(&seen, WAN_PEER4, MAC_WAN_PEER), "{seen:?}");
+}
+
+#[test]
+fn wan_interfaces_setting_overrides_detection() {
+    if !root() {
+        return;
+    }
+    // No default route on wan0; the default route points into the LAN.
+    let (r, _l, _w) = router("wanx", false);
+    r.exec(&["ip", "route", "add", "default", "via", LAN_PEER4]);
+    let wan0 = ifindex(&r, "wan0");
+    let mut named = r.run(|| {
+        Neigh::open(&WanInterfaces::parse("wan0, nosuch0")).expect("rtnetlink")
+    });
+    assert_eq!(named.wan_interfaces().iter().copied().collect::<Vec<_>>(), vec![wan0]);
+    let mut off = r.run(|| Neigh::open(&WanInterfaces::parse("none")).expect("rtnetlink"));
+    let mut auto = r.run(|| Neigh::open(&WanInterfaces::Auto).expect("rtnetlink"));
+    let peers = [LAN_PEER4, LAN_PEER6, WAN_PEER4, WAN_PEER6];
+    let seen = reported_after_ping(&r, &mut [&mut named, &mut off, &mut auto], &peers);
+    eprintln!("named: {:?}\nnone: {:?}\nauto: {:?}", seen[0], seen[1], seen[2]);
+    let (named_seen, off_seen, auto_seen) = (&seen[0], &seen[1], &seen[2]);
+    assert!(has(named_seen, LAN_PEER4, MAC_LAN_PEER) && has(named_seen, LAN_PEER6, MAC_LAN_PEER), "{named_seen:?}");
+    assert!(!named_seen.iter().any(|(_, m)| *m == MAC_WAN_PEER.parse().unwrap()), "wan0 named: {named_seen:?}");
+    for peer in [LAN_PEER4, LAN_PEER6] {
+        assert!(has(off_seen, peer, MAC_LAN_PEER), "none: {off_seen:?}");
+    }
+    for peer in [WAN_PEER4, WAN_PEER6] {
+        assert!(has(off_seen, peer, MAC_WAN_PEER), "none: {off_seen:?}");
+    }
+    // For comparison: detection alone would have taken lan0 (IPv4 default route) as WAN.
+    assert!(has(auto_seen, WAN_PEER4, MAC_WAN_PEER) && !has(auto_seen, LAN_PEER4, MAC_LAN_PEER), "{auto_seen:?}");
+
+    // Names are resolved again on a re-read (here triggered by a default route change): after
+    // a rename wan0 is no longer named.
+    r.exec(&["ip", "link", "set", "wan0", "down"]);
+    r.exec(&["ip", "link", "set", "wan0", "name", "wan1"]);
+    r.exec(&["ip", "link", "set", "wan1", "up"]);
+    r.exec(&["ip", "route", "del", "default"]);
+    r.exec(&["ip", "route", "add", "default", "via", LAN_PEER4]);
+    let seen = reported_after_ping(&r, &mut [&mut named], &[WAN_PEER4]).remove(0);
+    assert!(has(&seen, WAN_PEER4, MAC_WAN_PEER), "renamed wan1 is not named: {seen:?}");
+    assert!(named.wan_interfaces().is_empty());
+}
+
 #[test]
 fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
     if !root() {
@@ -390,7 +549,7 @@ fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
     a.run(|| super::check().expect("start-up checks pass in a namespace"));
     let (tx, rx) = mpsc::channel::<Input>();
     let sources =
-        a.run(|| start_sources(&KernelSettings { dns_group: 51, block_group: 52 }, tx).expect("start sources"));
+        a.run(|| start_sources(&KernelSettings { dns_group: 51, block_group: 52, ..KernelSettings::default() }, tx).expect("start sources"));
     let sport = udp_exchange(&a, &b, B4, 53, 1, 30, 1, 40);
     let t0 = Instant::now();
     let (mut flow, mut ticks, mut neigh) = (false, 0, false);
