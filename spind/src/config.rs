@@ -210,6 +210,9 @@ config_keys! {
     dhcp_leases_file: PathBuf = "/var/dhcp.leases";
     /// Our own: OpenWrt DHCP config (static host names).
     dhcp_config_file: PathBuf = "/etc/config/dhcp";
+    /// Our own: extra directory of static files served by the web server after the built-in UI
+    /// (e.g. SPIN's original `static/`, whose bubble app is then at `/spin_graph/`); "" = none.
+    spinweb_static_dir: PathBuf = "";
 }
 
 /// Why a configuration could not be read.
@@ -495,7 +498,8 @@ spinweb_password_file =
         assert!(out.starts_with(SPIN_DEFAULTS), "{out}");
         assert_eq!(
             &out[SPIN_DEFAULTS.len()..],
-            "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n"
+            "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
+             spinweb_static_dir = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();
