@@ -8,13 +8,31 @@ use std::time::Duration;
 
 use crate::common::{self, Spind, SpindBuilder};
 
-/// A passive spind (no kernel access needed) with extra config lines.
+/// A passive spind (no kernel access needed) with extra config lines. `common::free_port` can
+/// hand out the same port twice (it is free again once probed), so a start that fails with a
+/// busy address is tried again with new ports.
 pub fn passive(lines: &[&str]) -> Spind {
-    let mut b = SpindBuilder::new().arg("-P").arg("-e").arg(format!("/tmp/spind-web-{}-{}.sock", std::process::id(), common::free_port()));
-    for l in lines {
-        b = b.config_line(l);
+    for _ in 0..5 {
+        let mut b = SpindBuilder::new().arg("-P").arg("-e").arg(format!("/tmp/spind-web-{}-{}.sock", std::process::id(), common::free_port()));
+        for l in lines {
+            b = b.config_line(l);
+        }
+        let mut s = b.spawn();
+        let port = s.http_port;
+        let up = common::wait_for("spind's web port or its exit", Duration::from_secs(20), || {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(true);
+            }
+            s.child.try_wait().unwrap().map(|_| false)
+        });
+        if up {
+            return s;
+        }
+        if !s.log_text().contains("Address already in use") {
+            panic!("spind did not start:\n{}", s.log_text());
+        }
     }
-    b.start()
+    panic!("spind did not start: ports kept colliding");
 }
 
 /// Status, lowercased header block and body of a response.
