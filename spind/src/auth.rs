@@ -45,10 +45,14 @@ impl Auth {
     /// Reads the password file; an unreadable file is an error at start-up (the user asked for
     /// auth, so serving without it would be wrong).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
-        let (users, stamp) = read_users(path)
-            .map_err(|e| anyhow::anyhow!("cannot read spinweb_password_file {}: {e}", path.display()))?;
+        let (users, stamp) = read_users(path).map_err(|e| {
+            anyhow::anyhow!("cannot read spinweb_password_file {}: {e}", path.display())
+        })?;
         if users.is_empty() {
-            log::warn!("spinweb_password_file {} has no users: every request will be refused", path.display());
+            log::warn!(
+                "spinweb_password_file {} has no users: every request will be refused",
+                path.display()
+            );
         }
         Ok(Auth {
             path: path.to_path_buf(),
@@ -62,7 +66,9 @@ impl Auth {
 
     /// Whether the value of an `Authorization` header (if any) grants access.
     pub fn check(&self, authorization: Option<&str>) -> bool {
-        let Some(value) = authorization else { return false };
+        let Some(value) = authorization else {
+            return false;
+        };
         let digest: [u8; 64] = Sha512::digest(value.as_bytes()).into();
         let users = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +78,9 @@ impl Auth {
             }
             st.users.clone()
         };
-        let Some((user, password)) = decode_basic(value) else { return false };
+        let Some((user, password)) = decode_basic(value) else {
+            return false;
+        };
         // Unknown users cost as much as known ones, so timing does not tell who exists.
         const DUMMY: &str = "$6$spindummysalt$ETT6/HK0p26fo8NkK7.0wugbHSsTauGjKneLSN3WVHXqqZNVvFS6.EKGJsAic/uc90XSo7UmeG8/e0Df1zuSR0";
         let hash = users
@@ -96,13 +104,20 @@ impl Auth {
         }
         match read_users(&self.path) {
             Ok((users, stamp)) => {
-                log::info!("re-read spinweb_password_file {} ({} users)", self.path.display(), users.len());
+                log::info!(
+                    "re-read spinweb_password_file {} ({} users)",
+                    self.path.display(),
+                    users.len()
+                );
                 st.users = users;
                 st.stamp = stamp;
             }
             Err(e) => {
                 // Fail closed: nobody gets in until the file is readable again.
-                log::warn!("cannot re-read spinweb_password_file {}: {e}", self.path.display());
+                log::warn!(
+                    "cannot re-read spinweb_password_file {}: {e}",
+                    self.path.display()
+                );
                 st.users.clear();
                 st.stamp = None;
             }
@@ -156,7 +171,9 @@ pub fn verify(password: &str, hash: &str) -> bool {
         return ok;
     }
     if hash.starts_with("$6$") || hash.starts_with("$5$") {
-        return ShaCrypt::default().verify_password(password.as_bytes(), hash).is_ok();
+        return ShaCrypt::default()
+            .verify_password(password.as_bytes(), hash)
+            .is_ok();
     }
     false
 }
@@ -218,7 +235,11 @@ mod tests {
         let mut d = Sha512::new();
         d.update(b"pw");
         d.update(salt);
-        let h = format!("$6${}${}", Base64::encode_string(salt), Base64::encode_string(&d.finalize()));
+        let h = format!(
+            "$6${}${}",
+            Base64::encode_string(salt),
+            Base64::encode_string(&d.finalize())
+        );
         assert!(verify("pw", &h));
         assert!(!verify("pW", &h));
     }

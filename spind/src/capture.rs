@@ -65,7 +65,10 @@ impl std::fmt::Display for CaptureError {
             CaptureError::NoPermission => f.write_str(
                 "packet capture needs root (CAP_NET_RAW): spind cannot open a packet socket",
             ),
-            CaptureError::Busy => write!(f, "too many packet captures running (at most {MAX_RUNNING})"),
+            CaptureError::Busy => write!(
+                f,
+                "too many packet captures running (at most {MAX_RUNNING})"
+            ),
             CaptureError::Io(e) => write!(f, "cannot open a packet socket: {e}"),
         }
     }
@@ -91,7 +94,8 @@ impl PacketSocket {
     pub fn open(mac: MacAddr) -> Result<PacketSocket, CaptureError> {
         let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
         // SAFETY: plain socket(2) call; the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        let raw =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if raw < 0 {
             let e = io::Error::last_os_error();
             return Err(match e.raw_os_error() {
@@ -128,16 +132,16 @@ impl PacketSocket {
         const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
         let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
         let prog = [
-            ins(LD_W_ABS, 0, 0, 2),     // 0: dst bytes 2..6
-            ins(JEQ_K, 0, 2, lo),       // 1: -> 2 | 4
-            ins(LD_H_ABS, 0, 0, 0),     // 2: dst bytes 0..2
-            ins(JEQ_K, 4, 0, hi),       // 3: -> 8 | 4
-            ins(LD_W_ABS, 0, 0, 8),     // 4: src bytes 2..6
-            ins(JEQ_K, 0, 3, lo),       // 5: -> 6 | 9
-            ins(LD_H_ABS, 0, 0, 6),     // 6: src bytes 0..2
-            ins(JEQ_K, 0, 1, hi),       // 7: -> 8 | 9
-            ins(RET_K, 0, 0, 262_144),  // 8: whole frame (truncated in user space, length kept)
-            ins(RET_K, 0, 0, 0),        // 9: drop
+            ins(LD_W_ABS, 0, 0, 2),    // 0: dst bytes 2..6
+            ins(JEQ_K, 0, 2, lo),      // 1: -> 2 | 4
+            ins(LD_H_ABS, 0, 0, 0),    // 2: dst bytes 0..2
+            ins(JEQ_K, 4, 0, hi),      // 3: -> 8 | 4
+            ins(LD_W_ABS, 0, 0, 8),    // 4: src bytes 2..6
+            ins(JEQ_K, 0, 3, lo),      // 5: -> 6 | 9
+            ins(LD_H_ABS, 0, 0, 6),    // 6: src bytes 0..2
+            ins(JEQ_K, 0, 1, hi),      // 7: -> 8 | 9
+            ins(RET_K, 0, 0, 262_144), // 8: whole frame (truncated in user space, length kept)
+            ins(RET_K, 0, 0, 0),       // 9: drop
         ];
         let fprog = libc::sock_fprog {
             len: prog.len() as u16,
@@ -147,7 +151,7 @@ impl PacketSocket {
     }
 
     /// The next frame of the device, or `None` after about [`POLL`] without one.
-    pub fn next(&mut self) -> io::Result<Option<Frame<'_>>> {
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
         loop {
             // SAFETY: an all-zero sockaddr_ll is valid; recvfrom writes at most `len` bytes.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -265,7 +269,10 @@ impl Captures {
     pub fn start(&self, mac: MacAddr) -> Result<(Arc<CaptureState>, PacketSocket), CaptureError> {
         {
             let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            let others = map.iter().filter(|(m, s)| **m != mac && s.running()).count();
+            let others = map
+                .iter()
+                .filter(|(m, s)| **m != mac && s.running())
+                .count();
             if others >= MAX_RUNNING {
                 return Err(CaptureError::Busy);
             }
@@ -321,8 +328,10 @@ pub fn run(state: &CaptureState, mut sock: PacketSocket, out: &mut dyn Write) ->
         state.bytes.fetch_add(header.len() as u64, Ordering::SeqCst);
         let mut rec = Vec::with_capacity(SNAPLEN as usize + 16);
         while !state.stopped() {
-            if let Some(f) = sock.next()? {
-                let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            if let Some(f) = sock.next_frame()? {
+                let ts = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 rec.clear();
                 pcap_record(&mut rec, ts, f.data, f.orig_len);
                 out.write_all(&rec)?;

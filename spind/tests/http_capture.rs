@@ -156,7 +156,7 @@ fn capture_streams_one_device_until_stopped() {
         assert!(d[0..6] != OTHER && d[6..12] != OTHER, "a frame of the other device");
         // IPv4 ICMP echo request from the device / reply to it.
         if d.len() > 34 && d[12..14] == [8, 0] && d[23] == 1 {
-            match (d[34], &d[6..12] == DEV) {
+            match (d[34], d[6..12] == DEV) {
                 (8, true) => requests += 1,
                 (0, false) => replies += 1,
                 _ => {}

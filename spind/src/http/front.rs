@@ -49,7 +49,10 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("spinweb_tls_certificate_file {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("spinweb_tls_certificate_file {}: no certificate in it", cert.display());
+        anyhow::bail!(
+            "spinweb_tls_certificate_file {}: no certificate in it",
+            cert.display()
+        );
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| anyhow::anyhow!("spinweb_tls_key_file {}: {e}", key.display()))?;
@@ -78,17 +81,22 @@ pub fn accept_loop(listener: TcpListener, front: Arc<Front>) {
         };
         if front.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             front.active.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("too many web connections; closing one from {:?}", conn.peer_addr());
+            log::warn!(
+                "too many web connections; closing one from {:?}",
+                conn.peer_addr()
+            );
             continue;
         }
         let f = front.clone();
-        let spawned = thread::Builder::new().name("http-conn".into()).spawn(move || {
-            let peer = conn.peer_addr().ok();
-            if let Err(e) = connection(conn, &f) {
-                log::debug!("web connection from {peer:?}: {e}");
-            }
-            f.active.fetch_sub(1, Ordering::SeqCst);
-        });
+        let spawned = thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let peer = conn.peer_addr().ok();
+                if let Err(e) = connection(conn, &f) {
+                    log::debug!("web connection from {peer:?}: {e}");
+                }
+                f.active.fetch_sub(1, Ordering::SeqCst);
+            });
         if let Err(e) = spawned {
             log::warn!("cannot start a thread for a web connection: {e}");
             front.active.fetch_sub(1, Ordering::SeqCst);
@@ -202,14 +210,20 @@ pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn is_mqtt_upgrade(head: &[u8]) -> bool {
-    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
-    let Ok(text) = std::str::from_utf8(&head[..end]) else { return false };
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    let Ok(text) = std::str::from_utf8(&head[..end]) else {
+        return false;
+    };
     let mut first = text.split("\r\n").next().unwrap_or("").split(' ');
     let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let path = target.split(['?', '#']).next().unwrap_or("");
     method == "GET"
         && path == "/mqtt"
-        && head_header(text, "Upgrade").is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
+        && head_header(text, "Upgrade")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
 }
 
 fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
@@ -237,13 +251,23 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front) -> io::Result<()> 
         }
     }
     let Some(addr) = front.mqtt_ws else {
-        return raw_reply(&mut client, "404 Not Found", "", "<html><body>No MQTT WebSocket here.</body></html>");
+        return raw_reply(
+            &mut client,
+            "404 Not Found",
+            "",
+            "<html><body>No MQTT WebSocket here.</body></html>",
+        );
     };
     let mut up = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
         Ok(s) => s,
         Err(e) => {
             log::warn!("MQTT WebSocket proxy: cannot reach the broker at {addr}: {e}");
-            return raw_reply(&mut client, "502 Bad Gateway", "", "<html><body>MQTT broker not reachable.</body></html>");
+            return raw_reply(
+                &mut client,
+                "502 Bad Gateway",
+                "",
+                "<html><body>MQTT broker not reachable.</body></html>",
+            );
         }
     };
     up.set_nodelay(true)?;
@@ -371,7 +395,10 @@ pub fn bind_all(addrs: &[SocketAddr], tls: bool) -> anyhow::Result<Vec<TcpListen
         .iter()
         .map(|a| {
             TcpListener::bind(a).with_context(|| {
-                format!("cannot listen for {} on {a}", if tls { "HTTPS" } else { "HTTP" })
+                format!(
+                    "cannot listen for {} on {a}",
+                    if tls { "HTTPS" } else { "HTTP" }
+                )
             })
         })
         .collect()

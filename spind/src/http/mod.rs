@@ -214,7 +214,8 @@ pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHa
     let unix = std::os::unix::net::UnixListener::bind_addr(&internal)
         .map_err(|e| anyhow!("cannot create the web server's internal socket: {e}"))?;
     let server = Arc::new(
-        Server::from_listener(unix, None).map_err(|e| anyhow!("cannot start the web server: {e}"))?,
+        Server::from_listener(unix, None)
+            .map_err(|e| anyhow!("cannot start the web server: {e}"))?,
     );
 
     let ctx = Arc::new(Ctx {
@@ -393,7 +394,9 @@ fn static_file(req: &mut Request, path: &str, ctx: &Ctx) -> Reply {
         Lookup::Found(r) => r,
         Lookup::Refused => Reply::html(403, "<html><body>Forbidden.</body></html>"),
         Lookup::NotFound if path.ends_with('/') => not_found(),
-        Lookup::NotFound => Reply::html(302, "<html><body>Moved.</body></html>").with_header("Location", "./"),
+        Lookup::NotFound => {
+            Reply::html(302, "<html><body>Moved.</body></html>").with_header("Location", "./")
+        }
     }
 }
 
@@ -404,7 +407,8 @@ pub fn accepts_gzip(value: &str) -> bool {
         let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q_zero = parts.any(|p| {
             let p = p.trim().to_ascii_lowercase();
-            p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().map(|q| q == 0.0).unwrap_or(false))
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.parse::<f32>().map(|q| q == 0.0).unwrap_or(false))
         });
         (coding == "gzip" || coding == "x-gzip" || coding == "*") && !q_zero
     })
@@ -453,7 +457,10 @@ fn tcpdump_start(req: Request, ctx: Arc<Ctx>) {
                 CaptureError::NoPermission | CaptureError::Busy => 503,
                 CaptureError::Io(_) => 500,
             };
-            return respond(req, Reply::new(status, "text/plain; charset=utf-8", format!("{e}\n")));
+            return respond(
+                req,
+                Reply::new(status, "text/plain; charset=utf-8", format!("{e}\n")),
+            );
         }
     };
     log::info!("packet capture for {mac} started");
@@ -465,7 +472,11 @@ fn tcpdump_start(req: Request, ctx: Arc<Ctx>) {
          Content-Disposition: attachment; filename=\"{file}\"\r\nCache-Control: no-store\r\n\
          {}Connection: close\r\n\r\n",
         if chunked { 1 } else { 0 },
-        if chunked { "Transfer-Encoding: chunked\r\n" } else { "" },
+        if chunked {
+            "Transfer-Encoding: chunked\r\n"
+        } else {
+            ""
+        },
     );
     let result = (|| {
         w.write_all(head.as_bytes())?;
@@ -505,7 +516,9 @@ impl Write for Chunked<'_> {
 }
 
 fn tcpdump_stop(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
-    let Some(mac) = device_param(req.url()) else { return bad_device() };
+    let Some(mac) = device_param(req.url()) else {
+        return bad_device();
+    };
     if ctx.captures.stop(&mac) {
         log::info!("packet capture for {mac} stopped");
     }
@@ -513,7 +526,9 @@ fn tcpdump_stop(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
 }
 
 fn tcpdump_status(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
-    let Some(mac) = device_param(req.url()) else { return bad_device() };
+    let Some(mac) = device_param(req.url()) else {
+        return bad_device();
+    };
     let st = ctx.captures.status(&mac);
     let body = serde_json::json!({
         "device": mac.to_string(),
@@ -543,7 +558,9 @@ fn mqtt_plain_get(_req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
 /// `/spin_api/capture?device=MAC` (what the bubble app opens) and `/spin_api/tcpdump`: a small
 /// page to download a capture and stop it.
 fn capture_page(req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
-    let Some(mac) = device_param(req.url()) else { return bad_device() };
+    let Some(mac) = device_param(req.url()) else {
+        return bad_device();
+    };
     // The MAC is validated, so it is safe to put in the page as is.
     Reply::html(200, CAPTURE_PAGE.replace("_MAC_", &mac.to_string()))
         .with_header("Cache-Control", "no-store")

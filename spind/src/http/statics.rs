@@ -16,7 +16,6 @@
 //! backslashes and invalid UTF-8 are refused; files on disk must resolve (after symlinks) inside
 //! the directory.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -64,9 +63,9 @@ impl Statics {
     pub fn new(dir: Option<&Path>) -> anyhow::Result<Statics> {
         let dir = match dir {
             Some(d) => {
-                let c = d.canonicalize().map_err(|e| {
-                    anyhow::anyhow!("spinweb_static_dir {}: {e}", d.display())
-                })?;
+                let c = d
+                    .canonicalize()
+                    .map_err(|e| anyhow::anyhow!("spinweb_static_dir {}: {e}", d.display()))?;
                 if !c.is_dir() {
                     anyhow::bail!("spinweb_static_dir {} is not a directory", d.display());
                 }
@@ -93,7 +92,11 @@ impl Statics {
         let is_dir = req.path.ends_with('/') || rel.is_empty();
         let mut names = Vec::new();
         if is_dir {
-            names.push(if rel.is_empty() { "index.html".to_string() } else { format!("{rel}/index.html") });
+            names.push(if rel.is_empty() {
+                "index.html".to_string()
+            } else {
+                format!("{rel}/index.html")
+            });
         } else {
             names.push(rel.clone());
             names.push(format!("{rel}.html"));
@@ -128,7 +131,7 @@ impl Statics {
         finish(ctype, etag, body, encoded, compressible(ctype), req)
     }
 
-    fn gzipped(&self, name: &str, data: &Cow<'static, [u8]>) -> Option<Arc<Vec<u8>>> {
+    fn gzipped(&self, name: &str, data: &[u8]) -> Option<Arc<Vec<u8>>> {
         if let Some(v) = self.gz.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
             return v.clone();
         }
@@ -158,7 +161,9 @@ fn finish(
     } else {
         Reply::new(200, ctype, body)
     };
-    r = r.with_header("Cache-Control", "no-cache").with_header("ETag", etag);
+    r = r
+        .with_header("Cache-Control", "no-cache")
+        .with_header("ETag", etag);
     if encoded {
         r = r.with_header("Content-Encoding", "gzip");
     }
@@ -169,7 +174,10 @@ fn finish(
 }
 
 fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// Looks for `name` (then `name.gz`) under the canonical `dir`.
@@ -187,7 +195,10 @@ fn disk_file(dir: &Path, name: &str, req: &StaticRequest) -> Option<Reply> {
     };
     let meta = std::fs::metadata(&path).ok()?;
     if meta.len() > MAX_DISK_FILE {
-        log::warn!("not serving {}: larger than {MAX_DISK_FILE} bytes", path.display());
+        log::warn!(
+            "not serving {}: larger than {MAX_DISK_FILE} bytes",
+            path.display()
+        );
         return None;
     }
     let mut data = std::fs::read(&path).ok()?;
@@ -214,7 +225,13 @@ fn disk_file(dir: &Path, name: &str, req: &StaticRequest) -> Option<Reply> {
         "\"{:x}-{:x}{}\"",
         meta.len(),
         mtime,
-        if encoded { "-gz" } else if is_gz { "-gunzip" } else { "" }
+        if encoded {
+            "-gz"
+        } else if is_gz {
+            "-gunzip"
+        } else {
+            ""
+        }
     );
     let varies = is_gz || compressible(ctype);
     Some(finish(ctype, etag, data, encoded, varies, req))
@@ -271,7 +288,10 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Content type by extension (a `.gz` served for another name takes that name's type).
 pub fn content_type(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -320,8 +340,20 @@ mod tests {
     #[test]
     fn sanitize_refuses_escapes() {
         for bad in [
-            "/..", "/../etc/passwd", "/a/../../b", "/%2e%2e/x", "/%2E%2E%2fetc", "/a%2f..%2f..%2fb",
-            "/a\\..\\b", "/a%5c..", "/a%00b", "/%zz", "/%2", "x/y", "/./a", "/%c0%ae%c0%ae/",
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/x",
+            "/%2E%2E%2fetc",
+            "/a%2f..%2f..%2fb",
+            "/a\\..\\b",
+            "/a%5c..",
+            "/a%00b",
+            "/%zz",
+            "/%2",
+            "x/y",
+            "/./a",
+            "/%c0%ae%c0%ae/",
         ] {
             assert_eq!(sanitize(bad), None, "{bad}");
         }
@@ -342,7 +374,13 @@ mod tests {
         std::fs::write(root.join("only.js.gz"), gzip(b"var gz = 1;")).unwrap();
         std::os::unix::fs::symlink(top.path().join("secret.txt"), root.join("link.txt")).unwrap();
         let s = Statics::new(Some(&root)).unwrap();
-        let get = |path: &str, gz: bool| s.lookup(&StaticRequest { path, accept_gzip: gz, if_none_match: None });
+        let get = |path: &str, gz: bool| {
+            s.lookup(&StaticRequest {
+                path,
+                accept_gzip: gz,
+                if_none_match: None,
+            })
+        };
         match get("/sub/a.js", false) {
             Lookup::Found(r) => {
                 assert_eq!(r.body, b"var a = 1;");
@@ -353,7 +391,10 @@ mod tests {
         assert!(matches!(get("/sub/", false), Lookup::Found(r) if r.body == b"<p>idx</p>"));
         match get("/only.js", true) {
             Lookup::Found(r) => {
-                assert!(r.headers.iter().any(|(k, v)| *k == "Content-Encoding" && v == "gzip"));
+                assert!(r
+                    .headers
+                    .iter()
+                    .any(|(k, v)| *k == "Content-Encoding" && v == "gzip"));
                 assert_eq!(r.content_type, "text/javascript; charset=utf-8");
             }
             other => panic!("{other:?}"),
@@ -368,12 +409,26 @@ mod tests {
     #[test]
     fn builtin_index_and_etag() {
         let s = Statics::new(None).unwrap();
-        let Lookup::Found(r) = s.lookup(&StaticRequest { path: "/", accept_gzip: false, if_none_match: None }) else {
+        let Lookup::Found(r) = s.lookup(&StaticRequest {
+            path: "/",
+            accept_gzip: false,
+            if_none_match: None,
+        }) else {
             panic!("no built-in index.html");
         };
         assert_eq!(r.status, 200);
-        let etag = r.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
-        let Lookup::Found(r) = s.lookup(&StaticRequest { path: "/index.html", accept_gzip: false, if_none_match: Some(&etag) }) else {
+        let etag = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "ETag")
+            .unwrap()
+            .1
+            .clone();
+        let Lookup::Found(r) = s.lookup(&StaticRequest {
+            path: "/index.html",
+            accept_gzip: false,
+            if_none_match: Some(&etag),
+        }) else {
             panic!()
         };
         assert_eq!((r.status, r.body.len()), (304, 0));
