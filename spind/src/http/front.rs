@@ -34,14 +34,26 @@ const MAX_HEAD: usize = 16 * 1024;
 pub struct Front {
     /// tiny_http's internal socket.
     pub internal: std::os::unix::net::SocketAddr,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<TlsConfig>,
     pub auth: Option<Arc<Auth>>,
     /// The broker's MQTT-over-WebSocket listener.
     pub mqtt_ws: Option<SocketAddr>,
     pub active: AtomicUsize,
 }
 
+/// A TLS server configuration (nothing can be one when built without the `tls` feature).
+#[cfg(feature = "tls")]
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+#[cfg(not(feature = "tls"))]
+pub type TlsConfig = std::convert::Infallible;
+
+#[cfg(not(feature = "tls"))]
+pub fn tls_config(_cert: &Path, _key: &Path) -> anyhow::Result<TlsConfig> {
+    anyhow::bail!("this spind was built without TLS support (cargo feature `tls`): unset spinweb_tls_certificate_file and spinweb_tls_key_file")
+}
+
 /// Reads a PEM certificate chain and private key into a TLS server configuration.
+#[cfg(feature = "tls")]
 pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -107,6 +119,7 @@ pub fn accept_loop(listener: TcpListener, front: Arc<Front>) {
 /// The client side of a connection, with or without TLS.
 enum Client {
     Plain(TcpStream),
+    #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
 
@@ -114,6 +127,7 @@ impl Client {
     fn sock(&self) -> &TcpStream {
         match self {
             Client::Plain(s) => s,
+            #[cfg(feature = "tls")]
             Client::Tls(s) => &s.sock,
         }
     }
@@ -123,6 +137,7 @@ impl Read for Client {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Client::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Client::Tls(s) => s.read(buf),
         }
     }
@@ -132,12 +147,14 @@ impl Write for Client {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Client::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Client::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Client::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Client::Tls(s) => s.flush(),
         }
     }
@@ -167,6 +184,9 @@ fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
     sock.set_write_timeout(Some(HEAD_TIMEOUT))?;
     let mut client = match &front.tls {
         None => Client::Plain(sock),
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+        #[cfg(feature = "tls")]
         Some(cfg) => {
             let conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
             Client::Tls(Box::new(rustls::StreamOwned::new(conn, sock)))
@@ -295,6 +315,7 @@ fn set_keepalive(s: &TcpStream) {
 fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        #[cfg(feature = "tls")]
         if let Client::Tls(s) = &mut client {
             // Plain text rustls already has (e.g. read together with the head).
             loop {
@@ -341,6 +362,7 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
                     }
                     up.write_all(&buf[..n])?;
                 }
+                #[cfg(feature = "tls")]
                 Client::Tls(s) => {
                     let n = s.conn.read_tls(&mut s.sock)?;
                     if n == 0 {
@@ -362,6 +384,7 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
                     Client::Plain(s) => {
                         let _ = s.shutdown(Shutdown::Write);
                     }
+                    #[cfg(feature = "tls")]
                     Client::Tls(s) => {
                         s.conn.send_close_notify();
                         while s.conn.wants_write() {
@@ -377,6 +400,7 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
     }
 }
 
+#[cfg(feature = "tls")]
 fn close_tls(
     s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
     up: &mut dyn Upstream,
