@@ -234,18 +234,16 @@ pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHa
                 .spawn(move || worker(&server, &table, &ctx))?,
         );
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let front = Arc::new(front::Front {
         internal,
-        tls: tls.clone(),
+        tls,
         auth,
         mqtt_ws: s.mqtt_websocket,
         active: AtomicUsize::new(0),
     });
     for (listener, addr) in listeners.into_iter().zip(&s.addrs) {
-        log::info!(
-            "web server listening on {}://{addr}/",
-            if tls.is_some() { "https" } else { "http" }
-        );
+        log::info!("web server listening on {scheme}://{addr}/");
         let f = front.clone();
         handles.push(
             thread::Builder::new()
