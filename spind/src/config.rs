@@ -217,6 +217,9 @@ config_keys! {
     /// Our own: comma-separated WAN interfaces, whose neighbours (ISP gateway, modems) are not
     /// devices. Empty: the interfaces with a default route; `none`: no interface.
     wan_interfaces: String = "", IFNAMES;
+    /// Our own: extra directory of static files served by the web server after the built-in UI
+    /// (e.g. SPIN's original `static/`, whose bubble app is then at `/spin_graph/`); "" = none.
+    spinweb_static_dir: PathBuf = "";
 }
 
 /// Why a configuration could not be read.
@@ -503,7 +506,7 @@ spinweb_password_file =
         assert_eq!(
             &out[SPIN_DEFAULTS.len()..],
             "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
-             wan_interfaces = \n"
+             wan_interfaces = \nspinweb_static_dir = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

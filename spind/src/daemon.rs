@@ -86,6 +86,46 @@ fn listen_addrs(cfg: &Config, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
+/// The web server's settings from the config (SPIN's `spinweb_*` keys plus our own).
+fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::HttpSettings> {
+    let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    let tls = match (path(&cfg.spinweb_tls_certificate_file), path(&cfg.spinweb_tls_key_file)) {
+        (Some(certificate), Some(key)) => Some(http::TlsFiles { certificate, key }),
+        (None, None) => None,
+        // Serving plain HTTP when the user asked for HTTPS would be the wrong surprise.
+        _ => bail!("spinweb_tls_certificate_file and spinweb_tls_key_file must be set together"),
+    };
+    // `/mqtt` on the web port goes to the broker's WebSocket listener: ours (on the first
+    // spinweb interface, loopback preferred) or, with an external broker, pubsub_host's.
+    let ws_host = if cfg.pubsub_run_mosquitto {
+        let hosts: Vec<&str> = cfg.spinweb_interfaces.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        hosts.iter().copied().find(|h| *h == "127.0.0.1" || *h == "::1").or(hosts.first().copied()).unwrap_or("127.0.0.1").to_string()
+    } else {
+        cfg.pubsub_host.clone()
+    };
+    let mqtt_websocket = match ws_host.parse::<IpAddr>() {
+        Ok(ip) => {
+            // A wildcard listener is reached on loopback.
+            let ip = match ip {
+                IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            Some(SocketAddr::new(ip, cfg.pubsub_websocket_port))
+        }
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(ws_host.as_str(), cfg.pubsub_websocket_port))
+            .ok()
+            .and_then(|mut a| a.next()),
+    };
+    Ok(http::HttpSettings {
+        addrs,
+        static_dir: (!cfg.spinweb_static_dir.as_os_str().is_empty()).then(|| cfg.spinweb_static_dir.clone()),
+        password_file: path(&cfg.spinweb_password_file),
+        tls,
+        mqtt_websocket,
+    })
+}
+
 fn run(opts: Options) -> anyhow::Result<()> {
     let (cfg, warnings) = load_config(&opts)?;
     if opts.print_config {
@@ -165,9 +205,11 @@ fn run(opts: Options) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot serve JSON-RPC on {}", opts.rpc_socket.display())),
     };
     let web = listen_addrs(&cfg, cfg.spinweb_port)?;
-    http::serve(&http::HttpSettings { addrs: web.clone() }, tx.clone())?;
+    let web_settings = http_settings(&cfg, web.clone())?;
+    let scheme = if web_settings.tls.is_some() { "https" } else { "http" };
+    http::serve(&web_settings, tx.clone())?;
     for a in &web {
-        info!("web UI and JSON-RPC on http://{a}/");
+        info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");
     }
     if let Some(path) = &opts.extsrc_socket {
         extsrc::serve_unix(path, tx.clone()).with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;

@@ -5,6 +5,8 @@
 //! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
 
 pub mod addr;
+pub mod auth;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -1,0 +1,171 @@
+//! Helpers shared by the `http_*` tests: raw requests with full control over the request line,
+//! a passive spind, WebSocket handshakes and a bare MQTT CONNECT over a WebSocket.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::common::{self, Spind, SpindBuilder};
+
+/// A passive spind (no kernel access needed) with extra config lines. `common::free_port` can
+/// hand out the same port twice (it is free again once probed), so a start that fails with a
+/// busy address is tried again with new ports.
+pub fn passive(lines: &[&str]) -> Spind {
+    for _ in 0..5 {
+        let mut b = SpindBuilder::new().arg("-P").arg("-e").arg(format!("/tmp/spind-web-{}-{}.sock", std::process::id(), common::free_port()));
+        for l in lines {
+            b = b.config_line(l);
+        }
+        let mut s = b.spawn();
+        let port = s.http_port;
+        let up = common::wait_for("spind's web port or its exit", Duration::from_secs(20), || {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(true);
+            }
+            s.child.try_wait().unwrap().map(|_| false)
+        });
+        if up {
+            return s;
+        }
+        if !s.log_text().contains("Address already in use") {
+            panic!("spind did not start:\n{}", s.log_text());
+        }
+    }
+    panic!("spind did not start: ports kept colliding");
+}
+
+/// Status, lowercased header block and body of a response.
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim().to_ascii_lowercase() == name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `raw` as is (it must ask for `Connection: close`) and parses the answer.
+pub fn raw(port: u16, raw: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    parse(&resp)
+}
+
+pub fn parse(resp: &[u8]) -> Resp {
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response header in {:?}", String::from_utf8_lossy(resp)));
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let mut body = resp[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Resp { status, head, body }
+}
+
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let len = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if len == 0 || data.len() < eol + 2 + len {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + len]);
+        data = &data[(eol + 4 + len).min(data.len())..];
+    }
+}
+
+/// `METHOD target` with extra header lines.
+pub fn req(port: u16, method: &str, target: &str, headers: &[&str]) -> Resp {
+    let mut r = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    raw(port, r.as_bytes())
+}
+
+pub fn get(port: u16, target: &str) -> Resp {
+    req(port, "GET", target, &[])
+}
+
+/// A WebSocket upgrade request for `/mqtt`.
+pub fn ws_upgrade(extra: &[&str]) -> String {
+    let mut r = String::from(
+        "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n",
+    );
+    for h in extra {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    r
+}
+
+/// Reads a response head (up to the blank line) byte by byte.
+pub fn read_head(s: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// After a `101`, sends MQTT CONNECT in a masked WebSocket frame and returns the CONNACK bytes.
+pub fn mqtt_connect_over_ws(s: &mut (impl Read + Write)) -> Vec<u8> {
+    let connect: [u8; 16] = [0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b't', b'1'];
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x82, 0x80 | connect.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(connect.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).unwrap();
+    s.flush().unwrap();
+    let mut hdr = [0u8; 2];
+    s.read_exact(&mut hdr).unwrap();
+    assert_eq!(hdr[0] & 0x0f, 2, "binary frame");
+    let mut payload = vec![0u8; (hdr[1] & 0x7f) as usize];
+    s.read_exact(&mut payload).unwrap();
+    payload
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For tests that need root: true to go on; false (after a skip line) with
+/// `SPIND_SKIP_ROOT_TESTS=1`; otherwise the test fails.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED {test}: needs root (SPIND_SKIP_ROOT_TESTS=1)");
+        return false;
+    }
+    panic!("{test} needs root (network namespaces, packet sockets); set SPIND_SKIP_ROOT_TESTS=1 to skip it");
+}
