@@ -1,0 +1,329 @@
+//! Real-browser test support: Debian's chromium driven through chromedriver (W3C WebDriver over
+//! HTTP) by a tiny hand-written client on std `TcpStream` + serde_json, and, until spind serves
+//! its UI itself, a static shim that serves `spind/ui/` and forwards `/spin_api/` to spind.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{free_port, http_exchange, wait_for};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether browser tests should run. Missing chromium/chromedriver is a failure naming the
+/// packages, unless `SPIND_SKIP_BROWSER_TESTS=1`, which prints a skip line instead.
+pub fn browser_available(test: &str) -> bool {
+    let skip = std::env::var("SPIND_SKIP_BROWSER_TESTS").map(|v| v == "1").unwrap_or(false);
+    if skip {
+        eprintln!("SKIPPED {test}: SPIND_SKIP_BROWSER_TESTS=1");
+        return false;
+    }
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    if !missing.is_empty() {
+        panic!(
+            "{test} needs Debian's chromium and chromedriver, missing: {}. Install them with \
+             `apt-get install chromium chromium-driver`, or set SPIND_SKIP_BROWSER_TESTS=1 to skip.",
+            missing.join(", ")
+        );
+    }
+    true
+}
+
+/// Where test artifacts go: `<target>/test-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One chromedriver process with one headless chromium session; both end on drop.
+pub struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4ae2bb4ac8b4";
+
+impl Browser {
+    pub fn start(width: u32, height: u32) -> Browser {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("chromedriver-{port}.log"));
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        wait_for("chromedriver to listen", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).ok());
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let mut b = Browser { driver, port, session: String::new(), _profile: profile };
+        let v = b.raw("POST", "/session", Some(caps));
+        b.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
+        b
+    }
+
+    /// One WebDriver command; returns `value`, panics with the driver's error.
+    fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("Content-Type", "application/json")] };
+        let (status, _, resp) = http_exchange(self.port, method, path, headers, body.as_bytes());
+        let v: Value = serde_json::from_slice(&resp).unwrap_or_else(|e| panic!("WebDriver {method} {path}: bad JSON ({e})"));
+        if status != 200 {
+            panic!("WebDriver {method} {path} failed ({status}): {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.raw(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    pub fn refresh(&self) {
+        self.cmd("POST", "/refresh", Some(json!({})));
+    }
+
+    pub fn set_window(&self, width: u32, height: u32) {
+        self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
+    }
+
+    /// Runs `body` (a function body; `arguments` holds `args`) in the page; returns its value.
+    pub fn js(&self, body: &str, args: Value) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({ "script": body, "args": args })))
+    }
+
+    /// Polls a JS expression until it is truthy; returns its value.
+    pub fn wait_js(&self, what: &str, timeout: Duration, expr: &str) -> Value {
+        let end = Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            last = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.js(&format!("return ({expr});"), json!([])))) {
+                Ok(v) => v,
+                Err(_) => last,
+            };
+            let truthy = !matches!(&last, Value::Null | Value::Bool(false)) && last != json!(0) && last != json!("");
+            if truthy {
+                return last;
+            }
+            if Instant::now() > end {
+                panic!("timed out after {timeout:?} waiting for {what} (`{expr}` was {last}); browser log:\n{}", self.console_log());
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A real mouse click at viewport CSS coordinates (pointer events, as a user's click).
+    pub fn click_at(&self, x: f64, y: f64) {
+        let actions = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x.round() as i64, "y": y.round() as i64},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pause", "duration": 50},
+                {"type": "pointerUp", "button": 0},
+            ],
+        }]});
+        self.cmd("POST", "/actions", Some(actions));
+        self.cmd("DELETE", "/actions", None);
+    }
+
+    pub fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+    }
+
+    /// Clicks an element (WebDriver element click: scrolls into view, real pointer events).
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Clears an input and types `text` into it.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({ "text": text })));
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None).as_str().unwrap_or("").to_string()
+    }
+
+    /// A PNG screenshot of the viewport, written to `path`.
+    pub fn screenshot(&self, path: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().expect("screenshot data"));
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// The page's console messages so far (for failure reports).
+    pub fn console_log(&self) -> String {
+        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cmd("POST", "/se/log", Some(json!({"type": "browser"}))))).unwrap_or(Value::Null);
+        v.as_array()
+            .map(|a| a.iter().map(|e| format!("{} {}", e["level"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.raw("DELETE", &format!("/session/{}", self.session), None);
+            }));
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        } as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Where the browser loads the UI from: spind's own web port once spind serves `spind/ui/`
+/// (it answers `GET /js/app.js`); until then a shim that serves the files from the source tree
+/// and forwards `/spin_api/...` (JSON-RPC, captures) to spind's port, so the page still talks to
+/// the real spind. Returns the base URL (`http://127.0.0.1:PORT`).
+pub fn ui_origin(spind_http_port: u16) -> String {
+    let (status, _, _) = http_exchange(spind_http_port, "GET", "/js/app.js", &[], b"");
+    if status == 200 {
+        return format!("http://127.0.0.1:{spind_http_port}");
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    eprintln!(
+        "note: spind does not serve the UI yet (GET /js/app.js -> {status}); serving spind/ui/ from a \
+         test shim on port {port} that forwards /spin_api/ and POSTs to spind's port {spind_http_port}"
+    );
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = shim_serve(conn, spind_http_port);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn shim_serve(mut c: TcpStream, upstream: u16) -> std::io::Result<()> {
+    c.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        let n = c.read(&mut tmp)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let first = lines.next().unwrap_or("");
+    let mut parts = first.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let clen: usize = lines
+        .clone()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    while buf.len() < head_end + clen {
+        let n = c.read(&mut tmp)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    let path = target.split('?').next().unwrap_or("/");
+    if method == "GET" && !path.starts_with("/spin_api/") {
+        let rel = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+        let file = root.join(rel);
+        let ok = !rel.split('/').any(|s| s == "..") && file.is_file();
+        let (status, ctype, body) = if ok {
+            (200, content_type(rel), std::fs::read(&file)?)
+        } else {
+            (404, "text/plain", b"not found".to_vec())
+        };
+        write!(c, "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+        return c.write_all(&body);
+    }
+    // Forward to spind, one request per connection.
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut fwd = format!("{first}\r\n");
+    for l in head[first.len() + 2..head_end - 4].split("\r\n") {
+        if !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty() {
+            fwd.push_str(l);
+            fwd.push_str("\r\n");
+        }
+    }
+    fwd.push_str("Connection: close\r\n\r\n");
+    up.write_all(fwd.as_bytes())?;
+    up.write_all(&buf[head_end..])?;
+    std::io::copy(&mut up, &mut c)?;
+    Ok(())
+}
+
+/// The content types the HTTP side must send for the UI's files.
+pub fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
