@@ -148,7 +148,7 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
 
     // Rename the device; the name is spind's and survives a reload.
     click_node(&b, CLIENT_MAC);
-    b.wait_js("the device's details", Duration::from_secs(10), "document.querySelector('#rename-input') !== null");
+    b.wait_js("the device's details", Duration::from_secs(10), &format!("document.querySelector('#panel-title').textContent === '{CLIENT_MAC}' && document.querySelector('#rename-input') !== null"));
     b.type_into("#rename-input", "living-room tv");
     b.click("#panel form.rename button[type=submit]");
     wait_for("the name in spind", Duration::from_secs(10), || {

@@ -54,7 +54,8 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4ae2bb4ac8b4";
+/// The W3C web element identifier key.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     pub fn start(width: u32, height: u32) -> Browser {
@@ -93,7 +94,7 @@ impl Browser {
     fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("Content-Type", "application/json")] };
-        let (status, _, resp) = http_exchange(self.port, method, path, headers, body.as_bytes());
+        let (status, resp) = http_call(self.port, method, path, headers, body.as_bytes());
         let v: Value = serde_json::from_slice(&resp).unwrap_or_else(|e| panic!("WebDriver {method} {path}: bad JSON ({e})"));
         if status != 200 {
             panic!("WebDriver {method} {path} failed ({status}): {}", v["value"]);
@@ -133,6 +134,7 @@ impl Browser {
             };
             let truthy = !matches!(&last, Value::Null | Value::Bool(false)) && last != json!(0) && last != json!("");
             if truthy {
+                eprintln!("[{:>6.1?}] {what}", Instant::now() - (end - timeout));
                 return last;
             }
             if Instant::now() > end {
@@ -163,9 +165,26 @@ impl Browser {
     }
 
     /// Clicks an element (WebDriver element click: scrolls into view, real pointer events).
+    /// Retries when the page re-rendered the element between finding and clicking it.
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for attempt in 0.. {
+            let id = self.find(css);
+            let (status, resp) = self.try_cmd("POST", &format!("/element/{id}/click"), json!({}));
+            if status == 200 {
+                return;
+            }
+            if attempt < 5 && resp.contains("stale element") {
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            panic!("clicking {css} failed ({status}): {resp}");
+        }
+    }
+
+    fn try_cmd(&self, method: &str, path: &str, body: Value) -> (u16, String) {
+        let body = body.to_string();
+        let (status, resp) = http_call(self.port, method, &format!("/session/{}{path}", self.session), &[("Content-Type", "application/json")], body.as_bytes());
+        (status, String::from_utf8_lossy(&resp).into_owned())
     }
 
     /// Clears an input and types `text` into it.
@@ -206,6 +225,46 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// One HTTP/1.1 exchange that reads exactly `Content-Length` bytes (chromedriver keeps
+/// connections open, so reading to the end would wait for its idle timeout).
+fn http_call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    let mut need: Option<usize> = None;
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if need.is_none() {
+                let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+                need = Some(len.map_or(usize::MAX, |l| p + 4 + l));
+            }
+            if buf.len() >= need.unwrap() {
+                break;
+            }
+        }
+        let n = s.read(&mut tmp).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    let p = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response header");
+    let head = String::from_utf8_lossy(&buf[..p]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    (status, buf[p + 4..].to_vec())
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -582,6 +582,11 @@
         toast("Capture stopped");
       }) }, "Stop capture")) : null;
     const flowsBox = h("section", { class: "flows" }, h("h3", null, k === "device" ? "Recent flows" : "Talks with"));
+    // Keep what the user is typing and where the keyboard focus is across a re-render.
+    const oldInput = body.querySelector("#rename-input");
+    const typing = oldInput && !fresh && oldInput.value !== oldInput.defaultValue ? oldInput.value : null;
+    const focusKey = !fresh && body.contains(document.activeElement)
+      ? (document.activeElement.id || document.activeElement.dataset.action || null) : null;
     body.replaceChildren(
       h("p", { class: "kind" }, k === "device" ? "Device" : k === "multicast" ? "Multicast" : "Internet service"),
       h("dl", null,
@@ -595,6 +600,11 @@
         dlRow("Node id", String(id))),
       rename, actions, capture, flowsBox);
     $("#panel-title").textContent = label(id);
+    if (typing != null) body.querySelector("#rename-input").value = typing;
+    if (focusKey) {
+      const el = body.querySelector("#" + CSS.escape(focusKey)) || body.querySelector(`[data-action="${CSS.escape(focusKey)}"]`);
+      if (el) el.focus();
+    }
     if (k === "device" && i.mac) {
       rpc("list_device_flows", { device: i.mac }).then((list) => renderDeviceFlows(flowsBox, list || [])).catch((e) => flowsBox.append(h("p", null, "Could not load flows: " + e.message)));
     } else {
@@ -644,7 +654,8 @@
         h("button", { type: "button", onclick: () => select({ type: "node", id: f.from }) }, "Show " + label(f.from)),
         h("button", { type: "button", onclick: () => select({ type: "node", id: f.to }) }, "Show " + label(f.to))));
     if (fresh && !bench) refreshFlowBlocks().then(() => {
-      if (S.selected && S.selected.key === key) renderEdgePanel(key, false);
+      const now = S.flowBlocks.has(flowPair(f.from, f.to));
+      if (now !== blocked && S.selected && S.selected.key === key) renderEdgePanel(key, false);
     }).catch(() => {});
   }
 

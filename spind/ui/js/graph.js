@@ -567,7 +567,7 @@
       for (const k of this.samples.keys()) if (k < start - 5) this.samples.delete(k);
       let max = 0;
       for (let t = start; t <= end; t++) max = Math.max(max, this.samples.get(t) || 0);
-      const top = niceCeil(max || 1);
+      const top = niceCeil(Math.max(max, 1000));
       const left = 58, bottom = h - 16, plotH = bottom - 8, plotW = w - left - 6;
       ctx.strokeStyle = "#cbd5e1";
       ctx.lineWidth = 1;
