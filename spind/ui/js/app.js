@@ -285,7 +285,11 @@
           syncFlow(f);
         }
         for (const id of changed) syncNode(id);
-        chart.add(Math.floor(now / 1000), r.total_size || 0);
+        // spind sends one message per second stamped with its clock: bucket by that stamp (so
+        // timer jitter does not put two messages in one second), unless the clocks disagree.
+        const nowSec = Math.floor(now / 1000);
+        const ts = typeof r.timestamp === "number" && Math.abs(r.timestamp - nowSec) < 600 ? r.timestamp : nowSec;
+        chart.add(ts, r.total_size || 0);
         if (S.selected) refreshPanelIf(S.selected.type, S.selected.id ?? S.selected.key, true);
         break;
       }
@@ -521,6 +525,13 @@
     document.body.classList.add("has-panel");
     if (sel.type === "node") renderNodePanel(sel.id, true);
     else renderEdgePanel(sel.key, true);
+    // On a phone the panel is a bottom sheet over the graph: keep the selection visible above it.
+    if (sel.type === "node" && getComputedStyle(panel).position === "fixed") {
+      const p = graph.screenPos(sel.id);
+      const g = graph.canvas.getBoundingClientRect();
+      const sheetTop = panel.getBoundingClientRect().top;
+      if (p && p.y + p.r > sheetTop - 8) graph.centerOn(sel.id, g.width / 2, Math.max(40, (sheetTop - g.top) / 2));
+    }
   }
 
   function refreshPanelIf(type, idOrKey, trafficOnly) {
@@ -804,6 +815,12 @@
     }
     const pairs = new Set();
     const flows = [];
+    // Every service gets at least one device, then random extra flows up to E.
+    for (let to = devices + 1; to <= N && flows.length < E; to++) {
+      const from = 1 + Math.floor(rand() * devices);
+      pairs.add(from + ">" + to);
+      flows.push({ from, to, protocol: 6, from_port: 40000, to_port: 443 });
+    }
     const ports = [443, 80, 53, 123, 853, 22, 5353, 1883, 8080];
     while (flows.length < E) {
       const from = 1 + Math.floor(rand() * devices);
@@ -818,10 +835,11 @@
       handleMax: Math.max(0, ...handleMs), ticks: handleMs.length,
       shownNodes: graph.nodes.size, shownEdges: graph.edges.size,
     }) };
+    let second = Math.floor(Date.now() / 1000);
     const send = () => {
       const t0 = performance.now();
       const fl = flows.map((f) => Object.assign({}, f, { size: Math.floor(rand() * 50000), count: 1 + Math.floor(rand() * 40) }));
-      handle({ command: "traffic", argument: "", result: { flows: fl, timestamp: Math.floor(Date.now() / 1000), total_size: fl.reduce((a, f) => a + f.size, 0), total_count: 0 } });
+      handle({ command: "traffic", argument: "", result: { flows: fl, timestamp: second++, total_size: fl.reduce((a, f) => a + f.size, 0), total_count: 0 } });
       handleMs.push(performance.now() - t0);
     };
     send();

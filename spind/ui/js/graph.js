@@ -8,7 +8,7 @@
 
 (function (global) {
   const CELL = 110; // grid cell = repulsion cut-off distance (world units)
-  const REPULSION = 2600;
+  const REPULSION = 60;
   const SPRING = 0.03;
   const GRAVITY = 0.004;
   const DAMPING = 0.62;
@@ -156,8 +156,11 @@
                 ddy = Math.random() - 0.5;
                 d2 = 1;
               }
-              const f = REPULSION / d2 * (1 - d2 / cut2);
               const d = Math.sqrt(d2);
+              let f = REPULSION / d * (1 - d / CELL);
+              // Overlapping discs push apart hard, whatever the temperature.
+              const overlap = p.r + q.r + 6 - d;
+              if (overlap > 0) f += overlap * 0.5 / alpha;
               p.fx += ddx / d * f;
               p.fy += ddy / d * f;
             }
@@ -240,6 +243,9 @@
     fit(animate) {
       const t = this.fitTarget();
       if (animate) {
+        const close = Math.abs(t.scale - this.scale) < 0.002 * this.scale &&
+          Math.abs(t.tx - this.tx) < 0.5 && Math.abs(t.ty - this.ty) < 0.5;
+        if (close) return; // already there: no redraw, so an idle page stays idle
         const k = 0.15;
         this.scale += (t.scale - this.scale) * k;
         this.tx += (t.tx - this.tx) * k;
@@ -247,6 +253,16 @@
       } else {
         Object.assign(this, t);
       }
+      this.dirty = true;
+    }
+
+    // Pans so that node `id` sits at (sx, sy) in canvas CSS pixels (stops auto-fitting).
+    centerOn(id, sx, sy) {
+      const n = this.nodes.get(id);
+      if (!n) return;
+      this.tx = sx - n.x * this.scale;
+      this.ty = sy - n.y * this.scale;
+      this.autoFit = false;
       this.dirty = true;
     }
 
@@ -434,12 +450,15 @@
         if (!b) batches.set(key, (b = []));
         b.push(e);
       }
-      ctx.lineCap = "round";
+      ctx.lineCap = "butt";
+      // Level of detail: while a big graph is moving, edges are hairlines (wide strokes are
+      // what costs a software rasteriser most); widths come back once the layout has settled.
+      const hairlines = this.edges.size > 400 && this.alpha > 0.03;
       for (const [key, list] of batches) {
         const [color, w, dash, alpha] = key.split("|");
         ctx.globalAlpha = +alpha;
         ctx.strokeStyle = color;
-        ctx.lineWidth = +w / Math.max(s, 0.35);
+        ctx.lineWidth = hairlines && color !== "#0f172a" ? 1 / s : +w / Math.max(s, 0.35);
         ctx.setLineDash(dash === "1" ? [6 / s, 5 / s] : []);
         ctx.beginPath();
         for (const e of list) {
