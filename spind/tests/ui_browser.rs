@@ -252,3 +252,28 @@ fn ui_stays_responsive_with_500_nodes_and_2000_edges() {
     let p95 = settled["intervalP95"].as_f64().unwrap();
     assert!(p95 < 50.0, "95th percentile frame interval {p95:.1} ms >= 50 ms with live updates: {settled}");
 }
+
+/// A broker that says "not authorized" makes the UI ask for credentials, and it reconnects with them.
+#[test]
+fn ui_asks_for_credentials_when_the_broker_refuses() {
+    if !browser_available("ui_asks_for_credentials_when_the_broker_refuses") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = SpindBuilder::new().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    let broker = browser::FakeBroker::start("alice", "s3cret");
+    let origin = ui_origin(s.http_port);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{origin}/?mqtt_port={}", broker.port));
+    let first = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI connects to the broker");
+    assert_eq!(first, (None, None), "first attempt is anonymous");
+    b.wait_js("the login form", Duration::from_secs(10), "document.querySelector('#login').open && window.spinState.connection() === 'unauthorized'");
+    assert_eq!(b.text("#conn"), "Login needed");
+    b.type_into("#login-user", "alice");
+    b.type_into("#login-pass", "s3cret");
+    b.click("#login button[type=submit]");
+    let second = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI reconnects with credentials");
+    assert_eq!(second, (Some("alice".into()), Some("s3cret".into())));
+    b.wait_js("the connection with credentials", Duration::from_secs(10), "window.spinState.connection() === 'connected' && !document.querySelector('#login').open");
+    assert_eq!(b.text("#conn"), "Live");
+}

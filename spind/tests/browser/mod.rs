@@ -386,3 +386,157 @@ pub fn content_type(path: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+/// A stand-in MQTT-over-WebSocket broker that refuses connections without the right
+/// credentials (CONNACK 5, "not authorized") and accepts them with: for the UI's login flow.
+/// Each CONNECT's (username, password) is sent on `connects`.
+pub struct FakeBroker {
+    pub port: u16,
+    pub connects: std::sync::mpsc::Receiver<(Option<String>, Option<String>)>,
+}
+
+impl FakeBroker {
+    pub fn start(user: &'static str, pass: &'static str) -> FakeBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, connects) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    let _ = fake_broker_conn(conn, user, pass, tx);
+                });
+            }
+        });
+        FakeBroker { port, connects }
+    }
+}
+
+fn fake_broker_conn(
+    mut c: TcpStream,
+    user: &str,
+    pass: &str,
+    tx: std::sync::mpsc::Sender<(Option<String>, Option<String>)>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut tmp)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let key = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:").then(|| l[18..].trim().to_string()))
+        .unwrap_or_default();
+    let accept = base64_encode(&sha1(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes()));
+    write!(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")?;
+    // One client frame (masked): the CONNECT packet.
+    let mut h = [0u8; 2];
+    c.read_exact(&mut h)?;
+    let mut len = (h[1] & 0x7f) as usize;
+    if len == 126 {
+        let mut l = [0u8; 2];
+        c.read_exact(&mut l)?;
+        len = u16::from_be_bytes(l) as usize;
+    }
+    let mut mask = [0u8; 4];
+    c.read_exact(&mut mask)?;
+    let mut p = vec![0u8; len];
+    c.read_exact(&mut p)?;
+    for (i, b) in p.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    // CONNECT: type, remaining length (1 byte here), "MQTT", level, flags, keepalive, strings.
+    fn field(p: &[u8], i: &mut usize) -> String {
+        let l = u16::from_be_bytes([p[*i], p[*i + 1]]) as usize;
+        let s = String::from_utf8_lossy(&p[*i + 2..*i + 2 + l]).into_owned();
+        *i += 2 + l;
+        s
+    }
+    let mut i = 2;
+    let _proto = field(&p, &mut i);
+    let flags = p[i + 1];
+    i += 4;
+    let _client_id = field(&p, &mut i);
+    let u = (flags & 0x80 != 0).then(|| field(&p, &mut i));
+    let pw = (flags & 0x40 != 0).then(|| field(&p, &mut i));
+    let ok = u.as_deref() == Some(user) && pw.as_deref() == Some(pass);
+    let _ = tx.send((u, pw));
+    c.write_all(&[0x82, 4, 0x20, 2, 0, if ok { 0 } else { 5 }])?;
+    if ok {
+        // Stay connected (answer nothing else) until the browser goes away.
+        while c.read(&mut tmp)? > 0 {}
+    }
+    Ok(())
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for ch in data.chunks(3) {
+        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for k in 0..4 {
+            if k <= ch.len() {
+                out.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// SHA-1 (for the WebSocket handshake of the fake broker only).
+fn sha1(msg: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut m = msg.to_vec();
+    m.push(0x80);
+    while m.len() % 64 != 56 {
+        m.push(0);
+    }
+    m.extend_from_slice(&((msg.len() as u64) * 8).to_be_bytes());
+    for block in m.chunks(64) {
+        let mut w = [0u32; 80];
+        for t in 0..16 {
+            w[t] = u32::from_be_bytes([block[4 * t], block[4 * t + 1], block[4 * t + 2], block[4 * t + 3]]);
+        }
+        for t in 16..80 {
+            w[t] = (w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (t, wt) in w.iter().enumerate() {
+            let (f, k) = match t {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let tmp = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wt);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = tmp;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+#[test]
+fn sha1_and_base64_match_the_websocket_rfc_example() {
+    // RFC 6455 §1.3.
+    let accept = base64_encode(&sha1(b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));
+    assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
