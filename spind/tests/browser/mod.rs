@@ -22,7 +22,8 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub fn browser_available(test: &str) -> bool {
     let skip = std::env::var("SPIND_SKIP_BROWSER_TESTS").map(|v| v == "1").unwrap_or(false);
     if skip {
-        eprintln!("SKIPPED {test}: SPIND_SKIP_BROWSER_TESTS=1");
+        // Straight to stderr, past the test harness's output capture, so the skip is seen.
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: SPIND_SKIP_BROWSER_TESTS=1 (browser tests need chromium and chromedriver)");
         return false;
     }
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();

@@ -445,7 +445,8 @@
         const hl = e.key === this.selectedEdge || (sel != null && (e.a.id === sel || e.b.id === sel));
         const alpha = Math.round(Math.min(e.a.alpha, e.b.alpha, e.alpha) * 4) / 4;
         const w = hl ? Math.max(2.5, e.width) : Math.round(e.width * 2) / 2;
-        const key = (hl ? "#0f172a" : e.color) + "|" + w + "|" + (e.dash ? 1 : 0) + "|" + alpha;
+        const color = hl && e.color !== "#dc2626" ? "#0f172a" : e.color; // blocked stays red
+        const key = color + "|" + w + "|" + (e.dash ? 1 : 0) + "|" + alpha;
         let b = batches.get(key);
         if (!b) batches.set(key, (b = []));
         b.push(e);
@@ -458,7 +459,7 @@
         const [color, w, dash, alpha] = key.split("|");
         ctx.globalAlpha = +alpha;
         ctx.strokeStyle = color;
-        ctx.lineWidth = hairlines && color !== "#0f172a" ? 1 / s : +w / Math.max(s, 0.35);
+        ctx.lineWidth = hairlines && +w < 2.5 ? 1 / s : +w / Math.max(s, 0.35);
         ctx.setLineDash(dash === "1" ? [6 / s, 5 / s] : []);
         ctx.beginPath();
         for (const e of list) {
