@@ -446,7 +446,7 @@
         const alpha = Math.round(Math.min(e.a.alpha, e.b.alpha, e.alpha) * 4) / 4;
         const w = hl ? Math.max(2.5, e.width) : Math.round(e.width * 2) / 2;
         const color = hl && e.color !== "#dc2626" ? "#0f172a" : e.color; // blocked stays red
-        const key = color + "|" + w + "|" + (e.dash ? 1 : 0) + "|" + alpha;
+        const key = color + "|" + w + "|" + (e.dash ? 1 : 0) + "|" + alpha + "|" + (hl ? 1 : 0);
         let b = batches.get(key);
         if (!b) batches.set(key, (b = []));
         b.push(e);
@@ -456,10 +456,10 @@
       // what costs a software rasteriser most); widths come back once the layout has settled.
       const hairlines = this.edges.size > 400 && this.alpha > 0.03;
       for (const [key, list] of batches) {
-        const [color, w, dash, alpha] = key.split("|");
+        const [color, w, dash, alpha, hl] = key.split("|");
         ctx.globalAlpha = +alpha;
         ctx.strokeStyle = color;
-        ctx.lineWidth = hairlines && +w < 2.5 ? 1 / s : +w / Math.max(s, 0.35);
+        ctx.lineWidth = hairlines && hl === "0" ? 1 / s : +w / Math.max(s, 0.35);
         ctx.setLineDash(dash === "1" ? [6 / s, 5 / s] : []);
         ctx.beginPath();
         for (const e of list) {
