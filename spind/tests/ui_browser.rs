@@ -1,0 +1,279 @@
+//! The web UI in a real browser (Debian's chromium, headless, driven through chromedriver),
+//! against the real spind replaying `basic.pcap`: the graph shows the device and the named
+//! services, clicking a node opens its details, Block reaches spind's block list, a rename
+//! survives a reload, a flow can be blocked from its edge; plus the frame-time benchmark.
+//!
+//! Needs `apt-get install chromium chromium-driver`; `SPIND_SKIP_BROWSER_TESTS=1` skips (loudly).
+
+mod browser;
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use browser::{artifacts_dir, browser_available, ui_origin, Browser};
+use common::{fixture, wait_for, Spind, SpindBuilder};
+use serde_json::{json, Value};
+
+const CLIENT_MAC: &str = "02:00:00:00:00:64";
+
+/// One browser at a time: the machine is small and the frame-time numbers should not be skewed.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn replayed_spind() -> Spind {
+    let s = SpindBuilder::new()
+        .arg("--replay")
+        .arg(fixture("basic.pcap").to_str().unwrap())
+        .arg("--replay-speed")
+        .arg("0")
+        .start();
+    wait_for("the replay to finish", Duration::from_secs(60), || s.log_text().contains("replay finished").then_some(()));
+    // The device and its flows to both named services are known to spind.
+    wait_for("spind's device flows", Duration::from_secs(20), || {
+        let flows = s.call("list_device_flows", json!({"device": CLIENT_MAC}));
+        (flows.as_array().map_or(0, |a| a.len()) >= 2).then_some(())
+    });
+    s
+}
+
+/// The UI's view of the nodes (`window.spinState.nodes()`).
+fn ui_nodes(b: &Browser) -> Vec<Value> {
+    b.js("return window.spinState ? window.spinState.nodes() : [];", json!([])).as_array().cloned().unwrap_or_default()
+}
+
+fn node_by_label(b: &Browser, label: &str) -> Value {
+    ui_nodes(b)
+        .into_iter()
+        .find(|n| n["label"] == label)
+        .unwrap_or_else(|| panic!("no node labelled {label:?} in the UI: {:?}", ui_nodes(b)))
+}
+
+/// Waits until the layout stopped moving, then clicks the node with this label where it is drawn.
+fn click_node(b: &Browser, label: &str) -> i64 {
+    b.wait_js("the layout to settle", Duration::from_secs(30), "window.spinState.settled()");
+    let n = node_by_label(b, label);
+    let (x, y) = (n["x"].as_f64().unwrap(), n["y"].as_f64().unwrap());
+    b.click_at(x, y);
+    n["id"].as_i64().unwrap()
+}
+
+#[test]
+fn ui_shows_the_replayed_graph_and_acts_through_spind() {
+    if !browser_available("ui_shows_the_replayed_graph_and_acts_through_spind") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = replayed_spind();
+    let origin = ui_origin(s.http_port);
+    let url = format!("{origin}/?mqtt_port={}", s.ws_port);
+    let b = Browser::start(1280, 800);
+    b.goto(&url);
+
+    // Connected over MQTT/WebSocket, and the device and both named services are in the graph.
+    b.wait_js("the UI to connect to spind's broker", Duration::from_secs(30), "window.spinState && window.spinState.connection() === 'connected'");
+    let want = [CLIENT_MAC, "www.example.test", "cdn.example.test"];
+    let expr = format!(
+        "(() => {{ const l = window.spinState.nodes().filter(n => n.shown).map(n => n.label); return {}.every(x => l.includes(x)); }})()",
+        json!(want)
+    );
+    b.wait_js("the device and the named services in the graph", Duration::from_secs(30), &expr);
+    let device = node_by_label(&b, CLIENT_MAC);
+    assert_eq!(device["kind"], "device");
+    assert_eq!(node_by_label(&b, "www.example.test")["kind"], "service");
+    let edges = b.js("return window.spinState.edges();", json!([]));
+    let services: Vec<String> = edges
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["services"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect();
+    assert!(services.iter().any(|s| s == "http"), "edges are labelled with their service: {edges}");
+
+    b.wait_js("the layout to settle", Duration::from_secs(30), "window.spinState.settled()");
+    let shot = artifacts_dir().join("ui-graph.png");
+    b.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
+    // A real click on the device opens its details.
+    let dev_id = click_node(&b, CLIENT_MAC);
+    b.wait_js("the device's details", Duration::from_secs(10), &format!("!document.querySelector('#panel').hidden && document.querySelector('#panel-body').textContent.includes('{CLIENT_MAC}')"));
+    assert_eq!(b.js("return window.spinState.selected();", json!([])), json!({"type": "node", "id": dev_id}));
+    b.wait_js("the device's recent flows", Duration::from_secs(10), "document.querySelectorAll('#panel .flows tr').length >= 3");
+    let flows_text = b.text("#panel .flows");
+    assert!(flows_text.contains("www.example.test") && flows_text.contains("http"), "flows show remote names and services: {flows_text}");
+
+    // Block a service from its panel: drawn blocked, and in spind's block list with all its addresses.
+    let www = click_node(&b, "www.example.test");
+    b.wait_js("the service's details", Duration::from_secs(10), "document.querySelector('#panel-title').textContent === 'www.example.test'");
+    b.click("#panel button[data-action=block]");
+    b.wait_js("the service drawn as blocked", Duration::from_secs(10), &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked && n.fill === '#dc2626')"));
+    let ips = s.call("get_device_data", json!({"node": www}))["ips"].clone();
+    let block = s.call("list_iplist", json!({"list": "block"}));
+    for ip in ips.as_array().unwrap() {
+        assert!(block.as_array().unwrap().contains(ip), "block list {block} has {ip}");
+    }
+    assert!(ips.as_array().unwrap().contains(&json!("198.51.100.10")));
+    b.wait_js("the Unblock button", Duration::from_secs(10), "document.querySelector('#panel button[data-action=block]').textContent === 'Unblock'");
+
+    // The block list dialog shows the addresses; removing one goes to spind.
+    b.click("#show-block");
+    b.wait_js("the block list dialog", Duration::from_secs(10), "document.querySelector('#lists').open && document.querySelector('#lists-body').textContent.includes('198.51.100.10')");
+    b.click("#lists-body button[aria-label='Remove 198.51.100.10 from the block list']");
+    wait_for("198.51.100.10 to leave the block list", Duration::from_secs(10), || {
+        let l = s.call("list_iplist", json!({"list": "block"}));
+        (!l.as_array().unwrap().contains(&json!("198.51.100.10"))).then_some(())
+    });
+    b.click("#lists-close");
+
+    // Block a flow from its edge (device -> cdn service), clicked at the edge's middle.
+    let cdn = node_by_label(&b, "cdn.example.test")["id"].as_i64().unwrap();
+    b.wait_js("the layout to settle", Duration::from_secs(30), "window.spinState.settled()");
+    let mid = b.js(
+        "const a = window.spinState.screenPos(arguments[0]), b = window.spinState.screenPos(arguments[1]);\
+         const dx = b.x - a.x, dy = b.y - a.y, d = Math.hypot(dx, dy);\
+         const t = 0.5 + (a.r - b.r) / 2 / d;\
+         return {x: a.x + dx * t, y: a.y + dy * t};",
+        json!([dev_id, cdn]),
+    );
+    b.click_at(mid["x"].as_f64().unwrap(), mid["y"].as_f64().unwrap());
+    b.wait_js("the flow's details", Duration::from_secs(10), &format!("JSON.stringify(window.spinState.selected()) === JSON.stringify({{type: 'edge', key: '{dev_id}>{cdn}'}})"));
+    b.click("#panel button[data-action=flow-block]");
+    wait_for("the flow block in spind", Duration::from_secs(10), || {
+        let fb = s.call("get_flow_block", json!({}));
+        let (lo, hi) = (dev_id.min(cdn), dev_id.max(cdn));
+        fb.as_array().unwrap().contains(&json!({"node1": lo, "node2": hi})).then_some(())
+    });
+    b.wait_js("the Unblock-flow button", Duration::from_secs(10), "document.querySelector('#panel button[data-action=flow-block]').textContent === 'Unblock this flow'");
+
+    // Rename the device; the name is spind's and survives a reload.
+    click_node(&b, CLIENT_MAC);
+    b.wait_js("the device's details", Duration::from_secs(10), &format!("document.querySelector('#panel-title').textContent === '{CLIENT_MAC}' && document.querySelector('#rename-input') !== null"));
+    b.type_into("#rename-input", "living-room tv");
+    b.click("#panel form.rename button[type=submit]");
+    wait_for("the name in spind", Duration::from_secs(10), || {
+        (s.call("get_device_data", json!({"node": dev_id}))["name"] == "living-room tv").then_some(())
+    });
+    b.wait_js("the new label", Duration::from_secs(10), "window.spinState.nodes().some(n => n.label === 'living-room tv')");
+    b.refresh();
+    b.wait_js("the renamed device after a reload", Duration::from_secs(30), "window.spinState && window.spinState.nodes().some(n => n.label === 'living-room tv' && n.shown)");
+
+    // The protocol's admin and list messages, injected through the UI's message handler.
+    let h = |msg: Value| {
+        b.js("window.spinState.handle(arguments[0]);", json!([msg]));
+    };
+    h(json!({"command": "nodeInfo", "result": {"id": 9001, "mac": "02:00:00:00:99:01", "lastseen": 1, "ips": ["192.168.8.201"], "domains": []}}));
+    h(json!({"command": "nodeInfo", "result": {"id": 9002, "lastseen": 1, "ips": ["203.0.113.2"], "domains": ["merge-me.test."]}}));
+    h(json!({"command": "nodeInfo", "result": {"id": 9003, "lastseen": 1, "ips": ["203.0.113.3"], "domains": ["target.test.", "alias.target.test."]}}));
+    h(json!({"command": "nodeInfo", "result": {"id": 9004, "lastseen": 1, "ips": ["224.0.0.251"], "domains": []}}));
+    h(json!({"command": "traffic", "argument": "", "result": {"flows": [
+        {"from": 9001, "to": 9002, "protocol": 6, "from_port": 40000, "to_port": 443, "size": 5000, "count": 5},
+        {"from": 9001, "to": 9003, "protocol": 17, "from_port": 40001, "to_port": 53, "size": 100, "count": 1},
+        {"from": 9001, "to": 9004, "protocol": 17, "from_port": 5353, "to_port": 5353, "size": 300, "count": 2}],
+        "timestamp": 0, "total_size": 5400, "total_count": 8}}));
+    let node = |id: i64| -> Value {
+        b.js("return window.spinState.nodes().find(n => n.id === arguments[0]) || null;", json!([id]))
+    };
+    let edge = |key: &str| -> Value {
+        b.js("return window.spinState.edges().find(e => e.key === arguments[0]) || null;", json!([key]))
+    };
+    assert_eq!(node(9002)["label"], "merge-me.test");
+    assert_eq!(node(9003)["label"], "target.test");
+    assert_eq!(node(9004)["label"], "Multicast 224.0.0.251");
+    assert_eq!(node(9004)["kind"], "multicast");
+    assert_eq!(edge("9001>9002")["services"], json!(["https"]));
+    assert_eq!(edge("9001>9004")["services"], json!(["mdns"]));
+    h(json!({"command": "nodeMerged", "result": {"id": 9002, "merged-to": 9003}}));
+    assert_eq!(node(9002), Value::Null, "a merged node leaves");
+    assert_eq!(edge("9001>9002"), Value::Null);
+    let merged = edge("9001>9003");
+    assert_eq!(merged["bytes"], 5100, "flows are redirected to the surviving node: {merged}");
+    assert_eq!(merged["services"], json!(["dns", "https"]));
+    h(json!({"command": "nodeDeleted", "result": {"id": 9003}}));
+    assert_eq!(node(9003), Value::Null, "a deleted node leaves");
+    assert_eq!(edge("9001>9003"), Value::Null);
+    h(json!({"command": "ignore", "result": ["192.168.8.201"]}));
+    assert_eq!(node(9001)["shown"], false, "ignored nodes are hidden: {}", node(9001));
+    assert_eq!(node(9001)["ignored"], true);
+    h(json!({"command": "ignore", "result": []}));
+    assert_eq!(node(9001)["shown"], true);
+    h(json!({"command": "serverRestart"}));
+    assert_eq!(node(9001), Value::Null, "a daemon restart clears the view");
+    b.wait_js("the view to reload from spind after serverRestart", Duration::from_secs(20), "window.spinState.nodes().some(n => n.label === 'living-room tv' && n.shown) && window.spinState.nodes().some(n => n.label === 'cdn.example.test')");
+
+    // Phone-sized screen: the panel is a bottom sheet.
+    b.set_window(390, 800);
+    b.wait_js("the layout to settle", Duration::from_secs(30), "window.spinState.settled()");
+    click_node(&b, "living-room tv");
+    b.wait_js("the bottom sheet", Duration::from_secs(10), "(() => { const r = document.querySelector('#panel').getBoundingClientRect(); return !document.querySelector('#panel').hidden && r.width >= window.innerWidth - 1 && Math.abs(r.bottom - window.innerHeight) < 2; })()");
+    b.screenshot(&artifacts_dir().join("ui-phone.png"));
+
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}
+
+/// Frame times with 500 nodes and 2,000 edges all updating every second (`?bench=500x2000`).
+#[test]
+fn ui_stays_responsive_with_500_nodes_and_2000_edges() {
+    if !browser_available("ui_stays_responsive_with_500_nodes_and_2000_edges") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = SpindBuilder::new().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    let origin = ui_origin(s.http_port);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{origin}/?bench=500x2000"));
+    b.wait_js("the benchmark to start", Duration::from_secs(30), "window.spinBench && window.spinBench.handleMs.length > 0");
+    let measure = |what: &str| -> Value {
+        b.js("window.spinState.resetFrameStats(); window.spinBench.handleMs.length = 0;", json!([]));
+        std::thread::sleep(Duration::from_secs(10));
+        let st = b.js("return window.spinBench.stats();", json!([]));
+        eprintln!("bench 500x2000, {what}, 10 s: {st}");
+        st
+    };
+    // Phase 1: the layout of 500 new nodes is still moving (a redraw every frame).
+    std::thread::sleep(Duration::from_secs(2));
+    let moving = measure("layout moving");
+    // Phase 2: settled; every second all 2,000 flows get traffic (restyled and redrawn).
+    b.wait_js("the layout to settle", Duration::from_secs(90), "window.spinState.settled()");
+    let settled = measure("layout settled");
+    let report = json!({"moving": moving, "settled": settled, "note": "ms; work = simulation + canvas commands per frame (JS), interval = time between animation frames (includes rasterisation), handle = one traffic message with 2,000 flows"});
+    std::fs::write(artifacts_dir().join("ui-bench.json"), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    b.screenshot(&artifacts_dir().join("ui-bench.png"));
+    for st in [&moving, &settled] {
+        assert_eq!(st["shownNodes"], 500, "{st}");
+        assert_eq!(st["shownEdges"], 2000, "{st}");
+        assert!(st["frames"].as_u64().unwrap() >= 50, "the page kept drawing: {st}");
+        let p95 = st["workP95"].as_f64().unwrap();
+        assert!(p95 < 50.0, "95th percentile frame work {p95:.1} ms >= 50 ms: {st}");
+        let handle = st["handleMax"].as_f64().unwrap();
+        assert!(handle < 50.0, "handling one second of traffic took {handle:.1} ms: {st}");
+    }
+    let p95 = settled["intervalP95"].as_f64().unwrap();
+    assert!(p95 < 50.0, "95th percentile frame interval {p95:.1} ms >= 50 ms with live updates: {settled}");
+}
+
+/// A broker that says "not authorized" makes the UI ask for credentials, and it reconnects with them.
+#[test]
+fn ui_asks_for_credentials_when_the_broker_refuses() {
+    if !browser_available("ui_asks_for_credentials_when_the_broker_refuses") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = SpindBuilder::new().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    let broker = browser::FakeBroker::start("alice", "s3cret");
+    let origin = ui_origin(s.http_port);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{origin}/?mqtt_port={}", broker.port));
+    let first = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI connects to the broker");
+    assert_eq!(first, (None, None), "first attempt is anonymous");
+    b.wait_js("the login form", Duration::from_secs(10), "document.querySelector('#login').open && window.spinState.connection() === 'unauthorized'");
+    assert_eq!(b.text("#conn"), "Login needed");
+    b.type_into("#login-user", "alice");
+    b.type_into("#login-pass", "s3cret");
+    b.click("#login button[type=submit]");
+    let second = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI reconnects with credentials");
+    assert_eq!(second, (Some("alice".into()), Some("s3cret".into())));
+    b.wait_js("the connection with credentials", Duration::from_secs(10), "window.spinState.connection() === 'connected' && !document.querySelector('#login').open");
+    assert_eq!(b.text("#conn"), "Live");
+}
