@@ -64,12 +64,14 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let base = dns_load(&net.client, 0)?;
 
     let pid = net.start_spind(bin)?;
+    // First as a router runs most of the time: nobody watching. The broker then keeps no
+    // history of the traffic topic.
+    eprintln!("xtask: router bench: 10000 UDP flows, no MQTT subscriber");
+    let mut flows = vec![flow_run(&net, pid, None, 10_000)?];
     let sub = Subscriber::start(&net.router)?;
-
-    let mut flows = Vec::new();
     for n in FLOW_COUNTS {
-        eprintln!("xtask: router bench: {n} UDP flows");
-        flows.push(flow_run(&net, pid, &sub, n)?);
+        eprintln!("xtask: router bench: {n} UDP flows, subscriber on SPIN/traffic/#");
+        flows.push(flow_run(&net, pid, Some(&sub), n)?);
     }
 
     eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s with spind");
@@ -318,7 +320,8 @@ fn unix_ns() -> u64 {
 
 #[derive(Clone, Debug)]
 enum Seen {
-    Traffic { ns: u64, flows: u32, packets: u64 },
+    /// `keys`: (from_port << 16 | to_port) of each flow, which identifies a bench flow.
+    Traffic { ns: u64, flows: u32, packets: u64, keys: Vec<u32> },
     DnsQuery { n: u32 },
     /// A `nodeInfo` carrying `q<n>.bench.test.` together with its answer address.
     NodeName { ns: u64, n: u32 },
@@ -433,7 +436,16 @@ fn parse_line(line: &str, out: &mut Vec<Seen>) {
         if payload.contains("\"command\":\"traffic\"") {
             let flows = payload.matches("\"from_port\"").count() as u32;
             let packets = parse_u64_after(payload, "\"total_count\":").unwrap_or(0);
-            out.push(Seen::Traffic { ns, flows, packets });
+            let keys = payload
+                .split("\"from_port\":")
+                .skip(1)
+                .filter_map(|f| {
+                    let from: u32 = f.split(',').next()?.parse().ok()?;
+                    let to = parse_u64_after(f, "\"to_port\":")? as u32;
+                    Some(from << 16 | to)
+                })
+                .collect();
+            out.push(Seen::Traffic { ns, flows, packets, keys });
         } else if payload.contains("\"command\":\"dnsquery\"") {
             if let Some(&n) = bench_names(payload).first() {
                 out.push(Seen::DnsQuery { n });
@@ -459,7 +471,11 @@ struct FlowResult {
     per_msg: Vec<u32>,
     /// Packets reported per second of the window (sum of `total_count`).
     packets_per_s: f64,
+    /// Distinct flows reported in the window.
+    distinct: usize,
     conntrack: u64,
+    /// Whether a subscriber was connected.
+    subscribed: bool,
 }
 
 /// An IPv4 + UDP datagram with a 32-byte payload; the kernel fills in the IP checksum and id.
@@ -549,13 +565,15 @@ fn conntrack_count(router: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn flow_run(net: &Net, pid: u32, sub: &Subscriber, n: u32) -> Result<FlowResult, String> {
+fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<FlowResult, String> {
     // Start from an empty table, so earlier (now idle) flows cost nothing here.
     let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
     let stop = Arc::new(AtomicBool::new(false));
     let sender = flow_sender(&net.client, n, stop.clone());
     std::thread::sleep(SETTLE);
-    sub.clear();
+    if let Some(sub) = sub {
+        sub.clear();
+    }
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
     let w0 = unix_ns();
@@ -570,23 +588,29 @@ fn flow_run(net: &Net, pid: u32, sub: &Subscriber, n: u32) -> Result<FlowResult,
     let sent = sender.join().map_err(|_| "flow sender panicked")??;
     let mut per_msg = Vec::new();
     let mut packets = 0;
-    for s in sub.take() {
-        if let Seen::Traffic { ns, flows, packets: p } = s {
+    let mut distinct = std::collections::HashSet::new();
+    let mut times = Vec::new();
+    for s in sub.map(Subscriber::take).unwrap_or_default() {
+        if let Seen::Traffic { ns, flows, packets: p, keys } = s {
             if ns >= w0 && ns < w1 {
                 per_msg.push(flows);
                 packets += p;
+                distinct.extend(keys);
+                times.push(ns);
             }
         }
     }
+    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
     let secs = (w1 - w0) as f64 / 1e9;
     eprintln!(
-        "xtask:   {n} flows: cpu {cpu:.2}%, rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent",
+        "xtask:   {n} flows: cpu {cpu:.2}%, rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent, {} distinct flows, message gaps (ms) {gaps:?}",
         mem.rss_kb,
         mem.hwm_kb,
         per_msg.len(),
-        per_msg
+        per_msg,
+        distinct.len()
     );
-    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, conntrack })
+    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some() })
 }
 
 // ---- DNS ----------------------------------------------------------------------------------
@@ -835,7 +859,7 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
     let mut r = String::new();
     r.push_str(
         "Live router (network namespaces: client — router with NAT — server; spind release build in the router, \
-         a `mosquitto_sub` subscribed to `SPIN/traffic/#` throughout):\n\n\
+         a `mosquitto_sub` subscribed to `SPIN/traffic/#` unless noted; one 60-byte datagram per flow per second):\n\n\
          | measure | spind | SPIN 1.0 | target |\n|---|---|---|---|\n",
     );
     let reference = |n: u32| match n {
@@ -845,23 +869,28 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
     };
     for f in flows {
         let (spin, target) = reference(f.n);
-        r.push_str(&format!("| CPU (one core) at {} UDP flows | {:.1}% | {spin} | {target} |\n", fmt_n(f.n.into()), f.cpu));
+        let who = if f.subscribed { "" } else { ", no MQTT subscriber" };
+        r.push_str(&format!("| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n", fmt_n(f.n.into()), f.cpu));
         let rss_target = if f.n == 10_000 { "< 16 MB" } else { "–" };
         r.push_str(&format!(
-            "| RSS at {} flows, broker included (VmRSS / VmHWM) | {:.1} / {:.1} MB | – | {rss_target} |\n",
+            "| RSS at {} flows{who}, broker included (VmRSS / VmHWM) | {:.1} / {:.1} MB | – | {rss_target} |\n",
             fmt_n(f.n.into()),
             f.mem.rss_kb as f64 / 1024.0,
             f.mem.hwm_kb as f64 / 1024.0
         ));
+        if !f.subscribed {
+            continue;
+        }
         let min = f.per_msg.iter().copied().min().unwrap_or(0);
         let mean = if f.per_msg.is_empty() { 0.0 } else { f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64 };
         let (spin, target) = if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
         r.push_str(&format!(
-            "| flows per `traffic` message at {} flows (min / mean of {} messages in 10 s; packets reported/s; conntrack entries) | {} / {} ({} pkt/s; {}) | {spin} | {target} |\n",
+            "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s; conntrack entries) | {} / {} ({}; {} pkt/s; {}) | {spin} | {target} |\n",
             fmt_n(f.n.into()),
             f.per_msg.len(),
             fmt_n(min.into()),
             fmt_n(mean.round() as u64),
+            fmt_n(f.distinct as u64),
             fmt_n(f.packets_per_s.round() as u64),
             fmt_n(f.conntrack),
         ));
