@@ -476,6 +476,8 @@ struct FlowResult {
     conntrack: u64,
     /// Whether a subscriber was connected.
     subscribed: bool,
+    /// Datagrams the client sent per second in the window (should be `n`).
+    sent_per_s: f64,
 }
 
 /// An IPv4 + UDP datagram with a 32-byte payload; the kernel fills in the IP checksum and id.
@@ -498,7 +500,7 @@ fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> [u8; 60] 
 /// Keeps `n` flows alive from the client namespace until `stop`: flow i is from
 /// CLIENT_IPS[i % 4]:(10000 + i / 4) to SERVER_IP:(9000 + i % 16), once a second, the
 /// flows spread evenly over 1,000 slots of 1 ms.
-fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>) -> JoinHandle<Result<u64, String>> {
+fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> JoinHandle<Result<u64, String>> {
     in_ns(client, move || {
         // SAFETY: plain socket syscall; IPPROTO_RAW implies IP_HDRINCL.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
@@ -542,6 +544,7 @@ fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>) -> JoinHandle<Result
                         sent += 1;
                     }
                 }
+                count.store(sent, Ordering::Relaxed);
                 let due = start + Duration::from_micros(second * 1_000_000 + (slot + 1) * 1000);
                 let now = Instant::now();
                 if due > now {
@@ -569,7 +572,8 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
     // Start from an empty table, so earlier (now idle) flows cost nothing here.
     let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = flow_sender(&net.client, n, stop.clone());
+    let count = Arc::new(AtomicU64::new(0));
+    let sender = flow_sender(&net.client, n, stop.clone(), count.clone());
     std::thread::sleep(SETTLE);
     if let Some(sub) = sub {
         sub.clear();
@@ -577,7 +581,9 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
     let w0 = unix_ns();
+    let c0 = count.load(Ordering::Relaxed);
     std::thread::sleep(MEASURE);
+    let c1 = count.load(Ordering::Relaxed);
     let cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
     let w1 = unix_ns();
     let mem = proc_status(pid)?;
@@ -602,6 +608,7 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
     }
     let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
     let secs = (w1 - w0) as f64 / 1e9;
+    let sent_per_s = (c1 - c0) as f64 / secs;
     eprintln!(
         "xtask:   {n} flows: cpu {cpu:.2}%, rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent, {} distinct flows, message gaps (ms) {gaps:?}",
         mem.rss_kb,
@@ -610,7 +617,7 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
         per_msg,
         distinct.len()
     );
-    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some() })
+    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some(), sent_per_s })
 }
 
 // ---- DNS ----------------------------------------------------------------------------------
@@ -885,13 +892,14 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
         let mean = if f.per_msg.is_empty() { 0.0 } else { f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64 };
         let (spin, target) = if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
         r.push_str(&format!(
-            "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s; conntrack entries) | {} / {} ({}; {} pkt/s; {}) | {spin} | {target} |\n",
+            "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s / sent per s; conntrack entries) | {} / {} ({}; {} / {} pkt/s; {}) | {spin} | {target} |\n",
             fmt_n(f.n.into()),
             f.per_msg.len(),
             fmt_n(min.into()),
             fmt_n(mean.round() as u64),
             fmt_n(f.distinct as u64),
             fmt_n(f.packets_per_s.round() as u64),
+            fmt_n(f.sent_per_s.round() as u64),
             fmt_n(f.conntrack),
         ));
     }
