@@ -62,6 +62,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     // DNS without spind (NAT and conntrack on the router as before, no spind rules).
     eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s without spind");
     let base = dns_load(&net.client, 0)?;
+    eprintln!("xtask:   without spind: {}", udp_drops(&net));
 
     let pid = net.start_spind(bin)?;
     // First as a router runs most of the time: nobody watching. The broker then keeps no
@@ -79,7 +80,21 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
     let first = DNS_RATE * DNS_SECS;
+    // SPIND_BENCH_PERF=1: profile spind during the DNS load (use a binary with symbols).
+    let perf = std::env::var("SPIND_BENCH_PERF").is_ok_and(|v| v == "1").then(|| {
+        Command::new("perf")
+            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
+            .arg(net.dir.join("perf-dns.data"))
+            .stderr(Stdio::null())
+            .spawn()
+    });
     let with = dns_load(&net.client, first)?;
+    eprintln!("xtask:   with spind: {}", udp_drops(&net));
+    if let Some(Ok(p)) = perf {
+        // SAFETY: plain kill of our child; SIGINT makes perf write its data.
+        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+        let _ = p.wait_with_output();
+    }
     std::thread::sleep(Duration::from_secs(2));
     let dns_cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
     let status = proc_status(pid)?;
@@ -559,6 +574,17 @@ fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64
         }
         Ok(sent)
     })
+}
+
+/// UDP receive-buffer drops (since the namespaces were made) in the client and server.
+fn udp_drops(net: &Net) -> String {
+    let get = |ns: &str| {
+        sh(&["ip", "netns", "exec", ns, "nstat", "-asz", "UdpRcvbufErrors"])
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("UdpRcvbufErrors")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)))
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("UDP receive-buffer drops: client {}, server {}", get(&net.client), get(&net.server))
 }
 
 fn conntrack_count(router: &str) -> u64 {
