@@ -76,6 +76,9 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     }
 
     eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s with spind");
+    // The 50,000 idle flows would linger for 30 s; the baseline run had none.
+    let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
+    std::thread::sleep(Duration::from_secs(1));
     sub.clear();
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
@@ -653,6 +656,7 @@ fn dns_responder(server: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let h = in_ns(server, move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(SERVER_IP, 53)).expect("bind the DNS responder");
+        big_rcvbuf(&sock);
         sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let _ = tx.send(());
         let mut buf = [0u8; 512];
@@ -667,6 +671,24 @@ fn dns_responder(server: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     });
     let _ = rx.recv_timeout(Duration::from_secs(5));
     h
+}
+
+/// A 4 MB receive buffer, as DNS servers configure (unbound's so-rcvbuf): on this 2-core
+/// machine the load generator's threads share the CPUs with spind and the subscriber, and a
+/// default 208 KB buffer (~250 small datagrams, 50 ms at 5,000/s) would turn a scheduling
+/// delay of the benchmark itself into loss. Delays still show in the RTT.
+fn big_rcvbuf(sock: &UdpSocket) {
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt on an open socket with a valid int option.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// The question name's end (offset after its terminating zero) and the parsed `N` of `q<N>`.
@@ -770,6 +792,7 @@ fn dns_load(client: &str, first: u32) -> Result<DnsRun, String> {
         for s in &socks {
             let (s, r2, done) = (s.clone(), r2.clone(), done.clone());
             s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            big_rcvbuf(&s);
             // Threads started here inherit the client namespace; their sockets are made above.
             receivers.push(std::thread::spawn(move || {
                 let mut buf = [0u8; 512];
