@@ -22,7 +22,9 @@ Commands:
                    flows, flows per traffic message, DNS at 5,000 queries/s (dnsquery
                    coverage, client loss/latency with and without spind, answer-to-node
                    latency), next to SPIN 1.0's figures. Needs ip, nft, conntrack, ping,
-                   mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary.
+                   mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary;
+                   SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
+                   during the DNS load.
   help     this text
 ";
 

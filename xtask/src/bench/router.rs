@@ -663,8 +663,7 @@ fn dns_responder(server: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
         let mut out = Vec::with_capacity(512);
         while !stop.load(Ordering::Relaxed) {
             let Ok((len, peer)) = sock.recv_from(&mut buf) else { continue };
-            if let Some(n) = answer(&buf[..len], &mut out) {
-                let _ = n;
+            if answer(&buf[..len], &mut out).is_some() {
                 let _ = sock.send_to(&out, peer);
             }
         }
@@ -903,7 +902,7 @@ fn fmt_n(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
