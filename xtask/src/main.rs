@@ -14,8 +14,17 @@ cargo xtask COMMAND
 Commands:
   test     run every test layer (unit, integration with the real spind binary, ...);
            layers that need root or host tools say so and fail under CI=true
-  bench    measure spind: replay throughput and peak RSS on a generated 1M-packet capture,
-           idle RSS, release binary size (writes target/bench/report.md)
+  bench [replay|router|all]
+           measure spind (default all; writes target/bench/report.md):
+           replay: replay throughput and peak RSS on a generated 1M-packet capture,
+                   idle RSS, release binary size;
+           router (root): spind live on a namespace router: CPU and RSS at 1k/10k/50k UDP
+                   flows, flows per traffic message, DNS at 5,000 queries/s (dnsquery
+                   coverage, client loss/latency with and without spind, answer-to-node
+                   latency), next to SPIN 1.0's figures. Needs ip, nft, conntrack, ping,
+                   mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary;
+                   SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
+                   during the DNS load.
   help     this text
 ";
 

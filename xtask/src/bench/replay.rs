@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the figures the README quotes, measured on this machine.
+//! `cargo xtask bench replay`: the replay, idle and size figures the README quotes.
 //!
 //! - replay: a generated capture of 1,000,000 packets between 100 LAN devices and 9,900 internet
 //!   hosts (one DNS query and answer per host, then TCP traffic) is replayed by the release
@@ -12,27 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{self, cargo};
 
 const DEVICES: u32 = 100;
 const REMOTES: u32 = 9_900;
 const PACKETS_PER_REMOTE: u32 = 99; // plus one DNS query and one answer = 101 per remote
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    if let Some(a) = args.first() {
-        return Err(format!("xtask bench takes no arguments (got {a:?})"));
-    }
-    util::run(cargo().args(["build", "--release", "--locked", "-p", "spind"]))?;
-    let root = util::root();
-    let bin = root.join("target/release/spind");
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Runs the replay, idle and size measurements and returns their markdown table.
+pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let capture = dir.join("bench-1m.pcap");
     let packets = write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
 
-    let (secs, peak_kb) = replay(&bin, &dir, &capture)?;
-    let idle_kb = idle_rss(&bin, &dir)?;
-    let size = std::fs::metadata(&bin).map_err(|e| e.to_string())?.len();
+    let (secs, peak_kb) = replay(bin, dir, &capture)?;
+    let idle_kb = idle_rss(bin, dir)?;
+    let size = std::fs::metadata(bin).map_err(|e| e.to_string())?.len();
 
     let report = format!(
         "| measure | value | target |\n|---|---|---|\n\
@@ -46,10 +38,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         idle_kb as f64 / 1024.0,
         size as f64 / 1_048_576.0,
     );
-    let path = dir.join("report.md");
-    std::fs::write(&path, &report).map_err(|e| e.to_string())?;
-    println!("{report}\n(written to {})", path.display());
-    Ok(())
+    Ok(report)
 }
 
 fn config(dir: &Path) -> Result<PathBuf, String> {

@@ -1,0 +1,982 @@
+//! `cargo xtask bench router` (root): spind live on a namespace router, as in production.
+//!
+//! ```text
+//!  client                         router (spind, NAT)                 server ("internet")
+//!  eth0 192.168.8.100-103/24 -- lan0 192.168.8.1  wan0 203.0.113.1 -- eth0 203.0.113.2
+//!                                                                      lo 198.51.100.10: UDP sink
+//!                                                                      (nft drop, ports 9000-9015),
+//!                                                                      DNS responder on :53
+//! ```
+//!
+//! 1. Flows kept alive: N UDP flows (N = 1,000, 10,000, 50,000) from the client's four
+//!    addresses through the router, one 60-byte datagram per flow per second, paced evenly in
+//!    1 ms slots (a raw socket, so 50,000 source ports need no 50,000 descriptors). After 5 s to
+//!    settle, 10 s of spind's CPU (utime+stime of all threads, `/proc/PID/stat`) and RSS
+//!    (`VmRSS`, `VmHWM`; the MQTT broker is inside spind), and the `traffic` messages a
+//!    `mosquitto_sub` in the router namespace receives: flows per message.
+//! 2. DNS at 5,000 queries/s for 10 s (distinct names `q<N>.bench.test`, each answered with its
+//!    own address 198.18.0.0 + N by a tiny responder on the server), once before spind runs and
+//!    once with it: client loss and RTT p50/p99, `dnsquery` messages per query, and for every
+//!    10th query the time from the client receiving the answer to the `nodeInfo` with that name
+//!    and address arriving at the subscriber (same machine, same CLOCK_REALTIME).
+//!
+//! Namespaces, spind and the subscriber are removed on exit, also on error or panic.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CLIENT_IPS: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(192, 168, 8, 100),
+    Ipv4Addr::new(192, 168, 8, 101),
+    Ipv4Addr::new(192, 168, 8, 102),
+    Ipv4Addr::new(192, 168, 8, 103),
+];
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+const SINK_PORT: u16 = 9000;
+const SINK_PORTS: u32 = 16;
+const MQTT_PORT: u16 = 1883;
+const FLOW_COUNTS: [u32; 3] = [1_000, 10_000, 50_000];
+const SETTLE: Duration = Duration::from_secs(5);
+const MEASURE: Duration = Duration::from_secs(10);
+const DNS_RATE: u32 = 5_000;
+const DNS_SECS: u32 = 10;
+const DNS_SOCKETS: usize = 4;
+/// The answer to `q<N>.bench.test` is 198.18.0.0 + N (the benchmarking range, 198.18.0.0/15).
+const ANSWER_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+
+pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
+    let started = Instant::now();
+    let mut net = Net::build(dir)?;
+    let stop_dns = Arc::new(AtomicBool::new(false));
+    let responder = dns_responder(&net.server, stop_dns.clone());
+
+    // DNS without spind (NAT and conntrack on the router as before, no spind rules).
+    eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s without spind");
+    let base = dns_load(&net.client, 0)?;
+    eprintln!("xtask:   without spind: {}", udp_drops(&net));
+
+    let pid = net.start_spind(bin)?;
+    // First as a router runs most of the time: nobody watching. The broker then keeps no
+    // history of the traffic topic.
+    eprintln!("xtask: router bench: 10000 UDP flows, no MQTT subscriber");
+    let mut flows = vec![flow_run(&net, pid, None, 10_000)?];
+    let sub = Subscriber::start(&net.router)?;
+    for n in FLOW_COUNTS {
+        eprintln!("xtask: router bench: {n} UDP flows, subscriber on SPIN/traffic/#");
+        flows.push(flow_run(&net, pid, Some(&sub), n)?);
+    }
+
+    eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s with spind");
+    // The 50,000 idle flows would linger for 30 s; the baseline run had none.
+    let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
+    std::thread::sleep(Duration::from_secs(1));
+    sub.clear();
+    let cpu0 = cpu_ticks(pid)?;
+    let t0 = Instant::now();
+    let first = DNS_RATE * DNS_SECS;
+    // SPIND_BENCH_PERF=1: profile spind during the DNS load (use a binary with symbols).
+    let perf = std::env::var("SPIND_BENCH_PERF").is_ok_and(|v| v == "1").then(|| {
+        Command::new("perf")
+            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
+            .arg(net.dir.join("perf-dns.data"))
+            .stderr(Stdio::null())
+            .spawn()
+    });
+    let with = dns_load(&net.client, first)?;
+    eprintln!("xtask:   with spind: {}", udp_drops(&net));
+    if let Some(Ok(p)) = perf {
+        // SAFETY: plain kill of our child; SIGINT makes perf write its data.
+        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+        let _ = p.wait_with_output();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let dns_cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
+    let status = proc_status(pid)?;
+    let msgs = sub.take();
+    stop_dns.store(true, Ordering::Relaxed);
+    let _ = responder.join();
+    let spind_alive = std::fs::metadata(format!("/proc/{pid}")).is_ok();
+    sub.stop();
+    net.stop_spind();
+    if !spind_alive {
+        return Err(format!("spind died during the benchmark; see {}", net.dir.join("spind-router.log").display()));
+    }
+
+    let dns = DnsResult::evaluate(&base, &with, first, &msgs);
+    eprintln!("xtask: router bench took {:.0} s", started.elapsed().as_secs_f64());
+    Ok(report(&flows, &dns, dns_cpu, &status))
+}
+
+// ---- namespaces ---------------------------------------------------------------------------
+
+struct Net {
+    client: String,
+    router: String,
+    server: String,
+    dir: PathBuf,
+    spind: Option<Child>,
+}
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("cannot run {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn nft(ns: &str, script: &str) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).map_err(|e| e.to_string())?;
+    if !child.wait().map_err(|e| e.to_string())?.success() {
+        return Err(format!("nft script failed in {ns}: {script}"));
+    }
+    Ok(())
+}
+
+impl Net {
+    fn build(dir: &Path) -> Result<Net, String> {
+        let tag = std::process::id() % 100_000;
+        let net = Net {
+            client: format!("sbc{tag}"),
+            router: format!("sbr{tag}"),
+            server: format!("sbs{tag}"),
+            dir: dir.to_path_buf(),
+            spind: None,
+        };
+        let (c, r, s) = (net.client.as_str(), net.router.as_str(), net.server.as_str());
+        for ns in [c, r, s] {
+            sh(&["ip", "netns", "add", ns])?;
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        sh(&["ip", "link", "add", "name", "eth0", "netns", c, "type", "veth", "peer", "name", "lan0", "netns", r])?;
+        sh(&["ip", "link", "add", "name", "wan0", "netns", r, "type", "veth", "peer", "name", "eth0", "netns", s])?;
+        for ip in CLIENT_IPS {
+            sh(&["ip", "-n", c, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        }
+        sh(&["ip", "-n", c, "link", "set", "eth0", "up"])?;
+        sh(&["ip", "-n", c, "route", "add", "default", "via", "192.168.8.1", "src", "192.168.8.100"])?;
+        sh(&["ip", "-n", r, "addr", "add", "192.168.8.1/24", "dev", "lan0"])?;
+        sh(&["ip", "-n", r, "addr", "add", "203.0.113.1/24", "dev", "wan0"])?;
+        sh(&["ip", "-n", r, "link", "set", "lan0", "up"])?;
+        sh(&["ip", "-n", r, "link", "set", "wan0", "up"])?;
+        sh(&["ip", "-n", r, "route", "add", "default", "via", "203.0.113.2"])?;
+        sh(&["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        nft(r, "table ip benchnat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan0\" masquerade\n }\n}\n")?;
+        sh(&["ip", "-n", s, "addr", "add", "203.0.113.2/24", "dev", "eth0"])?;
+        sh(&["ip", "-n", s, "addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"])?;
+        sh(&["ip", "-n", s, "link", "set", "eth0", "up"])?;
+        // The flows' datagrams end here, without an ICMP error each.
+        nft(
+            s,
+            &format!(
+                "table inet benchsink {{\n chain in {{\n  type filter hook input priority 0; policy accept;\n  udp dport {}-{} drop\n }}\n}}\n",
+                SINK_PORT,
+                SINK_PORT + SINK_PORTS as u16 - 1
+            ),
+        )?;
+        // The router learns each client address's MAC (as it would from the device's traffic).
+        for ip in CLIENT_IPS {
+            sh(&["ip", "netns", "exec", r, "ping", "-c1", "-W2", "-q", &ip.to_string()])?;
+        }
+        Ok(net)
+    }
+
+    /// Starts spind in the router namespace (live mode) and waits for its MQTT port.
+    fn start_spind(&mut self, bin: &Path) -> Result<u32, String> {
+        let state = self.dir.join("state-router");
+        let _ = std::fs::remove_dir_all(&state);
+        let conf = self.dir.join("spind-router.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "log_usesyslog = 0\nlog_loglevel = 4\npubsub_port = {MQTT_PORT}\npubsub_websocket_port = 1884\n\
+                 spinweb_port = 8080\nstate_dir = {}\n",
+                state.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let log = File::create(self.dir.join("spind-router.log")).map_err(|e| e.to_string())?;
+        // `ip netns exec` execs spind in place: the child's pid is spind's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.router])
+            .arg(bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-j")
+            .arg(self.dir.join("rpc-router.sock"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let pid = child.id();
+        self.spind = Some(child);
+        let ready = in_ns(&self.router, || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if std::net::TcpStream::connect(("127.0.0.1", MQTT_PORT)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+        .join()
+        .unwrap_or(false);
+        if !ready {
+            return Err(format!("spind did not open its MQTT port; see {}", self.dir.join("spind-router.log").display()));
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if !exe.to_string_lossy().contains("spind") {
+            return Err(format!("pid {pid} is {}, not spind", exe.display()));
+        }
+        Ok(pid)
+    }
+
+    fn stop_spind(&mut self) {
+        if let Some(mut c) = self.spind.take() {
+            // SIGTERM, as a service manager stops it.
+            // SAFETY: plain kill of our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.stop_spind();
+        for ns in [&self.client, &self.router, &self.server] {
+            // Whatever still runs in a namespace (the subscriber) is ours.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: plain kill.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a new thread inside namespace `ns`: sockets it opens live there.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let path = PathBuf::from("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // SAFETY: setns on this thread with a valid namespace descriptor.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {}: {}", path.display(), std::io::Error::last_os_error());
+        f()
+    })
+}
+
+// ---- /proc --------------------------------------------------------------------------------
+
+/// utime + stime of the whole process (all threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("spind is gone: {e}"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').ok_or("bad /proc/PID/stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f[11].parse().map_err(|_| "bad utime")?;
+    let stime: u64 = f[12].parse().map_err(|_| "bad stime")?;
+    Ok(utime + stime)
+}
+
+fn cpu_percent(ticks: u64, elapsed: Duration) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz / elapsed.as_secs_f64() * 100.0
+}
+
+#[derive(Clone, Copy, Default)]
+struct Mem {
+    rss_kb: u64,
+    hwm_kb: u64,
+}
+
+fn proc_status(pid: u32) -> Result<Mem, String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("spind is gone: {e}"))?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Mem { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") })
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+// ---- the MQTT subscriber ------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Seen {
+    /// `keys`: (from_port << 16 | to_port) of each flow, which identifies a bench flow.
+    Traffic { ns: u64, flows: u32, packets: u64, keys: Vec<u32> },
+    DnsQuery { n: u32 },
+    /// A `nodeInfo` carrying `q<n>.bench.test.` together with its answer address.
+    NodeName { ns: u64, n: u32 },
+}
+
+/// `mosquitto_sub` on everything under `SPIN/traffic` in the router namespace, parsed by a
+/// thread into compact records.
+struct Subscriber {
+    child: Mutex<Child>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Subscriber {
+    fn start(router: &str) -> Result<Subscriber, String> {
+        let port = MQTT_PORT.to_string();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", router, "mosquitto_sub", "-h", "127.0.0.1", "-p", &port, "-t", "SPIN/traffic/#"])
+            .args(["-F", "%U %t %p"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
+        let out = child.stdout.take().expect("stdout");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut r = BufReader::with_capacity(1 << 20, out);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                let mut recs = Vec::new();
+                parse_line(&text, &mut recs);
+                if !recs.is_empty() {
+                    s2.lock().unwrap().extend(recs);
+                }
+            }
+        });
+        // Give it time to connect and subscribe.
+        std::thread::sleep(Duration::from_millis(800));
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("mosquitto_sub exited: {st}"));
+        }
+        Ok(Subscriber { child: Mutex::new(child), seen, reader: Mutex::new(Some(reader)) })
+    }
+
+    fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
+    fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    fn stop(&self) {
+        let mut c = self.child.lock().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+        if let Some(r) = self.reader.lock().unwrap().take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn parse_u64_after(s: &str, key: &str) -> Option<u64> {
+    let i = s.find(key)? + key.len();
+    let digits: String = s[i..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Every `q<N>.bench.test.` in `s`.
+fn bench_names(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(".bench.test.") {
+        let head = &rest[..i];
+        let digits: String = head.chars().rev().take_while(char::is_ascii_digit).collect();
+        let before = head.len() - digits.len();
+        if !digits.is_empty() && before >= 1 && &head[before - 1..before] == "q" {
+            if let Ok(n) = digits.chars().rev().collect::<String>().parse() {
+                out.push(n);
+            }
+        }
+        rest = &rest[i + 12..];
+    }
+    out
+}
+
+fn parse_line(line: &str, out: &mut Vec<Seen>) {
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (Some(ts), Some(topic), Some(payload)) = (parts.next(), parts.next(), parts.next()) else { return };
+    let ns = match ts.split_once('.') {
+        Some((s, frac)) => {
+            let s: u64 = s.parse().unwrap_or(0);
+            let frac = format!("{frac:0<9}");
+            s * 1_000_000_000 + frac[..9].parse::<u64>().unwrap_or(0)
+        }
+        None => return,
+    };
+    if topic == "SPIN/traffic" {
+        if payload.contains("\"command\":\"traffic\"") {
+            let flows = payload.matches("\"from_port\"").count() as u32;
+            let packets = parse_u64_after(payload, "\"total_count\":").unwrap_or(0);
+            let keys = payload
+                .split("\"from_port\":")
+                .skip(1)
+                .filter_map(|f| {
+                    let from: u32 = f.split(',').next()?.parse().ok()?;
+                    let to = parse_u64_after(f, "\"to_port\":")? as u32;
+                    Some(from << 16 | to)
+                })
+                .collect();
+            out.push(Seen::Traffic { ns, flows, packets, keys });
+        } else if payload.contains("\"command\":\"dnsquery\"") {
+            if let Some(&n) = bench_names(payload).first() {
+                out.push(Seen::DnsQuery { n });
+            }
+        }
+    } else if topic.starts_with("SPIN/traffic/node/") && payload.contains("\"command\":\"nodeInfo\"") {
+        for n in bench_names(payload) {
+            let ip = Ipv4Addr::from(ANSWER_BASE + n);
+            if payload.contains(&format!("\"{ip}\"")) {
+                out.push(Seen::NodeName { ns, n });
+            }
+        }
+    }
+}
+
+// ---- flows --------------------------------------------------------------------------------
+
+struct FlowResult {
+    n: u32,
+    cpu: f64,
+    mem: Mem,
+    /// Flows in each `traffic` message of the measuring window.
+    per_msg: Vec<u32>,
+    /// Packets reported per second of the window (sum of `total_count`).
+    packets_per_s: f64,
+    /// Distinct flows reported in the window.
+    distinct: usize,
+    conntrack: u64,
+    /// Whether a subscriber was connected.
+    subscribed: bool,
+    /// Datagrams the client sent per second in the window (should be `n`).
+    sent_per_s: f64,
+}
+
+/// An IPv4 + UDP datagram with a 32-byte payload; the kernel fills in the IP checksum and id.
+fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> [u8; 60] {
+    let mut p = [0u8; 60];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&60u16.to_be_bytes());
+    p[6] = 0x40; // DF
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&40u16.to_be_bytes());
+    // UDP checksum 0: none (allowed for IPv4).
+    p
+}
+
+/// Keeps `n` flows alive from the client namespace until `stop`: flow i is from
+/// CLIENT_IPS[i % 4]:(10000 + i / 4) to SERVER_IP:(9000 + i % 16), once a second, the
+/// flows spread evenly over 1,000 slots of 1 ms.
+fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> JoinHandle<Result<u64, String>> {
+    in_ns(client, move || {
+        // SAFETY: plain socket syscall; IPPROTO_RAW implies IP_HDRINCL.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+        if fd < 0 {
+            return Err(format!("raw socket: {}", std::io::Error::last_os_error()));
+        }
+        let packets: Vec<[u8; 60]> = (0..n)
+            .map(|i| {
+                udp_packet(CLIENT_IPS[(i % 4) as usize], 10_000 + (i / 4) as u16, SERVER_IP, SINK_PORT + (i % SINK_PORTS) as u16)
+            })
+            .collect();
+        // SAFETY: zeroed sockaddr_in is valid; fields set below.
+        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(SERVER_IP).to_be();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut errors = 0u64;
+        'outer: for second in 0u64.. {
+            for slot in 0..1000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+                let lo = (slot * u64::from(n) / 1000) as usize;
+                let hi = ((slot + 1) * u64::from(n) / 1000) as usize;
+                for p in &packets[lo..hi] {
+                    // SAFETY: valid buffer and address for the duration of the call.
+                    let r = unsafe {
+                        libc::sendto(
+                            fd,
+                            p.as_ptr().cast(),
+                            p.len(),
+                            0,
+                            (&sa as *const libc::sockaddr_in).cast(),
+                            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                        )
+                    };
+                    if r < 0 {
+                        errors += 1;
+                    } else {
+                        sent += 1;
+                    }
+                }
+                count.store(sent, Ordering::Relaxed);
+                let due = start + Duration::from_micros(second * 1_000_000 + (slot + 1) * 1000);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+        }
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+        if errors > sent / 100 {
+            return Err(format!("flow sender: {errors} send errors, {sent} sent"));
+        }
+        Ok(sent)
+    })
+}
+
+/// UDP receive-buffer drops (since the namespaces were made) in the client and server.
+fn udp_drops(net: &Net) -> String {
+    let get = |ns: &str| {
+        sh(&["ip", "netns", "exec", ns, "nstat", "-asz", "UdpRcvbufErrors"])
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("UdpRcvbufErrors")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)))
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("UDP receive-buffer drops: client {}, server {}", get(&net.client), get(&net.server))
+}
+
+fn conntrack_count(router: &str) -> u64 {
+    sh(&["ip", "netns", "exec", router, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<FlowResult, String> {
+    // Start from an empty table, so earlier (now idle) flows cost nothing here.
+    let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let sender = flow_sender(&net.client, n, stop.clone(), count.clone());
+    std::thread::sleep(SETTLE);
+    if let Some(sub) = sub {
+        sub.clear();
+    }
+    let cpu0 = cpu_ticks(pid)?;
+    let t0 = Instant::now();
+    let w0 = unix_ns();
+    let c0 = count.load(Ordering::Relaxed);
+    std::thread::sleep(MEASURE);
+    let c1 = count.load(Ordering::Relaxed);
+    let cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
+    let w1 = unix_ns();
+    let mem = proc_status(pid)?;
+    let conntrack = conntrack_count(&net.router);
+    // Let the last message of the window arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().map_err(|_| "flow sender panicked")??;
+    let mut per_msg = Vec::new();
+    let mut packets = 0;
+    let mut distinct = std::collections::HashSet::new();
+    let mut times = Vec::new();
+    for s in sub.map(Subscriber::take).unwrap_or_default() {
+        if let Seen::Traffic { ns, flows, packets: p, keys } = s {
+            if ns >= w0 && ns < w1 {
+                per_msg.push(flows);
+                packets += p;
+                distinct.extend(keys);
+                times.push(ns);
+            }
+        }
+    }
+    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    let secs = (w1 - w0) as f64 / 1e9;
+    let sent_per_s = (c1 - c0) as f64 / secs;
+    eprintln!(
+        "xtask:   {n} flows: cpu {cpu:.2}%, rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent, {} distinct flows, message gaps (ms) {gaps:?}",
+        mem.rss_kb,
+        mem.hwm_kb,
+        per_msg.len(),
+        per_msg,
+        distinct.len()
+    );
+    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some(), sent_per_s })
+}
+
+// ---- DNS ----------------------------------------------------------------------------------
+
+/// Answers `q<N>.bench.test A` with 198.18.0.0 + N (TTL 300) on SERVER_IP:53 until `stop`.
+fn dns_responder(server: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = in_ns(server, move || {
+        let sock = UdpSocket::bind(SocketAddrV4::new(SERVER_IP, 53)).expect("bind the DNS responder");
+        big_rcvbuf(&sock);
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let _ = tx.send(());
+        let mut buf = [0u8; 512];
+        let mut out = Vec::with_capacity(512);
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((len, peer)) = sock.recv_from(&mut buf) else { continue };
+            if answer(&buf[..len], &mut out).is_some() {
+                let _ = sock.send_to(&out, peer);
+            }
+        }
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(5));
+    h
+}
+
+/// A 4 MB receive buffer, as DNS servers configure (unbound's so-rcvbuf): on this 2-core
+/// machine the load generator's threads share the CPUs with spind and the subscriber, and a
+/// default 208 KB buffer (~250 small datagrams, 50 ms at 5,000/s) would turn a scheduling
+/// delay of the benchmark itself into loss. Delays still show in the RTT.
+fn big_rcvbuf(sock: &UdpSocket) {
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt on an open socket with a valid int option.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// The question name's end (offset after its terminating zero) and the parsed `N` of `q<N>`.
+fn question(msg: &[u8]) -> Option<(usize, u32)> {
+    if msg.len() < 12 {
+        return None;
+    }
+    let mut i = 12;
+    let mut first: Option<u32> = None;
+    loop {
+        let l = *msg.get(i)? as usize;
+        i += 1;
+        if l == 0 {
+            break;
+        }
+        let label = msg.get(i..i + l)?;
+        if first.is_none() {
+            first = std::str::from_utf8(label.strip_prefix(b"q")?).ok()?.parse().ok();
+        }
+        i += l;
+    }
+    Some((i, first?))
+}
+
+fn answer(q: &[u8], out: &mut Vec<u8>) -> Option<u32> {
+    let (end, n) = question(q)?;
+    let qend = end + 4;
+    if q.len() < qend {
+        return None;
+    }
+    out.clear();
+    out.extend_from_slice(&q[..2]);
+    out.extend_from_slice(&[0x85, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+    out.extend_from_slice(&q[12..qend]);
+    out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4]);
+    out.extend_from_slice(&(ANSWER_BASE + n).to_be_bytes());
+    Some(n)
+}
+
+fn query(n: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(40);
+    m.extend_from_slice(&(n as u16).to_be_bytes());
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    let label = format!("q{n}");
+    m.push(label.len() as u8);
+    m.extend_from_slice(label.as_bytes());
+    m.push(5);
+    m.extend_from_slice(b"bench");
+    m.push(4);
+    m.extend_from_slice(b"test");
+    m.push(0);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    m
+}
+
+/// One DNS load run: queries `first .. first + RATE * SECS` from the client.
+struct DnsRun {
+    first: u32,
+    /// Per query: send and receive time (Unix ns; 0 = no answer).
+    sent: Vec<u64>,
+    recv: Vec<u64>,
+}
+
+impl DnsRun {
+    fn answered(&self) -> usize {
+        self.recv.iter().filter(|&&r| r != 0).count()
+    }
+
+    fn loss(&self) -> f64 {
+        100.0 * (1.0 - self.answered() as f64 / self.sent.len() as f64)
+    }
+
+    /// RTT percentiles in ms over the answered queries.
+    fn rtt(&self) -> (f64, f64) {
+        let mut v: Vec<u64> = self.sent.iter().zip(&self.recv).filter(|(_, &r)| r != 0).map(|(&s, &r)| r.saturating_sub(s)).collect();
+        v.sort_unstable();
+        (pct(&v, 50.0) as f64 / 1e6, pct(&v, 99.0) as f64 / 1e6)
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn dns_load(client: &str, first: u32) -> Result<DnsRun, String> {
+    let total = (DNS_RATE * DNS_SECS) as usize;
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let recv: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let (s2, r2) = (sent.clone(), recv.clone());
+    let worker = in_ns(client, move || -> Result<(), String> {
+        let socks: Vec<Arc<UdpSocket>> = (0..DNS_SOCKETS)
+            .map(|_| UdpSocket::bind((CLIENT_IPS[0], 0)).map(Arc::new))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("DNS client socket: {e}"))?;
+        let done = Arc::new(AtomicBool::new(false));
+        let mut receivers = Vec::new();
+        for s in &socks {
+            let (s, r2, done) = (s.clone(), r2.clone(), done.clone());
+            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            big_rcvbuf(&s);
+            // Threads started here inherit the client namespace; their sockets are made above.
+            receivers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 512];
+                while !done.load(Ordering::Relaxed) {
+                    let Ok(len) = s.recv(&mut buf) else { continue };
+                    let now = unix_ns();
+                    if let Some((_, n)) = question(&buf[..len]) {
+                        if let Some(i) = n.checked_sub(first).map(|i| i as usize).filter(|&i| i < total) {
+                            let _ = r2[i].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        let dst = SocketAddrV4::new(SERVER_IP, 53);
+        let start = Instant::now();
+        let step = Duration::from_secs(1) / DNS_RATE;
+        for i in 0..total {
+            let due = start + step * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let n = first + i as u32;
+            s2[i].store(unix_ns(), Ordering::Relaxed);
+            let _ = socks[i % DNS_SOCKETS].send_to(&query(n), dst);
+        }
+        // Late answers count up to 2 s after the last query.
+        std::thread::sleep(Duration::from_secs(2));
+        done.store(true, Ordering::Relaxed);
+        for r in receivers {
+            let _ = r.join();
+        }
+        Ok(())
+    });
+    worker.join().map_err(|_| "DNS client panicked")??;
+    let take = |v: &Arc<Vec<AtomicU64>>| v.iter().map(|a| a.load(Ordering::Relaxed)).collect::<Vec<u64>>();
+    Ok(DnsRun { first, sent: take(&sent), recv: take(&recv) })
+}
+
+struct DnsResult {
+    base_loss: f64,
+    base_rtt: (f64, f64),
+    loss: f64,
+    rtt: (f64, f64),
+    queries: usize,
+    dnsquery: usize,
+    /// Answer (at the client) to nodeInfo (at the subscriber), ms, every 10th query.
+    node_ms: Vec<f64>,
+    node_missing: usize,
+    node_sampled: usize,
+}
+
+impl DnsResult {
+    fn evaluate(base: &DnsRun, with: &DnsRun, first: u32, seen: &[Seen]) -> DnsResult {
+        let total = with.sent.len();
+        let mut queried = vec![false; total];
+        let mut node_at: HashMap<u32, u64> = HashMap::new();
+        for s in seen {
+            match *s {
+                Seen::DnsQuery { n } if n >= first && ((n - first) as usize) < total => queried[(n - first) as usize] = true,
+                Seen::NodeName { ns, n } => {
+                    node_at.entry(n).or_insert(ns);
+                }
+                _ => {}
+            }
+        }
+        let mut node_ms = Vec::new();
+        let (mut missing, mut sampled) = (0, 0);
+        for i in (0..total).step_by(10) {
+            if with.recv[i] == 0 {
+                continue;
+            }
+            sampled += 1;
+            match node_at.get(&(with.first + i as u32)) {
+                Some(&t) => node_ms.push((t as f64 - with.recv[i] as f64) / 1e6),
+                None => missing += 1,
+            }
+        }
+        node_ms.sort_by(f64::total_cmp);
+        DnsResult {
+            base_loss: base.loss(),
+            base_rtt: base.rtt(),
+            loss: with.loss(),
+            rtt: with.rtt(),
+            queries: total,
+            dnsquery: queried.iter().filter(|&&q| q).count(),
+            node_ms,
+            node_missing: missing,
+            node_sampled: sampled,
+        }
+    }
+
+    fn node_pct(&self, p: f64) -> Option<f64> {
+        if self.node_ms.is_empty() {
+            return None;
+        }
+        // Missing updates count as infinitely late.
+        let all = self.node_ms.len() + self.node_missing;
+        let i = ((p / 100.0) * (all - 1) as f64).round() as usize;
+        self.node_ms.get(i).copied()
+    }
+}
+
+// ---- report -------------------------------------------------------------------------------
+
+fn fmt_n(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> String {
+    let mut r = String::new();
+    r.push_str(
+        "Live router (network namespaces: client — router with NAT — server; spind release build in the router, \
+         a `mosquitto_sub` subscribed to `SPIN/traffic/#` unless noted; one 60-byte datagram per flow per second):\n\n\
+         | measure | spind | SPIN 1.0 | target |\n|---|---|---|---|\n",
+    );
+    let reference = |n: u32| match n {
+        1_000 => ("2.9%", "–"),
+        10_000 => ("44%", "< 5%"),
+        _ => ("100% (saturated)", "–"),
+    };
+    for f in flows {
+        let (spin, target) = reference(f.n);
+        let who = if f.subscribed { "" } else { ", no MQTT subscriber" };
+        r.push_str(&format!("| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n", fmt_n(f.n.into()), f.cpu));
+        let rss_target = if f.n == 10_000 { "< 16 MB" } else { "–" };
+        r.push_str(&format!(
+            "| RSS at {} flows{who}, broker included (VmRSS / VmHWM) | {:.1} / {:.1} MB | – | {rss_target} |\n",
+            fmt_n(f.n.into()),
+            f.mem.rss_kb as f64 / 1024.0,
+            f.mem.hwm_kb as f64 / 1024.0
+        ));
+        if !f.subscribed {
+            continue;
+        }
+        let min = f.per_msg.iter().copied().min().unwrap_or(0);
+        let mean = if f.per_msg.is_empty() { 0.0 } else { f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64 };
+        let (spin, target) = if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
+        r.push_str(&format!(
+            "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s / sent per s; conntrack entries) | {} / {} ({}; {} / {} pkt/s; {}) | {spin} | {target} |\n",
+            fmt_n(f.n.into()),
+            f.per_msg.len(),
+            fmt_n(min.into()),
+            fmt_n(mean.round() as u64),
+            fmt_n(f.distinct as u64),
+            fmt_n(f.packets_per_s.round() as u64),
+            fmt_n(f.sent_per_s.round() as u64),
+            fmt_n(f.conntrack),
+        ));
+    }
+    r.push_str(&format!(
+        "| `dnsquery` published at {} DNS queries/s ({} queries) | {:.2}% | 9% | ≥ 99.9% |\n",
+        fmt_n(DNS_RATE.into()),
+        fmt_n(dns.queries as u64),
+        100.0 * dns.dnsquery as f64 / dns.queries as f64
+    ));
+    r.push_str(&format!(
+        "| client DNS loss without / with spind | {:.2}% / {:.2}% | – | no added loss |\n",
+        dns.base_loss, dns.loss
+    ));
+    r.push_str(&format!(
+        "| client DNS RTT p50 / p99 without spind → with spind | {:.2} / {:.2} ms → {:.2} / {:.2} ms | – | no added latency |\n",
+        dns.base_rtt.0, dns.base_rtt.1, dns.rtt.0, dns.rtt.1
+    ));
+    let p = |x: Option<f64>| x.map_or("missing".to_string(), |v| format!("{v:.1} ms"));
+    r.push_str(&format!(
+        "| DNS answer → `nodeInfo` on MQTT, p50 / p99 ({} sampled answers, {} without update) | {} / {} | ~1 s / 1.5 s | p99 < 100 ms |\n",
+        dns.node_sampled,
+        dns.node_missing,
+        p(dns.node_pct(50.0)),
+        p(dns.node_pct(99.0))
+    ));
+    r.push_str(&format!(
+        "| CPU during the DNS load; RSS after it (VmRSS / VmHWM) | {dns_cpu:.1}%; {:.1} / {:.1} MB | – | – |\n",
+        after.rss_kb as f64 / 1024.0,
+        after.hwm_kb as f64 / 1024.0
+    ));
+    r
+}
