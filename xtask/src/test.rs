@@ -12,7 +12,8 @@ struct Layer {
 }
 
 fn layers() -> Vec<Layer> {
-    vec![Layer {
+    vec![
+    Layer {
         name: "unit + integration (cargo test --workspace; the real spind binary, real brokers)",
         missing: || None,
         run: || {
@@ -29,7 +30,15 @@ fn layers() -> Vec<Layer> {
             }
             util::run(&mut cmd)
         },
-    }]
+    },
+    // ---- image layer (issue 5): build the x86_64 image end to end and inspect it ----
+    Layer {
+        name: "image: x86_64 built end to end, inspected, disk assembly reproducible",
+        missing: crate::image::test_layer_missing,
+        run: || crate::image::test_layer("x86_64"),
+    },
+    // ---- end of image layer ----
+    ]
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {

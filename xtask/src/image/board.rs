@@ -130,6 +130,7 @@ pub struct Partition {
 }
 
 /// OpenWrt ImageBuilder settings (the OpenWrt boards; shared format with the OpenWrt builder).
+#[allow(dead_code)] // read by the OpenWrt image builder
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenWrt {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::board::Board;
-use super::{cmd, file_name, fixed_uuid, mkdirs, output, prune, run_logged, sha256_file, Ctx, Key, Stage};
+use super::{cmd, file_name, fixed_uuid, mkdirs, output, prune, run_logged, run_logged_stdin, sha256_file, Ctx, Key, Stage};
 use crate::util;
 
 /// `image/debian/`: hooks and the overlay laid over the root file system.
@@ -26,9 +26,14 @@ const SECTOR: u64 = 512;
 /// Cargo does the caching; the binary's hash is what later stages key on.
 pub fn build_spind(ctx: &Ctx) -> Result<Stage, String> {
     let target = &ctx.board.rust_target;
-    ensure_rust_target(target)?;
+    let native = ensure_rust_target(target)?;
     let mut c = util::cargo();
-    c.args(["build", "--release", "--locked", "-p", "spind", "--target", target]);
+    c.args(["build", "--release", "--locked", "-p", "spind"]);
+    // For the host's own target, build without --target: the same artifacts as
+    // `cargo build --release` (shared with the benchmarks, no second full build).
+    if !native {
+        c.args(["--target", target]);
+    }
     c.current_dir(util::root());
     if target.ends_with("-musl") {
         // Static musl binaries link with the linker rustup ships: no cross C toolchain needed.
@@ -38,7 +43,7 @@ pub fn build_spind(ctx: &Ctx) -> Result<Stage, String> {
         }
     }
     run_logged(&format!("cargo build spind ({target})"), c, &ctx.logs.join("spind.log"))?;
-    let built = super::target_dir().join(target).join("release").join("spind");
+    let built = if native { super::target_dir().join("release/spind") } else { super::target_dir().join(target).join("release/spind") };
     let dest = ctx.dir.join("spind");
     fs::copy(&built, &dest).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     let key = sha256_file(&dest)?;
@@ -46,18 +51,20 @@ pub fn build_spind(ctx: &Ctx) -> Result<Stage, String> {
     Ok(Stage { path: dest, key, cached: false })
 }
 
-fn ensure_rust_target(target: &str) -> Result<(), String> {
+/// Makes sure the Rust target is installed; true if it is the host's own target.
+fn ensure_rust_target(target: &str) -> Result<bool, String> {
     let host = output(cmd("rustc", ["-vV"]))?;
     if host.lines().any(|l| l == format!("host: {target}")) {
-        return Ok(());
+        return Ok(true);
     }
     let installed = output(cmd("rustup", ["target", "list", "--installed"]))
         .map_err(|e| format!("{e}\n(the Rust target {target} is needed; install rustup, then: rustup target add {target})"))?;
     if installed.lines().any(|l| l.trim() == target) {
-        return Ok(());
+        return Ok(false);
     }
     eprintln!("xtask image: adding Rust target {target}");
-    util::run(Command::new("rustup").args(["target", "add", target]))
+    util::run(Command::new("rustup").args(["target", "add", target]))?;
+    Ok(false)
 }
 
 // ---- rootfs -----------------------------------------------------------------------------------
@@ -158,6 +165,8 @@ fn generated_files(b: &Board) -> Vec<(String, String)> {
             ),
         ));
     }
+    // First boot: systemd creates the machine id (mmdebstrap leaves an empty file).
+    v.push(("etc/machine-id".into(), "uninitialized\n".into()));
     v.push(("etc/spin/board".into(), format!("BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n", b.name, b.network.wan, b.network.lan.join(" "))));
     v
 }
@@ -214,7 +223,7 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     let src = image_dir().join("overlay");
     let sources = overlay_sources()?;
     let mut k = Key::new("overlay");
-    k.add(&rootfs.key).add(&spind.key);
+    k.add(super::ASSEMBLY_VERSION).add(&rootfs.key).add(&spind.key);
     for (n, v) in template_vars(b) {
         k.add(n).add(v);
     }
@@ -315,26 +324,35 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
         }
     }
 
-    // 3. Copy the rootfs tar, delete the replaced members, append the overlay.
-    let tmp = ctx.dir.join(format!("root-{key}.tar.tmp"));
-    fs::copy(&rootfs.path, &tmp).map_err(|e| format!("cannot copy {}: {e}", rootfs.path.display()))?;
+    // 3. The overlay as a tar of its own: owned by root, fixed mtimes, parents first.
     let log = ctx.logs.join("overlay.log");
     let _ = fs::remove_file(&log);
-    if !deletes.is_empty() {
-        let list = ctx.dir.join("overlay-deletes.list");
-        fs::write(&list, deletes.join("\n") + "\n").map_err(|e| e.to_string())?;
-        let mut c = Command::new("tar");
-        c.arg("--delete").arg("-f").arg(&tmp).arg("--verbatim-files-from").arg("-T").arg(&list);
-        run_logged("tar --delete (files the overlay replaces)", c, &log)?;
-    }
     let list = ctx.dir.join("overlay-adds.list");
     fs::write(&list, adds.join("\n") + "\n").map_err(|e| e.to_string())?;
+    let overlay_tar = ctx.dir.join("overlay.tar.tmp");
     let mut c = Command::new("tar");
-    c.arg("-rf").arg(&tmp);
-    c.args(["--no-recursion", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu"]);
+    c.arg("-cf").arg(&overlay_tar);
+    c.args(["--no-recursion", "--owner=0", "--group=0", "--numeric-owner", "--format=pax", "--pax-option=delete=atime,delete=ctime"]);
     c.arg(format!("--mtime=@{}", ctx.epoch));
     c.arg("-C").arg(&stage).arg("--verbatim-files-from").arg("-T").arg(&list);
-    run_logged("tar -r (append the overlay)", c, &log)?;
+    run_logged("tar (the overlay)", c, &log)?;
+
+    // 4. The rootfs tar without the members the overlay replaces, then the overlay. bsdtar
+    //    copies members of an archive (`@file`) with their pax headers (file capabilities,
+    //    ACLs); GNU tar --delete mangles such archives.
+    let tmp = ctx.dir.join(format!("root-{key}.tar.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut c = Command::new("bsdtar");
+    c.arg("-cf").arg(&tmp).arg("--format=pax");
+    for d in &deletes {
+        c.arg("--exclude").arg(d);
+    }
+    c.arg(format!("@{}", rootfs.path.display()));
+    run_logged("bsdtar (rootfs without the files the overlay replaces)", c, &log)?;
+    let mut c = Command::new("bsdtar");
+    c.arg("-rf").arg(&tmp).arg("--format=pax").arg(format!("@{}", overlay_tar.display()));
+    run_logged("bsdtar -r (append the overlay)", c, &log)?;
+    let _ = fs::remove_file(&overlay_tar);
     fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
     prune(&ctx.dir, "root-", &path);
     eprintln!("  overlay: {} files added, {} replaced", adds.len(), deletes.len());
@@ -445,7 +463,7 @@ pub fn sfdisk_script(b: &Board) -> String {
 fn disk_key(ctx: &Ctx, root: &Stage) -> String {
     let b = ctx.board;
     let mut k = Key::new("disk");
-    k.add(&root.key).add(sfdisk_script(b)).add(cmdline(b)).add(&b.disk().bootloader).add(ctx.epoch.to_string());
+    k.add(super::ASSEMBLY_VERSION).add(&root.key).add(sfdisk_script(b)).add(cmdline(b)).add(&b.disk().bootloader).add(ctx.epoch.to_string());
     for p in &b.disk().partitions {
         k.add(&p.label).add(&p.fs).add(p.size_mib.to_string());
     }
@@ -477,8 +495,7 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     fs::write(&script, sfdisk_script(b)).map_err(|e| e.to_string())?;
     let mut c = Command::new("sfdisk");
     c.args(["--no-reread", "--no-tell-kernel", "--wipe", "always", "-q"]).arg(&tmp);
-    c.stdin(File::open(&script).map_err(|e| e.to_string())?);
-    run_logged_stdin("sfdisk", c, &log)?;
+    run_logged_stdin("sfdisk", c, &log, Some(File::open(&script).map_err(|e| e.to_string())?))?;
 
     // Boot partition (FAT32): files from the root tar.
     let files = work.join("boot-files");
@@ -532,10 +549,6 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     prune(dir, "disk-", &path);
     fs::rename(&staged, path.with_extension("boot")).map_err(|e| e.to_string())?;
     Ok(Stage { path, key, cached: false })
-}
-
-fn run_logged_stdin(what: &str, c: Command, log: &Path) -> Result<(), String> {
-    run_logged(what, c, log)
 }
 
 /// Extracts what the boot partition needs from the root tar into `files`, and lays out the
@@ -690,7 +703,7 @@ pub fn outputs(ctx: &Ctx, disk: &Stage) -> Result<Vec<PathBuf>, String> {
                 let f = File::create(&xz).map_err(|e| e.to_string())?;
                 let mut c = Command::new("xz");
                 // Multi-threaded with a fixed block size: the same bytes on any number of cores.
-                c.args(["-c", "-3", "-T0", "--block-size=64MiB"]).arg(&disk.path).stdout(Stdio::from(f));
+                c.args(["-c", "-1", "-T0", "--block-size=64MiB"]).arg(&disk.path).stdout(Stdio::from(f));
                 run_plain("xz (img.xz)", c)?;
                 let sum = sha256_file(&xz)?;
                 fs::write(out.join(format!("{base}.img.xz.sha256")), format!("{sum}  {base}.img.xz\n")).map_err(|e| e.to_string())?;

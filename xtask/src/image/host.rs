@@ -26,6 +26,7 @@ const COMMON: &[Tool] = &[
     t("mkfs.fat", "dosfstools", false),
     t("mcopy", "mtools", false),
     t("tar", "tar", false),
+    t("bsdtar", "libarchive-tools", false),
     t("xz", "xz-utils", false),
     t("qemu-img", "qemu-utils", false),
     t("sha256sum", "coreutils", false),

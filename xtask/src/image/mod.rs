@@ -32,8 +32,11 @@ use sha2::{Digest, Sha256};
 use crate::util;
 pub use board::Board;
 
-/// Bump when the way stages turn inputs into outputs changes (invalidates disk and outputs).
+/// Part of every stage key: bump to rebuild everything (the root file system included).
 pub const BUILDER_VERSION: &str = "spin-image-1";
+/// Part of the overlay and disk keys: bump when the assembly (merging, partitioning, file
+/// systems) changes, without rebuilding the root file system.
+pub const ASSEMBLY_VERSION: &str = "assembly-3";
 
 /// Timestamps inside images when SOURCE_DATE_EPOCH is not set: 2025-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH: u64 = 1_735_689_600;
@@ -99,9 +102,7 @@ pub struct Built {
     pub disk: PathBuf,
     /// The merged root file system tar the disk was made from.
     pub root_tar: PathBuf,
-    pub disk_key: String,
     pub out_dir: PathBuf,
-    pub artifacts: Vec<PathBuf>,
 }
 
 /// Builds every stage of a Debian board, printing timings and artifacts.
@@ -111,8 +112,21 @@ pub fn build(board: &Board, opts: &Options) -> Result<Built, String> {
     let ctx = Ctx::new(board)?;
 
     timings.time("host tools", false, || host::ensure_for(board))?;
-    let spind = timings.time_cached("spind", || debian::build_spind(&ctx))?;
-    let rootfs = timings.time_cached("rootfs (mmdebstrap)", || debian::rootfs(&ctx, opts.refresh_rootfs))?;
+    // spind and the root file system do not depend on each other: build them side by side
+    // (the release build's long LTO link leaves a core for mmdebstrap).
+    let (spind, rootfs) = std::thread::scope(|s| {
+        let spind = s.spawn(|| {
+            let t = Instant::now();
+            eprintln!("xtask image: stage spind");
+            debian::build_spind(&ctx).map(|st| (st, t.elapsed())).map_err(|e| format!("stage spind: {e}"))
+        });
+        let rootfs = timings.time_cached("rootfs (mmdebstrap)", || debian::rootfs(&ctx, opts.refresh_rootfs));
+        let spind = spind.join().map_err(|_| "stage spind panicked".to_string()).and_then(|r| r);
+        (spind, rootfs)
+    });
+    let (spind, spind_time) = spind?;
+    let rootfs = rootfs?;
+    timings.0.insert(timings.0.len() - 1, ("spind (cargo build)".into(), spind_time, false));
     let root = timings.time_cached("overlay", || debian::overlay(&ctx, &rootfs, &spind))?;
     let disk = timings.time_cached("disk", || debian::disk(&ctx, &root, &ctx.dir))?;
     let artifacts = timings.time_cached("outputs", || debian::outputs(&ctx, &disk))?;
@@ -128,9 +142,7 @@ pub fn build(board: &Board, opts: &Options) -> Result<Built, String> {
     Ok(Built {
         disk: disk.path.clone(),
         root_tar: root.path.clone(),
-        disk_key: disk.key.clone(),
         out_dir: ctx.out.clone(),
-        artifacts,
     })
 }
 
@@ -306,7 +318,12 @@ pub fn cmd<S: AsRef<std::ffi::OsStr>>(program: &str, args: impl IntoIterator<Ite
 
 /// Runs a command to completion; its output goes to `log` (appended). While it runs, a progress
 /// line shows the elapsed time. On failure the error names the command and shows the log's tail.
-pub fn run_logged(what: &str, mut c: Command, log: &Path) -> Result<(), String> {
+pub fn run_logged(what: &str, c: Command, log: &Path) -> Result<(), String> {
+    run_logged_stdin(what, c, log, None)
+}
+
+/// [`run_logged`] with a file as standard input.
+pub fn run_logged_stdin(what: &str, mut c: Command, log: &Path, stdin: Option<std::fs::File>) -> Result<(), String> {
     let shown = util::show(&c);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -315,7 +332,8 @@ pub fn run_logged(what: &str, mut c: Command, log: &Path) -> Result<(), String> 
         .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
     let _ = writeln!(f, "\n$ {shown}");
     let f2 = f.try_clone().map_err(|e| e.to_string())?;
-    c.stdout(Stdio::from(f)).stderr(Stdio::from(f2)).stdin(Stdio::null());
+    c.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
+    c.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
     let progress = Progress::start(what);
     let status = c.status().map_err(|e| format!("cannot run {shown}: {e}"));
     progress.stop();
@@ -425,4 +443,26 @@ mod tests {
         assert_ne!(k1, k2);
         assert_eq!(k1.len(), 16);
     }
+}
+
+// ---- the `cargo xtask test` layer ----------------------------------------------------------------
+
+/// Why the image layer cannot run here (mmdebstrap needs root to build a root file system).
+pub fn test_layer_missing() -> Option<String> {
+    if !util::is_root() {
+        return Some("building images needs root (mmdebstrap --mode=root)".into());
+    }
+    if !Path::new("/etc/debian_version").exists() {
+        return Some("building images needs a Debian host (apt, mmdebstrap)".into());
+    }
+    None
+}
+
+/// Builds a board's image (cached stages are reused), inspects it, and assembles the disk a
+/// second time to compare.
+pub fn test_layer(name: &str) -> Result<(), String> {
+    let board = board::load(name)?;
+    let built = build(&board, &Options { refresh_rootfs: false })?;
+    inspect::check_built(&board, &built)?;
+    inspect::check_reproducible(&board, &built)
 }
