@@ -46,7 +46,8 @@ cargo xtask image --board NAME [--check] [--refresh-rootfs]
 cargo xtask image --list
 
   --board NAME       build board-configs/NAME.toml (outputs in target/image/NAME/out/)
-  --check            afterwards, inspect the built image (partitions, files, OVA) as the tests do
+  --check            afterwards, inspect the built image (partitions, files, OVA) and assemble
+                     the disk again to compare (reproducibility), as the tests do
   --refresh-rootfs   rebuild the Debian root file system even if a cached one matches
                      (to pick up new package versions from the mirror)
   --list             list the boards
@@ -87,6 +88,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let built = build(&board, &Options { refresh_rootfs: refresh })?;
     if check {
         inspect::check_built(&board, &built)?;
+        inspect::check_reproducible(&board, &built)?;
         eprintln!("xtask image: inspection of {} passed", board.name);
     }
     Ok(())
