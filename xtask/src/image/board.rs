@@ -157,7 +157,13 @@ impl fmt::Display for BoardError {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: field `{}`: {}", self.file.display(), self.field, self.message)
+            write!(
+                f,
+                "{}: field `{}`: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
         }
     }
 }
@@ -202,7 +208,8 @@ pub fn load(name: &str) -> Result<Board, String> {
             names().join(", ")
         ));
     }
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     parse(&file, &text).map_err(|e| e.to_string())
 }
 
@@ -216,7 +223,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Board, BoardError> {
             message: e.to_string().trim_end().replace('\n', "\n    "),
         }
     })?;
-    board.name = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    board.name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
     board.file = file.to_path_buf();
     board.validate()?;
     Ok(board)
@@ -235,14 +246,25 @@ impl Board {
         if allowed.contains(&value) {
             Ok(())
         } else {
-            Err(self.err(field, format!("{value:?} is not allowed; allowed: {}", allowed.join(", "))))
+            Err(self.err(
+                field,
+                format!("{value:?} is not allowed; allowed: {}", allowed.join(", ")),
+            ))
         }
     }
 
     /// Checks every value; the first problem is returned.
     pub fn validate(&self) -> Result<(), BoardError> {
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(self.err("", "the file name must be NAME.toml with NAME made of letters, digits, - and _"));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.err(
+                "",
+                "the file name must be NAME.toml with NAME made of letters, digits, - and _",
+            ));
         }
         if self.description.trim().is_empty() || self.description.contains('\n') {
             return Err(self.err("description", "must be one non-empty line"));
@@ -252,9 +274,16 @@ impl Board {
             return Err(self.err("release", "must not be empty (debian: a suite such as bookworm; openwrt: a version such as 24.10.0)"));
         }
         self.validate_target()?;
-        let allowed_outputs = if self.base == "debian" { DEBIAN_OUTPUTS } else { OPENWRT_OUTPUTS };
+        let allowed_outputs = if self.base == "debian" {
+            DEBIAN_OUTPUTS
+        } else {
+            OPENWRT_OUTPUTS
+        };
         if self.outputs.is_empty() {
-            return Err(self.err("outputs", format!("must list at least one of: {}", allowed_outputs.join(", "))));
+            return Err(self.err(
+                "outputs",
+                format!("must list at least one of: {}", allowed_outputs.join(", ")),
+            ));
         }
         for (i, o) in self.outputs.iter().enumerate() {
             self.one_of(&format!("outputs[{i}]"), o, allowed_outputs)?;
@@ -268,11 +297,20 @@ impl Board {
 
     fn validate_target(&self) -> Result<(), BoardError> {
         let t = &self.rust_target;
-        if t.split('-').count() < 3 || t.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
-            return Err(self.err("rust_target", format!("{t:?} is not a Rust target triple (such as aarch64-unknown-linux-musl)")));
+        if t.split('-').count() < 3
+            || t.chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(self.err(
+                "rust_target",
+                format!("{t:?} is not a Rust target triple (such as aarch64-unknown-linux-musl)"),
+            ));
         }
         if !t.contains("-linux-") {
-            return Err(self.err("rust_target", format!("{t:?}: spind runs on Linux; the target must be a *-linux-* triple")));
+            return Err(self.err(
+                "rust_target",
+                format!("{t:?}: spind runs on Linux; the target must be a *-linux-* triple"),
+            ));
         }
         if self.base == "debian" {
             self.one_of("arch", &self.arch, DEBIAN_ARCHES)?;
@@ -287,18 +325,27 @@ impl Board {
                 ));
             }
         } else if self.arch.trim().is_empty() {
-            return Err(self.err("arch", "must name the OpenWrt package architecture (such as aarch64_cortex-a53)"));
+            return Err(self.err(
+                "arch",
+                "must name the OpenWrt package architecture (such as aarch64_cortex-a53)",
+            ));
         }
         Ok(())
     }
 
     fn validate_network(&self) -> Result<(), BoardError> {
         let ok = |n: &str| {
-            !n.is_empty() && n.len() <= 15 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            !n.is_empty()
+                && n.len() <= 15
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
         const WHAT: &str = "an interface name of 1-15 letters, digits, '-', '_' or '.'";
         if !ok(&self.network.wan) {
-            return Err(self.err("network.wan", format!("{:?} is not {WHAT}", self.network.wan)));
+            return Err(self.err(
+                "network.wan",
+                format!("{:?} is not {WHAT}", self.network.wan),
+            ));
         }
         if self.network.lan.is_empty() {
             return Err(self.err("network.lan", "must list at least one LAN port"));
@@ -308,28 +355,56 @@ impl Board {
                 return Err(self.err(format!("network.lan[{i}]"), format!("{l:?} is not {WHAT}")));
             }
             if *l == self.network.wan {
-                return Err(self.err(format!("network.lan[{i}]"), format!("{l:?} is also the WAN interface")));
+                return Err(self.err(
+                    format!("network.lan[{i}]"),
+                    format!("{l:?} is also the WAN interface"),
+                ));
             }
             if l == "br-lan" {
-                return Err(self.err(format!("network.lan[{i}]"), "br-lan is the LAN bridge itself; list its ports"));
+                return Err(self.err(
+                    format!("network.lan[{i}]"),
+                    "br-lan is the LAN bridge itself; list its ports",
+                ));
             }
         }
         Ok(())
     }
 
     fn validate_debian(&self) -> Result<(), BoardError> {
-        let kernel = self.kernel.as_ref().ok_or_else(|| self.err("kernel", "missing: a debian board needs a [kernel] table"))?;
-        let debian = self.debian.as_ref().ok_or_else(|| self.err("debian", "missing: a debian board needs a [debian] table"))?;
-        let disk = self.disk.as_ref().ok_or_else(|| self.err("disk", "missing: a debian board needs a [disk] table"))?;
+        let kernel = self
+            .kernel
+            .as_ref()
+            .ok_or_else(|| self.err("kernel", "missing: a debian board needs a [kernel] table"))?;
+        let debian = self
+            .debian
+            .as_ref()
+            .ok_or_else(|| self.err("debian", "missing: a debian board needs a [debian] table"))?;
+        let disk = self
+            .disk
+            .as_ref()
+            .ok_or_else(|| self.err("disk", "missing: a debian board needs a [disk] table"))?;
         if self.openwrt.is_some() {
             return Err(self.err("openwrt", "only allowed with base = \"openwrt\""));
         }
-        if !self.release.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
-            return Err(self.err("release", format!("{:?} is not a Debian suite name (such as bookworm)", self.release)));
+        if !self
+            .release
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
+        {
+            return Err(self.err(
+                "release",
+                format!(
+                    "{:?} is not a Debian suite name (such as bookworm)",
+                    self.release
+                ),
+            ));
         }
         // kernel
         if kernel.consoles.is_empty() {
-            return Err(self.err("kernel.consoles", "must list at least one console (such as ttyS0,115200)"));
+            return Err(self.err(
+                "kernel.consoles",
+                "must list at least one console (such as ttyS0,115200)",
+            ));
         }
         for (i, c) in kernel.consoles.iter().enumerate() {
             let dev = c.split(',').next().unwrap_or("");
@@ -345,16 +420,36 @@ impl Board {
             }
         }
         for (i, m) in kernel.initramfs_modules.iter().enumerate() {
-            if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(self.err(format!("kernel.initramfs_modules[{i}]"), format!("{m:?} is not a module name")));
+            if m.is_empty()
+                || !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(self.err(
+                    format!("kernel.initramfs_modules[{i}]"),
+                    format!("{m:?} is not a module name"),
+                ));
             }
         }
         // debian
-        if !(debian.mirror.starts_with("http://") || debian.mirror.starts_with("https://") || debian.mirror.starts_with("file:/")) {
-            return Err(self.err("debian.mirror", format!("{:?}: allowed: an http://, https:// or file:/ URL", debian.mirror)));
+        if !(debian.mirror.starts_with("http://")
+            || debian.mirror.starts_with("https://")
+            || debian.mirror.starts_with("file:/"))
+        {
+            return Err(self.err(
+                "debian.mirror",
+                format!(
+                    "{:?}: allowed: an http://, https:// or file:/ URL",
+                    debian.mirror
+                ),
+            ));
         }
         for (i, c) in debian.components.iter().enumerate() {
-            self.one_of(&format!("debian.components[{i}]"), c, &["main", "contrib", "non-free", "non-free-firmware"])?;
+            self.one_of(
+                &format!("debian.components[{i}]"),
+                c,
+                &["main", "contrib", "non-free", "non-free-firmware"],
+            )?;
         }
         if debian.packages.is_empty() {
             return Err(self.err("debian.packages", "must list the packages of the image"));
@@ -362,28 +457,51 @@ impl Board {
         for (i, p) in debian.packages.iter().enumerate() {
             let ok = p.len() >= 2
                 && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
             if !ok {
-                return Err(self.err(format!("debian.packages[{i}]"), format!("{p:?} is not a Debian package name")));
+                return Err(self.err(
+                    format!("debian.packages[{i}]"),
+                    format!("{p:?} is not a Debian package name"),
+                ));
             }
         }
         let kernel_pkg = format!("linux-image-{}", self.arch);
         if !debian.packages.contains(&kernel_pkg) {
-            return Err(self.err("debian.packages", format!("must contain the kernel ({kernel_pkg})")));
+            return Err(self.err(
+                "debian.packages",
+                format!("must contain the kernel ({kernel_pkg})"),
+            ));
         }
-        for (field, globs) in [("debian.path_exclude", &debian.path_exclude), ("debian.path_include", &debian.path_include)] {
+        for (field, globs) in [
+            ("debian.path_exclude", &debian.path_exclude),
+            ("debian.path_include", &debian.path_include),
+        ] {
             for (i, g) in globs.iter().enumerate() {
                 if !g.starts_with('/') || g.contains(char::is_whitespace) {
-                    return Err(self.err(format!("{field}[{i}]"), format!("{g:?}: allowed: an absolute path glob without spaces")));
+                    return Err(self.err(
+                        format!("{field}[{i}]"),
+                        format!("{g:?}: allowed: an absolute path glob without spaces"),
+                    ));
                 }
             }
         }
         // disk
         self.one_of("disk.table", &disk.table, TABLES)?;
         self.one_of("disk.bootloader", &disk.bootloader, BOOTLOADERS)?;
-        let table_for_loader = if disk.bootloader == "raspi-firmware" { "mbr" } else { "gpt" };
+        let table_for_loader = if disk.bootloader == "raspi-firmware" {
+            "mbr"
+        } else {
+            "gpt"
+        };
         if disk.table != table_for_loader {
-            return Err(self.err("disk.table", format!("bootloader {:?} needs table = {table_for_loader:?}", disk.bootloader)));
+            return Err(self.err(
+                "disk.table",
+                format!(
+                    "bootloader {:?} needs table = {table_for_loader:?}",
+                    disk.bootloader
+                ),
+            ));
         }
         if disk.partitions.len() != 2 {
             return Err(self.err("disk.partitions", "allowed: exactly two partitions, role = \"boot\" (vfat) then role = \"root\" (ext4)"));
@@ -392,52 +510,96 @@ impl Board {
             let f = |k: &str| format!("disk.partitions[{i}].{k}");
             self.one_of(&f("role"), &p.role, ROLES)?;
             self.one_of(&f("fs"), &p.fs, FILESYSTEMS)?;
-            let (want_role, want_fs) = if i == 0 { ("boot", "vfat") } else { ("root", "ext4") };
+            let (want_role, want_fs) = if i == 0 {
+                ("boot", "vfat")
+            } else {
+                ("root", "ext4")
+            };
             if p.role != want_role {
                 return Err(self.err(f("role"), format!("partition {} must be role = {want_role:?} (boot first, root last so it can grow)", i + 1)));
             }
             if p.fs != want_fs {
-                return Err(self.err(f("fs"), format!("the {want_role} partition must be fs = {want_fs:?}")));
+                return Err(self.err(
+                    f("fs"),
+                    format!("the {want_role} partition must be fs = {want_fs:?}"),
+                ));
             }
-            let (max_len, upper) = if p.fs == "vfat" { (11, true) } else { (16, false) };
+            let (max_len, upper) = if p.fs == "vfat" {
+                (11, true)
+            } else {
+                (16, false)
+            };
             let label_ok = !p.label.is_empty()
                 && p.label.len() <= max_len
-                && p.label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && p.label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 && (!upper || !p.label.chars().any(|c| c.is_ascii_lowercase()));
             if !label_ok {
-                let what = if upper { "1-11 upper-case letters, digits, '_' or '-'" } else { "1-16 letters, digits, '_' or '-'" };
-                return Err(self.err(f("label"), format!("{:?}: allowed for {}: {what}", p.label, p.fs)));
+                let what = if upper {
+                    "1-11 upper-case letters, digits, '_' or '-'"
+                } else {
+                    "1-16 letters, digits, '_' or '-'"
+                };
+                return Err(self.err(
+                    f("label"),
+                    format!("{:?}: allowed for {}: {what}", p.label, p.fs),
+                ));
             }
             let min = if p.fs == "vfat" { 64 } else { 256 };
             if p.size_mib < min || p.size_mib > 64 * 1024 {
-                return Err(self.err(f("size_mib"), format!("{}: allowed for {}: {min}..=65536", p.size_mib, p.fs)));
+                return Err(self.err(
+                    f("size_mib"),
+                    format!("{}: allowed for {}: {min}..=65536", p.size_mib, p.fs),
+                ));
             }
         }
         for o in &self.outputs {
             if o == "ova" && self.arch != "amd64" {
-                return Err(self.err("outputs", "ova (VirtualBox) is only allowed for arch = \"amd64\""));
+                return Err(self.err(
+                    "outputs",
+                    "ova (VirtualBox) is only allowed for arch = \"amd64\"",
+                ));
             }
         }
         Ok(())
     }
 
     fn validate_openwrt(&self) -> Result<(), BoardError> {
-        for (field, present) in [("kernel", self.kernel.is_some()), ("debian", self.debian.is_some()), ("disk", self.disk.is_some())] {
+        for (field, present) in [
+            ("kernel", self.kernel.is_some()),
+            ("debian", self.debian.is_some()),
+            ("disk", self.disk.is_some()),
+        ] {
             if present {
                 return Err(self.err(field, "only allowed with base = \"debian\""));
             }
         }
-        let o = self.openwrt.as_ref().ok_or_else(|| self.err("openwrt", "missing: an openwrt board needs an [openwrt] table"))?;
+        let o = self.openwrt.as_ref().ok_or_else(|| {
+            self.err(
+                "openwrt",
+                "missing: an openwrt board needs an [openwrt] table",
+            )
+        })?;
         if o.profile.as_deref().unwrap_or("").is_empty() {
-            return Err(self.err("openwrt.profile", "missing: the ImageBuilder PROFILE (such as glinet_gl-mt3000)"));
+            return Err(self.err(
+                "openwrt.profile",
+                "missing: the ImageBuilder PROFILE (such as glinet_gl-mt3000)",
+            ));
         }
         if let Some(sha) = &o.imagebuilder_sha256 {
             if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(self.err("openwrt.imagebuilder_sha256", "allowed: 64 hexadecimal digits"));
+                return Err(self.err(
+                    "openwrt.imagebuilder_sha256",
+                    "allowed: 64 hexadecimal digits",
+                ));
             }
         }
         if o.imagebuilder_url.is_some() != o.imagebuilder_sha256.is_some() {
-            return Err(self.err("openwrt.imagebuilder_sha256", "imagebuilder_url and imagebuilder_sha256 go together"));
+            return Err(self.err(
+                "openwrt.imagebuilder_sha256",
+                "imagebuilder_url and imagebuilder_sha256 go together",
+            ));
         }
         Ok(())
     }
@@ -460,7 +622,12 @@ impl Board {
     }
     /// `console=` arguments in the board's order (the last one is /dev/console).
     pub fn console_args(&self) -> String {
-        self.kernel().consoles.iter().map(|c| format!("console={c}")).collect::<Vec<_>>().join(" ")
+        self.kernel()
+            .consoles
+            .iter()
+            .map(|c| format!("console={c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
     /// The Debian architecture's QEMU name (for binfmt).
     pub fn is_foreign(&self) -> bool {
@@ -528,11 +695,21 @@ imagebuilder_sha256 = "000000000000000000000000000000000000000000000000000000000
 packages = ["kmod-nft-queue"]
 "#;
         let b = parse_named("glinet-mt3000", text).unwrap();
-        assert_eq!(b.openwrt.unwrap().profile.as_deref(), Some("glinet_gl-mt3000"));
+        assert_eq!(
+            b.openwrt.unwrap().profile.as_deref(),
+            Some("glinet_gl-mt3000")
+        );
         let e = parse_named("glinet-mt3000", &text.replace("\"ipk\"", "\"qcow2\"")).unwrap_err();
         assert_eq!(e.field, "outputs[0]");
-        assert!(e.message.contains("allowed: ipk, overlay, sysupgrade"), "{e}");
-        let e = parse_named("glinet-mt3000", &text.replace("profile = \"glinet_gl-mt3000\"\n", "")).unwrap_err();
+        assert!(
+            e.message.contains("allowed: ipk, overlay, sysupgrade"),
+            "{e}"
+        );
+        let e = parse_named(
+            "glinet-mt3000",
+            &text.replace("profile = \"glinet_gl-mt3000\"\n", ""),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "openwrt.profile");
     }
 
@@ -558,7 +735,11 @@ packages = ["kmod-nft-queue"]
         let e = x86_with("size_mib = 128", "size_mib = 8").unwrap_err();
         assert_eq!(e.field, "disk.partitions[0].size_mib");
         assert!(e.message.contains("64..=65536"));
-        let e = x86_with("rust_target = \"x86_64-unknown-linux-gnu\"", "rust_target = \"aarch64-unknown-linux-musl\"").unwrap_err();
+        let e = x86_with(
+            "rust_target = \"x86_64-unknown-linux-gnu\"",
+            "rust_target = \"aarch64-unknown-linux-musl\"",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "rust_target");
         assert!(e.message.contains("x86_64-unknown-linux-gnu"), "{e}");
         let e = x86_with("wan = \"eth0\"", "wan = \"eth1\"").unwrap_err();
@@ -566,7 +747,11 @@ packages = ["kmod-nft-queue"]
         assert!(e.message.contains("also the WAN"));
         let e = x86_with("wan = \"eth0\"", "wan = \"a very long name!\"").unwrap_err();
         assert_eq!(e.field, "network.wan");
-        let e = x86_with("bootloader = \"syslinux+systemd-boot\"", "bootloader = \"raspi-firmware\"").unwrap_err();
+        let e = x86_with(
+            "bootloader = \"syslinux+systemd-boot\"",
+            "bootloader = \"raspi-firmware\"",
+        )
+        .unwrap_err();
         assert_eq!(e.field, "disk.table");
         assert!(e.message.contains("needs table = \"mbr\""));
         let e = x86_with("cmdline = \"", "cmdline = \"root=/dev/sda2 ").unwrap_err();
@@ -587,7 +772,10 @@ packages = ["kmod-nft-queue"]
         let e = x86_with("rust_target = \"x86_64-unknown-linux-gnu\"\n", "").unwrap_err();
         assert!(e.message.contains("missing field `rust_target`"), "{e}");
         let e = x86_with("size_mib = 128", "size_mib = \"big\"").unwrap_err();
-        assert!(e.message.contains("size_mib") || e.message.contains("line"), "{e}");
+        assert!(
+            e.message.contains("size_mib") || e.message.contains("line"),
+            "{e}"
+        );
         assert!(e.message.contains("invalid type"), "{e}");
         let e = parse_named("bad name", &shipped("x86_64")).unwrap_err();
         assert!(e.message.contains("file name"), "{e}");

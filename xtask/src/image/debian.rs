@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::board::Board;
-use super::{cmd, file_name, fixed_uuid, mkdirs, output, prune, run_logged, run_logged_stdin, sha256_file, Ctx, Key, Stage};
+use super::{
+    cmd, file_name, fixed_uuid, mkdirs, output, prune, run_logged, run_logged_stdin, sha256_file,
+    Ctx, Key, Stage,
+};
 use crate::util;
 
 /// `image/debian/`: hooks and the overlay laid over the root file system.
@@ -37,18 +40,37 @@ pub fn build_spind(ctx: &Ctx) -> Result<Stage, String> {
     c.current_dir(util::root());
     if target.ends_with("-musl") {
         // Static musl binaries link with the linker rustup ships: no cross C toolchain needed.
-        let var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            target.to_uppercase().replace('-', "_")
+        );
         if std::env::var_os(&var).is_none() {
             c.env(var, "rust-lld");
         }
     }
-    run_logged(&format!("cargo build spind ({target})"), c, &ctx.logs.join("spind.log"))?;
-    let built = if native { super::target_dir().join("release/spind") } else { super::target_dir().join(target).join("release/spind") };
+    run_logged(
+        &format!("cargo build spind ({target})"),
+        c,
+        &ctx.logs.join("spind.log"),
+    )?;
+    let built = if native {
+        super::target_dir().join("release/spind")
+    } else {
+        super::target_dir().join(target).join("release/spind")
+    };
     let dest = ctx.dir.join("spind");
     fs::copy(&built, &dest).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
     let key = sha256_file(&dest)?;
-    eprintln!("  spind for {target}: {} (sha256 {})", super::human(fs::metadata(&dest).map(|m| m.len()).unwrap_or(0)), &key[..16]);
-    Ok(Stage { path: dest, key, cached: false })
+    eprintln!(
+        "  spind for {target}: {} (sha256 {})",
+        super::human(fs::metadata(&dest).map(|m| m.len()).unwrap_or(0)),
+        &key[..16]
+    );
+    Ok(Stage {
+        path: dest,
+        key,
+        cached: false,
+    })
 }
 
 /// Makes sure the Rust target is installed; true if it is the host's own target.
@@ -73,9 +95,15 @@ fn rootfs_key(ctx: &Ctx) -> Result<String, String> {
     let b = ctx.board;
     let d = b.debian();
     let mut k = Key::new("rootfs");
-    k.add(&b.release).add(&b.arch).add(&d.mirror).add(d.components.join(",")).add(d.packages.join(","));
-    k.add(d.path_exclude.join("\n")).add(d.path_include.join("\n"));
-    k.add(b.kernel().initramfs_modules.join(" ")).add(ctx.epoch.to_string());
+    k.add(&b.release)
+        .add(&b.arch)
+        .add(&d.mirror)
+        .add(d.components.join(","))
+        .add(d.packages.join(","));
+    k.add(d.path_exclude.join("\n"))
+        .add(d.path_include.join("\n"));
+    k.add(b.kernel().initramfs_modules.join(" "))
+        .add(ctx.epoch.to_string());
     for hook in ["setup.sh", "customize.sh"] {
         k.add_file(&image_dir().join("hooks").join(hook))?;
     }
@@ -92,7 +120,11 @@ pub fn rootfs(ctx: &Ctx, refresh: bool) -> Result<Stage, String> {
     let path = ctx.dir.join(format!("rootfs-{key}.tar"));
     if path.exists() && !refresh {
         eprintln!("  cached: {}", file_name(&path));
-        return Ok(Stage { path, key, cached: true });
+        return Ok(Stage {
+            path,
+            key,
+            cached: true,
+        });
     }
     let tmp = ctx.dir.join(format!("rootfs-{key}.tar.tmp"));
     let hooks = image_dir().join("hooks");
@@ -109,16 +141,35 @@ pub fn rootfs(ctx: &Ctx, refresh: bool) -> Result<Stage, String> {
         c.arg(format!("--dpkgopt=path-include={g}"));
     }
     c.arg(format!("--setup-hook={}", hooks.join("setup.sh").display()));
-    c.arg(format!("--customize-hook={}", hooks.join("customize.sh").display()));
+    c.arg(format!(
+        "--customize-hook={}",
+        hooks.join("customize.sh").display()
+    ));
     c.arg(&b.release).arg(&tmp).arg(&d.mirror);
-    c.env("SPIN_INITRAMFS_MODULES", b.kernel().initramfs_modules.join(" "));
+    c.env(
+        "SPIN_INITRAMFS_MODULES",
+        b.kernel().initramfs_modules.join(" "),
+    );
     c.env("SOURCE_DATE_EPOCH", ctx.epoch.to_string());
     let log = ctx.logs.join("rootfs.log");
     let _ = fs::remove_file(&log);
-    run_logged(&format!("mmdebstrap {} {} ({} packages)", b.release, b.arch, d.packages.len()), c, &log)?;
+    run_logged(
+        &format!(
+            "mmdebstrap {} {} ({} packages)",
+            b.release,
+            b.arch,
+            d.packages.len()
+        ),
+        c,
+        &log,
+    )?;
     fs::rename(&tmp, &path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
     prune(&ctx.dir, "rootfs-", &path);
-    Ok(Stage { path, key, cached: false })
+    Ok(Stage {
+        path,
+        key,
+        cached: false,
+    })
 }
 
 // ---- overlay ----------------------------------------------------------------------------------
@@ -140,9 +191,17 @@ fn generated_files(b: &Board) -> Vec<(String, String)> {
     let root = &b.root_part().label;
     let boot = &b.boot_part().label;
     let (root_spec, boot_spec, boot_dir) = if b.disk().bootloader == "raspi-firmware" {
-        (format!("LABEL={root}"), format!("LABEL={boot}"), "/boot/firmware")
+        (
+            format!("LABEL={root}"),
+            format!("LABEL={boot}"),
+            "/boot/firmware",
+        )
     } else {
-        (format!("PARTUUID={}", fixed_uuid(&b.name, "part-root")), format!("PARTUUID={}", fixed_uuid(&b.name, "part-boot")), "/boot/efi")
+        (
+            format!("PARTUUID={}", fixed_uuid(&b.name, "part-root")),
+            format!("PARTUUID={}", fixed_uuid(&b.name, "part-boot")),
+            "/boot/efi",
+        )
     };
     v.push((
         "etc/fstab".into(),
@@ -167,7 +226,15 @@ fn generated_files(b: &Board) -> Vec<(String, String)> {
     }
     // First boot: systemd creates the machine id (mmdebstrap leaves an empty file).
     v.push(("etc/machine-id".into(), "uninitialized\n".into()));
-    v.push(("etc/spin/board".into(), format!("BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n", b.name, b.network.wan, b.network.lan.join(" "))));
+    v.push((
+        "etc/spin/board".into(),
+        format!(
+            "BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n",
+            b.name,
+            b.network.wan,
+            b.network.lan.join(" ")
+        ),
+    ));
     v
 }
 
@@ -199,7 +266,11 @@ fn units_to_enable(stage: &Path) -> Vec<(String, String)> {
     let mut v = Vec::new();
     let dir = stage.join("etc/systemd/system");
     if let Ok(rd) = fs::read_dir(&dir) {
-        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut names: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         names.sort();
         for p in names {
             let text = fs::read_to_string(&p).unwrap_or_default();
@@ -223,7 +294,9 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     let src = image_dir().join("overlay");
     let sources = overlay_sources()?;
     let mut k = Key::new("overlay");
-    k.add(super::ASSEMBLY_VERSION).add(&rootfs.key).add(&spind.key);
+    k.add(super::ASSEMBLY_VERSION)
+        .add(&rootfs.key)
+        .add(&spind.key);
     for (n, v) in template_vars(b) {
         k.add(n).add(v);
     }
@@ -233,9 +306,15 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     for rel in &sources {
         let p = src.join(rel);
         let md = fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
-        k.add(rel.to_string_lossy().as_bytes()).add(format!("{:o}", md.mode() & 0o111));
+        k.add(rel.to_string_lossy().as_bytes())
+            .add(format!("{:o}", md.mode() & 0o111));
         if md.file_type().is_symlink() {
-            k.add(fs::read_link(&p).map_err(|e| e.to_string())?.to_string_lossy().as_bytes());
+            k.add(
+                fs::read_link(&p)
+                    .map_err(|e| e.to_string())?
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
         } else {
             k.add_file(&p)?;
         }
@@ -244,7 +323,11 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     let path = ctx.dir.join(format!("root-{key}.tar"));
     if path.exists() {
         eprintln!("  cached: {}", file_name(&path));
-        return Ok(Stage { path, key, cached: true });
+        return Ok(Stage {
+            path,
+            key,
+            cached: true,
+        });
     }
 
     // 1. Stage the overlay in a directory.
@@ -266,18 +349,32 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
             std::os::unix::fs::symlink(target, &to).map_err(|e| e.to_string())?;
             continue;
         }
-        let mut data = fs::read(&from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let mut data =
+            fs::read(&from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
         if templated {
-            let mut text = String::from_utf8(data).map_err(|_| format!("{}: template is not UTF-8", from.display()))?;
+            let mut text = String::from_utf8(data)
+                .map_err(|_| format!("{}: template is not UTF-8", from.display()))?;
             for (n, v) in &vars {
                 text = text.replace(&format!("@{n}@"), v);
             }
-            if let Some(i) = text.find('@').filter(|&i| text[i + 1..].split('@').next().is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))) {
-                return Err(format!("{}: unknown template variable near {:?}", from.display(), &text[i..(i + 20).min(text.len())]));
+            if let Some(i) = text.find('@').filter(|&i| {
+                text[i + 1..].split('@').next().is_some_and(|w| {
+                    !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                })
+            }) {
+                return Err(format!(
+                    "{}: unknown template variable near {:?}",
+                    from.display(),
+                    &text[i..(i + 20).min(text.len())]
+                ));
             }
             data = text.into_bytes();
         }
-        write_file(&to, &data, if md.mode() & 0o111 != 0 { 0o755 } else { 0o644 })?;
+        write_file(
+            &to,
+            &data,
+            if md.mode() & 0o111 != 0 { 0o755 } else { 0o644 },
+        )?;
     }
     for (rel, text) in generated_files(b) {
         let to = stage.join(&rel);
@@ -286,13 +383,20 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     }
     let bin = stage.join("usr/sbin/spind");
     mkdirs(bin.parent().unwrap())?;
-    write_file(&bin, &fs::read(&spind.path).map_err(|e| e.to_string())?, 0o755)?;
+    write_file(
+        &bin,
+        &fs::read(&spind.path).map_err(|e| e.to_string())?,
+        0o755,
+    )?;
     for (unit, target) in units_to_enable(&stage) {
-        let wants = stage.join("etc/systemd/system").join(format!("{target}.wants"));
+        let wants = stage
+            .join("etc/systemd/system")
+            .join(format!("{target}.wants"));
         mkdirs(&wants)?;
         let link = wants.join(&unit);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), &link).map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), &link)
+            .map_err(|e| e.to_string())?;
     }
     // Directories: 0755 (files keep what was set above); the state directory is private.
     set_dir_modes(&stage)?;
@@ -315,7 +419,9 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
             }
         } else {
             if in_rootfs.contains(format!("{name}/").as_str()) {
-                return Err(format!("overlay file {name} would replace a directory of the root file system"));
+                return Err(format!(
+                    "overlay file {name} would replace a directory of the root file system"
+                ));
             }
             if in_rootfs.contains(name.as_str()) {
                 deletes.push(name.clone());
@@ -332,9 +438,20 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
     let overlay_tar = ctx.dir.join("overlay.tar.tmp");
     let mut c = Command::new("tar");
     c.arg("-cf").arg(&overlay_tar);
-    c.args(["--no-recursion", "--owner=0", "--group=0", "--numeric-owner", "--format=pax", "--pax-option=delete=atime,delete=ctime"]);
+    c.args([
+        "--no-recursion",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--format=pax",
+        "--pax-option=delete=atime,delete=ctime",
+    ]);
     c.arg(format!("--mtime=@{}", ctx.epoch));
-    c.arg("-C").arg(&stage).arg("--verbatim-files-from").arg("-T").arg(&list);
+    c.arg("-C")
+        .arg(&stage)
+        .arg("--verbatim-files-from")
+        .arg("-T")
+        .arg(&list);
     run_logged("tar (the overlay)", c, &log)?;
 
     // 4. The rootfs tar without the members the overlay replaces, then the overlay. bsdtar
@@ -348,15 +465,30 @@ pub fn overlay(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage, String
         c.arg("--exclude").arg(d);
     }
     c.arg(format!("@{}", rootfs.path.display()));
-    run_logged("bsdtar (rootfs without the files the overlay replaces)", c, &log)?;
+    run_logged(
+        "bsdtar (rootfs without the files the overlay replaces)",
+        c,
+        &log,
+    )?;
     let mut c = Command::new("bsdtar");
-    c.arg("-rf").arg(&tmp).arg("--format=pax").arg(format!("@{}", overlay_tar.display()));
+    c.arg("-rf")
+        .arg(&tmp)
+        .arg("--format=pax")
+        .arg(format!("@{}", overlay_tar.display()));
     run_logged("bsdtar -r (append the overlay)", c, &log)?;
     let _ = fs::remove_file(&overlay_tar);
     fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
     prune(&ctx.dir, "root-", &path);
-    eprintln!("  overlay: {} files added, {} replaced", adds.len(), deletes.len());
-    Ok(Stage { path, key, cached: false })
+    eprintln!(
+        "  overlay: {} files added, {} replaced",
+        adds.len(),
+        deletes.len()
+    );
+    Ok(Stage {
+        path,
+        key,
+        cached: false,
+    })
 }
 
 fn write_file(p: &Path, data: &[u8], mode: u32) -> Result<(), String> {
@@ -368,7 +500,10 @@ fn set_dir_modes(dir: &Path) -> Result<(), String> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     for e in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let p = e.path();
-        if fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+        if fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
             set_dir_modes(&p)?;
         }
     }
@@ -378,7 +513,9 @@ fn set_dir_modes(dir: &Path) -> Result<(), String> {
 fn walk_all(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> Result<(), String> {
     for e in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let p = e.path();
-        let is_dir = fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
+        let is_dir = fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
         out.push((p.strip_prefix(base).unwrap().to_path_buf(), is_dir));
         if is_dir {
             walk_all(base, &p, out)?;
@@ -406,7 +543,13 @@ pub fn layout(b: &Board) -> Layout {
     let root_sectors = b.root_part().size_mib * MIB / SECTOR;
     // GPT keeps a backup table in the last 33 sectors: leave the last MiB free.
     let tail = if b.disk().table == "gpt" { MIB } else { 0 };
-    Layout { boot_start, boot_sectors, root_start, root_sectors, total_bytes: (root_start + root_sectors) * SECTOR + tail }
+    Layout {
+        boot_start,
+        boot_sectors,
+        root_start,
+        root_sectors,
+        total_bytes: (root_start + root_sectors) * SECTOR + tail,
+    }
 }
 
 /// The kernel command line for the board (root, consoles, the board's extra arguments).
@@ -416,7 +559,9 @@ pub fn cmdline(b: &Board) -> String {
     } else {
         format!("root=PARTUUID={}", fixed_uuid(&b.name, "part-root"))
     };
-    format!("{} {root} {}", b.console_args(), b.kernel().cmdline).trim().to_string()
+    format!("{} {root} {}", b.console_args(), b.kernel().cmdline)
+        .trim()
+        .to_string()
 }
 
 /// The FAT volume id and MBR disk id: fixed per board.
@@ -463,7 +608,12 @@ pub fn sfdisk_script(b: &Board) -> String {
 fn disk_key(ctx: &Ctx, root: &Stage) -> String {
     let b = ctx.board;
     let mut k = Key::new("disk");
-    k.add(super::ASSEMBLY_VERSION).add(&root.key).add(sfdisk_script(b)).add(cmdline(b)).add(&b.disk().bootloader).add(ctx.epoch.to_string());
+    k.add(super::ASSEMBLY_VERSION)
+        .add(&root.key)
+        .add(sfdisk_script(b))
+        .add(cmdline(b))
+        .add(&b.disk().bootloader)
+        .add(ctx.epoch.to_string());
     for p in &b.disk().partitions {
         k.add(&p.label).add(&p.fs).add(p.size_mib.to_string());
     }
@@ -478,7 +628,11 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     let path = dir.join(format!("disk-{key}.img"));
     if path.exists() && path.with_extension("boot").is_dir() {
         eprintln!("  cached: {}", file_name(&path));
-        return Ok(Stage { path, key, cached: true });
+        return Ok(Stage {
+            path,
+            key,
+            cached: true,
+        });
     }
     let l = layout(b);
     let tmp = dir.join(format!("disk-{key}.img.tmp"));
@@ -490,12 +644,20 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     let epoch = ctx.epoch.to_string();
 
     // Partition table.
-    File::create(&tmp).and_then(|f| f.set_len(l.total_bytes)).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    File::create(&tmp)
+        .and_then(|f| f.set_len(l.total_bytes))
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let script = work.join("sfdisk.script");
     fs::write(&script, sfdisk_script(b)).map_err(|e| e.to_string())?;
     let mut c = Command::new("sfdisk");
-    c.args(["--no-reread", "--no-tell-kernel", "--wipe", "always", "-q"]).arg(&tmp);
-    run_logged_stdin("sfdisk", c, &log, Some(File::open(&script).map_err(|e| e.to_string())?))?;
+    c.args(["--no-reread", "--no-tell-kernel", "--wipe", "always", "-q"])
+        .arg(&tmp);
+    run_logged_stdin(
+        "sfdisk",
+        c,
+        &log,
+        Some(File::open(&script).map_err(|e| e.to_string())?),
+    )?;
 
     // Boot partition (FAT32): files from the root tar.
     let files = work.join("boot-files");
@@ -505,39 +667,92 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     boot_files(ctx, root, &files, &fat)?;
     let boot = b.boot_part();
     let mut c = Command::new("mkfs.fat");
-    c.args(["-F", "32", "-S", "512", "-s", "1", "--invariant", "-n", &boot.label, "-i", &short_id(b, "fat-volid")]);
-    c.arg(format!("--offset={}", l.boot_start)).args(["-h", &l.boot_start.to_string()]);
-    c.arg(&tmp).arg((l.boot_sectors * SECTOR / 1024).to_string());
+    c.args([
+        "-F",
+        "32",
+        "-S",
+        "512",
+        "-s",
+        "1",
+        "--invariant",
+        "-n",
+        &boot.label,
+        "-i",
+        &short_id(b, "fat-volid"),
+    ]);
+    c.arg(format!("--offset={}", l.boot_start))
+        .args(["-h", &l.boot_start.to_string()]);
+    c.arg(&tmp)
+        .arg((l.boot_sectors * SECTOR / 1024).to_string());
     c.env("SOURCE_DATE_EPOCH", &epoch);
     run_logged("mkfs.fat", c, &log)?;
     let image_at = format!("{}@@{}", tmp.display(), l.boot_start * SECTOR);
     set_mtimes(&fat, ctx.epoch)?;
-    let mut entries: Vec<PathBuf> = fs::read_dir(&fat).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(&fat)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     let mut c = Command::new("mcopy");
-    c.args(["-s", "-m", "-o", "-i"]).arg(&image_at).args(&entries).arg("::/");
-    c.env("MTOOLS_SKIP_CHECK", "1").env("SOURCE_DATE_EPOCH", &epoch);
+    c.args(["-s", "-m", "-o", "-i"])
+        .arg(&image_at)
+        .args(&entries)
+        .arg("::/");
+    c.env("MTOOLS_SKIP_CHECK", "1")
+        .env("SOURCE_DATE_EPOCH", &epoch);
     run_logged("mcopy (boot partition)", c, &log)?;
     if b.disk().bootloader == "syslinux+systemd-boot" {
         // BIOS: syslinux's installer (from the image's own syslinux package) writes ldlinux.sys
         // into the FAT through mtools; gptmbr.bin finds the LegacyBIOSBootable partition.
         let mut c = Command::new(files.join("usr/bin/syslinux"));
-        c.args(["--install", "--directory", "/syslinux", "--offset"]).arg((l.boot_start * SECTOR).to_string()).arg(&tmp);
-        c.env("MTOOLS_SKIP_CHECK", "1").env("SOURCE_DATE_EPOCH", &epoch);
+        c.args(["--install", "--directory", "/syslinux", "--offset"])
+            .arg((l.boot_start * SECTOR).to_string())
+            .arg(&tmp);
+        c.env("MTOOLS_SKIP_CHECK", "1")
+            .env("SOURCE_DATE_EPOCH", &epoch);
         run_logged("syslinux --install", c, &log)?;
-        let mbr = fs::read(files.join("usr/lib/syslinux/mbr/gptmbr.bin")).map_err(|e| format!("gptmbr.bin: {e}"))?;
-        let mut f = fs::OpenOptions::new().write(true).open(&tmp).map_err(|e| e.to_string())?;
-        f.write_all(&mbr[..440.min(mbr.len())]).map_err(|e| e.to_string())?;
+        let mbr = fs::read(files.join("usr/lib/syslinux/mbr/gptmbr.bin"))
+            .map_err(|e| format!("gptmbr.bin: {e}"))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| e.to_string())?;
+        f.write_all(&mbr[..440.min(mbr.len())])
+            .map_err(|e| e.to_string())?;
     }
 
     // Root partition (ext4), populated straight from the tar.
     let root_part = b.root_part();
     let uuid = fixed_uuid(&b.name, "fs-root");
     let mut c = Command::new("mkfs.ext4");
-    c.args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "1", "-L", &root_part.label, "-U", &uuid]);
-    c.arg("-E").arg(format!("offset={},hash_seed={},lazy_itable_init=0,root_owner=0:0", l.root_start * SECTOR, fixed_uuid(&b.name, "fs-root-hash")));
-    c.arg("-d").arg(&root.path).arg(&tmp).arg(format!("{}k", l.root_sectors * SECTOR / 1024));
-    c.env("E2FSPROGS_FAKE_TIME", &epoch).env("SOURCE_DATE_EPOCH", &epoch);
+    c.args([
+        "-q",
+        "-F",
+        "-t",
+        "ext4",
+        "-b",
+        "4096",
+        "-I",
+        "256",
+        "-m",
+        "1",
+        "-L",
+        &root_part.label,
+        "-U",
+        &uuid,
+    ]);
+    c.arg("-E").arg(format!(
+        "offset={},hash_seed={},lazy_itable_init=0,root_owner=0:0",
+        l.root_start * SECTOR,
+        fixed_uuid(&b.name, "fs-root-hash")
+    ));
+    c.arg("-d")
+        .arg(&root.path)
+        .arg(&tmp)
+        .arg(format!("{}k", l.root_sectors * SECTOR / 1024));
+    c.env("E2FSPROGS_FAKE_TIME", &epoch)
+        .env("SOURCE_DATE_EPOCH", &epoch);
     run_logged("mkfs.ext4 -d (root file system)", c, &log)?;
 
     // Keep the boot files next to the image (kernel, initrd, dtb: direct boots in QEMU tests).
@@ -548,7 +763,11 @@ pub fn disk(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage, String> {
     fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
     prune(dir, "disk-", &path);
     fs::rename(&staged, path.with_extension("boot")).map_err(|e| e.to_string())?;
-    Ok(Stage { path, key, cached: false })
+    Ok(Stage {
+        path,
+        key,
+        cached: false,
+    })
 }
 
 /// Extracts what the boot partition needs from the root tar into `files`, and lays out the
@@ -557,7 +776,11 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<(), S
     let b = ctx.board;
     let log = ctx.logs.join("disk.log");
     let mut c = Command::new("tar");
-    c.arg("-xf").arg(&root.path).arg("-C").arg(files).args(["--wildcards", "--no-same-owner"]);
+    c.arg("-xf")
+        .arg(&root.path)
+        .arg("-C")
+        .arg(files)
+        .args(["--wildcards", "--no-same-owner"]);
     match b.disk().bootloader.as_str() {
         "syslinux+systemd-boot" => {
             c.args([
@@ -583,11 +806,18 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<(), S
                 mkdirs(p.parent().unwrap())?;
                 write_file(&p, data, 0o644)
             };
-            let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+            let read =
+                |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
             put("vmlinuz", &read(&kernel)?)?;
             put("initrd.img", &read(&initrd)?)?;
-            put("EFI/BOOT/BOOTX64.EFI", &read(&files.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"))?)?;
-            put("loader/loader.conf", b"default spin.conf\ntimeout 0\nconsole-mode keep\neditor no\n")?;
+            put(
+                "EFI/BOOT/BOOTX64.EFI",
+                &read(&files.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"))?,
+            )?;
+            put(
+                "loader/loader.conf",
+                b"default spin.conf\ntimeout 0\nconsole-mode keep\neditor no\n",
+            )?;
             put(
                 "loader/entries/spin.conf",
                 format!("title SPIN router ({})\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n", b.name).as_bytes(),
@@ -604,7 +834,11 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<(), S
         _ => {
             // raspi-firmware filled /boot/firmware in the rootfs stage; the command line is ours.
             copy_tree(&files.join("boot/firmware"), fat)?;
-            write_file(&fat.join("cmdline.txt"), format!("{cmdline}\n").as_bytes(), 0o644)?;
+            write_file(
+                &fat.join("cmdline.txt"),
+                format!("{cmdline}\n").as_bytes(),
+                0o644,
+            )?;
         }
     }
     Ok(())
@@ -618,12 +852,17 @@ fn newest(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
         .filter(|p| file_name(p).starts_with(prefix))
         .collect();
     v.sort();
-    v.pop().ok_or_else(|| format!("no {prefix}* in the root file system's /boot"))
+    v.pop()
+        .ok_or_else(|| format!("no {prefix}* in the root file system's /boot"))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     mkdirs(to)?;
-    let mut entries: Vec<PathBuf> = fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?.flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(from)
+        .map_err(|e| format!("cannot read {}: {e}", from.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         let dest = to.join(file_name(&p));
@@ -631,7 +870,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
             copy_tree(&p, &dest)?;
         } else {
             fs::copy(&p, &dest).map_err(|e| format!("cannot copy {}: {e}", p.display()))?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -646,10 +886,12 @@ fn set_mtimes(dir: &Path, epoch: u64) -> Result<(), String> {
             set_mtimes(&p, epoch)?;
         }
         let f = File::open(&p).map_err(|e| e.to_string())?;
-        f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t)).map_err(|e| e.to_string())?;
+        f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+            .map_err(|e| e.to_string())?;
     }
     let f = File::open(dir).map_err(|e| e.to_string())?;
-    f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t)).map_err(|e| e.to_string())
+    f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .map_err(|e| e.to_string())
 }
 
 // ---- outputs ----------------------------------------------------------------------------------
@@ -680,7 +922,9 @@ pub fn outputs(ctx: &Ctx, disk: &Stage) -> Result<Vec<PathBuf>, String> {
     let boot_files = boot_artifacts(b, &boot_dir, out)?;
     artifacts.extend(boot_files.iter().map(|(_, to)| to.clone()));
     artifacts.push(out.join(format!("{base}.boot.txt")));
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(want_key.as_str()) && artifacts.iter().all(|a| a.exists()) {
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(want_key.as_str())
+        && artifacts.iter().all(|a| a.exists())
+    {
         eprintln!("  cached: outputs for disk {}", disk.key);
         return Ok(artifacts);
     }
@@ -689,12 +933,18 @@ pub fn outputs(ctx: &Ctx, disk: &Stage) -> Result<Vec<PathBuf>, String> {
     let _ = fs::remove_file(&log);
 
     let _ = fs::remove_file(&raw);
-    fs::hard_link(&disk.path, &raw).or_else(|_| fs::copy(&disk.path, &raw).map(|_| ())).map_err(|e| e.to_string())?;
+    fs::hard_link(&disk.path, &raw)
+        .or_else(|_| fs::copy(&disk.path, &raw).map(|_| ()))
+        .map_err(|e| e.to_string())?;
     for (from, to) in &boot_files {
         let _ = fs::remove_file(to);
         fs::copy(from, to).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
     }
-    fs::write(out.join(format!("{base}.boot.txt")), boot_txt(b, &boot_files)).map_err(|e| e.to_string())?;
+    fs::write(
+        out.join(format!("{base}.boot.txt")),
+        boot_txt(b, &boot_files),
+    )
+    .map_err(|e| e.to_string())?;
 
     for o in &b.outputs {
         match o.as_str() {
@@ -703,16 +953,24 @@ pub fn outputs(ctx: &Ctx, disk: &Stage) -> Result<Vec<PathBuf>, String> {
                 let f = File::create(&xz).map_err(|e| e.to_string())?;
                 let mut c = Command::new("xz");
                 // Multi-threaded with a fixed block size: the same bytes on any number of cores.
-                c.args(["-c", "-1", "-T0", "--block-size=64MiB"]).arg(&disk.path).stdout(Stdio::from(f));
+                c.args(["-c", "-1", "-T0", "--block-size=64MiB"])
+                    .arg(&disk.path)
+                    .stdout(Stdio::from(f));
                 run_plain("xz (img.xz)", c)?;
                 let sum = sha256_file(&xz)?;
-                fs::write(out.join(format!("{base}.img.xz.sha256")), format!("{sum}  {base}.img.xz\n")).map_err(|e| e.to_string())?;
+                fs::write(
+                    out.join(format!("{base}.img.xz.sha256")),
+                    format!("{sum}  {base}.img.xz\n"),
+                )
+                .map_err(|e| e.to_string())?;
             }
             "qcow2" => {
                 let q = out.join(format!("{base}.qcow2"));
                 let _ = fs::remove_file(&q);
                 let mut c = Command::new("qemu-img");
-                c.args(["convert", "-q", "-f", "raw", "-O", "qcow2", "-c"]).arg(&disk.path).arg(&q);
+                c.args(["convert", "-q", "-f", "raw", "-O", "qcow2", "-c"])
+                    .arg(&disk.path)
+                    .arg(&q);
                 run_logged("qemu-img convert (qcow2)", c, &log)?;
             }
             "ova" => {
@@ -738,16 +996,35 @@ fn run_plain(what: &str, mut c: Command) -> Result<(), String> {
 }
 
 /// (file in the boot tree, name in out/) for the kernel, initrd and (Raspberry Pi) device tree.
-fn boot_artifacts(b: &Board, boot_dir: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+fn boot_artifacts(
+    b: &Board,
+    boot_dir: &Path,
+    out: &Path,
+) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     let base = format!("spin-{}", b.name);
     let mut v = Vec::new();
     if b.disk().bootloader == "raspi-firmware" {
-        v.push((newest(boot_dir, "vmlinuz-")?, out.join(format!("{base}.vmlinuz"))));
-        v.push((newest(boot_dir, "initrd.img-")?, out.join(format!("{base}.initrd.img"))));
-        v.push((boot_dir.join("bcm2837-rpi-3-b.dtb"), out.join("bcm2837-rpi-3-b.dtb")));
+        v.push((
+            newest(boot_dir, "vmlinuz-")?,
+            out.join(format!("{base}.vmlinuz")),
+        ));
+        v.push((
+            newest(boot_dir, "initrd.img-")?,
+            out.join(format!("{base}.initrd.img")),
+        ));
+        v.push((
+            boot_dir.join("bcm2837-rpi-3-b.dtb"),
+            out.join("bcm2837-rpi-3-b.dtb"),
+        ));
     } else {
-        v.push((boot_dir.join("vmlinuz"), out.join(format!("{base}.vmlinuz"))));
-        v.push((boot_dir.join("initrd.img"), out.join(format!("{base}.initrd.img"))));
+        v.push((
+            boot_dir.join("vmlinuz"),
+            out.join(format!("{base}.vmlinuz")),
+        ));
+        v.push((
+            boot_dir.join("initrd.img"),
+            out.join(format!("{base}.initrd.img")),
+        ));
     }
     Ok(v)
 }
@@ -778,7 +1055,10 @@ fn boot_txt(b: &Board, files: &[(PathBuf, PathBuf)]) -> String {
 /// Writes `data` into `file` at `offset` (used by tests to corrupt images on purpose).
 #[allow(dead_code)]
 pub fn write_at(file: &Path, offset: u64, data: &[u8]) -> Result<(), String> {
-    let mut f = fs::OpenOptions::new().write(true).open(file).map_err(|e| e.to_string())?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .map_err(|e| e.to_string())?;
     f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
     f.write_all(data).map_err(|e| e.to_string())
 }
@@ -803,7 +1083,10 @@ mod tests {
     fn cmdlines_have_root_and_consoles_last_console_last() {
         let x = super::super::board::load("x86_64").unwrap();
         let c = cmdline(&x);
-        assert!(c.starts_with("console=tty0 console=ttyS0,115200 root=PARTUUID="), "{c}");
+        assert!(
+            c.starts_with("console=tty0 console=ttyS0,115200 root=PARTUUID="),
+            "{c}"
+        );
         assert!(c.contains("net.ifnames=0"));
         let r = super::super::board::load("rpi3").unwrap();
         assert!(cmdline(&r).contains("root=LABEL=RASPIROOT"));

@@ -17,7 +17,11 @@ struct Tool {
 }
 
 const fn t(program: &'static str, package: &'static str, backports: bool) -> Tool {
-    Tool { program, package, backports }
+    Tool {
+        program,
+        package,
+        backports,
+    }
 }
 
 const COMMON: &[Tool] = &[
@@ -34,7 +38,10 @@ const COMMON: &[Tool] = &[
     t("mkfs.ext4", "e2fsprogs", true),
     t("debugfs", "e2fsprogs", true),
 ];
-const FOREIGN: &[Tool] = &[t("qemu-aarch64-static", "qemu-user-static", true), t("arch-test", "arch-test", false)];
+const FOREIGN: &[Tool] = &[
+    t("qemu-aarch64-static", "qemu-user-static", true),
+    t("arch-test", "arch-test", false),
+];
 
 pub const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/bookworm-backports.sources";
 const BACKPORTS_TEXT: &str = "\
@@ -59,35 +66,58 @@ pub fn have(program: &str) -> bool {
 /// e2fsprogs' version as (major, minor, patch), from `mke2fs -V`.
 fn e2fs_version() -> Option<(u32, u32, u32)> {
     let o = Command::new("mke2fs").arg("-V").output().ok()?;
-    let text = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    let text =
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
     let v = text.split_whitespace().nth(1)?;
-    let mut it = v.split('.').map(|x| x.trim_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().unwrap_or(0));
+    let mut it = v.split('.').map(|x| {
+        x.trim_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
     Some((it.next()?, it.next().unwrap_or(0), it.next().unwrap_or(0)))
 }
 
 fn libarchive_present() -> bool {
-    ["/usr/lib/x86_64-linux-gnu/libarchive.so.13", "/usr/lib/aarch64-linux-gnu/libarchive.so.13", "/usr/lib/libarchive.so.13"]
-        .iter()
-        .any(|p| Path::new(p).exists())
+    [
+        "/usr/lib/x86_64-linux-gnu/libarchive.so.13",
+        "/usr/lib/aarch64-linux-gnu/libarchive.so.13",
+        "/usr/lib/libarchive.so.13",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
 }
 
 /// What is missing for this board: (package, from backports, why).
 fn missing(board: &Board) -> Vec<(&'static str, bool, String)> {
     let mut m = Vec::new();
-    let tools = COMMON.iter().chain(if board.is_foreign() { FOREIGN } else { &[] });
+    let tools = COMMON
+        .iter()
+        .chain(if board.is_foreign() { FOREIGN } else { &[] });
     for tool in tools {
         if !have(tool.program) {
-            m.push((tool.package, tool.backports, format!("{} (package {})", tool.program, tool.package)));
+            m.push((
+                tool.package,
+                tool.backports,
+                format!("{} (package {})", tool.program, tool.package),
+            ));
         }
     }
     if have("mke2fs") {
         match e2fs_version() {
             Some(v) if v >= (1, 47, 1) => {}
-            v => m.push(("e2fsprogs", true, format!("e2fsprogs >= 1.47.1 for mkfs.ext4 -d TAR (have {v:?})"))),
+            v => m.push((
+                "e2fsprogs",
+                true,
+                format!("e2fsprogs >= 1.47.1 for mkfs.ext4 -d TAR (have {v:?})"),
+            )),
         }
     }
     if !libarchive_present() {
-        m.push(("libarchive13", false, "libarchive13 (mkfs.ext4 -d TAR loads it)".into()));
+        m.push((
+            "libarchive13",
+            false,
+            "libarchive13 (mkfs.ext4 -d TAR loads it)".into(),
+        ));
     }
     m.dedup_by(|a, b| a.0 == b.0);
     m
@@ -104,21 +134,33 @@ fn backports_configured() -> bool {
             texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
         }
     }
-    texts.iter().any(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports")))
+    texts.iter().any(|t| {
+        t.lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports"))
+    })
 }
 
 /// The commands that install `pkgs` (regular and backports) on Debian 12.
 pub fn install_commands(regular: &[&str], backports: &[&str]) -> Vec<String> {
     let mut c = Vec::new();
     if !backports.is_empty() && !backports_configured() {
-        c.push(format!("printf '{}' > {BACKPORTS_SOURCE}", BACKPORTS_TEXT.replace('\n', "\\n")));
+        c.push(format!(
+            "printf '{}' > {BACKPORTS_SOURCE}",
+            BACKPORTS_TEXT.replace('\n', "\\n")
+        ));
     }
     c.push("apt-get update".into());
     if !regular.is_empty() {
-        c.push(format!("apt-get install -y --no-install-recommends {}", regular.join(" ")));
+        c.push(format!(
+            "apt-get install -y --no-install-recommends {}",
+            regular.join(" ")
+        ));
     }
     if !backports.is_empty() {
-        c.push(format!("apt-get install -y --no-install-recommends -t bookworm-backports {}", backports.join(" ")));
+        c.push(format!(
+            "apt-get install -y --no-install-recommends -t bookworm-backports {}",
+            backports.join(" ")
+        ));
     }
     c
 }
@@ -127,11 +169,17 @@ pub fn install_commands(regular: &[&str], backports: &[&str]) -> Vec<String> {
 pub fn apt_install(regular: &[&str], backports: &[&str]) -> Result<(), String> {
     if !backports.is_empty() && !backports_configured() {
         eprintln!("xtask: adding the bookworm-backports apt source ({BACKPORTS_SOURCE})");
-        std::fs::write(BACKPORTS_SOURCE, BACKPORTS_TEXT).map_err(|e| format!("cannot write {BACKPORTS_SOURCE}: {e}"))?;
+        std::fs::write(BACKPORTS_SOURCE, BACKPORTS_TEXT)
+            .map_err(|e| format!("cannot write {BACKPORTS_SOURCE}: {e}"))?;
     }
     let apt = |extra: &[&str], pkgs: &[&str]| -> Result<(), String> {
         let mut c = Command::new("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive").args(["install", "-y", "-q", "--no-install-recommends"]);
+        c.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ]);
         c.args(extra).args(pkgs);
         util::run(&mut c)
     };
@@ -153,11 +201,21 @@ pub fn ensure_for(board: &Board) -> Result<(), String> {
         let backports: Vec<&str> = m.iter().filter(|x| x.1).map(|x| x.0).collect();
         let what: Vec<String> = m.iter().map(|x| x.2.clone()).collect();
         if util::is_root() && is_debian() {
-            eprintln!("xtask image: installing missing host tools: {}", what.join(", "));
+            eprintln!(
+                "xtask image: installing missing host tools: {}",
+                what.join(", ")
+            );
             apt_install(&regular, &backports)?;
             let still = missing(board);
             if !still.is_empty() {
-                return Err(format!("still missing after installing: {}", still.iter().map(|x| x.2.clone()).collect::<Vec<_>>().join(", ")));
+                return Err(format!(
+                    "still missing after installing: {}",
+                    still
+                        .iter()
+                        .map(|x| x.2.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         } else {
             return Err(format!(
@@ -198,11 +256,17 @@ pub fn ensure_binfmt(arch: &str) -> Result<(), String> {
         ));
     }
     if !dir.join("register").exists() {
-        util::run(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc"]).arg(dir))?;
+        util::run(
+            Command::new("mount")
+                .args(["-t", "binfmt_misc", "binfmt_misc"])
+                .arg(dir),
+        )?;
     }
     let conf = format!("/usr/lib/binfmt.d/qemu-{arch}.conf");
-    let rule = std::fs::read_to_string(&conf).map_err(|e| format!("cannot read {conf} (qemu-user-static): {e}"))?;
-    std::fs::write(dir.join("register"), rule.trim_end()).map_err(|e| format!("cannot register {conf} with binfmt_misc: {e}"))?;
+    let rule = std::fs::read_to_string(&conf)
+        .map_err(|e| format!("cannot read {conf} (qemu-user-static): {e}"))?;
+    std::fs::write(dir.join("register"), rule.trim_end())
+        .map_err(|e| format!("cannot register {conf} with binfmt_misc: {e}"))?;
     eprintln!("xtask image: registered qemu-{arch} with binfmt_misc");
     Ok(())
 }
@@ -214,7 +278,12 @@ mod tests {
     #[test]
     fn install_commands_use_backports_for_backports_packages() {
         let c = install_commands(&["mtools"], &["e2fsprogs"]);
-        assert!(c.iter().any(|l| l == "apt-get install -y --no-install-recommends mtools"));
-        assert!(c.iter().any(|l| l == "apt-get install -y --no-install-recommends -t bookworm-backports e2fsprogs"));
+        assert!(c
+            .iter()
+            .any(|l| l == "apt-get install -y --no-install-recommends mtools"));
+        assert!(c
+            .iter()
+            .any(|l| l
+                == "apt-get install -y --no-install-recommends -t bookworm-backports e2fsprogs"));
     }
 }

@@ -67,7 +67,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--list" => {
                 for name in board::names() {
                     match board::load(&name) {
-                        Ok(b) => println!("{name:<16} {:<8} {:<28} {}", b.base, b.rust_target, b.description),
+                        Ok(b) => println!(
+                            "{name:<16} {:<8} {:<28} {}",
+                            b.base, b.rust_target, b.description
+                        ),
                         Err(e) => println!("{name:<16} INVALID: {e}"),
                     }
                 }
@@ -80,12 +83,26 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("xtask image: unknown argument {other:?}\n\n{HELP}")),
         }
     }
-    let name = board.ok_or_else(|| format!("xtask image: which board? (--board NAME; boards: {})", board::names().join(", ")))?;
+    let name = board.ok_or_else(|| {
+        format!(
+            "xtask image: which board? (--board NAME; boards: {})",
+            board::names().join(", ")
+        )
+    })?;
     let board = board::load(&name)?;
     if board.base != "debian" {
-        return Err(format!("{}: base = {:?} boards are built by the OpenWrt image builder", board.file.display(), board.base));
+        return Err(format!(
+            "{}: base = {:?} boards are built by the OpenWrt image builder",
+            board.file.display(),
+            board.base
+        ));
     }
-    let built = build(&board, &Options { refresh_rootfs: refresh })?;
+    let built = build(
+        &board,
+        &Options {
+            refresh_rootfs: refresh,
+        },
+    )?;
     if check {
         inspect::check_built(&board, &built)?;
         inspect::check_reproducible(&board, &built)?;
@@ -120,20 +137,34 @@ pub fn build(board: &Board, opts: &Options) -> Result<Built, String> {
         let spind = s.spawn(|| {
             let t = Instant::now();
             eprintln!("xtask image: stage spind");
-            debian::build_spind(&ctx).map(|st| (st, t.elapsed())).map_err(|e| format!("stage spind: {e}"))
+            debian::build_spind(&ctx)
+                .map(|st| (st, t.elapsed()))
+                .map_err(|e| format!("stage spind: {e}"))
         });
-        let rootfs = timings.time_cached("rootfs (mmdebstrap)", || debian::rootfs(&ctx, opts.refresh_rootfs));
-        let spind = spind.join().map_err(|_| "stage spind panicked".to_string()).and_then(|r| r);
+        let rootfs = timings.time_cached("rootfs (mmdebstrap)", || {
+            debian::rootfs(&ctx, opts.refresh_rootfs)
+        });
+        let spind = spind
+            .join()
+            .map_err(|_| "stage spind panicked".to_string())
+            .and_then(|r| r);
         (spind, rootfs)
     });
     let (spind, spind_time) = spind?;
     let rootfs = rootfs?;
-    timings.0.insert(timings.0.len() - 1, ("spind (cargo build)".into(), spind_time, false));
+    timings.0.insert(
+        timings.0.len() - 1,
+        ("spind (cargo build)".into(), spind_time, false),
+    );
     let root = timings.time_cached("overlay", || debian::overlay(&ctx, &rootfs, &spind))?;
     let disk = timings.time_cached("disk", || debian::disk(&ctx, &root, &ctx.dir))?;
     let artifacts = timings.time_cached("outputs", || debian::outputs(&ctx, &disk))?;
 
-    eprintln!("\nxtask image: {} built in {}", board.name, secs(t0.elapsed()));
+    eprintln!(
+        "\nxtask image: {} built in {}",
+        board.name,
+        secs(t0.elapsed())
+    );
     timings.print();
     eprintln!("artifacts ({}):", ctx.out.display());
     for a in &artifacts {
@@ -169,15 +200,25 @@ impl<'a> Ctx<'a> {
             mkdirs(d)?;
         }
         let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) => v.parse().map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
             Err(_) => DEFAULT_EPOCH,
         };
-        Ok(Ctx { board, dir, out, logs, epoch })
+        Ok(Ctx {
+            board,
+            dir,
+            out,
+            logs,
+            epoch,
+        })
     }
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| util::root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::root().join("target"))
 }
 
 /// A stage's output: a path, the key it was made under, whether it came from the cache.
@@ -205,13 +246,22 @@ impl Cached for Vec<PathBuf> {
 struct Timings(Vec<(String, Duration, bool)>);
 
 impl Timings {
-    fn time<T>(&mut self, name: &str, cached: bool, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    fn time<T>(
+        &mut self,
+        name: &str,
+        cached: bool,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
         let t = Instant::now();
         let r = f().map_err(|e| format!("stage {name}: {e}"))?;
         self.0.push((name.to_string(), t.elapsed(), cached));
         Ok(r)
     }
-    fn time_cached<T: Cached>(&mut self, name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    fn time_cached<T: Cached>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
         let t = Instant::now();
         eprintln!("xtask image: stage {name}");
         let r = f().map_err(|e| format!("stage {name}: {e}"))?;
@@ -221,7 +271,11 @@ impl Timings {
     fn print(&self) {
         eprintln!("stage timings:");
         for (name, d, cached) in &self.0 {
-            eprintln!("  {name:<22} {:>8}{}", secs(*d), if *cached { "  (cached)" } else { "" });
+            eprintln!(
+                "  {name:<22} {:>8}{}",
+                secs(*d),
+                if *cached { "  (cached)" } else { "" }
+            );
         }
     }
 }
@@ -248,7 +302,9 @@ pub fn human(n: u64) -> String {
 }
 
 pub fn file_name(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn mkdirs(d: &Path) -> Result<(), String> {
@@ -290,7 +346,9 @@ pub fn sha256_file(p: &Path) -> Result<String, String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
         if n == 0 {
             break;
         }
@@ -308,7 +366,14 @@ pub fn fixed_uuid(board: &str, purpose: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Builds a command from a program and its arguments (no shell).
@@ -325,7 +390,12 @@ pub fn run_logged(what: &str, c: Command, log: &Path) -> Result<(), String> {
 }
 
 /// [`run_logged`] with a file as standard input.
-pub fn run_logged_stdin(what: &str, mut c: Command, log: &Path, stdin: Option<std::fs::File>) -> Result<(), String> {
+pub fn run_logged_stdin(
+    what: &str,
+    mut c: Command,
+    log: &Path,
+    stdin: Option<std::fs::File>,
+) -> Result<(), String> {
     let shown = util::show(&c);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -349,16 +419,26 @@ pub fn run_logged_stdin(what: &str, mut c: Command, log: &Path, stdin: Option<st
                 lines[lines.len().saturating_sub(25)..].join("\n    ")
             })
             .unwrap_or_default();
-        Err(format!("{shown} failed ({status}); last lines of {}:\n    {tail}", log.display()))
+        Err(format!(
+            "{shown} failed ({status}); last lines of {}:\n    {tail}",
+            log.display()
+        ))
     }
 }
 
 /// Runs a command and returns its stdout; stderr is shown in the error.
 pub fn output(mut c: Command) -> Result<String, String> {
     let shown = util::show(&c);
-    let o = c.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let o = c
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     if !o.status.success() {
-        return Err(format!("{shown} failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim()));
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
     }
     String::from_utf8(o.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
 }
@@ -384,8 +464,12 @@ impl Progress {
             while !s.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
                 i += 1;
-                if tty && i % 4 == 0 {
-                    eprint!("\r  {} {what}: {}   ", spin[(i / 4) % 4], secs(t0.elapsed()));
+                if tty && i.is_multiple_of(4) {
+                    eprint!(
+                        "\r  {} {what}: {}   ",
+                        spin[(i / 4) % 4],
+                        secs(t0.elapsed())
+                    );
                 } else if !tty && last_line.elapsed() >= Duration::from_secs(30) {
                     eprintln!("  ... {what}: {}", secs(t0.elapsed()));
                     last_line = Instant::now();
@@ -397,7 +481,10 @@ impl Progress {
                 eprintln!("  {what}: done in {}", secs(t0.elapsed()));
             }
         });
-        Progress { stop, thread: Some(thread) }
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
     }
     fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -464,7 +551,12 @@ pub fn test_layer_missing() -> Option<String> {
 /// second time to compare.
 pub fn test_layer(name: &str) -> Result<(), String> {
     let board = board::load(name)?;
-    let built = build(&board, &Options { refresh_rootfs: false })?;
+    let built = build(
+        &board,
+        &Options {
+            refresh_rootfs: false,
+        },
+    )?;
     inspect::check_built(&board, &built)?;
     inspect::check_reproducible(&board, &built)
 }

@@ -24,7 +24,18 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
     mkdirs(&work)?;
     let vmdk = work.join(vmdk_name(&b.name));
     let mut c = Command::new("qemu-img");
-    c.args(["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized"]).arg(raw).arg(&vmdk);
+    c.args([
+        "convert",
+        "-q",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+    ])
+    .arg(raw)
+    .arg(&vmdk);
     run_logged("qemu-img convert (streamOptimized VMDK)", c, log)?;
     fix_vmdk_cid(&vmdk, &fixed_uuid(&b.name, "vmdk-cid")[..8])?;
 
@@ -32,7 +43,11 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
     let vmdk_size = fs::metadata(&vmdk).map_err(|e| e.to_string())?.len();
     let ovf_name = format!("spin-{}.ovf", b.name);
     let mf_name = format!("spin-{}.mf", b.name);
-    fs::write(work.join(&ovf_name), ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity)).map_err(|e| e.to_string())?;
+    fs::write(
+        work.join(&ovf_name),
+        ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity),
+    )
+    .map_err(|e| e.to_string())?;
     let mut mf = String::new();
     for f in [&ovf_name, &vmdk_name(&b.name)] {
         let mut c = Command::new("sha1sum");
@@ -45,13 +60,28 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
 
     let tmp = ova.with_extension("ova.tmp");
     let mut c = Command::new("tar");
-    c.args(["--format=ustar", "--owner=0", "--group=0", "--numeric-owner", "--mode=0644"]);
-    c.arg(format!("--mtime=@{}", ctx.epoch)).arg("-cf").arg(&tmp).arg("-C").arg(&work);
+    c.args([
+        "--format=ustar",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "--mode=0644",
+    ]);
+    c.arg(format!("--mtime=@{}", ctx.epoch))
+        .arg("-cf")
+        .arg(&tmp)
+        .arg("-C")
+        .arg(&work);
     c.args([&ovf_name, &vmdk_name(&b.name), &mf_name]);
     run_logged("tar (ova)", c, log)?;
     fs::rename(&tmp, ova).map_err(|e| e.to_string())?;
     let _ = fs::remove_dir_all(&work);
-    eprintln!("  {}: ovf + {} ({}) + manifest", file_name(ova), vmdk_name(&b.name), super::human(vmdk_size));
+    eprintln!(
+        "  {}: ovf + {} ({}) + manifest",
+        file_name(ova),
+        vmdk_name(&b.name),
+        super::human(vmdk_size)
+    );
     Ok(())
 }
 
@@ -60,11 +90,22 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
 pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
     let mut data = fs::read(vmdk).map_err(|e| e.to_string())?;
     let head = &data[..data.len().min(64 * 1024)];
-    let pos = head.windows(4).position(|w| w == b"CID=").ok_or_else(|| format!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
+    let pos = head
+        .windows(4)
+        .position(|w| w == b"CID=")
+        .ok_or_else(|| format!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
     let start = pos + 4;
-    let end = start + data[start..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    let end = start
+        + data[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
     if end - start != cid.len() {
-        return Err(format!("{}: unexpected CID length {}", vmdk.display(), end - start));
+        return Err(format!(
+            "{}: unexpected CID length {}",
+            vmdk.display(),
+            end - start
+        ));
     }
     data[start..end].copy_from_slice(cid.as_bytes());
     fs::write(vmdk, data).map_err(|e| e.to_string())
