@@ -12,34 +12,30 @@ struct Layer {
 }
 
 fn layers() -> Vec<Layer> {
-    vec![
-        Layer {
-            name:
-                "unit + integration (cargo test --workspace; the real spind binary, real brokers)",
-            missing: || None,
-            run: || {
-                let mut cmd = cargo();
-                cmd.args(["test", "--workspace", "--locked"]);
-                // Tests that build network namespaces need root. Outside CI a developer without root
-                // still gets the rest, and each such test prints that it was skipped.
-                if !util::is_root() {
-                    if util::in_ci() {
-                        return Err("CI must run as root: the namespace tests need it".into());
-                    }
-                    eprintln!("xtask: not root: namespace tests (router, capture, kernel) will say SKIPPED");
-                    cmd.env("SPIND_SKIP_ROOT_TESTS", "1");
+    vec![Layer {
+        name: "unit + integration (cargo test --workspace; the real spind binary, real brokers)",
+        missing: || None,
+        run: || {
+            let mut cmd = cargo();
+            cmd.args(["test", "--workspace", "--locked"]);
+            // Tests that build network namespaces need root. Outside CI a developer without root
+            // still gets the rest, and each such test prints that it was skipped.
+            if !util::is_root() {
+                if util::in_ci() {
+                    return Err("CI must run as root: the namespace tests need it".into());
                 }
-                util::run(&mut cmd)
-            },
+                eprintln!("xtask: not root: namespace tests (router, capture, kernel) will say SKIPPED");
+                cmd.env("SPIND_SKIP_ROOT_TESTS", "1");
+            }
+            util::run(&mut cmd)
         },
-        // ---- image layer (issue 5): build the x86_64 image end to end and inspect it ----
-        Layer {
-            name: "image: x86_64 built end to end, inspected, disk assembly reproducible",
-            missing: crate::image::test_layer_missing,
-            run: || crate::image::test_layer("x86_64"),
-        },
-        // ---- end of image layer ----
-    ]
+    },
+    // ---- image layer (issue 5): the x86_64 image built end to end, inspected, reassembled ----
+    Layer {
+        name: "image: x86_64 built end to end, inspected, disk assembly reproducible",
+        missing: crate::image::test_layer_missing,
+        run: || crate::image::test_layer("x86_64"),
+    }]
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
