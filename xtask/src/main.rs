@@ -1,8 +1,9 @@
-//! Project automation: `cargo xtask test | bench | help`.
+//! Project automation: `cargo xtask test | bench | image | help`.
 //!
 //! Kept to the standard library so it builds in seconds on a fresh machine.
 
 mod bench;
+mod image;
 mod test;
 mod util;
 
@@ -25,6 +26,7 @@ Commands:
                    mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary;
                    SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
                    during the DNS load.
+  image    build a router image: cargo xtask image --board NAME (--list for the boards)
   help     this text
 ";
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("image") => image::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -29,6 +29,12 @@ fn layers() -> Vec<Layer> {
             }
             util::run(&mut cmd)
         },
+    },
+    // ---- image layer (issue 5): the x86_64 image built end to end, inspected, reassembled ----
+    Layer {
+        name: "image: x86_64 built end to end, inspected, disk assembly reproducible",
+        missing: crate::image::test_layer_missing,
+        run: || crate::image::test_layer("x86_64"),
     }]
 }
 

@@ -20,7 +20,8 @@ const PACKETS_PER_REMOTE: u32 = 99; // plus one DNS query and one answer = 101 p
 /// Runs the replay, idle and size measurements and returns their markdown table.
 pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let capture = dir.join("bench-1m.pcap");
-    let packets = write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
+    let packets =
+        write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
 
     let (secs, peak_kb) = replay(bin, dir, &capture)?;
     let idle_kb = idle_rss(bin, dir)?;
@@ -43,8 +44,14 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
 
 fn config(dir: &Path) -> Result<PathBuf, String> {
     let conf = dir.join("spind.conf");
-    std::fs::write(&conf, format!("log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n", dir.join("state").display()))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &conf,
+        format!(
+            "log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n",
+            dir.join("state").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(conf)
 }
 
@@ -54,7 +61,15 @@ fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
     let mut c = Command::new(bin);
     c.arg("-c")
         .arg(config(dir)?)
-        .args(["-p", "38831", "--websocket-port", "38832", "--http-port", "38833", "-j"])
+        .args([
+            "-p",
+            "38831",
+            "--websocket-port",
+            "38832",
+            "--http-port",
+            "38833",
+            "-j",
+        ])
         .arg(dir.join("rpc.sock"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -63,9 +78,13 @@ fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
 
 fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> {
     let mut cmd = spind(bin, dir)?;
-    cmd.arg("--replay").arg(capture).args(["--replay-speed", "0", "--exit-after-replay"]);
+    cmd.arg("--replay")
+        .arg(capture)
+        .args(["--replay-speed", "0", "--exit-after-replay"]);
     let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let (status, maxrss_kb) = wait_rusage(child.id() as i32)?;
     let secs = start.elapsed().as_secs_f64();
     if status != 0 {
@@ -77,9 +96,12 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
 fn idle_rss(bin: &Path, dir: &Path) -> Result<u64, String> {
     let mut cmd = spind(bin, dir)?;
     cmd.arg("-P").arg("-e").arg(dir.join("extsrc.sock"));
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     std::thread::sleep(Duration::from_secs(5));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     status
@@ -98,14 +120,21 @@ fn wait_rusage(pid: i32) -> Result<(i32, i64), String> {
     if r < 0 {
         return Err(format!("wait4: {}", std::io::Error::last_os_error()));
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
     Ok((code, usage.ru_maxrss))
 }
 
 // ---- the synthetic capture ----------------------------------------------------------------
 
 fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -113,7 +142,15 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 /// An Ethernet + IPv4 frame around an L4 header and payload.
-fn frame(buf: &mut Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) {
+fn frame(
+    buf: &mut Vec<u8>,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    l4: &[u8],
+) {
     buf.clear();
     buf.extend_from_slice(&dst_mac);
     buf.extend_from_slice(&src_mac);
@@ -156,7 +193,11 @@ fn tcp(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
 fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&(i as u16).to_be_bytes());
-    m.extend_from_slice(if answer.is_some() { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    m.extend_from_slice(if answer.is_some() {
+        &[0x81, 0x80]
+    } else {
+        &[0x01, 0x00]
+    });
     m.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
     let label = format!("host{i}");
     m.push(label.len() as u8);
@@ -177,7 +218,9 @@ fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
 /// Writes the capture (classic pcap, microseconds, Ethernet) and returns its packet count.
 fn write_capture(path: &Path) -> std::io::Result<u64> {
     let mut w = BufWriter::new(std::fs::File::create(path)?);
-    w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0])?;
+    w.write_all(&[
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ])?;
     let router_mac = [0x02, 0, 0, 0, 0, 1];
     let router_ip = [192, 168, 1, 1];
     let start: u64 = 1_700_000_000 * 1_000_000;
@@ -186,16 +229,17 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
     let step_us = 100;
     let mut n: u64 = 0;
     let mut buf = Vec::with_capacity(1600);
-    let put = |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
-        let ts = start + *n * step_us;
-        w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&(buf.len() as u32).to_le_bytes())?;
-        w.write_all(&(buf.len() as u32).to_le_bytes())?;
-        w.write_all(buf)?;
-        *n += 1;
-        Ok(())
-    };
+    let put =
+        |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
+            let ts = start + *n * step_us;
+            w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
+            w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
+            w.write_all(&(buf.len() as u32).to_le_bytes())?;
+            w.write_all(&(buf.len() as u32).to_le_bytes())?;
+            w.write_all(buf)?;
+            *n += 1;
+            Ok(())
+        };
     for r in 0..REMOTES {
         let d = r % DEVICES;
         let dev_mac = [0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8];
@@ -203,16 +247,48 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         // Public addresses (101.0.0.0/8): internet hosts, not on-link ones.
         let remote_ip = [101, (r >> 16) as u8, (r >> 8) as u8, r as u8];
         let sport = 10_000 + (r % 50_000) as u16;
-        frame(&mut buf, dev_mac, router_mac, dev_ip, router_ip, 17, &udp(sport, 53, &dns(r, None)));
+        frame(
+            &mut buf,
+            dev_mac,
+            router_mac,
+            dev_ip,
+            router_ip,
+            17,
+            &udp(sport, 53, &dns(r, None)),
+        );
         put(&mut w, &buf, &mut n)?;
-        frame(&mut buf, router_mac, dev_mac, router_ip, dev_ip, 17, &udp(53, sport, &dns(r, Some(remote_ip))));
+        frame(
+            &mut buf,
+            router_mac,
+            dev_mac,
+            router_ip,
+            dev_ip,
+            17,
+            &udp(53, sport, &dns(r, Some(remote_ip))),
+        );
         put(&mut w, &buf, &mut n)?;
         for p in 0..PACKETS_PER_REMOTE {
             let flags = if p == 0 { 0x02 } else { 0x10 };
             if p % 2 == 0 {
-                frame(&mut buf, dev_mac, router_mac, dev_ip, remote_ip, 6, &tcp(sport, 443, flags, 200));
+                frame(
+                    &mut buf,
+                    dev_mac,
+                    router_mac,
+                    dev_ip,
+                    remote_ip,
+                    6,
+                    &tcp(sport, 443, flags, 200),
+                );
             } else {
-                frame(&mut buf, router_mac, dev_mac, remote_ip, dev_ip, 6, &tcp(443, sport, 0x10 | (0x02 * u8::from(p == 1)), 1200));
+                frame(
+                    &mut buf,
+                    router_mac,
+                    dev_mac,
+                    remote_ip,
+                    dev_ip,
+                    6,
+                    &tcp(443, sport, 0x10 | (0x02 * u8::from(p == 1)), 1200),
+                );
             }
             put(&mut w, &buf, &mut n)?;
         }

@@ -1,0 +1,562 @@
+//! `cargo xtask image --board NAME`: cross-builds spind and assembles a bootable router image.
+//!
+//! Stages, each cached under `target/image/<board>/` by a hash of its inputs:
+//!
+//! | stage   | output                         | key (sha256 of)                                              |
+//! |---------|--------------------------------|--------------------------------------------------------------|
+//! | spind   | `spind` (stripped release)     | cargo decides; the stage's *output* hash feeds the overlay   |
+//! | rootfs  | `rootfs-KEY.tar` (mmdebstrap)  | release, arch, mirror, components, packages, path filters, initramfs modules, hook scripts, SOURCE_DATE_EPOCH |
+//! | overlay | `root-KEY.tar` (rootfs+overlay)| rootfs key, `image/debian/overlay` files, board network, spind hash |
+//! | disk    | `disk-KEY.img` (raw)           | root key, disk layout, kernel cmdline/consoles, builder version |
+//! | outputs | `out/spin-BOARD.*`             | disk key + output kind                                       |
+//!
+//! A changed spind changes only the overlay key, so only overlay, disk and outputs rerun.
+//! Nothing is mounted and no loop device is used: partitions are written into the image file at
+//! their offsets (sfdisk, mkfs.fat --offset + mtools, mkfs.ext4 -E offset= -d TAR).
+
+pub mod board;
+mod debian;
+pub mod host;
+pub mod inspect;
+mod ova;
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::util;
+pub use board::Board;
+
+/// Part of every stage key: bump to rebuild everything (the root file system included).
+pub const BUILDER_VERSION: &str = "spin-image-1";
+/// Part of the overlay and disk keys: bump when the assembly (merging, partitioning, file
+/// systems) changes, without rebuilding the root file system.
+pub const ASSEMBLY_VERSION: &str = "assembly-3";
+
+/// Timestamps inside images when SOURCE_DATE_EPOCH is not set: 2025-01-01T00:00:00Z.
+pub const DEFAULT_EPOCH: u64 = 1_735_689_600;
+
+const HELP: &str = "\
+cargo xtask image --board NAME [--check] [--refresh-rootfs]
+cargo xtask image --list
+
+  --board NAME       build board-configs/NAME.toml (outputs in target/image/NAME/out/)
+  --check            afterwards, inspect the built image (partitions, files, OVA) and assemble
+                     the disk again to compare (reproducibility), as the tests do
+  --refresh-rootfs   rebuild the Debian root file system even if a cached one matches
+                     (to pick up new package versions from the mirror)
+  --list             list the boards
+";
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut board = None;
+    let mut check = false;
+    let mut refresh = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--board" => board = Some(it.next().ok_or("--board needs a NAME")?.clone()),
+            s if s.starts_with("--board=") => board = Some(s["--board=".len()..].to_string()),
+            "--check" => check = true,
+            "--refresh-rootfs" => refresh = true,
+            "--list" => {
+                for name in board::names() {
+                    match board::load(&name) {
+                        Ok(b) => println!(
+                            "{name:<16} {:<8} {:<28} {}",
+                            b.base, b.rust_target, b.description
+                        ),
+                        Err(e) => println!("{name:<16} INVALID: {e}"),
+                    }
+                }
+                return Ok(());
+            }
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            other => return Err(format!("xtask image: unknown argument {other:?}\n\n{HELP}")),
+        }
+    }
+    let name = board.ok_or_else(|| {
+        format!(
+            "xtask image: which board? (--board NAME; boards: {})",
+            board::names().join(", ")
+        )
+    })?;
+    let board = board::load(&name)?;
+    if board.base != "debian" {
+        return Err(format!(
+            "{}: base = {:?} boards are built by the OpenWrt image builder",
+            board.file.display(),
+            board.base
+        ));
+    }
+    let built = build(
+        &board,
+        &Options {
+            refresh_rootfs: refresh,
+        },
+    )?;
+    if check {
+        inspect::check_built(&board, &built)?;
+        inspect::check_reproducible(&board, &built)?;
+        eprintln!("xtask image: inspection of {} passed", board.name);
+    }
+    Ok(())
+}
+
+pub struct Options {
+    pub refresh_rootfs: bool,
+}
+
+/// What a build produced.
+pub struct Built {
+    /// The raw disk image (the disk stage's cached output).
+    pub disk: PathBuf,
+    /// The merged root file system tar the disk was made from.
+    pub root_tar: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+/// Builds every stage of a Debian board, printing timings and artifacts.
+pub fn build(board: &Board, opts: &Options) -> Result<Built, String> {
+    let t0 = Instant::now();
+    let mut timings = Timings::default();
+    let ctx = Ctx::new(board)?;
+
+    timings.time("host tools", false, || host::ensure_for(board))?;
+    // spind and the root file system do not depend on each other: build them side by side
+    // (the release build's long LTO link leaves a core for mmdebstrap).
+    let (spind, rootfs) = std::thread::scope(|s| {
+        let spind = s.spawn(|| {
+            let t = Instant::now();
+            eprintln!("xtask image: stage spind");
+            debian::build_spind(&ctx)
+                .map(|st| (st, t.elapsed()))
+                .map_err(|e| format!("stage spind: {e}"))
+        });
+        let rootfs = timings.time_cached("rootfs (mmdebstrap)", || {
+            debian::rootfs(&ctx, opts.refresh_rootfs)
+        });
+        let spind = spind
+            .join()
+            .map_err(|_| "stage spind panicked".to_string())
+            .and_then(|r| r);
+        (spind, rootfs)
+    });
+    let (spind, spind_time) = spind?;
+    let rootfs = rootfs?;
+    timings.0.insert(
+        timings.0.len() - 1,
+        ("spind (cargo build)".into(), spind_time, false),
+    );
+    let root = timings.time_cached("overlay", || debian::overlay(&ctx, &rootfs, &spind))?;
+    let disk = timings.time_cached("disk", || debian::disk(&ctx, &root, &ctx.dir))?;
+    let artifacts = timings.time_cached("outputs", || debian::outputs(&ctx, &disk))?;
+
+    eprintln!(
+        "\nxtask image: {} built in {}",
+        board.name,
+        secs(t0.elapsed())
+    );
+    timings.print();
+    eprintln!("artifacts ({}):", ctx.out.display());
+    for a in &artifacts {
+        let size = std::fs::metadata(a).map(|m| m.len()).unwrap_or(0);
+        let sum = sha256_file(a)?;
+        eprintln!("  {:<44} {:>10}  sha256 {sum}", file_name(a), human(size));
+    }
+    Ok(Built {
+        disk: disk.path.clone(),
+        root_tar: root.path.clone(),
+        out_dir: ctx.out.clone(),
+    })
+}
+
+/// Paths and fixed settings of one board's build.
+pub struct Ctx<'a> {
+    pub board: &'a Board,
+    /// `target/image/<board>/`
+    pub dir: PathBuf,
+    /// `target/image/<board>/out/`
+    pub out: PathBuf,
+    /// `target/image/<board>/logs/`
+    pub logs: PathBuf,
+    pub epoch: u64,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(board: &'a Board) -> Result<Self, String> {
+        let dir = target_dir().join("image").join(&board.name);
+        let out = dir.join("out");
+        let logs = dir.join("logs");
+        for d in [&dir, &out, &logs] {
+            mkdirs(d)?;
+        }
+        let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+            Err(_) => DEFAULT_EPOCH,
+        };
+        Ok(Ctx {
+            board,
+            dir,
+            out,
+            logs,
+            epoch,
+        })
+    }
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| util::root().join("target"))
+}
+
+/// A stage's output: a path, the key it was made under, whether it came from the cache.
+pub struct Stage {
+    pub path: PathBuf,
+    pub key: String,
+    pub cached: bool,
+}
+
+pub trait Cached {
+    fn cached(&self) -> bool;
+}
+impl Cached for Stage {
+    fn cached(&self) -> bool {
+        self.cached
+    }
+}
+impl Cached for Vec<PathBuf> {
+    fn cached(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Default)]
+struct Timings(Vec<(String, Duration, bool)>);
+
+impl Timings {
+    fn time<T>(
+        &mut self,
+        name: &str,
+        cached: bool,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let t = Instant::now();
+        let r = f().map_err(|e| format!("stage {name}: {e}"))?;
+        self.0.push((name.to_string(), t.elapsed(), cached));
+        Ok(r)
+    }
+    fn time_cached<T: Cached>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let t = Instant::now();
+        eprintln!("xtask image: stage {name}");
+        let r = f().map_err(|e| format!("stage {name}: {e}"))?;
+        self.0.push((name.to_string(), t.elapsed(), r.cached()));
+        Ok(r)
+    }
+    fn print(&self) {
+        eprintln!("stage timings:");
+        for (name, d, cached) in &self.0 {
+            eprintln!(
+                "  {name:<22} {:>8}{}",
+                secs(*d),
+                if *cached { "  (cached)" } else { "" }
+            );
+        }
+    }
+}
+
+// ---- helpers shared by the stages -------------------------------------------------------------
+
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+pub fn human(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn mkdirs(d: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Incremental key builder: every input is length-prefixed so fields cannot run together.
+pub struct Key(Sha256);
+
+impl Key {
+    pub fn new(stage: &str) -> Self {
+        let mut k = Key(Sha256::new());
+        k.add(BUILDER_VERSION).add(stage);
+        k
+    }
+    pub fn add(&mut self, s: impl AsRef<[u8]>) -> &mut Self {
+        let s = s.as_ref();
+        self.0.update((s.len() as u64).to_le_bytes());
+        self.0.update(s);
+        self
+    }
+    pub fn add_file(&mut self, p: &Path) -> Result<&mut Self, String> {
+        let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        self.add(p.to_string_lossy().as_bytes());
+        Ok(self.add(data))
+    }
+    /// 16 hex digits: short enough for file names, long enough not to collide.
+    pub fn finish(&self) -> String {
+        hex(&self.0.clone().finalize())[..16].to_string()
+    }
+}
+
+pub fn sha256_file(p: &Path) -> Result<String, String> {
+    let mut f = std::fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// A UUID derived from the board and a purpose: fixed across builds (reproducible images),
+/// different between boards and purposes. Formatted as a version-4-shaped UUID.
+pub fn fixed_uuid(board: &str, purpose: &str) -> String {
+    let d = Sha256::digest(format!("spin-image:{board}:{purpose}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Builds a command from a program and its arguments (no shell).
+pub fn cmd<S: AsRef<std::ffi::OsStr>>(program: &str, args: impl IntoIterator<Item = S>) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
+}
+
+/// Runs a command to completion; its output goes to `log` (appended). While it runs, a progress
+/// line shows the elapsed time. On failure the error names the command and shows the log's tail.
+pub fn run_logged(what: &str, c: Command, log: &Path) -> Result<(), String> {
+    run_logged_stdin(what, c, log, None)
+}
+
+/// [`run_logged`] with a file as standard input.
+pub fn run_logged_stdin(
+    what: &str,
+    mut c: Command,
+    log: &Path,
+    stdin: Option<std::fs::File>,
+) -> Result<(), String> {
+    let shown = util::show(&c);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
+    let _ = writeln!(f, "\n$ {shown}");
+    let f2 = f.try_clone().map_err(|e| e.to_string())?;
+    c.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
+    c.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
+    let progress = Progress::start(what);
+    let status = c.status().map_err(|e| format!("cannot run {shown}: {e}"));
+    progress.stop();
+    let status = status?;
+    if status.success() {
+        Ok(())
+    } else {
+        let tail = std::fs::read_to_string(log)
+            .map(|s| {
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(25)..].join("\n    ")
+            })
+            .unwrap_or_default();
+        Err(format!(
+            "{shown} failed ({status}); last lines of {}:\n    {tail}",
+            log.display()
+        ))
+    }
+}
+
+/// Runs a command and returns its stdout; stderr is shown in the error.
+pub fn output(mut c: Command) -> Result<String, String> {
+    let shown = util::show(&c);
+    let o = c
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    String::from_utf8(o.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
+}
+
+/// A progress line for a long step: `  [what] 42s` refreshed every second on a terminal, a line
+/// every 30 s otherwise (CI logs).
+struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(what: &str) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let what = what.to_string();
+        let tty = std::io::stderr().is_terminal();
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let spin = ['|', '/', '-', '\\'];
+            let mut i = 0usize;
+            let mut last_line = Instant::now();
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                i += 1;
+                if tty && i.is_multiple_of(4) {
+                    eprint!(
+                        "\r  {} {what}: {}   ",
+                        spin[(i / 4) % 4],
+                        secs(t0.elapsed())
+                    );
+                } else if !tty && last_line.elapsed() >= Duration::from_secs(30) {
+                    eprintln!("  ... {what}: {}", secs(t0.elapsed()));
+                    last_line = Instant::now();
+                }
+            }
+            if tty {
+                eprintln!("\r  {what}: done in {}      ", secs(t0.elapsed()));
+            } else {
+                eprintln!("  {what}: done in {}", secs(t0.elapsed()));
+            }
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Removes older outputs of a stage (`PREFIX-*.EXT` other than `keep`), so the cache holds one.
+pub fn prune(dir: &Path, prefix: &str, keep: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let n = file_name(&p);
+            if n.starts_with(prefix) && p != keep {
+                if p.is_dir() {
+                    let _ = std::fs::remove_dir_all(&p);
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_uuids_are_stable_and_distinct() {
+        let a = fixed_uuid("x86_64", "root");
+        assert_eq!(a, fixed_uuid("x86_64", "root"));
+        assert_ne!(a, fixed_uuid("x86_64", "boot"));
+        assert_ne!(a, fixed_uuid("rpi3", "root"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn keys_separate_fields() {
+        let k1 = Key::new("s").add("ab").add("c").finish();
+        let k2 = Key::new("s").add("a").add("bc").finish();
+        assert_ne!(k1, k2);
+        assert_eq!(k1.len(), 16);
+    }
+}
+
+// ---- the `cargo xtask test` layer ----------------------------------------------------------------
+
+/// Why the image layer cannot run here (mmdebstrap needs root to build a root file system).
+pub fn test_layer_missing() -> Option<String> {
+    if !util::is_root() {
+        return Some("building images needs root (mmdebstrap --mode=root)".into());
+    }
+    if !Path::new("/etc/debian_version").exists() {
+        return Some("building images needs a Debian host (apt, mmdebstrap)".into());
+    }
+    None
+}
+
+/// Builds a board's image (cached stages are reused), inspects it, and assembles the disk a
+/// second time to compare.
+pub fn test_layer(name: &str) -> Result<(), String> {
+    let board = board::load(name)?;
+    let built = build(
+        &board,
+        &Options {
+            refresh_rootfs: false,
+        },
+    )?;
+    inspect::check_built(&board, &built)?;
+    inspect::check_reproducible(&board, &built)
+}
