@@ -1,8 +1,9 @@
-//! Project automation: `cargo xtask test | bench | help`.
+//! Project automation: `cargo xtask test | bench | image | help`.
 //!
 //! Kept to the standard library so it builds in seconds on a fresh machine.
 
 mod bench;
+mod image;
 mod test;
 mod util;
 
@@ -16,6 +17,7 @@ Commands:
            layers that need root or host tools say so and fail under CI=true
   bench    measure spind: replay throughput and peak RSS on a generated 1M-packet capture,
            idle RSS, release binary size (writes target/bench/report.md)
+  image    build a router image: cargo xtask image --board NAME (see cargo xtask image --help)
   help     this text
 ";
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("image") => image::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
