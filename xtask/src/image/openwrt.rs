@@ -741,9 +741,15 @@ pub fn cross_build(arch: Arch) -> Result<PathBuf, String> {
             cmd.env_remove(var);
         }
         let path = std::env::var("PATH").unwrap_or_default();
+        let env_target = target.to_uppercase().replace('-', "_");
         cmd.env("PATH", format!("{}:{path}", zig.bin.display()))
             .env("CARGO_ZIGBUILD_ZIG_PATH", &zig.zig)
-            .env("CARGO_ZIGBUILD_CACHE_DIR", zig.cache);
+            .env("CARGO_ZIGBUILD_CACHE_DIR", &zig.cache)
+            // OpenWrt runs static binaries without caring about its libc version; the Rust MIPS
+            // musl targets default to dynamic linking.
+            .env(format!("CARGO_TARGET_{env_target}_RUSTFLAGS"), "-C target-feature=+crt-static")
+            // cargo-zigbuild keeps a linker that is already set.
+            .env(format!("CARGO_TARGET_{env_target}_LINKER"), zig_linker(arch, &zig)?);
     } else {
         ensure_rust_target(target)?;
         cmd = util::cargo();
@@ -915,6 +921,39 @@ fn ensure_zig_tools() -> Result<ZigTools, String> {
         zig,
         cache: util::root().join("target/tools/zigbuild-cache"),
     })
+}
+
+/// The linker for a MIPS musl target: cargo-zigbuild's `zig cc` wrapper (it filters rustc's
+/// arguments) with zig's name for the ABI. OpenWrt's MIPS musl is soft-float, which zig calls
+/// `musleabi`; cargo-zigbuild would pass `mips-linux-musl`, for which zig 0.14 has no libc.
+fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let zig_target = match arch {
+        Arch::Mips => "mips-linux-musleabi",
+        Arch::Mipsel => "mipsel-linux-musleabi",
+        Arch::Aarch64 => "aarch64-linux-musl",
+    };
+    let script = zig.cache.join(format!("zigcc-{zig_target}.sh"));
+    std::fs::create_dir_all(&zig.cache).map_err(|e| e.to_string())?;
+    // rustc names its musl start files (crt1.o, ...) bare and adds -nostartfiles; without Rust's
+    // self-contained objects for this tier-3 target they do not exist: zig brings its own.
+    let text = format!(
+        "#!/bin/sh\n\
+         for a do\n\
+         \tshift\n\
+         \tcase \"$a\" in\n\
+         \tcrt1.o|crti.o|crtbegin.o|crtend.o|crtn.o|-nostartfiles) ;;\n\
+         \t*) set -- \"$@\" \"$a\" ;;\n\
+         \tesac\n\
+         done\n\
+         exec \"{}\" zig cc -- -g -target {zig_target} \"$@\"\n",
+        zig.bin.join("cargo-zigbuild").display()
+    );
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&script, text).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    }
+    Ok(script)
 }
 
 /// The first `*/suffix` file under `dir` (a few levels deep).
@@ -1247,6 +1286,9 @@ pub fn verify_ipk(board: &OpenwrtBoard, path: &Path, scratch: &Path) -> Result<(
     }
     if info.debian_binary != "2.0\n" {
         return fail(format!("debian-binary is {:?}", info.debian_binary));
+    }
+    if !info.control_text.starts_with("Package: spind\n") {
+        return fail("the control file must start with Package: spind".into());
     }
     let version = format!("{}-{PKG_RELEASE}", spind_version()?);
     let size = ipk::installed_size(&scratch.join("data"))?.to_string();
