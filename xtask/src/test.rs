@@ -49,7 +49,8 @@ fn openwrt_missing() -> Option<String> {
     if !have("rustup") {
         return Some("no rustup (cross targets and the MIPS nightly come from it)".into());
     }
-    if !util::is_root() && !(have("qemu-aarch64-static") && have("qemu-mips-static")) {
+    let have_qemu = have("qemu-aarch64-static") && have("qemu-mips-static");
+    if !util::is_root() && !have_qemu {
         return Some("no qemu-user-static (as root xtask installs it)".into());
     }
     None

@@ -117,6 +117,9 @@ pub fn parse(b: &[u8]) -> Result<ElfInfo, String> {
 }
 
 #[cfg(test)]
+pub use tests::fake_elf;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -126,7 +129,7 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = if bits == 64 { 2 } else { 1 };
         b[5] = if big_endian { 2 } else { 1 };
-        let mut put = |b: &mut Vec<u8>, off: usize, len: usize, v: u64| {
+        let put = |b: &mut Vec<u8>, off: usize, len: usize, v: u64| {
             for i in 0..len {
                 let shift = 8 * if big_endian { len - 1 - i } else { i };
                 b[off + i] = (v >> shift) as u8;
@@ -183,6 +186,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-pub use tests::fake_elf;

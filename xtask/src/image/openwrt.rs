@@ -575,6 +575,8 @@ pub fn build_report(board: &OpenwrtBoard, opts: &ImageOptions) -> Result<Report,
     let t = Instant::now();
     let epoch = source_date_epoch();
     let ipk_path = build_ipk(board, &spind, &work, &out, epoch)?;
+    // Read the package back: layout, control fields, modes, the binary's architecture.
+    verify_ipk(board, &ipk_path, &work.join("ipk-check"))?;
     r.artifacts.push(Artifact {
         path: ipk_path.clone(),
         what: format!("opkg package for {}", board.package_arch),
@@ -747,9 +749,15 @@ pub fn cross_build(arch: Arch) -> Result<PathBuf, String> {
             .env("CARGO_ZIGBUILD_CACHE_DIR", &zig.cache)
             // OpenWrt runs static binaries without caring about its libc version; the Rust MIPS
             // musl targets default to dynamic linking.
-            .env(format!("CARGO_TARGET_{env_target}_RUSTFLAGS"), "-C target-feature=+crt-static")
+            .env(
+                format!("CARGO_TARGET_{env_target}_RUSTFLAGS"),
+                "-C target-feature=+crt-static",
+            )
             // cargo-zigbuild keeps a linker that is already set.
-            .env(format!("CARGO_TARGET_{env_target}_LINKER"), zig_linker(arch, &zig)?);
+            .env(
+                format!("CARGO_TARGET_{env_target}_LINKER"),
+                zig_linker(arch, &zig)?,
+            );
     } else {
         ensure_rust_target(target)?;
         cmd = util::cargo();
@@ -936,13 +944,21 @@ fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
     let script = zig.cache.join(format!("zigcc-{zig_target}.sh"));
     std::fs::create_dir_all(&zig.cache).map_err(|e| e.to_string())?;
     // rustc names its musl start files (crt1.o, ...) bare and adds -nostartfiles; without Rust's
-    // self-contained objects for this tier-3 target they do not exist: zig brings its own.
+    // self-contained objects for this tier-3 target they do not exist: zig brings its own. The
+    // `-L` directories of a prebuilt std that this target does not have are dropped too.
     let text = format!(
         "#!/bin/sh\n\
+         L=\n\
          for a do\n\
          \tshift\n\
+         \tif [ -n \"$L\" ]; then\n\
+         \t\tL=\n\
+         \t\t[ -d \"$a\" ] && set -- \"$@\" -L \"$a\"\n\
+         \t\tcontinue\n\
+         \tfi\n\
          \tcase \"$a\" in\n\
          \tcrt1.o|crti.o|crtbegin.o|crtend.o|crtn.o|-nostartfiles) ;;\n\
+         \t-L) L=1 ;;\n\
          \t*) set -- \"$@\" \"$a\" ;;\n\
          \tesac\n\
          done\n\
@@ -951,7 +967,8 @@ fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
     );
     if std::fs::read_to_string(&script).ok().as_deref() != Some(text.as_str()) {
         std::fs::write(&script, text).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
     }
     Ok(script)
 }
@@ -1309,7 +1326,7 @@ pub fn verify_ipk(board: &OpenwrtBoard, path: &Path, scratch: &Path) -> Result<(
         }
     }
     for k in ["Source", "Maintainer", "Description", "License"] {
-        if info.control.get(k).map_or(true, |v| v.is_empty()) {
+        if info.control.get(k).is_none_or(|v| v.is_empty()) {
             return fail(format!("control field {k} missing"));
         }
     }

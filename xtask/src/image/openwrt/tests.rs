@@ -533,3 +533,57 @@ fn missing_imagebuilder_message() {
         assert!(m.contains(want), "{m}\nlacks {want}");
     }
 }
+
+/// Runs the init script's `write_conf` with stand-ins for the parts of OpenWrt's
+/// `/lib/functions.sh` and `/lib/functions/network.sh` it uses (a UCI file is valid shell once
+/// `config` and `option` are functions, which is how OpenWrt's own `config_load` reads it), and
+/// checks it writes what `spind_conf_from_uci` (the file `spind -C` is checked with under qemu)
+/// says.
+#[test]
+fn init_script_writes_the_spind_conf() {
+    let s = scratch("initconf");
+    let shim = s.join("network.sh");
+    std::fs::write(&shim, "network_get_ipaddr() { eval \"$1=192.168.8.1\"; }\n").unwrap();
+    let init = std::fs::read_to_string(openwrt_dir().join("package/etc/init.d/spind")).unwrap();
+    let conf = s.join("var/etc/spind.conf");
+    let init = init
+        .replace("/lib/functions/network.sh", &shim.display().to_string())
+        .replace(
+            "CONF=/var/etc/spind.conf",
+            &format!("CONF={}", conf.display()),
+        );
+    std::fs::write(s.join("spind.init"), init).unwrap();
+    let uci_file = openwrt_dir().join("package/etc/config/spin");
+    let harness = format!(
+        r#"set -e
+config() {{ CONFIG_SECTION="$2"; config_cb "$1" "$2"; }}
+option() {{ n="$1"; shift; eval "CONFIG_${{CONFIG_SECTION}}_$n=\$*"; option_cb "$n" "$*"; }}
+list() {{ :; }}
+config_load() {{ . "{uci}"; }}
+config_get() {{ eval "$1=\${{CONFIG_$2_$3:-$4}}"; }}
+uci() {{ return 1; }}
+. "{init}"
+write_conf
+"#,
+        uci = uci_file.display(),
+        init = s.join("spind.init").display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&harness).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&conf).unwrap();
+    let uci = std::fs::read_to_string(&uci_file).unwrap();
+    assert_eq!(written, spind_conf_from_uci(&uci, "192.168.8.1"));
+    assert!(
+        written.contains("spinweb_interfaces = 127.0.0.1,192.168.8.1\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains("state_dir = /etc/spin\n") && !written.contains("enabled"),
+        "{written}"
+    );
+    std::fs::remove_dir_all(&s).ok();
+}
