@@ -534,11 +534,11 @@ fn missing_imagebuilder_message() {
     }
 }
 
-/// Runs the init script's `write_conf` with stand-ins for the parts of OpenWrt's
-/// `/lib/functions.sh` and `/lib/functions/network.sh` it uses (a UCI file is valid shell once
-/// `config` and `option` are functions, which is how OpenWrt's own `config_load` reads it), and
-/// checks it writes what `spind_conf_from_uci` (the file `spind -C` is checked with under qemu)
-/// says.
+/// Runs the init script's `start_service` with stand-ins for the parts of OpenWrt's
+/// `/lib/functions.sh`, `/lib/functions/network.sh` and procd it uses (a UCI file is valid shell
+/// once `config` and `option` are functions, which is how OpenWrt's own `config_load` reads it),
+/// and checks it writes what `spind_conf_from_uci` (the file `spind -C` is checked with under
+/// qemu) says and starts spind with it.
 #[test]
 fn init_script_writes_the_spind_conf() {
     let s = scratch("initconf");
@@ -546,12 +546,13 @@ fn init_script_writes_the_spind_conf() {
     std::fs::write(&shim, "network_get_ipaddr() { eval \"$1=192.168.8.1\"; }\n").unwrap();
     let init = std::fs::read_to_string(openwrt_dir().join("package/etc/init.d/spind")).unwrap();
     let conf = s.join("var/etc/spind.conf");
+    let acct = s.join("nf_conntrack_acct");
+    std::fs::write(&acct, "0\n").unwrap();
+    let params = s.join("procd-params");
     let init = init
         .replace("/lib/functions/network.sh", &shim.display().to_string())
-        .replace(
-            "CONF=/var/etc/spind.conf",
-            &format!("CONF={}", conf.display()),
-        );
+        .replace("CONF=/var/etc/spind.conf", &format!("CONF={}", conf.display()))
+        .replace("/proc/sys/net/netfilter/nf_conntrack_acct", &acct.display().to_string());
     std::fs::write(s.join("spind.init"), init).unwrap();
     let uci_file = openwrt_dir().join("package/etc/config/spin");
     let harness = format!(
@@ -561,29 +562,30 @@ option() {{ n="$1"; shift; eval "CONFIG_${{CONFIG_SECTION}}_$n=\$*"; option_cb "
 list() {{ :; }}
 config_load() {{ . "{uci}"; }}
 config_get() {{ eval "$1=\${{CONFIG_$2_$3:-$4}}"; }}
+config_get_bool() {{ eval "$1=\${{CONFIG_$2_$3:-$4}}"; }}
+procd_open_instance() {{ :; }}
+procd_close_instance() {{ :; }}
+procd_set_param() {{ echo "$*" >> "{params}"; }}
 uci() {{ return 1; }}
 . "{init}"
-write_conf
+start_service
 "#,
         uci = uci_file.display(),
-        init = s.join("spind.init").display()
+        init = s.join("spind.init").display(),
+        params = params.display()
     );
     let out = Command::new("sh").arg("-c").arg(&harness).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     let written = std::fs::read_to_string(&conf).unwrap();
     let uci = std::fs::read_to_string(&uci_file).unwrap();
     assert_eq!(written, spind_conf_from_uci(&uci, "192.168.8.1"));
-    assert!(
-        written.contains("spinweb_interfaces = 127.0.0.1,192.168.8.1\n"),
-        "{written}"
-    );
-    assert!(
-        written.contains("state_dir = /etc/spin\n") && !written.contains("enabled"),
-        "{written}"
-    );
+    assert!(written.contains("spinweb_interfaces = 127.0.0.1,192.168.8.1\n"), "{written}");
+    assert!(written.contains("state_dir = /etc/spin\n") && !written.contains("enabled"), "{written}");
+    // Conntrack accounting on; procd runs spind with that file and respawns it.
+    assert_eq!(std::fs::read_to_string(&acct).unwrap(), "1\n");
+    let params = std::fs::read_to_string(&params).unwrap();
+    assert!(params.starts_with(&format!("command /usr/sbin/spind -c {}\n", conf.display())), "{params}");
+    assert!(params.contains("respawn 3600 5 5\n") && params.contains("file /etc/config/spin\n"), "{params}");
     std::fs::remove_dir_all(&s).ok();
 }
