@@ -50,3 +50,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# --- OpenWrt boards (GL.iNet: cargo xtask image --board glinet-*) -------------------------------
+# qemu-user runs the cross-built spind (aarch64, mips) in tests; zstd/xz unpack an ImageBuilder
+# tarball; python3-venv holds the pinned zig + cargo-zigbuild (target/tools/) for the MIPS build;
+# make runs the ImageBuilder. (xtask also installs these itself when it runs as root.)
+openwrt_packages=(zstd xz-utils python3-venv make)
+openwrt_missing=()
+for p in "${openwrt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || openwrt_missing+=("$p")
+done
+if [ ${#openwrt_missing[@]} -gt 0 ]; then
+    echo "setup-host.sh: installing ${openwrt_missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${openwrt_missing[@]}"
+fi
+if ! dpkg-query -W -f='${Status}' qemu-user-static 2>/dev/null | grep -q "install ok installed"; then
+    # QEMU 10 from bookworm-backports when it is configured (the bookworm 7.2 packages conflict
+    # with a backports qemu-utils).
+    if apt-cache policy qemu-user-static | grep -q -- -backports; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-user-static
+    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static
+    fi
+fi

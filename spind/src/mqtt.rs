@@ -12,7 +12,7 @@
 //! its own TCP listener.
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -66,7 +66,8 @@ pub struct MqttHandle {
     /// Messages for the broker, published in the order sent.
     pub publish: Sender<Publish>,
     /// Publishes dropped because the external broker was unreachable (always 0 when embedded).
-    dropped: Arc<AtomicU64>,
+    /// `AtomicUsize`, not `AtomicU64`: 32-bit MIPS (GL.iNet AR150) has no 64-bit atomics.
+    dropped: Arc<AtomicUsize>,
     _threads: Vec<JoinHandle<()>>,
 }
 
@@ -78,7 +79,7 @@ impl MqttHandle {
 
     /// Number of messages dropped while an external broker was unreachable.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped.load(Ordering::Relaxed) as u64
     }
 }
 
@@ -238,7 +239,7 @@ mod embedded {
         );
         Ok(MqttHandle {
             publish,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: Arc::new(AtomicUsize::new(0)),
             _threads: vec![broker_thread, rx_thread, tx_thread],
         })
     }
@@ -390,7 +391,7 @@ mod external {
         log::info!("connected to MQTT broker {}:{}", s.host, s.port);
 
         let connected = Arc::new(AtomicBool::new(true));
-        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
         let ev_thread = {
             let (client, connected) = (client.clone(), connected.clone());
             let peer = format!("{}:{}", s.host, s.port);
@@ -466,7 +467,7 @@ mod external {
         client: Client,
         queue: Receiver<Publish>,
         connected: Arc<AtomicBool>,
-        dropped: Arc<AtomicU64>,
+        dropped: Arc<AtomicUsize>,
     ) {
         for p in queue {
             if !connected.load(Ordering::Relaxed) {

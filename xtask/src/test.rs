@@ -35,7 +35,64 @@ fn layers() -> Vec<Layer> {
         name: "image: x86_64 built end to end, inspected, disk assembly reproducible",
         missing: crate::image::test_layer_missing,
         run: || crate::image::test_layer("x86_64"),
+    },
+    Layer {
+        name: "openwrt: spind cross-built for GL.iNet boards, run under qemu-user, .ipk checked",
+        missing: openwrt_missing,
+        run: openwrt_packages,
     }]
+}
+
+/// The OpenWrt layer needs qemu-user (xtask installs it as root) and rustup.
+fn openwrt_missing() -> Option<String> {
+    let have = |p: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {p} >/dev/null")])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !have("rustup") {
+        return Some("no rustup (cross targets and the MIPS nightly come from it)".into());
+    }
+    let have_qemu = have("qemu-aarch64-static") && have("qemu-mips-static");
+    if !util::is_root() && !have_qemu {
+        return Some("no qemu-user-static (as root xtask installs it)".into());
+    }
+    None
+}
+
+/// Builds spind, the package and the overlay for every GL.iNet board without an ImageBuilder
+/// (offline), checks the binary under qemu-user (`spind -v`, `spind -c CONF -C`) and the
+/// package's structure, and the aarch64 size target.
+fn openwrt_packages() -> Result<(), String> {
+    use crate::image::openwrt::{self, Arch, ImageOptions, OpenwrtBoard};
+    let mut summary = Vec::new();
+    for name in ["glinet-mt3000", "glinet-mt6000", "glinet-ar150"] {
+        let board = OpenwrtBoard::load(name)?;
+        let out = util::root().join("target/test/openwrt").join(name);
+        let opts = ImageOptions { offline: true, out_dir: Some(out.clone()), ..Default::default() };
+        let report = openwrt::build_report(&board, &opts)?;
+        let ipk = report
+            .artifacts
+            .iter()
+            .find(|a| a.path.extension().is_some_and(|e| e == "ipk"))
+            .ok_or("no .ipk built")?;
+        openwrt::verify_ipk(&board, &ipk.path, &out.join("inspect"))?;
+        if report.missing.is_none() {
+            return Err(format!("{name}: --offline without --imagebuilder must report the missing ImageBuilder"));
+        }
+        if board.arch == Arch::Aarch64 && report.spind_size >= 3 << 20 {
+            return Err(format!("{name}: stripped spind is {} bytes, target < 3 MiB", report.spind_size));
+        }
+        let build_secs: f64 = report.timings.iter().filter(|(s, _)| s.starts_with("spind")).map(|(_, t)| t).sum();
+        summary.push(format!(
+            "  {name:<14} {:<28} stripped spind {:>9} bytes, build {build_secs:.1} s",
+            board.rust_target, report.spind_size
+        ));
+    }
+    eprintln!("xtask: OpenWrt packages:\n{}", summary.join("\n"));
+    Ok(())
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {

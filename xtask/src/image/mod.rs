@@ -16,9 +16,13 @@
 
 pub mod board;
 mod debian;
+pub mod elf;
 pub mod host;
 pub mod inspect;
+pub mod ipk;
+pub mod openwrt;
 mod ova;
+pub mod toml_lite;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,16 +55,30 @@ cargo xtask image --list
   --refresh-rootfs   rebuild the Debian root file system even if a cached one matches
                      (to pick up new package versions from the mirror)
   --list             list the boards
+
+OpenWrt boards (glinet-mt3000, glinet-mt6000, glinet-ar150):
+  --imagebuilder PATH   an OpenWrt ImageBuilder: its .tar.zst or an unpacked directory
+                        (without it, the pinned one is downloaded and checked when online)
+  --offline             never download; without --imagebuilder, build spind, the .ipk and
+                        the overlay and say how to get the sysupgrade image
+  --spind PATH          package this spind binary instead of cross-building it
+  --out DIR             where outputs go (default target/images/NAME)
 ";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let mut board = None;
     let mut check = false;
     let mut refresh = false;
+    let mut openwrt_opts = openwrt::ImageOptions::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value\n\n{HELP}"));
         match a.as_str() {
-            "--board" => board = Some(it.next().ok_or("--board needs a NAME")?.clone()),
+            "--board" => board = Some(value("--board")?),
+            "--imagebuilder" => openwrt_opts.imagebuilder = Some(PathBuf::from(value("--imagebuilder")?)),
+            "--spind" => openwrt_opts.spind_binary = Some(PathBuf::from(value("--spind")?)),
+            "--out" => openwrt_opts.out_dir = Some(PathBuf::from(value("--out")?)),
+            "--offline" => openwrt_opts.offline = true,
             s if s.starts_with("--board=") => board = Some(s["--board=".len()..].to_string()),
             "--check" => check = true,
             "--refresh-rootfs" => refresh = true,
@@ -90,12 +108,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         )
     })?;
     let board = board::load(&name)?;
-    if board.base != "debian" {
-        return Err(format!(
-            "{}: base = {:?} boards are built by the OpenWrt image builder",
-            board.file.display(),
-            board.base
-        ));
+    if board.base == "openwrt" {
+        let b = openwrt::OpenwrtBoard::load(&name)?;
+        return openwrt::build(&b, &openwrt_opts).map(|_| ());
     }
     let built = build(
         &board,
