@@ -155,8 +155,14 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
         (s.call("get_device_data", json!({"node": dev_id}))["name"] == "living-room tv").then_some(())
     });
     b.wait_js("the new label", Duration::from_secs(10), "window.spinState.nodes().some(n => n.label === 'living-room tv')");
+    // Mark this page, so the wait below can only be satisfied by the reloaded one.
+    b.js("window.beforeReload = true;", json!([]));
     b.refresh();
-    b.wait_js("the renamed device after a reload", Duration::from_secs(30), "window.spinState && window.spinState.nodes().some(n => n.label === 'living-room tv' && n.shown)");
+    b.wait_js(
+        "the renamed device after a reload",
+        Duration::from_secs(30),
+        "!window.beforeReload && window.spinState && window.spinState.nodes().some(n => n.label === 'living-room tv' && n.shown)",
+    );
 
     // The protocol's admin and list messages, injected through the UI's message handler.
     let h = |msg: Value| {

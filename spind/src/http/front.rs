@@ -200,10 +200,31 @@ fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
         return mqtt_proxy(client, &head, front);
     }
     let mut inner = UnixStream::connect_addr(&front.internal)?;
-    inner.write_all(&head)?;
+    inner.write_all(&one_request_only(&head))?;
     client.sock().set_read_timeout(None)?;
     client.sock().set_write_timeout(None)?;
     pump(client, &mut inner)
+}
+
+/// The request head with `Connection: close`: tiny_http serves each keep-alive connection on one
+/// of its pool threads for as long as the connection lives, and its check for a free thread
+/// races when several connections arrive at once (a browser opens six), so a request could wait
+/// forever behind idle keep-alive connections. One request per connection never holds a thread.
+fn one_request_only(head: &[u8]) -> Vec<u8> {
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { return head.to_vec() };
+    let mut out = Vec::with_capacity(head.len() + 20);
+    for (i, line) in head[..end].split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let is_connection = line.len() > 11 && line[..11].eq_ignore_ascii_case(b"connection:");
+        if i > 0 && is_connection {
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&head[end + 4..]);
+    out
 }
 
 /// Reads until the end of the first request head (or `MAX_HEAD` bytes, or EOF); returns all
@@ -397,6 +418,20 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
             client.write_all(&buf[..n])?;
             client.flush()?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_request_only;
+
+    #[test]
+    fn forwarded_requests_ask_for_close_and_keep_their_body() {
+        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(
+            String::from_utf8_lossy(&one_request_only(head)),
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
     }
 }
 

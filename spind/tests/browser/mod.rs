@@ -73,6 +73,10 @@ impl Browser {
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // Navigation returns at once; every test then waits on the app's own state with a
+            // timeout that names what it waited for (a slow machine delays the load event, and
+            // WebDriver's own wait would fail without saying what was missing).
+            "pageLoadStrategy": "none",
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
