@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -231,7 +231,9 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
 pub struct CaptureState {
     stop: AtomicBool,
     running: AtomicBool,
-    bytes: AtomicU64,
+    /// pcap bytes written. `AtomicUsize`, not `AtomicU64`: 32-bit MIPS (GL.iNet AR150) has no
+    /// 64-bit atomics; there the count wraps after 4 GiB (it is only reported).
+    bytes: AtomicUsize,
 }
 
 impl CaptureState {
@@ -245,7 +247,7 @@ impl CaptureState {
         self.running.load(Ordering::SeqCst)
     }
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::SeqCst)
+        self.bytes.load(Ordering::SeqCst) as u64
     }
 }
 
@@ -325,7 +327,7 @@ pub fn run(state: &CaptureState, mut sock: PacketSocket, out: &mut dyn Write) ->
         let header = pcap_header();
         out.write_all(&header)?;
         out.flush()?;
-        state.bytes.fetch_add(header.len() as u64, Ordering::SeqCst);
+        state.bytes.fetch_add(header.len(), Ordering::SeqCst);
         let mut rec = Vec::with_capacity(SNAPLEN as usize + 16);
         while !state.stopped() {
             if let Some(f) = sock.next_frame()? {
@@ -336,7 +338,7 @@ pub fn run(state: &CaptureState, mut sock: PacketSocket, out: &mut dyn Write) ->
                 pcap_record(&mut rec, ts, f.data, f.orig_len);
                 out.write_all(&rec)?;
                 out.flush()?;
-                state.bytes.fetch_add(rec.len() as u64, Ordering::SeqCst);
+                state.bytes.fetch_add(rec.len(), Ordering::SeqCst);
             }
         }
         Ok(())

@@ -28,7 +28,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -189,7 +189,9 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-static INTERNAL_ID: AtomicU64 = AtomicU64::new(0);
+/// Numbers the web servers started by this process (their internal socket names).
+/// `AtomicUsize`, not `AtomicU64`: 32-bit MIPS (GL.iNet AR150) has no 64-bit atomics.
+static INTERNAL_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Starts the web server. Everything is checked and bound before anything runs, so a failure
 /// (a busy address, unreadable TLS or password files) leaves nothing half-started.

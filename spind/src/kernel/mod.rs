@@ -18,7 +18,7 @@ mod tests;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -473,25 +473,27 @@ pub fn check() -> Result<(), KernelError> {
     Ok(())
 }
 
-/// Counters of the running sources, for statistics.
+/// Counters of the running sources, for statistics. `AtomicUsize`, not `AtomicU64`: 32-bit MIPS
+/// (GL.iNet AR150) has no 64-bit atomics. On such targets a counter wraps after 2^32; readers
+/// that want a rate take differences with `wrapping_sub`.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
     /// Conntrack dumps that overran the receive buffer and were restarted.
-    pub conntrack_enobufs: AtomicU64,
+    pub conntrack_enobufs: AtomicUsize,
     /// Conntrack entries with traffic reported so far.
-    pub conntrack_entries: AtomicU64,
+    pub conntrack_entries: AtomicUsize,
     /// Conntrack dumps done.
-    pub conntrack_dumps: AtomicU64,
+    pub conntrack_dumps: AtomicUsize,
     /// Conntrack dumps that failed for another reason.
-    pub conntrack_errors: AtomicU64,
+    pub conntrack_errors: AtomicUsize,
     /// NFLOG receive buffer overruns (packets lost).
-    pub nflog_enobufs: AtomicU64,
+    pub nflog_enobufs: AtomicUsize,
     /// NFLOG packets received.
-    pub nflog_packets: AtomicU64,
+    pub nflog_packets: AtomicUsize,
     /// NFLOG messages that could not be parsed.
-    pub nflog_malformed: AtomicU64,
+    pub nflog_malformed: AtomicUsize,
     /// Neighbour notification overruns (the table is dumped again).
-    pub neigh_enobufs: AtomicU64,
+    pub neigh_enobufs: AtomicUsize,
 }
 
 /// The running kernel sources. Dropping it asks the threads to stop (they notice within about
@@ -584,9 +586,9 @@ fn conntrack_loop(mut ct: Conntrack, tx: Sender<Input>, counters: &SourceCounter
         match ct.dump_and_zero(&mut flows) {
             Ok(st) => {
                 counters.conntrack_dumps.fetch_add(1, Ordering::Relaxed);
-                counters.conntrack_entries.fetch_add(st.entries as u64, Ordering::Relaxed);
+                counters.conntrack_entries.fetch_add(st.entries as usize, Ordering::Relaxed);
                 if st.enobufs > 0 {
-                    counters.conntrack_enobufs.fetch_add(st.enobufs as u64, Ordering::Relaxed);
+                    counters.conntrack_enobufs.fetch_add(st.enobufs as usize, Ordering::Relaxed);
                     log::warn!("conntrack dump overran the receive buffer {} time(s); resynced", st.enobufs);
                 }
             }

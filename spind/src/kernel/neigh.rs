@@ -131,7 +131,7 @@ impl Neigh {
                 Ok(overruns) => {
                     failures = 0;
                     if overruns > 0 {
-                        counters.neigh_enobufs.fetch_add(overruns as u64, Ordering::Relaxed);
+                        counters.neigh_enobufs.fetch_add(overruns as usize, Ordering::Relaxed);
                         log::warn!("neighbour notifications overran the receive buffer; table read again");
                     }
                 }

@@ -200,10 +200,10 @@ impl Nflog {
             match self.recv(&mut events) {
                 Ok(st) => {
                     failures = 0;
-                    counters.nflog_packets.fetch_add(st.packets as u64, Ordering::Relaxed);
-                    counters.nflog_malformed.fetch_add(st.malformed as u64, Ordering::Relaxed);
+                    counters.nflog_packets.fetch_add(st.packets as usize, Ordering::Relaxed);
+                    counters.nflog_malformed.fetch_add(st.malformed as usize, Ordering::Relaxed);
                     if st.enobufs > 0 {
-                        counters.nflog_enobufs.fetch_add(st.enobufs as u64, Ordering::Relaxed);
+                        counters.nflog_enobufs.fetch_add(st.enobufs as usize, Ordering::Relaxed);
                         log::warn!("NFLOG receive buffer overrun: packets were lost");
                     }
                 }

@@ -1,17 +1,19 @@
 //! Board files: `board-configs/NAME.toml`, everything board-specific about an image.
 //!
-//! Adding a board is adding a file. The format (every key below; `deny_unknown_fields`, so a typo
-//! is an error naming the key):
+//! Adding a board is adding a file. One format for every board, Debian and OpenWrt alike
+//! (`deny_unknown_fields`, so a typo is an error naming the key). Which tables a board needs
+//! depends on `base`: `[kernel]`, `[debian]` and `[disk]` with `base = "debian"` (and no
+//! `[openwrt]`); `[openwrt]` with `base = "openwrt"` (and none of the Debian ones). Every key:
 //!
 //! ```toml
 //! description = "PC, QEMU and VirtualBox"      # one line, shown by `cargo xtask image --list`
 //! base = "debian"                              # debian | openwrt
-//! release = "bookworm"                         # debian: a Debian suite; openwrt: a version "24.10.0"
-//! arch = "amd64"                               # debian: amd64 | arm64; openwrt: the package arch
-//! rust_target = "x86_64-unknown-linux-gnu"     # what spind is built for (must match arch)
-//! outputs = ["img.xz", "qcow2", "ova"]         # debian: img.xz qcow2 ova; openwrt: ipk overlay sysupgrade
+//! release = "bookworm"                         # debian: a Debian suite; openwrt: a version "24.10.7"
+//! arch = "amd64"                               # debian: amd64 | arm64; openwrt: aarch64 | mips | mipsel
+//! rust_target = "x86_64-unknown-linux-gnu"     # what spind is built for (must match arch; openwrt: musl)
+//! outputs = ["img.xz", "qcow2", "ova"]         # debian: img.xz qcow2 ova; openwrt: ipk (required) overlay sysupgrade
 //!
-//! [network]
+//! [network]                                    # debian: configured by the image; openwrt: informational
 //! wan = "eth0"                                 # upstream interface (DHCP client)
 //! lan = ["eth1"]                               # ports bridged into br-lan (192.168.8.1/24)
 //!
@@ -36,13 +38,16 @@
 //! fs = "vfat"                                  # vfat | ext4
 //! size_mib = 128
 //!
-//! [openwrt]                                    # openwrt only
-//! profile = "glinet_gl-mt3000"
-//! target = "mediatek"
-//! subtarget = "filogic"
-//! imagebuilder_url = "https://downloads.openwrt.org/..."
-//! imagebuilder_sha256 = "..."
-//! packages = ["kmod-nft-queue"]
+//! [openwrt]                                    # openwrt only (the ImageBuilder and the .ipk)
+//! target = "mediatek"                          # OpenWrt target
+//! subtarget = "filogic"                        # OpenWrt subtarget
+//! profile = "glinet_gl-mt3000"                 # ImageBuilder PROFILE (`make info` lists them)
+//! package_arch = "aarch64_cortex-a53"          # the .ipk's Architecture; starts with "ARCH_"
+//! packages = ["luci", "-dnsmasq"]              # added to PACKAGES; "-name" removes a default one
+//! imagebuilder_url = "https://downloads.openwrt.org/releases/24.10.7/targets/mediatek/filogic/openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst"
+//!                                              # must name release, target and subtarget
+//! imagebuilder_sha256 = "86ba33...0e2d"        # 64 lowercase hex digits, or "" when none could be
+//!                                              # verified (a download is then refused)
 //! ```
 
 use std::fmt;
@@ -129,18 +134,20 @@ pub struct Partition {
     pub size_mib: u64,
 }
 
-/// OpenWrt ImageBuilder settings (the OpenWrt boards; shared format with the OpenWrt builder).
-#[allow(dead_code)] // read by the OpenWrt image builder
+/// OpenWrt settings: the ImageBuilder and the package (read by [`super::openwrt`]).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenWrt {
-    pub profile: Option<String>,
-    pub target: Option<String>,
-    pub subtarget: Option<String>,
-    pub imagebuilder_url: Option<String>,
-    pub imagebuilder_sha256: Option<String>,
+    pub target: String,
+    pub subtarget: String,
+    pub profile: String,
+    pub package_arch: String,
+    /// Added to the ImageBuilder's PACKAGES; `-name` removes a default package.
     #[serde(default)]
     pub packages: Vec<String>,
+    pub imagebuilder_url: String,
+    /// "" when no checksum could be verified (a download is then refused).
+    pub imagebuilder_sha256: String,
 }
 
 /// A board file that cannot be used: which file, which field, what is wrong and what is allowed.
@@ -172,6 +179,7 @@ pub const BASES: &[&str] = &["debian", "openwrt"];
 pub const DEBIAN_ARCHES: &[&str] = &["amd64", "arm64"];
 pub const DEBIAN_OUTPUTS: &[&str] = &["img.xz", "qcow2", "ova"];
 pub const OPENWRT_OUTPUTS: &[&str] = &["ipk", "overlay", "sysupgrade"];
+pub const OPENWRT_ARCHES: &[&str] = super::openwrt::Arch::NAMES;
 pub const TABLES: &[&str] = &["gpt", "mbr"];
 pub const BOOTLOADERS: &[&str] = &["syslinux+systemd-boot", "raspi-firmware"];
 pub const ROLES: &[&str] = &["boot", "root"];
@@ -287,6 +295,15 @@ impl Board {
         }
         for (i, o) in self.outputs.iter().enumerate() {
             self.one_of(&format!("outputs[{i}]"), o, allowed_outputs)?;
+            if self.outputs[..i].contains(o) {
+                return Err(self.err(format!("outputs[{i}]"), format!("{o:?} is listed twice")));
+            }
+        }
+        if self.base == "openwrt" && !self.outputs.iter().any(|o| o == "ipk") {
+            return Err(self.err(
+                "outputs",
+                "an openwrt board must list \"ipk\" (the overlay and the image are built from it)",
+            ));
         }
         self.validate_network()?;
         match self.base.as_str() {
@@ -324,11 +341,19 @@ impl Board {
                     format!("{t:?} does not fit arch {:?}: allowed: {cpu}-unknown-linux-gnu or {cpu}-unknown-linux-musl", self.arch),
                 ));
             }
-        } else if self.arch.trim().is_empty() {
-            return Err(self.err(
-                "arch",
-                "must name the OpenWrt package architecture (such as aarch64_cortex-a53)",
-            ));
+        } else {
+            self.one_of("arch", &self.arch, OPENWRT_ARCHES)?;
+            let arch = super::openwrt::Arch::parse(&self.arch).expect("one of OPENWRT_ARCHES");
+            if t != arch.rust_target() {
+                return Err(self.err(
+                    "rust_target",
+                    format!(
+                        "{t:?} does not fit arch {:?}: allowed: {} (OpenWrt's C library is musl)",
+                        self.arch,
+                        arch.rust_target()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -578,27 +603,112 @@ impl Board {
         let o = self.openwrt.as_ref().ok_or_else(|| {
             self.err(
                 "openwrt",
-                "missing: an openwrt board needs an [openwrt] table",
+                "missing: an openwrt board needs an [openwrt] table (target, subtarget, profile, package_arch, imagebuilder_url, imagebuilder_sha256)",
             )
         })?;
-        if o.profile.as_deref().unwrap_or("").is_empty() {
+        let release_ok = self.release.split('.').count() >= 2
+            && self.release.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_digit() || c == '-' || c.is_ascii_lowercase())
+            });
+        if !release_ok {
             return Err(self.err(
-                "openwrt.profile",
-                "missing: the ImageBuilder PROFILE (such as glinet_gl-mt3000)",
+                "release",
+                format!(
+                    "{:?} is not an OpenWrt release: allowed: a version such as \"24.10.7\"",
+                    self.release
+                ),
             ));
         }
-        if let Some(sha) = &o.imagebuilder_sha256 {
-            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        let ident_ok = |v: &str| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        for (key, value, allowed) in [
+            (
+                "target",
+                &o.target,
+                "an OpenWrt target such as \"mediatek\" or \"ath79\"",
+            ),
+            (
+                "subtarget",
+                &o.subtarget,
+                "an OpenWrt subtarget such as \"filogic\" or \"generic\"",
+            ),
+            (
+                "profile",
+                &o.profile,
+                "an ImageBuilder profile such as \"glinet_gl-mt3000\" (`make info` lists them)",
+            ),
+            (
+                "package_arch",
+                &o.package_arch,
+                "an OpenWrt package architecture such as \"aarch64_cortex-a53\"",
+            ),
+        ] {
+            if !ident_ok(value) {
                 return Err(self.err(
-                    "openwrt.imagebuilder_sha256",
-                    "allowed: 64 hexadecimal digits",
+                    format!("openwrt.{key}"),
+                    format!("{value:?} is not allowed; allowed: {allowed}"),
                 ));
             }
         }
-        if o.imagebuilder_url.is_some() != o.imagebuilder_sha256.is_some() {
+        let prefix = format!("{}_", self.arch);
+        if !o.package_arch.starts_with(&prefix) {
+            return Err(self.err(
+                "openwrt.package_arch",
+                format!(
+                    "{:?} does not fit arch {:?}: allowed: a package architecture {prefix}... (such as {})",
+                    o.package_arch,
+                    self.arch,
+                    match self.arch.as_str() {
+                        "aarch64" => "aarch64_cortex-a53",
+                        "mips" => "mips_24kc",
+                        _ => "mipsel_24kc",
+                    }
+                ),
+            ));
+        }
+        for (i, p) in o.packages.iter().enumerate() {
+            let n = p.strip_prefix('-').unwrap_or(p);
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+            {
+                return Err(self.err(
+                    format!("openwrt.packages[{i}]"),
+                    format!("{p:?} is not allowed; allowed: an OpenWrt package name, optionally with a leading '-' to remove a default package"),
+                ));
+            }
+        }
+        let url = &o.imagebuilder_url;
+        let expect_name = format!(
+            "openwrt-imagebuilder-{}-{}-{}.Linux-x86_64.tar.",
+            self.release, o.target, o.subtarget
+        );
+        let url_name = url.rsplit('/').next().unwrap_or("");
+        if !url.starts_with("https://")
+            || !url_name.starts_with(&expect_name)
+            || !(url_name.ends_with(".tar.zst") || url_name.ends_with(".tar.xz"))
+        {
+            return Err(self.err(
+                "openwrt.imagebuilder_url",
+                format!("{url:?} is not allowed; allowed: an https URL of {expect_name}zst (or .xz), matching release, openwrt.target and openwrt.subtarget"),
+            ));
+        }
+        let sha = &o.imagebuilder_sha256;
+        if !(sha.is_empty()
+            || (sha.len() == 64
+                && sha
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))))
+        {
             return Err(self.err(
                 "openwrt.imagebuilder_sha256",
-                "imagebuilder_url and imagebuilder_sha256 go together",
+                format!("{sha:?} is not allowed; allowed: 64 lowercase hex digits, or \"\" when no checksum could be verified (downloads are then refused)"),
             ));
         }
         Ok(())
@@ -655,11 +765,30 @@ mod tests {
     }
 
     #[test]
-    fn every_shipped_debian_board_parses() {
+    fn every_shipped_board_parses() {
+        let names = names();
+        for name in [
+            "x86_64",
+            "rpi3",
+            "glinet-mt3000",
+            "glinet-mt6000",
+            "glinet-ar150",
+        ] {
+            assert!(names.contains(&name.to_string()), "{name} not in {names:?}");
+        }
+        for name in &names {
+            let b = parse_named(name, &shipped(name)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&b.name, name);
+        }
+    }
+
+    #[test]
+    fn shipped_debian_boards() {
         for name in ["x86_64", "rpi3"] {
             let b = parse_named(name, &shipped(name)).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(b.name, name);
             assert_eq!(b.base, "debian");
+            assert!(b.openwrt.is_none());
         }
         let x = load("x86_64").unwrap();
         assert_eq!(x.rust_target, "x86_64-unknown-linux-gnu");
@@ -675,42 +804,253 @@ mod tests {
     }
 
     #[test]
-    fn openwrt_fields_parse() {
-        let text = r#"
-description = "GL.iNet GL-MT3000"
-base = "openwrt"
-release = "24.10.0"
-arch = "aarch64_cortex-a53"
-rust_target = "aarch64-unknown-linux-musl"
-outputs = ["ipk", "overlay", "sysupgrade"]
-[network]
-wan = "eth0"
-lan = ["lan1"]
-[openwrt]
-profile = "glinet_gl-mt3000"
-target = "mediatek"
-subtarget = "filogic"
-imagebuilder_url = "https://downloads.openwrt.org/x.tar.zst"
-imagebuilder_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-packages = ["kmod-nft-queue"]
-"#;
-        let b = parse_named("glinet-mt3000", text).unwrap();
+    fn shipped_openwrt_boards() {
+        for name in ["glinet-mt3000", "glinet-mt6000", "glinet-ar150"] {
+            let b = load(name).unwrap();
+            assert_eq!(b.base, "openwrt");
+            assert_eq!(b.release, "24.10.7");
+            assert!(b.kernel.is_none() && b.debian.is_none() && b.disk.is_none());
+            let o = b.openwrt.as_ref().unwrap();
+            assert_eq!(
+                o.profile,
+                format!("glinet_gl-{}", name.trim_start_matches("glinet-"))
+            );
+            assert_eq!(o.imagebuilder_sha256.len(), 64, "{name}: pinned sha256");
+            assert!(o.packages.contains(&"luci".to_string()));
+        }
+        let ar150 = load("glinet-ar150").unwrap();
         assert_eq!(
-            b.openwrt.unwrap().profile.as_deref(),
-            Some("glinet_gl-mt3000")
+            (ar150.arch.as_str(), ar150.rust_target.as_str()),
+            ("mips", "mips-unknown-linux-musl")
         );
-        let e = parse_named("glinet-mt3000", &text.replace("\"ipk\"", "\"qcow2\"")).unwrap_err();
-        assert_eq!(e.field, "outputs[0]");
-        assert!(
-            e.message.contains("allowed: ipk, overlay, sysupgrade"),
-            "{e}"
-        );
-        let e = parse_named(
-            "glinet-mt3000",
-            &text.replace("profile = \"glinet_gl-mt3000\"\n", ""),
+        assert_eq!(ar150.openwrt.unwrap().package_arch, "mips_24kc");
+        let mt6000 = load("glinet-mt6000").unwrap();
+        assert_eq!(mt6000.network.wan, "eth1");
+        assert_eq!(mt6000.network.lan.len(), 5);
+    }
+
+    /// The shipped AR150 board with one piece of text replaced (which must exist).
+    fn ar150_with(old: &str, new: &str) -> Result<Board, BoardError> {
+        let text = shipped("glinet-ar150");
+        assert!(text.contains(old), "glinet-ar150.toml has no {old:?}");
+        parse_named("glinet-ar150", &text.replacen(old, new, 1))
+    }
+
+    /// Each broken OpenWrt board gives an error naming the file, the field and what is allowed.
+    #[test]
+    fn openwrt_errors_name_the_field_and_what_is_allowed() {
+        // (replace, with, field ("" for structural errors), the message contains)
+        let cases: &[(&str, &str, &str, &[&str])] = &[
+            (
+                "arch = \"mips\"",
+                "arch = \"riscv\"",
+                "arch",
+                &["\"riscv\"", "allowed: aarch64, mips, mipsel"],
+            ),
+            (
+                "arch = \"mips\"",
+                "arch = \"mips64\"",
+                "arch",
+                &["allowed: aarch64, mips, mipsel"],
+            ),
+            (
+                "rust_target = \"mips-unknown-linux-musl\"",
+                "rust_target = \"mips-unknown-linux-gnu\"",
+                "rust_target",
+                &["allowed: mips-unknown-linux-musl"],
+            ),
+            (
+                "package_arch = \"mips_24kc\"",
+                "package_arch = \"aarch64_cortex-a53\"",
+                "openwrt.package_arch",
+                &["mips_...", "does not fit arch \"mips\""],
+            ),
+            (
+                "profile = \"glinet_gl-ar150\"",
+                "profile = \"gl ar150\"",
+                "openwrt.profile",
+                &["make info"],
+            ),
+            (
+                "target = \"ath79\"",
+                "target = \"\"",
+                "openwrt.target",
+                &["allowed: an OpenWrt target"],
+            ),
+            (
+                "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
+                "outputs = [\"ipk\", \"iso\"]",
+                "outputs[1]",
+                &["\"iso\"", "allowed: ipk, overlay, sysupgrade"],
+            ),
+            (
+                "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
+                "outputs = [\"overlay\", \"sysupgrade\"]",
+                "outputs",
+                &["must list \"ipk\""],
+            ),
+            (
+                "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
+                "outputs = [\"ipk\", \"ipk\"]",
+                "outputs[1]",
+                &["listed twice"],
+            ),
+            (
+                "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
+                "outputs = [\"img.xz\"]",
+                "outputs[0]",
+                &["allowed: ipk, overlay, sysupgrade"],
+            ),
+            (
+                "packages = [",
+                "packages = [\"bad name\", ",
+                "openwrt.packages[0]",
+                &["\"bad name\"", "OpenWrt package name"],
+            ),
+            (
+                "packages = [",
+                "packages = [\"-\", ",
+                "openwrt.packages[0]",
+                &["OpenWrt package name"],
+            ),
+            (
+                "wan = \"eth0\"",
+                "wan = \"a-very-long-interface-name\"",
+                "network.wan",
+                &["1-15"],
+            ),
+            (
+                "lan = [\"eth1\"]",
+                "lan = [\"br-lan\"]",
+                "network.lan[0]",
+                &["list its ports"],
+            ),
+            (
+                "release = \"24.10.7\"",
+                "release = \"bookworm\"",
+                "release",
+                &["not an OpenWrt release", "24.10.7"],
+            ),
+            (
+                "release = \"24.10.7\"",
+                "release = \"24.10.6\"",
+                "openwrt.imagebuilder_url",
+                &["openwrt-imagebuilder-24.10.6-ath79-generic.Linux-x86_64.tar.zst"],
+            ),
+            (
+                "target = \"ath79\"",
+                "target = \"ramips\"",
+                "openwrt.imagebuilder_url",
+                &["ramips-generic"],
+            ),
+            (
+                "imagebuilder_url = \"https",
+                "imagebuilder_url = \"http",
+                "openwrt.imagebuilder_url",
+                &["an https URL"],
+            ),
+            (
+                "imagebuilder_sha256 = \"5cf5",
+                "imagebuilder_sha256 = \"XYZ5cf5",
+                "openwrt.imagebuilder_sha256",
+                &["64 lowercase hex digits"],
+            ),
+            (
+                "imagebuilder_sha256 = \"5cf5b6e2",
+                "imagebuilder_sha256 = \"5CF5B6E2",
+                "openwrt.imagebuilder_sha256",
+                &["64 lowercase hex digits"],
+            ),
+            // Tables that belong to the other base.
+            (
+                "[openwrt]",
+                "[kernel]\nconsoles = [\"ttyS0\"]\n[openwrt]",
+                "kernel",
+                &["only allowed with base = \"debian\""],
+            ),
+            (
+                "[openwrt]",
+                "[disk]\ntable = \"gpt\"\nbootloader = \"x\"\npartitions = []\n[openwrt]",
+                "disk",
+                &["only allowed with base = \"debian\""],
+            ),
+            // Structural errors come from the TOML reader: they name the key and the line.
+            (
+                "description = ",
+                "name = \"glinet-ar150\"\ndescription = ",
+                "",
+                &["unknown field `name`", "expected one of `description`"],
+            ),
+            (
+                "[openwrt]",
+                "[openwrt]\nkernel = \"6.6\"",
+                "",
+                &["unknown field `kernel`", "expected one of `target`"],
+            ),
+            (
+                "[openwrt]",
+                "[openwrt]\nrelease = \"24.10.7\"",
+                "",
+                &["unknown field `release`"],
+            ),
+            (
+                "subtarget = \"generic\"\n",
+                "",
+                "",
+                &["missing field `subtarget`"],
+            ),
+            (
+                "package_arch = \"mips_24kc\"\n",
+                "",
+                "",
+                &["missing field `package_arch`"],
+            ),
+            ("wan = \"eth0\"\n", "", "", &["missing field `wan`"]),
+            (
+                "release = \"24.10.7\"",
+                "release = 24",
+                "",
+                &["invalid type: integer", "line 6"],
+            ),
+            (
+                "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
+                "outputs = \"ipk\"",
+                "",
+                &["invalid type: string"],
+            ),
+            ("arch = \"mips\"", "arch = \"mips", "", &["line 8"]),
+        ];
+        for (from, to, field, expect) in cases {
+            let e = ar150_with(from, to).expect_err(to);
+            assert_eq!(e.file, Path::new("board-configs/glinet-ar150.toml"));
+            assert_eq!(e.field, *field, "for {to:?}: {e}");
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with("board-configs/glinet-ar150.toml: "),
+                "{shown}"
+            );
+            for want in *expect {
+                assert!(
+                    shown.contains(want),
+                    "for {to:?}: {shown:?} should contain {want:?}"
+                );
+            }
+        }
+        // An empty sha256 is allowed (explicitly unverified): downloads are then refused.
+        let b = ar150_with(
+            "imagebuilder_sha256 = \"5cf5b6e2",
+            "imagebuilder_sha256 = \"\" # \"5cf5b6e2",
         )
-        .unwrap_err();
-        assert_eq!(e.field, "openwrt.profile");
+        .unwrap();
+        assert_eq!(b.openwrt.unwrap().imagebuilder_sha256, "");
+        // No [openwrt] table.
+        let text = shipped("glinet-ar150");
+        let cut = text.find("[openwrt]").unwrap();
+        let e = parse_named("glinet-ar150", &text[..cut]).unwrap_err();
+        assert_eq!(e.field, "openwrt");
+        assert!(e.message.contains("needs an [openwrt] table"), "{e}");
+        // .tar.xz ImageBuilders are allowed too.
+        ar150_with(".Linux-x86_64.tar.zst", ".Linux-x86_64.tar.xz").unwrap();
     }
 
     #[test]
@@ -788,11 +1128,32 @@ packages = ["kmod-nft-queue"]
         let e = parse_named("x86_64", &text[..cut]).unwrap_err();
         assert_eq!(e.field, "kernel");
         assert!(e.message.contains("needs a [kernel] table"));
+        let cut = text.find("[disk]").unwrap();
+        let e = parse_named("x86_64", &text[..cut]).unwrap_err();
+        assert_eq!(e.field, "disk");
+        assert!(e.message.contains("needs a [disk] table"));
+        let openwrt =
+            &shipped("glinet-ar150")[shipped("glinet-ar150").find("[openwrt]").unwrap()..];
+        let e = parse_named("x86_64", &format!("{text}\n{openwrt}")).unwrap_err();
+        assert_eq!(e.field, "openwrt");
+        assert!(
+            e.message.contains("only allowed with base = \"openwrt\""),
+            "{e}"
+        );
+        // A Debian board keeps Debian's arch names and suites.
+        let e = x86_with("arch = \"amd64\"", "arch = \"aarch64\"").unwrap_err();
+        assert_eq!(e.field, "arch");
+        assert!(e.message.contains("allowed: amd64, arm64"), "{e}");
+        let e = x86_with("release = \"bookworm\"", "release = \"24.10.7\"").unwrap_err();
+        assert_eq!(e.field, "release");
     }
 
     #[test]
     fn unknown_board_lists_the_boards() {
         let e = load("no-such-board").unwrap_err();
-        assert!(e.contains("x86_64") && e.contains("rpi3"), "{e}");
+        assert!(
+            e.contains("x86_64") && e.contains("rpi3") && e.contains("glinet-ar150"),
+            "{e}"
+        );
     }
 }

@@ -22,7 +22,6 @@ pub mod inspect;
 pub mod ipk;
 pub mod openwrt;
 mod ova;
-pub mod toml_lite;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -109,7 +108,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     })?;
     let board = board::load(&name)?;
     if board.base == "openwrt" {
-        let b = openwrt::OpenwrtBoard::load(&name)?;
+        let b = openwrt::OpenwrtBoard::from_board(&board)?;
         return openwrt::build(&b, &openwrt_opts).map(|_| ());
     }
     let built = build(

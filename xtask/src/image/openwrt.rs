@@ -5,7 +5,8 @@
 //!
 //! Stages and where they write (all under `target/`):
 //! - spind: `cargo build` (aarch64: stable + rust-lld; mips: pinned nightly `-Zbuild-std` with
-//!   pinned zig + cargo-zigbuild in `target/tools/`), copied to `target/openwrt/BOARD/spind`;
+//!   cargo-zigbuild; both compile C code (ring's) with the pinned zig in `target/tools/`, for
+//!   MIPS soft-float like Rust's targets), copied to `target/openwrt/BOARD/spind`;
 //! - package: `target/images/BOARD/spind_VERSION_PKGARCH.ipk` (from `image/openwrt/package` and
 //!   `image/openwrt/control`);
 //! - overlay: `target/images/BOARD/files/` (from `image/openwrt/overlay`);
@@ -16,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use super::board::{self, Board};
 use super::elf;
 use super::ipk;
-use super::toml_lite::{self, Entry, Value};
 use crate::util;
 
 /// Nightly used for MIPS (tier 3: std is built from source). Pinned for reproducible builds.
@@ -43,9 +44,10 @@ pub enum Arch {
 }
 
 impl Arch {
-    const ALL: &'static str = "aarch64, mips, mipsel";
+    /// The values of a board file's `arch` for `base = "openwrt"`.
+    pub const NAMES: &'static [&'static str] = &["aarch64", "mips", "mipsel"];
 
-    fn parse(s: &str) -> Option<Arch> {
+    pub fn parse(s: &str) -> Option<Arch> {
         match s {
             "aarch64" => Some(Arch::Aarch64),
             "mips" => Some(Arch::Mips),
@@ -86,14 +88,6 @@ impl Arch {
             Arch::Mipsel => "qemu-mipsel-static",
         }
     }
-    /// OpenWrt package architectures start with this (`aarch64_cortex-a53`, `mips_24kc`).
-    fn package_arch_prefix(self) -> &'static str {
-        match self {
-            Arch::Aarch64 => "aarch64_",
-            Arch::Mips => "mips_",
-            Arch::Mipsel => "mipsel_",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,19 +97,19 @@ pub enum Output {
     Sysupgrade,
 }
 
-/// What an OpenWrt board file says (`board-configs/NAME.toml` with `base = "openwrt"`).
+/// The OpenWrt builder's view of a board file (`board-configs/NAME.toml` with
+/// `base = "openwrt"`): made from a validated [`Board`], typed where the builder needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpenwrtBoard {
     /// The board file, for messages.
     pub file: String,
     pub name: String,
+    /// The OpenWrt release (`24.10.7`).
     pub release: String,
     pub arch: Arch,
     pub rust_target: String,
     /// Added to the ImageBuilder's PACKAGES; `-name` removes a default package.
     pub packages: Vec<String>,
-    pub lan_interface: String,
-    pub wan_interface: String,
     pub outputs: Vec<Output>,
     pub target: String,
     pub subtarget: String,
@@ -126,242 +120,48 @@ pub struct OpenwrtBoard {
     pub imagebuilder_sha256: Option<String>,
 }
 
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "base",
-    "release",
-    "arch",
-    "rust_target",
-    "packages",
-    "lan_interface",
-    "wan_interface",
-    "outputs",
-    "description",
-];
-const OPENWRT_KEYS: &[&str] = &[
-    "target",
-    "subtarget",
-    "profile",
-    "package_arch",
-    "imagebuilder_url",
-    "imagebuilder_sha256",
-];
-
 impl OpenwrtBoard {
-    /// Reads `board-configs/NAME.toml`.
+    /// Reads and validates `board-configs/NAME.toml` (see [`board`]); it must be an OpenWrt board.
     pub fn load(name: &str) -> Result<OpenwrtBoard, String> {
-        let path = util::root()
-            .join("board-configs")
-            .join(format!("{name}.toml"));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "board {name:?}: cannot read {}: {e} (boards: {})",
-                path.display(),
-                board_names().join(", ")
-            )
-        })?;
-        OpenwrtBoard::parse(&text, &format!("board-configs/{name}.toml"))
+        OpenwrtBoard::from_board(&board::load(name)?)
     }
 
-    /// Parses and validates a board file; an error names the file, the field and what is allowed.
-    pub fn parse(text: &str, file: &str) -> Result<OpenwrtBoard, String> {
-        let doc = toml_lite::parse(text).map_err(|e| format!("{file}: {e}"))?;
-        let top = &doc[""];
-        let empty = Default::default();
-        let ow = doc.get("openwrt").unwrap_or(&empty);
-        for table in doc.keys() {
-            if !table.is_empty() && table != "openwrt" {
-                return Err(format!(
-                    "{file}: unknown table [{table}] (allowed: [openwrt])"
-                ));
-            }
-        }
-        for (keys, table, allowed) in [(top, "", TOP_KEYS), (ow, "openwrt.", OPENWRT_KEYS)] {
-            for (k, e) in keys {
-                if !allowed.contains(&k.as_str()) {
-                    return Err(format!(
-                        "{file}:{}: unknown field {table}{k} (allowed: {})",
-                        e.line,
-                        allowed.join(", ")
-                    ));
-                }
-            }
-        }
-        let f = Fields { file, top, ow };
-        let base = f.string("", "base")?;
-        if base != "openwrt" {
-            return Err(format!("{file}: field base: {base:?} is not an OpenWrt board (this builder takes base = \"openwrt\")"));
-        }
-        let name = f.string("", "name")?;
-        let stem = Path::new(file)
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("");
-        if name != stem {
+    /// The view of a validated board; an error if it is not an OpenWrt board.
+    pub fn from_board(b: &Board) -> Result<OpenwrtBoard, String> {
+        let file = b.file.display().to_string();
+        let (Some(o), Some(arch)) = (b.openwrt.as_ref(), Arch::parse(&b.arch)) else {
             return Err(format!(
-                "{file}: field name: {name:?} must be the file's name ({stem:?})"
+                "{file}: field `base`: {:?} is not an OpenWrt board (this builder takes base = \"openwrt\")",
+                b.base
             ));
-        }
-        let release = f.string("", "release")?;
-        if !(release.split('.').count() >= 2
-            && release.split('.').all(|p| {
-                !p.is_empty()
-                    && p.chars()
-                        .all(|c| c.is_ascii_digit() || c == '-' || c.is_ascii_lowercase())
-            }))
-        {
-            return Err(f.bad(
-                "",
-                "release",
-                &release,
-                "an OpenWrt release such as \"24.10.7\"",
-            ));
-        }
-        let arch_s = f.string("", "arch")?;
-        let arch = Arch::parse(&arch_s).ok_or_else(|| f.bad("", "arch", &arch_s, Arch::ALL))?;
-        let rust_target = f.string("", "rust_target")?;
-        if rust_target != arch.rust_target() {
-            return Err(f.bad(
-                "",
-                "rust_target",
-                &rust_target,
-                &format!("{:?} for arch {:?}", arch.rust_target(), arch.name()),
-            ));
-        }
-        let packages = f.list("", "packages")?;
-        for p in &packages {
-            let n = p.strip_prefix('-').unwrap_or(p);
-            if n.is_empty()
-                || !n
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
-            {
-                return Err(f.bad(
-                    "",
-                    "packages",
-                    p,
-                    "OpenWrt package names, optionally with a leading '-' to remove one",
-                ));
-            }
-        }
-        let iface = |key: &str| -> Result<String, String> {
-            let v = f.string("", key)?;
-            if v.is_empty()
-                || v.len() > 15
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-            {
-                return Err(f.bad("", key, &v, "a Linux interface name (1-15 characters)"));
-            }
-            Ok(v)
         };
-        let lan_interface = iface("lan_interface")?;
-        let wan_interface = iface("wan_interface")?;
-        let mut outputs = Vec::new();
-        for o in f.list("", "outputs")? {
-            outputs.push(match o.as_str() {
-                "ipk" => Output::Ipk,
-                "overlay" => Output::Overlay,
-                "sysupgrade" => Output::Sysupgrade,
-                _ => return Err(f.bad("", "outputs", &o, "\"ipk\", \"overlay\", \"sysupgrade\"")),
-            });
-        }
-        if !outputs.contains(&Output::Ipk) {
-            return Err(f.bad(
-                "",
-                "outputs",
-                "(without \"ipk\")",
-                "a list that includes \"ipk\" (the image is built from it)",
-            ));
-        }
-        if !doc.contains_key("openwrt") {
-            return Err(format!(
-                "{file}: missing table [openwrt] (fields: {})",
-                OPENWRT_KEYS.join(", ")
-            ));
-        }
-        let ident = |key: &str, allowed: &str| -> Result<String, String> {
-            let v = f.string("openwrt", key)?;
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(f.bad("openwrt", key, &v, allowed));
-            }
-            Ok(v)
-        };
-        let target = ident(
-            "target",
-            "an OpenWrt target such as \"mediatek\" or \"ath79\"",
-        )?;
-        let subtarget = ident(
-            "subtarget",
-            "an OpenWrt subtarget such as \"filogic\" or \"generic\"",
-        )?;
-        let profile = ident(
-            "profile",
-            "an ImageBuilder profile such as \"glinet_gl-mt3000\" (`make info` lists them)",
-        )?;
-        let package_arch = ident("package_arch", "an OpenWrt package architecture")?;
-        if !package_arch.starts_with(arch.package_arch_prefix()) {
-            return Err(f.bad(
-                "openwrt",
-                "package_arch",
-                &package_arch,
-                &format!(
-                    "a package architecture for arch {:?} ({}...)",
-                    arch.name(),
-                    arch.package_arch_prefix()
-                ),
-            ));
-        }
-        let imagebuilder_url = f.string("openwrt", "imagebuilder_url")?;
-        let expect_name =
-            format!("openwrt-imagebuilder-{release}-{target}-{subtarget}.Linux-x86_64.tar.");
-        let url_name = imagebuilder_url.rsplit('/').next().unwrap_or("");
-        if !imagebuilder_url.starts_with("https://")
-            || !url_name.starts_with(&expect_name)
-            || !(url_name.ends_with(".tar.zst") || url_name.ends_with(".tar.xz"))
-        {
-            return Err(f.bad(
-                "openwrt",
-                "imagebuilder_url",
-                &imagebuilder_url,
-                &format!(
-                    "an https URL of {expect_name}zst (or .xz) matching release/target/subtarget"
-                ),
-            ));
-        }
-        let sha = f.string("openwrt", "imagebuilder_sha256")?;
-        let imagebuilder_sha256 = if sha.is_empty() {
-            None
-        } else if sha.len() == 64
-            && sha
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        {
-            Some(sha)
-        } else {
-            return Err(f.bad("openwrt", "imagebuilder_sha256", &sha, "64 lowercase hex digits, or \"\" when no checksum could be verified (downloads are then refused)"));
-        };
+        let outputs = b
+            .outputs
+            .iter()
+            .map(|o| match o.as_str() {
+                "ipk" => Ok(Output::Ipk),
+                "overlay" => Ok(Output::Overlay),
+                "sysupgrade" => Ok(Output::Sysupgrade),
+                _ => Err(format!(
+                    "{file}: field `outputs`: {o:?} is not an OpenWrt output"
+                )),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(OpenwrtBoard {
-            file: file.to_string(),
-            name,
-            release,
+            file,
+            name: b.name.clone(),
+            release: b.release.clone(),
             arch,
-            rust_target,
-            packages,
-            lan_interface,
-            wan_interface,
+            rust_target: b.rust_target.clone(),
+            packages: o.packages.clone(),
             outputs,
-            target,
-            subtarget,
-            profile,
-            package_arch,
-            imagebuilder_url,
-            imagebuilder_sha256,
+            target: o.target.clone(),
+            subtarget: o.subtarget.clone(),
+            profile: o.profile.clone(),
+            package_arch: o.package_arch.clone(),
+            imagebuilder_url: o.imagebuilder_url.clone(),
+            imagebuilder_sha256: (!o.imagebuilder_sha256.is_empty())
+                .then(|| o.imagebuilder_sha256.clone()),
         })
     }
 
@@ -369,84 +169,6 @@ impl OpenwrtBoard {
     pub fn imagebuilder_file(&self) -> &str {
         self.imagebuilder_url.rsplit('/').next().unwrap_or_default()
     }
-}
-
-/// Field access with errors that name the file, line and field.
-struct Fields<'a> {
-    file: &'a str,
-    top: &'a std::collections::BTreeMap<String, Entry>,
-    ow: &'a std::collections::BTreeMap<String, Entry>,
-}
-
-impl Fields<'_> {
-    fn entry(&self, table: &str, key: &str) -> Result<&Entry, String> {
-        let t = if table.is_empty() { self.top } else { self.ow };
-        t.get(key)
-            .ok_or_else(|| format!("{}: missing field {}", self.file, dotted(table, key)))
-    }
-    fn string(&self, table: &str, key: &str) -> Result<String, String> {
-        let e = self.entry(table, key)?;
-        match &e.value {
-            Value::Str(s) => Ok(s.clone()),
-            v => Err(format!(
-                "{}:{}: field {} must be a string, not {}",
-                self.file,
-                e.line,
-                dotted(table, key),
-                v.type_name()
-            )),
-        }
-    }
-    fn list(&self, table: &str, key: &str) -> Result<Vec<String>, String> {
-        let e = self.entry(table, key)?;
-        match &e.value {
-            Value::Array(a) => Ok(a.clone()),
-            v => Err(format!(
-                "{}:{}: field {} must be an array of strings, not {}",
-                self.file,
-                e.line,
-                dotted(table, key),
-                v.type_name()
-            )),
-        }
-    }
-    fn bad(&self, table: &str, key: &str, value: &str, allowed: &str) -> String {
-        let line = self
-            .entry(table, key)
-            .map(|e| format!(":{}", e.line))
-            .unwrap_or_default();
-        format!(
-            "{}{line}: field {}: {value:?} is not allowed; expected {allowed}",
-            self.file,
-            dotted(table, key)
-        )
-    }
-}
-
-fn dotted(table: &str, key: &str) -> String {
-    if table.is_empty() {
-        key.to_string()
-    } else {
-        format!("{table}.{key}")
-    }
-}
-
-/// Names of the board files (for messages).
-pub fn board_names() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(util::root().join("board-configs"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()?
-                        .strip_suffix(".toml")
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// How to build.
@@ -757,19 +479,29 @@ pub fn cross_build(arch: Arch) -> Result<PathBuf, String> {
             .env(
                 format!("CARGO_TARGET_{env_target}_LINKER"),
                 zig_linker(arch, &zig)?,
+            )
+            // And a C compiler: its own one targets mips-linux-musl, hard-float, whose objects
+            // (ring's) cannot be linked with Rust's soft-float MIPS code.
+            .env(
+                format!("CC_{}", target.replace('-', "_")),
+                zig_cc(arch, &zig)?,
             );
     } else {
         ensure_rust_target(target)?;
+        // ring (rustls) has C and assembly: compiled by zig cc, so no cross gcc is needed.
+        let zig = ensure_zig_tools()?;
+        let env_target = target.replace('-', "_");
         cmd = util::cargo();
         cmd.arg("build");
-        // Static musl with the linker that ships with Rust: no cross C toolchain needed.
+        // Static musl with the linker that ships with Rust.
         cmd.env(
-            format!(
-                "CARGO_TARGET_{}_LINKER",
-                target.to_uppercase().replace('-', "_")
-            ),
+            format!("CARGO_TARGET_{}_LINKER", env_target.to_uppercase()),
             "rust-lld",
-        );
+        )
+        .env("CARGO_ZIGBUILD_ZIG_PATH", &zig.zig)
+        .env("CARGO_ZIGBUILD_CACHE_DIR", &zig.cache)
+        .env(format!("CC_{env_target}"), zig_cc(arch, &zig)?)
+        .env(format!("AR_{env_target}"), zig_ar(&zig)?);
     }
     cmd.args([
         "--release",
@@ -934,15 +666,56 @@ fn ensure_zig_tools() -> Result<ZigTools, String> {
 /// The linker for a MIPS musl target: cargo-zigbuild's `zig cc` wrapper (it filters rustc's
 /// arguments) with zig's name for the ABI. OpenWrt's MIPS musl is soft-float, which zig calls
 /// `musleabi`; cargo-zigbuild would pass `mips-linux-musl`, for which zig 0.14 has no libc.
-fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let zig_target = match arch {
+/// zig's name for the target: for MIPS `musleabi`, soft-float like Rust's MIPS musl targets
+/// (`mips-linux-musl` is hard-float; the two cannot be linked together).
+fn zig_target(arch: Arch) -> &'static str {
+    match arch {
         Arch::Mips => "mips-linux-musleabi",
         Arch::Mipsel => "mipsel-linux-musleabi",
         Arch::Aarch64 => "aarch64-linux-musl",
-    };
+    }
+}
+
+/// Writes `script` with `text` unless it already holds it; makes it executable.
+fn write_script(script: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(script).ok().as_deref() != Some(text) {
+        if let Some(dir) = script.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(script, text).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The C compiler for build scripts' C code (ring): `zig cc` for [`zig_target`].
+fn zig_cc(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
+    let zig_target = zig_target(arch);
+    let script = zig.cache.join(format!("zigcc-cc-{zig_target}.sh"));
+    let text = format!(
+        "#!/bin/sh\nexec \"{}\" zig cc -- -g -fno-sanitize=all -target {zig_target} \"$@\"\n",
+        zig.bin.join("cargo-zigbuild").display()
+    );
+    write_script(&script, &text)?;
+    Ok(script)
+}
+
+/// The archiver for build scripts' C code: `zig ar`.
+fn zig_ar(zig: &ZigTools) -> Result<PathBuf, String> {
+    let script = zig.cache.join("zigar.sh");
+    let text = format!(
+        "#!/bin/sh\nexec \"{}\" zig ar -- \"$@\"\n",
+        zig.bin.join("cargo-zigbuild").display()
+    );
+    write_script(&script, &text)?;
+    Ok(script)
+}
+
+fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
+    let zig_target = zig_target(arch);
     let script = zig.cache.join(format!("zigcc-{zig_target}.sh"));
-    std::fs::create_dir_all(&zig.cache).map_err(|e| e.to_string())?;
     // rustc names its musl start files (crt1.o, ...) bare and adds -nostartfiles; without Rust's
     // self-contained objects for this tier-3 target they do not exist: zig brings its own. The
     // `-L` directories of a prebuilt std that this target does not have are dropped too.
@@ -965,11 +738,7 @@ fn zig_linker(arch: Arch, zig: &ZigTools) -> Result<PathBuf, String> {
          exec \"{}\" zig cc -- -g -target {zig_target} \"$@\"\n",
         zig.bin.join("cargo-zigbuild").display()
     );
-    if std::fs::read_to_string(&script).ok().as_deref() != Some(text.as_str()) {
-        std::fs::write(&script, text).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| e.to_string())?;
-    }
+    write_script(&script, &text)?;
     Ok(script)
 }
 
