@@ -17,7 +17,8 @@ fn layers() -> Vec<Layer> {
         missing: || None,
         run: || {
             let mut cmd = cargo();
-            cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+            // All features: the optional TLS support is tested too.
+            cmd.args(["test", "--workspace", "--locked", "--no-fail-fast", "--all-features"]);
             // Tests that build network namespaces need root. Outside CI a developer without root
             // still gets the rest, and each such test prints that it was skipped.
             if !util::is_root() {

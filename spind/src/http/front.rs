@@ -49,7 +49,7 @@ pub type TlsConfig = std::convert::Infallible;
 
 #[cfg(not(feature = "tls"))]
 pub fn tls_config(_cert: &Path, _key: &Path) -> anyhow::Result<TlsConfig> {
-    anyhow::bail!("this spind was built without TLS support (cargo feature `tls`): unset spinweb_tls_certificate_file and spinweb_tls_key_file")
+    anyhow::bail!("this spind was built without TLS support: rebuild it with `cargo build --release -p spind --features tls`, or unset spinweb_tls_certificate_file and spinweb_tls_key_file")
 }
 
 /// Reads a PEM certificate chain and private key into a TLS server configuration.
