@@ -25,6 +25,8 @@ pub const ADMIN_TOPIC: &str = "SPIN/traffic/admin";
 const EXPIRY_INTERVAL: i64 = 60;
 const DEVICE_FLOW_INTERVAL: i64 = 15;
 const STATS_INTERVAL: i64 = 30;
+/// Flows per `traffic` message; more flows in one interval go out as several messages.
+const MAX_FLOWS_PER_MESSAGE: usize = 1000;
 /// A device keeps at most this many idle flow records before old ones are dropped (SPIN: 10).
 const DEVICE_FLOW_KEEP: usize = 10;
 /// Records idle this long may be dropped (SPIN: 120 periods of 15 s).
@@ -252,14 +254,14 @@ impl Core {
         let mut msgs = Vec::new();
         if !order.is_empty() {
             // Nodes are looked up at send time: a later sample may have merged an earlier node.
-            let (mut total_size, mut total_count) = (0, 0);
+            // A flow whose node lookup fails is dropped from `flows` but still counted in the
+            // totals, as SPIN does.
+            let mut lost = (0, 0);
             let mut out = Vec::with_capacity(order.len());
             for k in &order {
                 let (size, count) = sums[k];
-                total_size += size;
-                total_count += count;
-                if let (Some(from), Some(to)) = (self.nodes.by_ip(&k.src), self.nodes.by_ip(&k.dst)) {
-                    out.push(FlowJson {
+                match (self.nodes.by_ip(&k.src), self.nodes.by_ip(&k.dst)) {
+                    (Some(from), Some(to)) => out.push(FlowJson {
                         from,
                         to,
                         protocol: k.protocol,
@@ -267,11 +269,24 @@ impl Core {
                         to_port: k.dst_port,
                         size,
                         count,
-                    });
+                    }),
+                    _ => lost = (lost.0 + size, lost.1 + count),
                 }
             }
-            self.stats.add("spind", "traffic-messages", 1);
-            msgs.push(self.traffic_msg(messages::traffic(&out, time, total_size, total_count)));
+            // A busy router has tens of thousands of flows a second: several messages of a
+            // bounded size keep every subscriber's (and the broker's) buffers small.
+            for (i, chunk) in out.chunks(MAX_FLOWS_PER_MESSAGE).enumerate() {
+                let (mut size, mut count) = if i == 0 { lost } else { (0, 0) };
+                for f in chunk {
+                    size += f.size;
+                    count += f.count;
+                }
+                self.stats.add("spind", "traffic-messages", 1);
+                msgs.push(self.traffic_msg(messages::traffic(chunk, time, size, count)));
+            }
+            if out.is_empty() {
+                msgs.push(self.traffic_msg(messages::traffic(&[], time, lost.0, lost.1)));
+            }
         }
         for s in blocked {
             msgs.push(self.blocked_msg(&s));

@@ -127,15 +127,17 @@ mod embedded {
     ///   retained `nodeInfo` for every live node, which can be thousands: keep this high.
     ///   Forwards share the payload buffers, so a big batch costs little memory.
     /// * The commit log of each subscribed filter keeps up to `(count + 1) * size` bytes: that is
-    ///   how far a slow subscriber may lag before it skips messages (QoS 0, no disconnect).
-    ///   8 x 1 MiB is ~4 s at 2,000 messages/s of 1 KB; payloads are shared between filters.
+    ///   how far a slow subscriber may lag before it skips messages (QoS 0, no disconnect), and
+    ///   what a subscriber costs in memory. 13 x 256 KiB is ~4 s of a router with 10,000 active
+    ///   flows (the core splits `traffic` into messages of at most 1,000 flows, ~85 KB, so one
+    ///   message never fills a segment); payloads are shared between filters.
     /// * `max_connections` sizes preallocated tables; a home router needs few.
     fn router_config() -> rumqttd::RouterConfig {
         rumqttd::RouterConfig {
             max_connections: 256,
             max_outgoing_packet_count: 20_000,
-            max_segment_size: 1024 * 1024,
-            max_segment_count: 8,
+            max_segment_size: 256 * 1024,
+            max_segment_count: 12,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

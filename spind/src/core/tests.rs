@@ -253,3 +253,20 @@ fn node_add_ip_returns_the_id_and_rejects_taken_or_bad_addresses() {
     assert_eq!(core.op_node_add_ip(0, "x", out).unwrap_err().message, "Not a valid IP address");
     assert_eq!(core.op_node_add_ip(7, "192.0.2.2", out).unwrap_err().message, "Unknown node id");
 }
+
+#[test]
+fn a_busy_interval_is_split_into_bounded_traffic_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let flows: Vec<FlowSample> = (0..2500u32)
+        .map(|i| flow(DEV, &format!("203.0.{}.{}", i / 250, i % 250 + 1), 443, 100, 1))
+        .collect();
+    let out = run(&mut core, Event::Flows { time: 1001, flows, local: false });
+    let traffic: Vec<Value> = on_topic(&out, "SPIN/traffic").iter().map(|t| serde_json::from_str(t).unwrap()).collect();
+    let sizes: Vec<usize> = traffic.iter().map(|t| t["result"]["flows"].as_array().unwrap().len()).collect();
+    assert_eq!(sizes, [1000, 1000, 500]);
+    for t in &traffic {
+        let n = t["result"]["flows"].as_array().unwrap().len() as u64;
+        assert_eq!((t["result"]["total_size"].as_u64(), t["result"]["total_count"].as_u64()), (Some(n * 100), Some(n)));
+    }
+}

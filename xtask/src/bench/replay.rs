@@ -24,7 +24,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
         write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
 
     let (secs, peak_kb) = replay(bin, dir, &capture)?;
-    let idle_kb = idle_rss(bin, dir)?;
+    let (idle_kb, ui_ms) = idle_rss(bin, dir)?;
     let size = std::fs::metadata(bin).map_err(|e| e.to_string())?.len();
 
     let report = format!(
@@ -32,7 +32,8 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
          | replay of {packets} packets, {} hosts, as fast as possible | {secs:.2} s ({:.0} packets/s) | < 5 s |\n\
          | peak RSS during that replay | {:.1} MB | < 64 MB |\n\
          | idle RSS (broker, web server, extsrc socket) | {:.1} MB | < 8 MB |\n\
-         | release binary, x86_64, stripped | {:.2} MB | < 4 MB |\n",
+         | first load of the UI: index.html and every file it references, one fresh connection each, from spind on loopback | {ui_ms:.1} ms | < 1 s |\n\
+         | release binary, x86_64, stripped (default features) | {size} bytes ({:.2} MiB) | < 4 MB |\n",
         DEVICES + REMOTES,
         packets as f64 / secs,
         peak_kb as f64 / 1024.0,
@@ -41,6 +42,9 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     );
     Ok(report)
 }
+
+/// spind's web port during the benchmark (fixed: spind is told its ports).
+const HTTP_PORT: u16 = 38833;
 
 fn config(dir: &Path) -> Result<PathBuf, String> {
     let conf = dir.join("spind.conf");
@@ -67,7 +71,7 @@ fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
             "--websocket-port",
             "38832",
             "--http-port",
-            "38833",
+            &HTTP_PORT.to_string(),
             "-j",
         ])
         .arg(dir.join("rpc.sock"))
@@ -93,7 +97,8 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
     Ok((secs, maxrss_kb))
 }
 
-fn idle_rss(bin: &Path, dir: &Path) -> Result<u64, String> {
+/// An idle spind's VmRSS (KiB) after 5 s, then the time (ms) to load the UI from it.
+fn idle_rss(bin: &Path, dir: &Path) -> Result<(u64, f64), String> {
     let mut cmd = spind(bin, dir)?;
     cmd.arg("-P").arg("-e").arg(dir.join("extsrc.sock"));
     let mut child = cmd
@@ -102,13 +107,43 @@ fn idle_rss(bin: &Path, dir: &Path) -> Result<u64, String> {
     std::thread::sleep(Duration::from_secs(5));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let ui = ui_first_load(HTTP_PORT);
     let _ = child.kill();
     let _ = child.wait();
-    status
+    let rss = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .ok_or_else(|| "idle spind exited early (no VmRSS)".into())
+        .ok_or_else(|| "idle spind exited early (no VmRSS)".to_string())?;
+    Ok((rss, ui?))
+}
+
+/// A cold first load as a browser without cache does it: `/`, then every `src`/`href` it
+/// names, each over a new connection with gzip accepted. Returns milliseconds.
+fn ui_first_load(port: u16) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    let get = |path: &str| -> Result<Vec<u8>, String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("UI load: {e}"))?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        if !out.starts_with(b"HTTP/1.1 200") {
+            return Err(format!("UI load: GET {path}: {}", String::from_utf8_lossy(&out[..out.len().min(40)])));
+        }
+        Ok(out)
+    };
+    let start = std::time::Instant::now();
+    let index = String::from_utf8_lossy(&get("/")?).into_owned();
+    for attr in ["src=\"", "href=\""] {
+        for part in index.split(attr).skip(1) {
+            let target = part.split('"').next().unwrap_or("");
+            if !target.is_empty() && !target.contains("://") && !target.starts_with('#') {
+                get(&format!("/{}", target.trim_start_matches("./")))?;
+            }
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Waits for `pid`, returning its exit status and peak RSS in KiB (children included).
