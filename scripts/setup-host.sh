@@ -10,7 +10,9 @@ fi
 
 packages=(
     # namespace topologies and real traffic for spind's integration tests
-    iproute2 nftables conntrack dnsmasq-base dnsutils curl tcpdump
+    iproute2 iputils-ping nftables conntrack dnsmasq-base dnsutils curl tcpdump
+    # the web UI's tests run in a real browser; TLS tests make a certificate with openssl
+    chromium chromium-driver openssl
     # real MQTT clients for manual checks and tests
     mosquitto-clients
     # a real external broker for the pubsub_run_mosquitto = 0 tests
