@@ -167,6 +167,21 @@ impl Publish {
     }
 }
 
+/// A stand-in for the core in transport tests: answers `echo:<request>`, or nothing for the
+/// request `notify`.
+#[cfg(test)]
+pub(crate) fn fake_core() -> std::sync::mpsc::Sender<Input> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for input in rx {
+            if let Input::Rpc { request, reply: RpcReply::Channel(r) } = input {
+                let _ = r.send((request != "notify").then(|| format!("echo:{request}")));
+            }
+        }
+    });
+    tx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

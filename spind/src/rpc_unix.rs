@@ -213,23 +213,7 @@ mod tests {
     use std::io::BufRead;
     use std::net::Shutdown;
 
-    /// A stand-in for the core: answers `echo:<request>`, or nothing for the request `notify`.
-    fn fake_core() -> Sender<Input> {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for input in rx {
-                if let Input::Rpc {
-                    request,
-                    reply: RpcReply::Channel(r),
-                } = input
-                {
-                    let answer = (request != "notify").then(|| format!("echo:{request}"));
-                    let _ = r.send(answer);
-                }
-            }
-        });
-        tx
-    }
+    use crate::event::fake_core;
 
     fn socket() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -593,29 +593,11 @@ setInterval(poll, 2000);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::RpcReply;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
-    use std::sync::mpsc;
     use std::time::Duration;
 
-    /// Answers `echo:<request>`, or nothing for the request `notify`.
-    fn fake_core() -> Sender<Input> {
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for input in rx {
-                if let Input::Rpc {
-                    request,
-                    reply: RpcReply::Channel(r),
-                } = input
-                {
-                    let answer = (request != "notify").then(|| format!("echo:{request}"));
-                    let _ = r.send(answer);
-                }
-            }
-        });
-        tx
-    }
+    use crate::event::fake_core;
 
     fn start() -> SocketAddr {
         let addr = TcpListener::bind("127.0.0.1:0")

@@ -50,3 +50,24 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A DNS message for `<label>.bench.test` (type A): the query, or with `answer` (address, TTL)
+/// the response with that one A record. Both benchmarks generate DNS load with it.
+pub(crate) fn dns_message(id: u16, label: &str, answer: Option<([u8; 4], u32)>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(if answer.is_some() { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    m.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+    for part in [label, "bench", "test"] {
+        m.push(part.len() as u8);
+        m.extend_from_slice(part.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if let Some((addr, ttl)) = answer {
+        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&[0, 4]);
+        m.extend_from_slice(&addr);
+    }
+    m
+}

@@ -226,28 +226,7 @@ fn tcp(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
 
 /// A DNS query (or its answer with one A record) for `host<i>.bench.test`.
 fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&(i as u16).to_be_bytes());
-    m.extend_from_slice(if answer.is_some() {
-        &[0x81, 0x80]
-    } else {
-        &[0x01, 0x00]
-    });
-    m.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
-    let label = format!("host{i}");
-    m.push(label.len() as u8);
-    m.extend_from_slice(label.as_bytes());
-    m.push(5);
-    m.extend_from_slice(b"bench");
-    m.push(4);
-    m.extend_from_slice(b"test");
-    m.push(0);
-    m.extend_from_slice(&[0, 1, 0, 1]);
-    if let Some(a) = answer {
-        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
-        m.extend_from_slice(&a);
-    }
-    m
+    super::dns_message(i as u16, &format!("host{i}"), answer.map(|a| (a, 3600)))
 }
 
 /// Writes the capture (classic pcap, microseconds, Ethernet) and returns its packet count.

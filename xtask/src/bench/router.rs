@@ -728,19 +728,7 @@ fn answer(q: &[u8], out: &mut Vec<u8>) -> Option<u32> {
 }
 
 fn query(n: u32) -> Vec<u8> {
-    let mut m = Vec::with_capacity(40);
-    m.extend_from_slice(&(n as u16).to_be_bytes());
-    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    let label = format!("q{n}");
-    m.push(label.len() as u8);
-    m.extend_from_slice(label.as_bytes());
-    m.push(5);
-    m.extend_from_slice(b"bench");
-    m.push(4);
-    m.extend_from_slice(b"test");
-    m.push(0);
-    m.extend_from_slice(&[0, 1, 0, 1]);
-    m
+    super::dns_message(n as u16, &format!("q{n}"), None)
 }
 
 /// One DNS load run: queries `first .. first + RATE * SECS` from the client.
