@@ -128,16 +128,18 @@ mod embedded {
     ///   Forwards share the payload buffers, so a big batch costs little memory.
     /// * The commit log of each subscribed filter keeps up to `(count + 1) * size` bytes: that is
     ///   how far a slow subscriber may lag before it skips messages (QoS 0, no disconnect), and
-    ///   what a subscriber costs in memory. 13 x 256 KiB is ~4 s of a router with 10,000 active
-    ///   flows (the core splits `traffic` into messages of at most 1,000 flows, ~85 KB, so one
-    ///   message never fills a segment); payloads are shared between filters.
+    ///   what a subscriber costs in memory. 4 x 256 KiB is ~1 s of a router with 10,000 active
+    ///   flows (~10 s of a typical home); a browser that falls further behind skips some
+    ///   traffic messages instead of the router's memory growing. The core splits `traffic`
+    ///   into messages of at most 1,000 flows (~85 KB), so one message never fills a segment;
+    ///   payloads are shared between filters.
     /// * `max_connections` sizes preallocated tables; a home router needs few.
     fn router_config() -> rumqttd::RouterConfig {
         rumqttd::RouterConfig {
             max_connections: 256,
             max_outgoing_packet_count: 20_000,
             max_segment_size: 256 * 1024,
-            max_segment_count: 12,
+            max_segment_count: 3,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
