@@ -85,8 +85,10 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
     Ok(())
 }
 
-/// qemu-img writes a random content id (`CID=xxxxxxxx`) into the VMDK descriptor; a fixed one
-/// keeps the OVA reproducible. Same length, so nothing moves.
+/// qemu-img writes a random content id (`CID=` and up to 8 hex digits: it drops leading zeros)
+/// into the VMDK descriptor; a fixed one keeps the OVA reproducible. The descriptor text is
+/// NUL-padded to its sectors, so a longer CID shifts the rest of the text into that padding and
+/// nothing outside the descriptor moves.
 pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
     let mut data = fs::read(vmdk).map_err(|e| e.to_string())?;
     let head = &data[..data.len().min(64 * 1024)];
@@ -95,20 +97,52 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
         .position(|w| w == b"CID=")
         .ok_or_else(|| format!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
     let start = pos + 4;
-    let end = start
-        + data[start..]
+    let end = start + data[start..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    let text_end = end
+        + data[end..]
             .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
-    if end - start != cid.len() {
-        return Err(format!(
-            "{}: unexpected CID length {}",
-            vmdk.display(),
-            end - start
-        ));
+            .position(|&b| b == 0)
+            .ok_or_else(|| format!("{}: VMDK descriptor without padding", vmdk.display()))?;
+    let mut text = cid.as_bytes().to_vec();
+    text.extend_from_slice(&data[end..text_end]);
+    let region_end = start + text.len().max(text_end - start);
+    if data[text_end..region_end].iter().any(|&b| b != 0) {
+        return Err(format!("{}: no room in the VMDK descriptor for CID={cid}", vmdk.display()));
     }
-    data[start..end].copy_from_slice(cid.as_bytes());
+    text.resize(region_end - start, 0);
+    data[start..region_end].copy_from_slice(&text);
     fs::write(vmdk, data).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod cid_tests {
+    use super::fix_vmdk_cid;
+
+    #[test]
+    fn a_short_or_full_length_cid_becomes_the_fixed_one() {
+        let dir = tempfile_dir();
+        for old in ["abc1234", "abcdef12", "1"] {
+            let p = dir.join(format!("d-{old}.vmdk"));
+            let mut img = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=".to_vec();
+            img.extend_from_slice(old.as_bytes());
+            img.extend_from_slice(b"\nparentCID=ffffffff\n");
+            img.extend_from_slice(&[0u8; 64]);
+            img.extend_from_slice(b"GRAIN");
+            std::fs::write(&p, &img).unwrap();
+            fix_vmdk_cid(&p, "0badc0de").unwrap();
+            let got = std::fs::read(&p).unwrap();
+            assert_eq!(got.len(), img.len());
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
+            assert!(got.ends_with(b"GRAIN"));
+        }
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-cid-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }
 
 fn mac(board: &str, nic: &str) -> String {
