@@ -17,7 +17,7 @@ use std::time::Duration;
 /// `qemu-test probe ADDR PORT...`: one line per port: `ADDR PORT open|closed|filtered`.
 /// ADDR may carry a zone (`fe80::1%wan0`).
 pub fn probe(addr: &str, ports: &[u16]) -> Result<String, String> {
-    let mut out = String::new();
+    let mut targets = Vec::new();
     for &p in ports {
         let sa: SocketAddr = if addr.contains(':') {
             let (ip, zone) = addr.split_once('%').unwrap_or((addr, ""));
@@ -27,11 +27,25 @@ pub fn probe(addr: &str, ports: &[u16]) -> Result<String, String> {
         } else {
             (addr, p).to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?
         };
-        let state = match TcpStream::connect_timeout(&sa, Duration::from_secs(2)) {
-            Ok(_) => "open",
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "closed",
-            Err(_) => "filtered",
-        };
+        targets.push((p, sa));
+    }
+    // All ports at once: a filtered port costs the whole timeout.
+    let handles: Vec<_> = targets
+        .into_iter()
+        .map(|(p, sa)| {
+            std::thread::spawn(move || {
+                let state = match TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
+                    Ok(_) => "open",
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "closed",
+                    Err(_) => "filtered",
+                };
+                (p, state)
+            })
+        })
+        .collect();
+    let mut out = String::new();
+    for h in handles {
+        let (p, state) = h.join().map_err(|_| "probe thread panicked")?;
         out.push_str(&format!("{addr} {p} {state}\n"));
     }
     Ok(out)

@@ -316,15 +316,24 @@ impl Vm {
         self.write("root\n")?;
         self.serial.wait_for("assword: ", Duration::from_secs(30), "the password prompt")?;
         self.write(&format!("{password}\n"))?;
-        // Quiet shell: no echo, no prompt decorations; `$((..))` so the typed text cannot match.
-        self.write("stty -echo; PS1='# '; echo LOGGED-IN-$((40+2))\n")?;
+        // Type only once the shell prompts (login discards what is typed before).
         let (i, _) = self.serial.wait_any(
-            &["LOGGED-IN-42", "Login incorrect"],
+            &[":~# ", "Login incorrect"],
             Duration::from_secs(60),
-            "a root shell on the serial console",
+            "the root shell's prompt on the serial console",
         )?;
         if i == 1 {
             return Err("root login on the serial console failed (Login incorrect)".into());
+        }
+        // Quiet shell: no echo, a plain prompt; `$((..))` so the typed text cannot match.
+        let mut tries = 0;
+        loop {
+            self.write("stty -echo; PS1='# '; echo LOGGED-IN-$((40+2))\n")?;
+            match self.serial.wait_for("LOGGED-IN-42", Duration::from_secs(10), "a root shell on the serial console") {
+                Ok(_) => break,
+                Err(e) if tries >= 5 => return Err(e),
+                Err(_) => tries += 1,
+            }
         }
         self.logged_in = true;
         Ok(())
