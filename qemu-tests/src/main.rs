@@ -53,7 +53,13 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let board = board.ok_or(HELP)?;
     // Absolute paths: the servers in the namespaces change directory.
-    let abs = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let abs = |p: PathBuf| {
+        if p.is_absolute() {
+            p
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    };
     let images = images.map(abs);
     let out = out.map(abs);
     let opts = qemu_tests::suite::Options {

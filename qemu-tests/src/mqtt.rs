@@ -28,18 +28,25 @@ pub fn subscriber(host: &str, port: u16, transport: &str, out: &str) -> Result<(
     let t0 = Instant::now();
     let ms = || t0.elapsed().as_millis() as u64;
     let mut line = |v: Value| -> Result<(), String> {
-        writeln!(f, "{v}").and_then(|_| f.flush()).map_err(|e| format!("{out}: {e}"))
+        writeln!(f, "{v}")
+            .and_then(|_| f.flush())
+            .map_err(|e| format!("{out}: {e}"))
     };
     for ev in conn.iter() {
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 line(json!({"t": ms(), "event": "connected"}))?;
-                client.try_subscribe("SPIN/#", QoS::AtMostOnce).map_err(|e| e.to_string())?;
+                client
+                    .try_subscribe("SPIN/#", QoS::AtMostOnce)
+                    .map_err(|e| e.to_string())?;
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => line(json!({"t": ms(), "event": "subscribed"}))?,
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                line(json!({"t": ms(), "event": "subscribed"}))?
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let payload = serde_json::from_slice::<Value>(&p.payload)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into_owned()));
+                let payload = serde_json::from_slice::<Value>(&p.payload).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&p.payload).into_owned())
+                });
                 line(json!({"t": ms(), "topic": p.topic, "retain": p.retain, "payload": payload}))?;
             }
             Ok(_) => {}
@@ -74,18 +81,25 @@ pub fn read(path: &std::path::Path, from: usize) -> (Vec<String>, Vec<Msg>) {
     let mut events = Vec::new();
     let mut msgs = Vec::new();
     for l in text.lines().skip(from) {
-        let Ok(v) = serde_json::from_str::<Value>(l) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
         if let Some(e) = v["event"].as_str() {
             events.push(e.to_string());
         } else {
-            msgs.push(Msg { topic: v["topic"].as_str().unwrap_or("").to_string(), payload: v["payload"].clone() });
+            msgs.push(Msg {
+                topic: v["topic"].as_str().unwrap_or("").to_string(),
+                payload: v["payload"].clone(),
+            });
         }
     }
     (events, msgs)
 }
 
 pub fn line_count(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 /// The latest node objects by id (from retained/non-retained `nodeInfo`), merges followed.
@@ -106,7 +120,9 @@ impl Nodes {
                     }
                 }
                 "nodeMerged" => {
-                    if let (Some(a), Some(b)) = (m.result()["id"].as_u64(), m.result()["merged-to"].as_u64()) {
+                    if let (Some(a), Some(b)) =
+                        (m.result()["id"].as_u64(), m.result()["merged-to"].as_u64())
+                    {
                         merged.insert(a, b);
                     }
                 }
@@ -138,7 +154,10 @@ impl Nodes {
 }
 
 pub fn has_str(v: &Value, key: &str, want: &str) -> bool {
-    v[key].as_array().is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case(want))))
+    v[key].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case(want)))
+    })
 }
 
 /// Bytes of `traffic` flows between nodes `a` and `b` (either direction) to/from `port`.
@@ -155,4 +174,71 @@ pub fn flow_bytes(msgs: &[Msg], nodes: &Nodes, a: u64, b: u64, port: u64) -> u64
         }
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &str, payload: Value) -> Msg {
+        Msg {
+            topic: topic.into(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn flow_bytes_follow_merges_and_both_directions() {
+        let msgs = vec![
+            msg(
+                "SPIN/traffic/node/1",
+                json!({"command":"nodeInfo","result":{"id":1,"mac":"02:5a:00:00:02:02","ips":["192.168.8.100"]}}),
+            ),
+            msg(
+                "SPIN/traffic/node/2",
+                json!({"command":"nodeInfo","result":{"id":2,"ips":["198.51.100.80"],"domains":["www.example.test."]}}),
+            ),
+            msg(
+                "SPIN/traffic",
+                json!({"command":"traffic","argument":"","result":{"flows":[
+                {"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":1000,"count":3},
+                {"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":443,"size":7,"count":1}]}}),
+            ),
+            msg(
+                "SPIN/traffic/admin",
+                json!({"command":"nodeMerged","result":{"id":3,"merged-to":2}}),
+            ),
+            msg(
+                "SPIN/traffic",
+                json!({"command":"traffic","argument":"","result":{"flows":[
+                {"from":3,"to":1,"protocol":6,"from_port":80,"to_port":40001,"size":500,"count":2}]}}),
+            ),
+        ];
+        let nodes = Nodes::from(&msgs);
+        assert_eq!(nodes.resolve(3), 2);
+        assert_eq!(flow_bytes(&msgs, &nodes, 1, 2, 80), 1500);
+        let (id, _) = nodes
+            .find(|v| has_str(v, "domains", "WWW.example.test."))
+            .unwrap();
+        assert_eq!(id, 2);
+    }
+
+    #[test]
+    fn transcript_lines_split_into_events_and_messages() {
+        let dir = std::env::temp_dir().join(format!("qemu-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.jsonl");
+        std::fs::write(
+            &p,
+            "{\"event\":\"connected\",\"t\":1}\n{\"event\":\"subscribed\",\"t\":2}\n\
+             {\"t\":3,\"topic\":\"SPIN/traffic\",\"retain\":false,\"payload\":{\"command\":\"serverRestart\"}}\n",
+        )
+        .unwrap();
+        let (ev, msgs) = read(&p, 0);
+        assert_eq!(ev, ["connected", "subscribed"]);
+        assert_eq!(msgs[0].command(), "serverRestart");
+        assert_eq!(read(&p, 2).1.len(), 1);
+        assert_eq!(line_count(&p), 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

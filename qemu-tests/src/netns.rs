@@ -25,7 +25,10 @@ impl Netns {
         remove(name);
         sh::ns("", &["ip", "netns", "add", name])?;
         sh::ns(name, &["ip", "link", "set", "lo", "up"])?;
-        Ok(Netns { name: name.to_string(), children: Vec::new() })
+        Ok(Netns {
+            name: name.to_string(),
+            children: Vec::new(),
+        })
     }
 
     pub fn run(&self, args: &[&str]) -> Result<String, String> {
@@ -52,9 +55,13 @@ impl Netns {
             let ns = File::open(&ns_path).map_err(|e| format!("{ns_path}: {e}"))?;
             // Only this (short-lived) thread enters the namespace.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns {ns_path}: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "setns {ns_path}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
-            let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            let fd =
+                unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(format!("/dev/net/tun: {}", std::io::Error::last_os_error()));
             }
@@ -66,7 +73,10 @@ impl Netns {
             ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
             const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
             if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) } != 0 {
-                return Err(format!("TUNSETIFF {dev}: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "TUNSETIFF {dev}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             Ok(fd)
         })
@@ -76,7 +86,9 @@ impl Netns {
 
     /// Starts a long-running process in the namespace (killed on drop).
     pub fn spawn(&mut self, what: &str, mut c: Command) -> Result<(), String> {
-        let child = c.spawn().map_err(|e| format!("cannot start {what} ({}): {e}", sh::show(&c)))?;
+        let child = c
+            .spawn()
+            .map_err(|e| format!("cannot start {what} ({}): {e}", sh::show(&c)))?;
         self.children.push((what.to_string(), child));
         Ok(())
     }

@@ -27,7 +27,8 @@ pub fn show(c: &Command) -> String {
 
 /// Runs and returns the output, whatever the exit status.
 pub fn output(mut c: Command) -> Result<Output, String> {
-    c.output().map_err(|e| format!("cannot run {}: {e}", show(&c)))
+    c.output()
+        .map_err(|e| format!("cannot run {}: {e}", show(&c)))
 }
 
 /// Runs; an error (with stderr) unless it exits 0. Returns stdout.

@@ -29,13 +29,18 @@ pub struct BootInfo {
 impl BootInfo {
     pub fn load(dir: &Path, board: &str) -> Result<BootInfo, String> {
         let path = dir.join(format!("spin-{board}.boot.txt"));
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let kv: BTreeMap<&str, &str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once('='))
             .collect();
-        let get = |k: &str| kv.get(k).map(|v| v.to_string()).ok_or_else(|| format!("{}: no {k}=", path.display()));
+        let get = |k: &str| {
+            kv.get(k)
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("{}: no {k}=", path.display()))
+        };
         let disk = dir.join(format!("spin-{board}.img"));
         for f in [&disk] {
             if !f.exists() {
@@ -90,7 +95,9 @@ pub fn overlay(base: &Path, overlay: &Path, size: Option<&str>) -> Result<(), St
     let _ = std::fs::remove_file(overlay);
     let base_s = base.to_string_lossy();
     let ov = overlay.to_string_lossy();
-    let mut args = vec!["qemu-img", "create", "-q", "-f", "qcow2", "-b", &base_s, "-F", "raw", &ov];
+    let mut args = vec![
+        "qemu-img", "create", "-q", "-f", "qcow2", "-b", &base_s, "-F", "raw", &ov,
+    ];
     if let Some(s) = size {
         args.push(s);
     }
@@ -105,30 +112,65 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
     let program = match spec.machine {
         Machine::PcBios => {
             a(&["-machine", "pc", "-m", "1024", "-smp", "2"]);
-            a(&["-drive", &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe")]);
+            a(&[
+                "-drive",
+                &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe"),
+            ]);
             a(&["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
             "qemu-system-x86_64"
         }
         Machine::ArmVirt => {
-            a(&["-machine", "virt", "-cpu", "cortex-a53", "-m", "1024", "-smp", "2"]);
-            a(&["-kernel", &b.kernel.to_string_lossy(), "-initrd", &b.initrd.to_string_lossy()]);
+            a(&[
+                "-machine",
+                "virt",
+                "-cpu",
+                "cortex-a53",
+                "-m",
+                "1024",
+                "-smp",
+                "2",
+            ]);
+            a(&[
+                "-kernel",
+                &b.kernel.to_string_lossy(),
+                "-initrd",
+                &b.initrd.to_string_lossy(),
+            ]);
             a(&["-append", &format!("{} console=ttyAMA0", b.cmdline)]);
-            a(&["-drive", &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe")]);
+            a(&[
+                "-drive",
+                &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe"),
+            ]);
             a(&["-device", "virtio-blk-pci,drive=disk0"]);
             "qemu-system-aarch64"
         }
         Machine::Raspi3b => {
             a(&["-machine", "raspi3b"]);
-            a(&["-kernel", &b.kernel.to_string_lossy(), "-initrd", &b.initrd.to_string_lossy()]);
+            a(&[
+                "-kernel",
+                &b.kernel.to_string_lossy(),
+                "-initrd",
+                &b.initrd.to_string_lossy(),
+            ]);
             if let Some(dtb) = &b.dtb {
                 a(&["-dtb", &dtb.to_string_lossy()]);
             }
             a(&["-append", &b.cmdline]);
-            a(&["-drive", &format!("file={disk},format=qcow2,if=sd,cache=unsafe")]);
+            a(&[
+                "-drive",
+                &format!("file={disk},format=qcow2,if=sd,cache=unsafe"),
+            ]);
             "qemu-system-aarch64"
         }
     };
-    a(&["-accel", spec.accel, "-nodefaults", "-display", "none", "-no-user-config"]);
+    a(&[
+        "-accel",
+        spec.accel,
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-user-config",
+    ]);
     if spec.machine != Machine::Raspi3b {
         a(&["-device", "virtio-rng-pci"]);
         // Tests switch DNSSEC validation off: the simulated internet has no signed root.
@@ -138,7 +180,14 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
         let id = if i == 0 { "wan" } else { "lan" };
         a(&["-netdev", &format!("tap,id={id},fd={}", nic.fd.as_raw_fd())]);
         // Fixed PCI slots: the first NIC (WAN) probes first and becomes eth0.
-        a(&["-device", &format!("virtio-net-pci,netdev={id},mac={},addr={:#x}", nic.mac, 0x10 + i)]);
+        a(&[
+            "-device",
+            &format!(
+                "virtio-net-pci,netdev={id},mac={},addr={:#x}",
+                nic.mac,
+                0x10 + i
+            ),
+        ]);
     }
     a(&["-chardev", "stdio,id=console,signal=off"]);
     if spec.machine == Machine::Raspi3b {
@@ -167,7 +216,11 @@ struct SerialText {
 impl Serial {
     fn new() -> Arc<Serial> {
         Arc::new(Serial {
-            inner: Mutex::new(SerialText { text: String::new(), cursor: 0, closed: false }),
+            inner: Mutex::new(SerialText {
+                text: String::new(),
+                cursor: 0,
+                closed: false,
+            }),
             cv: Condvar::new(),
         })
     }
@@ -185,7 +238,12 @@ impl Serial {
 
     /// Waits for the first of `needles` after the cursor; returns its index and the text from
     /// the cursor to the end of the match, and moves the cursor past it.
-    pub fn wait_any(&self, needles: &[&str], timeout: Duration, what: &str) -> Result<(usize, String), String> {
+    pub fn wait_any(
+        &self,
+        needles: &[&str],
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(usize, String), String> {
         let end = Instant::now() + timeout;
         let mut g = self.inner.lock().unwrap();
         loop {
@@ -202,7 +260,10 @@ impl Serial {
                 return Ok((i, seen));
             }
             if g.closed {
-                return Err(format!("QEMU exited while waiting for {what} ({:?} on the serial console)", needles[0]));
+                return Err(format!(
+                    "QEMU exited while waiting for {what} ({:?} on the serial console)",
+                    needles[0]
+                ));
             }
             let now = Instant::now();
             if now >= end {
@@ -223,7 +284,10 @@ impl Serial {
     /// The first line after the cursor containing `prefix` (without moving the cursor).
     pub fn find_line(&self, prefix: &str) -> Option<String> {
         let g = self.inner.lock().unwrap();
-        g.text[..].lines().find(|l| l.contains(prefix)).map(|l| l.to_string())
+        g.text[..]
+            .lines()
+            .find(|l| l.contains(prefix))
+            .map(|l| l.to_string())
     }
 
     pub fn mark(&self) -> usize {
@@ -259,16 +323,26 @@ impl Vm {
                 Ok(())
             });
         }
-        let stderr = File::create(&spec.stderr_log).map_err(|e| format!("{}: {e}", spec.stderr_log.display()))?;
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
+        let stderr = File::create(&spec.stderr_log)
+            .map_err(|e| format!("{}: {e}", spec.stderr_log.display()))?;
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
         let shown = sh::show(&c);
-        std::fs::write(spec.stderr_log.with_extension("cmdline"), format!("{shown}\n")).ok();
-        let mut child = c.spawn().map_err(|e| format!("cannot start QEMU ({shown}): {e}"))?;
+        std::fs::write(
+            spec.stderr_log.with_extension("cmdline"),
+            format!("{shown}\n"),
+        )
+        .ok();
+        let mut child = c
+            .spawn()
+            .map_err(|e| format!("cannot start QEMU ({shown}): {e}"))?;
         drop(spec.nics);
         let stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let serial = Serial::new();
-        let mut log = File::create(&spec.serial_log).map_err(|e| format!("{}: {e}", spec.serial_log.display()))?;
+        let mut log = File::create(&spec.serial_log)
+            .map_err(|e| format!("{}: {e}", spec.serial_log.display()))?;
         let s2 = serial.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
@@ -284,7 +358,14 @@ impl Vm {
             }
             s2.close();
         });
-        Ok(Vm { child, serial, stdin, started: Instant::now(), cmd_seq: 0, logged_in: false })
+        Ok(Vm {
+            child,
+            serial,
+            stdin,
+            started: Instant::now(),
+            cmd_seq: 0,
+            logged_in: false,
+        })
     }
 
     pub fn write(&mut self, s: &str) -> Result<(), String> {
@@ -295,11 +376,21 @@ impl Vm {
     }
 
     /// Waits for the ready marker (or the image's NOT-READY line, which fails at once).
-    pub fn wait_ready(&self, marker: &str, timeout: Duration, what: &str) -> Result<Duration, String> {
+    pub fn wait_ready(
+        &self,
+        marker: &str,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Duration, String> {
         let t = Instant::now();
-        let (i, _) = self.serial.wait_any(&[marker, "SPIN-ROUTER-NOT-READY"], timeout, what)?;
+        let (i, _) = self
+            .serial
+            .wait_any(&[marker, "SPIN-ROUTER-NOT-READY"], timeout, what)?;
         if i == 1 {
-            let line = self.serial.find_line("SPIN-ROUTER-NOT-READY").unwrap_or_default();
+            let line = self
+                .serial
+                .find_line("SPIN-ROUTER-NOT-READY")
+                .unwrap_or_default();
             return Err(format!("the router said: {line}"));
         }
         Ok(t.elapsed())
@@ -312,9 +403,14 @@ impl Vm {
         }
         // Wake the getty up; it prints its prompt again.
         self.write("\n")?;
-        self.serial.wait_for("login: ", Duration::from_secs(60), "the serial console's login prompt")?;
+        self.serial.wait_for(
+            "login: ",
+            Duration::from_secs(60),
+            "the serial console's login prompt",
+        )?;
         self.write("root\n")?;
-        self.serial.wait_for("assword: ", Duration::from_secs(30), "the password prompt")?;
+        self.serial
+            .wait_for("assword: ", Duration::from_secs(30), "the password prompt")?;
         self.write(&format!("{password}\n"))?;
         // Type only once the shell prompts (login discards what is typed before).
         let (i, _) = self.serial.wait_any(
@@ -329,7 +425,11 @@ impl Vm {
         let mut tries = 0;
         loop {
             self.write("stty -echo; PS1='# '; echo LOGGED-IN-$((40+2))\n")?;
-            match self.serial.wait_for("LOGGED-IN-42", Duration::from_secs(10), "a root shell on the serial console") {
+            match self.serial.wait_for(
+                "LOGGED-IN-42",
+                Duration::from_secs(10),
+                "a root shell on the serial console",
+            ) {
                 Ok(_) => break,
                 Err(e) if tries >= 5 => return Err(e),
                 Err(_) => tries += 1,
@@ -343,12 +443,27 @@ impl Vm {
     pub fn shell(&mut self, command: &str, timeout: Duration) -> Result<(i32, String), String> {
         self.cmd_seq += 1;
         let n = self.cmd_seq;
-        self.write(&format!("echo @@BEG\"\"IN{n}@@; {command}; echo @@E\"\"ND{n}:$?@@\n"))?;
-        self.serial.wait_for(&format!("@@BEGIN{n}@@\n"), timeout, &format!("the start of `{command}`"))?;
-        let out = self.serial.wait_for(&format!("@@END{n}:"), timeout, &format!("`{command}` to finish"))?;
-        let rest = self.serial.wait_for("@@", Duration::from_secs(5), "the exit status")?;
+        self.write(&format!(
+            "echo @@BEG\"\"IN{n}@@; {command}; echo @@E\"\"ND{n}:$?@@\n"
+        ))?;
+        self.serial.wait_for(
+            &format!("@@BEGIN{n}@@\n"),
+            timeout,
+            &format!("the start of `{command}`"),
+        )?;
+        let out = self.serial.wait_for(
+            &format!("@@END{n}:"),
+            timeout,
+            &format!("`{command}` to finish"),
+        )?;
+        let rest = self
+            .serial
+            .wait_for("@@", Duration::from_secs(5), "the exit status")?;
         let status = rest.trim_end_matches("@@").trim().parse().unwrap_or(-1);
-        Ok((status, out.trim_end_matches(&format!("@@END{n}:")).to_string()))
+        Ok((
+            status,
+            out.trim_end_matches(&format!("@@END{n}:")).to_string(),
+        ))
     }
 
     /// Reboots the guest cleanly (in place: QEMU resets, the disk overlay is kept).
@@ -379,17 +494,42 @@ pub fn probe_accel(machine: Machine, boot: &BootInfo, log: &Path) -> String {
     if machine != Machine::PcBios || std::env::consts::ARCH != "x86_64" {
         return "tcg".into();
     }
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return "tcg".into();
     }
     // Boot the image's kernel without a root file system: with KVM it panics within seconds
     // ("VFS: Unable to mount root fs") and -no-reboot ends QEMU.
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", "kvm", "-machine", "pc", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot"]);
+    c.args([
+        "-accel",
+        "kvm",
+        "-machine",
+        "pc",
+        "-m",
+        "256",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
     c.arg("-kernel").arg(&boot.kernel);
-    c.args(["-append", "console=ttyS0 panic=-1 root=/dev/nonexistent", "-serial", "stdio"]);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let Ok(mut child) = c.spawn() else { return "tcg".into() };
+    c.args([
+        "-append",
+        "console=ttyS0 panic=-1 root=/dev/nonexistent",
+        "-serial",
+        "stdio",
+    ]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let Ok(mut child) = c.spawn() else {
+        return "tcg".into();
+    };
     let t = Instant::now();
     let mut ok = false;
     while t.elapsed() < Duration::from_secs(8) {
@@ -408,7 +548,57 @@ pub fn probe_accel(machine: Machine, boot: &BootInfo, log: &Path) -> String {
     let verdict = if ok { "kvm" } else { "tcg" };
     let _ = std::fs::write(
         log,
-        format!("KVM probe: {} after {:.1} s -> {verdict}\n", if ok { "guest ran" } else { "no guest output" }, t.elapsed().as_secs_f64()),
+        format!(
+            "KVM probe: {} after {:.1} s -> {verdict}\n",
+            if ok { "guest ran" } else { "no guest output" },
+            t.elapsed().as_secs_f64()
+        ),
     );
     verdict.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_description_and_qemu_command_lines() {
+        let dir = std::env::temp_dir().join(format!("qemu-tests-vm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("spin-rpi3.boot.txt"),
+            "# comment\nBOARD=rpi3\nCMDLINE=console=ttyS1,115200 root=LABEL=RASPIROOT rw\nREADY_MARKER=SPIN-ROUTER-READY\n\
+             KERNEL=spin-rpi3.vmlinuz\nINITRD=spin-rpi3.initrd.img\nDTB=bcm2837-rpi-3-b.dtb\n",
+        )
+        .unwrap();
+        assert!(BootInfo::load(&dir, "rpi3")
+            .unwrap_err()
+            .contains("missing"));
+        std::fs::write(dir.join("spin-rpi3.img"), b"").unwrap();
+        let b = BootInfo::load(&dir, "rpi3").unwrap();
+        assert_eq!(
+            b.dtb.as_deref(),
+            Some(dir.join("bcm2837-rpi-3-b.dtb").as_path())
+        );
+        let spec = |machine| VmSpec {
+            machine,
+            boot: &b,
+            disk: dir.join("o.qcow2"),
+            nics: Vec::new(),
+            accel: "tcg",
+            serial_log: dir.join("s.log"),
+            stderr_log: dir.join("e.log"),
+        };
+        let virt = sh::show(&qemu_command(&spec(Machine::ArmVirt)));
+        assert!(virt.starts_with("qemu-system-aarch64 -machine virt -cpu cortex-a53"));
+        assert!(virt.contains("root=LABEL=RASPIROOT rw console=ttyAMA0"));
+        assert!(virt.contains("virtio-rng-pci") && virt.contains("opt/org.spin/dnssec,string=0"));
+        let pi = sh::show(&qemu_command(&spec(Machine::Raspi3b)));
+        assert!(
+            pi.contains("-dtb")
+                && pi.contains("if=sd")
+                && pi.contains("-serial null -serial chardev:console")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

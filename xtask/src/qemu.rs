@@ -47,10 +47,27 @@ const TOOLS: &[(&str, &str, bool)] = &[
 fn tools_for(board: &str) -> Vec<(&'static str, &'static str, bool)> {
     let mut t = TOOLS.to_vec();
     match board {
-        "rpi3" => t.push(("qemu-system-aarch64", "qemu-system-arm", true)),
+        "rpi3" => {
+            t.push(("qemu-system-aarch64", "qemu-system-arm", true));
+            // Building the rpi3 image: spind's TLS (rustls with ring) compiles C for
+            // aarch64-unknown-linux-musl; see musl_cc_for_image_build().
+            t.push(("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", false));
+        }
         _ => t.push(("qemu-system-x86_64", "qemu-system-x86", true)),
     }
     t
+}
+
+/// spind's default `tls` feature pulls in ring, whose build script compiles C for the target:
+/// for aarch64-unknown-linux-musl (rpi3) that needs a C cross compiler, which the image builder
+/// does not configure. Debian's aarch64-linux-gnu-gcc compiles ring's freestanding C fine for a
+/// static musl link (rust-lld links). Only set when the caller has not chosen a compiler.
+fn musl_cc_for_image_build(board: &str) {
+    const VAR: &str = "CC_aarch64_unknown_linux_musl";
+    if board == "rpi3" && std::env::var_os(VAR).is_none() && host::have("aarch64-linux-gnu-gcc") {
+        eprintln!("xtask qemu-test: {VAR}=aarch64-linux-gnu-gcc for the rpi3 image's spind (ring)");
+        std::env::set_var(VAR, "aarch64-linux-gnu-gcc");
+    }
 }
 
 /// Why the suite cannot run here (for `cargo xtask test`).
@@ -79,9 +96,15 @@ fn ensure_tools(boards: &[String]) -> Result<(), String> {
     }
     let regular: Vec<&str> = missing.iter().filter(|m| !m.2).map(|m| m.1).collect();
     let backports: Vec<&str> = missing.iter().filter(|m| m.2).map(|m| m.1).collect();
-    let what: Vec<String> = missing.iter().map(|m| format!("{} (package {})", m.0, m.1)).collect();
+    let what: Vec<String> = missing
+        .iter()
+        .map(|m| format!("{} (package {})", m.0, m.1))
+        .collect();
     if util::is_root() && std::path::Path::new("/etc/debian_version").exists() {
-        eprintln!("xtask qemu-test: installing missing host tools: {}", what.join(", "));
+        eprintln!(
+            "xtask qemu-test: installing missing host tools: {}",
+            what.join(", ")
+        );
         host::apt_install(&regular, &backports)
     } else {
         Err(format!(
@@ -107,20 +130,34 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 print!("{HELP}");
                 return Ok(());
             }
-            other => return Err(format!("xtask qemu-test: unknown argument {other:?}\n\n{HELP}")),
+            other => {
+                return Err(format!(
+                    "xtask qemu-test: unknown argument {other:?}\n\n{HELP}"
+                ))
+            }
         }
     }
     if boards.is_empty() {
         boards = BOARDS.iter().map(|s| s.to_string()).collect();
     }
     if let Some(b) = boards.iter().find(|b| !BOARDS.contains(&b.as_str())) {
-        return Err(format!("xtask qemu-test: no QEMU suite for board {b:?} (boards: {})", BOARDS.join(", ")));
+        return Err(format!(
+            "xtask qemu-test: no QEMU suite for board {b:?} (boards: {})",
+            BOARDS.join(", ")
+        ));
     }
     if let Some(why) = missing() {
         return Err(format!("xtask qemu-test: {why}"));
     }
     ensure_tools(&boards)?;
-    util::run(util::cargo().args(["build", "--locked", "-p", "qemu-tests", "--bin", "qemu-test"]))?;
+    util::run(util::cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "qemu-tests",
+        "--bin",
+        "qemu-test",
+    ]))?;
     let exe = image::target_dir().join("debug/qemu-test");
 
     let mut summary = Vec::new();
@@ -130,8 +167,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let images = image::target_dir().join("image").join(b).join("out");
         if build {
             let board = image::board::load(b)?;
-            image::build(&board, &image::Options { refresh_rootfs: false })
-                .map_err(|e| format!("xtask qemu-test: building the {b} image: {e}"))?;
+            musl_cc_for_image_build(b);
+            image::build(
+                &board,
+                &image::Options {
+                    refresh_rootfs: false,
+                },
+            )
+            .map_err(|e| format!("xtask qemu-test: building the {b} image: {e}"))?;
         } else if !images.join(format!("spin-{b}.img")).exists() {
             return Err(format!(
                 "xtask qemu-test: no image in {} (--no-build): build it with `cargo xtask image --board {b}`",
@@ -141,7 +184,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let build_secs = t0.elapsed().as_secs_f64();
         let out: PathBuf = image::target_dir().join("qemu-test").join(b);
         let mut c = Command::new(&exe);
-        c.args(["run", "--board", b]).arg("--images").arg(&images).arg("--out").arg(&out);
+        c.args(["run", "--board", b])
+            .arg("--images")
+            .arg(&images)
+            .arg("--out")
+            .arg(&out);
         if !raspi3b {
             c.arg("--no-raspi3b");
         }
