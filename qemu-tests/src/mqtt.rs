@@ -160,20 +160,22 @@ pub fn has_str(v: &Value, key: &str, want: &str) -> bool {
     })
 }
 
-/// Bytes of `traffic` flows between nodes `a` and `b` (either direction) to/from `port`.
-pub fn flow_bytes(msgs: &[Msg], nodes: &Nodes, a: u64, b: u64, port: u64) -> u64 {
-    let mut sum = 0;
+/// Bytes and packets of `traffic` flows between nodes `a` and `b` (either direction) to or
+/// from `port`.
+pub fn flow_bytes(msgs: &[Msg], nodes: &Nodes, a: u64, b: u64, port: u64) -> (u64, u64) {
+    let (mut bytes, mut packets) = (0, 0);
     for m in msgs.iter().filter(|m| m.command() == "traffic") {
         for f in m.result()["flows"].as_array().into_iter().flatten() {
             let from = nodes.resolve(f["from"].as_u64().unwrap_or(0));
             let to = nodes.resolve(f["to"].as_u64().unwrap_or(0));
             let ports = [f["from_port"].as_u64(), f["to_port"].as_u64()];
             if ((from == a && to == b) || (from == b && to == a)) && ports.contains(&Some(port)) {
-                sum += f["size"].as_u64().unwrap_or(0);
+                bytes += f["size"].as_u64().unwrap_or(0);
+                packets += f["count"].as_u64().unwrap_or(0);
             }
         }
     }
-    sum
+    (bytes, packets)
 }
 
 #[cfg(test)]
@@ -216,7 +218,7 @@ mod tests {
         ];
         let nodes = Nodes::from(&msgs);
         assert_eq!(nodes.resolve(3), 2);
-        assert_eq!(flow_bytes(&msgs, &nodes, 1, 2, 80), 1500);
+        assert_eq!(flow_bytes(&msgs, &nodes, 1, 2, 80), (1500, 5));
         let (id, _) = nodes
             .find(|v| has_str(v, "domains", "WWW.example.test."))
             .unwrap();

@@ -544,18 +544,27 @@ fn nodes_seen(msgs: &[mqtt::Msg], client_ip: &str) -> Result<(u64, u64), String>
 }
 
 /// Waits until the flows between device and server (port 80) since `marks` add up and stop
-/// growing; checks them against the download within 5%.
+/// growing, and checks them against the download.
+///
+/// spind reports conntrack's byte counters: whole IP packets, both directions, so the flows
+/// carry the download plus the IP and TCP headers of every packet (data and ACKs). How many
+/// packets that is depends on how much the router's NIC path merged (GRO), which varies with
+/// the load under TCG: measured +1.5% to +2.5% over IPv4 and +2.6% to +4.2% over IPv6, and up
+/// to ~5.4% / ~7.6% without any merging. So the check is: the flows' bytes are at least the
+/// download, and the flows' bytes less the headers of the packets they counted (`count` x
+/// 52 bytes for IPv4, 72 for IPv6: TCP with timestamps) match the download within 5%.
 fn traffic_matches(
     tr: &Transcripts,
     marks: &[usize],
     dev: u64,
     srv: u64,
     downloaded: u64,
+    header: u64,
 ) -> Result<String, String> {
     let mut summary = Vec::new();
     for (i, (name, path)) in tr.files.iter().enumerate() {
-        let mut last = (0u64, Instant::now());
-        let bytes = wait_until(
+        let mut last = ((0u64, 0u64), Instant::now());
+        let (bytes, packets) = wait_until(
             Duration::from_secs(30),
             &format!("{name}: traffic of the download to stop growing"),
             || {
@@ -568,19 +577,26 @@ fn traffic_matches(
                     return Ok(None);
                 }
                 Ok(
-                    (b >= downloaded * 9 / 10 && last.1.elapsed() >= Duration::from_secs(3))
+                    (b.0 >= downloaded * 9 / 10 && last.1.elapsed() >= Duration::from_secs(3))
                         .then_some(b),
                 )
             },
         )
-        .map_err(|e| format!("{e} (flow bytes seen: {})", last.0))?;
-        let diff = (bytes as f64 - downloaded as f64).abs() / downloaded as f64;
+        .map_err(|e| format!("{e} (flow bytes seen: {})", last.0 .0))?;
+        let payload = bytes.saturating_sub(packets * header);
+        let pct = |x: u64| (x as f64 / downloaded as f64 - 1.0) * 100.0;
         summary.push(format!(
-            "{name}: {bytes} bytes in traffic flows for {downloaded} downloaded ({:+.2}%)",
-            (bytes as f64 / downloaded as f64 - 1.0) * 100.0
+            "{name}: {bytes} bytes in {packets} packets for {downloaded} downloaded ({:+.2}%; less headers {:+.2}%)",
+            pct(bytes),
+            pct(payload)
         ));
-        if diff > 0.05 {
-            return Err(format!("{name}: traffic flows between nodes {dev} and {srv} carry {bytes} bytes, download was {downloaded} (more than 5% apart)"));
+        if bytes < downloaded || pct(payload).abs() > 5.0 {
+            return Err(format!(
+                "{name}: traffic flows between nodes {dev} and {srv} carry {bytes} bytes in {packets} packets \
+                 ({:+.2}%, less headers {:+.2}%) for a download of {downloaded} bytes",
+                pct(bytes),
+                pct(payload)
+            ));
         }
     }
     Ok(summary.join("; "))
@@ -746,8 +762,8 @@ fn e2e_vm(
         .push(format!("device node {dev}, server node {srv}"));
 
     let summary = report.step(
-        "MQTT: traffic flows of the IPv4 download match its size within 5%",
-        || traffic_matches(&tr, &mark_v4, dev, srv, got),
+        "MQTT: traffic flows of the IPv4 download match its size (within 5% less headers)",
+        || traffic_matches(&tr, &mark_v4, dev, srv, got, 52),
     )?;
     report.notes.push(format!("IPv4: {summary}"));
 
@@ -786,8 +802,8 @@ fn e2e_vm(
         },
     )?;
     let summary = report.step(
-        "MQTT: traffic flows of the IPv6 download match its size within 5%",
-        || traffic_matches(&tr, &mark_v6, dev, srv, got),
+        "MQTT: traffic flows of the IPv6 download match its size (within 5% less headers)",
+        || traffic_matches(&tr, &mark_v6, dev, srv, got, 72),
     )?;
     report.notes.push(format!("IPv6: {summary}"));
     let _ = marks;
