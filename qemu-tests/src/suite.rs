@@ -112,7 +112,13 @@ pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
     let _ = fs::remove_file(format!("/etc/netns/{NS_LAN}/resolv.conf"));
     let _ = fs::remove_dir(format!("/etc/netns/{NS_LAN}"));
     match r {
-        Ok(()) => Ok(report),
+        Ok(()) => {
+            // The disk overlays only matter for a post-mortem.
+            for f in ["disk-overlay.qcow2", "sd-overlay.qcow2"] {
+                let _ = fs::remove_file(opts.out.join(f));
+            }
+            Ok(report)
+        }
         Err(e) => {
             let _ = fs::write(opts.out.join("FAILED.txt"), format!("{e}\n"));
             Err((report, e))
