@@ -75,3 +75,21 @@ if ! dpkg-query -W -f='${Status}' qemu-user-static 2>/dev/null | grep -q "instal
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user-static
     fi
 fi
+
+# ---- QEMU tests (cargo xtask qemu-test, issue 6) -------------------------------------------------
+# QEMU 10 system emulators from bookworm-backports (the backports source is added above; the
+# bookworm 7.2 packages conflict with the backports qemu-utils), busybox for the LAN client's
+# DHCP client (udhcpc), and a C cross compiler for the rpi3 image's spind (ring, under TLS).
+qemu_backports=(qemu-system-x86 qemu-system-arm)
+qemu_packages=(busybox python3 gcc-aarch64-linux-gnu)
+qemu_missing=()
+for p in "${qemu_backports[@]}" "${qemu_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || qemu_missing+=("$p")
+done
+if [ ${#qemu_missing[@]} -gt 0 ]; then
+    echo "setup-host.sh: installing ${qemu_missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports "${qemu_backports[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${qemu_packages[@]}"
+fi
+# ---- end QEMU tests ----

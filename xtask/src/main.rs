@@ -4,6 +4,7 @@
 
 mod bench;
 mod image;
+mod qemu;
 mod test;
 mod util;
 
@@ -27,6 +28,10 @@ Commands:
                    SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
                    during the DNS load.
   image    build a router image: cargo xtask image --board NAME (--list for the boards)
+  qemu-test [--board x86_64|rpi3] [--no-build] [--no-raspi3b]
+           boot the images in QEMU between a LAN client and a simulated internet (network
+           namespaces; root) and check DHCP, DNS, NAT, spind's MQTT stream, blocking across a
+           reboot, the UI, the closed WAN (--help for more)
   help     this text
 ";
 
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
+        Some("qemu-test") => qemu::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -41,6 +41,12 @@ fn layers() -> Vec<Layer> {
         name: "openwrt: spind cross-built for GL.iNet boards, run under qemu-user, .ipk checked",
         missing: openwrt_missing,
         run: openwrt_packages,
+    },
+    // ---- qemu layer (issue 6): the images booted in QEMU, driven from LAN and WAN namespaces ----
+    Layer {
+        name: "qemu: x86_64 and rpi3 images booted in QEMU, end to end (cargo xtask qemu-test)",
+        missing: crate::qemu::missing,
+        run: || crate::qemu::run(&[]),
     }]
 }
 

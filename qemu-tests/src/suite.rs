@@ -1,0 +1,1125 @@
+//! The end-to-end suite: a router VM between a LAN client namespace and a simulated internet.
+//!
+//! ```text
+//!  netns spinq-lan                 QEMU (the image)                 netns spinq-wan
+//!  lan0 (tap) ── DHCP client ──── eth1 ─ br-lan 192.168.8.1     eth0 ──── wan0 (tap) 203.0.113.1/24
+//!  curl, dig, MQTT subscribers                  spind, dnsmasq, nft          2001:db8:1::1/64
+//!                                                                      dnsmasq: DHCP/RA/DHCPv6 + DNS
+//!                                                                      lo: 198.51.100.80, 2001:db8:80::80
+//!                                                                          HTTP (www.example.test)
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::mqtt::{self, has_str, Nodes};
+use crate::netns::Netns;
+use crate::sh;
+use crate::vm::{self, BootInfo, Machine, Nic, Vm, VmSpec};
+
+pub const NS_WAN: &str = "spinq-wan";
+pub const NS_LAN: &str = "spinq-lan";
+const WAN_TAP: &str = "wan0";
+const LAN_TAP: &str = "lan0";
+const VM_WAN_MAC: &str = "52:54:00:5a:00:01";
+const VM_LAN_MAC: &str = "52:54:00:5a:00:02";
+/// The router's WAN link-local address (networkd: EUI-64 from VM_WAN_MAC).
+const VM_WAN_LL: &str = "fe80::5054:ff:fe5a:1";
+const WAN_MAC: &str = "02:5a:00:00:01:01";
+pub const CLIENT_MAC: &str = "02:5a:00:00:02:02";
+pub const CLIENT_NAME: &str = "spin-test-laptop";
+const ROUTER: &str = "192.168.8.1";
+pub const SERVER_NAME: &str = "www.example.test";
+pub const SERVER_V4: &str = "198.51.100.80";
+pub const SERVER_V6: &str = "2001:db8:80::80";
+const FILE: &str = "file-2m.bin";
+/// spind's log (with the services around it) from the journal, over the serial console.
+const JOURNAL: &str =
+    "journalctl -b --no-pager -o short-monotonic -u spind -u dnsmasq -u systemd-networkd -u nftables -u spin-ready | tail -n 1000";
+const FILE_SIZE: u64 = 2 << 20;
+
+pub struct Options {
+    pub board: String,
+    pub images: PathBuf,
+    pub out: PathBuf,
+    /// This program (for the helper subcommands run inside the namespaces).
+    pub exe: PathBuf,
+    /// rpi3: also boot the SD image under `-M raspi3b`.
+    pub raspi3b: bool,
+}
+
+/// Timings of the steps, in order.
+#[derive(Default)]
+pub struct Report {
+    pub steps: Vec<(String, f64)>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+        let t = Instant::now();
+        eprintln!("qemu-test: {name} ...");
+        let r = f();
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(v) => {
+                eprintln!("qemu-test:   ok ({secs:.1} s)");
+                self.steps.push((name.to_string(), secs));
+                Ok(v)
+            }
+            Err(e) => {
+                self.steps.push((format!("{name} (FAILED)"), secs));
+                Err(format!("step \"{name}\" failed after {secs:.1} s: {e}"))
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for (n, t) in &self.steps {
+            s.push_str(&format!("{t:>7.1} s  {n}\n"));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("note: {n}\n"));
+        }
+        s
+    }
+}
+
+/// Runs the suite for one board. Artifacts go to `opts.out` whatever happens.
+pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
+    let mut report = Report::default();
+    let _ = fs::remove_dir_all(&opts.out);
+    if let Err(e) = fs::create_dir_all(&opts.out) {
+        return Err((report, format!("{}: {e}", opts.out.display())));
+    }
+    let t0 = Instant::now();
+    let r = e2e(opts, &mut report);
+    let r = r.and_then(|_| {
+        if opts.board == "rpi3" && opts.raspi3b {
+            raspi3b(opts, &mut report)
+        } else {
+            Ok(())
+        }
+    });
+    report
+        .steps
+        .push(("total".into(), t0.elapsed().as_secs_f64()));
+    let _ = fs::write(opts.out.join("timings.txt"), report.text());
+    let _ = fs::remove_file(format!("/etc/netns/{NS_LAN}/resolv.conf"));
+    let _ = fs::remove_dir(format!("/etc/netns/{NS_LAN}"));
+    match r {
+        Ok(()) => {
+            // The disk overlays only matter for a post-mortem.
+            for f in ["disk-overlay.qcow2", "sd-overlay.qcow2"] {
+                let _ = fs::remove_file(opts.out.join(f));
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = fs::write(opts.out.join("FAILED.txt"), format!("{e}\n"));
+            Err((report, e))
+        }
+    }
+}
+
+struct Env<'a> {
+    opts: &'a Options,
+    wan: Netns,
+    lan: Netns,
+    vm: Option<Vm>,
+    password: Option<String>,
+}
+
+fn e2e(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let out = &opts.out;
+    let boot = report.step("read the image's boot description", || {
+        BootInfo::load(&opts.images, &opts.board)
+    })?;
+    let machine = if opts.board == "rpi3" {
+        Machine::ArmVirt
+    } else {
+        Machine::PcBios
+    };
+    let accel = vm::probe_accel(machine, &boot, &out.join("accel.txt"));
+    report.notes.push(format!("accelerator: {accel}"));
+    let www = out.join("www");
+    let (wan, lan) = report.step(
+        "network namespaces: simulated internet and LAN client",
+        || {
+            let mut wan = Netns::create(NS_WAN)?;
+            setup_wan(&mut wan, out, &www)?;
+            let lan = Netns::create(NS_LAN)?;
+            lan.add_tap(LAN_TAP, CLIENT_MAC)?;
+            lan.run(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{LAN_TAP}.accept_ra=2"),
+            ])?;
+            Ok((wan, lan))
+        },
+    )?;
+    let mut env = Env {
+        opts,
+        wan,
+        lan,
+        vm: None,
+        password: None,
+    };
+    let r = e2e_vm(&mut env, report, &boot, machine, &accel);
+    // Artifacts: spind's log through the serial console when a shell can be had.
+    if let (Some(vm), Some(pw)) = (env.vm.as_mut(), env.password.clone()) {
+        let log = vm
+            .login(&pw)
+            .and_then(|_| vm.shell(JOURNAL, Duration::from_secs(60)))
+            .map(|(_, t)| t)
+            .unwrap_or_else(|e| format!("could not fetch the journal: {e}\n"));
+        let _ = fs::write(out.join("spind.log"), log);
+    }
+    if let Some(mut vm) = env.vm.take() {
+        vm.kill();
+    }
+    r
+}
+
+fn setup_wan(wan: &mut Netns, out: &Path, www: &Path) -> Result<(), String> {
+    wan.add_tap(WAN_TAP, WAN_MAC)?;
+    wan.run(&["ip", "addr", "add", "203.0.113.1/24", "dev", WAN_TAP])?;
+    wan.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        WAN_TAP,
+        "nodad",
+    ])?;
+    // "The internet": servers elsewhere, reached through the router's default route.
+    wan.run(&["ip", "addr", "add", &format!("{SERVER_V4}/32"), "dev", "lo"])?;
+    wan.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        &format!("{SERVER_V6}/128"),
+        "dev",
+        "lo",
+        "nodad",
+    ])?;
+    fs::create_dir_all(www).map_err(|e| e.to_string())?;
+    // A file of known size with content that does not compress.
+    let mut data = Vec::with_capacity(FILE_SIZE as usize);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < FILE_SIZE as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(www.join(FILE), &data).map_err(|e| e.to_string())?;
+    fs::write(
+        www.join("index.html"),
+        "<html><body>the simulated internet</body></html>\n",
+    )
+    .map_err(|e| e.to_string())?;
+
+    let leases = out.join("wan-dnsmasq.leases");
+    let log = out.join("wan-dnsmasq.log");
+    let mut c = wan.cmd(&[
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--user=root",
+        "--conf-file=/dev/null",
+    ]);
+    c.args([
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        &format!("--interface={WAN_TAP}"),
+        "--dhcp-authoritative",
+        "--dhcp-range=203.0.113.10,203.0.113.50,255.255.255.0,1h",
+        "--dhcp-option=option:router,203.0.113.1",
+        "--dhcp-option=option:dns-server,203.0.113.1",
+        "--enable-ra",
+        "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h",
+        "--dhcp-option=option6:dns-server,[2001:db8:1::1]",
+        &format!("--host-record={SERVER_NAME},{SERVER_V4},{SERVER_V6}"),
+        "--log-queries",
+        "--log-dhcp",
+    ]);
+    c.arg(format!("--dhcp-leasefile={}", leases.display()));
+    c.arg(format!("--log-facility={}", log.display()));
+    wan.spawn("dnsmasq (DHCP, RA, DNS of the simulated internet)", c)?;
+    let http_log = fs::File::create(out.join("wan-http.log")).map_err(|e| e.to_string())?;
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let mut c = wan.cmd(&[python, "-u", "-m", "http.server", "80", "--bind", "::"]);
+    c.arg("--directory").arg(www);
+    c.stdout(http_log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(http_log);
+    wan.spawn("HTTP server of the simulated internet", c)?;
+    std::thread::sleep(Duration::from_millis(500));
+    wan.check_children()
+}
+
+/// The router's WAN IPv4 address, from the simulated internet's DHCP leases.
+fn router_wan_v4(out: &Path) -> Option<String> {
+    let text = fs::read_to_string(out.join("wan-dnsmasq.leases")).ok()?;
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[1].eq_ignore_ascii_case(VM_WAN_MAC))
+        .map(|f| f[2].to_string())
+}
+
+fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "timed out after {} s waiting for {what}",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+struct Lease {
+    ip: String,
+    router: String,
+    dns: String,
+}
+
+fn lan_dhcp(env: &Env) -> Result<Lease, String> {
+    let out = &env.opts.out;
+    let script = out.join("udhcpc.script");
+    fs::write(
+        &script,
+        r#"#!/bin/sh
+# udhcpc event script (qemu-test): configure the LAN client and record the lease.
+case "$1" in
+bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip -4 addr add "$ip/${mask:-24}" dev "$interface"
+    set -- $router
+    ip -4 route replace default via "$1" dev "$interface"
+    printf 'ip=%s\nmask=%s\nrouter=%s\ndns=%s\nserverid=%s\nlease=%s\n' "$ip" "$mask" "$1" "$dns" "$serverid" "$lease" > "$LEASE_OUT"
+    ;;
+esac
+exit 0
+"#,
+    )
+    .map_err(|e| e.to_string())?;
+    sh::ns("", &["chmod", "755", &script.to_string_lossy()])?;
+    let lease_out = out.join("lan-lease.txt");
+    let _ = fs::remove_file(&lease_out);
+    let mut c = env.lan.cmd(&[
+        "env",
+        &format!("LEASE_OUT={}", lease_out.display()),
+        "busybox",
+        "udhcpc",
+    ]);
+    c.args([
+        "-i",
+        LAN_TAP,
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "10",
+        "-T",
+        "3",
+        "-x",
+        &format!("hostname:{CLIENT_NAME}"),
+    ]);
+    c.arg("-s").arg(&script);
+    let o = sh::output(c)?;
+    let _ = fs::write(
+        out.join("lan-udhcpc.log"),
+        [o.stdout.as_slice(), o.stderr.as_slice()].concat(),
+    );
+    let text = fs::read_to_string(&lease_out).map_err(|_| {
+        format!(
+            "no DHCP lease from the router (udhcpc: {})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )
+    })?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let lease = Lease {
+        ip: get("ip"),
+        router: get("router"),
+        dns: get("dns"),
+    };
+    let last: u32 = lease
+        .ip
+        .strip_prefix("192.168.8.")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if !(100..=250).contains(&last) {
+        return Err(format!(
+            "lease address {:?} is not in the router's pool 192.168.8.100-250",
+            lease.ip
+        ));
+    }
+    if lease.router != ROUTER {
+        return Err(format!(
+            "lease gateway {:?}, expected {ROUTER}",
+            lease.router
+        ));
+    }
+    if !lease.dns.split_whitespace().any(|d| d == ROUTER) {
+        return Err(format!(
+            "lease DNS servers {:?} do not include the router {ROUTER}",
+            lease.dns
+        ));
+    }
+    // Name resolution in the LAN namespace goes to the router (ip netns exec bind-mounts it).
+    fs::create_dir_all(format!("/etc/netns/{NS_LAN}")).map_err(|e| e.to_string())?;
+    fs::write(
+        format!("/etc/netns/{NS_LAN}/resolv.conf"),
+        format!("nameserver {ROUTER}\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(lease)
+}
+
+/// `curl` from the LAN: (exit code, http code, bytes).
+fn download(
+    env: &Env,
+    family: &str,
+    url: &str,
+    max_time: u32,
+) -> Result<(i32, String, u64), String> {
+    let o = sh::output(env.lan.cmd(&[
+        "curl",
+        family,
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--connect-timeout",
+        &max_time.to_string(),
+        "--max-time",
+        &max_time.to_string(),
+        "-w",
+        "%{http_code} %{size_download}",
+        url,
+    ]))?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut it = text.split_whitespace();
+    let code = it.next().unwrap_or("").to_string();
+    let size = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((o.status.code().unwrap_or(-1), code, size))
+}
+
+fn download_ok(env: &Env, family: &str, url: &str) -> Result<u64, String> {
+    let (rc, code, size) = download(env, family, url, 120)?;
+    if rc != 0 || code != "200" || size != FILE_SIZE {
+        return Err(format!("curl {family} {url}: exit {rc}, HTTP {code}, {size} bytes (want 200 and {FILE_SIZE} bytes)"));
+    }
+    Ok(size)
+}
+
+fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let url = format!("http://{ROUTER}:13026/spin_api/jsonrpc");
+    let text = sh::ns(
+        &env.lan.name,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+            &url,
+        ],
+    )?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{method}: reply is not JSON ({e}): {text}"))?;
+    if v.get("error").is_some() {
+        return Err(format!("{method} {params}: error reply {}", v["error"]));
+    }
+    Ok(v.get("result").cloned().unwrap_or(Value::Null))
+}
+
+fn dig(env: &Env, qtype: &str) -> Result<Vec<String>, String> {
+    let out = env.lan.run(&[
+        "dig",
+        "+short",
+        "+time=5",
+        "+tries=3",
+        &format!("@{ROUTER}"),
+        SERVER_NAME,
+        qtype,
+    ])?;
+    Ok(out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+struct Transcripts {
+    files: Vec<(String, PathBuf)>,
+}
+
+impl Transcripts {
+    fn marks(&self) -> Vec<usize> {
+        self.files
+            .iter()
+            .map(|(_, p)| mqtt::line_count(p))
+            .collect()
+    }
+    fn subscribed(&self) -> Vec<usize> {
+        self.files
+            .iter()
+            .map(|(_, p)| {
+                mqtt::read(p, 0)
+                    .0
+                    .iter()
+                    .filter(|e| *e == "subscribed")
+                    .count()
+            })
+            .collect()
+    }
+}
+
+/// Device and server nodes as seen on one transcript.
+fn nodes_seen(msgs: &[mqtt::Msg], client_ip: &str) -> Result<(u64, u64), String> {
+    let nodes = Nodes::from(msgs);
+    let (dev, dv) = nodes
+        .find(|v| {
+            v["mac"]
+                .as_str()
+                .is_some_and(|m| m.eq_ignore_ascii_case(CLIENT_MAC))
+        })
+        .ok_or(format!("no nodeInfo with the client's MAC {CLIENT_MAC}"))?;
+    if !has_str(dv, "ips", client_ip) {
+        return Err(format!(
+            "device node {dev} lacks the client's address {client_ip}: {dv}"
+        ));
+    }
+    if dv["name"].as_str() != Some(CLIENT_NAME) {
+        return Err(format!(
+            "device node {dev} is not named by DHCP ({CLIENT_NAME:?}): {dv}"
+        ));
+    }
+    let (srv, _) = nodes
+        .find(|v| has_str(v, "domains", &format!("{SERVER_NAME}.")) && has_str(v, "ips", SERVER_V4))
+        .ok_or(format!(
+            "no nodeInfo carrying {SERVER_NAME}. with {SERVER_V4}"
+        ))?;
+    let dnsq = msgs.iter().any(|m| {
+        m.command() == "dnsquery"
+            && nodes.resolve(m.result()["from"].as_u64().unwrap_or(0)) == dev
+            && nodes.resolve(m.result()["queriednode"].as_u64().unwrap_or(0)) == srv
+            && m.result()["query"]
+                .as_str()
+                .is_some_and(|q| q.eq_ignore_ascii_case(&format!("{SERVER_NAME}.")))
+    });
+    if !dnsq {
+        return Err(format!(
+            "no dnsquery from device node {dev} for {SERVER_NAME}. (queriednode {srv})"
+        ));
+    }
+    Ok((dev, srv))
+}
+
+/// Waits until the flows between device and server (port 80) since `marks` add up and stop
+/// growing, and checks them against the download.
+///
+/// spind reports conntrack's byte counters: whole IP packets, both directions, so the flows
+/// carry the download plus the IP and TCP headers of every packet (data and ACKs). How many
+/// packets that is depends on how much the router's NIC path merged (GRO), which varies with
+/// the load under TCG: measured +1.5% to +2.5% over IPv4 and +2.6% to +4.2% over IPv6, and up
+/// to ~5.4% / ~7.6% without any merging. So the check is: the flows' bytes are at least the
+/// download, and the flows' bytes less the headers of the packets they counted (`count` x
+/// 52 bytes for IPv4, 72 for IPv6: TCP with timestamps) match the download within 5%.
+fn traffic_matches(
+    tr: &Transcripts,
+    marks: &[usize],
+    dev: u64,
+    srv: u64,
+    downloaded: u64,
+    header: u64,
+) -> Result<String, String> {
+    let mut summary = Vec::new();
+    for (i, (name, path)) in tr.files.iter().enumerate() {
+        let mut last = ((0u64, 0u64), Instant::now());
+        let (bytes, packets) = wait_until(
+            Duration::from_secs(30),
+            &format!("{name}: traffic of the download to stop growing"),
+            || {
+                let all = mqtt::read(path, 0).1;
+                let nodes = Nodes::from(&all);
+                let since = mqtt::read(path, marks[i]).1;
+                let b = mqtt::flow_bytes(&since, &nodes, dev, srv, 80);
+                if b != last.0 {
+                    last = (b, Instant::now());
+                    return Ok(None);
+                }
+                Ok(
+                    (b.0 >= downloaded * 9 / 10 && last.1.elapsed() >= Duration::from_secs(3))
+                        .then_some(b),
+                )
+            },
+        )
+        .map_err(|e| format!("{e} (flow bytes seen: {})", last.0 .0))?;
+        let payload = bytes.saturating_sub(packets * header);
+        let pct = |x: u64| (x as f64 / downloaded as f64 - 1.0) * 100.0;
+        summary.push(format!(
+            "{name}: {bytes} bytes in {packets} packets for {downloaded} downloaded ({:+.2}%; less headers {:+.2}%)",
+            pct(bytes),
+            pct(payload)
+        ));
+        if bytes < downloaded || pct(payload).abs() > 5.0 {
+            return Err(format!(
+                "{name}: traffic flows between nodes {dev} and {srv} carry {bytes} bytes in {packets} packets \
+                 ({:+.2}%, less headers {:+.2}%) for a download of {downloaded} bytes",
+                pct(bytes),
+                pct(payload)
+            ));
+        }
+    }
+    Ok(summary.join("; "))
+}
+
+fn e2e_vm(
+    env: &mut Env,
+    report: &mut Report,
+    boot: &BootInfo,
+    machine: Machine,
+    accel: &str,
+) -> Result<(), String> {
+    let out = env.opts.out.clone();
+    let overlay = out.join("disk-overlay.qcow2");
+    report.step("throw-away disk overlay over the image", || {
+        vm::overlay(&boot.disk, &overlay, None)
+    })?;
+    let nics = vec![
+        Nic {
+            fd: env.wan.open_tap(WAN_TAP)?,
+            mac: VM_WAN_MAC.into(),
+        },
+        Nic {
+            fd: env.lan.open_tap(LAN_TAP)?,
+            mac: VM_LAN_MAC.into(),
+        },
+    ];
+    let spec = VmSpec {
+        machine,
+        boot,
+        disk: overlay.clone(),
+        nics,
+        accel,
+        serial_log: out.join("serial.log"),
+        stderr_log: out.join("qemu.stderr"),
+    };
+    env.vm = Some(Vm::start(spec)?);
+    let boot_timeout = Duration::from_secs(if accel == "kvm" { 180 } else { 480 });
+    let pw = report.step(
+        "first boot: the first-boot root password on the serial console",
+        || {
+            let vm = env.vm.as_ref().unwrap();
+            vm.serial.wait_for(
+                "SPIN-FIRST-BOOT root password: ",
+                boot_timeout,
+                "the first boot's root password line",
+            )?;
+            let rest = vm.serial.wait_for(
+                "\n",
+                Duration::from_secs(10),
+                "the end of the password line",
+            )?;
+            Ok(rest.trim().to_string())
+        },
+    )?;
+    env.password = Some(pw.clone());
+    let vm_started = env.vm.as_ref().unwrap().started;
+    report.step(
+        &format!("first boot: {} on the serial console", boot.ready_marker),
+        || {
+            env.vm.as_ref().unwrap().wait_ready(
+                &boot.ready_marker,
+                boot_timeout,
+                "the router to be ready (spind answering JSON-RPC)",
+            )
+        },
+    )?;
+    report.notes.push(format!(
+        "first boot to ready marker: {:.1} s",
+        vm_started.elapsed().as_secs_f64()
+    ));
+
+    let lease = report.step("LAN client: DHCP lease from the router", || lan_dhcp(env))?;
+    report.notes.push(format!(
+        "LAN client lease {} (gateway {}, DNS {})",
+        lease.ip, lease.router, lease.dns
+    ));
+
+    let tr = Transcripts {
+        files: vec![
+            ("MQTT/TCP 1883".into(), out.join("mqtt-tcp.jsonl")),
+            ("MQTT/WebSocket 1884".into(), out.join("mqtt-ws.jsonl")),
+        ],
+    };
+    report.step(
+        "LAN client: MQTT subscribers on TCP 1883 and WebSocket 1884 (/mqtt)",
+        || {
+            for (transport, port, path) in [
+                ("tcp", "1883", &tr.files[0].1),
+                ("ws", "1884", &tr.files[1].1),
+            ] {
+                let mut c = env.lan.cmd(&[
+                    &env.opts.exe.to_string_lossy(),
+                    "mqtt-sub",
+                    ROUTER,
+                    port,
+                    transport,
+                ]);
+                c.arg(path);
+                env.lan
+                    .spawn(&format!("MQTT subscriber ({transport})"), c)?;
+            }
+            wait_until(
+                Duration::from_secs(60),
+                "both MQTT subscriptions to be acknowledged",
+                || {
+                    env.lan.check_children()?;
+                    Ok(tr.subscribed().iter().all(|&n| n >= 1).then_some(()))
+                },
+            )
+        },
+    )?;
+    let marks = tr.marks();
+
+    report.step(
+        "LAN client: DNS through the router (A and AAAA of www.example.test)",
+        || {
+            let a = dig(env, "A")?;
+            if a != [SERVER_V4] {
+                return Err(format!("A {SERVER_NAME}: {a:?}, expected [{SERVER_V4}]"));
+            }
+            let aaaa = dig(env, "AAAA")?;
+            if aaaa != [SERVER_V6] {
+                return Err(format!(
+                    "AAAA {SERVER_NAME}: {aaaa:?}, expected [{SERVER_V6}]"
+                ));
+            }
+            Ok(())
+        },
+    )?;
+
+    let url = format!("http://{SERVER_NAME}/{FILE}");
+    let mark_v4 = tr.marks();
+    let got = report.step("LAN client: HTTP download over IPv4 through the router's NAT", || {
+        let got = download_ok(env, "-4", &url)?;
+        let wan_ip = router_wan_v4(&out).ok_or("the router has no DHCP lease on the WAN")?;
+        let log = fs::read_to_string(out.join("wan-http.log")).unwrap_or_default();
+        let line = log.lines().rev().find(|l| l.contains(&format!("GET /{FILE}"))).unwrap_or("");
+        let client = line.split_whitespace().next().unwrap_or("").trim_start_matches("::ffff:");
+        if client != wan_ip {
+            return Err(format!("the server saw the download from {client:?}, not from the router's WAN address {wan_ip} (no NAT?)"));
+        }
+        Ok(got)
+    })?;
+
+    let (dev, srv) = report.step("MQTT (TCP and WebSocket): device node with MAC and DHCP name, server node with the queried name, dnsquery", || {
+        let mut ids = None;
+        for (name, path) in &tr.files {
+            let found = wait_until(Duration::from_secs(30), &format!("{name}: the device and server nodes and the dnsquery"), || {
+                let msgs = mqtt::read(path, 0).1;
+                Ok(nodes_seen(&msgs, &lease.ip).ok())
+            })
+            .map_err(|e| {
+                let msgs = mqtt::read(path, 0).1;
+                format!("{e}: {}", nodes_seen(&msgs, &lease.ip).err().unwrap_or_default())
+            })?;
+            ids.get_or_insert(found);
+        }
+        Ok(ids.unwrap())
+    })?;
+    report
+        .notes
+        .push(format!("device node {dev}, server node {srv}"));
+
+    let summary = report.step(
+        "MQTT: traffic flows of the IPv4 download match its size (within 5% less headers)",
+        || traffic_matches(&tr, &mark_v4, dev, srv, got, 52),
+    )?;
+    report.notes.push(format!("IPv4: {summary}"));
+
+    // IPv6: the LAN has the router's ULA prefix (router advertisements); the simulated
+    // internet routes it back to the router, as an ISP routes a delegated prefix.
+    let v6 = report.step(
+        "LAN client: IPv6 address from the router's advertisements",
+        || {
+            wait_until(
+                Duration::from_secs(60),
+                "a ULA address and a default route on the LAN client",
+                || {
+                    let addrs = env.lan.run(&[
+                        "ip", "-6", "-o", "addr", "show", "dev", LAN_TAP, "scope", "global",
+                    ])?;
+                    let route = env.lan.run(&["ip", "-6", "route", "show", "default"])?;
+                    let addr = addrs
+                        .split_whitespace()
+                        .skip_while(|w| *w != "inet6")
+                        .nth(1)
+                        .map(|s| s.to_string());
+                    Ok(addr.filter(|_| !route.trim().is_empty()))
+                },
+            )
+        },
+    )?;
+    let mark_v6 = tr.marks();
+    report.step(
+        "LAN client: HTTP download over IPv6 through the router",
+        || {
+            let prefix = prefix64(&v6)?;
+            env.wan.run(&[
+                "ip", "-6", "route", "replace", &prefix, "via", VM_WAN_LL, "dev", WAN_TAP,
+            ])?;
+            download_ok(env, "-6", &url)
+        },
+    )?;
+    let summary = report.step(
+        "MQTT: traffic flows of the IPv6 download match its size (within 5% less headers)",
+        || traffic_matches(&tr, &mark_v6, dev, srv, got, 72),
+    )?;
+    report.notes.push(format!("IPv6: {summary}"));
+    let _ = marks;
+
+    report.step(
+        "the web UI answers on the LAN address (http://192.168.8.1:13026/)",
+        || {
+            let body = out.join("ui-index.html");
+            let code = env.lan.run(&[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                &body.to_string_lossy(),
+                "-w",
+                "%{http_code}",
+                &format!("http://{ROUTER}:13026/"),
+            ])?;
+            let html = fs::read_to_string(&body).unwrap_or_default().to_lowercase();
+            if code.trim() != "200" || !html.contains("<html") {
+                return Err(format!(
+                    "GET / answered HTTP {code} with {} bytes (want 200 and an HTML page)",
+                    html.len()
+                ));
+            }
+            Ok(())
+        },
+    )?;
+
+    report.step(
+        "from the WAN no port of the router is open (SSH, DNS, 13026, 1883, 1884)",
+        || {
+            let exe = env.opts.exe.to_string_lossy().into_owned();
+            let ports = ["22", "53", "80", "13026", "1883", "1884"];
+            // The probe itself works: from the LAN these are open.
+            let lan = env
+                .lan
+                .run(&[&exe, "probe", ROUTER, "22", "13026", "1883", "1884"])?;
+            if lan.lines().any(|l| !l.ends_with(" open")) {
+                return Err(format!(
+                    "probe from the LAN should find the router's services open:\n{lan}"
+                ));
+            }
+            let wan_ip = router_wan_v4(&out).ok_or("the router has no DHCP lease on the WAN")?;
+            let mut all = String::new();
+            for addr in [wan_ip.as_str(), &format!("{VM_WAN_LL}%{WAN_TAP}")] {
+                let mut args = vec![exe.as_str(), "probe", addr];
+                args.extend(ports);
+                let r = env.wan.run(&args)?;
+                all.push_str(&r);
+                if let Some(open) = r.lines().find(|l| l.ends_with(" open")) {
+                    return Err(format!("from the WAN the router answers on {open}"));
+                }
+            }
+            let _ = fs::write(out.join("wan-probe.txt"), all);
+            Ok(())
+        },
+    )?;
+
+    let mark_block = tr.marks();
+    report.step(
+        "JSON-RPC from the LAN: block the server's node; the download fails",
+        || {
+            rpc(
+                env,
+                "add_iplist_node",
+                json!({"list": "block", "node": srv}),
+            )?;
+            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+            if !list
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
+            {
+                return Err(format!(
+                    "block list after add_iplist_node: {list}, lacks {SERVER_V4}"
+                ));
+            }
+            let (rc, code, size) = download(env, "-4", &url, 8)?;
+            if rc == 0 && code == "200" {
+                return Err(format!(
+                    "download of a blocked server succeeded ({size} bytes)"
+                ));
+            }
+            Ok(())
+        },
+    )?;
+    report.step("MQTT: `blocked` messages for the server's node", || {
+        for (i, (name, path)) in tr.files.iter().enumerate() {
+            wait_until(
+                Duration::from_secs(30),
+                &format!("{name}: a blocked message"),
+                || {
+                    let all = mqtt::read(path, 0).1;
+                    let nodes = Nodes::from(&all);
+                    let since = mqtt::read(path, mark_block[i]).1;
+                    Ok(since
+                        .iter()
+                        .any(|m| {
+                            m.command() == "blocked"
+                                && [&m.result()["from"], &m.result()["to"]]
+                                    .iter()
+                                    .any(|x| x.as_u64().map(|n| nodes.resolve(n)) == Some(srv))
+                        })
+                        .then_some(()))
+                },
+            )?;
+        }
+        Ok(())
+    })?;
+
+    // Node ids are not kept across spind restarts: after the reboot only what was published
+    // since count.
+    let mark_reboot = tr.marks();
+    report.step(
+        "reboot the router (root login on the serial console, systemctl reboot)",
+        || {
+            let vm = env.vm.as_mut().unwrap();
+            vm.login(&pw)?;
+            // The journal is in RAM: keep the first boot's before it is gone.
+            let (_, log) = vm.shell(JOURNAL, Duration::from_secs(60))?;
+            let _ = fs::write(out.join("spind-boot1.log"), log);
+            vm.reboot()
+        },
+    )?;
+    let t_reboot = Instant::now();
+    let subs_before = tr.subscribed();
+    report.step(
+        &format!("second boot: {} on the serial console", boot.ready_marker),
+        || {
+            env.vm.as_ref().unwrap().wait_ready(
+                &boot.ready_marker,
+                boot_timeout,
+                "the router to be ready again after the reboot",
+            )
+        },
+    )?;
+    report.notes.push(format!(
+        "reboot to ready marker: {:.1} s",
+        t_reboot.elapsed().as_secs_f64()
+    ));
+    report.step("MQTT subscribers reconnected after the reboot", || {
+        wait_until(
+            Duration::from_secs(90),
+            "both MQTT subscribers to subscribe again",
+            || {
+                Ok(tr
+                    .subscribed()
+                    .iter()
+                    .zip(&subs_before)
+                    .all(|(n, b)| n > b)
+                    .then_some(()))
+            },
+        )
+    })?;
+    // The server's node after the reboot (restored with the block list, or made by a lookup).
+    let server_after = |env: &Env, i: usize| -> Result<u64, String> {
+        let (name, path) = &tr.files[i];
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name}: a node for {SERVER_V4} after the reboot"),
+            || {
+                let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
+                match nodes.find(|v| has_str(v, "ips", SERVER_V4)) {
+                    Some((id, _)) => Ok(Some(id)),
+                    None => {
+                        dig(env, "A")?;
+                        Ok(None)
+                    }
+                }
+            },
+        )
+    };
+    report.step(
+        "after the reboot: the block is still listed and enforced, `blocked` messages",
+        || {
+            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+            if !list
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
+            {
+                return Err(format!(
+                    "block list after the reboot: {list}, lacks {SERVER_V4}"
+                ));
+            }
+            let mark = tr.marks();
+            let (rc, code, size) = download(env, "-4", &url, 8)?;
+            if rc == 0 && code == "200" {
+                return Err(format!(
+                    "download of a blocked server succeeded after the reboot ({size} bytes)"
+                ));
+            }
+            for (i, (name, path)) in tr.files.iter().enumerate() {
+                let srv = server_after(env, i)?;
+                wait_until(
+                    Duration::from_secs(30),
+                    &format!("{name}: a blocked message after the reboot"),
+                    || {
+                        let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
+                        Ok(mqtt::read(path, mark[i])
+                            .1
+                            .iter()
+                            .any(|m| {
+                                m.command() == "blocked"
+                                    && nodes.resolve(m.result()["to"].as_u64().unwrap_or(0))
+                                        == nodes.resolve(srv)
+                            })
+                            .then_some(()))
+                    },
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    report.step(
+        "JSON-RPC: unblock the server's node; the download works again",
+        || {
+            let node = server_after(env, 0)?;
+            rpc(
+                env,
+                "remove_iplist_node",
+                json!({"list": "block", "node": node}),
+            )?;
+            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+            if list
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
+            {
+                return Err(format!(
+                    "block list after remove_iplist_node {node}: {list}"
+                ));
+            }
+            wait_until(
+                Duration::from_secs(20),
+                "the download to work again",
+                || {
+                    let (rc, code, size) = download(env, "-4", &url, 30)?;
+                    Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
+                },
+            )
+        },
+    )?;
+    Ok(())
+}
+
+/// `fd12:3456:789a:1:...` → `fd12:3456:789a:1::/64`.
+fn prefix64(addr: &str) -> Result<String, String> {
+    let a: std::net::Ipv6Addr = addr
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let s = a.segments();
+    let p = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+    Ok(format!("{p}/64"))
+}
+
+/// rpi3: the SD image under `-M raspi3b` to the ready marker (no network devices there).
+fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let out = &opts.out;
+    let boot = BootInfo::load(&opts.images, &opts.board)?;
+    let overlay = out.join("sd-overlay.qcow2");
+    report.step("raspi3b: SD card overlay (power-of-two size)", || {
+        let size = fs::metadata(&boot.disk).map_err(|e| e.to_string())?.len();
+        vm::overlay(
+            &boot.disk,
+            &overlay,
+            Some(&size.next_power_of_two().to_string()),
+        )
+    })?;
+    let spec = VmSpec {
+        machine: Machine::Raspi3b,
+        boot: &boot,
+        disk: overlay,
+        nics: Vec::new(),
+        accel: "tcg",
+        serial_log: out.join("raspi3b-serial.log"),
+        stderr_log: out.join("raspi3b-qemu.stderr"),
+    };
+    let mut vm = Vm::start(spec)?;
+    let started = vm.started;
+    let r = report.step(
+        &format!("raspi3b: boot the SD image to {}", boot.ready_marker),
+        || {
+            vm.wait_ready(
+                &boot.ready_marker,
+                Duration::from_secs(600),
+                "the Raspberry Pi 3 (raspi3b) router to be ready",
+            )
+        },
+    );
+    report.notes.push(format!(
+        "raspi3b boot to ready marker: {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    vm.kill();
+    r.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ula_prefix_of_an_address() {
+        assert_eq!(
+            prefix64("fd94:e9d1:6ea:1:5a:ff:fe00:202/64").unwrap(),
+            "fd94:e9d1:6ea:1::/64"
+        );
+        assert!(prefix64("192.168.8.1").is_err());
+    }
+}
