@@ -37,6 +37,9 @@ pub struct Names {
     user_path: PathBuf,
     dhcp_config_path: PathBuf,
     leases_path: PathBuf,
+    /// Modification time and size of the leases file when last read: it is checked every
+    /// second, and only read again when it changed.
+    leases_stamp: Option<(std::time::SystemTime, u64)>,
     user: NameMap,
     leases: NameMap,
     dhcp_config: NameMap,
@@ -53,6 +56,7 @@ impl Names {
             user_path: user.to_path_buf(),
             dhcp_config_path: dhcp_config.to_path_buf(),
             leases_path: leases.to_path_buf(),
+            leases_stamp: None,
         }
     }
 
@@ -68,6 +72,11 @@ impl Names {
 
     /// Re-reads the lease file; true when any lease name changed (nodes may need renaming).
     pub fn reload_leases(&mut self) -> bool {
+        let stamp = std::fs::metadata(&self.leases_path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_some() && stamp == self.leases_stamp {
+            return false;
+        }
+        self.leases_stamp = stamp;
         let new = read_source(&self.leases_path, parse_leases);
         let changed = new != self.leases;
         self.leases = new;
