@@ -69,7 +69,11 @@ impl std::error::Error for ReplayError {}
 
 /// Reads the whole capture once, checking every record. Returns its packet count and time span.
 pub fn validate(path: &Path) -> Result<CaptureInfo, ReplayError> {
-    let mut rd = CaptureReader::open(path)?;
+    scan(CaptureReader::open(path)?)
+}
+
+/// Reads every record of a capture, keeping only its count and time span.
+fn scan<R: Read>(mut rd: CaptureReader<R>) -> Result<CaptureInfo, ReplayError> {
     let (mut packets, mut first_ts, mut last_ts) = (0u64, 0.0, 0.0);
     while rd.next_packet(&mut |p: Packet<'_>| {
         if packets == 0 {

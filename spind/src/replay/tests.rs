@@ -77,17 +77,7 @@ fn write_tmp(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> PathBuf {
 }
 
 fn validate_bytes(data: &[u8]) -> Result<CaptureInfo, ReplayError> {
-    let path = Path::new("mem.pcap");
-    let mut rd = CaptureReader::new(path, data)?;
-    let (mut packets, mut first_ts, mut last_ts) = (0u64, 0.0, 0.0);
-    while rd.next_packet(&mut |p: Packet<'_>| {
-        if packets == 0 {
-            first_ts = p.ts;
-        }
-        last_ts = p.ts;
-        packets += 1;
-    })? {}
-    Ok(CaptureInfo { packets, first_ts, last_ts, format: rd.format() })
+    scan(CaptureReader::new(Path::new("mem.pcap"), data)?)
 }
 
 fn close(a: f64, b: f64) -> bool {
