@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 use super::debian::{self, layout, sfdisk_script};
 use super::{file_name, fixed_uuid, mkdirs, output, sha256_file, Board, Built, Ctx, Stage};
 
@@ -434,6 +436,31 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
     Ok(())
 }
 
+/// The sha256 of what `xz -d` makes of `xz`.
+fn xz_content_sha256(xz: &Path) -> Result<String, String> {
+    let mut child = Command::new("xz")
+        .args(["-dc", "-T0"])
+        .arg(xz)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run xz: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut stdout, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) => return Err(format!("reading xz -d {}: {e}", xz.display())),
+        }
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("xz -d {} failed ({st})", xz.display()));
+    }
+    Ok(super::hex(&h.finalize()))
+}
+
 /// Compressed image, qcow2 and OVA.
 fn check_outputs(b: &Board, built: &Built, work: &Path, r: &mut Report) -> Result<(), String> {
     let base = format!("spin-{}", b.name);
@@ -457,6 +484,12 @@ fn check_outputs(b: &Board, built: &Built, work: &Path, r: &mut Report) -> Resul
         r.check(
             usize_ == raw_size.to_string(),
             format!(".img.xz holds {raw_size} bytes (xz --list: {usize_})"),
+        );
+        // The stream is assembled from cached blocks: it must give back the disk exactly.
+        let (unpacked, raw) = (xz_content_sha256(&xz)?, sha256_file(&built.disk)?);
+        r.check(
+            unpacked == raw,
+            format!(".img.xz decompresses (xz -d) to the raw disk (sha256 {unpacked} vs {raw})"),
         );
     }
     if b.outputs.iter().any(|o| o == "qcow2") {

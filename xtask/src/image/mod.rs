@@ -22,12 +22,13 @@ pub mod inspect;
 pub mod ipk;
 pub mod openwrt;
 mod ova;
+mod xzblocks;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -71,10 +72,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut openwrt_opts = openwrt::ImageOptions::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value\n\n{HELP}"));
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n\n{HELP}"))
+        };
         match a.as_str() {
             "--board" => board = Some(value("--board")?),
-            "--imagebuilder" => openwrt_opts.imagebuilder = Some(PathBuf::from(value("--imagebuilder")?)),
+            "--imagebuilder" => {
+                openwrt_opts.imagebuilder = Some(PathBuf::from(value("--imagebuilder")?))
+            }
             "--spind" => openwrt_opts.spind_binary = Some(PathBuf::from(value("--spind")?)),
             "--out" => openwrt_opts.out_dir = Some(PathBuf::from(value("--out")?)),
             "--offline" => openwrt_opts.offline = true,
@@ -457,21 +464,29 @@ pub fn output(mut c: Command) -> Result<String, String> {
     String::from_utf8(o.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
 }
 
-/// A progress line for a long step: `  [what] 42s` refreshed every second on a terminal, a line
-/// every 30 s otherwise (CI logs).
+/// A progress line for a long step: `  | what: 42s` refreshed every second on a terminal, a line
+/// every 30 s otherwise (CI logs). Steps that run side by side (the outputs) share the terminal
+/// line: the oldest one draws all of them.
 struct Progress {
+    id: u64,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The steps in progress: (id, what, since).
+static ACTIVE: Mutex<Vec<(u64, String, Instant)>> = Mutex::new(Vec::new());
+static NEXT_PROGRESS: AtomicU64 = AtomicU64::new(0);
+
 impl Progress {
     fn start(what: &str) -> Progress {
+        let id = NEXT_PROGRESS.fetch_add(1, Ordering::Relaxed);
+        let t0 = Instant::now();
+        ACTIVE.lock().unwrap().push((id, what.to_string(), t0));
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let what = what.to_string();
         let tty = std::io::stderr().is_terminal();
         let thread = std::thread::spawn(move || {
-            let t0 = Instant::now();
             let spin = ['|', '/', '-', '\\'];
             let mut i = 0usize;
             let mut last_line = Instant::now();
@@ -479,28 +494,33 @@ impl Progress {
                 std::thread::sleep(Duration::from_millis(250));
                 i += 1;
                 if tty && i.is_multiple_of(4) {
-                    eprint!(
-                        "\r  {} {what}: {}   ",
-                        spin[(i / 4) % 4],
-                        secs(t0.elapsed())
-                    );
+                    let active = ACTIVE.lock().unwrap();
+                    if active.first().map(|a| a.0) == Some(id) {
+                        let line: Vec<String> = active
+                            .iter()
+                            .map(|(_, w, t)| format!("{w}: {}", secs(t.elapsed())))
+                            .collect();
+                        eprint!("\r\x1b[K  {} {}", spin[(i / 4) % 4], line.join(" | "));
+                    }
                 } else if !tty && last_line.elapsed() >= Duration::from_secs(30) {
                     eprintln!("  ... {what}: {}", secs(t0.elapsed()));
                     last_line = Instant::now();
                 }
             }
             if tty {
-                eprintln!("\r  {what}: done in {}      ", secs(t0.elapsed()));
+                eprintln!("\r\x1b[K  {what}: done in {}", secs(t0.elapsed()));
             } else {
                 eprintln!("  {what}: done in {}", secs(t0.elapsed()));
             }
         });
         Progress {
+            id,
             stop,
             thread: Some(thread),
         }
     }
     fn stop(mut self) {
+        ACTIVE.lock().unwrap().retain(|a| a.0 != self.id);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -522,29 +542,6 @@ pub fn prune(dir: &Path, prefix: &str, keep: &Path) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixed_uuids_are_stable_and_distinct() {
-        let a = fixed_uuid("x86_64", "root");
-        assert_eq!(a, fixed_uuid("x86_64", "root"));
-        assert_ne!(a, fixed_uuid("x86_64", "boot"));
-        assert_ne!(a, fixed_uuid("rpi3", "root"));
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-    }
-
-    #[test]
-    fn keys_separate_fields() {
-        let k1 = Key::new("s").add("ab").add("c").finish();
-        let k2 = Key::new("s").add("a").add("bc").finish();
-        assert_ne!(k1, k2);
-        assert_eq!(k1.len(), 16);
     }
 }
 
@@ -573,4 +570,27 @@ pub fn test_layer(name: &str) -> Result<(), String> {
     )?;
     inspect::check_built(&board, &built)?;
     inspect::check_reproducible(&board, &built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_uuids_are_stable_and_distinct() {
+        let a = fixed_uuid("x86_64", "root");
+        assert_eq!(a, fixed_uuid("x86_64", "root"));
+        assert_ne!(a, fixed_uuid("x86_64", "boot"));
+        assert_ne!(a, fixed_uuid("rpi3", "root"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn keys_separate_fields() {
+        let k1 = Key::new("s").add("ab").add("c").finish();
+        let k2 = Key::new("s").add("a").add("bc").finish();
+        assert_ne!(k1, k2);
+        assert_eq!(k1.len(), 16);
+    }
 }

@@ -114,37 +114,6 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
     fs::write(vmdk, data).map_err(|e| e.to_string())
 }
 
-#[cfg(test)]
-mod cid_tests {
-    use super::fix_vmdk_cid;
-
-    #[test]
-    fn a_short_or_full_length_cid_becomes_the_fixed_one() {
-        let dir = tempfile_dir();
-        for old in ["abc1234", "abcdef12", "1"] {
-            let p = dir.join(format!("d-{old}.vmdk"));
-            let mut img = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=".to_vec();
-            img.extend_from_slice(old.as_bytes());
-            img.extend_from_slice(b"\nparentCID=ffffffff\n");
-            img.extend_from_slice(&[0u8; 64]);
-            img.extend_from_slice(b"GRAIN");
-            std::fs::write(&p, &img).unwrap();
-            fix_vmdk_cid(&p, "0badc0de").unwrap();
-            let got = std::fs::read(&p).unwrap();
-            assert_eq!(got.len(), img.len());
-            let text = String::from_utf8_lossy(&got);
-            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
-            assert!(got.ends_with(b"GRAIN"));
-        }
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-cid-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-}
-
 fn mac(board: &str, nic: &str) -> String {
     // VirtualBox's OUI 08:00:27 and three fixed bytes.
     let u = fixed_uuid(board, nic).replace('-', "");
@@ -289,4 +258,35 @@ pub fn ovf(board: &str, vmdk: &str, vmdk_size: u64, capacity: u64) -> String {
 </Envelope>
 "#
     )
+}
+
+#[cfg(test)]
+mod cid_tests {
+    use super::fix_vmdk_cid;
+
+    #[test]
+    fn a_short_or_full_length_cid_becomes_the_fixed_one() {
+        let dir = tempfile_dir();
+        for old in ["abc1234", "abcdef12", "1"] {
+            let p = dir.join(format!("d-{old}.vmdk"));
+            let mut img = b"KDMV....# Disk DescriptorFile\nversion=1\nCID=".to_vec();
+            img.extend_from_slice(old.as_bytes());
+            img.extend_from_slice(b"\nparentCID=ffffffff\n");
+            img.extend_from_slice(&[0u8; 64]);
+            img.extend_from_slice(b"GRAIN");
+            std::fs::write(&p, &img).unwrap();
+            fix_vmdk_cid(&p, "0badc0de").unwrap();
+            let got = std::fs::read(&p).unwrap();
+            assert_eq!(got.len(), img.len());
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
+            assert!(got.ends_with(b"GRAIN"));
+        }
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-cid-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }
