@@ -11,8 +11,8 @@ use std::process::Command;
 use super::board::Board;
 use super::xzblocks;
 use super::{
-    cmd, file_name, fixed_uuid, mkdirs, output, prune, run_logged, run_logged_stdin, sha256_file,
-    Ctx, Key, Stage,
+    cmd, file_name, fixed_uuid, mkdirs, output, prune, qemu_img_progress, run_logged,
+    run_logged_progress, run_logged_stdin, sha256_file, Ctx, Key, Stage,
 };
 use crate::util;
 
@@ -974,12 +974,13 @@ fn make_output(ctx: &Ctx, disk: &Stage, kind: &str) -> Result<(), String> {
     match kind {
         "img.xz" => {
             let xz = out.join(format!("{base}.img.xz"));
-            let p = super::Progress::start("xz (img.xz, from cached blocks)");
+            let p = super::Progress::start("xz (img.xz)");
             let stats = xzblocks::compress(
                 &disk.path,
                 &xz,
                 &xzblocks::cache_dir(&ctx.dir),
                 &XZ_SETTINGS,
+                &|done, total| p.fraction.set(done as u64, total as u64),
             );
             p.stop();
             let stats = stats?;
@@ -997,10 +998,10 @@ fn make_output(ctx: &Ctx, disk: &Stage, kind: &str) -> Result<(), String> {
             let tmp = q.with_extension("qcow2.tmp");
             let _ = fs::remove_file(&tmp);
             let mut c = Command::new("qemu-img");
-            c.args(["convert", "-q", "-f", "raw", "-O", "qcow2", "-c"])
+            c.args(["convert", "-p", "-f", "raw", "-O", "qcow2", "-c"])
                 .arg(&disk.path)
                 .arg(&tmp);
-            run_logged("qemu-img convert (qcow2)", c, &log)?;
+            run_logged_progress("qcow2 (qemu-img)", c, &log, qemu_img_progress)?;
             fs::rename(&tmp, &q).map_err(|e| e.to_string())
         }
         "ova" => super::ova::build(ctx, &disk.path, &out.join(format!("{base}.ova")), &log),

@@ -27,7 +27,7 @@ mod xzblocks;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -413,9 +413,34 @@ pub fn run_logged(what: &str, c: Command, log: &Path) -> Result<(), String> {
 /// [`run_logged`] with a file as standard input.
 pub fn run_logged_stdin(
     what: &str,
+    c: Command,
+    log: &Path,
+    stdin: Option<std::fs::File>,
+) -> Result<(), String> {
+    run_logged_with(what, c, log, stdin, None)
+}
+
+/// Reads one piece of a command's progress output as (done, total).
+pub type ProgressParser = fn(&str) -> Option<(u64, u64)>;
+
+/// [`run_logged`] for a command that reports how far it is on stdout (`qemu-img convert -p`):
+/// `parse` reads one `\r`/`\n`-separated piece of it as (done, total); the progress line
+/// becomes a bar. Other output goes to the log.
+pub fn run_logged_progress(
+    what: &str,
+    c: Command,
+    log: &Path,
+    parse: ProgressParser,
+) -> Result<(), String> {
+    run_logged_with(what, c, log, None, Some(parse))
+}
+
+fn run_logged_with(
+    what: &str,
     mut c: Command,
     log: &Path,
     stdin: Option<std::fs::File>,
+    parse: Option<ProgressParser>,
 ) -> Result<(), String> {
     let shown = util::show(&c);
     let mut f = std::fs::OpenOptions::new()
@@ -425,10 +450,24 @@ pub fn run_logged_stdin(
         .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
     let _ = writeln!(f, "\n$ {shown}");
     let f2 = f.try_clone().map_err(|e| e.to_string())?;
-    c.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
+    c.stderr(Stdio::from(f2));
     c.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
     let progress = Progress::start(what);
-    let status = c.status().map_err(|e| format!("cannot run {shown}: {e}"));
+    let status = match parse {
+        None => {
+            c.stdout(Stdio::from(f));
+            c.status()
+        }
+        Some(parse) => {
+            c.stdout(Stdio::piped());
+            c.spawn().and_then(|mut child| {
+                let out = child.stdout.take().expect("piped stdout");
+                follow_progress(out, f, parse, &progress.fraction);
+                child.wait()
+            })
+        }
+    }
+    .map_err(|e| format!("cannot run {shown}: {e}"));
     progress.stop();
     let status = status?;
     if status.success() {
@@ -445,6 +484,42 @@ pub fn run_logged_stdin(
             log.display()
         ))
     }
+}
+
+/// Reads a command's stdout to its end: progress pieces set `fraction`, the rest goes to `log`.
+fn follow_progress(
+    mut out: impl Read,
+    mut log: std::fs::File,
+    parse: ProgressParser,
+    fraction: &Fraction,
+) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = out.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\r' || b == b'\n') {
+            let piece: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&piece[..end]);
+            match parse(text.trim()) {
+                Some((done, total)) => fraction.set(done, total),
+                None if !text.trim().is_empty() => {
+                    let _ = writeln!(log, "{}", text.trim_end());
+                }
+                None => {}
+            }
+        }
+    }
+    let _ = log.write_all(&pending);
+}
+
+/// `qemu-img convert -p`'s progress: `(45.00/100%)`.
+pub fn qemu_img_progress(piece: &str) -> Option<(u64, u64)> {
+    let pct = piece.strip_prefix('(')?.strip_suffix("/100%)")?;
+    let pct: f64 = pct.parse().ok()?;
+    Some(((pct * 100.0) as u64, 10_000))
 }
 
 /// Runs a command and returns its stdout; stderr is shown in the error.
@@ -464,27 +539,75 @@ pub fn output(mut c: Command) -> Result<String, String> {
     String::from_utf8(o.stdout).map_err(|_| format!("{shown}: output is not UTF-8"))
 }
 
-/// A progress line for a long step: `  | what: 42s` refreshed every second on a terminal, a line
-/// every 30 s otherwise (CI logs). Steps that run side by side (the outputs) share the terminal
-/// line: the oldest one draws all of them.
-struct Progress {
+/// How far a step is, when it can tell: per mille, or [`Fraction::UNKNOWN`].
+#[derive(Clone)]
+pub struct Fraction(Arc<AtomicU32>);
+
+impl Fraction {
+    const UNKNOWN: u32 = u32::MAX;
+    fn new() -> Self {
+        Fraction(Arc::new(AtomicU32::new(Self::UNKNOWN)))
+    }
+    pub fn set(&self, done: u64, total: u64) {
+        let permille = (done.min(total) * 1000).checked_div(total).unwrap_or(0);
+        self.0.store(permille as u32, Ordering::Relaxed);
+    }
+    /// ` [###.......]  35%` (empty while unknown).
+    fn bar(&self) -> String {
+        match self.0.load(Ordering::Relaxed) {
+            Self::UNKNOWN => String::new(),
+            p => {
+                let filled = (p as usize * 10) / 1000;
+                format!(
+                    " [{}{}] {:>3}%",
+                    "#".repeat(filled),
+                    ".".repeat(10 - filled),
+                    p / 10
+                )
+            }
+        }
+    }
+}
+
+/// A progress line for a long step: `  | what [####....]  40% 42s` refreshed every second on a
+/// terminal (the bar when the step reports how far it is), a line every 30 s otherwise (CI logs).
+/// Steps that run side by side (the outputs) share the terminal line: the oldest one draws all.
+pub struct Progress {
     id: u64,
+    pub fraction: Fraction,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The steps in progress: (id, what, since).
-static ACTIVE: Mutex<Vec<(u64, String, Instant)>> = Mutex::new(Vec::new());
+/// The terminal's width in columns (80 when it cannot tell).
+fn term_width() -> usize {
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass; nothing else is touched.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 10 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// The steps in progress.
+static ACTIVE: Mutex<Vec<(u64, String, Instant, Fraction)>> = Mutex::new(Vec::new());
 static NEXT_PROGRESS: AtomicU64 = AtomicU64::new(0);
 
 impl Progress {
-    fn start(what: &str) -> Progress {
+    pub fn start(what: &str) -> Progress {
         let id = NEXT_PROGRESS.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
-        ACTIVE.lock().unwrap().push((id, what.to_string(), t0));
+        let fraction = Fraction::new();
+        ACTIVE
+            .lock()
+            .unwrap()
+            .push((id, what.to_string(), t0, fraction.clone()));
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let what = what.to_string();
+        let f = fraction.clone();
         let tty = std::io::stderr().is_terminal();
         let thread = std::thread::spawn(move || {
             let spin = ['|', '/', '-', '\\'];
@@ -498,12 +621,15 @@ impl Progress {
                     if active.first().map(|a| a.0) == Some(id) {
                         let line: Vec<String> = active
                             .iter()
-                            .map(|(_, w, t)| format!("{w}: {}", secs(t.elapsed())))
+                            .map(|(_, w, t, f)| format!("{w}{} {}", f.bar(), secs(t.elapsed())))
                             .collect();
-                        eprint!("\r\x1b[K  {} {}", spin[(i / 4) % 4], line.join(" | "));
+                        let line = format!("  {} {}", spin[(i / 4) % 4], line.join(" | "));
+                        // One terminal row: a wrapped line would not be redrawn in place.
+                        let line: String = line.chars().take(term_width() - 1).collect();
+                        eprint!("\r\x1b[K{line}");
                     }
                 } else if !tty && last_line.elapsed() >= Duration::from_secs(30) {
-                    eprintln!("  ... {what}: {}", secs(t0.elapsed()));
+                    eprintln!("  ... {what}{}: {}", f.bar(), secs(t0.elapsed()));
                     last_line = Instant::now();
                 }
             }
@@ -515,11 +641,12 @@ impl Progress {
         });
         Progress {
             id,
+            fraction,
             stop,
             thread: Some(thread),
         }
     }
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         ACTIVE.lock().unwrap().retain(|a| a.0 != self.id);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -584,6 +711,19 @@ mod tests {
         assert_ne!(a, fixed_uuid("rpi3", "root"));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn qemu_img_progress_pieces_and_bars() {
+        assert_eq!(qemu_img_progress("(45.00/100%)"), Some((4500, 10_000)));
+        assert_eq!(qemu_img_progress("(100.00/100%)"), Some((10_000, 10_000)));
+        assert_eq!(qemu_img_progress("qemu-img: warning"), None);
+        let f = Fraction::new();
+        assert_eq!(f.bar(), "");
+        f.set(4500, 10_000);
+        assert_eq!(f.bar(), " [####......]  45%");
+        f.set(7, 0);
+        assert_eq!(f.bar(), " [..........]   0%");
     }
 
     #[test]

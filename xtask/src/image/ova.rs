@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use super::{file_name, fixed_uuid, mkdirs, output, run_logged, Ctx};
+use super::{
+    file_name, fixed_uuid, mkdirs, output, qemu_img_progress, run_logged, run_logged_progress, Ctx,
+};
 
 pub const LAN_NETWORK: &str = "spin-lan";
 const MEMORY_MB: u32 = 512;
@@ -26,7 +28,7 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
     let mut c = Command::new("qemu-img");
     c.args([
         "convert",
-        "-q",
+        "-p",
         "-f",
         "raw",
         "-O",
@@ -36,7 +38,12 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
     ])
     .arg(raw)
     .arg(&vmdk);
-    run_logged("qemu-img convert (streamOptimized VMDK)", c, log)?;
+    run_logged_progress(
+        "VMDK (qemu-img)",
+        c,
+        log,
+        qemu_img_progress,
+    )?;
     fix_vmdk_cid(&vmdk, &fixed_uuid(&b.name, "vmdk-cid")[..8])?;
 
     let capacity = fs::metadata(raw).map_err(|e| e.to_string())?.len();
@@ -97,7 +104,11 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
         .position(|w| w == b"CID=")
         .ok_or_else(|| format!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
     let start = pos + 4;
-    let end = start + data[start..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    let end = start
+        + data[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
     let text_end = end
         + data[end..]
             .iter()
@@ -107,7 +118,10 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
     text.extend_from_slice(&data[end..text_end]);
     let region_end = start + text.len().max(text_end - start);
     if data[text_end..region_end].iter().any(|&b| b != 0) {
-        return Err(format!("{}: no room in the VMDK descriptor for CID={cid}", vmdk.display()));
+        return Err(format!(
+            "{}: no room in the VMDK descriptor for CID={cid}",
+            vmdk.display()
+        ));
     }
     text.resize(region_end - start, 0);
     data[start..region_end].copy_from_slice(&text);
@@ -279,7 +293,10 @@ mod cid_tests {
             let got = std::fs::read(&p).unwrap();
             assert_eq!(got.len(), img.len());
             let text = String::from_utf8_lossy(&got);
-            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
+            assert!(
+                text.contains("CID=0badc0de\nparentCID=ffffffff\n"),
+                "{text:?}"
+            );
             assert!(got.ends_with(b"GRAIN"));
         }
     }

@@ -52,12 +52,13 @@ struct Block {
 }
 
 /// Compresses `input` to `output` (written atomically), reusing blocks in `cache` and leaving
-/// there exactly the blocks this output is made of.
+/// there exactly the blocks this output is made of. `on_chunk(done, total)` follows progress.
 pub fn compress(
     input: &Path,
     output: &Path,
     cache: &Path,
     settings: &XzSettings,
+    on_chunk: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<XzStats, String> {
     let cache = cache.join(format!("xz{}-{}", settings.preset, settings.block_size));
     mkdirs(&cache)?;
@@ -70,6 +71,7 @@ pub fn compress(
     let hashes: Vec<Mutex<Option<String>>> = (0..chunks).map(|_| Mutex::new(None)).collect();
     let next = Mutex::new(0usize);
     let compressed = Mutex::new(0usize);
+    let done = Mutex::new(0usize);
     let error: Mutex<Option<String>> = Mutex::new(None);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -92,6 +94,9 @@ pub fn compress(
                         if fresh {
                             *compressed.lock().unwrap() += 1;
                         }
+                        let mut d = done.lock().unwrap();
+                        *d += 1;
+                        on_chunk(*d, chunks);
                     }
                     Err(e) => {
                         error.lock().unwrap().get_or_insert(e);
@@ -438,8 +443,13 @@ mod tests {
         data.extend(sample(128 * 1024, 2));
         fs::write(&input, &data).unwrap();
         let out = d.join("disk.img.xz");
-        let stats = compress(&input, &out, &d.join("cache"), &SETTINGS).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let stats = compress(&input, &out, &d.join("cache"), &SETTINGS, &|done, total| {
+            seen.lock().unwrap().push((done, total))
+        })
+        .unwrap();
         assert_eq!((stats.blocks, stats.compressed), (4, 4));
+        assert_eq!(seen.into_inner().unwrap(), [(1, 4), (2, 4), (3, 4), (4, 4)]);
         let ours = fs::read(&out).unwrap();
         assert_eq!(stats.sha256, hex(&Sha256::digest(&ours)));
 
@@ -464,18 +474,18 @@ mod tests {
         let mut data = sample(256 * 1024 * 4, 3);
         fs::write(&input, &data).unwrap();
         assert_eq!(
-            compress(&input, &out, &cache, &SETTINGS)
+            compress(&input, &out, &cache, &SETTINGS, &|_, _| {})
                 .unwrap()
                 .compressed,
             4
         );
-        let again = compress(&input, &out, &cache, &SETTINGS).unwrap();
+        let again = compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap();
         assert_eq!(again.compressed, 0);
 
         // Change one byte in the third chunk.
         data[2 * 256 * 1024 + 17] ^= 0x55;
         fs::write(&input, &data).unwrap();
-        let changed = compress(&input, &out, &cache, &SETTINGS).unwrap();
+        let changed = compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap();
         assert_eq!(changed.compressed, 1);
         assert_ne!(changed.sha256, again.sha256);
         let back = xz(&["-dc"], &out);
@@ -490,7 +500,7 @@ mod tests {
         let input = d.join("disk.img");
         let cache = d.join("cache");
         fs::write(&input, sample(1000, 4)).unwrap();
-        compress(&input, &d.join("a.xz"), &cache, &SETTINGS).unwrap();
+        compress(&input, &d.join("a.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap();
         let blk = fs::read_dir(cache.join("xz-1-262144"))
             .unwrap()
             .next()
@@ -501,7 +511,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 20] ^= 1; // inside the index
         fs::write(&blk, bytes).unwrap();
-        let e = compress(&input, &d.join("b.xz"), &cache, &SETTINGS).unwrap_err();
+        let e = compress(&input, &d.join("b.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap_err();
         assert!(e.contains("bad CRC32") && e.contains("delete it"), "{e}");
         assert!(!d.join("b.xz").exists());
     }
