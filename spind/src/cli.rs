@@ -224,10 +224,16 @@ impl Options {
 
 /// `-v` output.
 pub fn version_text() -> String {
-    format!(
+    let mut v = format!(
         "SPIN daemon version {}\nspind: Rust reimplementation, wire-compatible with SPIN 1.0\n",
         env!("CARGO_PKG_VERSION")
-    )
+    );
+    // A build can stamp the binary (SPIND_BUILD_ID at compile time; cargo rebuilds spind when it
+    // changes). `cargo xtask bench image` uses it to make a real spind change.
+    if let Some(id) = option_env!("SPIND_BUILD_ID") {
+        v.push_str(&format!("build: {id}\n"));
+    }
+    v
 }
 
 /// `-h` output.
@@ -432,7 +438,10 @@ mod tests {
             "SPIN daemon version {}\n",
             env!("CARGO_PKG_VERSION")
         )));
-        assert_eq!(v.lines().count(), 2);
+        assert_eq!(
+            v.lines().count(),
+            2 + usize::from(option_env!("SPIND_BUILD_ID").is_some())
+        );
         for flag in [
             "-c FILE",
             "-C ",

@@ -16,7 +16,7 @@ cargo xtask COMMAND
 Commands:
   test     run every test layer (unit, integration with the real spind binary, ...);
            layers that need root or host tools say so and fail under CI=true
-  bench [replay|router|all]
+  bench [replay|router|all|image]
            measure spind (default all; writes target/bench/report.md):
            replay: replay throughput and peak RSS on a generated 1M-packet capture,
                    idle RSS, release binary size;
@@ -27,6 +27,9 @@ Commands:
                    mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary;
                    SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
                    during the DNS load.
+           image (root, Debian; not in all): the x86_64 image built cold in a fresh
+                   target directory, then rebuilt after a spind change (SPIND_BUILD_ID);
+                   stage times and sizes (writes target/bench/image-report.md)
   image    build a router image: cargo xtask image --board NAME (--list for the boards)
   qemu-test [--board x86_64|rpi3] [--no-build] [--no-raspi3b]
            boot the images in QEMU between a LAN client and a simulated internet (network

@@ -5,8 +5,11 @@
 //! - `router` ([`router`], root): spind live on a namespace router with real traffic through it:
 //!   CPU and RSS at 1,000 / 10,000 / 50,000 UDP flows, flows per `traffic` message, DNS at
 //!   5,000 queries/s (dnsquery coverage, client loss and latency with and without spind,
-//!   DNS answer to node update latency), next to SPIN 1.0's figures and the targets.
+//!   DNS answer to node update latency), next to SPIN 1.0's figures and the targets;
+//! - `image` ([`image`], root, Debian; not part of `all`: it builds an image from nothing):
+//!   the x86_64 image cold and rebuilt after a spind change, with stage times and sizes.
 
+mod image;
 mod replay;
 mod router;
 
@@ -17,9 +20,21 @@ use crate::util::{self, cargo};
 pub fn run(args: &[String]) -> Result<(), String> {
     let what = match args {
         [] => "all",
-        [a] if ["replay", "router", "all"].contains(&a.as_str()) => a.as_str(),
-        _ => return Err(format!("usage: cargo xtask bench [replay|router|all] (got {args:?})")),
+        [a] if ["replay", "router", "all", "image"].contains(&a.as_str()) => a.as_str(),
+        _ => return Err(format!("usage: cargo xtask bench [replay|router|all|image] (got {args:?})")),
     };
+    if what == "image" {
+        if let Some(why) = crate::image::test_layer_missing() {
+            return Err(format!("bench image: {why}"));
+        }
+        let dir = util::root().join("target/bench");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let report = image::run(&dir)?;
+        let path = dir.join("image-report.md");
+        std::fs::write(&path, &report).map_err(|e| e.to_string())?;
+        println!("{report}\n(written to {})", path.display());
+        return Ok(());
+    }
     if what != "replay" && !util::is_root() {
         return Err("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` \
                     without root"

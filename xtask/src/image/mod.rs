@@ -143,6 +143,11 @@ pub struct Built {
     /// The merged root file system tar the disk was made from.
     pub root_tar: PathBuf,
     pub out_dir: PathBuf,
+    /// Each stage: (name, wall time, from the cache), and the whole build's wall time.
+    pub stages: Vec<(String, Duration, bool)>,
+    pub total: Duration,
+    /// The outputs with their sizes in bytes.
+    pub artifacts: Vec<(PathBuf, u64)>,
 }
 
 /// Builds every stage of a Debian board, printing timings and artifacts.
@@ -181,22 +186,24 @@ pub fn build(board: &Board, opts: &Options) -> Result<Built, String> {
     let disk = timings.time_cached("disk", || debian::disk(&ctx, &root, &ctx.dir))?;
     let artifacts = timings.time_cached("outputs", || debian::outputs(&ctx, &disk))?;
 
-    eprintln!(
-        "\nxtask image: {} built in {}",
-        board.name,
-        secs(t0.elapsed())
-    );
+    let total = t0.elapsed();
+    eprintln!("\nxtask image: {} built in {}", board.name, secs(total));
     timings.print();
     eprintln!("artifacts ({}):", ctx.out.display());
+    let mut sized = Vec::new();
     for a in &artifacts {
         let size = std::fs::metadata(a).map(|m| m.len()).unwrap_or(0);
         let sum = sha256_file(a)?;
         eprintln!("  {:<44} {:>10}  sha256 {sum}", file_name(a), human(size));
+        sized.push((a.clone(), size));
     }
     Ok(Built {
         disk: disk.path.clone(),
         root_tar: root.path.clone(),
         out_dir: ctx.out.clone(),
+        stages: timings.0,
+        total,
+        artifacts: sized,
     })
 }
 
