@@ -79,9 +79,10 @@ fi
 # ---- QEMU tests (cargo xtask qemu-test, issue 6) -------------------------------------------------
 # QEMU 10 system emulators from bookworm-backports (the backports source is added above; the
 # bookworm 7.2 packages conflict with the backports qemu-utils), busybox for the LAN client's
-# DHCP client (udhcpc), and a C cross compiler for the rpi3 image's spind (ring, under TLS).
+# DHCP client (udhcpc), a C cross compiler for the rpi3 image's spind (ring, under TLS), and
+# OVMF (bookworm's ovmf) to boot the x86_64 image under UEFI.
 qemu_backports=(qemu-system-x86 qemu-system-arm)
-qemu_packages=(busybox python3 gcc-aarch64-linux-gnu)
+qemu_packages=(busybox python3 gcc-aarch64-linux-gnu ovmf)
 qemu_missing=()
 for p in "${qemu_backports[@]}" "${qemu_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || qemu_missing+=("$p")

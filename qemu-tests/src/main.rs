@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const HELP: &str = "\
-qemu-test run --board BOARD --images DIR --out DIR [--no-raspi3b]
+qemu-test run --board BOARD --images DIR --out DIR [--no-raspi3b] [--no-uefi|--uefi-only]
     boot target/image/BOARD/out/ (DIR) between a LAN client and a simulated internet (network
     namespaces spinq-lan, spinq-wan; needs root) and check what spind sees and enforces;
     artifacts and timings in the --out DIR
+    --no-raspi3b   rpi3: skip the SD image's boot under -M raspi3b to the ready marker
+    --no-uefi      x86_64: skip the disk's boot under UEFI (OVMF, -M q35) to the ready marker
+                   and the root login that checks systemd-boot started it
+    --uefi-only    x86_64: only that UEFI boot, not the end-to-end run before it
 qemu-test mqtt-sub HOST PORT tcp|ws FILE    MQTT transcript of SPIN/# as JSON lines
 qemu-test probe ADDR PORT...                TCP connect to each port: open|closed|filtered
 ";
@@ -41,6 +45,8 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut images = None;
     let mut out = None;
     let mut raspi3b = true;
+    let mut uefi = true;
+    let mut e2e = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -48,10 +54,17 @@ fn run(args: &[String]) -> Result<(), String> {
             "--images" => images = it.next().map(PathBuf::from),
             "--out" => out = it.next().map(PathBuf::from),
             "--no-raspi3b" => raspi3b = false,
+            "--no-uefi" => uefi = false,
+            "--uefi-only" => e2e = false,
             other => return Err(format!("unknown argument {other:?}\n{HELP}")),
         }
     }
     let board = board.ok_or(HELP)?;
+    if !e2e && (board != "x86_64" || !uefi) {
+        return Err(format!(
+            "--uefi-only boots x86_64 under UEFI (not with --no-uefi)\n{HELP}"
+        ));
+    }
     // Absolute paths: the servers in the namespaces change directory.
     let abs = |p: PathBuf| {
         if p.is_absolute() {
@@ -67,7 +80,9 @@ fn run(args: &[String]) -> Result<(), String> {
         out: out.ok_or(HELP)?,
         exe: std::env::current_exe().map_err(|e| e.to_string())?,
         board,
+        e2e,
         raspi3b,
+        uefi,
     };
     match qemu_tests::suite::run(&opts) {
         Ok(report) => {

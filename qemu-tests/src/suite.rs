@@ -8,6 +8,10 @@
 //!                                                                      lo: 198.51.100.80, 2001:db8:80::80
 //!                                                                          HTTP (www.example.test)
 //! ```
+//!
+//! Then, without network devices: rpi3's SD image under `-M raspi3b` to the ready marker, and
+//! x86_64's disk under UEFI (OVMF, `-M q35`) to the ready marker and a root login that checks
+//! the kernel came through systemd-boot.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -47,8 +51,12 @@ pub struct Options {
     pub out: PathBuf,
     /// This program (for the helper subcommands run inside the namespaces).
     pub exe: PathBuf,
+    /// The end-to-end run (false: only the boots after it, `qemu-test run --uefi-only`).
+    pub e2e: bool,
     /// rpi3: also boot the SD image under `-M raspi3b`.
     pub raspi3b: bool,
+    /// x86_64: also boot the disk image under UEFI (OVMF) and check systemd-boot started it.
+    pub uefi: bool,
 }
 
 /// Timings of the steps, in order.
@@ -97,13 +105,15 @@ pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
         return Err((report, format!("{}: {e}", opts.out.display())));
     }
     let t0 = Instant::now();
-    let r = e2e(opts, &mut report);
-    let r = r.and_then(|_| {
-        if opts.board == "rpi3" && opts.raspi3b {
-            raspi3b(opts, &mut report)
-        } else {
-            Ok(())
-        }
+    let r = if opts.e2e {
+        e2e(opts, &mut report)
+    } else {
+        Ok(())
+    };
+    let r = r.and_then(|_| match opts.board.as_str() {
+        "rpi3" if opts.raspi3b => raspi3b(opts, &mut report),
+        "x86_64" if opts.uefi => uefi(opts, &mut report),
+        _ => Ok(()),
     });
     report
         .steps
@@ -114,7 +124,12 @@ pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
     match r {
         Ok(()) => {
             // The disk overlays only matter for a post-mortem.
-            for f in ["disk-overlay.qcow2", "sd-overlay.qcow2"] {
+            for f in [
+                "disk-overlay.qcow2",
+                "sd-overlay.qcow2",
+                "uefi-overlay.qcow2",
+                "uefi-vars.fd",
+            ] {
                 let _ = fs::remove_file(opts.out.join(f));
             }
             Ok(report)
@@ -636,6 +651,7 @@ fn e2e_vm(
         disk: overlay.clone(),
         nics,
         accel,
+        efi_vars: None,
         serial_log: out.join("serial.log"),
         stderr_log: out.join("qemu.stderr"),
     };
@@ -643,20 +659,7 @@ fn e2e_vm(
     let boot_timeout = Duration::from_secs(if accel == "kvm" { 180 } else { 480 });
     let pw = report.step(
         "first boot: the first-boot root password on the serial console",
-        || {
-            let vm = env.vm.as_ref().unwrap();
-            vm.serial.wait_for(
-                "SPIN-FIRST-BOOT root password: ",
-                boot_timeout,
-                "the first boot's root password line",
-            )?;
-            let rest = vm.serial.wait_for(
-                "\n",
-                Duration::from_secs(10),
-                "the end of the password line",
-            )?;
-            Ok(rest.trim().to_string())
-        },
+        || first_boot_password(env.vm.as_ref().unwrap(), boot_timeout),
     )?;
     env.password = Some(pw.clone());
     let vm_started = env.vm.as_ref().unwrap().started;
@@ -1055,6 +1058,21 @@ fn e2e_vm(
     Ok(())
 }
 
+/// The root password the first boot prints on the serial console.
+fn first_boot_password(vm: &Vm, timeout: Duration) -> Result<String, String> {
+    vm.serial.wait_for(
+        "SPIN-FIRST-BOOT root password: ",
+        timeout,
+        "the first boot's root password line",
+    )?;
+    let rest = vm.serial.wait_for(
+        "\n",
+        Duration::from_secs(10),
+        "the end of the password line",
+    )?;
+    Ok(rest.trim().to_string())
+}
+
 /// `fd12:3456:789a:1:...` → `fd12:3456:789a:1::/64`.
 fn prefix64(addr: &str) -> Result<String, String> {
     let a: std::net::Ipv6Addr = addr
@@ -1087,27 +1105,170 @@ fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
         disk: overlay,
         nics: Vec::new(),
         accel: "tcg",
+        efi_vars: None,
         serial_log: out.join("raspi3b-serial.log"),
         stderr_log: out.join("raspi3b-qemu.stderr"),
     };
     let mut vm = Vm::start(spec)?;
-    let started = vm.started;
+    let r = ready_without_network(
+        report,
+        &vm,
+        &boot,
+        "raspi3b",
+        "the SD image",
+        "the Raspberry Pi 3 (raspi3b) router",
+    );
+    vm.kill();
+    r
+}
+
+/// Waits for the ready marker of a VM without network devices (the router gets there without a
+/// network), and notes how long the boot took from QEMU's start, whatever happens.
+fn ready_without_network(
+    report: &mut Report,
+    vm: &Vm,
+    boot: &BootInfo,
+    label: &str,
+    image: &str,
+    router: &str,
+) -> Result<(), String> {
     let r = report.step(
-        &format!("raspi3b: boot the SD image to {}", boot.ready_marker),
+        &format!("{label}: boot {image} to {}", boot.ready_marker),
         || {
             vm.wait_ready(
                 &boot.ready_marker,
                 Duration::from_secs(600),
-                "the Raspberry Pi 3 (raspi3b) router to be ready",
+                &format!("{router} to be ready"),
             )
         },
     );
     report.notes.push(format!(
-        "raspi3b boot to ready marker: {:.1} s",
-        started.elapsed().as_secs_f64()
+        "{label} boot to ready marker: {:.1} s",
+        vm.started.elapsed().as_secs_f64()
     ));
-    vm.kill();
     r.map(|_| ())
+}
+
+/// The vendor GUID of systemd-boot's variables (the Boot Loader Interface: LoaderInfo,
+/// LoaderEntrySelected, ...).
+const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+/// The boot loader entry of the image (its file name under `loader/entries/` on the boot
+/// partition, the `default` of `loader/loader.conf`; see xtask/src/image/debian.rs).
+const LOADER_ENTRY: &str = "spin.conf";
+
+/// x86_64: the disk image under UEFI (OVMF on `-M q35`, no network devices) to the ready
+/// marker; then a root login on the serial console checks that the kernel was started by
+/// systemd-boot under UEFI.
+fn uefi(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let out = &opts.out;
+    let boot = BootInfo::load(&opts.images, &opts.board)?;
+    let overlay = out.join("uefi-overlay.qcow2");
+    let vars = out.join("uefi-vars.fd");
+    report.step(
+        "uefi: disk overlay and a fresh copy of OVMF's variable store",
+        || {
+            vm::overlay(&boot.disk, &overlay, None)?;
+            vm::efi_vars(&vars)
+        },
+    )?;
+    let spec = VmSpec {
+        machine: Machine::PcUefi,
+        boot: &boot,
+        disk: overlay,
+        nics: Vec::new(),
+        // TCG, as for raspi3b: this boot checks the firmware's path, not speed.
+        accel: "tcg",
+        efi_vars: Some(vars),
+        serial_log: out.join("uefi-serial.log"),
+        stderr_log: out.join("uefi-qemu.stderr"),
+    };
+    let mut vm = Vm::start(spec)?;
+    let r = uefi_checks(report, &mut vm, &boot);
+    vm.kill();
+    r
+}
+
+/// The UEFI boot's steps: first-boot password, ready marker, then what booted the kernel.
+fn uefi_checks(report: &mut Report, vm: &mut Vm, boot: &BootInfo) -> Result<(), String> {
+    let pw = report.step(
+        "uefi: the first-boot root password on the serial console",
+        || first_boot_password(vm, Duration::from_secs(600)),
+    )?;
+    ready_without_network(
+        report,
+        vm,
+        boot,
+        "uefi",
+        "the disk image under OVMF",
+        "the router (UEFI boot)",
+    )?;
+    let (firmware, loader) = report.step(
+        &format!(
+            "uefi: root login; /sys/firmware/efi exists, systemd-boot's LoaderEntrySelected is {LOADER_ENTRY:?}"
+        ),
+        || {
+            vm.login(&pw)?;
+            let (rc, _) = vm.shell("test -d /sys/firmware/efi", Duration::from_secs(30))?;
+            if rc != 0 {
+                return Err("no /sys/firmware/efi: the kernel did not boot under UEFI".into());
+            }
+            let entry = loader_var(vm, "LoaderEntrySelected")?;
+            if entry != LOADER_ENTRY {
+                return Err(format!(
+                    "LoaderEntrySelected is {entry:?}, expected the image's entry {LOADER_ENTRY:?}"
+                ));
+            }
+            let loader = loader_var(vm, "LoaderInfo")?;
+            if !loader.starts_with("systemd-boot ") {
+                return Err(format!("LoaderInfo is {loader:?}, not systemd-boot"));
+            }
+            Ok((loader_var(vm, "LoaderFirmwareInfo")?, loader))
+        },
+    )?;
+    report.notes.push(format!(
+        "uefi: firmware {firmware:?}, boot loader {loader:?}"
+    ));
+    Ok(())
+}
+
+/// One of systemd-boot's EFI variables, read through efivarfs on the serial console.
+fn loader_var(vm: &mut Vm, name: &str) -> Result<String, String> {
+    let path = format!("/sys/firmware/efi/efivars/{name}-{LOADER_GUID}");
+    let (rc, hex) = vm.shell(&format!("od -An -v -tx1 {path}"), Duration::from_secs(30))?;
+    if rc != 0 {
+        return Err(format!(
+            "no EFI variable {name} ({path}): the kernel was not started by systemd-boot"
+        ));
+    }
+    efi_string(&hex).map_err(|e| format!("{path}: {e}"))
+}
+
+/// An efivarfs file holding a string (`od -tx1` of it): 4 bytes of attributes, then UTF-16LE
+/// ending in one NUL, which is taken off. Anything else is an error.
+fn efi_string(od: &str) -> Result<String, String> {
+    let bytes = od
+        .split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).map_err(|_| format!("not od -tx1 output: {od:?}")))
+        .collect::<Result<Vec<u8>, String>>()?;
+    let text = bytes.get(4..).unwrap_or_default();
+    if text.len() % 2 != 0 {
+        return Err(format!(
+            "{} bytes after the attributes: not UTF-16",
+            text.len()
+        ));
+    }
+    let units: Vec<u16> = text
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    match units.split_last() {
+        Some((0, s)) if !s.contains(&0) => {
+            String::from_utf16(s).map_err(|e| format!("not UTF-16: {e}"))
+        }
+        _ => Err(format!(
+            "not one NUL-terminated UTF-16 string: {units:04x?}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -1121,5 +1282,18 @@ mod tests {
             "fd94:e9d1:6ea:1::/64"
         );
         assert!(prefix64("192.168.8.1").is_err());
+    }
+
+    #[test]
+    fn efi_variable_strings() {
+        // LoaderEntrySelected as systemd-boot sets it (attributes 6: boot service and runtime
+        // access), and as `od -An -v -tx1` shows it.
+        let od = " 06 00 00 00 73 00 70 00 69 00 6e 00 2e 00 63 00 6f 00 6e 00\n 66 00 00 00\n";
+        assert_eq!(efi_string(od).unwrap(), "spin.conf");
+        assert!(efi_string(" 06 00 00 00 73 00 70 00 69 00 6e 00").is_err()); // no NUL
+        assert!(efi_string(" 06 00 00 00 73 00 00 00 70 00 00 00").is_err()); // two strings
+        assert!(efi_string(" 06 00 00 00 73 00 00").is_err()); // odd length
+        assert!(efi_string(" 06 00 00 00").is_err()); // empty: no NUL either
+        assert!(efi_string("od: cannot open").is_err());
     }
 }

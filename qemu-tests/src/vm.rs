@@ -1,5 +1,6 @@
 //! One QEMU virtual machine: its command line, its serial console (logged, searchable, and
-//! writable for a root login) and its lifetime.
+//! writable for a root login) and its lifetime. x86_64 boots its disk through SeaBIOS
+//! ([`Machine::PcBios`]) or through OVMF, Debian's UEFI firmware ([`Machine::PcUefi`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -65,6 +66,10 @@ impl BootInfo {
 pub enum Machine {
     /// x86_64 PC from its own disk (SeaBIOS + syslinux): the image exactly as shipped.
     PcBios,
+    /// x86_64 `-M q35` PC from its own disk under UEFI (OVMF as pflash: [`OVMF_CODE`]
+    /// read-only, a writable copy of [`OVMF_VARS`] in [`VmSpec::efi_vars`]), which starts
+    /// systemd-boot (`\EFI\BOOT\BOOTX64.EFI`): the image exactly as shipped.
+    PcUefi,
     /// arm64 `-M virt -cpu cortex-a53` with the image's kernel and initrd and its root file
     /// system on a virtio disk.
     ArmVirt,
@@ -72,6 +77,11 @@ pub enum Machine {
     /// firmware). No network devices.
     Raspi3b,
 }
+
+/// OVMF's firmware code (Debian package `ovmf`), read-only.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's empty variable store (same package), copied per run: the firmware writes to it.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 pub struct Nic {
     pub fd: OwnedFd,
@@ -86,6 +96,8 @@ pub struct VmSpec<'a> {
     /// WAN first, then LAN.
     pub nics: Vec<Nic>,
     pub accel: &'a str,
+    /// [`Machine::PcUefi`]: the VM's own copy of the UEFI variable store ([`efi_vars`]).
+    pub efi_vars: Option<PathBuf>,
     pub serial_log: PathBuf,
     pub stderr_log: PathBuf,
 }
@@ -104,19 +116,48 @@ pub fn overlay(base: &Path, overlay: &Path, size: Option<&str>) -> Result<(), St
     sh::ns("", &args).map(|_| ())
 }
 
+/// Writes a fresh copy of OVMF's empty variable store for one VM ([`VmSpec::efi_vars`]).
+pub fn efi_vars(copy: &Path) -> Result<(), String> {
+    std::fs::copy(OVMF_VARS, copy).map(|_| ()).map_err(|e| {
+        format!(
+            "copying {OVMF_VARS} to {}: {e} (package ovmf)",
+            copy.display()
+        )
+    })
+}
+
 pub fn qemu_command(spec: &VmSpec) -> Command {
     let b = spec.boot;
     let disk = spec.disk.to_string_lossy().into_owned();
     let mut args: Vec<String> = Vec::new();
     let mut a = |s: &[&str]| args.extend(s.iter().map(|x| x.to_string()));
+    let drive = format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe");
+    // x86_64 boots from the disk itself, whatever the firmware.
+    let pc_disk = [
+        "-drive",
+        &drive,
+        "-device",
+        "virtio-blk-pci,drive=disk0,bootindex=0",
+    ];
     let program = match spec.machine {
         Machine::PcBios => {
             a(&["-machine", "pc", "-m", "1024", "-smp", "2"]);
+            a(&pc_disk);
+            "qemu-system-x86_64"
+        }
+        Machine::PcUefi => {
+            let vars = spec
+                .efi_vars
+                .as_deref()
+                .expect("Machine::PcUefi needs VmSpec::efi_vars");
+            a(&["-machine", "q35", "-m", "1024", "-smp", "2"]);
             a(&[
                 "-drive",
-                &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe"),
+                &format!("if=pflash,unit=0,format=raw,readonly=on,file={OVMF_CODE}"),
+                "-drive",
+                &format!("if=pflash,unit=1,format=raw,file={}", vars.display()),
             ]);
-            a(&["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+            a(&pc_disk);
             "qemu-system-x86_64"
         }
         Machine::ArmVirt => {
@@ -137,10 +178,7 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
                 &b.initrd.to_string_lossy(),
             ]);
             a(&["-append", &format!("{} console=ttyAMA0", b.cmdline)]);
-            a(&[
-                "-drive",
-                &format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe"),
-            ]);
+            a(&["-drive", &drive]);
             a(&["-device", "virtio-blk-pci,drive=disk0"]);
             "qemu-system-aarch64"
         }
@@ -586,6 +624,7 @@ mod tests {
             disk: dir.join("o.qcow2"),
             nics: Vec::new(),
             accel: "tcg",
+            efi_vars: (machine == Machine::PcUefi).then(|| dir.join("vars.fd")),
             serial_log: dir.join("s.log"),
             stderr_log: dir.join("e.log"),
         };
@@ -599,6 +638,22 @@ mod tests {
                 && pi.contains("if=sd")
                 && pi.contains("-serial null -serial chardev:console")
         );
+        // UEFI: q35 with OVMF's code read-only and the run's own variable store, the disk
+        // overlay on virtio-blk as under SeaBIOS, no -kernel (the firmware boots the disk).
+        let d = dir.display();
+        let uefi = sh::show(&qemu_command(&spec(Machine::PcUefi)));
+        assert!(uefi.starts_with("qemu-system-x86_64 -machine q35 -m 1024 -smp 2 "));
+        assert!(uefi.contains(&format!(
+            " -drive if=pflash,unit=0,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+             -drive if=pflash,unit=1,format=raw,file={d}/vars.fd \
+             -drive file={d}/o.qcow2,format=qcow2,if=none,id=disk0,cache=unsafe \
+             -device virtio-blk-pci,drive=disk0,bootindex=0 -accel tcg "
+        )));
+        assert!(!uefi.contains("-kernel") && !uefi.contains("-append"));
+        assert!(uefi.contains("-serial chardev:console") && !uefi.contains("-serial null"));
+        let bios = sh::show(&qemu_command(&spec(Machine::PcBios)));
+        assert!(bios.starts_with("qemu-system-x86_64 -machine pc "));
+        assert!(!bios.contains("pflash"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

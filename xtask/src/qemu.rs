@@ -1,7 +1,8 @@
 //! `cargo xtask qemu-test [--board x86_64|rpi3]`: builds the image (cached stages are reused),
 //! then boots it in QEMU between a LAN client and a simulated internet (network namespaces) and
-//! checks what spind sees and enforces. The suite itself is the `qemu-tests` crate (binary
-//! `qemu-test`); this file checks the host, builds what it needs and runs it per board.
+//! checks what spind sees and enforces; x86_64 is also booted under UEFI (OVMF) and rpi3 under
+//! `-M raspi3b`. The suite itself is the `qemu-tests` crate (binary `qemu-test`); this file
+//! checks the host (programs and OVMF's firmware), builds what it needs and runs it per board.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,27 +14,32 @@ use crate::util;
 pub const BOARDS: &[&str] = &["x86_64", "rpi3"];
 
 const HELP: &str = "\
-cargo xtask qemu-test [--board x86_64|rpi3]... [--no-build] [--no-raspi3b]
+cargo xtask qemu-test [--board x86_64|rpi3]... [--no-build] [--no-raspi3b] [--no-uefi]
 
   Boots each board's image in QEMU (TCG unless KVM really works) between a LAN client and a
   simulated internet made of network namespaces, and checks from the LAN side: DHCP, DNS and
   HTTP through the router (IPv4 NAT and IPv6), spind's MQTT stream (TCP 1883 and WebSocket
   1884: device node with MAC and DHCP name, server node with the queried name, traffic bytes,
   dnsquery), JSON-RPC blocking across a reboot, the web UI, and that nothing is open on the WAN.
-  rpi3 runs under -M virt (cortex-a53, the image's kernel and root file system) and also boots
-  the SD image under -M raspi3b to the ready marker. Needs root.
+  x86_64 boots its disk through SeaBIOS (-M pc), then once more through UEFI (OVMF on -M q35,
+  no network) to the ready marker, and a root login checks that systemd-boot started it
+  (/sys/firmware/efi, LoaderEntrySelected = spin.conf). rpi3 runs under -M virt (cortex-a53,
+  the image's kernel and root file system) and also boots the SD image under -M raspi3b to the
+  ready marker. Needs root.
 
   --board NAME   only this board (repeatable; default: x86_64 and rpi3)
   --no-build     use target/image/BOARD/out/ as it is (default: cargo xtask image --board
                  BOARD first; cached stages make that quick)
   --no-raspi3b   rpi3: skip the -M raspi3b boot
+  --no-uefi      x86_64: skip the UEFI boot (and do not require OVMF, package ovmf)
 
   Artifacts (serial console log, spind's journal, MQTT transcripts, the simulated internet's
   DHCP/DNS/HTTP logs, timings.txt) in target/qemu-test/BOARD/. SPIN_QEMU_ACCEL=tcg|kvm skips
   the KVM probe.
 ";
 
-/// Programs the suite runs on the host: (program, Debian package, from backports).
+/// Programs the suite runs on the host (or, given as an absolute path, a file it needs):
+/// (program or file, Debian package, from backports).
 const TOOLS: &[(&str, &str, bool)] = &[
     ("qemu-img", "qemu-utils", false),
     ("ip", "iproute2", false),
@@ -44,8 +50,15 @@ const TOOLS: &[(&str, &str, bool)] = &[
     ("python3", "python3", false),
 ];
 
-fn tools_for(board: &str) -> Vec<(&'static str, &'static str, bool)> {
+/// OVMF, the UEFI firmware the x86_64 image is booted with (the suite's variable store,
+/// OVMF_VARS_4M.fd, comes from the same package).
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+
+fn tools_for(board: &str, uefi: bool) -> Vec<(&'static str, &'static str, bool)> {
     let mut t = TOOLS.to_vec();
+    if board == "x86_64" && uefi {
+        t.push((OVMF_CODE, "ovmf", false));
+    }
     match board {
         "rpi3" => {
             t.push(("qemu-system-aarch64", "qemu-system-arm", true));
@@ -81,12 +94,21 @@ pub fn missing() -> Option<String> {
     None
 }
 
+/// A program on the PATH, or a file given by its absolute path.
+fn present(tool: &str) -> bool {
+    if tool.starts_with('/') {
+        std::path::Path::new(tool).is_file()
+    } else {
+        host::have(tool)
+    }
+}
+
 /// Checks the host tools; as root on Debian installs what is missing.
-fn ensure_tools(boards: &[String]) -> Result<(), String> {
+fn ensure_tools(boards: &[String], uefi: bool) -> Result<(), String> {
     let mut missing: Vec<(&str, &str, bool)> = Vec::new();
     for b in boards {
-        for t in tools_for(b) {
-            if !host::have(t.0) && !missing.iter().any(|m| m.1 == t.1) {
+        for t in tools_for(b, uefi) {
+            if !present(t.0) && !missing.iter().any(|m| m.1 == t.1) {
                 missing.push(t);
             }
         }
@@ -119,6 +141,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut boards: Vec<String> = Vec::new();
     let mut build = true;
     let mut raspi3b = true;
+    let mut uefi = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -126,6 +149,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             s if s.starts_with("--board=") => boards.push(s["--board=".len()..].to_string()),
             "--no-build" => build = false,
             "--no-raspi3b" => raspi3b = false,
+            "--no-uefi" => uefi = false,
             "--help" | "-h" => {
                 print!("{HELP}");
                 return Ok(());
@@ -149,7 +173,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(why) = missing() {
         return Err(format!("xtask qemu-test: {why}"));
     }
-    ensure_tools(&boards)?;
+    ensure_tools(&boards, uefi)?;
     util::run(util::cargo().args([
         "build",
         "--locked",
@@ -192,6 +216,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         if !raspi3b {
             c.arg("--no-raspi3b");
         }
+        if !uefi {
+            c.arg("--no-uefi");
+        }
         let t1 = Instant::now();
         let r = util::run(&mut c);
         let test_secs = t1.elapsed().as_secs_f64();
@@ -218,4 +245,25 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 fn mins(s: f64) -> String {
     format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_64_needs_ovmf_unless_the_uefi_boot_is_skipped() {
+        let ovmf = |board, uefi| {
+            tools_for(board, uefi)
+                .into_iter()
+                .filter(|t| t.1 == "ovmf")
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ovmf("x86_64", true), [(OVMF_CODE, "ovmf", false)]);
+        assert!(ovmf("x86_64", false).is_empty());
+        assert!(ovmf("rpi3", true).is_empty());
+        // A file is looked for where it is, a program on the PATH.
+        assert!(present("/bin/sh") && present("sh"));
+        assert!(!present("/nonexistent/OVMF_CODE_4M.fd") && !present("OVMF_CODE_4M.fd"));
+    }
 }
