@@ -1070,7 +1070,23 @@ fn first_boot_password(vm: &Vm, timeout: Duration) -> Result<String, String> {
         Duration::from_secs(10),
         "the end of the password line",
     )?;
-    Ok(rest.trim().to_string())
+    let password = rest.trim().to_string();
+    if password.len() != 12 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the first-boot password {password:?} is not 12 letters and digits"
+        ));
+    }
+    // A clean console up to here: firstboot once printed tr's "write error: Broken pipe",
+    // systemd "Failed to find module 'autofs4'".
+    let console = vm.serial.since(0);
+    let boot = console.split("SPIN-FIRST-BOOT").next().unwrap_or_default();
+    if let Some(line) = boot.lines().find(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("error") || l.contains("failed")
+    }) {
+        return Err(format!("the first boot printed an error on the console: {line}"));
+    }
+    Ok(password)
 }
 
 /// `fd12:3456:789a:1:...` → `fd12:3456:789a:1::/64`.

@@ -60,27 +60,10 @@ fn tools_for(board: &str, uefi: bool) -> Vec<(&'static str, &'static str, bool)>
         t.push((OVMF_CODE, "ovmf", false));
     }
     match board {
-        "rpi3" => {
-            t.push(("qemu-system-aarch64", "qemu-system-arm", true));
-            // Building the rpi3 image: spind's TLS (rustls with ring) compiles C for
-            // aarch64-unknown-linux-musl; see musl_cc_for_image_build().
-            t.push(("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", false));
-        }
+        "rpi3" => t.push(("qemu-system-aarch64", "qemu-system-arm", true)),
         _ => t.push(("qemu-system-x86_64", "qemu-system-x86", true)),
     }
     t
-}
-
-/// spind's default `tls` feature pulls in ring, whose build script compiles C for the target:
-/// for aarch64-unknown-linux-musl (rpi3) that needs a C cross compiler, which the image builder
-/// does not configure. Debian's aarch64-linux-gnu-gcc compiles ring's freestanding C fine for a
-/// static musl link (rust-lld links). Only set when the caller has not chosen a compiler.
-fn musl_cc_for_image_build(board: &str) {
-    const VAR: &str = "CC_aarch64_unknown_linux_musl";
-    if board == "rpi3" && std::env::var_os(VAR).is_none() && host::have("aarch64-linux-gnu-gcc") {
-        eprintln!("xtask qemu-test: {VAR}=aarch64-linux-gnu-gcc for the rpi3 image's spind (ring)");
-        std::env::set_var(VAR, "aarch64-linux-gnu-gcc");
-    }
 }
 
 /// Why the suite cannot run here (for `cargo xtask test`).
@@ -191,7 +174,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let images = image::target_dir().join("image").join(b).join("out");
         if build {
             let board = image::board::load(b)?;
-            musl_cc_for_image_build(b);
             image::build(
                 &board,
                 &image::Options {

@@ -49,6 +49,13 @@ pub fn build_spind(ctx: &Ctx) -> Result<Stage, String> {
             c.env(var, "rust-lld");
         }
     }
+    if let Some((cc, _)) = super::host::cross_cc(target) {
+        // C in the dependency tree (cc-rs) is compiled with the cross gcc (host tools check).
+        let var = format!("CC_{}", target.replace('-', "_"));
+        if std::env::var_os(&var).is_none() {
+            c.env(var, cc);
+        }
+    }
     run_logged(
         &format!("cargo build spind ({target})"),
         c,

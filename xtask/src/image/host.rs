@@ -102,6 +102,15 @@ fn missing(board: &Board) -> Vec<(&'static str, bool, String)> {
             ));
         }
     }
+    if let Some((program, package)) = cross_cc(&board.rust_target) {
+        if !have(program) {
+            m.push((
+                package,
+                false,
+                format!("{program} (package {package}, C for {})", board.rust_target),
+            ));
+        }
+    }
     if have("mke2fs") {
         match e2fs_version() {
             Some(v) if v >= (1, 47, 1) => {}
@@ -121,6 +130,18 @@ fn missing(board: &Board) -> Vec<(&'static str, bool, String)> {
     }
     m.dedup_by(|a, b| a.0 == b.0);
     m
+}
+
+/// The C cross compiler a foreign Rust target needs: spind's dependency tree has C and assembly
+/// (psm, under rumqttd's config parser) that cc-rs compiles for the target. Debian's
+/// aarch64-linux-gnu-gcc compiles that freestanding code fine for a static musl link too.
+pub fn cross_cc(rust_target: &str) -> Option<(&'static str, &'static str)> {
+    if std::env::consts::ARCH == "aarch64" {
+        return None;
+    }
+    rust_target
+        .starts_with("aarch64-")
+        .then_some(("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"))
 }
 
 fn is_debian() -> bool {
