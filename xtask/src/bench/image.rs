@@ -87,7 +87,7 @@ fn size(b: &Built, suffix: &str) -> String {
 fn report(cold: &Built, rebuild: &Built) -> String {
     format!(
         "| measure (x86_64 image) | value | target |\n|---|---|---|\n\
-         | cold build: fresh target directory, root file system from the mirror, spind with its dependencies | {} ({}) | < 10 min |\n\
+         | cold build: fresh target directory, root file system from the mirror, spind with its dependencies | {} ({}; spind and rootfs side by side) | < 10 min |\n\
          | rebuild after a spind change | {} ({}) | < 60 s |\n\
          | `.img.xz` / `.qcow2` / `.ova` / raw | {} / {} / {} / {} | `.img.xz` < 150 MB |\n",
         secs(cold.total),
