@@ -191,7 +191,8 @@ fn chunk_block(
     if path.exists() {
         return Ok((hash, false));
     }
-    let tmp = cache.join(format!("{hash}.xz.tmp"));
+    // Per chunk: equal chunks (zeros) may be compressed by two workers at once.
+    let tmp = cache.join(format!("{hash}.{i}.tmp"));
     let out = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     // Two threads and input from a pipe: xz's multi-threaded encoder, which writes the sizes
     // into the block header (a single-threaded xz would not); one block uses one core.
@@ -492,6 +493,21 @@ mod tests {
         assert!(back.stdout == data);
         let cached = fs::read_dir(cache.join("xz-1-262144")).unwrap().count();
         assert_eq!(cached, 4, "the old third block is pruned");
+    }
+
+    #[test]
+    fn equal_chunks_share_one_cached_block() {
+        let d = tmpdir("equal");
+        let input = d.join("disk.img");
+        let cache = d.join("cache");
+        let out = d.join("disk.img.xz");
+        let data = sample(256 * 1024, 5).repeat(6);
+        fs::write(&input, &data).unwrap();
+        let stats = compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap();
+        assert_eq!(stats.blocks, 6);
+        assert!(xz(&["-dc"], &out).stdout == data);
+        let files: Vec<_> = fs::read_dir(cache.join("xz-1-262144")).unwrap().collect();
+        assert_eq!(files.len(), 1, "one block for six equal chunks, no leftovers");
     }
 
     #[test]
