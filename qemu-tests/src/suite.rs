@@ -632,8 +632,13 @@ fn e2e_vm(
 ) -> Result<(), String> {
     let out = env.opts.out.clone();
     let overlay = out.join("disk-overlay.qcow2");
-    report.step("throw-away disk overlay over the image", || {
-        vm::overlay(&boot.disk, &overlay, None)
+    // A disk 1 GiB larger than the image, as a card or disk bigger than the image would be:
+    // the first boot grows the root file system to its end.
+    let raw_size = fs::metadata(&boot.disk)
+        .map_err(|e| format!("{}: {e}", boot.disk.display()))?
+        .len();
+    report.step("throw-away disk overlay over the image, 1 GiB larger", || {
+        vm::overlay(&boot.disk, &overlay, Some(&(raw_size + GROWN_BY).to_string()))
     })?;
     let nics = vec![
         Nic {
@@ -928,10 +933,17 @@ fn e2e_vm(
     // since count.
     let mark_reboot = tr.marks();
     report.step(
-        "reboot the router (root login on the serial console, systemctl reboot)",
+        "root login on the serial console; the first boot grew the root file system to the disk's end",
         || {
             let vm = env.vm.as_mut().unwrap();
             vm.login(&pw)?;
+            check_grown(vm, raw_size)
+        },
+    )?;
+    report.step(
+        "reboot the router (systemctl reboot on the serial console)",
+        || {
+            let vm = env.vm.as_mut().unwrap();
             // The journal is in RAM: keep the first boot's before it is gone.
             let (_, log) = vm.shell(JOURNAL, Duration::from_secs(60))?;
             let _ = fs::write(out.join("spind-boot1.log"), log);
@@ -1055,6 +1067,45 @@ fn e2e_vm(
             )
         },
     )?;
+    Ok(())
+}
+
+/// How much larger than the image the test disk is.
+const GROWN_BY: u64 = 1 << 30;
+
+/// After the first boot: the root partition ends at the end of the (larger) disk, less GPT's
+/// backup and alignment, and the ext4 on it was grown with it (its size beyond the whole
+/// image's).
+fn check_grown(vm: &mut Vm, raw_size: u64) -> Result<(), String> {
+    let (rc, out) = vm.shell(
+        "r=$(findmnt -no SOURCE /); p=${r#/dev/}; d=$(lsblk -no PKNAME $r); \
+         echo GROWN $(cat /sys/class/block/$d/size /sys/class/block/$p/start \
+         /sys/class/block/$p/size) $(stat -f -c '%b %S' /)",
+        Duration::from_secs(30),
+    )?;
+    let nums: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("GROWN "))
+        .map(|l| l.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    let [disk, start, size, fs_blocks, fs_block_size] = nums[..] else {
+        return Err(format!("root partition sizes: unexpected output (status {rc}): {out:?}"));
+    };
+    let (disk_bytes, end_bytes, fs_bytes) = (disk * 512, (start + size) * 512, fs_blocks * fs_block_size);
+    if disk_bytes != raw_size + GROWN_BY {
+        return Err(format!("the disk has {disk_bytes} bytes, not {}", raw_size + GROWN_BY));
+    }
+    // GPT keeps 33 sectors for its backup; partitions end on 1 MiB boundaries.
+    if end_bytes + (2 << 20) < disk_bytes {
+        return Err(format!(
+            "the root partition ends at byte {end_bytes} of {disk_bytes}: not grown to the disk's end"
+        ));
+    }
+    if fs_bytes <= raw_size {
+        return Err(format!(
+            "the root file system has {fs_bytes} bytes, no more than the {raw_size}-byte image: not grown"
+        ));
+    }
     Ok(())
 }
 
