@@ -112,9 +112,10 @@ impl PacketSocket {
             bridge_ports: HashMap::new(),
         };
         s.attach_filter().map_err(CaptureError::Io)?;
+        // `as _`: libc's suseconds_t alias is deprecated on musl.
         let tv = libc::timeval {
             tv_sec: 0,
-            tv_usec: POLL.as_micros() as libc::suseconds_t,
+            tv_usec: POLL.as_micros() as _,
         };
         setsockopt(&s.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).map_err(CaptureError::Io)?;
         Ok(s)

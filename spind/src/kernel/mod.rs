@@ -202,9 +202,10 @@ impl NlSocket {
 
     /// Makes `recv` return `WouldBlock`/`TimedOut` after `timeout` without data.
     pub fn set_recv_timeout(&self, timeout: Duration) -> io::Result<()> {
+        // `as _`: libc's time_t and suseconds_t aliases are deprecated on musl.
         let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+            tv_sec: timeout.as_secs() as _,
+            tv_usec: timeout.subsec_micros() as _,
         };
         // SAFETY: tv is valid for the call.
         let r = unsafe {
