@@ -143,8 +143,9 @@ pub struct Built {
     /// The merged root file system tar the disk was made from.
     pub root_tar: PathBuf,
     pub out_dir: PathBuf,
-    /// Each stage: (name, wall time, from the cache), and the whole build's wall time.
+    /// Each stage: (name, wall time, from the cache).
     pub stages: Vec<(String, Duration, bool)>,
+    /// The whole build's wall time.
     pub total: Duration,
     /// The outputs with their sizes in bytes.
     pub artifacts: Vec<(PathBuf, u64)>,
