@@ -12,7 +12,7 @@
 //! padded to 4 bytes, index of (unpadded size, uncompressed size) records, stream footer).
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -179,7 +179,6 @@ fn chunk_block(
     cache: &Path,
 ) -> Result<(String, bool), String> {
     let mut f = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
-    use std::io::Seek;
     f.seek(std::io::SeekFrom::Start(i * settings.block_size))
         .map_err(|e| e.to_string())?;
     let mut chunk = Vec::with_capacity(settings.block_size as usize);
