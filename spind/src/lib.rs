@@ -1,32 +1,20 @@
-//! spind: the SPIN daemon. See README.md for the architecture in a paragraph.
+//! spind: the SPIN daemon. The code map, the invariants and the threads are in
+//! `docs/architecture.md`; README.md has the architecture in a paragraph.
 //!
-//! Data flows one way through one owner of the state: sources (capture replay, extsrc, later the
-//! kernel) and control transports (JSON-RPC over unix socket, HTTP, MQTT) send [`event::Input`]s
-//! to the core, which owns the node model and emits [`event::Publish`]es for the broker.
+//! Data flows one way through one owner of the state, and the rooms are laid out that way:
+//! [`sources`] (kernel, capture replay, extsrc) and [`transports`] (JSON-RPC over the unix
+//! socket, HTTP and MQTT) send [`Input`](model::event::Input)s to the core in [`model`], which owns
+//! the node model, emits [`Publish`](model::event::Publish)es for the broker and hands a
+//! [`Policy`](model::policy::Policy) to the [`enforcer`]; [`daemon`] wires them together.
+//!
+//! The library's public face is what the binary and the integration tests need: the daemon's
+//! entry point, and the enforcer with the policy it enforces (the nftables namespace tests drive
+//! it directly). Everything else is `pub(crate)`.
 
-pub mod addr;
-pub mod auth;
-pub mod capture;
-pub mod cli;
-pub mod config;
-pub mod core;
-pub mod daemon;
-pub mod dots;
-pub mod enforce;
-pub mod event;
-pub mod extsrc;
-pub mod http;
-pub mod kernel;
-pub mod lists;
-pub mod logging;
-pub mod messages;
-pub mod mqtt;
-pub mod names;
-pub mod nft;
-pub mod nodes;
-pub mod packet;
-pub mod persist;
-pub mod replay;
-pub mod rpc;
-pub mod rpc_unix;
-pub mod stats;
+mod daemon;
+pub mod enforcer;
+pub mod model;
+pub(crate) mod sources;
+pub(crate) mod transports;
+
+pub use daemon::main_with_args;

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spind::addr::IpNet;
-use spind::enforce::{Enforcer, PairBlock, Policy};
-use spind::nft::{classify, script, Nft, NftEnforcer, NftError};
+use spind::model::addr::IpNet;
+use spind::model::policy::{Enforcer, PairBlock, Policy};
+use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
 
 const DNS_GROUP: u16 = 5;
 const BLOCK_GROUP: u16 = 6;

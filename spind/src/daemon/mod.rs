@@ -1,0 +1,327 @@
+//! The daemon room: the command line, the configuration, logging, and the wiring that starts
+//! everything (sources, transports, the broker, the enforcer) and runs the one thread that owns
+//! the [`Core`].
+//!
+//! This is the only room that knows every other room. It owns no state of the model and makes
+//! no decision of the core: it builds the settings from the config, starts each part, and in
+//! the core loop hands every [`Input`] to the core and every [`Publish`] to the broker.
+
+pub(crate) mod cli;
+pub(crate) mod config;
+pub(crate) mod logging;
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use log::{error, info, warn};
+
+use crate::enforcer;
+use crate::model::core::{Core, CoreSettings};
+use crate::model::event::{Event, Input, Publish, RpcReply, Timestamp};
+use crate::model::names::Names;
+use crate::model::persist::StateDir;
+use crate::model::policy::Enforcer;
+use crate::model::rpc;
+use crate::sources::{extsrc, kernel, replay};
+use crate::transports::{http, mqtt, rpc_socket};
+use cli::Options;
+use config::Config;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn wall_clock() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Runs spind with these arguments (without the program name) and returns the exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let opts = match cli::parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("spind: {e}");
+            return 1;
+        }
+    };
+    if opts.help {
+        print!("{}", cli::help_text());
+        return 0;
+    }
+    if opts.version {
+        println!("{}", cli::version_text());
+        return 0;
+    }
+    match run(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("spind: {e:#}");
+            error!("{e:#}");
+            1
+        }
+    }
+}
+
+/// OpenWrt keeps the settings in UCI; SPIN used it instead of spind.conf when present.
+const UCI_CONFIG_FILE: &str = "/etc/config/spin";
+
+fn load_config(opts: &Options) -> anyhow::Result<(Config, Vec<String>)> {
+    let (mut cfg, warnings) = match &opts.config_file {
+        Some(p) => Config::load(p, true)?,
+        None if Path::new(UCI_CONFIG_FILE).exists() => {
+            let text = std::fs::read_to_string(UCI_CONFIG_FILE).with_context(|| format!("cannot read {UCI_CONFIG_FILE}"))?;
+            Config::parse_uci(&text, UCI_CONFIG_FILE)?
+        }
+        None => Config::load(Path::new(cli::DEFAULT_CONFIG_FILE), false)?,
+    };
+    opts.apply(&mut cfg);
+    Ok((cfg, warnings))
+}
+
+fn listen_addrs(cfg: &Config, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    cfg.spinweb_interfaces
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+                .with_context(|| format!("spinweb_interfaces: {s:?} is not an IP address"))
+        })
+        .collect()
+}
+
+/// The web server's settings from the config (SPIN's `spinweb_*` keys plus our own).
+fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::HttpSettings> {
+    let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    let tls = match (path(&cfg.spinweb_tls_certificate_file), path(&cfg.spinweb_tls_key_file)) {
+        (Some(certificate), Some(key)) => Some(http::TlsFiles { certificate, key }),
+        (None, None) => None,
+        // Serving plain HTTP when the user asked for HTTPS would be the wrong surprise.
+        _ => bail!("spinweb_tls_certificate_file and spinweb_tls_key_file must be set together"),
+    };
+    // `/mqtt` on the web port goes to the broker's WebSocket listener: ours (on the first
+    // spinweb interface, loopback preferred) or, with an external broker, pubsub_host's.
+    let ws_host = if cfg.pubsub_run_mosquitto {
+        let hosts: Vec<&str> = cfg.spinweb_interfaces.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        hosts.iter().copied().find(|h| *h == "127.0.0.1" || *h == "::1").or(hosts.first().copied()).unwrap_or("127.0.0.1").to_string()
+    } else {
+        cfg.pubsub_host.clone()
+    };
+    let mqtt_websocket = match ws_host.parse::<IpAddr>() {
+        Ok(ip) => {
+            // A wildcard listener is reached on loopback.
+            let ip = match ip {
+                IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+                IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            Some(SocketAddr::new(ip, cfg.pubsub_websocket_port))
+        }
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(ws_host.as_str(), cfg.pubsub_websocket_port))
+            .ok()
+            .and_then(|mut a| a.next()),
+    };
+    Ok(http::HttpSettings {
+        addrs,
+        static_dir: (!cfg.spinweb_static_dir.as_os_str().is_empty()).then(|| cfg.spinweb_static_dir.clone()),
+        password_file: path(&cfg.spinweb_password_file),
+        tls,
+        mqtt_websocket,
+    })
+}
+
+fn run(opts: Options) -> anyhow::Result<()> {
+    let (cfg, warnings) = load_config(&opts)?;
+    if opts.print_config {
+        print!("{}", cfg.print());
+        return Ok(());
+    }
+    let log_file = (!cfg.log_file.is_empty()).then(|| Path::new(&cfg.log_file));
+    logging::init(cfg.log_loglevel, opts.log_stdout, log_file, cfg.log_usesyslog && !opts.log_stdout)
+        .context("cannot set up logging")?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    if opts.remove_firewall {
+        // Blocks stay in force when spind stops; this is how to lift them.
+        let existed = enforcer::remove_table()?;
+        println!("{}", if existed { "removed nftables table inet spin" } else { "no nftables table inet spin to remove" });
+        return Ok(());
+    }
+    // Live mode watches this machine's kernel; replay and extsrc input (SPIN's passive mode)
+    // need no privileges and touch no firewall.
+    let kernel_mode = opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
+    let enforcer: Option<Box<dyn Enforcer>> = if kernel_mode {
+        kernel::check()?;
+        Some(Box::new(enforcer::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?))
+    } else {
+        None
+    };
+
+    // Check every input before anything starts listening.
+    let capture = match &opts.replay {
+        Some(path) => Some(replay::validate(path)?),
+        None => None,
+    };
+    let state = StateDir::open(&cfg.state_dir)?;
+    let names = Names::load(&state.names_file(), &cfg.dhcp_config_file, &cfg.dhcp_leases_file);
+    let settings = CoreSettings {
+        local_mode: opts.local,
+        retain_time: cfg.node_cache_retain_time,
+        traffic_topic: cfg.pubsub_channel_traffic.clone(),
+        dots_enabled: cfg.dots_enabled,
+        dots_log_only: cfg.dots_log_only,
+        // Without the kernel nobody drops packets: decide and report blocks here.
+        simulate_blocking: !kernel_mode,
+    };
+    let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
+    // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.
+    let mut core = Core::new(settings, state, names, enforcer, start_time)?;
+
+    let (tx, rx) = mpsc::channel::<Input>();
+    let mqtt_settings = mqtt::MqttSettings {
+        embedded: cfg.pubsub_run_mosquitto,
+        host: cfg.pubsub_host.clone(),
+        port: cfg.pubsub_port,
+        websocket_hosts: cfg.spinweb_interfaces.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        websocket_port: cfg.pubsub_websocket_port,
+        keepalive_secs: cfg.pubsub_timeout,
+    };
+    let broker = mqtt::start(&mqtt_settings, tx.clone()).context("cannot start MQTT")?;
+    info!(
+        "MQTT on {}:{} ({}), WebSocket on port {}",
+        cfg.pubsub_host,
+        cfg.pubsub_port,
+        if cfg.pubsub_run_mosquitto { "embedded broker" } else { "external broker" },
+        cfg.pubsub_websocket_port
+    );
+
+    let rpc_socket_served = match rpc_socket::serve(&opts.rpc_socket, tx.clone()) {
+        Ok(_) => {
+            info!("JSON-RPC on unix socket {}", opts.rpc_socket.display());
+            true
+        }
+        // The default path needs root; on a laptop the HTTP and MQTT transports still work.
+        Err(e) if opts.rpc_socket == Path::new(cli::DEFAULT_RPC_SOCKET) => {
+            warn!("no JSON-RPC unix socket at {} ({e}); use -j PATH for one", opts.rpc_socket.display());
+            false
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot serve JSON-RPC on {}", opts.rpc_socket.display())),
+    };
+    let web = listen_addrs(&cfg, cfg.spinweb_port)?;
+    let web_settings = http_settings(&cfg, web.clone())?;
+    let scheme = if web_settings.tls.is_some() { "https" } else { "http" };
+    http::serve(&web_settings, tx.clone())?;
+    for a in &web {
+        info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");
+    }
+    if let Some(path) = &opts.extsrc_socket {
+        extsrc::serve_unix(path, tx.clone()).with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;
+        info!("extsrc input on unix socket {}", path.display());
+    }
+    if let Some(addr) = opts.extsrc_tcp {
+        extsrc::serve_tcp(addr, tx.clone()).with_context(|| format!("cannot listen for extsrc on {addr}"))?;
+        info!("extsrc input on tcp {addr}");
+    }
+
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+
+    let mut out = Vec::new();
+    core.startup(&mut out);
+    publish_all(&broker, &mut out);
+
+    // Kept alive for the daemon's lifetime; the conntrack thread also drives the clock.
+    let mut _kernel_sources = None;
+    match (&opts.replay, capture) {
+        _ if kernel_mode => {
+            let k = kernel::KernelSettings {
+                dns_group: cfg.iptable_queue_dns,
+                block_group: cfg.iptable_queue_block,
+                wan_interfaces: kernel::WanInterfaces::parse(&cfg.wan_interfaces),
+            };
+            _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
+            info!("watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours", k.dns_group, k.block_group);
+        }
+        (Some(path), Some(info)) => {
+            info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);
+            let (path, speed, tx) = (path.clone(), opts.replay_speed, tx.clone());
+            std::thread::spawn(move || {
+                if let Err(e) = replay::run(&path, speed, tx) {
+                    error!("replay stopped: {e}");
+                }
+            });
+        }
+        _ => spawn_ticker(tx.clone()),
+    }
+    drop(tx);
+    core_loop(&mut core, &rx, &broker, opts.exit_after_replay);
+    if rpc_socket_served {
+        let _ = std::fs::remove_file(&opts.rpc_socket);
+    }
+    info!("spind stopped");
+    Ok(())
+}
+
+/// Wall-clock ticks for live and extsrc modes (replay drives its own clock).
+fn spawn_ticker(tx: Sender<Input>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        if tx.send(Input::Event(Event::Tick { time: wall_clock() })).is_err() {
+            return;
+        }
+    });
+}
+
+fn publish_all(broker: &mqtt::MqttHandle, out: &mut Vec<Publish>) {
+    for p in out.drain(..) {
+        broker.publish(p);
+    }
+}
+
+fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, exit_after_replay: bool) {
+    let mut out = Vec::new();
+    while !STOP.load(Ordering::SeqCst) {
+        let input = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(i) => i,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match input {
+            Input::Event(ev) => {
+                let finished = matches!(ev, Event::ReplayFinished { .. });
+                core.handle(ev, &mut out);
+                publish_all(broker, &mut out);
+                if finished && exit_after_replay {
+                    break;
+                }
+            }
+            Input::Rpc { request, reply } => {
+                let answer = rpc::handle(core, &request, &mut out);
+                match reply {
+                    RpcReply::Channel(back) => {
+                        let _ = back.send(answer);
+                    }
+                    RpcReply::Mqtt => {
+                        if let Some(a) = answer {
+                            out.push(Publish::new("SPIN/jsonrpc/a", a, false));
+                        }
+                    }
+                }
+                publish_all(broker, &mut out);
+            }
+            Input::Shutdown => break,
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! Kernel enforcement in nftables (design decision 5).
+//!
+//! spind owns exactly one table, `table inet spin`, and never touches anything else. Every change
+//! regenerates the whole table from the [`Policy`] and applies it as **one** `nft -f -` batch:
+//!
+//! ```text
+//! table inet spin {}          # create it if missing, so the delete cannot fail
+//! delete table inet spin
+//! table inet spin { ... }     # the full new definition
+//! ```
+//!
+//! `nft -f` sends the file as a single netlink batch, which the kernel commits atomically: packets
+//! see either the old table or the new one, never a window without rules, and a batch that fails
+//! anywhere leaves the old table untouched. (`flush table` + redefine would also be atomic, but
+//! cannot change a base chain's hook or priority and leaves stale sets and chains behind.)
+//!
+//! Layout of the table (see [`script`]):
+//! - sets `block4`/`block6` and `allow4`/`allow6` (`flags interval`, so prefixes work), holding
+//!   the block and allow lists, normalised (duplicates and entries inside a wider entry dropped);
+//! - sets `pairs4`/`pairs6` (`ipv4_addr . ipv4_addr`) holding every (source, destination)
+//!   combination of a node-pair block, both directions. One concatenated set costs one hash lookup
+//!   per packet however many pairs are blocked; SPIN 1.0's per-node ipsets needed two rules per
+//!   pair, evaluated one after another;
+//! - base chains `forward`, `input`, `output` at priority `filter - 10` (before the distribution's
+//!   firewall, policy accept) that first copy DNS (UDP and TCP port 53, either direction) to the
+//!   NFLOG group `dns_group` with `queue-threshold 1` (immediate delivery; a copy, never a
+//!   verdict), then jump to `check`;
+//! - `check`: packets from or to a blocked address, or between a blocked pair, go to
+//!   `block_verdict`;
+//! - `block_verdict` (the only place that drops): addresses on the allow list are accepted (allow
+//!   wins, even when the peer is blocked), everything else is logged to NFLOG group `block_group`
+//!   (rate limited) and dropped.
+//!
+//! Every logging/dropping rule has a `counter` and a `comment`, so [`Nft::rule_counters`] shows
+//! what matched. There is no `ct state established accept` anywhere: a new block also cuts
+//! connections that are already open.
+//!
+//! The table is deliberately left in place when spind stops (blocks hold while it restarts; it is
+//! rebuilt from the persisted lists at start); [`remove_table`] (`spind --remove-firewall`)
+//! removes it.
+//!
+//! `nft` runs as a child process with arguments and stdin only, never through a shell, and the
+//! script is built only from parsed [`IpAddr`]/[`IpNet`] values and numbers.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::model::addr::IpNet;
+use crate::model::policy::{Enforcer, Policy};
+
+/// The table spind owns: `table inet spin`.
+pub const TABLE_FAMILY: &str = "inet";
+pub const TABLE_NAME: &str = "spin";
+/// Hook priority of the base chains: before the distribution's firewall (`filter` = 0).
+pub const PRIORITY: &str = "filter - 10";
+/// Blocked packets copied to NFLOG at most this often (drops are not limited). A device retrying
+/// a blocked service must not flood spind; the `block-log` counter still counts every packet.
+pub const BLOCK_LOG_LIMIT: &str = "limit rate 200/second burst 400 packets";
+/// NFLOG prefixes, so both kinds stay distinguishable when the two groups are the same.
+pub const DNS_LOG_PREFIX: &str = "spin-dns";
+pub const BLOCK_LOG_PREFIX: &str = "spin-block";
+
+#[derive(Debug)]
+pub enum NftError {
+    /// The `nft` program could not be found.
+    NotInstalled { program: PathBuf },
+    /// The kernel refused: no CAP_NET_ADMIN.
+    NoPermission { stderr: String },
+    /// The kernel has no nf_tables (or lacks a feature the table uses).
+    NoKernelSupport { stderr: String },
+    /// The network namespace to run `nft` in could not be opened.
+    Netns { path: PathBuf, error: std::io::Error },
+    /// Running `nft` failed for another reason.
+    Io { what: String, error: std::io::Error },
+    /// `nft` ran and failed; its stderr is included.
+    Failed { what: String, status: String, stderr: String },
+}
+
+impl fmt::Display for NftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NftError::NotInstalled { program } => write!(
+                f,
+                "the nft program ({}) was not found: install nftables \
+                 (apt-get install nftables / opkg install nftables)",
+                program.display()
+            ),
+            NftError::NoPermission { stderr } => write!(
+                f,
+                "not allowed to change nftables (needs CAP_NET_ADMIN): run spind as root or grant \
+                 it CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN); nft said: {}",
+                stderr.trim()
+            ),
+            NftError::NoKernelSupport { stderr } => write!(
+                f,
+                "the kernel does not support nftables (nf_tables with sets, concatenations and \
+                 NFLOG): enable CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_LOG, \
+                 CONFIG_NFT_LIMIT, CONFIG_NETFILTER_NETLINK_LOG or load nf_tables/nft_log/nfnetlink_log; \
+                 nft said: {}",
+                stderr.trim()
+            ),
+            NftError::Netns { path, error } => {
+                write!(f, "cannot open network namespace {}: {error}", path.display())
+            }
+            NftError::Io { what, error } => write!(f, "{what}: {error}"),
+            NftError::Failed { what, status, stderr } => {
+                write!(f, "{what} failed ({status}): {}", stderr.trim())
+            }
+        }
+    }
+}
+
+impl std::error::Error for NftError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NftError::Netns { error, .. } | NftError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Sort a failed `nft` run into the errors a user can act on.
+pub fn classify(what: &str, status: String, stderr: String) -> NftError {
+    if stderr.contains("Operation not permitted") || stderr.contains("Permission denied") {
+        NftError::NoPermission { stderr }
+    } else if stderr.contains("Protocol not supported")
+        || stderr.contains("Operation not supported")
+        || stderr.contains("Address family not supported")
+    {
+        NftError::NoKernelSupport { stderr }
+    } else {
+        NftError::Failed { what: what.to_string(), status, stderr }
+    }
+}
+
+/// How to run `nft`: which program, in which network namespace.
+#[derive(Clone, Debug)]
+pub struct Nft {
+    program: PathBuf,
+    netns: Option<PathBuf>,
+}
+
+impl Default for Nft {
+    fn default() -> Self {
+        Nft::host()
+    }
+}
+
+impl Nft {
+    /// `nft` from `PATH`, in spind's own network namespace.
+    pub fn host() -> Nft {
+        Nft { program: PathBuf::from("nft"), netns: None }
+    }
+
+    /// `nft` run inside a network namespace: a name under `/run/netns` (as `ip netns` makes) or
+    /// a path such as `/proc/PID/ns/net`. The child enters it with `setns` before `exec`.
+    pub fn in_netns(name_or_path: &str) -> Nft {
+        let path = if name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            Path::new("/run/netns").join(name_or_path)
+        };
+        Nft { program: PathBuf::from("nft"), netns: Some(path) }
+    }
+
+    /// Use another `nft` binary (a path, or a name looked up in `PATH`).
+    pub fn with_program(mut self, program: impl Into<PathBuf>) -> Nft {
+        self.program = program.into();
+        self
+    }
+
+    /// Run `nft ARGS`, with `stdin` fed to it; stdout on success.
+    fn run(&self, what: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Opened here (close-on-exec) and entered in the child between fork and exec.
+        let ns_file = match &self.netns {
+            Some(path) => Some(
+                std::fs::File::open(path)
+                    .map_err(|error| NftError::Netns { path: path.clone(), error })?,
+            ),
+            None => None,
+        };
+        if let Some(file) = &ns_file {
+            use std::os::fd::AsRawFd as _;
+            let fd = file.as_raw_fd();
+            // SAFETY: only an async-signal-safe system call runs in the forked child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                NftError::NotInstalled { program: self.program.clone() }
+            } else {
+                NftError::Io { what: format!("cannot run {}", self.program.display()), error }
+            }
+        })?;
+        drop(ns_file);
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            // nft reads the whole script before it writes anything, so this cannot deadlock. A
+            // write error (nft exited early) shows up as nft's exit status and stderr below.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|error| NftError::Io {
+            what: format!("waiting for {}", self.program.display()),
+            error,
+        })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            Err(classify(what, out.status.to_string(), stderr))
+        }
+    }
+
+    /// `nft --version`: is the program there at all.
+    pub fn version(&self) -> Result<String, NftError> {
+        self.run("nft --version", &["--version"], None).map(|s| s.trim().to_string())
+    }
+
+    /// Start-up check: `nft` exists, we may change rules, and the kernel accepts a full table
+    /// (with an element in every set) in check mode (`nft -c`: the kernel validates the batch and
+    /// then aborts it, so nothing changes).
+    pub fn check(&self, dns_group: u16, block_group: u16) -> Result<(), NftError> {
+        self.version()?;
+        let probe = script(&probe_policy(), dns_group, block_group);
+        self.run("nft -c (start-up check)", &["-c", "-f", "-"], Some(&probe)).map(|_| ())
+    }
+
+    /// Apply a script (one atomic batch).
+    pub fn apply_script(&self, script: &str) -> Result<(), NftError> {
+        self.run("nft -f (apply table inet spin)", &["-f", "-"], Some(script)).map(|_| ())
+    }
+
+    /// Whether `table inet spin` exists.
+    pub fn table_exists(&self) -> Result<bool, NftError> {
+        let out = self.run("nft list tables", &["list", "tables", TABLE_FAMILY], None)?;
+        let want = format!("table {TABLE_FAMILY} {TABLE_NAME}");
+        Ok(out.lines().any(|l| l.trim() == want))
+    }
+
+    /// `nft -j list table inet spin`: the table as nftables JSON.
+    pub fn list_table(&self) -> Result<String, NftError> {
+        self.run("nft -j list table", &["-j", "list", "table", TABLE_FAMILY, TABLE_NAME], None)
+    }
+
+    /// `nft list table inet spin`: the table as text, with counters.
+    pub fn list_table_text(&self) -> Result<String, NftError> {
+        self.run("nft list table", &["list", "table", TABLE_FAMILY, TABLE_NAME], None)
+    }
+
+    /// Remove `table inet spin` (atomically: create-if-missing + delete); whether it existed.
+    pub fn remove_table(&self) -> Result<bool, NftError> {
+        let existed = self.table_exists()?;
+        let s = format!(
+            "table {TABLE_FAMILY} {TABLE_NAME} {{}}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n"
+        );
+        self.run("nft -f (remove table inet spin)", &["-f", "-"], Some(&s))?;
+        Ok(existed)
+    }
+
+    /// Packet counters of the table's commented rules, keyed `chain/comment` (for example
+    /// `forward/dns-dport`, `block_verdict/block-drop`). Empty if the table does not exist.
+    pub fn rule_counters(&self) -> Result<Vec<(String, u64)>, NftError> {
+        if !self.table_exists()? {
+            return Ok(Vec::new());
+        }
+        let json = self.list_table()?;
+        Ok(parse_rule_counters(&json))
+    }
+}
+
+/// Parse `nft -j list table` output into `chain/comment` → packets.
+pub fn parse_rule_counters(json: &str) -> Vec<(String, u64)> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return Vec::new() };
+    let mut out = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let rule = &item["rule"];
+        let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str())
+        else {
+            continue;
+        };
+        let packets = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| e["counter"]["packets"].as_u64());
+        if let Some(p) = packets {
+            out.push((format!("{chain}/{comment}"), p));
+        }
+    }
+    out
+}
+
+/// A policy with one entry of every kind, so the start-up check exercises every set type.
+fn probe_policy() -> Policy {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("literal");
+    let net = |s: &str| s.parse::<IpNet>().expect("literal");
+    Policy {
+        block: vec![net("192.0.2.1"), net("2001:db8::/64")],
+        allow: vec![net("198.51.100.0/24"), net("2001:db8:1::1")],
+        pairs: vec![crate::model::policy::PairBlock {
+            node1: Default::default(),
+            node2: Default::default(),
+            ips1: vec![ip("192.0.2.2"), ip("2001:db8:2::1")],
+            ips2: vec![ip("203.0.113.1"), ip("2001:db8:3::1")],
+        }],
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as IPv4: the kernel sees such traffic as IPv4.
+fn canonical_net(n: IpNet) -> IpNet {
+    match n.addr() {
+        IpAddr::V6(a) if n.prefix_len() >= 96 => match a.to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), n.prefix_len() - 96).unwrap_or(n),
+            None => n,
+        },
+        _ => n,
+    }
+}
+
+/// The entries of one family, sorted, without duplicates and without entries that lie inside
+/// another entry (an interval set rejects overlapping elements).
+fn normalise(nets: &[IpNet], v4: bool) -> Vec<IpNet> {
+    let mut all: Vec<IpNet> =
+        nets.iter().map(|n| canonical_net(*n)).filter(|n| n.addr().is_ipv4() == v4).collect();
+    all.sort();
+    all.dedup();
+    let mut kept: Vec<IpNet> = Vec::with_capacity(all.len());
+    for n in all {
+        // Sorted by address then length, and prefixes either nest or are disjoint: if `n` lies
+        // inside a kept entry, it lies inside the last one.
+        if let Some(last) = kept.last() {
+            if last.contains(&n.addr()) && n.prefix_len() >= last.prefix_len() {
+                continue;
+            }
+        }
+        kept.push(n);
+    }
+    kept
+}
+
+/// Every (source, destination) of the pair blocks, both directions, one family.
+fn pair_elements(policy: &Policy, v4: bool) -> BTreeSet<(IpAddr, IpAddr)> {
+    let mut out = BTreeSet::new();
+    for p in &policy.pairs {
+        for a in p.ips1.iter().map(IpAddr::to_canonical).filter(|a| a.is_ipv4() == v4) {
+            for b in p.ips2.iter().map(IpAddr::to_canonical).filter(|b| b.is_ipv4() == v4) {
+                out.insert((a, b));
+                out.insert((b, a));
+            }
+        }
+    }
+    out
+}
+
+fn write_set(s: &mut String, name: &str, decl: &str, elements: &[String]) {
+    let _ = writeln!(s, "\tset {name} {{");
+    let _ = writeln!(s, "\t\t{decl}");
+    if !elements.is_empty() {
+        let _ = writeln!(s, "\t\telements = {{");
+        for (i, e) in elements.iter().enumerate() {
+            let sep = if i + 1 < elements.len() { "," } else { "" };
+            let _ = writeln!(s, "\t\t\t{e}{sep}");
+        }
+        let _ = writeln!(s, "\t\t}}");
+    }
+    let _ = writeln!(s, "\t}}");
+}
+
+/// The complete `nft -f` script for `policy`: one transaction that replaces `table inet spin`.
+/// Deterministic: equal policies (in any order) give byte-equal scripts.
+pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
+    let (t, n) = (TABLE_FAMILY, TABLE_NAME);
+    let mut s = String::new();
+    let _ = writeln!(s, "# generated by spind: the whole table, replaced in one transaction");
+    let _ = writeln!(s, "table {t} {n} {{}}");
+    let _ = writeln!(s, "delete table {t} {n}");
+    let _ = writeln!(s, "table {t} {n} {{");
+
+    let interval = |ty: &str| format!("type {ty}; flags interval; auto-merge;");
+    let nets = |list: &[IpNet], v4| -> Vec<String> {
+        normalise(list, v4).iter().map(|n| n.to_string()).collect()
+    };
+    write_set(&mut s, "block4", &interval("ipv4_addr"), &nets(&policy.block, true));
+    write_set(&mut s, "block6", &interval("ipv6_addr"), &nets(&policy.block, false));
+    write_set(&mut s, "allow4", &interval("ipv4_addr"), &nets(&policy.allow, true));
+    write_set(&mut s, "allow6", &interval("ipv6_addr"), &nets(&policy.allow, false));
+    for (name, ty, v4) in [("pairs4", "ipv4_addr", true), ("pairs6", "ipv6_addr", false)] {
+        let elems: Vec<String> =
+            pair_elements(policy, v4).iter().map(|(a, b)| format!("{a} . {b}")).collect();
+        write_set(&mut s, name, &format!("type {ty} . {ty};"), &elems);
+    }
+    s.push('\n');
+
+    // The only place that drops. Allow wins: an allowed address on either side is accepted
+    // (for this table; the distribution's firewall still sees the packet afterwards).
+    let _ = writeln!(s, "\tchain block_verdict {{");
+    for (fam, set) in [("ip", "allow4"), ("ip6", "allow6")] {
+        let _ = writeln!(s, "\t\t{fam} saddr @{set} accept");
+        let _ = writeln!(s, "\t\t{fam} daddr @{set} accept");
+    }
+    let _ = writeln!(
+        s,
+        "\t\tcounter {BLOCK_LOG_LIMIT} log prefix \"{BLOCK_LOG_PREFIX}\" group {block_group} \
+         queue-threshold 1 comment \"block-log\""
+    );
+    let _ = writeln!(s, "\t\tcounter drop comment \"block-drop\"");
+    let _ = writeln!(s, "\t}}\n");
+
+    let _ = writeln!(s, "\tchain check {{");
+    // A conntrack match in an inet table makes the kernel track both families in this network
+    // namespace; without one (e.g. IPv6 routed without NAT) there would be no flows to report.
+    let _ = writeln!(s, "\t\tct state new counter comment \"track\"");
+    for (fam, set) in [("ip", "block4"), ("ip6", "block6")] {
+        let _ = writeln!(s, "\t\t{fam} saddr @{set} goto block_verdict");
+        let _ = writeln!(s, "\t\t{fam} daddr @{set} goto block_verdict");
+    }
+    let _ = writeln!(s, "\t\tip saddr . ip daddr @pairs4 goto block_verdict");
+    let _ = writeln!(s, "\t\tip6 saddr . ip6 daddr @pairs6 goto block_verdict");
+    let _ = writeln!(s, "\t}}");
+
+    // Base chains: DNS copies first (before anything that accepts or drops; no ct state
+    // shortcut), then the block check. Which copies each hook takes is SPIN's choice: forward
+    // sees clients talking to outside resolvers both ways; input the queries to a resolver on
+    // the router and output its answers, so each lookup is seen once and the router's own
+    // upstream queries are not mistaken for a client's. A packet with both ports 53 is logged once.
+    for hook in ["forward", "input", "output"] {
+        let log = format!("log prefix \"{DNS_LOG_PREFIX}\" group {dns_group} queue-threshold 1");
+        let _ = writeln!(s, "\n\tchain {hook} {{");
+        let _ = writeln!(s, "\t\ttype filter hook {hook} priority {PRIORITY}; policy accept;");
+        if hook != "input" {
+            let _ = writeln!(
+                s,
+                "\t\tmeta l4proto {{ tcp, udp }} th sport 53 counter {log} comment \"dns-sport\""
+            );
+        }
+        if hook != "output" {
+            let _ = writeln!(
+                s,
+                "\t\tmeta l4proto {{ tcp, udp }} th dport 53 th sport != 53 counter {log} \
+                 comment \"dns-dport\""
+            );
+        }
+        let _ = writeln!(s, "\t\tjump check");
+        let _ = writeln!(s, "\t}}");
+    }
+    let _ = writeln!(s, "}}");
+    s
+}
+
+/// Enforces a [`Policy`] with `table inet spin`. Dropping it leaves the table in force.
+pub struct NftEnforcer {
+    nft: Nft,
+    dns_group: u16,
+    block_group: u16,
+    /// The script last applied successfully: an identical one is not applied again.
+    last: Option<String>,
+}
+
+impl NftEnforcer {
+    /// Check that `nft` works here (installed, permitted, kernel support) and return an enforcer
+    /// that copies DNS to NFLOG group `dns_group` and logs blocked packets to `block_group`.
+    /// Does not change anything yet: the first [`Enforcer::apply`] installs the table.
+    pub fn new(dns_group: u16, block_group: u16) -> Result<NftEnforcer, NftError> {
+        NftEnforcer::with_nft(Nft::host(), dns_group, block_group)
+    }
+
+    /// As [`NftEnforcer::new`], running `nft` as `nft` says (another namespace or binary).
+    pub fn with_nft(nft: Nft, dns_group: u16, block_group: u16) -> Result<NftEnforcer, NftError> {
+        nft.check(dns_group, block_group)?;
+        Ok(NftEnforcer { nft, dns_group, block_group, last: None })
+    }
+
+    pub fn nft(&self) -> &Nft {
+        &self.nft
+    }
+
+    /// Apply the policy even if the script is unchanged (after someone else removed the table).
+    pub fn force_apply(&mut self, policy: &Policy) -> Result<(), NftError> {
+        self.last = None;
+        self.apply_policy(policy)
+    }
+
+    fn apply_policy(&mut self, policy: &Policy) -> Result<(), NftError> {
+        let s = script(policy, self.dns_group, self.block_group);
+        if self.last.as_deref() == Some(s.as_str()) {
+            return Ok(());
+        }
+        self.last = None;
+        self.nft.apply_script(&s)?;
+        self.last = Some(s);
+        Ok(())
+    }
+}
+
+impl Enforcer for NftEnforcer {
+    fn apply(&mut self, policy: &Policy) -> anyhow::Result<()> {
+        Ok(self.apply_policy(policy)?)
+    }
+}
+
+/// `spind --remove-firewall`: remove `table inet spin` from this namespace; whether it existed.
+pub fn remove_table() -> Result<bool, NftError> {
+    Nft::host().remove_table()
+}
+
+/// `nft -j list table inet spin` in this namespace (diagnostics, tests).
+pub fn list_table() -> Result<String, NftError> {
+    Nft::host().list_table()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::policy::PairBlock;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn pair(a: &[&str], b: &[&str]) -> PairBlock {
+        PairBlock {
+            node1: Default::default(),
+            node2: Default::default(),
+            ips1: a.iter().map(|s| ip(s)).collect(),
+            ips2: b.iter().map(|s| ip(s)).collect(),
+        }
+    }
+
+    /// The lines of the named set's elements.
+    fn elements(script: &str, set: &str) -> Vec<String> {
+        let start = script.find(&format!("\tset {set} {{")).unwrap();
+        let body = &script[start..];
+        let body = &body[..body.find("\n\t}").unwrap()];
+        match body.find("elements = {") {
+            None => Vec::new(),
+            Some(i) => body[i + "elements = {".len()..]
+                .lines()
+                .map(|l| l.trim().trim_end_matches(',').to_string())
+                .filter(|l| !l.is_empty() && l != "}")
+                .collect(),
+        }
+    }
+
+    fn chain<'a>(script: &'a str, name: &str) -> Vec<&'a str> {
+        let start = script.find(&format!("\tchain {name} {{")).unwrap();
+        let body = &script[start..];
+        let body = &body[..body.find("\n\t}").unwrap()];
+        body.lines().skip(1).map(str::trim).collect()
+    }
+
+    #[test]
+    fn empty_policy_has_all_sets_and_chains() {
+        let s = script(&Policy::default(), 5, 6);
+        assert!(s.starts_with("# generated"));
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[1..4], ["table inet spin {}", "delete table inet spin", "table inet spin {"]);
+        for set in ["block4", "block6", "allow4", "allow6", "pairs4", "pairs6"] {
+            assert!(elements(&s, set).is_empty(), "{set}");
+        }
+        assert!(!s.contains("elements"), "no empty element lists (a syntax error)");
+        for hook in ["forward", "input", "output"] {
+            let c = chain(&s, hook);
+            assert_eq!(c[0], format!("type filter hook {hook} priority filter - 10; policy accept;"));
+            let dns: Vec<&str> = c[1..c.len() - 1].to_vec();
+            for rule in &dns {
+                assert!(rule.starts_with("meta l4proto { tcp, udp }"), "{rule}");
+                assert!(rule.contains("log prefix \"spin-dns\" group 5 queue-threshold 1"), "{rule}");
+            }
+            let has = |what: &str| dns.iter().any(|r| r.contains(what));
+            // forward: both ways; input: queries to the router; output: the router's answers.
+            assert_eq!(has("th sport 53 counter"), hook != "input", "{hook}: {dns:?}");
+            assert_eq!(has("th dport 53 th sport != 53"), hook != "output", "{hook}: {dns:?}");
+            assert_eq!(*c.last().unwrap(), "jump check");
+        }
+        assert!(!s.contains("ct state established"), "no shortcut past the DNS copies and blocks");
+    }
+
+    #[test]
+    fn block_and_allow_lists_with_prefixes_both_families() {
+        let p = Policy {
+            block: vec![net("198.51.100.0/24"), net("192.0.2.7"), net("2001:db8::/32"), net("2001:db8:1::1")],
+            allow: vec![net("10.0.0.2"), net("fd00::/8"), net("10.0.0.0/30"), net("10.0.0.5")],
+            pairs: vec![],
+        };
+        let s = script(&p, 1, 2);
+        assert_eq!(elements(&s, "block4"), ["192.0.2.7", "198.51.100.0/24"]);
+        // 2001:db8:1::1 lies inside 2001:db8::/32: an interval set would reject the overlap.
+        assert_eq!(elements(&s, "block6"), ["2001:db8::/32"]);
+        assert_eq!(elements(&s, "allow4"), ["10.0.0.0/30", "10.0.0.5"]);
+        assert_eq!(elements(&s, "allow6"), ["fd00::/8"]);
+        for set in ["block4", "allow4"] {
+            assert!(s.contains(&format!("set {set} {{\n\t\ttype ipv4_addr; flags interval; auto-merge;")));
+        }
+        for set in ["block6", "allow6"] {
+            assert!(s.contains(&format!("set {set} {{\n\t\ttype ipv6_addr; flags interval; auto-merge;")));
+        }
+    }
+
+    #[test]
+    fn allow_is_checked_before_the_block_log_and_drop() {
+        let s = script(&Policy::default(), 1, 2);
+        let v = chain(&s, "block_verdict");
+        assert_eq!(
+            v[..4],
+            ["ip saddr @allow4 accept", "ip daddr @allow4 accept", "ip6 saddr @allow6 accept", "ip6 daddr @allow6 accept"]
+        );
+        assert!(v[4].starts_with("counter limit rate") && v[4].contains("log prefix \"spin-block\" group 2 queue-threshold 1"));
+        assert_eq!(v[5], "counter drop comment \"block-drop\"");
+        assert_eq!(v.len(), 6);
+        // Block and pair matches only ever go to block_verdict; nothing else drops.
+        let c = chain(&s, "check");
+        assert_eq!(
+            c,
+            [
+                "ct state new counter comment \"track\"",
+                "ip saddr @block4 goto block_verdict",
+                "ip daddr @block4 goto block_verdict",
+                "ip6 saddr @block6 goto block_verdict",
+                "ip6 daddr @block6 goto block_verdict",
+                "ip saddr . ip daddr @pairs4 goto block_verdict",
+                "ip6 saddr . ip6 daddr @pairs6 goto block_verdict",
+            ]
+        );
+        assert_eq!(s.matches(" drop ").count(), 1);
+    }
+
+    #[test]
+    fn pairs_hold_both_directions_of_every_same_family_combination() {
+        let p = Policy {
+            pairs: vec![
+                pair(&["10.0.0.2", "fd00::2"], &["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
+                // Duplicate pair, listed the other way round: no duplicate elements.
+                pair(&["192.0.2.1"], &["10.0.0.2"]),
+            ],
+            ..Default::default()
+        };
+        let s = script(&p, 1, 2);
+        assert_eq!(
+            elements(&s, "pairs4"),
+            ["10.0.0.2 . 192.0.2.1", "10.0.0.2 . 192.0.2.2", "192.0.2.1 . 10.0.0.2", "192.0.2.2 . 10.0.0.2"]
+        );
+        assert_eq!(elements(&s, "pairs6"), ["2001:db8::1 . fd00::2", "fd00::2 . 2001:db8::1"]);
+        assert!(s.contains("set pairs4 {\n\t\ttype ipv4_addr . ipv4_addr;"));
+        assert!(s.contains("set pairs6 {\n\t\ttype ipv6_addr . ipv6_addr;"));
+    }
+
+    #[test]
+    fn deterministic_whatever_the_input_order() {
+        let a = Policy {
+            block: vec![net("192.0.2.7"), net("2001:db8::1"), net("192.0.2.3")],
+            allow: vec![net("10.0.0.1"), net("10.0.0.1")],
+            pairs: vec![pair(&["10.0.0.2"], &["192.0.2.9"]), pair(&["10.0.0.3"], &["192.0.2.9"])],
+        };
+        let mut b = a.clone();
+        b.block.reverse();
+        b.pairs.reverse();
+        assert_eq!(script(&a, 1, 2), script(&b, 1, 2));
+        assert_eq!(elements(&script(&a, 1, 2), "allow4"), ["10.0.0.1"]);
+        assert_ne!(script(&a, 1, 2), script(&a, 1, 3));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_enforced_as_ipv4() {
+        let p = Policy {
+            block: vec![net("::ffff:192.0.2.1"), net("::ffff:198.51.100.0/120")],
+            pairs: vec![pair(&["::ffff:10.0.0.2"], &["192.0.2.5"])],
+            ..Default::default()
+        };
+        let s = script(&p, 1, 2);
+        assert_eq!(elements(&s, "block4"), ["192.0.2.1", "198.51.100.0/24"]);
+        assert!(elements(&s, "block6").is_empty());
+        assert_eq!(elements(&s, "pairs4"), ["10.0.0.2 . 192.0.2.5", "192.0.2.5 . 10.0.0.2"]);
+    }
+
+    #[test]
+    fn whole_internet_prefix_swallows_the_rest() {
+        let p = Policy { block: vec![net("192.0.2.1"), net("0.0.0.0/0"), net("10.0.0.0/8")], ..Default::default() };
+        assert_eq!(elements(&script(&p, 1, 2), "block4"), ["0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn errors_are_sorted_into_what_the_user_can_fix() {
+        let e = classify("x", "exit status: 1".into(), "Error: Could not process rule: Operation not permitted\n".into());
+        assert!(matches!(e, NftError::NoPermission { .. }));
+        assert!(e.to_string().contains("CAP_NET_ADMIN"));
+        let e = classify("x", "exit status: 1".into(), "netlink: Error: cache initialization failed: Protocol not supported".into());
+        assert!(matches!(e, NftError::NoKernelSupport { .. }));
+        assert!(e.to_string().contains("CONFIG_NF_TABLES"));
+        let e = classify("nft -f", "exit status: 1".into(), "Error: syntax error".into());
+        assert!(matches!(e, NftError::Failed { .. }));
+        assert!(e.to_string().contains("syntax error"));
+    }
+
+    #[test]
+    fn missing_nft_binary_says_how_to_install_it() {
+        let nft = Nft::host().with_program("/nonexistent/spind-test/nft");
+        let e = nft.check(1, 2).unwrap_err();
+        assert!(matches!(e, NftError::NotInstalled { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("apt-get install nftables") && msg.contains("opkg install nftables"), "{msg}");
+        let e = NftEnforcer::with_nft(nft, 1, 2).err().unwrap();
+        assert!(matches!(e, NftError::NotInstalled { .. }));
+    }
+
+    #[test]
+    fn missing_namespace_is_reported() {
+        let e = Nft::in_netns("spind-test-no-such-namespace").version().unwrap_err();
+        assert!(matches!(e, NftError::Netns { .. }), "{e}");
+        assert!(e.to_string().contains("/run/netns/spind-test-no-such-namespace"));
+    }
+
+    #[test]
+    fn counters_are_read_from_nft_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "spin", "handle": 1}},
+            {"rule": {"family": "inet", "table": "spin", "chain": "forward", "handle": 3,
+              "comment": "dns-sport", "expr": [{"match": {}}, {"counter": {"packets": 7, "bytes": 420}}, {"log": {}}]}},
+            {"rule": {"family": "inet", "table": "spin", "chain": "check", "handle": 4, "expr": []}}]}"#;
+        assert_eq!(parse_rule_counters(json), [("forward/dns-sport".to_string(), 7)]);
+        assert!(parse_rule_counters("not json").is_empty());
+    }
+}

@@ -1,0 +1,894 @@
+//! The core: the one owner of all state. It turns observations into the node model and SPIN
+//! messages, answers the control operations behind the JSON-RPC methods, persists what must
+//! survive a restart and tells the enforcer what to enforce. Plain synchronous logic: no I/O
+//! but the state files, so it is tested without a kernel or a broker.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use log::{info, warn};
+use serde_json::{json, Value};
+
+use crate::model::addr::IpNet;
+use crate::model::policy::{Enforcer, PairBlock, Policy};
+use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
+use crate::model::lists::{IpList, Lists};
+use crate::model::messages::{self, FlowJson, NodeJson};
+use crate::model::names::Names;
+use crate::model::nodes::{Candidate, Change, ListKind, NodeCache, NodeId};
+use crate::model::persist::{atomic_write, StateDir};
+use crate::model::stats::Stats;
+
+pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
+pub const ADMIN_TOPIC: &str = "SPIN/traffic/admin";
+
+const EXPIRY_INTERVAL: i64 = 60;
+const DEVICE_FLOW_INTERVAL: i64 = 15;
+const STATS_INTERVAL: i64 = 30;
+/// Flows per `traffic` message; more flows in one interval go out as several messages.
+const MAX_FLOWS_PER_MESSAGE: usize = 1000;
+/// A device keeps at most this many idle flow records before old ones are dropped (SPIN: 10).
+const DEVICE_FLOW_KEEP: usize = 10;
+/// Records idle this long may be dropped (SPIN: 120 periods of 15 s).
+const DEVICE_FLOW_MAX_IDLE: i64 = 1800;
+
+#[derive(Clone, Debug)]
+pub struct CoreSettings {
+    /// `-l`: publish flows where neither side is a device.
+    pub local_mode: bool,
+    /// `node_cache_retain_time`: idle non-device nodes are deleted after this many seconds.
+    pub retain_time: i64,
+    /// `pubsub_channel_traffic`.
+    pub traffic_topic: String,
+    pub dots_enabled: bool,
+    pub dots_log_only: bool,
+    /// No kernel enforces the lists (replay, passive mode): decide blocks here and publish
+    /// `blocked` instead of `traffic` for blocked flows.
+    pub simulate_blocking: bool,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            local_mode: false,
+            retain_time: 1800,
+            traffic_topic: "SPIN/traffic".into(),
+            dots_enabled: false,
+            dots_log_only: false,
+            simulate_blocking: false,
+        }
+    }
+}
+
+/// Cumulative traffic of a device to one remote node and port (`list_device_flows`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFlow {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_seen: Timestamp,
+}
+
+/// (remote node, destination port, ICMP type).
+pub type DeviceFlowKey = (NodeId, u16, u8);
+
+/// A failed control operation: the JSON-RPC error code and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl OpError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        OpError { code, message: message.into() }
+    }
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+/// Aggregation key of a published flow (SPIN's 38-byte pkt_info prefix).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    protocol: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    src_port: u16,
+    dst_port: u16,
+}
+
+pub struct Core {
+    settings: CoreSettings,
+    nodes: NodeCache,
+    lists: Lists,
+    names: Names,
+    state: StateDir,
+    enforcer: Option<Box<dyn Enforcer>>,
+    neighbours: HashMap<IpAddr, MacAddr>,
+    device_flows: BTreeMap<NodeId, BTreeMap<DeviceFlowKey, DeviceFlow>>,
+    /// Blocked node pairs, smaller id first.
+    flow_blocks: BTreeSet<(NodeId, NodeId)>,
+    now: Timestamp,
+    next_expiry: Timestamp,
+    next_device_flow_clean: Timestamp,
+    next_stats: Timestamp,
+    stats: Stats,
+}
+
+impl Core {
+    /// Loads the persisted lists and flow blocks from the state directory and enforces them.
+    pub fn new(
+        settings: CoreSettings,
+        state: StateDir,
+        names: Names,
+        enforcer: Option<Box<dyn Enforcer>>,
+        now: Timestamp,
+    ) -> anyhow::Result<Core> {
+        let mut lists = Lists::default();
+        for kind in ListKind::ALL {
+            let (list, warnings) = IpList::load(&state.list_file(kind.name()));
+            for w in warnings {
+                warn!("{w}");
+            }
+            *lists.get_mut(kind) = list;
+        }
+        let mut core = Core {
+            settings,
+            nodes: NodeCache::new(),
+            lists,
+            names,
+            state,
+            enforcer,
+            neighbours: HashMap::new(),
+            device_flows: BTreeMap::new(),
+            flow_blocks: BTreeSet::new(),
+            now,
+            next_expiry: now + EXPIRY_INTERVAL,
+            next_device_flow_clean: now + DEVICE_FLOW_INTERVAL,
+            next_stats: now + STATS_INTERVAL,
+            stats: Stats::default(),
+        };
+        core.restore_node_store();
+        // Unlike SPIN 1.0, the persisted lists are enforced from the start; a router that
+        // cannot enforce them must say so rather than run unprotected.
+        core.enforce().map_err(|e| anyhow::anyhow!("cannot enforce the persisted lists: {}", e.message))?;
+        Ok(core)
+    }
+
+    pub fn nodes(&self) -> &NodeCache {
+        &self.nodes
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    pub fn settings(&self) -> &CoreSettings {
+        &self.settings
+    }
+
+    /// What a fresh client must hear first: `serverRestart`, then the three lists.
+    pub fn startup(&mut self, out: &mut Vec<Publish>) {
+        let mut msgs = vec![self.traffic_msg(messages::server_restart())];
+        for kind in ListKind::ALL {
+            msgs.push(self.list_msg(kind, kind.name()));
+        }
+        self.emit(out, msgs);
+    }
+
+    pub fn handle(&mut self, ev: Event, out: &mut Vec<Publish>) {
+        self.now = self.now.max(ev.time());
+        let msgs = match ev {
+            Event::Flows { time, flows, local } => self.on_flows(time, flows, local),
+            Event::DnsQuery { time, client, qname } => self.on_dns_query(time, client, &qname),
+            Event::DnsAnswer { time, qname, records } => self.on_dns_answer(time, &qname, &records),
+            Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
+            Event::Blocked { time, packet } => self.on_blocked(time, &packet),
+            Event::Tick { .. } => self.on_tick(),
+            Event::ReplayFinished { packets, .. } => {
+                info!("replay finished: {packets} packets, {} nodes", self.nodes.len());
+                Vec::new()
+            }
+        };
+        self.emit(out, msgs);
+    }
+
+    // ---- observations -------------------------------------------------------------------
+
+    /// The node for an address: refreshed if known, else created with what the neighbour
+    /// table and the names know about it.
+    fn node_for_ip(&mut self, ip: IpAddr, time: Timestamp) -> NodeId {
+        if let Some(id) = self.nodes.touch_ip(&ip, time) {
+            return id;
+        }
+        let mac = self.neighbours.get(&ip).copied();
+        let name = self.names.lookup(mac.as_ref(), &[ip]).map(str::to_string);
+        self.nodes.add(Candidate { mac, ips: vec![ip], name, last_seen: time, ..Default::default() }, time)
+    }
+
+    fn is_device(&self, id: NodeId) -> bool {
+        self.nodes.get(id).is_some_and(|n| n.is_device())
+    }
+
+    fn ignored(&self, ip: &IpAddr) -> bool {
+        self.lists.get(ListKind::Ignore).contains(ip)
+    }
+
+    /// Whether traffic between these addresses/nodes is blocked (allow wins over block).
+    fn blocks(&self, a: &IpAddr, b: &IpAddr, na: NodeId, nb: NodeId) -> bool {
+        let allow = self.lists.get(ListKind::Allow);
+        if allow.contains(a) || allow.contains(b) {
+            return false;
+        }
+        let block = self.lists.get(ListKind::Block);
+        block.contains(a) || block.contains(b) || self.flow_blocks.contains(&(na.min(nb), na.max(nb)))
+    }
+
+    fn on_flows(&mut self, time: Timestamp, flows: Vec<FlowSample>, local: bool) -> Vec<Publish> {
+        let local = local || self.settings.local_mode;
+        let mut order: Vec<FlowKey> = Vec::new();
+        let mut sums: HashMap<FlowKey, (u64, u64)> = HashMap::new();
+        let mut blocked = Vec::new();
+        for s in &flows {
+            let src = self.node_for_ip(s.src, time);
+            let dst = self.node_for_ip(s.dst, time);
+            self.record_device_flow(src, dst, s, time);
+            if self.settings.simulate_blocking && self.blocks(&s.src, &s.dst, src, dst) {
+                blocked.push(s.clone());
+                continue;
+            }
+            if !local && !self.is_device(src) && !self.is_device(dst) {
+                continue;
+            }
+            if self.ignored(&s.src) || self.ignored(&s.dst) {
+                continue;
+            }
+            let key = FlowKey { protocol: s.protocol, src: s.src, dst: s.dst, src_port: s.src_port, dst_port: s.dst_port };
+            let e = sums.entry(key).or_insert_with(|| {
+                order.push(key);
+                (0, 0)
+            });
+            e.0 += s.bytes;
+            e.1 += s.packets;
+        }
+        self.stats.add("spind", "flows", flows.len() as u64);
+        let mut msgs = Vec::new();
+        if !order.is_empty() {
+            // Nodes are looked up at send time: a later sample may have merged an earlier node.
+            // A flow whose node lookup fails is dropped from `flows` but still counted in the
+            // totals, as SPIN does.
+            let mut lost = (0, 0);
+            let mut out = Vec::with_capacity(order.len());
+            for k in &order {
+                let (size, count) = sums[k];
+                match (self.nodes.by_ip(&k.src), self.nodes.by_ip(&k.dst)) {
+                    (Some(from), Some(to)) => out.push(FlowJson {
+                        from,
+                        to,
+                        protocol: k.protocol,
+                        from_port: k.src_port,
+                        to_port: k.dst_port,
+                        size,
+                        count,
+                    }),
+                    _ => lost = (lost.0 + size, lost.1 + count),
+                }
+            }
+            // A busy router has tens of thousands of flows a second: several messages of a
+            // bounded size keep every subscriber's (and the broker's) buffers small.
+            for (i, chunk) in out.chunks(MAX_FLOWS_PER_MESSAGE).enumerate() {
+                let (mut size, mut count) = if i == 0 { lost } else { (0, 0) };
+                for f in chunk {
+                    size += f.size;
+                    count += f.count;
+                }
+                self.stats.add("spind", "traffic-messages", 1);
+                msgs.push(self.traffic_msg(messages::traffic(chunk, time, size, count)));
+            }
+            if out.is_empty() {
+                msgs.push(self.traffic_msg(messages::traffic(&[], time, lost.0, lost.1)));
+            }
+        }
+        for s in blocked {
+            msgs.push(self.blocked_msg(&s));
+        }
+        msgs
+    }
+
+    fn record_device_flow(&mut self, src: NodeId, dst: NodeId, s: &FlowSample, time: Timestamp) {
+        for (device, remote) in [(src, dst), (dst, src)] {
+            if device == remote || !self.is_device(device) {
+                continue;
+            }
+            let rec = self
+                .device_flows
+                .entry(device)
+                .or_default()
+                .entry((remote, s.dst_port, s.icmp_type))
+                .or_default();
+            rec.packets += s.packets;
+            rec.bytes += s.bytes;
+            rec.last_seen = time;
+        }
+    }
+
+    fn blocked_msg(&mut self, s: &FlowSample) -> Publish {
+        let time = self.now;
+        let from = self.node_for_ip(s.src, time);
+        let to = self.node_for_ip(s.dst, time);
+        self.stats.add("spind", "blocked", s.packets);
+        let f = FlowJson {
+            from,
+            to,
+            protocol: s.protocol,
+            from_port: s.src_port,
+            to_port: s.dst_port,
+            size: s.bytes,
+            count: s.packets,
+        };
+        self.traffic_msg(messages::blocked(Some(&f)))
+    }
+
+    fn on_blocked(&mut self, _time: Timestamp, packet: &FlowSample) -> Vec<Publish> {
+        // Unlike SPIN, both sides always get a node, so the message always has a result.
+        vec![self.blocked_msg(packet)]
+    }
+
+    fn on_dns_query(&mut self, time: Timestamp, client: IpAddr, qname: &str) -> Vec<Publish> {
+        self.stats.add("dns", "queries", 1);
+        let from = self.node_for_ip(client, time);
+        // A query names a node whatever its TTL: no new node for a name we already know.
+        let queried = match self.nodes.by_domain(qname) {
+            Some(id) => {
+                self.nodes.touch(id, time);
+                id
+            }
+            None => self.nodes.add(
+                Candidate { domains: vec![(qname.to_string(), None)], last_seen: time, ..Default::default() },
+                time,
+            ),
+        };
+        if self.ignored(&client) {
+            return Vec::new();
+        }
+        vec![self.traffic_msg(messages::dns_query(from, queried, qname))]
+    }
+
+    /// Every address the question name resolves to, following CNAME chains, with the
+    /// shortest TTL along its chain.
+    fn resolve_chain(qname: &str, records: &[DnsRecord]) -> Vec<(IpAddr, u32)> {
+        let mut names: Vec<(String, u32)> = vec![(qname.to_ascii_lowercase(), u32::MAX)];
+        let mut i = 0;
+        while i < names.len() && names.len() <= 16 {
+            let (name, ttl) = names[i].clone();
+            for r in records {
+                if let DnsData::Cname(target) = &r.data {
+                    let t = target.to_ascii_lowercase();
+                    if r.owner.eq_ignore_ascii_case(&name) && !names.iter().any(|(n, _)| *n == t) {
+                        names.push((t, ttl.min(r.ttl)));
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut out = Vec::new();
+        for r in records {
+            if let DnsData::Addr(ip) = r.data {
+                if let Some((_, ttl)) = names.iter().find(|(n, _)| r.owner.eq_ignore_ascii_case(n)) {
+                    out.push((ip, r.ttl.min(*ttl)));
+                }
+            }
+        }
+        out
+    }
+
+    fn on_dns_answer(&mut self, time: Timestamp, qname: &str, records: &[DnsRecord]) -> Vec<Publish> {
+        self.stats.add("dns", "answers", 1);
+        for (ip, ttl) in Self::resolve_chain(qname, records) {
+            let mac = self.neighbours.get(&ip).copied();
+            let name = self.names.lookup(mac.as_ref(), &[ip]).map(str::to_string);
+            self.nodes.add(
+                Candidate {
+                    mac,
+                    ips: vec![ip],
+                    domains: vec![(qname.to_string(), Some(time + i64::from(ttl)))],
+                    name,
+                    last_seen: time,
+                },
+                time,
+            );
+        }
+        Vec::new()
+    }
+
+    fn on_neighbour(&mut self, time: Timestamp, ip: IpAddr, mac: MacAddr) -> Vec<Publish> {
+        if self.neighbours.insert(ip, mac) == Some(mac) && self.nodes.by_ip(&ip) == self.nodes.by_mac(&mac) {
+            return Vec::new();
+        }
+        let name = self.names.lookup(Some(&mac), &[ip]).map(str::to_string);
+        self.nodes.add(Candidate { mac: Some(mac), ips: vec![ip], name, last_seen: time, ..Default::default() }, time);
+        Vec::new()
+    }
+
+    fn on_tick(&mut self) -> Vec<Publish> {
+        let now = self.now;
+        if self.names.reload_leases() {
+            self.apply_names();
+        }
+        if now >= self.next_device_flow_clean {
+            self.next_device_flow_clean = now + DEVICE_FLOW_INTERVAL;
+            for records in self.device_flows.values_mut() {
+                if records.len() > DEVICE_FLOW_KEEP {
+                    records.retain(|_, r| r.last_seen >= now - DEVICE_FLOW_MAX_IDLE);
+                }
+            }
+        }
+        if now >= self.next_expiry {
+            self.next_expiry = now + EXPIRY_INTERVAL;
+            let keep: BTreeSet<NodeId> = self.protected_nodes();
+            self.nodes.expire(now - self.settings.retain_time, now, &|id| keep.contains(&id));
+        }
+        let mut msgs = Vec::new();
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            self.stats.set_max("node_cache", "nodes", self.nodes.len() as u64);
+            for (module, name, kind, value, count) in self.stats.take_changed() {
+                msgs.push(Publish::new(
+                    format!("SPIN/stat/{module}/{name}"),
+                    messages::stat(module, name, kind, value, count),
+                    true,
+                ));
+            }
+        }
+        msgs
+    }
+
+    /// Nodes that must not expire: referenced by a device flow, in a flow block, or on a list.
+    fn protected_nodes(&self) -> BTreeSet<NodeId> {
+        let mut keep: BTreeSet<NodeId> = self.device_flows.values().flat_map(|r| r.keys().map(|k| k.0)).collect();
+        keep.extend(self.flow_blocks.iter().flat_map(|(a, b)| [*a, *b]));
+        keep.extend(self.nodes.iter().filter(|n| ListKind::ALL.iter().any(|k| n.on_list(*k))).map(|n| n.id));
+        keep
+    }
+
+    /// Re-applies user and DHCP names to every node (after a names or leases change).
+    fn apply_names(&mut self) {
+        let updates: Vec<(NodeId, String)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let ips: Vec<IpAddr> = n.ips.iter().copied().collect();
+                let name = self.names.lookup(n.mac.as_ref(), &ips)?;
+                (n.name.as_deref() != Some(name)).then(|| (n.id, name.to_string()))
+            })
+            .collect();
+        for (id, name) in updates {
+            self.nodes.set_name(id, Some(name));
+        }
+    }
+
+    // ---- publishing ---------------------------------------------------------------------
+
+    fn traffic_msg(&self, payload: String) -> Publish {
+        Publish::new(self.settings.traffic_topic.clone(), payload, false)
+    }
+
+    fn list_msg(&self, kind: ListKind, command: &str) -> Publish {
+        self.traffic_msg(messages::list(command, &self.lists.get(kind).to_strings()))
+    }
+
+    /// Publishes `msgs` after everything they may refer to: merges and deletions are applied
+    /// to the flow tables, node-list flags follow new addresses, and every modified node's
+    /// `nodeInfo` goes out first (SPIN's "announced before first use").
+    fn emit(&mut self, out: &mut Vec<Publish>, msgs: Vec<Publish>) {
+        let changes = self.nodes.take_changes();
+        let mut persist_nodes = false;
+        for c in &changes {
+            match *c {
+                Change::Merged { from, into } => {
+                    self.renumber(from, into);
+                    // The node store holds persisted nodes only; a merge of others changes nothing there.
+                    persist_nodes |= self.is_persistent(into);
+                }
+                Change::Deleted(id) => {
+                    self.device_flows.remove(&id);
+                }
+            }
+        }
+        let modified = self.nodes.take_modified();
+        let mut list_msgs = Vec::new();
+        let mut enforce = false;
+        for &id in &modified {
+            let Some(node) = self.nodes.get(id) else { continue };
+            // A node put on a list as a whole: its later addresses join the list too.
+            for kind in ListKind::ALL {
+                if !node.on_list(kind) {
+                    continue;
+                }
+                let missing: Vec<IpNet> = node
+                    .ips
+                    .iter()
+                    .filter(|ip| !self.lists.get(kind).contains(ip))
+                    .map(|ip| IpNet::host(*ip))
+                    .collect();
+                if !missing.is_empty() {
+                    for net in missing {
+                        self.lists.get_mut(kind).add(net);
+                    }
+                    self.save_list(kind);
+                    list_msgs.push(self.list_msg(kind, kind.name()));
+                    enforce |= kind != ListKind::Ignore;
+                }
+            }
+            if self.is_persistent(id) {
+                persist_nodes = true;
+                enforce |= self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id);
+            }
+        }
+        if enforce {
+            if let Err(e) = self.enforce() {
+                warn!("{}", e.message);
+            }
+        }
+        if persist_nodes {
+            self.save_node_store();
+        }
+        for id in modified {
+            if let Some(node) = self.nodes.get(id) {
+                out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
+            }
+        }
+        for c in changes {
+            let (id, payload) = match c {
+                Change::Merged { from, into } => (from, messages::node_merged(from, into)),
+                Change::Deleted(id) => (id, messages::node_deleted(id)),
+            };
+            out.push(Publish::new(ADMIN_TOPIC, payload, false));
+            out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), Vec::new(), true));
+        }
+        out.extend(list_msgs);
+        out.extend(msgs);
+    }
+
+    /// Node `from` was merged into `into`: its device-flow references and flow blocks follow.
+    fn renumber(&mut self, from: NodeId, into: NodeId) {
+        if let Some(records) = self.device_flows.remove(&from) {
+            let dest = self.device_flows.entry(into).or_default();
+            for (k, v) in records {
+                let r = dest.entry(k).or_default();
+                r.packets += v.packets;
+                r.bytes += v.bytes;
+                r.last_seen = r.last_seen.max(v.last_seen);
+            }
+        }
+        for records in self.device_flows.values_mut() {
+            let moved: Vec<DeviceFlowKey> = records.keys().filter(|k| k.0 == from).copied().collect();
+            for k in moved {
+                let v = records.remove(&k).unwrap_or_default();
+                let r = records.entry((into, k.1, k.2)).or_default();
+                r.packets += v.packets;
+                r.bytes += v.bytes;
+                r.last_seen = r.last_seen.max(v.last_seen);
+            }
+        }
+        let pairs: Vec<(NodeId, NodeId)> =
+            self.flow_blocks.iter().filter(|(a, b)| *a == from || *b == from).copied().collect();
+        for (a, b) in pairs {
+            self.flow_blocks.remove(&(a, b));
+            let (a, b) = (if a == from { into } else { a }, if b == from { into } else { b });
+            if a != b {
+                self.flow_blocks.insert((a.min(b), a.max(b)));
+            }
+        }
+    }
+
+    // ---- persistence and enforcement ------------------------------------------------------
+
+    fn save_list(&self, kind: ListKind) {
+        if let Err(e) = self.lists.get(kind).save(&self.state.list_file(kind.name())) {
+            warn!("cannot save the {} list: {e}", kind.name());
+        }
+    }
+
+    /// Nodes whose identity must survive a restart: in a flow block or put on a list.
+    fn is_persistent(&self, id: NodeId) -> bool {
+        self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id)
+            || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
+    }
+
+    /// Writes `nodepair.list` and `nodestore/<id>` (node JSON as SPIN, plus `is_ignored`).
+    fn save_node_store(&self) {
+        let dir = self.state.nodestore_dir();
+        let mut keep = BTreeSet::new();
+        for n in self.nodes.iter().filter(|n| self.is_persistent(n.id)) {
+            let mut v = serde_json::to_value(NodeJson::of(n)).expect("node serializes");
+            if n.on_list(ListKind::Ignore) {
+                v["is_ignored"] = Value::Bool(true);
+            }
+            let name = n.id.to_string();
+            if let Err(e) = atomic_write(&dir.join(&name), v.to_string().as_bytes()) {
+                warn!("cannot save node {} to {}: {e}", n.id, dir.display());
+            }
+            keep.insert(name);
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.parse::<NodeId>().is_ok() && !keep.contains(&name) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let pairs: String = self.flow_blocks.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
+        if let Err(e) = atomic_write(&self.state.nodepair_file(), pairs.as_bytes()) {
+            warn!("cannot save flow blocks: {e}");
+        }
+    }
+
+    /// Recreates persisted nodes (with new ids, as SPIN) and their flow blocks and flags.
+    fn restore_node_store(&mut self) {
+        let dir = self.state.nodestore_dir();
+        let mut remap: HashMap<NodeId, NodeId> = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        let mut files: Vec<(NodeId, std::path::PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+            .collect();
+        files.sort();
+        for (old_id, path) in files {
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()));
+            let v = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!("ignoring unreadable node store file {}: {e}", path.display());
+                    continue;
+                }
+            };
+            let strs = |key: &str| -> Vec<String> {
+                v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+            };
+            let cand = Candidate {
+                mac: v["mac"].as_str().and_then(|m| m.parse().ok()),
+                ips: strs("ips").iter().filter_map(|s| s.parse().ok()).collect(),
+                domains: strs("domains").into_iter().map(|d| (d, None)).collect(),
+                name: v["name"].as_str().map(String::from),
+                last_seen: v["lastseen"].as_i64().unwrap_or(self.now),
+            };
+            let id = self.nodes.add(cand, self.now);
+            for (key, kind) in [("is_blocked", ListKind::Block), ("is_excepted", ListKind::Allow), ("is_ignored", ListKind::Ignore)] {
+                if v[key].as_bool() == Some(true) {
+                    self.nodes.set_on_list(id, kind, true);
+                }
+            }
+            remap.insert(old_id, id);
+        }
+        if let Ok(text) = std::fs::read_to_string(self.state.nodepair_file()) {
+            for line in text.lines() {
+                let ids: Vec<Option<NodeId>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
+                if let [Some(a), Some(b)] = ids[..] {
+                    if let (Some(&a), Some(&b)) = (remap.get(&a), remap.get(&b)) {
+                        if a != b {
+                            self.flow_blocks.insert((a.min(b), a.max(b)));
+                        }
+                    }
+                } else if !line.trim().is_empty() {
+                    warn!("ignoring bad line in {}: {line:?}", self.state.nodepair_file().display());
+                }
+            }
+        }
+        if !remap.is_empty() {
+            info!("restored {} persisted nodes and {} flow blocks", remap.len(), self.flow_blocks.len());
+            self.save_node_store();
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        let ips = |id: NodeId| -> Vec<IpAddr> { self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default() };
+        Policy {
+            block: self.lists.get(ListKind::Block).entries().copied().collect(),
+            allow: self.lists.get(ListKind::Allow).entries().copied().collect(),
+            pairs: self
+                .flow_blocks
+                .iter()
+                .map(|&(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
+                .collect(),
+        }
+    }
+
+    fn enforce(&mut self) -> OpResult<()> {
+        let policy = self.policy();
+        match self.enforcer.as_mut() {
+            None => Ok(()),
+            Some(e) => e.apply(&policy).map_err(|e| {
+                self.stats.add("enforce", "errors", 1);
+                OpError::new(-3, format!("firewall update failed: {e:#}"))
+            }),
+        }
+    }
+
+    // ---- control operations (the JSON-RPC methods) ----------------------------------------
+
+    fn node_json(&self, id: NodeId) -> OpResult<Value> {
+        let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
+        Ok(serde_json::to_value(NodeJson::of(n)).expect("node serializes"))
+    }
+
+    pub fn op_list_devices(&self) -> Value {
+        Value::Array(self.nodes.devices().into_iter().map(|n| serde_json::to_value(NodeJson::of(n)).expect("node")).collect())
+    }
+
+    pub fn op_get_device_data(&self, node: i64) -> OpResult<Value> {
+        self.node_json(u64::try_from(node).unwrap_or(0))
+    }
+
+    fn device_by_mac(&self, mac: &str) -> OpResult<NodeId> {
+        mac.parse::<MacAddr>()
+            .ok()
+            .and_then(|m| self.nodes.by_mac(&m))
+            .ok_or_else(|| OpError::new(-1, "Device not found"))
+    }
+
+    pub fn op_list_device_flows(&self, device: &str) -> OpResult<Value> {
+        let id = self.device_by_mac(device)?;
+        let mut out = Vec::new();
+        if let Some(records) = self.device_flows.get(&id) {
+            for (&(to, dst_port, icmp_type), r) in records {
+                if self.flow_blocks.contains(&(id.min(to), id.max(to))) {
+                    out.push(json!({"to": to, "dst_port": dst_port, "icmp_type": icmp_type, "blocked": 1}));
+                } else {
+                    out.push(json!({"to": to, "dst_port": dst_port, "icmp_type": icmp_type,
+                        "packets": r.packets, "bytes": r.bytes, "lastseen": r.last_seen}));
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    pub fn op_set_device_name(&mut self, node: i64, name: &str, out: &mut Vec<Publish>) -> OpResult<()> {
+        let id = u64::try_from(node).unwrap_or(0);
+        let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
+        let (mac, ips) = (n.mac, n.ips.clone());
+        // Re-read first so a hand edit of names.conf since start is not overwritten.
+        self.names.reload_user();
+        match mac {
+            Some(m) => self.names.set_user_mac(m, name),
+            None => ips.iter().for_each(|ip| self.names.set_user_ip(*ip, name)),
+        }
+        let saved = self.names.write_user();
+        self.nodes.set_name(id, Some(name.to_string()));
+        self.emit(out, Vec::new());
+        saved.map_err(|e| OpError::new(-3, format!("name set, but names.conf could not be written: {e}")))
+    }
+
+    /// `add_iplist_node`/`remove_iplist_node`: every address of the node, and its flag.
+    pub fn op_iplist_node(&mut self, list: &str, kind: ListKind, node: i64, add: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+        let id = u64::try_from(node).unwrap_or(0);
+        let ips: Vec<IpAddr> = match self.nodes.get(id) {
+            Some(n) => n.ips.iter().copied().collect(),
+            None => return Err(OpError::new(-2, "Unknown node id")),
+        };
+        for ip in ips {
+            let net = IpNet::host(ip);
+            if add {
+                self.lists.get_mut(kind).add(net);
+            } else {
+                self.lists.get_mut(kind).remove(&net);
+            }
+        }
+        self.nodes.set_on_list(id, kind, add);
+        self.list_changed(kind, list, out)
+    }
+
+    pub fn op_iplist_ip(&mut self, list: &str, kind: ListKind, ip: &str, add: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+        let net: IpNet = ip.parse().map_err(|_| OpError::new(-1, "Invalid IP address"))?;
+        if add {
+            self.lists.get_mut(kind).add(net);
+        } else {
+            self.lists.get_mut(kind).remove(&net);
+        }
+        self.list_changed(kind, list, out)
+    }
+
+    fn list_changed(&mut self, kind: ListKind, command: &str, out: &mut Vec<Publish>) -> OpResult<()> {
+        self.save_list(kind);
+        self.save_node_store();
+        let enforced = if kind == ListKind::Ignore { Ok(()) } else { self.enforce() };
+        let msg = self.list_msg(kind, command);
+        self.emit(out, vec![msg]);
+        enforced
+    }
+
+    pub fn op_list_iplist(&self, kind: ListKind) -> Value {
+        json!(self.lists.get(kind).to_strings())
+    }
+
+    /// Empties the ignore list, then ignores this host's own addresses (as SPIN does).
+    pub fn op_reset_iplist_ignore(&mut self, own_addresses: &[IpAddr], out: &mut Vec<Publish>) -> OpResult<()> {
+        self.lists.get_mut(ListKind::Ignore).clear();
+        self.nodes.clear_list_flags(ListKind::Ignore);
+        for ip in own_addresses {
+            self.lists.get_mut(ListKind::Ignore).add(IpNet::host(*ip));
+        }
+        self.list_changed(ListKind::Ignore, "ignore", out)
+    }
+
+    pub fn op_set_flow_block(&mut self, node1: i64, node2: i64, block: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+        let (a, b) = (u64::try_from(node1).unwrap_or(0), u64::try_from(node2).unwrap_or(0));
+        if self.nodes.get(a).is_none() || self.nodes.get(b).is_none() {
+            return Err(OpError::new(-1, "Unknown node id"));
+        }
+        if a == b {
+            return Err(OpError::new(-1, "Cannot block traffic of a node with itself"));
+        }
+        let pair = (a.min(b), a.max(b));
+        let changed = if block { self.flow_blocks.insert(pair) } else { self.flow_blocks.remove(&pair) };
+        if !changed {
+            return Ok(());
+        }
+        self.save_node_store();
+        let r = self.enforce();
+        self.emit(out, Vec::new());
+        r
+    }
+
+    pub fn op_set_device_flow_block(&mut self, device: &str, node: i64, block: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+        let dev = self.device_by_mac(device)?;
+        self.op_set_flow_block(dev as i64, node, block, out)
+    }
+
+    pub fn op_get_flow_block(&self) -> Value {
+        Value::Array(self.flow_blocks.iter().map(|(a, b)| json!({"node1": a, "node2": b})).collect())
+    }
+
+    /// `node 0` creates a node with the address; otherwise the address joins that node.
+    /// Returns the node's id (SPIN computed it but did not return it).
+    pub fn op_node_add_ip(&mut self, node: i64, ipaddr: &str, out: &mut Vec<Publish>) -> OpResult<NodeId> {
+        let ip: IpAddr = ipaddr.trim().parse().map_err(|_| OpError::new(-1, "Not a valid IP address"))?;
+        if self.nodes.by_ip(&ip).is_some() {
+            return Err(OpError::new(-1, "IP address already assigned to a node"));
+        }
+        let now = self.now;
+        let id = if node == 0 {
+            self.nodes.add(Candidate { ips: vec![ip], last_seen: now, ..Default::default() }, now)
+        } else {
+            let id = u64::try_from(node).unwrap_or(0);
+            if !self.nodes.add_ip(id, ip) {
+                return Err(OpError::new(-1, "Unknown node id"));
+            }
+            id
+        };
+        self.emit(out, Vec::new());
+        Ok(id)
+    }
+
+    /// DOTS "call home" signal (reference §7.1): block every device that had a flow matching a
+    /// mitigation scope.
+    pub fn op_dots_signal(&mut self, signal: &Value, out: &mut Vec<Publish>) -> OpResult<()> {
+        if !self.settings.dots_enabled {
+            return Err(OpError::new(1, "DOTS support is not enabled in spind.conf"));
+        }
+        let scopes = crate::model::dots::parse(signal).map_err(|m| OpError::new(1, m))?;
+        let mut matched = BTreeSet::new();
+        for (&device, records) in &self.device_flows {
+            for &(remote, port, icmp) in records.keys() {
+                let Some(node) = self.nodes.get(remote) else { continue };
+                if scopes.iter().any(|s| s.matches(&node.ips, port, icmp)) {
+                    matched.insert(device);
+                }
+            }
+        }
+        for device in matched {
+            info!("DOTS signal matches device node {device}{}", if self.settings.dots_log_only { " (log only)" } else { "" });
+            if !self.settings.dots_log_only {
+                self.op_iplist_node("block", ListKind::Block, device as i64, true, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The JSON shapes of SPIN 1.0's MQTT messages and RPC results (reference §1.3-1.5), with the
+//! original key order and optional keys. Structs serialize in field order, which is the order
+//! the original app and tools see.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::nodes::{ListKind, Node, NodeId};
+
+/// A node as in `nodeInfo`, `get_device_data`, `list_devices` and the node store.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct NodeJson<'a> {
+    pub id: NodeId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_blocked: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_excepted: bool,
+    pub lastseen: i64,
+    pub ips: Vec<String>,
+    pub domains: Vec<&'a str>,
+}
+
+impl<'a> NodeJson<'a> {
+    pub fn of(n: &'a Node) -> Self {
+        NodeJson {
+            id: n.id,
+            name: n.name.as_deref(),
+            mac: n.mac.map(|m| m.to_string()),
+            is_blocked: n.on_list(ListKind::Block),
+            is_excepted: n.on_list(ListKind::Allow),
+            lastseen: n.last_seen,
+            ips: n.ips.iter().map(|i| i.to_string()).collect(),
+            domains: n.sorted_domains(),
+        }
+    }
+}
+
+/// One element of `traffic.result.flows`, and the `result` of `blocked`.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlowJson {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub protocol: u8,
+    pub from_port: u16,
+    pub to_port: u16,
+    pub size: u64,
+    pub count: u64,
+}
+
+#[derive(Serialize)]
+struct TrafficResult<'a> {
+    flows: &'a [FlowJson],
+    timestamp: i64,
+    total_size: u64,
+    total_count: u64,
+}
+
+/// `{"command":..,"argument":"","result":..}` for traffic, `{"command":..,"result":..}` otherwise.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    argument: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+}
+
+fn envelope<T: Serialize>(command: &str, result: Option<T>) -> String {
+    let argument = (command == "traffic").then_some("");
+    serde_json::to_string(&Envelope { command, argument, result }).expect("message serializes")
+}
+
+pub fn node_info(n: &Node) -> String {
+    envelope("nodeInfo", Some(NodeJson::of(n)))
+}
+
+pub fn traffic(flows: &[FlowJson], timestamp: i64, total_size: u64, total_count: u64) -> String {
+    envelope("traffic", Some(TrafficResult { flows, timestamp, total_size, total_count }))
+}
+
+pub fn dns_query(from: NodeId, queried: NodeId, query: &str) -> String {
+    #[derive(Serialize)]
+    struct R<'a> {
+        from: NodeId,
+        queriednode: NodeId,
+        query: &'a str,
+    }
+    envelope("dnsquery", Some(R { from, queriednode: queried, query }))
+}
+
+/// `blocked` for a packet; without `result` when a side has no node (as SPIN).
+pub fn blocked(flow: Option<&FlowJson>) -> String {
+    envelope("blocked", flow)
+}
+
+/// The list broadcast; `command` is the list name as the client passed it (SPIN quirk).
+pub fn list(command: &str, entries: &[String]) -> String {
+    envelope(command, Some(entries))
+}
+
+pub fn server_restart() -> String {
+    envelope::<Value>("serverRestart", None)
+}
+
+pub fn node_merged(id: NodeId, merged_to: NodeId) -> String {
+    #[derive(Serialize)]
+    struct R {
+        id: NodeId,
+        #[serde(rename = "merged-to")]
+        merged_to: NodeId,
+    }
+    envelope("nodeMerged", Some(R { id, merged_to }))
+}
+
+pub fn node_deleted(id: NodeId) -> String {
+    #[derive(Serialize)]
+    struct R {
+        id: NodeId,
+    }
+    envelope("nodeDeleted", Some(R { id }))
+}
+
+/// A statistics counter on `SPIN/stat/<module>/<name>`.
+pub fn stat(module: &str, name: &str, kind: u8, value: u64, count: u64) -> String {
+    #[derive(Serialize)]
+    struct S<'a> {
+        module: &'a str,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: u8,
+        value: u64,
+        count: u64,
+    }
+    serde_json::to_string(&S { module, name, kind, value, count }).expect("stat serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::nodes::{Candidate, NodeCache};
+
+    #[test]
+    fn shapes_match_the_reference() {
+        let mut c = NodeCache::new();
+        let id = c.add(
+            Candidate {
+                ips: vec!["8.8.8.8".parse().unwrap()],
+                domains: vec![("www.Example.com.".into(), Some(3000))],
+                last_seen: 2000,
+                ..Default::default()
+            },
+            2000,
+        );
+        assert_eq!(
+            node_info(c.get(id).unwrap()),
+            r#"{"command":"nodeInfo","result":{"id":1,"lastseen":2000,"ips":["8.8.8.8"],"domains":["www.Example.com."]}}"#
+        );
+        let f = FlowJson { from: 1, to: 2, protocol: 6, from_port: 51234, to_port: 443, size: 5321, count: 12 };
+        assert_eq!(
+            traffic(std::slice::from_ref(&f), 1633420001, 5321, 12),
+            r#"{"command":"traffic","argument":"","result":{"flows":[{"from":1,"to":2,"protocol":6,"from_port":51234,"to_port":443,"size":5321,"count":12}],"timestamp":1633420001,"total_size":5321,"total_count":12}}"#
+        );
+        assert_eq!(
+            dns_query(1, 3, "other.example."),
+            r#"{"command":"dnsquery","result":{"from":1,"queriednode":3,"query":"other.example."}}"#
+        );
+        assert_eq!(blocked(None), r#"{"command":"blocked"}"#);
+        assert_eq!(
+            list("block", &["192.0.2.1".into(), "2001:db8::1".into()]),
+            r#"{"command":"block","result":["192.0.2.1","2001:db8::1"]}"#
+        );
+        assert_eq!(server_restart(), r#"{"command":"serverRestart"}"#);
+        assert_eq!(node_merged(17, 15), r#"{"command":"nodeMerged","result":{"id":17,"merged-to":15}}"#);
+        assert_eq!(node_deleted(17), r#"{"command":"nodeDeleted","result":{"id":17}}"#);
+        assert_eq!(
+            stat("node_cache", "find-by-ip", 0, 123, 456),
+            r#"{"module":"node_cache","name":"find-by-ip","type":0,"value":123,"count":456}"#
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! SPIN's JSON-RPC (reference §2.2-2.3): request validation with the original error codes and
+//! messages, the method table, and dispatch to the core's operations. Every transport (unix
+//! socket, HTTP, MQTT) hands the raw request text to [`handle`].
+
+use std::net::IpAddr;
+
+use serde_json::{json, Map, Value};
+
+use crate::model::core::{Core, OpError, OpResult};
+use crate::model::event::Publish;
+use crate::model::lists::list_by_prefix;
+use crate::model::nodes::ListKind;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ArgType {
+    Integer,
+    String,
+    /// Anything but a number or a string (object, array, bool, null).
+    Complex,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ResultType {
+    Integer,
+    Complex,
+    /// Success is a reply without `result`.
+    None,
+}
+
+struct Method {
+    name: &'static str,
+    args: &'static [(&'static str, ArgType)],
+    result: ResultType,
+}
+
+use ArgType::{Complex as C, Integer as I, String as S};
+
+/// Sorted by name (the order `list_rpc_methods` reports).
+const METHODS: &[Method] = &[
+    Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
+    Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
+    Method { name: "dots_signal", args: &[("dots_signal", C)], result: ResultType::None },
+    Method { name: "get_device_data", args: &[("node", I)], result: ResultType::Complex },
+    Method { name: "get_flow_block", args: &[], result: ResultType::Complex },
+    Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
+    Method { name: "list_devices", args: &[], result: ResultType::Complex },
+    Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
+    Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
+    Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
+    Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
+    Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
+    Method { name: "reset_iplist_ignore", args: &[], result: ResultType::None },
+    Method { name: "set_device_flow_block", args: &[("device", S), ("node", I), ("block", I)], result: ResultType::None },
+    Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
+    Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+];
+
+fn type_name(t: ArgType) -> &'static str {
+    match t {
+        ArgType::Integer => "integer",
+        ArgType::String => "string",
+        ArgType::Complex => "complex",
+    }
+}
+
+fn matches_type(v: &Value, t: ArgType) -> bool {
+    match t {
+        ArgType::Integer => v.is_number(),
+        ArgType::String => v.is_string(),
+        ArgType::Complex => !v.is_number() && !v.is_string(),
+    }
+}
+
+fn err(code: i64, message: &str) -> OpError {
+    OpError::new(code, message)
+}
+
+/// Checks the named parameters against the declaration, with SPIN's messages. SPIN compares each
+/// request parameter with every declared argument in turn and reports the outcome of the *last*
+/// comparison (so a wrongly typed first argument says "No such argument registered", §2.2).
+fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
+    if params.len() != m.args.len() {
+        return Err(err(-1, "Wrong number of arguments"));
+    }
+    for (name, value) in params {
+        let mut outcome = Err(err(-1, "No such argument registered"));
+        for (arg, t) in m.args {
+            if arg == name && matches_type(value, *t) {
+                outcome = Ok(());
+                break;
+            }
+            outcome = Err(if arg == name {
+                err(-1, "Wrong type of argument")
+            } else {
+                err(-1, "No such argument registered")
+            });
+        }
+        outcome?;
+    }
+    Ok(())
+}
+
+/// An integer argument as C's `valueint`: fractions truncated, clamped to the int range.
+fn int(params: &Map<String, Value>, name: &str) -> i64 {
+    let v = params[name].as_f64().unwrap_or(0.0).trunc();
+    v.clamp(i32::MIN as f64, i32::MAX as f64) as i64
+}
+
+fn string<'a>(params: &'a Map<String, Value>, name: &str) -> &'a str {
+    params[name].as_str().unwrap_or("")
+}
+
+fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
+    let name = string(params, "list");
+    let kind = list_by_prefix(name)
+        .ok_or_else(|| err(-1, "Unknown ip list name, should be 'ignore', 'block', or 'allow'"))?;
+    Ok((name, kind))
+}
+
+fn list_rpc_methods() -> Value {
+    Value::Array(
+        METHODS
+            .iter()
+            .map(|m| {
+                let args: Vec<Value> = m
+                    .args
+                    .iter()
+                    .map(|(n, t)| json!({"rpc-arg-name": n, "rpc-arg-type": type_name(*t)}))
+                    .collect();
+                let result = match m.result {
+                    ResultType::Integer => "integer",
+                    // SPIN reports "none" results as complex.
+                    ResultType::Complex | ResultType::None => "complex",
+                };
+                json!({"rpc-name": m.name, "rpc-args": args, "rpc-result-type": result})
+            })
+            .collect(),
+    )
+}
+
+/// Runs a validated call. `Ok(None)` is success without a result.
+fn call(core: &mut Core, m: &Method, p: &Map<String, Value>, out: &mut Vec<Publish>) -> OpResult<Option<Value>> {
+    let none = |r: OpResult<()>| r.map(|()| None);
+    match m.name {
+        "list_rpc_methods" => Ok(Some(list_rpc_methods())),
+        "list_devices" => Ok(Some(core.op_list_devices())),
+        "get_device_data" => core.op_get_device_data(int(p, "node")).map(Some),
+        "list_device_flows" => core.op_list_device_flows(string(p, "device")).map(Some),
+        "set_device_name" => none(core.op_set_device_name(int(p, "node"), string(p, "name"), out)),
+        "add_iplist_node" | "remove_iplist_node" => {
+            let (name, kind) = list_arg(p)?;
+            none(core.op_iplist_node(name, kind, int(p, "node"), m.name.starts_with("add"), out))
+        }
+        "add_iplist_ip" | "remove_iplist_ip" => {
+            let (name, kind) = list_arg(p)?;
+            none(core.op_iplist_ip(name, kind, string(p, "ip"), m.name.starts_with("add"), out))
+        }
+        "list_iplist" => Ok(Some(core.op_list_iplist(list_arg(p)?.1))),
+        "reset_iplist_ignore" => none(core.op_reset_iplist_ignore(&host_addresses(), out)),
+        "set_flow_block" => none(core.op_set_flow_block(int(p, "node1"), int(p, "node2"), int(p, "block") != 0, out)),
+        "set_device_flow_block" => {
+            none(core.op_set_device_flow_block(string(p, "device"), int(p, "node"), int(p, "block") != 0, out))
+        }
+        "get_flow_block" => Ok(Some(core.op_get_flow_block())),
+        "node_add_ip" => core.op_node_add_ip(int(p, "node"), string(p, "ipaddr"), out).map(|id| Some(json!(id))),
+        "dots_signal" => none(core.op_dots_signal(&p["dots_signal"], out)),
+        other => unreachable!("method {other} is in the table but not dispatched"),
+    }
+}
+
+fn error_reply(id: Option<&Value>, e: &OpError) -> String {
+    let mut reply = Map::new();
+    reply.insert("jsonrpc".into(), json!("2.0"));
+    if let Some(id) = id {
+        reply.insert("id".into(), id.clone());
+    }
+    reply.insert("error".into(), json!({"code": e.code, "message": e.message}));
+    Value::Object(reply).to_string()
+}
+
+/// Answers one request. `None` means nothing is sent back (a successful notification whose
+/// method has no result).
+pub fn handle(core: &mut Core, request: &str, out: &mut Vec<Publish>) -> Option<String> {
+    let parsed: Option<Map<String, Value>> = match serde_json::from_str::<Value>(request) {
+        Ok(Value::Object(o)) => Some(o),
+        _ => None,
+    };
+    let Some(req) = parsed else {
+        return Some(error_reply(None, &err(1, "Wrong JSON-RPC version, expected 2.0")));
+    };
+    let id = req.get("id");
+    if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Some(error_reply(id, &err(1, "Wrong JSON-RPC version, expected 2.0")));
+    }
+    let Some(method_name) = req.get("method").and_then(Value::as_str) else {
+        return Some(error_reply(id, &err(2, "'method' object must be a string")));
+    };
+    let empty = Map::new();
+    let params = match req.get("params") {
+        None => &empty,
+        Some(Value::Object(p)) => p,
+        Some(_) => return Some(error_reply(id, &err(3, "'params' object must be a dict"))),
+    };
+    let result = match METHODS.iter().find(|m| m.name == method_name) {
+        None => Err(err(-1, "No such function registered")),
+        Some(m) => check_args(m, params).and_then(|()| call(core, m, params, out)),
+    };
+    match (result, id) {
+        (Err(e), id) => Some(error_reply(id, &e)),
+        (Ok(Some(v)), Some(id)) => Some(json!({"jsonrpc": "2.0", "id": id, "result": v}).to_string()),
+        (Ok(None), Some(id)) => Some(json!({"jsonrpc": "2.0", "id": id}).to_string()),
+        // Notifications get the bare result, or nothing (SPIN's behaviour).
+        (Ok(Some(v)), None) => Some(v.to_string()),
+        (Ok(None), None) => None,
+    }
+}
+
+/// This host's own addresses (what SPIN's `spin_list_ips` put on a fresh ignore list).
+pub fn host_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list we only read and then free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let addr = (*p).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            p = (*p).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests;

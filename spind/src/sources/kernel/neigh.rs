@@ -1,0 +1,248 @@
+//! The neighbour table (ARP/NDP) over rtnetlink: one dump (`RTM_GETNEIGH`), then the
+//! `RTNLGRP_NEIGH` notifications. Every usable entry becomes an [`Event::Neighbour`]; the core
+//! ignores mappings it already has, so repeated notifications (state changes) are cheap.
+//!
+//! Entries on a WAN interface (the ISP's gateway, other modems on the segment) are not devices
+//! and produce nothing: see [`super::route`]. The same socket also receives the route
+//! notifications that tell when the WAN interfaces may have changed, in order with the
+//! neighbour notifications.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::route::{self, WanInterfaces, WanSet, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
+use super::{
+    now, Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_RTNL, NLMSG_ERROR, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
+use crate::model::event::{Event, Input, MacAddr};
+
+const NETLINK_ROUTE: libc::c_int = 0;
+const RTNLGRP_NEIGH: u32 = 3;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+const NUD_INCOMPLETE: u16 = 0x01;
+const NUD_FAILED: u16 = 0x20;
+const NTF_PROXY: u8 = 0x08;
+/// sizeof(struct ndmsg): family u8, pad u8, pad u16, ifindex i32, state u16, flags u8, type u8.
+const NDMSG_LEN: usize = 12;
+
+const RCVBUF: usize = 1 << 20;
+const READ_BUF: usize = 64 << 10;
+
+/// A subscribed rtnetlink socket with a dump request sent, and the WAN interfaces.
+pub struct Neigh {
+    sock: NlSocket,
+    buf: Vec<u8>,
+    wan: WanSet,
+    follow_routes: bool,
+}
+
+fn open_and_dump(follow_routes: bool) -> io::Result<NlSocket> {
+    let mut sock = NlSocket::open(NETLINK_ROUTE)?;
+    sock.set_rcvbuf(RCVBUF);
+    // Subscribe before dumping: nothing that changes during the dump is missed.
+    sock.add_membership(RTNLGRP_NEIGH)?;
+    if follow_routes {
+        sock.add_membership(RTNLGRP_IPV4_ROUTE)?;
+        sock.add_membership(RTNLGRP_IPV6_ROUTE)?;
+    }
+    sock.set_recv_timeout(Duration::from_millis(500))?;
+    let seq = sock.next_seq();
+    let mut req = MsgBuilder::new(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP).raw(&[0u8; NDMSG_LEN]).finish();
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    sock.send(&req)?;
+    Ok(sock)
+}
+
+impl Neigh {
+    /// Opens the socket, subscribes to neighbour (and route) notifications, reads the WAN
+    /// interfaces (`wan_interfaces`) and requests the table.
+    pub fn open(wan: &WanInterfaces) -> Result<Neigh, KernelError> {
+        let follow_routes = *wan != WanInterfaces::Disabled;
+        let err = |e| KernelError::from_io("read the neighbour table (rtnetlink)", FIX_RTNL, e);
+        let sock = open_and_dump(follow_routes).map_err(err)?;
+        // After subscribing: a route change from here on is notified and read again.
+        let wan = WanSet::open(wan.clone()).map_err(err)?;
+        Ok(Neigh { sock, buf: vec![0; READ_BUF], wan, follow_routes })
+    }
+
+    /// The interface indexes currently considered WAN.
+    pub fn wan_interfaces(&self) -> &std::collections::BTreeSet<i32> {
+        self.wan.current()
+    }
+
+    /// Receives one datagram (dump part or notification) or times out after 0.5 s; appends a
+    /// [`Event::Neighbour`] per usable entry. Returns the number of overruns (after one the
+    /// socket is reopened and the table dumped again).
+    pub fn recv(&mut self, out: &mut Vec<Event>) -> io::Result<u32> {
+        let n = match self.sock.recv(&mut self.buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => return Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.sock = open_and_dump(self.follow_routes)?;
+                // A route notification may have been lost too.
+                self.wan.invalidate();
+                return Ok(1);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::debug!("neighbour table: {e}");
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        let time = now();
+        for m in NlMsgs::new(&self.buf[..n]) {
+            match m.kind {
+                RTM_NEWNEIGH => {
+                    if let Some((ip, mac)) = parse_neigh(m.payload) {
+                        let ifindex = neigh_ifindex(m.payload);
+                        if ifindex.is_some_and(|i| self.wan.is_wan(i)) {
+                            log::trace!("neighbour {ip} ({mac}) is on WAN interface #{}: not a device", ifindex.unwrap_or(0));
+                        } else {
+                            out.push(Event::Neighbour { time, ip, mac });
+                        }
+                    }
+                }
+                k if route::is_route_msg(k) => self.wan.route_changed(m.payload),
+                NLMSG_ERROR => {
+                    if let Some(e) = m.error_code().filter(|&e| e != 0) {
+                        log::warn!("neighbour table dump failed: {}", io::Error::from_raw_os_error(e));
+                    }
+                }
+                // RTM_DELNEIGH: SPIN never forgets a mapping (and a stale one is still true).
+                _ => {}
+            }
+        }
+        Ok(0)
+    }
+
+    pub(crate) fn run_until(mut self, tx: Sender<Input>, counters: &SourceCounters, stop: &AtomicBool) {
+        let mut events = Vec::new();
+        let mut failures = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            match self.recv(&mut events) {
+                Ok(overruns) => {
+                    failures = 0;
+                    if overruns > 0 {
+                        counters.neigh_enobufs.fetch_add(overruns as usize, Ordering::Relaxed);
+                        log::warn!("neighbour notifications overran the receive buffer; table read again");
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    log::warn!("neighbour table: {e}");
+                    if failures > 10 {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
+            for ev in events.drain(..) {
+                if tx.send(Input::Event(ev)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Dumps the neighbour table and then follows its changes on a thread, sending
+/// [`Event::Neighbour`]s to `tx` until it is closed.
+pub fn start(tx: Sender<Input>, wan: &WanInterfaces) -> Result<JoinHandle<()>, KernelError> {
+    let neigh = Neigh::open(wan)?;
+    std::thread::Builder::new()
+        .name("spind-neigh".into())
+        .spawn(move || {
+            let counters = SourceCounters::default();
+            let stop = AtomicBool::new(false);
+            neigh.run_until(tx, &counters, &stop)
+        })
+        .map_err(|err| KernelError::Io { what: "start a thread", err })
+}
+
+/// The interface index of an RTM_NEWNEIGH payload.
+pub(crate) fn neigh_ifindex(payload: &[u8]) -> Option<i32> {
+    let b = payload.get(4..8)?;
+    Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// `(ip, mac)` of an RTM_NEWNEIGH payload when it identifies a device.
+pub(crate) fn parse_neigh(payload: &[u8]) -> Option<(IpAddr, MacAddr)> {
+    let hdr = payload.get(..NDMSG_LEN)?;
+    let family = hdr[0] as libc::c_int;
+    let state = u16::from_ne_bytes([hdr[8], hdr[9]]);
+    let flags = hdr[10];
+    if state & (NUD_INCOMPLETE | NUD_FAILED) != 0 || flags & NTF_PROXY != 0 {
+        return None;
+    }
+    let (mut ip, mut mac) = (None, None);
+    for (kind, data) in Attrs::new(&payload[NDMSG_LEN..]) {
+        match kind {
+            NDA_DST => {
+                ip = match (family, data.len()) {
+                    (libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?))),
+                    (libc::AF_INET6, 16) => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?))),
+                    _ => None,
+                }
+            }
+            NDA_LLADDR if data.len() == 6 => mac = Some(MacAddr(data.try_into().ok()?)),
+            _ => {}
+        }
+    }
+    let (ip, mac) = (ip?, mac?);
+    let usable_ip = match ip {
+        IpAddr::V4(a) => !(a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.is_unspecified()),
+        IpAddr::V6(a) => !(a.is_loopback() || a.is_multicast() || a.is_unspecified()),
+    };
+    (usable_ip && mac.is_unicast()).then_some((ip, mac))
+}
+
+pub(crate) fn check() -> Result<(), KernelError> {
+    // Disabled: the check needs no WAN set (reading it would only log it twice at start-up).
+    Neigh::open(&WanInterfaces::Disabled).map(|_| ())
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn msg(family: u8, state: u16, dst: &[u8], mac: &[u8]) -> Vec<u8> {
+        let mut p = vec![family, 0, 0, 0, 2, 0, 0, 0];
+        p.extend_from_slice(&state.to_ne_bytes());
+        p.extend_from_slice(&[0, 1]);
+        for (k, d) in [(NDA_DST, dst), (NDA_LLADDR, mac)] {
+            p.extend_from_slice(&((4 + d.len()) as u16).to_ne_bytes());
+            p.extend_from_slice(&k.to_ne_bytes());
+            p.extend_from_slice(d);
+            while !p.len().is_multiple_of(4) {
+                p.push(0);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn neighbour_entries() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let (ip, m) = parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &mac)).unwrap();
+        assert_eq!(ip, "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(m, MacAddr(mac));
+        assert_eq!(neigh_ifindex(&msg(2, 0x02, &[10, 0, 0, 5], &mac)), Some(2));
+        assert!(parse_neigh(&msg(2, 0x20, &[10, 0, 0, 5], &mac)).is_none()); // FAILED
+        assert!(parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &[1, 0, 0x5e, 0, 0, 1])).is_none()); // multicast MAC
+        assert!(parse_neigh(&msg(2, 0x02, &[127, 0, 0, 1], &mac)).is_none());
+        assert!(parse_neigh(&msg(7, 0x02, &[10, 0, 0, 5], &mac)).is_none()); // bridge fdb
+        let v6 = "fe80::1".parse::<Ipv6Addr>().unwrap().octets();
+        assert!(parse_neigh(&msg(10, 0x04, &v6, &mac)).is_some());
+        let full = msg(10, 0x04, &v6, &mac);
+        for cut in 0..full.len() {
+            let _ = parse_neigh(&full[..cut]);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The listening side of the web server: accepts connections on the web port, does TLS when
+//! configured, and looks at the first request of each connection. A WebSocket upgrade to
+//! `/mqtt` is proxied to the MQTT broker's WebSocket listener (so an HTTPS page can use
+//! `wss://host:webport/mqtt`, SIDN/spin#71); everything else goes to the tiny_http server on an
+//! internal (abstract unix) socket.
+//!
+//! tiny_http cannot do either itself: its TLS is rustls 0.20 (unmaintained, with known
+//! advisories) and an upgraded tiny_http stream cannot be read and written from two threads,
+//! which a WebSocket proxy needs. Each connection here is one thread that moves bytes both ways
+//! with `poll`. Dead clients are noticed by TCP keepalive (about two minutes), not by an idle
+//! timeout, so a long packet capture of a quiet device is not cut off.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::transports::auth::{Auth, REALM};
+
+/// Connections served at once (per server, all addresses); more are closed right away.
+const MAX_CONNECTIONS: usize = 256;
+/// The first request head must arrive within this time and fit in this size.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What the accept threads share.
+pub struct Front {
+    /// tiny_http's internal socket.
+    pub internal: std::os::unix::net::SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub auth: Option<Arc<Auth>>,
+    /// The broker's MQTT-over-WebSocket listener.
+    pub mqtt_ws: Option<SocketAddr>,
+    pub active: AtomicUsize,
+}
+
+/// A TLS server configuration (nothing can be one when built without the `tls` feature).
+#[cfg(feature = "tls")]
+pub type TlsConfig = Arc<rustls::ServerConfig>;
+#[cfg(not(feature = "tls"))]
+pub type TlsConfig = std::convert::Infallible;
+
+#[cfg(not(feature = "tls"))]
+pub fn tls_config(_cert: &Path, _key: &Path) -> anyhow::Result<TlsConfig> {
+    anyhow::bail!("this spind was built without TLS support: rebuild it with `cargo build --release -p spind --features tls`, or unset spinweb_tls_certificate_file and spinweb_tls_key_file")
+}
+
+/// Reads a PEM certificate chain and private key into a TLS server configuration.
+#[cfg(feature = "tls")]
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("spinweb_tls_certificate_file {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "spinweb_tls_certificate_file {}: no certificate in it",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("spinweb_tls_key_file {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS set-up")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not go together")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Accepts connections until the listener fails.
+pub fn accept_loop(listener: TcpListener, front: Arc<Front>) {
+    for conn in listener.incoming() {
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                log::debug!("accept: {e}");
+                // EMFILE and friends: do not spin.
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if front.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            front.active.fetch_sub(1, Ordering::SeqCst);
+            log::warn!(
+                "too many web connections; closing one from {:?}",
+                conn.peer_addr()
+            );
+            continue;
+        }
+        let f = front.clone();
+        let spawned = thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let peer = conn.peer_addr().ok();
+                if let Err(e) = connection(conn, &f) {
+                    log::debug!("web connection from {peer:?}: {e}");
+                }
+                f.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread for a web connection: {e}");
+            front.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The client side of a connection, with or without TLS.
+enum Client {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Client {
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Client::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Client::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Client {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Client::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Client::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Client {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Client::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Client::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Client::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Client::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Where a connection's bytes go.
+trait Upstream: Read + Write + AsRawFd {
+    fn shutdown_write(&self);
+}
+
+impl Upstream for UnixStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+impl Upstream for TcpStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    set_keepalive(&sock);
+    sock.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    sock.set_write_timeout(Some(HEAD_TIMEOUT))?;
+    let mut client = match &front.tls {
+        None => Client::Plain(sock),
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+        #[cfg(feature = "tls")]
+        Some(cfg) => {
+            let conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+            Client::Tls(Box::new(rustls::StreamOwned::new(conn, sock)))
+        }
+    };
+    let head = read_head(&mut client)?;
+    if head.is_empty() {
+        return Ok(());
+    }
+    if is_mqtt_upgrade(&head) {
+        return mqtt_proxy(client, &head, front);
+    }
+    let mut inner = UnixStream::connect_addr(&front.internal)?;
+    inner.write_all(&one_request_only(&head))?;
+    client.sock().set_read_timeout(None)?;
+    client.sock().set_write_timeout(None)?;
+    pump(client, &mut inner)
+}
+
+/// The request head with `Connection: close`: tiny_http serves each keep-alive connection on one
+/// of its pool threads for as long as the connection lives, and its check for a free thread
+/// races when several connections arrive at once (a browser opens six), so a request could wait
+/// forever behind idle keep-alive connections. One request per connection never holds a thread.
+fn one_request_only(head: &[u8]) -> Vec<u8> {
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { return head.to_vec() };
+    let mut out = Vec::with_capacity(head.len() + 20);
+    for (i, line) in head[..end].split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let is_connection = line.len() > 11 && line[..11].eq_ignore_ascii_case(b"connection:");
+        if i > 0 && is_connection {
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&head[end + 4..]);
+    out
+}
+
+/// Reads until the end of the first request head (or `MAX_HEAD` bytes, or EOF); returns all
+/// bytes read, which may include the start of a body.
+fn read_head(c: &mut Client) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while head.len() < MAX_HEAD && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(head)
+}
+
+/// The value of a header in a raw request head (first match, case-insensitive name).
+pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn is_mqtt_upgrade(head: &[u8]) -> bool {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    let Ok(text) = std::str::from_utf8(&head[..end]) else {
+        return false;
+    };
+    let mut first = text.split("\r\n").next().unwrap_or("").split(' ');
+    let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    method == "GET"
+        && path == "/mqtt"
+        && head_header(text, "Upgrade")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
+}
+
+fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    c.write_all(msg.as_bytes())?;
+    c.flush()
+}
+
+/// Forwards a WebSocket upgrade to the broker as it came and then copies bytes both ways; the
+/// broker's `101` goes back to the client, so the handshake is the broker's own.
+fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front) -> io::Result<()> {
+    let text = String::from_utf8_lossy(head);
+    if let Some(auth) = &front.auth {
+        if !auth.check(head_header(&text, "Authorization")) {
+            return raw_reply(
+                &mut client,
+                "401 Unauthorized",
+                &format!("WWW-Authenticate: Basic realm=\"{REALM}\"\r\n"),
+                "<html><body>Go away.</body></html>",
+            );
+        }
+    }
+    let Some(addr) = front.mqtt_ws else {
+        return raw_reply(
+            &mut client,
+            "404 Not Found",
+            "",
+            "<html><body>No MQTT WebSocket here.</body></html>",
+        );
+    };
+    let mut up = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("MQTT WebSocket proxy: cannot reach the broker at {addr}: {e}");
+            return raw_reply(
+                &mut client,
+                "502 Bad Gateway",
+                "",
+                "<html><body>MQTT broker not reachable.</body></html>",
+            );
+        }
+    };
+    up.set_nodelay(true)?;
+    up.write_all(head)?;
+    client.sock().set_read_timeout(None)?;
+    client.sock().set_write_timeout(None)?;
+    pump(client, &mut up)
+}
+
+fn set_keepalive(s: &TcpStream) {
+    let fd = s.as_raw_fd();
+    let opt = |level, name, v: libc::c_int| {
+        // SAFETY: setsockopt with a pointer to a live c_int.
+        unsafe {
+            libc::setsockopt(fd, level, name, &v as *const _ as *const libc::c_void, 4);
+        }
+    };
+    opt(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 6);
+}
+
+/// Copies bytes both ways until either side closes.
+fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        #[cfg(feature = "tls")]
+        if let Client::Tls(s) = &mut client {
+            // Plain text rustls already has (e.g. read together with the head).
+            loop {
+                match s.conn.reader().read(&mut buf) {
+                    Ok(0) => return close_tls(s, up),
+                    Ok(n) => up.write_all(&buf[..n])?,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut s.sock)?;
+            }
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: client.sock().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: up.as_raw_fd() as RawFd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfd entries.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let ready = |i: usize| fds[i].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+        if ready(0) {
+            match &mut client {
+                Client::Plain(s) => {
+                    let n = s.read(&mut buf)?;
+                    if n == 0 {
+                        up.shutdown_write();
+                        return Ok(());
+                    }
+                    up.write_all(&buf[..n])?;
+                }
+                #[cfg(feature = "tls")]
+                Client::Tls(s) => {
+                    let n = s.conn.read_tls(&mut s.sock)?;
+                    if n == 0 {
+                        up.shutdown_write();
+                        return Ok(());
+                    }
+                    if let Err(e) = s.conn.process_new_packets() {
+                        // Send the alert, then give up.
+                        let _ = s.conn.write_tls(&mut s.sock);
+                        return Err(io::Error::other(e));
+                    }
+                }
+            }
+        }
+        if ready(1) {
+            let n = up.read(&mut buf)?;
+            if n == 0 {
+                match &mut client {
+                    Client::Plain(s) => {
+                        let _ = s.shutdown(Shutdown::Write);
+                    }
+                    #[cfg(feature = "tls")]
+                    Client::Tls(s) => {
+                        s.conn.send_close_notify();
+                        while s.conn.wants_write() {
+                            s.conn.write_tls(&mut s.sock)?;
+                        }
+                    }
+                }
+                return Ok(());
+            }
+            client.write_all(&buf[..n])?;
+            client.flush()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_request_only;
+
+    #[test]
+    fn forwarded_requests_ask_for_close_and_keep_their_body() {
+        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(
+            String::from_utf8_lossy(&one_request_only(head)),
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
+    }
+}
+
+#[cfg(feature = "tls")]
+fn close_tls(
+    s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    up: &mut dyn Upstream,
+) -> io::Result<()> {
+    up.shutdown_write();
+    s.conn.send_close_notify();
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock)?;
+    }
+    Ok(())
+}
+
+/// Binds every address first, so a failure leaves nothing listening; the error names it.
+pub fn bind_all(addrs: &[SocketAddr], tls: bool) -> anyhow::Result<Vec<TcpListener>> {
+    addrs
+        .iter()
+        .map(|a| {
+            TcpListener::bind(a).with_context(|| {
+                format!(
+                    "cannot listen for {} on {a}",
+                    if tls { "HTTPS" } else { "HTTP" }
+                )
+            })
+        })
+        .collect()
+}
