@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::daemon::config::Config;
 
 /// TCP port of the extsrc listener (`-E ADDR`), as in SPIN.
-pub const EXTSRC_TCP_PORT: u16 = 20867;
+pub const EXTSRC_TCP_PORT: u16 = crate::sources::extsrc::DEFAULT_TCP_PORT;
 
 /// SPIN's JSON-RPC unix socket.
 pub const DEFAULT_RPC_SOCKET: &str = "/var/run/spin_rpc.sock";

@@ -9,6 +9,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::model::persist::{uci_line, UciLine};
+
 /// A value type a config key can have: how to read it from text and how to print it.
 trait Value: Sized {
     /// On error: what values are allowed (for the error message).
@@ -100,14 +102,12 @@ const SECONDS: Limit<i64> = Limit {
 };
 const IFNAMES: Limit<String> = Limit {
     allowed: "comma-separated interface names, empty (automatic) or none",
-    ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::sources::kernel::route::valid_ifname),
+    ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::model::addr::valid_ifname),
 };
 
 /// One row of the key table.
 pub struct Key {
     pub name: &'static str,
-    /// Default value as text, exactly as `spind -C` prints it.
-    pub default: &'static str,
     /// Whether an empty value is a real value ("") rather than "keep the current value".
     accepts_empty: bool,
     set: fn(&mut Config, &str) -> Result<(), &'static str>,
@@ -136,7 +136,6 @@ macro_rules! config_keys {
         pub static KEYS: &[Key] = &[
             $( Key {
                 name: stringify!($field),
-                default: $default,
                 accepts_empty: <$ty as Value>::ACCEPTS_EMPTY,
                 set: |c, text| {
                     #[allow(unused_mut)]
@@ -399,71 +398,6 @@ impl Config {
     }
 }
 
-/// One statement of an OpenWrt UCI file.
-#[derive(Debug, PartialEq)]
-pub(crate) enum UciLine {
-    Blank,
-    Package,
-    Config { kind: String, name: Option<String> },
-    Option { key: String, value: String },
-    List { key: String, value: String },
-}
-
-/// Parses one UCI line; `None` for a line that is not UCI. Values may be bare or quoted with
-/// `'…'`/`"…"`; a backslash before the quote character does not end the value and is kept
-/// (`'Foo \' dus'` → `Foo \' dus`), as SPIN's reader does.
-pub(crate) fn uci_line(line: &str) -> Option<UciLine> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Some(UciLine::Blank);
-    }
-    let mut rest = line;
-    let keyword = uci_token(&mut rest)?;
-    let a = uci_token(&mut rest);
-    let b = uci_token(&mut rest);
-    match keyword.as_str() {
-        "package" => Some(UciLine::Package),
-        "config" => Some(UciLine::Config { kind: a?, name: b }),
-        "option" => Some(UciLine::Option {
-            key: a?,
-            value: b.unwrap_or_default(),
-        }),
-        "list" => Some(UciLine::List {
-            key: a?,
-            value: b.unwrap_or_default(),
-        }),
-        _ => None,
-    }
-}
-
-/// Takes the next bare or quoted token off the front of `rest`.
-fn uci_token(rest: &mut &str) -> Option<String> {
-    let s = rest.trim_start();
-    if s.is_empty() || s.starts_with('#') {
-        *rest = "";
-        return None;
-    }
-    let first = s.chars().next()?;
-    if first == '\'' || first == '"' {
-        let body = &s[1..];
-        let mut prev_backslash = false;
-        for (i, c) in body.char_indices() {
-            if c == first && !prev_backslash {
-                *rest = &body[i + 1..];
-                return Some(body[..i].to_string());
-            }
-            prev_backslash = c == '\\' && !prev_backslash;
-        }
-        // Unterminated quote: take the rest of the line rather than lose the value.
-        *rest = "";
-        Some(body.to_string())
-    } else {
-        let end = s.find(char::is_whitespace).unwrap_or(s.len());
-        *rest = &s[end..];
-        Some(s[..end].to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,19 +547,11 @@ spinweb_password_file =
 
     #[test]
     fn wan_interfaces_key() {
-        use crate::sources::kernel::WanInterfaces;
         assert_eq!(Config::default().wan_interfaces, "");
-        assert_eq!(WanInterfaces::parse(&Config::default().wan_interfaces), WanInterfaces::Auto);
         let (c, w) = Config::parse("wan_interfaces = eth1, pppoe-wan\n", "w.conf").unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.wan_interfaces, "eth1, pppoe-wan");
-        assert_eq!(
-            WanInterfaces::parse(&c.wan_interfaces),
-            WanInterfaces::Named(vec!["eth1".into(), "pppoe-wan".into()])
-        );
         assert!(c.print().contains("\nwan_interfaces = eth1, pppoe-wan\n"));
-        let (c, _) = Config::parse("wan_interfaces = none", "w.conf").unwrap();
-        assert_eq!(WanInterfaces::parse(&c.wan_interfaces), WanInterfaces::Disabled);
         let (c, w) = Config::parse("wan_interfaces = eth1\nwan_interfaces =\n", "w.conf").unwrap();
         assert_eq!((c.wan_interfaces.as_str(), w.len()), ("", 0), "empty = automatic again");
         let (c, _) = Config::parse_uci("config spind\n\toption wan_interfaces 'wan'\n", "u").unwrap();
@@ -692,47 +618,5 @@ config other 'x'
             "{e}"
         );
         assert!(Config::parse_uci("garbage here\n", "u").is_err());
-    }
-
-    #[test]
-    fn uci_tokens() {
-        assert_eq!(
-            uci_line("  option name 'Foo \\' dus'"),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "Foo \\' dus".into()
-            })
-        );
-        assert_eq!(
-            uci_line("option name \"bar\\\" enzo\""),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "bar\\\" enzo".into()
-            })
-        );
-        assert_eq!(
-            uci_line("option name Foo"),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "Foo".into()
-            })
-        );
-        assert_eq!(
-            uci_line("config dhcp 'lan'"),
-            Some(UciLine::Config {
-                kind: "dhcp".into(),
-                name: Some("lan".into())
-            })
-        );
-        assert_eq!(
-            uci_line("config host"),
-            Some(UciLine::Config {
-                kind: "host".into(),
-                name: None
-            })
-        );
-        assert_eq!(uci_line("   # x"), Some(UciLine::Blank));
-        assert_eq!(uci_line("frobnicate"), None);
-        assert_eq!(uci_line("option"), None);
     }
 }

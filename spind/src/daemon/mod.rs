@@ -34,6 +34,9 @@ use config::Config;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// What the JSON-RPC methods ask of this host (its addresses come from the kernel).
+const HOST: rpc::Host = rpc::Host { own_addresses: kernel::host_addresses };
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -136,6 +139,16 @@ fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::H
         tls,
         mqtt_websocket,
     })
+}
+
+/// The kernel sources' settings from the config: the NFLOG groups the enforcer logs to, and the
+/// interfaces whose neighbours are not devices.
+fn kernel_settings(cfg: &Config) -> kernel::KernelSettings {
+    kernel::KernelSettings {
+        dns_group: cfg.iptable_queue_dns,
+        block_group: cfg.iptable_queue_block,
+        wan_interfaces: kernel::WanInterfaces::parse(&cfg.wan_interfaces),
+    }
 }
 
 fn run(opts: Options) -> anyhow::Result<()> {
@@ -246,11 +259,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let mut _kernel_sources = None;
     match (&opts.replay, capture) {
         _ if kernel_mode => {
-            let k = kernel::KernelSettings {
-                dns_group: cfg.iptable_queue_dns,
-                block_group: cfg.iptable_queue_block,
-                wan_interfaces: kernel::WanInterfaces::parse(&cfg.wan_interfaces),
-            };
+            let k = kernel_settings(&cfg);
             _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
             info!("watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours", k.dns_group, k.block_group);
         }
@@ -308,7 +317,7 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, e
                 }
             }
             Input::Rpc { request, reply } => {
-                let answer = rpc::handle(core, &request, &mut out);
+                let answer = rpc::handle(core, &request, &HOST, &mut out);
                 match reply {
                     RpcReply::Channel(back) => {
                         let _ = back.send(answer);
@@ -321,7 +330,24 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, e
                 }
                 publish_all(broker, &mut out);
             }
-            Input::Shutdown => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::kernel::WanInterfaces;
+
+    #[test]
+    fn the_wan_interfaces_setting_reaches_the_neighbour_source_as_parsed() {
+        let wan = |cfg: &Config| kernel_settings(cfg).wan_interfaces;
+        assert_eq!(wan(&Config::default()), WanInterfaces::Auto);
+        let (c, _) = Config::parse("wan_interfaces = eth1, pppoe-wan\n", "w.conf").unwrap();
+        assert_eq!(wan(&c), WanInterfaces::Named(vec!["eth1".into(), "pppoe-wan".into()]));
+        let (c, _) = Config::parse("wan_interfaces = none", "w.conf").unwrap();
+        assert_eq!(wan(&c), WanInterfaces::Disabled);
+        let (c, _) = Config::parse("iptable_queue_dns = 7\niptable_queue_block = 8\n", "q.conf").unwrap();
+        assert_eq!((kernel_settings(&c).dns_group, kernel_settings(&c).block_group), (7, 8));
     }
 }

@@ -522,11 +522,6 @@ pub fn remove_table() -> Result<bool, NftError> {
     Nft::host().remove_table()
 }
 
-/// `nft -j list table inet spin` in this namespace (diagnostics, tests).
-pub fn list_table() -> Result<String, NftError> {
-    Nft::host().list_table()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! IP list entries: a single address or a prefix.
+//! IP list entries: a single address or a prefix; and the check of a Linux interface name
+//! (the `wan_interfaces` setting), which needs no kernel.
 //!
 //! SPIN 1.0 parsed `addr/len` but then ignored the length when matching and printing (its
 //! §9.2 bug). Here a prefix entry really covers its range and prints with its length; a plain
@@ -103,6 +104,15 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// Whether `name` is a valid Linux interface name (as the kernel's `dev_valid_name`).
+pub(crate) fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +148,12 @@ mod tests {
         v.sort();
         let s: Vec<String> = v.iter().map(|n| n.to_string()).collect();
         assert_eq!(s, ["192.0.2.1", "192.0.2.3", "::1", "2001:db8::1"]);
+    }
+
+    #[test]
+    fn interface_names_are_checked_as_the_kernel_does() {
+        assert!(valid_ifname("pppoe-wan") && valid_ifname("eth0.2"));
+        assert!(!valid_ifname("") && !valid_ifname("a b") && !valid_ifname("a/b") && !valid_ifname("a:1"));
+        assert!(!valid_ifname("sixteen-chars-xx"));
     }
 }

@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use log::{info, warn};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::model::addr::IpNet;
-use crate::model::policy::{Enforcer, PairBlock, Policy};
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
-use crate::model::lists::{IpList, Lists};
-use crate::model::messages::{self, FlowJson, NodeJson};
+use crate::model::lists::Lists;
+use crate::model::messages::{self, FlowJson};
 use crate::model::names::Names;
-use crate::model::nodes::{Candidate, Change, ListKind, NodeCache, NodeId};
-use crate::model::persist::{atomic_write, StateDir};
+use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId};
+use crate::model::persist::{self, StateDir};
+use crate::model::policy::{Enforcer, PairBlock, Policy};
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -70,6 +70,23 @@ pub struct DeviceFlow {
 
 /// (remote node, destination port, ICMP type).
 pub type DeviceFlowKey = (NodeId, u16, u8);
+
+/// One row of `list_device_flows`: a device's traffic to one remote node on one port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceFlowRow {
+    pub to: NodeId,
+    pub dst_port: u16,
+    pub icmp_type: u8,
+    pub traffic: DeviceFlowTraffic,
+}
+
+/// What `list_device_flows` says about a flow's traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceFlowTraffic {
+    /// The pair is flow-blocked: SPIN reports only that.
+    Blocked,
+    Counted(DeviceFlow),
+}
 
 /// A failed control operation: the JSON-RPC error code and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,11 +142,14 @@ impl Core {
     ) -> anyhow::Result<Core> {
         let mut lists = Lists::default();
         for kind in ListKind::ALL {
-            let (list, warnings) = IpList::load(&state.list_file(kind.name()));
+            let (entries, warnings) = persist::read_list(&state.list_file(kind.name()));
             for w in warnings {
                 warn!("{w}");
             }
-            *lists.get_mut(kind) = list;
+            let list = lists.get_mut(kind);
+            for net in entries {
+                list.add(net);
+            }
         }
         let mut core = Core {
             settings,
@@ -154,16 +174,10 @@ impl Core {
         Ok(core)
     }
 
+    /// The node cache, read-only (for tests: nothing but the core changes it).
+    #[cfg(test)]
     pub fn nodes(&self) -> &NodeCache {
         &self.nodes
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.now
-    }
-
-    pub fn settings(&self) -> &CoreSettings {
-        &self.settings
     }
 
     /// What a fresh client must hear first: `serverRestart`, then the three lists.
@@ -584,7 +598,7 @@ impl Core {
     // ---- persistence and enforcement ------------------------------------------------------
 
     fn save_list(&self, kind: ListKind) {
-        if let Err(e) = self.lists.get(kind).save(&self.state.list_file(kind.name())) {
+        if let Err(e) = persist::write_list(&self.state.list_file(kind.name()), self.lists.get(kind).entries()) {
             warn!("cannot save the {} list: {e}", kind.name());
         }
     }
@@ -595,85 +609,36 @@ impl Core {
             || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
     }
 
-    /// Writes `nodepair.list` and `nodestore/<id>` (node JSON as SPIN, plus `is_ignored`).
+    /// Writes `nodepair.list` and `nodestore/<id>` for the persistent nodes.
     fn save_node_store(&self) {
-        let dir = self.state.nodestore_dir();
-        let mut keep = BTreeSet::new();
-        for n in self.nodes.iter().filter(|n| self.is_persistent(n.id)) {
-            let mut v = serde_json::to_value(NodeJson::of(n)).expect("node serializes");
-            if n.on_list(ListKind::Ignore) {
-                v["is_ignored"] = Value::Bool(true);
-            }
-            let name = n.id.to_string();
-            if let Err(e) = atomic_write(&dir.join(&name), v.to_string().as_bytes()) {
-                warn!("cannot save node {} to {}: {e}", n.id, dir.display());
-            }
-            keep.insert(name);
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.parse::<NodeId>().is_ok() && !keep.contains(&name) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        let pairs: String = self.flow_blocks.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
-        if let Err(e) = atomic_write(&self.state.nodepair_file(), pairs.as_bytes()) {
-            warn!("cannot save flow blocks: {e}");
-        }
+        let nodes: Vec<&Node> = self.nodes.iter().filter(|n| self.is_persistent(n.id)).collect();
+        self.state.save_node_store(&nodes, &self.flow_blocks);
     }
 
     /// Recreates persisted nodes (with new ids, as SPIN) and their flow blocks and flags.
     fn restore_node_store(&mut self) {
-        let dir = self.state.nodestore_dir();
+        let (stored, pairs) = self.state.load_node_store();
         let mut remap: HashMap<NodeId, NodeId> = HashMap::new();
-        let Ok(entries) = std::fs::read_dir(&dir) else { return };
-        let mut files: Vec<(NodeId, std::path::PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-            .collect();
-        files.sort();
-        for (old_id, path) in files {
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()));
-            let v = match parsed {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!("ignoring unreadable node store file {}: {e}", path.display());
-                    continue;
-                }
-            };
-            let strs = |key: &str| -> Vec<String> {
-                v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
-            };
+        for (old_id, n) in stored {
             let cand = Candidate {
-                mac: v["mac"].as_str().and_then(|m| m.parse().ok()),
-                ips: strs("ips").iter().filter_map(|s| s.parse().ok()).collect(),
-                domains: strs("domains").into_iter().map(|d| (d, None)).collect(),
-                name: v["name"].as_str().map(String::from),
-                last_seen: v["lastseen"].as_i64().unwrap_or(self.now),
+                mac: n.mac,
+                ips: n.ips,
+                domains: n.domains.into_iter().map(|d| (d, None)).collect(),
+                name: n.name,
+                last_seen: n.last_seen.unwrap_or(self.now),
             };
             let id = self.nodes.add(cand, self.now);
-            for (key, kind) in [("is_blocked", ListKind::Block), ("is_excepted", ListKind::Allow), ("is_ignored", ListKind::Ignore)] {
-                if v[key].as_bool() == Some(true) {
+            for (on, kind) in [(n.blocked, ListKind::Block), (n.excepted, ListKind::Allow), (n.ignored, ListKind::Ignore)] {
+                if on {
                     self.nodes.set_on_list(id, kind, true);
                 }
             }
             remap.insert(old_id, id);
         }
-        if let Ok(text) = std::fs::read_to_string(self.state.nodepair_file()) {
-            for line in text.lines() {
-                let ids: Vec<Option<NodeId>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
-                if let [Some(a), Some(b)] = ids[..] {
-                    if let (Some(&a), Some(&b)) = (remap.get(&a), remap.get(&b)) {
-                        if a != b {
-                            self.flow_blocks.insert((a.min(b), a.max(b)));
-                        }
-                    }
-                } else if !line.trim().is_empty() {
-                    warn!("ignoring bad line in {}: {line:?}", self.state.nodepair_file().display());
+        for (a, b) in pairs {
+            if let (Some(&a), Some(&b)) = (remap.get(&a), remap.get(&b)) {
+                if a != b {
+                    self.flow_blocks.insert((a.min(b), a.max(b)));
                 }
             }
         }
@@ -709,17 +674,17 @@ impl Core {
 
     // ---- control operations (the JSON-RPC methods) ----------------------------------------
 
-    fn node_json(&self, id: NodeId) -> OpResult<Value> {
-        let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
-        Ok(serde_json::to_value(NodeJson::of(n)).expect("node serializes"))
+    fn node(&self, id: NodeId) -> OpResult<&Node> {
+        self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))
     }
 
-    pub fn op_list_devices(&self) -> Value {
-        Value::Array(self.nodes.devices().into_iter().map(|n| serde_json::to_value(NodeJson::of(n)).expect("node")).collect())
+    /// `list_devices`: every node with a MAC.
+    pub fn op_list_devices(&self) -> Vec<&Node> {
+        self.nodes.devices()
     }
 
-    pub fn op_get_device_data(&self, node: i64) -> OpResult<Value> {
-        self.node_json(u64::try_from(node).unwrap_or(0))
+    pub fn op_get_device_data(&self, node: i64) -> OpResult<&Node> {
+        self.node(u64::try_from(node).unwrap_or(0))
     }
 
     fn device_by_mac(&self, mac: &str) -> OpResult<NodeId> {
@@ -729,20 +694,22 @@ impl Core {
             .ok_or_else(|| OpError::new(-1, "Device not found"))
     }
 
-    pub fn op_list_device_flows(&self, device: &str) -> OpResult<Value> {
+    /// `list_device_flows`: the device's traffic per remote node, port and ICMP type, in that
+    /// order; a flow-blocked pair reports no counters.
+    pub fn op_list_device_flows(&self, device: &str) -> OpResult<Vec<DeviceFlowRow>> {
         let id = self.device_by_mac(device)?;
         let mut out = Vec::new();
         if let Some(records) = self.device_flows.get(&id) {
             for (&(to, dst_port, icmp_type), r) in records {
-                if self.flow_blocks.contains(&(id.min(to), id.max(to))) {
-                    out.push(json!({"to": to, "dst_port": dst_port, "icmp_type": icmp_type, "blocked": 1}));
+                let traffic = if self.flow_blocks.contains(&(id.min(to), id.max(to))) {
+                    DeviceFlowTraffic::Blocked
                 } else {
-                    out.push(json!({"to": to, "dst_port": dst_port, "icmp_type": icmp_type,
-                        "packets": r.packets, "bytes": r.bytes, "lastseen": r.last_seen}));
-                }
+                    DeviceFlowTraffic::Counted(r.clone())
+                };
+                out.push(DeviceFlowRow { to, dst_port, icmp_type, traffic });
             }
         }
-        Ok(Value::Array(out))
+        Ok(out)
     }
 
     pub fn op_set_device_name(&mut self, node: i64, name: &str, out: &mut Vec<Publish>) -> OpResult<()> {
@@ -799,8 +766,9 @@ impl Core {
         enforced
     }
 
-    pub fn op_list_iplist(&self, kind: ListKind) -> Value {
-        json!(self.lists.get(kind).to_strings())
+    /// `list_iplist`: the list's entries in SPIN's order (IPv4 first, then by bytes).
+    pub fn op_list_iplist(&self, kind: ListKind) -> Vec<IpNet> {
+        self.lists.get(kind).entries().copied().collect()
     }
 
     /// Empties the ignore list, then ignores this host's own addresses (as SPIN does).
@@ -837,8 +805,9 @@ impl Core {
         self.op_set_flow_block(dev as i64, node, block, out)
     }
 
-    pub fn op_get_flow_block(&self) -> Value {
-        Value::Array(self.flow_blocks.iter().map(|(a, b)| json!({"node1": a, "node2": b})).collect())
+    /// `get_flow_block`: every blocked node pair, smaller id first, in id order.
+    pub fn op_get_flow_block(&self) -> Vec<(NodeId, NodeId)> {
+        self.flow_blocks.iter().copied().collect()
     }
 
     /// `node 0` creates a node with the address; otherwise the address joins that node.

@@ -149,8 +149,6 @@ pub enum RpcReply {
 pub enum Input {
     Event(Event),
     Rpc { request: String, reply: RpcReply },
-    /// Stop the core loop (used by tests and on signals).
-    Shutdown,
 }
 
 /// One MQTT message for the broker.

@@ -1,10 +1,13 @@
 //! The JSON shapes of SPIN 1.0's MQTT messages and RPC results (reference §1.3-1.5), with the
-//! original key order and optional keys. Structs serialize in field order, which is the order
+//! original key order and optional keys: every message payload and every RPC result is built
+//! here, from the core's typed values. Structs serialize in field order, which is the order
 //! the original app and tools see.
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::addr::IpNet;
+use crate::model::core::{DeviceFlowRow, DeviceFlowTraffic};
 use crate::model::nodes::{ListKind, Node, NodeId};
 
 /// A node as in `nodeInfo`, `get_device_data`, `list_devices` and the node store.
@@ -49,6 +52,90 @@ pub struct FlowJson {
     pub to_port: u16,
     pub size: u64,
     pub count: u64,
+}
+
+/// One element of the `list_device_flows` result: the counters, or only `blocked: 1` when the
+/// pair is flow-blocked (as SPIN).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum DeviceFlowJson {
+    Blocked { to: NodeId, dst_port: u16, icmp_type: u8, blocked: u8 },
+    Counted { to: NodeId, dst_port: u16, icmp_type: u8, packets: u64, bytes: u64, lastseen: i64 },
+}
+
+impl DeviceFlowJson {
+    pub fn of(row: &DeviceFlowRow) -> Self {
+        let (to, dst_port, icmp_type) = (row.to, row.dst_port, row.icmp_type);
+        match &row.traffic {
+            DeviceFlowTraffic::Blocked => DeviceFlowJson::Blocked { to, dst_port, icmp_type, blocked: 1 },
+            DeviceFlowTraffic::Counted(f) => DeviceFlowJson::Counted {
+                to,
+                dst_port,
+                icmp_type,
+                packets: f.packets,
+                bytes: f.bytes,
+                lastseen: f.last_seen,
+            },
+        }
+    }
+}
+
+/// One element of the `get_flow_block` result.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlowBlockJson {
+    pub node1: NodeId,
+    pub node2: NodeId,
+}
+
+/// One element of the `list_rpc_methods` result.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct RpcMethodJson {
+    #[serde(rename = "rpc-name")]
+    pub name: &'static str,
+    #[serde(rename = "rpc-args")]
+    pub args: Vec<RpcArgJson>,
+    /// `integer` or `complex` (SPIN reports methods without a result as complex).
+    #[serde(rename = "rpc-result-type")]
+    pub result_type: &'static str,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct RpcArgJson {
+    #[serde(rename = "rpc-arg-name")]
+    pub name: &'static str,
+    /// `integer`, `string` or `complex`.
+    #[serde(rename = "rpc-arg-type")]
+    pub kind: &'static str,
+}
+
+/// A JSON-RPC result as a JSON value (the reply envelope is built around it).
+pub fn result_value(result: impl Serialize) -> Value {
+    serde_json::to_value(result).expect("RPC result serializes")
+}
+
+/// The result of `get_device_data`.
+pub fn node_result(n: &Node) -> Value {
+    result_value(NodeJson::of(n))
+}
+
+/// The result of `list_devices`.
+pub fn nodes_result(nodes: &[&Node]) -> Value {
+    result_value(nodes.iter().map(|n| NodeJson::of(n)).collect::<Vec<_>>())
+}
+
+/// The result of `list_device_flows`.
+pub fn device_flows_result(rows: &[DeviceFlowRow]) -> Value {
+    result_value(rows.iter().map(DeviceFlowJson::of).collect::<Vec<_>>())
+}
+
+/// The result of `list_iplist`: the entries as SPIN prints them.
+pub fn ip_list_result(entries: &[IpNet]) -> Value {
+    result_value(entries.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+}
+
+/// The result of `get_flow_block`.
+pub fn flow_blocks_result(pairs: &[(NodeId, NodeId)]) -> Value {
+    result_value(pairs.iter().map(|&(node1, node2)| FlowBlockJson { node1, node2 }).collect::<Vec<_>>())
 }
 
 #[derive(Serialize)]

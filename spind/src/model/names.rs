@@ -12,9 +12,8 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::daemon::config::{uci_line, UciLine};
 use crate::model::event::MacAddr;
-use crate::model::persist::atomic_write;
+use crate::model::persist::{atomic_write, uci_line, UciLine};
 
 /// One source's names.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -35,7 +34,6 @@ impl NameMap {
 #[derive(Clone, Debug)]
 pub struct Names {
     user_path: PathBuf,
-    dhcp_config_path: PathBuf,
     leases_path: PathBuf,
     /// Modification time and size of the leases file when last read: it is checked every
     /// second, and only read again when it changed.
@@ -54,7 +52,6 @@ impl Names {
             leases: read_source(leases, parse_leases),
             dhcp_config: read_source(dhcp_config, parse_dhcp_config),
             user_path: user.to_path_buf(),
-            dhcp_config_path: dhcp_config.to_path_buf(),
             leases_path: leases.to_path_buf(),
             leases_stamp: None,
         }
@@ -63,11 +60,6 @@ impl Names {
     /// Re-reads `names.conf` (e.g. after someone edited it by hand).
     pub fn reload_user(&mut self) {
         self.user = read_source(&self.user_path, parse_user);
-    }
-
-    /// Re-reads the DHCP config (SPIN reads it once at start; this is for a future reload).
-    pub fn reload_dhcp_config(&mut self) {
-        self.dhcp_config = read_source(&self.dhcp_config_path, parse_dhcp_config);
     }
 
     /// Re-reads the lease file; true when any lease name changed (nodes may need renaming).

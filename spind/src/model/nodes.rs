@@ -126,10 +126,6 @@ impl NodeCache {
         self.nodes.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Node> {
         self.nodes.values()
     }
@@ -163,11 +159,6 @@ impl NodeCache {
         std::mem::take(&mut self.changes)
     }
 
-    pub fn mark_modified(&mut self, id: NodeId) {
-        if self.nodes.contains_key(&id) {
-            self.modified.insert(id);
-        }
-    }
 
     /// Refresh `last_seen` of the node with address `ip`, if any.
     pub fn touch_ip(&mut self, ip: &IpAddr, now: Timestamp) -> Option<NodeId> {

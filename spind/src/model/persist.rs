@@ -1,13 +1,24 @@
-//! Persistence helpers: crash-safe file replacement and the state directory layout
-//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `nodepair.list`, `nodestore/`).
+//! The files spind reads and writes: crash-safe replacement, the state directory layout
+//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `nodepair.list`, `nodestore/`), the
+//! list file and node-store formats, and OpenWrt's UCI files (read for names and the config).
 //!
 //! Everything spind persists is small and rewritten whole, so "write a temp file, fsync, rename"
 //! is enough to never leave a half-written list behind after a power cut (routers lose power).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use log::warn;
+use serde_json::Value;
+
+use crate::model::addr::IpNet;
+use crate::model::event::MacAddr;
+use crate::model::messages::NodeJson;
+use crate::model::nodes::{ListKind, Node, NodeId};
 
 /// Replaces `path` with `data` atomically: writes `<path>.tmp-<pid>` in the same directory
 /// (rename is only atomic within one filesystem), fsyncs it, renames it over `path` and fsyncs
@@ -114,6 +125,7 @@ impl StateDir {
         })
     }
 
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -139,9 +151,225 @@ impl StateDir {
     }
 }
 
+// ---- the list files and the node store ----------------------------------------------------
+
+/// Reads a list file (`<state_dir>/<list>.list`, one address or prefix per line, SPIN's format);
+/// a missing file is an empty list. Bad lines are reported, not fatal. As SPIN, a last line
+/// without its newline is ignored (it may be a torn write by an older tool).
+pub fn read_list(path: &Path) -> (Vec<IpNet>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut warnings = Vec::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (entries, warnings),
+        Err(e) => {
+            warnings.push(format!("{}: cannot read: {e}", path.display()));
+            return (entries, warnings);
+        }
+    };
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => "",
+    };
+    for (no, line) in complete.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.parse::<IpNet>() {
+            Ok(net) => entries.push(net),
+            Err(e) => warnings.push(format!("{}:{}: {e}", path.display(), no + 1)),
+        }
+    }
+    (entries, warnings)
+}
+
+/// Writes a list file atomically, one entry per line (a prefix keeps its `/len`).
+pub fn write_list<'a>(path: &Path, entries: impl Iterator<Item = &'a IpNet>) -> io::Result<()> {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&e.to_string());
+        text.push('\n');
+    }
+    atomic_write(path, text.as_bytes())
+}
+
+/// A node as the node store keeps it: what is needed to recreate it after a restart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredNode {
+    pub mac: Option<MacAddr>,
+    pub ips: Vec<IpAddr>,
+    pub domains: Vec<String>,
+    pub name: Option<String>,
+    /// `None`: the file has none (the node is then as old as the restart).
+    pub last_seen: Option<i64>,
+    pub blocked: bool,
+    pub excepted: bool,
+    pub ignored: bool,
+}
+
+impl StoredNode {
+    /// Reads the JSON of a `nodestore/<id>` file; fields that are missing or of the wrong type
+    /// are left out rather than fatal.
+    pub fn parse(text: &str) -> Result<StoredNode, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let strs = |key: &str| -> Vec<String> {
+            v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        };
+        let flag = |key: &str| v[key].as_bool() == Some(true);
+        Ok(StoredNode {
+            mac: v["mac"].as_str().and_then(|m| m.parse().ok()),
+            ips: strs("ips").iter().filter_map(|s| s.parse().ok()).collect(),
+            domains: strs("domains"),
+            name: v["name"].as_str().map(String::from),
+            last_seen: v["lastseen"].as_i64(),
+            blocked: flag("is_blocked"),
+            excepted: flag("is_excepted"),
+            ignored: flag("is_ignored"),
+        })
+    }
+}
+
+/// The text of a `nodestore/<id>` file: the node's JSON as SPIN's (`NodeJson`), plus
+/// `"is_ignored":true` for a node on the ignore list.
+pub fn node_store_text(n: &Node) -> String {
+    let mut v = serde_json::to_value(NodeJson::of(n)).expect("node serializes");
+    if n.on_list(ListKind::Ignore) {
+        v["is_ignored"] = Value::Bool(true);
+    }
+    v.to_string()
+}
+
+impl StateDir {
+    /// Writes `nodestore/<id>` for each of `nodes` (and removes the files of other nodes), and
+    /// `nodepair.list` (`<id> <id>` per line) for the blocked pairs. Failures are logged: the
+    /// state in memory stays right, and the next change writes again.
+    pub fn save_node_store(&self, nodes: &[&Node], pairs: &BTreeSet<(NodeId, NodeId)>) {
+        let dir = self.nodestore_dir();
+        let mut keep = BTreeSet::new();
+        for n in nodes {
+            let name = n.id.to_string();
+            if let Err(e) = atomic_write(&dir.join(&name), node_store_text(n).as_bytes()) {
+                warn!("cannot save node {} to {}: {e}", n.id, dir.display());
+            }
+            keep.insert(name);
+        }
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.parse::<NodeId>().is_ok() && !keep.contains(&name) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let text: String = pairs.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
+        if let Err(e) = atomic_write(&self.nodepair_file(), text.as_bytes()) {
+            warn!("cannot save flow blocks: {e}");
+        }
+    }
+
+    /// Reads the node store: the stored nodes by their old ids (in id order), and the blocked
+    /// pairs of old ids. Unreadable files and bad lines are logged and skipped.
+    pub fn load_node_store(&self) -> (Vec<(NodeId, StoredNode)>, Vec<(NodeId, NodeId)>) {
+        let mut nodes = Vec::new();
+        let mut pairs = Vec::new();
+        let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return (nodes, pairs) };
+        let mut files: Vec<(NodeId, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+            .collect();
+        files.sort();
+        for (old_id, path) in files {
+            match fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| StoredNode::parse(&t)) {
+                Ok(n) => nodes.push((old_id, n)),
+                Err(e) => warn!("ignoring unreadable node store file {}: {e}", path.display()),
+            }
+        }
+        if let Ok(text) = fs::read_to_string(self.nodepair_file()) {
+            for line in text.lines() {
+                let ids: Vec<Option<NodeId>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
+                if let [Some(a), Some(b)] = ids[..] {
+                    pairs.push((a, b));
+                } else if !line.trim().is_empty() {
+                    warn!("ignoring bad line in {}: {line:?}", self.nodepair_file().display());
+                }
+            }
+        }
+        (nodes, pairs)
+    }
+}
+
+// ---- OpenWrt UCI files (/etc/config/dhcp for names, /etc/config/spin for the config) ----
+
+/// One statement of an OpenWrt UCI file.
+#[derive(Debug, PartialEq)]
+pub enum UciLine {
+    Blank,
+    Package,
+    Config { kind: String, name: Option<String> },
+    Option { key: String, value: String },
+    List { key: String, value: String },
+}
+
+/// Parses one UCI line; `None` for a line that is not UCI. Values may be bare or quoted with
+/// `'…'`/`"…"`; a backslash before the quote character does not end the value and is kept
+/// (`'Foo \' dus'` → `Foo \' dus`), as SPIN's reader does.
+pub fn uci_line(line: &str) -> Option<UciLine> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Some(UciLine::Blank);
+    }
+    let mut rest = line;
+    let keyword = uci_token(&mut rest)?;
+    let a = uci_token(&mut rest);
+    let b = uci_token(&mut rest);
+    match keyword.as_str() {
+        "package" => Some(UciLine::Package),
+        "config" => Some(UciLine::Config { kind: a?, name: b }),
+        "option" => Some(UciLine::Option {
+            key: a?,
+            value: b.unwrap_or_default(),
+        }),
+        "list" => Some(UciLine::List {
+            key: a?,
+            value: b.unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
+
+/// Takes the next bare or quoted token off the front of `rest`.
+fn uci_token(rest: &mut &str) -> Option<String> {
+    let s = rest.trim_start();
+    if s.is_empty() || s.starts_with('#') {
+        *rest = "";
+        return None;
+    }
+    let first = s.chars().next()?;
+    if first == '\'' || first == '"' {
+        let body = &s[1..];
+        let mut prev_backslash = false;
+        for (i, c) in body.char_indices() {
+            if c == first && !prev_backslash {
+                *rest = &body[i + 1..];
+                return Some(body[..i].to_string());
+            }
+            prev_backslash = c == '\\' && !prev_backslash;
+        }
+        // Unterminated quote: take the rest of the line rather than lose the value.
+        *rest = "";
+        Some(body.to_string())
+    } else {
+        let end = s.find(char::is_whitespace).unwrap_or(s.len());
+        *rest = &s[end..];
+        Some(s[..end].to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::lists::IpList;
 
     #[test]
     fn atomic_write_round_trip_and_replace() {
@@ -221,5 +449,64 @@ mod tests {
         assert!(e.contains(&root.display().to_string()), "{e}");
         assert!(e.contains("--state-dir"), "{e}");
         assert!(e.contains("os error"), "{e}");
+    }
+
+    #[test]
+    fn uci_tokens() {
+        assert_eq!(
+            uci_line("  option name 'Foo \\' dus'"),
+            Some(UciLine::Option {
+                key: "name".into(),
+                value: "Foo \\' dus".into()
+            })
+        );
+        assert_eq!(
+            uci_line("option name \"bar\\\" enzo\""),
+            Some(UciLine::Option {
+                key: "name".into(),
+                value: "bar\\\" enzo".into()
+            })
+        );
+        assert_eq!(
+            uci_line("option name Foo"),
+            Some(UciLine::Option {
+                key: "name".into(),
+                value: "Foo".into()
+            })
+        );
+        assert_eq!(
+            uci_line("config dhcp 'lan'"),
+            Some(UciLine::Config {
+                kind: "dhcp".into(),
+                name: Some("lan".into())
+            })
+        );
+        assert_eq!(
+            uci_line("config host"),
+            Some(UciLine::Config {
+                kind: "host".into(),
+                name: None
+            })
+        );
+        assert_eq!(uci_line("   # x"), Some(UciLine::Blank));
+        assert_eq!(uci_line("frobnicate"), None);
+        assert_eq!(uci_line("option"), None);
+    }
+
+    #[test]
+    fn files_round_trip_and_skip_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("block.list");
+        std::fs::write(&p, "192.0.2.1\nnonsense\n2001:DB8::1:2\n10.0.0.0/8\n192.0.2.9").unwrap();
+        let (entries, warnings) = read_list(&p);
+        let mut l = IpList::default();
+        for e in entries {
+            l.add(e);
+        }
+        assert_eq!(l.to_strings(), ["10.0.0.0/8", "192.0.2.1", "2001:db8::1:2"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(":2:"), "{warnings:?}");
+        write_list(&p, l.entries()).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "10.0.0.0/8\n192.0.2.1\n2001:db8::1:2\n");
     }
 }

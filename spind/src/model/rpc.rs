@@ -1,6 +1,6 @@
 //! SPIN's JSON-RPC (reference §2.2-2.3): request validation with the original error codes and
 //! messages, the method table, and dispatch to the core's operations. Every transport (unix
-//! socket, HTTP, MQTT) hands the raw request text to [`handle`].
+//! socket, HTTP, MQTT) hands the raw request text to the core loop, which calls [`handle`].
 
 use std::net::IpAddr;
 
@@ -9,6 +9,10 @@ use serde_json::{json, Map, Value};
 use crate::model::core::{Core, OpError, OpResult};
 use crate::model::event::Publish;
 use crate::model::lists::list_by_prefix;
+use crate::model::messages::{
+    device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
+    RpcMethodJson,
+};
 use crate::model::nodes::ListKind;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,35 +121,29 @@ fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
     Ok((name, kind))
 }
 
-fn list_rpc_methods() -> Value {
-    Value::Array(
-        METHODS
-            .iter()
-            .map(|m| {
-                let args: Vec<Value> = m
-                    .args
-                    .iter()
-                    .map(|(n, t)| json!({"rpc-arg-name": n, "rpc-arg-type": type_name(*t)}))
-                    .collect();
-                let result = match m.result {
-                    ResultType::Integer => "integer",
-                    // SPIN reports "none" results as complex.
-                    ResultType::Complex | ResultType::None => "complex",
-                };
-                json!({"rpc-name": m.name, "rpc-args": args, "rpc-result-type": result})
-            })
-            .collect(),
-    )
+fn list_rpc_methods() -> Vec<RpcMethodJson> {
+    METHODS
+        .iter()
+        .map(|m| RpcMethodJson {
+            name: m.name,
+            args: m.args.iter().map(|(n, t)| RpcArgJson { name: n, kind: type_name(*t) }).collect(),
+            result_type: match m.result {
+                ResultType::Integer => "integer",
+                // SPIN reports "none" results as complex.
+                ResultType::Complex | ResultType::None => "complex",
+            },
+        })
+        .collect()
 }
 
 /// Runs a validated call. `Ok(None)` is success without a result.
-fn call(core: &mut Core, m: &Method, p: &Map<String, Value>, out: &mut Vec<Publish>) -> OpResult<Option<Value>> {
+fn call(core: &mut Core, m: &Method, p: &Map<String, Value>, host: &Host, out: &mut Vec<Publish>) -> OpResult<Option<Value>> {
     let none = |r: OpResult<()>| r.map(|()| None);
     match m.name {
-        "list_rpc_methods" => Ok(Some(list_rpc_methods())),
-        "list_devices" => Ok(Some(core.op_list_devices())),
-        "get_device_data" => core.op_get_device_data(int(p, "node")).map(Some),
-        "list_device_flows" => core.op_list_device_flows(string(p, "device")).map(Some),
+        "list_rpc_methods" => Ok(Some(result_value(list_rpc_methods()))),
+        "list_devices" => Ok(Some(nodes_result(&core.op_list_devices()))),
+        "get_device_data" => core.op_get_device_data(int(p, "node")).map(|n| Some(node_result(n))),
+        "list_device_flows" => core.op_list_device_flows(string(p, "device")).map(|rows| Some(device_flows_result(&rows))),
         "set_device_name" => none(core.op_set_device_name(int(p, "node"), string(p, "name"), out)),
         "add_iplist_node" | "remove_iplist_node" => {
             let (name, kind) = list_arg(p)?;
@@ -155,13 +153,13 @@ fn call(core: &mut Core, m: &Method, p: &Map<String, Value>, out: &mut Vec<Publi
             let (name, kind) = list_arg(p)?;
             none(core.op_iplist_ip(name, kind, string(p, "ip"), m.name.starts_with("add"), out))
         }
-        "list_iplist" => Ok(Some(core.op_list_iplist(list_arg(p)?.1))),
-        "reset_iplist_ignore" => none(core.op_reset_iplist_ignore(&host_addresses(), out)),
+        "list_iplist" => Ok(Some(ip_list_result(&core.op_list_iplist(list_arg(p)?.1)))),
+        "reset_iplist_ignore" => none(core.op_reset_iplist_ignore(&(host.own_addresses)(), out)),
         "set_flow_block" => none(core.op_set_flow_block(int(p, "node1"), int(p, "node2"), int(p, "block") != 0, out)),
         "set_device_flow_block" => {
             none(core.op_set_device_flow_block(string(p, "device"), int(p, "node"), int(p, "block") != 0, out))
         }
-        "get_flow_block" => Ok(Some(core.op_get_flow_block())),
+        "get_flow_block" => Ok(Some(flow_blocks_result(&core.op_get_flow_block()))),
         "node_add_ip" => core.op_node_add_ip(int(p, "node"), string(p, "ipaddr"), out).map(|id| Some(json!(id))),
         "dots_signal" => none(core.op_dots_signal(&p["dots_signal"], out)),
         other => unreachable!("method {other} is in the table but not dispatched"),
@@ -178,9 +176,17 @@ fn error_reply(id: Option<&Value>, e: &OpError) -> String {
     Value::Object(reply).to_string()
 }
 
+/// What the methods need to know about the host besides the core's state, asked for only when a
+/// method needs it (the model does no I/O of its own).
+pub struct Host {
+    /// This host's own addresses (`reset_iplist_ignore` puts them on the ignore list, as SPIN's
+    /// `spin_list_ips` did).
+    pub own_addresses: fn() -> Vec<IpAddr>,
+}
+
 /// Answers one request. `None` means nothing is sent back (a successful notification whose
 /// method has no result).
-pub fn handle(core: &mut Core, request: &str, out: &mut Vec<Publish>) -> Option<String> {
+pub fn handle(core: &mut Core, request: &str, host: &Host, out: &mut Vec<Publish>) -> Option<String> {
     let parsed: Option<Map<String, Value>> = match serde_json::from_str::<Value>(request) {
         Ok(Value::Object(o)) => Some(o),
         _ => None,
@@ -203,7 +209,7 @@ pub fn handle(core: &mut Core, request: &str, out: &mut Vec<Publish>) -> Option<
     };
     let result = match METHODS.iter().find(|m| m.name == method_name) {
         None => Err(err(-1, "No such function registered")),
-        Some(m) => check_args(m, params).and_then(|()| call(core, m, params, out)),
+        Some(m) => check_args(m, params).and_then(|()| call(core, m, params, host, out)),
     };
     match (result, id) {
         (Err(e), id) => Some(error_reply(id, &e)),
@@ -213,40 +219,6 @@ pub fn handle(core: &mut Core, request: &str, out: &mut Vec<Publish>) -> Option<
         (Ok(Some(v)), None) => Some(v.to_string()),
         (Ok(None), None) => None,
     }
-}
-
-/// This host's own addresses (what SPIN's `spin_list_ips` put on a fresh ignore list).
-pub fn host_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills a linked list we only read and then free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut p = ifap;
-        while !p.is_null() {
-            let addr = (*p).ifa_addr;
-            if !addr.is_null() {
-                match i32::from((*addr).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(addr as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(addr as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-            p = (*p).ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[cfg(test)]

@@ -31,10 +31,6 @@ impl Stats {
         c.count += 1;
     }
 
-    pub fn get(&self, module: &str, name: &str) -> Option<u64> {
-        self.counters.iter().find(|((m, n), _)| *m == module && *n == name).map(|(_, c)| c.value)
-    }
-
     /// Counters that changed since the last call: (module, name, type, value, count).
     pub fn take_changed(&mut self) -> Vec<(&'static str, &'static str, u8, u64, u64)> {
         let mut out = Vec::new();

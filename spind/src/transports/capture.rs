@@ -87,7 +87,6 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// Length on the wire (`data` may be shorter if the frame was larger than the buffer).
     pub orig_len: usize,
-    pub ifindex: i32,
 }
 
 impl PacketSocket {
@@ -186,7 +185,6 @@ impl PacketSocket {
             return Ok(Some(Frame {
                 data: &self.buf[..got],
                 orig_len: orig,
-                ifindex: sll.sll_ifindex,
             }));
         }
     }

@@ -1,6 +1,7 @@
 use super::testutil::{core_in, on_topic};
 use super::*;
 use crate::model::event::{DnsData, DnsRecord};
+use serde_json::json;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -162,13 +163,13 @@ fn device_flows_count_traffic_and_show_flow_blocks() {
     run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 1000, 5)], local: false });
     run(&mut core, Event::Flows { time: 1002, flows: vec![flow(DEV, "198.51.100.10", 80, 500, 2)], local: false });
     assert_eq!(
-        core.op_list_device_flows(DEV_MAC).unwrap().to_string(),
+        messages::device_flows_result(&core.op_list_device_flows(DEV_MAC).unwrap()).to_string(),
         r#"[{"to":2,"dst_port":80,"icmp_type":0,"packets":7,"bytes":1500,"lastseen":1002}]"#
     );
     core.op_set_flow_block(1, 2, true, &mut Vec::new()).unwrap();
-    assert_eq!(core.op_get_flow_block().to_string(), r#"[{"node1":1,"node2":2}]"#);
+    assert_eq!(messages::flow_blocks_result(&core.op_get_flow_block()).to_string(), r#"[{"node1":1,"node2":2}]"#);
     assert_eq!(
-        core.op_list_device_flows(DEV_MAC).unwrap().to_string(),
+        messages::device_flows_result(&core.op_list_device_flows(DEV_MAC).unwrap()).to_string(),
         r#"[{"to":2,"dst_port":80,"icmp_type":0,"blocked":1}]"#
     );
     assert_eq!(core.op_set_flow_block(1, 1, true, &mut Vec::new()).unwrap_err().code, -1);
@@ -206,7 +207,7 @@ fn a_blocked_node_takes_its_later_addresses_onto_the_list() {
     let id = core.nodes().by_ip(&ip("203.0.113.1")).unwrap();
     core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut Vec::new()).unwrap();
     let out = run(&mut core, answer("2001:db8::66"));
-    assert_eq!(core.op_list_iplist(ListKind::Block).to_string(), r#"["203.0.113.1","2001:db8::66"]"#);
+    assert_eq!(messages::ip_list_result(&core.op_list_iplist(ListKind::Block)).to_string(), r#"["203.0.113.1","2001:db8::66"]"#);
     assert!(on_topic(&out, "SPIN/traffic").contains(&r#"{"command":"block","result":["203.0.113.1","2001:db8::66"]}"#.to_string()));
     assert!(on_topic(&out, &format!("SPIN/traffic/node/{id}"))[0].contains(r#""is_blocked":true"#));
 }
@@ -236,7 +237,7 @@ fn lists_flags_names_and_flow_blocks_survive_a_restart() {
     assert!(core.nodes().get(blocked).unwrap().on_list(ListKind::Block));
     let dev = core.nodes().by_mac(&mac(DEV_MAC)).unwrap();
     let peer = core.nodes().by_ip(&ip("198.51.100.30")).unwrap();
-    assert_eq!(core.op_get_flow_block(), json!([{"node1": dev.min(peer), "node2": dev.max(peer)}]));
+    assert_eq!(messages::flow_blocks_result(&core.op_get_flow_block()), json!([{"node1": dev.min(peer), "node2": dev.max(peer)}]));
     assert_eq!(core.nodes().get(dev).unwrap().name.as_deref(), Some("laptop"));
     assert!(std::fs::read_to_string(dir.path().join("names.conf")).unwrap().contains("name: 02:00:00:00:00:64 laptop"));
 }

@@ -2,9 +2,12 @@ use super::*;
 use crate::model::core::testutil::{core_in, on_topic};
 use crate::model::core::CoreSettings;
 
+/// The host as the tests see it: one loopback address per family.
+const HOST: Host = Host { own_addresses: || vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()] };
+
 fn rpc(core: &mut Core, req: &str) -> Option<String> {
     let mut out = Vec::new();
-    handle(core, req, &mut out)
+    handle(core, req, &HOST, &mut out)
 }
 
 /// The verbatim request/response pairs of reference §2.2, in order, on a cache where node 3
@@ -106,7 +109,7 @@ fn ip_list_cases_of_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_in(dir.path(), CoreSettings::default());
     let mut out = Vec::new();
-    let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"add_iplist_ip","params":{"list":"block","ip":"2001:DB8::1:2"}}"#, &mut out);
+    let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"add_iplist_ip","params":{"list":"block","ip":"2001:DB8::1:2"}}"#, &HOST, &mut out);
     assert_eq!(r.unwrap(), r#"{"jsonrpc":"2.0","id":1}"#);
     assert_eq!(on_topic(&out, "SPIN/traffic"), [r#"{"command":"block","result":["2001:db8::1:2"]}"#]);
     assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "2001:db8::1:2\n");
@@ -123,8 +126,23 @@ fn ip_list_cases_of_the_reference() {
     );
     // A prefix is kept as a prefix (SPIN printed 192.0.2.0 and then matched nothing).
     let mut out = Vec::new();
-    handle(&mut core, r#"{"jsonrpc":"2.0","id":4,"method":"add_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &mut out);
+    handle(&mut core, r#"{"jsonrpc":"2.0","id":4,"method":"add_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &HOST, &mut out);
     assert_eq!(on_topic(&out, "SPIN/traffic"), [r#"{"command":"allow","result":["192.0.2.0/24"]}"#]);
-    handle(&mut core, r#"{"jsonrpc":"2.0","id":5,"method":"remove_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &mut out);
+    handle(&mut core, r#"{"jsonrpc":"2.0","id":5,"method":"remove_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &HOST, &mut out);
     assert_eq!(rpc(&mut core, r#"{"jsonrpc":"2.0","method":"list_iplist","params":{"list":"allow"}}"#).unwrap(), "[]");
+}
+
+#[test]
+fn reset_iplist_ignore_puts_the_hosts_own_addresses_on_an_empty_ignore_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    rpc(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"add_iplist_ip","params":{"list":"ignore","ip":"192.0.2.7"}}"#);
+    assert_eq!(
+        rpc(&mut core, r#"{"jsonrpc":"2.0","id":2,"method":"reset_iplist_ignore"}"#).unwrap(),
+        r#"{"jsonrpc":"2.0","id":2}"#
+    );
+    assert_eq!(
+        rpc(&mut core, r#"{"jsonrpc":"2.0","id":3,"method":"list_iplist","params":{"list":"ignore"}}"#).unwrap(),
+        r#"{"jsonrpc":"2.0","id":3,"result":["127.0.0.1","::1"]}"#
+    );
 }

@@ -251,7 +251,7 @@ mod unit_tests {
     }
 
     fn nest(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
-        attr(kind | super::super::NLA_F_NESTED, &parts.concat())
+        attr(kind | super::super::netlink::NLA_F_NESTED, &parts.concat())
     }
 
     pub(crate) fn entry(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, counters: [u64; 4]) -> Vec<u8> {

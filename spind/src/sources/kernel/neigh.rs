@@ -11,7 +11,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::route::{self, WanInterfaces, WanSet, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
@@ -74,6 +73,7 @@ impl Neigh {
     }
 
     /// The interface indexes currently considered WAN.
+    #[cfg(test)]
     pub fn wan_interfaces(&self) -> &std::collections::BTreeSet<i32> {
         self.wan.current()
     }
@@ -150,20 +150,6 @@ impl Neigh {
             }
         }
     }
-}
-
-/// Dumps the neighbour table and then follows its changes on a thread, sending
-/// [`Event::Neighbour`]s to `tx` until it is closed.
-pub fn start(tx: Sender<Input>, wan: &WanInterfaces) -> Result<JoinHandle<()>, KernelError> {
-    let neigh = Neigh::open(wan)?;
-    std::thread::Builder::new()
-        .name("spind-neigh".into())
-        .spawn(move || {
-            let counters = SourceCounters::default();
-            let stop = AtomicBool::new(false);
-            neigh.run_until(tx, &counters, &stop)
-        })
-        .map_err(|err| KernelError::Io { what: "start a thread", err })
 }
 
 /// The interface index of an RTM_NEWNEIGH payload.

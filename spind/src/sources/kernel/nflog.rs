@@ -183,13 +183,6 @@ impl Nflog {
         Ok(st)
     }
 
-    /// Receives until `tx` is closed, sending every event as it arrives.
-    pub fn run(self, tx: Sender<Input>) {
-        let counters = SourceCounters::default();
-        let stop = AtomicBool::new(false);
-        self.run_until(tx, &counters, &stop)
-    }
-
     pub(crate) fn run_until(mut self, tx: Sender<Input>, counters: &SourceCounters, stop: &AtomicBool) {
         if let Err(e) = self.set_timeout(Duration::from_millis(500)) {
             log::warn!("NFLOG: cannot set a receive timeout: {e}");

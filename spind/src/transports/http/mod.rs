@@ -68,6 +68,7 @@ pub struct HttpSettings {
 
 impl HttpSettings {
     /// Plain HTTP on these addresses, nothing else.
+    #[cfg(test)]
     pub fn plain(addrs: Vec<SocketAddr>) -> HttpSettings {
         HttpSettings {
             addrs,
@@ -121,8 +122,6 @@ pub enum PathMatch {
     Any,
     /// Exactly this path (query string ignored).
     Exact(&'static str),
-    /// Any path starting with this.
-    Prefix(&'static str),
 }
 
 impl PathMatch {
@@ -130,7 +129,6 @@ impl PathMatch {
         match self {
             PathMatch::Any => true,
             PathMatch::Exact(p) => path == *p,
-            PathMatch::Prefix(p) => path.starts_with(p),
         }
     }
 }

@@ -79,11 +79,6 @@ impl Statics {
         })
     }
 
-    /// Whether the built-in UI has this file (for tests and the index).
-    pub fn has_builtin(path: &str) -> bool {
-        Ui::get(path).is_some()
-    }
-
     pub fn lookup(&self, req: &StaticRequest) -> Lookup {
         let Some(segs) = sanitize(req.path) else {
             return Lookup::Refused;
