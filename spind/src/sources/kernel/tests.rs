@@ -3,19 +3,20 @@
 //! (10.77.0.2, fd77::2; the peer). Sockets are created by threads that entered a namespace
 //! with `setns`, so they belong to it; they can then be used from any thread.
 //!
-//! Without root the tests fail with "needs root (network namespaces)" unless
-//! `SPIND_SKIP_ROOT_TESTS=1` is set, in which case they print that they are skipped.
+//! Without root the tests fail with "needs root" unless `SPIND_SKIP_ROOT_TESTS=1` is set, in
+//! which case they print that they are skipped (under `CI=true` that is a failure too). The
+//! namespaces come from the `testbed` crate.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use testbed::netns::Netns;
 
 use super::conntrack::{enable_accounting, Conntrack};
 use super::neigh::Neigh;
@@ -30,74 +31,10 @@ const B4: &str = "10.77.0.2";
 const A6: &str = "fd77::1";
 const B6: &str = "fd77::2";
 
-/// True when the test may run; panics without root unless skipping is asked for.
+/// True when the test may run (see `testbed::gate`: without root it fails, unless
+/// `SPIND_SKIP_ROOT_TESTS=1` outside CI). libtest names each test's thread after the test.
 fn root() -> bool {
-    // SAFETY: plain syscall.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: needs root (network namespaces); SPIND_SKIP_ROOT_TESTS=1 is set");
-        return false;
-    }
-    panic!("needs root (network namespaces): run as root, or set SPIND_SKIP_ROOT_TESTS=1 to skip");
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A network namespace, deleted on drop (also when a test fails).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) {
-        let mut v = vec!["ip", "netns", "exec", &self.name];
-        v.extend_from_slice(args);
-        sh(&v);
-    }
-
-    fn nft(&self, ruleset: &str) {
-        let path = std::env::temp_dir().join(format!("{}.nft", self.name));
-        std::fs::write(&path, ruleset).unwrap();
-        self.exec(&["nft", "-f", path.to_str().unwrap()]);
-        let _ = std::fs::remove_file(path);
-    }
-
-    /// Runs `f` on a thread that has entered this namespace.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: a valid namespace fd; only this thread changes namespace.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
+    testbed::root_or_skip(std::thread::current().name().unwrap_or("a kernel test"))
 }
 
 /// Two namespaces joined by a veth pair (`va` in a, `vb` in b) with fixed MACs and addresses.

@@ -2,14 +2,13 @@
 //! binary, in network namespaces (needs root): spind runs in namespace A, which is linked by
 //! veth pairs to B (the device whose MAC is captured) and C (another device).
 
-mod common;
-mod http_util;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
+
+use crate::common;
 
 const DEV: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x01];
 const OTHER: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 0x02];
@@ -95,8 +94,8 @@ fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn capture_streams_one_device_until_stopped() {
-    if !http_util::root_or_skip("capture_streams_one_device_until_stopped") {
+fn a_capture_streams_one_devices_frames_until_it_is_stopped() {
+    if !testbed::root_or_skip("a_capture_streams_one_devices_frames_until_it_is_stopped") {
         return;
     }
     let net = Net::new();

@@ -1,10 +1,10 @@
 //! Bad input at start-up: a clear error naming the problem, exit code 1, nothing started.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{fixture, SpindBuilder};
+use testbed::spind::SpindBuilder;
+
+use crate::common::{self, fixture, spind};
 
 fn exit_and_log(b: SpindBuilder) -> (i32, String) {
     let mut s = b.spawn();
@@ -14,7 +14,7 @@ fn exit_and_log(b: SpindBuilder) -> (i32, String) {
 
 #[test]
 fn config_line_without_equals_sign_names_the_line() {
-    let (code, log) = exit_and_log(SpindBuilder::new().config_line("node_cache_retain_time 60").arg("-P"));
+    let (code, log) = exit_and_log(spind().config_line("node_cache_retain_time 60").arg("-P"));
     assert_eq!(code, 1, "{log}");
     // The harness writes 6 lines of its own before ours.
     assert!(log.contains("spind.conf:7"), "{log}");
@@ -23,7 +23,7 @@ fn config_line_without_equals_sign_names_the_line() {
 
 #[test]
 fn unknown_config_key_is_a_warning_not_an_error() {
-    let mut s = SpindBuilder::new().config_line("iptable_place_dns = 1").arg("-P").arg("-e").arg("/tmp/spind-test-unused.sock").start();
+    let mut s = spind().config_line("iptable_place_dns = 1").arg("-P").arg("-e").arg("/tmp/spind-test-unused.sock").start();
     let log = s.log_text();
     assert!(log.contains("iptable_place_dns"), "warning names the key: {log}");
     assert!(s.child.try_wait().unwrap().is_none(), "still running");
@@ -35,16 +35,16 @@ fn unusable_state_directory_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let (code, log) = exit_and_log(SpindBuilder::new().state_dir(&file.join("state")).arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()));
+    let (code, log) = exit_and_log(spind().state_dir(&file.join("state")).arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()));
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("not-a-dir/state"), "{log}");
     assert!(log.contains("--state-dir"), "says how to fix it: {log}");
 }
 
 #[test]
-fn truncated_capture_names_file_and_offset() {
+fn a_truncated_capture_is_refused_naming_file_and_offset() {
     let path = fixture("truncated.pcap");
-    let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(path.to_str().unwrap()));
+    let (code, log) = exit_and_log(spind().arg("--replay").arg(path.to_str().unwrap()));
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("truncated.pcap"), "{log}");
     // The fifth record, cut short, starts at byte 368 (fixtures/README.md).
@@ -53,20 +53,20 @@ fn truncated_capture_names_file_and_offset() {
 }
 
 #[test]
-fn garbage_capture_is_refused() {
-    let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(fixture("garbage.pcap").to_str().unwrap()));
+fn a_garbage_capture_is_refused_naming_the_file() {
+    let (code, log) = exit_and_log(spind().arg("--replay").arg(fixture("garbage.pcap").to_str().unwrap()));
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("garbage.pcap") && log.contains("offset 24"), "{log}");
     let dir = tempfile::tempdir().unwrap();
     let not_pcap = dir.path().join("notes.txt");
     std::fs::write(&not_pcap, "these are not packets\n").unwrap();
-    let (code, log) = exit_and_log(SpindBuilder::new().arg("--replay").arg(not_pcap.to_str().unwrap()));
+    let (code, log) = exit_and_log(spind().arg("--replay").arg(not_pcap.to_str().unwrap()));
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("notes.txt"), "{log}");
 }
 
 #[test]
-fn bad_command_line_and_print_defaults() {
+fn a_bad_command_line_fails_and_dash_capital_c_prints_the_defaults() {
     let out = std::process::Command::new(common::SPIND).arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));

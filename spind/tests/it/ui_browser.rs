@@ -5,15 +5,15 @@
 //!
 //! Needs `apt-get install chromium chromium-driver`; `SPIND_SKIP_BROWSER_TESTS=1` skips (loudly).
 
-mod browser;
-mod common;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
-use browser::{artifacts_dir, browser_available, ui_origin, Browser};
-use common::{fixture, wait_for, Spind, SpindBuilder};
 use serde_json::{json, Value};
+use testbed::browser::{self, artifacts_dir, browser_available, spind_ui_origin, Browser};
+use testbed::spind::Spind;
+use testbed::wait_for;
+
+use crate::common::{fixture, spind};
 
 const CLIENT_MAC: &str = "02:00:00:00:00:64";
 
@@ -21,7 +21,7 @@ const CLIENT_MAC: &str = "02:00:00:00:00:64";
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 fn replayed_spind() -> Spind {
-    let s = SpindBuilder::new()
+    let s = spind()
         .arg("--replay")
         .arg(fixture("basic.pcap").to_str().unwrap())
         .arg("--replay-speed")
@@ -64,7 +64,7 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let s = replayed_spind();
-    let origin = ui_origin(s.http_port);
+    let origin = spind_ui_origin(s.http_port);
     let url = format!("{origin}/?mqtt_port={}", s.ws_port);
     let b = Browser::start(1280, 800);
     b.goto(&url);
@@ -225,8 +225,8 @@ fn ui_stays_responsive_with_500_nodes_and_2000_edges() {
         return;
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let s = SpindBuilder::new().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
-    let origin = ui_origin(s.http_port);
+    let s = spind().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    let origin = spind_ui_origin(s.http_port);
     let b = Browser::start(1280, 800);
     b.goto(&format!("{origin}/?bench=500x2000"));
     b.wait_js("the benchmark to start", Duration::from_secs(30), "window.spinBench && window.spinBench.handleMs.length > 0");
@@ -266,9 +266,9 @@ fn ui_asks_for_credentials_when_the_broker_refuses() {
         return;
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let s = SpindBuilder::new().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    let s = spind().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
     let broker = browser::FakeBroker::start("alice", "s3cret");
-    let origin = ui_origin(s.http_port);
+    let origin = spind_ui_origin(s.http_port);
     let b = Browser::start(1280, 800);
     b.goto(&format!("{origin}/?mqtt_port={}", broker.port));
     let first = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI connects to the broker");

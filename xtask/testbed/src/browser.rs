@@ -1,7 +1,6 @@
 //! Real-browser test support: Debian's chromium driven through chromedriver (W3C WebDriver over
-//! HTTP) by a tiny hand-written client on std `TcpStream` + serde_json, and, until spind serves
-//! its UI itself, a static shim that serves `spind/ui/` and forwards `/spin_api/` to spind.
-#![allow(dead_code)]
+//! HTTP) by a tiny hand-written client on std `TcpStream` + serde_json, and a stand-in broker
+//! for the UI's login flow.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,18 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{free_port, http_exchange, wait_for};
+use crate::http::http_exchange;
+use crate::{free_port, wait_for};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Whether browser tests should run. Missing chromium/chromedriver is a failure naming the
-/// packages, unless `SPIND_SKIP_BROWSER_TESTS=1`, which prints a skip line instead.
+/// packages; `SPIND_SKIP_BROWSER_TESTS=1` skips them (loudly), except under CI, where a skip is a
+/// failure (see [`crate::gate`]).
 pub fn browser_available(test: &str) -> bool {
-    let skip = std::env::var("SPIND_SKIP_BROWSER_TESTS").map(|v| v == "1").unwrap_or(false);
-    if skip {
-        // Straight to stderr, past the test harness's output capture, so the skip is seen.
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: SPIND_SKIP_BROWSER_TESTS=1 (browser tests need chromium and chromedriver)");
+    if crate::gate::opted_out("SPIND_SKIP_BROWSER_TESTS") {
+        crate::gate::skip(test, "browser tests need chromium and chromedriver", "SPIND_SKIP_BROWSER_TESTS=1");
         return false;
     }
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
@@ -39,9 +38,10 @@ pub fn browser_available(test: &str) -> bool {
 
 /// Where test artifacts go: `<target>/test-artifacts/`.
 pub fn artifacts_dir() -> PathBuf {
+    // This crate lives in xtask/testbed: the workspace's target directory is two levels up.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let dir = target.join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -294,102 +294,12 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// Where the browser loads the UI from: spind's own web port once spind serves `spind/ui/`
-/// (it answers `GET /js/app.js`); until then a shim that serves the files from the source tree
-/// and forwards `/spin_api/...` (JSON-RPC, captures) to spind's port, so the page still talks to
-/// the real spind. Returns the base URL (`http://127.0.0.1:PORT`).
-pub fn ui_origin(spind_http_port: u16) -> String {
+/// Where the browser loads the UI from: spind's own web port, which must serve its embedded UI
+/// (`GET /js/app.js` answers 200). Returns the base URL (`http://127.0.0.1:PORT`).
+pub fn spind_ui_origin(spind_http_port: u16) -> String {
     let (status, _, _) = http_exchange(spind_http_port, "GET", "/js/app.js", &[], b"");
-    if status == 200 {
-        return format!("http://127.0.0.1:{spind_http_port}");
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    eprintln!(
-        "note: spind does not serve the UI yet (GET /js/app.js -> {status}); serving spind/ui/ from a \
-         test shim on port {port} that forwards /spin_api/ and POSTs to spind's port {spind_http_port}"
-    );
-    thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let _ = shim_serve(conn, spind_http_port);
-            });
-        }
-    });
-    format!("http://127.0.0.1:{port}")
-}
-
-fn shim_serve(mut c: TcpStream, upstream: u16) -> std::io::Result<()> {
-    c.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        let n = c.read(&mut tmp)?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let first = lines.next().unwrap_or("");
-    let mut parts = first.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let clen: usize = lines
-        .clone()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
-    while buf.len() < head_end + clen {
-        let n = c.read(&mut tmp)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    }
-    let path = target.split('?').next().unwrap_or("/");
-    if method == "GET" && !path.starts_with("/spin_api/") {
-        let rel = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
-        let file = root.join(rel);
-        let ok = !rel.split('/').any(|s| s == "..") && file.is_file();
-        let (status, ctype, body) = if ok {
-            (200, content_type(rel), std::fs::read(&file)?)
-        } else {
-            (404, "text/plain", b"not found".to_vec())
-        };
-        write!(c, "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-        return c.write_all(&body);
-    }
-    // Forward to spind, one request per connection.
-    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-    let mut fwd = format!("{first}\r\n");
-    for l in head[first.len() + 2..head_end - 4].split("\r\n") {
-        if !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty() {
-            fwd.push_str(l);
-            fwd.push_str("\r\n");
-        }
-    }
-    fwd.push_str("Connection: close\r\n\r\n");
-    up.write_all(fwd.as_bytes())?;
-    up.write_all(&buf[head_end..])?;
-    std::io::copy(&mut up, &mut c)?;
-    Ok(())
-}
-
-/// The content types the HTTP side must send for the UI's files.
-pub fn content_type(path: &str) -> &'static str {
-    match path.rsplit('.').next().unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "json" => "application/json",
-        _ => "application/octet-stream",
-    }
+    assert_eq!(status, 200, "spind on port {spind_http_port} does not serve its embedded UI (GET /js/app.js)");
+    format!("http://127.0.0.1:{spind_http_port}")
 }
 
 /// A stand-in MQTT-over-WebSocket broker that refuses connections without the right
@@ -539,9 +449,14 @@ fn sha1(msg: &[u8]) -> [u8; 20] {
     out
 }
 
-#[test]
-fn sha1_and_base64_match_the_websocket_rfc_example() {
-    // RFC 6455 §1.3.
-    let accept = base64_encode(&sha1(b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));
-    assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_and_base64_match_the_websocket_rfc_example() {
+        // RFC 6455 §1.3.
+        let accept = base64_encode(&sha1(b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
 }

@@ -2,13 +2,16 @@
 //! DNS (dnsmasq), HTTP, NAT and the real kernel's conntrack, NFLOG and nftables. spind runs in
 //! the router namespace; the test talks to it from there with a real MQTT client and JSON-RPC.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::netns::{root_or_skip, Topology, CLIENT_MAC, CLIENT_V4, CLIENT_V6};
-use common::{call_http, rpc_http, wait_for, Msg, Spind, SpindBuilder, Subscriber};
 use serde_json::{json, Value};
+use testbed::http::{call_http, rpc_http};
+use testbed::mqtt::{Msg, Subscriber};
+use testbed::netns::{Topology, CLIENT_MAC, CLIENT_V4, CLIENT_V6};
+use testbed::spind::Spind;
+use testbed::{root_or_skip, wait_for};
+
+use crate::common::spind;
 
 struct Router {
     topo: Topology,
@@ -30,7 +33,7 @@ impl Router {
     }
 
     fn start_spind(&mut self) {
-        let s = SpindBuilder::new()
+        let s = spind()
             .netns(&self.topo.router)
             .state_dir(self.state.path())
             .config_line(&format!("dhcp_leases_file = {}", self.leases.display()))
@@ -190,7 +193,7 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
     assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10"]));
     let restored = r.node_with_ip("198.51.100.10");
     assert_eq!(r.call("get_device_data", json!({"node": restored}))["is_blocked"], true);
-    let table = common::netns::sh(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"]);
+    let table = testbed::netns::sh(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("198.51.100.10"));
     assert!(blocked_now(&r, www));
     r.call("remove_iplist_node", json!({"list": "block", "node": restored}));

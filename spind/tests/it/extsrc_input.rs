@@ -1,12 +1,12 @@
 //! SPIN's extsrc binary protocol (reference §7.2) into the real binary over its unix datagram
 //! socket: devices, DNS and flows become the SPIN stream, including a merge.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::{Msg, SpindBuilder, Subscriber};
+use testbed::mqtt::{Msg, Subscriber};
+
+use crate::common::spind;
 
 fn message(kind: u32, payload: &[u8]) -> Vec<u8> {
     let mut m = kind.to_ne_bytes().to_vec();
@@ -79,8 +79,8 @@ fn pkt_info(src: [u8; 4], dst: [u8; 4], dport: u16, bytes: u64, packets: u64) ->
 fn extsrc_messages_become_nodes_flows_queries_and_a_merge() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("extsrc.sock");
-    let s = SpindBuilder::new().arg("-P").arg("-e").arg(sock.to_str().unwrap()).start();
-    common::wait_for("the extsrc socket", Duration::from_secs(10), || sock.exists().then_some(()));
+    let s = spind().arg("-P").arg("-e").arg(sock.to_str().unwrap()).start();
+    testbed::wait_for("the extsrc socket", Duration::from_secs(10), || sock.exists().then_some(()));
     let sub = Subscriber::connect(s.mqtt_port, false, "SPIN/traffic/#");
     let out = UnixDatagram::unbound().unwrap();
     // A garbage datagram is dropped; the socket keeps working.

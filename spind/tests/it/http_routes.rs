@@ -2,14 +2,13 @@
 //! rules, a static directory with SPIN's `.gz` fallback, path traversal, caching, gzip, the
 //! capture endpoints' argument checks and the MQTT WebSocket on the web port.
 
-mod common;
-mod http_util;
-
 use std::io::Read;
 use std::time::Duration;
 
-use http_util::{get, passive, raw, req};
 use rumqttc::QoS;
+use testbed::http::{self as http_util, get, raw, req};
+
+use crate::common::passive;
 
 /// A static directory like SPIN's `static/`, plus a secret next to it that must never be served.
 fn static_tree() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -36,7 +35,7 @@ fn gunzip(b: &[u8]) -> String {
 }
 
 #[test]
-fn spin_routes_static_files_and_traversal() {
+fn spin_paths_and_static_files_answer_as_in_spin_and_traversal_is_refused() {
     let (top, root) = static_tree();
     let s = passive(&[&format!("spinweb_static_dir = {}", root.display())]);
     let port = s.http_port;
@@ -148,7 +147,7 @@ fn builtin_text_is_gzipped_when_accepted() {
 }
 
 #[test]
-fn capture_endpoints_check_the_device() {
+fn capture_endpoints_refuse_a_missing_or_bad_device() {
     let s = passive(&[]);
     let port = s.http_port;
     for bad in [
@@ -171,7 +170,7 @@ fn capture_endpoints_check_the_device() {
     assert_eq!(page.status, 200);
     assert!(page.text().contains("tcpdump_start?device=02:00:00:00:00:0a"));
     // Not root here (or root): either a stream or a clear error, never a hang or a crash.
-    if !http_util::is_root() {
+    if !testbed::is_root() {
         let r = get(port, "/spin_api/tcpdump_start?device=02:00:00:00:00:09");
         assert_eq!(r.status, 503);
         assert!(r.text().contains("root"), "{}", r.text());
@@ -179,16 +178,16 @@ fn capture_endpoints_check_the_device() {
 }
 
 #[test]
-fn mqtt_websocket_on_the_web_port() {
+fn mqtt_over_websocket_works_on_the_web_port() {
     let s = passive(&[]);
     // A real MQTT client over ws://127.0.0.1:<web port>/mqtt, fed by a TCP client.
-    let sub = common::Subscriber::connect(s.http_port, true, "test/web/#");
-    let publisher = common::Subscriber::connect(s.mqtt_port, false, "unused/#");
+    let sub = testbed::mqtt::Subscriber::connect(s.http_port, true, "test/web/#");
+    let publisher = testbed::mqtt::Subscriber::connect(s.mqtt_port, false, "unused/#");
     publisher.client.publish("test/web/x", QoS::AtMostOnce, false, b"hello over the web port".to_vec()).unwrap();
     let got = sub.collect_until("the message over the proxied WebSocket", Duration::from_secs(20), |m| !m.is_empty());
     assert_eq!(got[0].payload, b"hello over the web port");
     // And the other way: a publish over the proxied WebSocket reaches a TCP subscriber.
-    let tcp_sub = common::Subscriber::connect(s.mqtt_port, false, "test/back/#");
+    let tcp_sub = testbed::mqtt::Subscriber::connect(s.mqtt_port, false, "test/back/#");
     sub.client.publish("test/back/y", QoS::AtMostOnce, false, b"back".to_vec()).unwrap();
     let got = tcp_sub.collect_until("the message from the WebSocket client", Duration::from_secs(20), |m| !m.is_empty());
     assert_eq!(got[0].payload, b"back");

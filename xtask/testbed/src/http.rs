@@ -1,38 +1,67 @@
-//! Helpers shared by the `http_*` tests: raw requests with full control over the request line,
-//! a passive spind, WebSocket handshakes and a bare MQTT CONNECT over a WebSocket.
-#![allow(dead_code)]
+//! HTTP/1.1 by hand, for tests that need full control over what goes on the wire: raw requests
+//! (request line, headers, pipelining), JSON-RPC over HTTP POST and over the unix socket, and
+//! the WebSocket handshake plus a bare MQTT CONNECT on `/mqtt`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{self, Spind, SpindBuilder};
+use serde_json::Value;
 
-/// A passive spind (no kernel access needed) with extra config lines. `common::free_port` can
-/// hand out the same port twice (it is free again once probed), so a start that fails with a
-/// busy address is tried again with new ports.
-pub fn passive(lines: &[&str]) -> Spind {
-    for _ in 0..5 {
-        let mut b = SpindBuilder::new().arg("-P").arg("-e").arg(format!("/tmp/spind-web-{}-{}.sock", std::process::id(), common::free_port()));
-        for l in lines {
-            b = b.config_line(l);
-        }
-        let mut s = b.spawn();
-        let port = s.http_port;
-        let up = common::wait_for("spind's web port or its exit", Duration::from_secs(20), || {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(true);
-            }
-            s.child.try_wait().unwrap().map(|_| false)
-        });
-        if up {
-            return s;
-        }
-        if !s.log_text().contains("Address already in use") {
-            panic!("spind did not start:\n{}", s.log_text());
-        }
+/// A JSON-RPC call over HTTP POST to spind's web port; returns the parsed reply.
+pub fn rpc_http(port: u16, method: &str, params: Value) -> Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let (status, text) = http_request(port, "POST", "/spin_api/jsonrpc", body.as_bytes());
+    assert_eq!(status, 200, "HTTP status for {method}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply to {method} is not JSON ({e}): {text:?}"))
+}
+
+/// The `result` of a successful call.
+pub fn call_http(port: u16, method: &str, params: Value) -> Value {
+    let r = rpc_http(port, method, params);
+    assert!(r.get("error").is_none(), "{method} failed: {r}");
+    r.get("result").cloned().unwrap_or(Value::Null)
+}
+
+/// A raw HTTP/1.1 request; returns (status, body).
+pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let (status, _, body) = http_exchange(port, method, path, &[], body);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A raw HTTP/1.1 request with extra headers; returns (status, header block, body bytes).
+pub fn http_exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
-    panic!("spind did not start: ports kept colliding");
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response header");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let mut payload = resp[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload);
+    }
+    (status, head, payload)
+}
+
+/// A JSON-RPC request over the unix socket; returns the raw answer (without the newline).
+pub fn rpc_unix(path: &Path, request: &[u8]) -> String {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.trim_end_matches('\n').to_string()
 }
 
 /// Status, lowercased header block and body of a response.
@@ -152,20 +181,3 @@ pub fn mqtt_connect_over_ws(s: &mut (impl Read + Write)) -> Vec<u8> {
     payload
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// For tests that need root: true to go on; false (after a skip line) with
-/// `SPIND_SKIP_ROOT_TESTS=1`; otherwise the test fails.
-pub fn root_or_skip(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: needs root (SPIND_SKIP_ROOT_TESTS=1)");
-        return false;
-    }
-    panic!("{test} needs root (network namespaces, packet sockets); set SPIND_SKIP_ROOT_TESTS=1 to skip it");
-}

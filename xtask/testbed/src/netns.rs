@@ -1,4 +1,5 @@
-//! A home network in three network namespaces, for tests that need the real kernel:
+//! Network namespaces for tests that need the real kernel: [`Netns`], one namespace deleted on
+//! drop, and [`Topology`], a home network in three namespaces:
 //!
 //! ```text
 //!  client (02:00:00:00:00:64)        router                          server ("ISP + internet")
@@ -19,27 +20,12 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub const CLIENT_MAC: &str = "02:00:00:00:00:64";
 pub const CLIENT_V4: &str = "192.168.8.100";
 pub const CLIENT_V6: &str = "fd00:8::100";
-
-/// Root is needed for namespaces. Without it a test fails, unless the runner opted out with
-/// `SPIND_SKIP_ROOT_TESTS=1`, in which case it says it skipped.
-pub fn root_or_skip(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    if root {
-        return true;
-    }
-    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: needs root (network namespaces); SPIND_SKIP_ROOT_TESTS=1 is set");
-        return false;
-    }
-    panic!("{test} needs root (network namespaces); run as root, or set SPIND_SKIP_ROOT_TESTS=1 to skip it knowingly");
-}
 
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
@@ -47,6 +33,79 @@ pub fn sh(args: &[&str]) -> Output {
     out
 }
 
+/// One network namespace (loopback up), deleted on drop, also when a test fails.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A namespace whose name is unique on this machine (`spindtest-<tag>-<pid>-<n>-<nanos>`):
+    /// other worktrees run the same tests at the same time.
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace; it must succeed.
+    pub fn exec(&self, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        sh(&v);
+    }
+
+    /// Applies an nftables ruleset inside the namespace.
+    pub fn nft(&self, ruleset: &str) {
+        let path = std::env::temp_dir().join(format!("{}.nft", self.name));
+        std::fs::write(&path, ruleset).unwrap();
+        self.exec(&["nft", "-f", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it opens belong to it and
+    /// can then be used from any thread.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                enter_netns(&path);
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Runs `f` on a thread that has entered the network namespace named `ns`.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = PathBuf::from("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        enter_netns(&path);
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A command that runs `program` inside the namespace named `ns` (`ip netns exec`).
+pub fn ns_cmd(ns: &str, program: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]);
+    c
+}
+
+/// The home network of the module documentation; services started by [`Topology::start_services`].
 pub struct Topology {
     pub client: String,
     pub router: String,
@@ -57,7 +116,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new() -> Topology {
-        let tag = format!("{}{}", std::process::id() % 100_000, super::free_port() % 1000);
+        let tag = format!("{}{}", std::process::id() % 100_000, crate::free_port() % 1000);
         let t = Topology {
             client: format!("spc{tag}"),
             router: format!("spr{tag}"),
@@ -154,7 +213,7 @@ impl Topology {
             .expect("python3");
         self.daemons.push(http);
         let server = self.server.clone();
-        super::wait_for("the test HTTP and DNS servers", Duration::from_secs(20), || {
+        crate::wait_for("the test HTTP and DNS servers", Duration::from_secs(20), || {
             let http = Command::new("ip").args(["netns", "exec", &server, "curl", "-s", "-o", "/dev/null", "http://198.51.100.10/file100k"]).status().ok()?;
             let dns = Command::new("ip").args(["netns", "exec", &server, "dig", "+short", "+time=1", "+tries=1", "@198.51.100.10", "www.example.test"]).output().ok()?;
             (http.success() && !dns.stdout.is_empty()).then_some(())

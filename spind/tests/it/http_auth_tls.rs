@@ -1,8 +1,7 @@
 //! Basic auth (`spinweb_password_file`) and HTTPS (`spinweb_tls_*`) against the real binary,
-//! including the MQTT WebSocket over `wss://127.0.0.1:<web port>/mqtt`.
-
-mod common;
-mod http_util;
+//! including the MQTT WebSocket over `wss://127.0.0.1:<web port>/mqtt`. Needs the `tls`
+//! feature (`cargo test -p spind --all-features`).
+#![cfg(feature = "tls")]
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -12,15 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use http_util::{passive, req};
+use testbed::http::{self as http_util, req};
 use sha_crypt::{PasswordHasher, ShaCrypt};
+
+use crate::common::{passive, spind};
 
 fn basic(user: &str, pw: &str) -> String {
     format!("Authorization: Basic {}", Base64::encode_string(format!("{user}:{pw}").as_bytes()))
 }
 
 #[test]
-fn basic_auth_on_every_request() {
+fn every_request_needs_basic_auth_when_a_password_file_is_set() {
     let dir = tempfile::tempdir().unwrap();
     let pwfile = dir.path().join("passwd");
     let hash = ShaCrypt::default().hash_password_with_salt(b"s3cret", b"abcdefgh").unwrap().to_string();
@@ -146,7 +147,7 @@ fn https(port: u16, request: &str) -> http_util::Resp {
 }
 
 #[test]
-fn https_and_wss_on_the_web_port() {
+fn the_web_port_serves_https_and_mqtt_over_wss_with_tls_files() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path());
     let s = passive(&[
@@ -195,21 +196,21 @@ fn https_and_wss_on_the_web_port() {
 }
 
 #[test]
-fn tls_needs_both_files_and_readable_ones() {
+fn tls_refuses_to_start_without_both_files_readable() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, _key) = make_cert(dir.path());
-    let mut s = common::SpindBuilder::new()
+    let mut s = spind()
         .arg("-P")
         .arg("-e")
-        .arg(format!("/tmp/spind-web-tls-{}.sock", common::free_port()))
+        .arg(format!("/tmp/spind-web-tls-{}.sock", testbed::free_port()))
         .config_line(&format!("spinweb_tls_certificate_file = {}", cert.display()))
         .spawn();
     assert_eq!(s.wait_exit(Duration::from_secs(20)), 1);
     assert!(s.log_text().contains("must be set together"), "{}", s.log_text());
-    let mut s = common::SpindBuilder::new()
+    let mut s = spind()
         .arg("-P")
         .arg("-e")
-        .arg(format!("/tmp/spind-web-tls-{}.sock", common::free_port()))
+        .arg(format!("/tmp/spind-web-tls-{}.sock", testbed::free_port()))
         .config_line(&format!("spinweb_tls_certificate_file = {}", cert.display()))
         .config_line("spinweb_tls_key_file = /nonexistent/key.pem")
         .spawn();

@@ -11,32 +11,23 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
 use spind::model::addr::IpNet;
 use spind::model::policy::{Enforcer, PairBlock, Policy};
-use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
+use testbed::netns::{enter_netns, in_netns, ns_cmd};
+use testbed::root_or_skip;
 
 const DNS_GROUP: u16 = 5;
 const BLOCK_GROUP: u16 = 6;
 const ECHO: u16 = 7777;
 const TIMEOUT: Duration = Duration::from_millis(500);
-
-fn root_or_skip(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("SPIND_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: needs root (network namespaces); SPIND_SKIP_ROOT_TESTS=1");
-        return false;
-    }
-    panic!("{test} needs root (network namespaces); set SPIND_SKIP_ROOT_TESTS=1 to skip");
-}
 
 fn run(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -48,29 +39,6 @@ fn net(s: &str) -> IpNet {
 }
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// Run `f` on a thread that has entered network namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        enter(&path);
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-fn enter(path: &str) {
-    let file = std::fs::File::open(path).unwrap();
-    assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
-}
-
-/// A command that runs inside namespace `ns`.
-fn ns_cmd(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
-    c
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -166,7 +134,7 @@ impl Topo {
             let path = format!("/run/netns/{}", self.s);
             let tx = tx.clone();
             self.servers.push(std::thread::spawn(move || {
-                enter(&path);
+                enter_netns(Path::new(&path));
                 let l = TcpListener::bind(("::", port)).unwrap();
                 l.set_nonblocking(true).unwrap();
                 tx.send(()).unwrap();
@@ -194,7 +162,7 @@ impl Topo {
         let path = format!("/run/netns/{}", self.s);
         let tx2 = tx.clone();
         self.servers.push(std::thread::spawn(move || {
-            enter(&path);
+            enter_netns(Path::new(&path));
             let mut socks = Vec::new();
             for a in SERVERS4.iter().chain(SERVERS6.iter()) {
                 for port in [9, 53] {
@@ -252,7 +220,7 @@ impl Drop for Topo {
 /// A TCP echo round trip from namespace `ns` to `dst:port`.
 fn tcp_ok(ns: &str, dst: &str, port: u16) -> bool {
     let addr = SocketAddr::new(ip(dst), port);
-    in_ns(ns, move || {
+    in_netns(ns, move || {
         let Ok(mut c) = TcpStream::connect_timeout(&addr, TIMEOUT) else { return false };
         echo(&mut c)
     })
@@ -267,7 +235,7 @@ fn echo(c: &mut TcpStream) -> bool {
 /// A UDP echo round trip from namespace `ns` to `dst:port`.
 fn udp_ok(ns: &str, dst: &str, port: u16) -> bool {
     let addr = SocketAddr::new(ip(dst), port);
-    in_ns(ns, move || udp_round_trip(addr, TIMEOUT))
+    in_netns(ns, move || udp_round_trip(addr, TIMEOUT))
 }
 
 fn udp_round_trip(addr: SocketAddr, timeout: Duration) -> bool {
@@ -298,8 +266,8 @@ const SERVERS4: [&str; 3] = ["10.9.2.2", "10.9.2.3", "10.9.2.130"];
 const SERVERS6: [&str; 3] = ["fd09:2::2", "fd09:2::3", "fd09:2::8002"];
 
 #[test]
-fn block_allow_prefix_and_restore_with_real_traffic() {
-    if !root_or_skip("block_allow_prefix_and_restore_with_real_traffic") {
+fn blocks_allows_and_prefixes_cut_and_restore_real_traffic() {
+    if !root_or_skip("blocks_allows_and_prefixes_cut_and_restore_real_traffic") {
         return;
     }
     let t = Topo::new();
@@ -309,7 +277,7 @@ fn block_allow_prefix_and_restore_with_real_traffic() {
 
     // An open connection, to be cut by the block (no "established" shortcut).
     let addr = SocketAddr::new(ip("10.9.2.2"), ECHO);
-    let mut open = in_ns(&t.c1, move || TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+    let mut open = in_netns(&t.c1, move || TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
     assert!(echo(&mut open));
 
     // Block one server address per family.
@@ -359,8 +327,8 @@ fn block_allow_prefix_and_restore_with_real_traffic() {
 }
 
 #[test]
-fn pair_block_blocks_only_that_pair() {
-    if !root_or_skip("pair_block_blocks_only_that_pair") {
+fn a_pair_block_blocks_only_that_pair() {
+    if !root_or_skip("a_pair_block_blocks_only_that_pair") {
         return;
     }
     let t = Topo::new();
@@ -513,8 +481,8 @@ fn dns_is_copied_and_blocked_packets_are_logged_to_nflog() {
 }
 
 #[test]
-fn table_survives_the_enforcer_and_remove_table_removes_it() {
-    if !root_or_skip("table_survives_the_enforcer_and_remove_table_removes_it") {
+fn the_table_outlives_the_enforcer_until_remove_table() {
+    if !root_or_skip("the_table_outlives_the_enforcer_until_remove_table") {
         return;
     }
     let t = Topo::new();
@@ -570,8 +538,8 @@ fn only_table_inet_spin_is_touched() {
 }
 
 #[test]
-fn no_gap_while_reapplying_under_traffic() {
-    if !root_or_skip("no_gap_while_reapplying_under_traffic") {
+fn reapplying_the_table_under_traffic_leaves_no_gap() {
+    if !root_or_skip("reapplying_the_table_under_traffic_leaves_no_gap") {
         return;
     }
     let t = Topo::new();
@@ -583,7 +551,7 @@ fn no_gap_while_reapplying_under_traffic() {
     let d = done.clone();
     let c1 = t.c1.clone();
     let traffic = std::thread::spawn(move || {
-        enter(&format!("/run/netns/{c1}"));
+        enter_netns(Path::new(&format!("/run/netns/{c1}")));
         let (mut open_ok, mut open_lost, mut leaked) = (0, 0, 0);
         while !d.load(Ordering::Relaxed) {
             for (open, blocked) in [("10.9.2.3", "10.9.2.2"), ("fd09:2::3", "fd09:2::2")] {
@@ -615,8 +583,8 @@ fn no_gap_while_reapplying_under_traffic() {
 }
 
 #[test]
-fn startup_check_and_clear_errors() {
-    if !root_or_skip("startup_check_and_clear_errors") {
+fn the_startup_check_changes_nothing_and_errors_name_the_fix() {
+    if !root_or_skip("the_startup_check_changes_nothing_and_errors_name_the_fix") {
         return;
     }
     let t = Topo::new();

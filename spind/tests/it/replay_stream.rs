@@ -1,13 +1,14 @@
 //! The real spind replaying captures recorded with real tools (tests/fixtures/README.md has
 //! what they contain), observed with real MQTT clients over TCP and WebSocket.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{fixture, Mosquitto, Msg, Spind, SpindBuilder, Subscriber};
 use serde_json::{json, Value};
+use testbed::mqtt::{Mosquitto, Msg, Subscriber};
+use testbed::spind::{Spind, SpindBuilder};
+
+use crate::common::{fixture, spind};
 
 const CLIENT_MAC: &str = "02:00:00:00:00:64";
 const ROUTER_MAC: &str = "02:00:00:00:00:01";
@@ -18,11 +19,11 @@ const HTTP_V4_CDN: (u16, u64) = (55828, 108_792);
 const HTTP_V6_WWW: (u16, u64) = (55062, 1_147_451);
 
 fn replay(path: &str, speed: &str) -> SpindBuilder {
-    SpindBuilder::new().arg("--replay").arg(fixture(path).to_str().unwrap()).arg("--replay-speed").arg(speed)
+    spind().arg("--replay").arg(fixture(path).to_str().unwrap()).arg("--replay-speed").arg(speed)
 }
 
 fn wait_replayed(s: &Spind) {
-    common::wait_for("the replay to finish", Duration::from_secs(60), || s.log_text().contains("replay finished").then_some(()));
+    testbed::wait_for("the replay to finish", Duration::from_secs(60), || s.log_text().contains("replay finished").then_some(()));
 }
 
 /// What the stream says about nodes, checked message by message as a client sees it.
@@ -212,7 +213,7 @@ fn embedded_broker_serves_retained_nodes_and_list_changes_over_tcp_and_websocket
 }
 
 #[test]
-fn pcapng_replays_like_pcap() {
+fn a_pcapng_capture_replays_like_the_same_pcap() {
     let totals = |file: &str| -> Value {
         let s = replay(file, "0").start();
         wait_replayed(&s);
@@ -244,7 +245,7 @@ fn lists_names_and_flags_survive_a_restart() {
     s.call("set_flow_block", json!({"node1": client["id"], "node2": www["id"], "block": 1}));
     s.terminate();
 
-    let s = SpindBuilder::new().state_dir(state.path()).arg("-P").arg("-e").arg(format!("/tmp/spind-restart-{}.sock", common::free_port())).start();
+    let s = spind().state_dir(state.path()).arg("-P").arg("-e").arg(format!("/tmp/spind-restart-{}.sock", testbed::free_port())).start();
     assert_eq!(s.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10", "2001:db8:100::10"]));
     let blocks = s.call("get_flow_block", json!({}));
     let pair = &blocks[0];

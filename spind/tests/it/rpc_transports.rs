@@ -1,24 +1,26 @@
 //! JSON-RPC over the unix socket, HTTP and MQTT, against the real binary.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{http_request, rpc_unix, SpindBuilder, Subscriber};
 use rumqttc::QoS;
+use testbed::http::{http_request, rpc_unix};
+use testbed::mqtt::Subscriber;
+use testbed::spind::Spind;
 
-fn passive() -> common::Spind {
-    let s = SpindBuilder::new().arg("-P").arg("-e").arg(format!("/tmp/spind-rpc-{}.sock", common::free_port())).start();
+use crate::common::spind;
+
+fn passive() -> Spind {
+    let s = spind().arg("-P").arg("-e").arg(format!("/tmp/spind-rpc-{}.sock", testbed::free_port())).start();
     let sock = s.rpc_socket();
-    common::wait_for("the RPC socket", Duration::from_secs(10), || sock.exists().then_some(()));
+    testbed::wait_for("the RPC socket", Duration::from_secs(10), || sock.exists().then_some(()));
     s
 }
 
 #[test]
-fn unix_socket_answers_partial_writes_and_refuses_oversize() {
+fn the_unix_socket_answers_requests_written_in_pieces_and_refuses_oversize_ones() {
     let s = passive();
     let mode = std::fs::metadata(s.rpc_socket()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "the RPC socket is not world-writable");
@@ -48,7 +50,7 @@ fn unix_socket_answers_partial_writes_and_refuses_oversize() {
 }
 
 #[test]
-fn http_post_get_and_node_add_ip_returns_the_id() {
+fn http_post_answers_json_rpc_get_is_refused_and_node_add_ip_returns_the_id() {
     let s = passive();
     let (status, body) = http_request(s.http_port, "POST", "/spin_api/jsonrpc",
         br#"{"jsonrpc":"2.0","id":1,"method":"node_add_ip","params":{"node":0,"ipaddr":"192.0.2.1"}}"#);

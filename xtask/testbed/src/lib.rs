@@ -1,0 +1,48 @@
+//! The test bed: what spind's integration tests share, so that the benchmarks (`cargo xtask
+//! bench`) and the QEMU tests can use the same pieces later.
+//!
+//! - [`gate`]: whether a test that needs root or a browser may run here, and what a skip means
+//!   (under `CI=true` a skip is always a failure);
+//! - [`netns`]: network namespaces, from one namespace to a client — router — server home network
+//!   with real DNS and HTTP services;
+//! - [`spind`]: the real `spind` binary on its own ports and state directory;
+//! - [`mqtt`]: a real MQTT subscriber (TCP or WebSocket) and Debian's mosquitto as external broker;
+//! - [`http`]: raw HTTP/1.1 requests, JSON-RPC over HTTP and the unix socket, WebSocket handshakes;
+//! - [`browser`]: Debian's chromium through chromedriver, and a stand-in broker for the UI's login;
+//! - [`bench`]: measurements with their bounds, for `cargo xtask bench` (never asserted in tests).
+//!
+//! Nothing here knows spind's internals: tests drive it through its wire protocols only.
+
+pub mod bench;
+pub mod browser;
+pub mod gate;
+pub mod http;
+pub mod mqtt;
+pub mod netns;
+pub mod spind;
+
+use std::net::TcpListener;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use gate::{is_root, root_or_skip};
+
+/// A TCP port that was free a moment ago on 127.0.0.1 (it may be handed out twice: callers that
+/// bind it retry on "address in use").
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` until it returns `Some`, or panics naming what it waited for.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

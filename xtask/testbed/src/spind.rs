@@ -1,0 +1,159 @@
+//! The real `spind` binary under test: its own free ports (MQTT, MQTT over WebSocket, web), a
+//! temporary state directory and config file, its log kept for the failure report; killed on drop.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::free_port;
+use crate::http::{call_http, rpc_http};
+
+/// A running spind with its own ports and state directory; killed on drop.
+pub struct Spind {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub mqtt_port: u16,
+    pub ws_port: u16,
+    pub http_port: u16,
+    pub log: PathBuf,
+}
+
+pub struct SpindBuilder {
+    /// The binary (`env!("CARGO_BIN_EXE_spind")` in spind's own tests).
+    pub binary: PathBuf,
+    pub config: String,
+    pub args: Vec<String>,
+    pub state_dir: Option<PathBuf>,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
+}
+
+impl SpindBuilder {
+    /// Runs `binary` with a config of its own (free ports, a temporary state directory, log
+    /// level 7 to `spind.log`) and `-j` on a socket in that directory.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        SpindBuilder { binary: binary.into(), config: String::new(), args: Vec::new(), state_dir: None, netns: None }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn config_line(mut self, line: &str) -> Self {
+        self.config.push_str(line);
+        self.config.push('\n');
+        self
+    }
+
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_string());
+        self
+    }
+
+    pub fn state_dir(mut self, p: &Path) -> Self {
+        self.state_dir = Some(p.to_path_buf());
+        self
+    }
+
+    /// Starts spind and waits until its web server answers.
+    pub fn start(self) -> Spind {
+        let s = self.spawn();
+        let port = s.http_port;
+        crate::wait_for("spind's HTTP port", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).ok());
+        s
+    }
+
+    /// Starts spind without waiting (for tests of start-up failures).
+    pub fn spawn(self) -> Spind {
+        let dir = tempfile::tempdir().unwrap();
+        let (mqtt_port, ws_port, http_port) = (free_port(), free_port(), free_port());
+        let state = self.state_dir.clone().unwrap_or_else(|| dir.path().join("state"));
+        let conf = dir.path().join("spind.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "log_usesyslog = 0\nlog_loglevel = 7\npubsub_port = {mqtt_port}\npubsub_websocket_port = {ws_port}\n\
+                 spinweb_port = {http_port}\nstate_dir = {}\n{}",
+                state.display(),
+                self.config
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("spind.log");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = cmd
+            .arg("-c")
+            .arg(&conf)
+            .arg("-j")
+            .arg(dir.path().join("rpc.sock"))
+            .args(&self.args)
+            .stdout(Stdio::from(std::fs::File::create(dir.path().join("stdout")).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("start spind");
+        Spind { child, dir, mqtt_port, ws_port, http_port, log }
+    }
+}
+
+impl Spind {
+    pub fn rpc_socket(&self) -> PathBuf {
+        self.dir.path().join("rpc.sock")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for spind to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let child = &mut self.child;
+        crate::wait_for("spind to exit", timeout, || child.try_wait().unwrap()).code().unwrap_or(-1)
+    }
+
+    /// SIGTERM, as a service manager stops it.
+    pub fn terminate(&mut self) {
+        kill(self.child.id(), 15);
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+
+    /// A JSON-RPC call over HTTP POST; returns the parsed reply.
+    pub fn rpc(&self, method: &str, params: Value) -> Value {
+        rpc_http(self.http_port, method, params)
+    }
+
+    /// The `result` of a successful call.
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        call_http(self.http_port, method, params)
+    }
+}
+
+impl Drop for Spind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- spind log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// Sends signal `sig` to `pid` with kill(1).
+pub fn kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
