@@ -170,11 +170,10 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
     let server = r.node_with_ip("198.51.100.10");
     let client = r.node_with_ip(CLIENT_V4);
 
-    // Block the server: the next download fails within a second, and `blocked` is reported.
+    // Block the server: the next download fails (curl gives up after 1 s), and `blocked` is
+    // reported.
     r.call("add_iplist_node", json!({"list": "block", "node": server}));
-    let t = Instant::now();
     assert!(blocked_now(&r, www), "download still works after the block");
-    assert!(t.elapsed() < Duration::from_secs(2));
     assert!(!blocked_now(&r, other), "only the blocked node is affected");
     let msgs = sub.collect_until("blocked messages", Duration::from_secs(5), |got| got.iter().any(|m| m.command() == "blocked"));
     let b = msgs.iter().find(|m| m.command() == "blocked").unwrap().json();

