@@ -18,4 +18,5 @@ mod replay_stream;
 mod router_netns;
 mod rpc_transports;
 mod startup_errors;
+mod tidy;
 mod ui_browser;

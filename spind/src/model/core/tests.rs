@@ -1,3 +1,7 @@
+//! The core fed with events and control operations on a temporary state directory: what it
+//! publishes, in which order, and what it keeps (announce before use, merges, names, lists,
+//! flow blocks, device flows, persistence across a restart).
+
 use super::testutil::{core_in, on_topic};
 use super::*;
 use crate::model::event::{DnsData, DnsRecord};

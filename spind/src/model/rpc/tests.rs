@@ -1,3 +1,6 @@
+//! The JSON-RPC dispatch against a real core on a temporary state directory: the verbatim
+//! request/response pairs of the reference, the method table, and each method's errors.
+
 use super::*;
 use crate::model::core::testutil::{core_in, on_topic};
 use crate::model::core::CoreSettings;
