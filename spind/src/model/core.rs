@@ -617,7 +617,7 @@ impl Core {
 
     /// Recreates persisted nodes (with new ids, as SPIN) and their flow blocks and flags.
     fn restore_node_store(&mut self) {
-        let (stored, pairs) = self.state.load_node_store();
+        let persist::NodeStore { nodes: stored, pairs } = self.state.load_node_store();
         let mut remap: HashMap<NodeId, NodeId> = HashMap::new();
         for (old_id, n) in stored {
             let cand = Candidate {

@@ -230,6 +230,15 @@ impl StoredNode {
     }
 }
 
+/// What the node store held at start, under the ids of the previous run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeStore {
+    /// The stored nodes by their old ids, in id order.
+    pub nodes: Vec<(NodeId, StoredNode)>,
+    /// The blocked pairs, as old ids.
+    pub pairs: Vec<(NodeId, NodeId)>,
+}
+
 /// The text of a `nodestore/<id>` file: the node's JSON as SPIN's (`NodeJson`), plus
 /// `"is_ignored":true` for a node on the ignore list.
 pub fn node_store_text(n: &Node) -> String {
@@ -268,12 +277,11 @@ impl StateDir {
         }
     }
 
-    /// Reads the node store: the stored nodes by their old ids (in id order), and the blocked
-    /// pairs of old ids. Unreadable files and bad lines are logged and skipped.
-    pub fn load_node_store(&self) -> (Vec<(NodeId, StoredNode)>, Vec<(NodeId, NodeId)>) {
+    /// Reads the node store. Unreadable files and bad lines are logged and skipped.
+    pub fn load_node_store(&self) -> NodeStore {
         let mut nodes = Vec::new();
         let mut pairs = Vec::new();
-        let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return (nodes, pairs) };
+        let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return NodeStore { nodes, pairs } };
         let mut files: Vec<(NodeId, PathBuf)> = entries
             .flatten()
             .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
@@ -295,7 +303,7 @@ impl StateDir {
                 }
             }
         }
-        (nodes, pairs)
+        NodeStore { nodes, pairs }
     }
 }
 

@@ -114,7 +114,14 @@ pub struct Topology {
     daemons: Vec<Child>,
 }
 
+impl Default for Topology {
+    fn default() -> Self {
+        Topology::new()
+    }
+}
+
 impl Topology {
+    /// Builds the three namespaces, their links, addresses, routes and NAT.
     pub fn new() -> Topology {
         let tag = format!("{}{}", std::process::id() % 100_000, crate::free_port() % 1000);
         let t = Topology {

@@ -421,20 +421,6 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::one_request_only;
-
-    #[test]
-    fn forwarded_requests_ask_for_close_and_keep_their_body() {
-        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
-        assert_eq!(
-            String::from_utf8_lossy(&one_request_only(head)),
-            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
-        );
-    }
-}
-
 #[cfg(feature = "tls")]
 fn close_tls(
     s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
@@ -461,4 +447,18 @@ pub fn bind_all(addrs: &[SocketAddr], tls: bool) -> anyhow::Result<Vec<TcpListen
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_request_only;
+
+    #[test]
+    fn forwarded_requests_ask_for_close_and_keep_their_body() {
+        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        assert_eq!(
+            String::from_utf8_lossy(&one_request_only(head)),
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
+    }
 }
