@@ -140,9 +140,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, C
             Long("state-dir") => o.state_dir = Some(p.value()?.into()),
             Long("remove-firewall") => o.remove_firewall = true,
             Long("http-port") => o.http_port = Some(port(p.value()?, "--http-port", 65535)?),
-            Long("websocket-port") => {
-                o.websocket_port = Some(port(p.value()?, "--websocket-port", 65535)?)
-            }
+            Long("websocket-port") => o.websocket_port = Some(port(p.value()?, "--websocket-port", 65535)?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -156,17 +154,14 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, C
 }
 
 fn string(v: OsString, flag: &str) -> Result<String, CliError> {
-    v.into_string()
-        .map_err(|v| CliError(format!("invalid value for {flag}: {v:?} is not UTF-8")))
+    v.into_string().map_err(|v| CliError(format!("invalid value for {flag}: {v:?} is not UTF-8")))
 }
 
 fn port(v: OsString, flag: &str, max: u16) -> Result<u16, CliError> {
     let s = string(v, flag)?;
     match s.parse::<u16>() {
         Ok(p) if (1..=max).contains(&p) => Ok(p),
-        _ => Err(CliError(format!(
-            "invalid value for {flag}: '{s}' (expected a port 1..={max})"
-        ))),
+        _ => Err(CliError(format!("invalid value for {flag}: '{s}' (expected a port 1..={max})"))),
     }
 }
 
@@ -185,11 +180,7 @@ fn extsrc_addr(s: &str) -> Result<SocketAddr, CliError> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, EXTSRC_TCP_PORT));
     }
-    s.parse().map_err(|_| {
-        CliError(format!(
-            "invalid value for -E: '{s}' (expected an IP address, or ADDR:PORT)"
-        ))
-    })
+    s.parse().map_err(|_| CliError(format!("invalid value for -E: '{s}' (expected an IP address, or ADDR:PORT)")))
 }
 
 impl Options {
@@ -349,26 +340,15 @@ mod tests {
         assert!(o.exit_after_replay && o.remove_firewall && o.help && o.version);
         assert_eq!(o.state_dir, Some("/tmp/st".into()));
         assert_eq!((o.http_port, o.websocket_port), (Some(8080), Some(9001)));
-        assert_eq!(
-            parse(&["--replay", "f", "--replay-speed", "2.5"])
-                .unwrap()
-                .replay_speed,
-            2.5
-        );
+        assert_eq!(parse(&["--replay", "f", "--replay-speed", "2.5"]).unwrap().replay_speed, 2.5);
     }
 
     #[test]
     fn extsrc_tcp() {
         let o = parse(&["-E", "127.0.0.1"]).unwrap();
         assert_eq!(o.extsrc_tcp, Some("127.0.0.1:20867".parse().unwrap()));
-        assert_eq!(
-            parse(&["-E", "::1"]).unwrap().extsrc_tcp,
-            Some("[::1]:20867".parse().unwrap())
-        );
-        assert_eq!(
-            parse(&["-E", "0.0.0.0:3000"]).unwrap().extsrc_tcp,
-            Some("0.0.0.0:3000".parse().unwrap())
-        );
+        assert_eq!(parse(&["-E", "::1"]).unwrap().extsrc_tcp, Some("[::1]:20867".parse().unwrap()));
+        assert_eq!(parse(&["-E", "0.0.0.0:3000"]).unwrap().extsrc_tcp, Some("0.0.0.0:3000".parse().unwrap()));
         assert!(parse(&["-E", "nohost"]).unwrap_err().0.contains("-E"));
         let e = parse(&["-e", "/s", "-E", "127.0.0.1"]).unwrap_err();
         assert_eq!(e.0, "-e and -E cannot be used together");
@@ -381,10 +361,7 @@ mod tests {
         assert!(msg(&["--frob"]).contains("--frob"));
         assert!(msg(&["-c"]).contains("-c"), "{}", msg(&["-c"]));
         assert!(msg(&["stray"]).contains("stray"));
-        assert_eq!(
-            msg(&["-p", "abc"]),
-            "invalid value for -p: 'abc' (expected a port 1..=65534)"
-        );
+        assert_eq!(msg(&["-p", "abc"]), "invalid value for -p: 'abc' (expected a port 1..=65534)");
         assert!(msg(&["-p", "65535"]).contains("1..=65534"));
         assert!(msg(&["-p", "0"]).contains("1..=65534"));
         assert!(msg(&["--http-port", "70000"]).contains("--http-port"));
@@ -400,56 +377,27 @@ mod tests {
         parse(&[]).unwrap().apply(&mut cfg);
         assert_eq!(cfg, Config::default());
 
-        let o = parse(&[
-            "-d",
-            "-f",
-            "/tmp/l",
-            "-m",
-            "mq",
-            "-p",
-            "2883",
-            "--http-port",
-            "8080",
-            "--state-dir",
-            "/tmp/s",
-        ])
-        .unwrap();
+        let o =
+            parse(&["-d", "-f", "/tmp/l", "-m", "mq", "-p", "2883", "--http-port", "8080", "--state-dir", "/tmp/s"])
+                .unwrap();
         o.apply(&mut cfg);
         assert_eq!(cfg.log_loglevel, 7);
         assert_eq!(cfg.log_file, "/tmp/l");
-        assert_eq!(
-            (cfg.pubsub_host.as_str(), cfg.pubsub_websocket_host.as_str()),
-            ("mq", "mq")
-        );
+        assert_eq!((cfg.pubsub_host.as_str(), cfg.pubsub_websocket_host.as_str()), ("mq", "mq"));
         assert_eq!((cfg.pubsub_port, cfg.pubsub_websocket_port), (2883, 2884));
         assert_eq!(cfg.spinweb_port, 8080);
         assert_eq!(cfg.state_dir, PathBuf::from("/tmp/s"));
 
-        parse(&["-p", "2883", "--websocket-port", "9001"])
-            .unwrap()
-            .apply(&mut cfg);
+        parse(&["-p", "2883", "--websocket-port", "9001"]).unwrap().apply(&mut cfg);
         assert_eq!((cfg.pubsub_port, cfg.pubsub_websocket_port), (2883, 9001));
     }
 
     #[test]
     fn texts() {
         let v = version_text();
-        assert!(v.starts_with(&format!(
-            "SPIN daemon version {}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
-        assert_eq!(
-            v.lines().count(),
-            2 + usize::from(option_env!("SPIND_BUILD_ID").is_some())
-        );
-        for flag in [
-            "-c FILE",
-            "-C ",
-            "-E ADDR",
-            "-p PORT",
-            "--replay-speed",
-            "--state-dir",
-        ] {
+        assert!(v.starts_with(&format!("SPIN daemon version {}\n", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(v.lines().count(), 2 + usize::from(option_env!("SPIND_BUILD_ID").is_some()));
+        for flag in ["-c FILE", "-C ", "-E ADDR", "-p PORT", "--replay-speed", "--state-dir"] {
             assert!(help_text().contains(flag), "{flag}");
         }
     }

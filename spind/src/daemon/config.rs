@@ -88,18 +88,9 @@ struct Limit<T> {
     ok: fn(&T) -> bool,
 }
 
-const LOG_LEVEL: Limit<u8> = Limit {
-    allowed: "a syslog level 0..=7",
-    ok: |v| *v <= 7,
-};
-const PORT: Limit<u16> = Limit {
-    allowed: "a port 1..=65535",
-    ok: |v| *v >= 1,
-};
-const SECONDS: Limit<i64> = Limit {
-    allowed: "a number of seconds >= 0",
-    ok: |v| *v >= 0,
-};
+const LOG_LEVEL: Limit<u8> = Limit { allowed: "a syslog level 0..=7", ok: |v| *v <= 7 };
+const PORT: Limit<u16> = Limit { allowed: "a port 1..=65535", ok: |v| *v >= 1 };
+const SECONDS: Limit<i64> = Limit { allowed: "a number of seconds >= 0", ok: |v| *v >= 0 };
 const IFNAMES: Limit<String> = Limit {
     allowed: "comma-separated interface names, empty (automatic) or none",
     ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::model::addr::valid_ifname),
@@ -227,20 +218,9 @@ pub enum ConfigError {
     /// The file could not be read.
     Io { path: PathBuf, source: io::Error },
     /// A line that is not `key = value` (or, in UCI, not a valid statement).
-    Syntax {
-        origin: String,
-        line: usize,
-        message: String,
-        text: String,
-    },
+    Syntax { origin: String, line: usize, message: String, text: String },
     /// A value that does not fit its key.
-    BadValue {
-        origin: String,
-        line: usize,
-        key: String,
-        value: String,
-        allowed: &'static str,
-    },
+    BadValue { origin: String, line: usize, key: String, value: String, allowed: &'static str },
 }
 
 impl fmt::Display for ConfigError {
@@ -249,25 +229,11 @@ impl fmt::Display for ConfigError {
             ConfigError::Io { path, source } => {
                 write!(f, "cannot read config file {}: {}", path.display(), source)
             }
-            ConfigError::Syntax {
-                origin,
-                line,
-                message,
-                text,
-            } => {
+            ConfigError::Syntax { origin, line, message, text } => {
                 write!(f, "{origin}:{line}: {message}: {text}")
             }
-            ConfigError::BadValue {
-                origin,
-                line,
-                key,
-                value,
-                allowed,
-            } => {
-                write!(
-                    f,
-                    "{origin}:{line}: bad value '{value}' for {key}: expected {allowed}"
-                )
+            ConfigError::BadValue { origin, line, key, value, allowed } => {
+                write!(f, "{origin}:{line}: bad value '{value}' for {key}: expected {allowed}")
             }
         }
     }
@@ -314,17 +280,9 @@ impl Config {
     /// an error when the user named it explicitly (`-c`).
     pub fn load(path: &Path, explicit: bool) -> Result<(Config, Vec<String>), ConfigError> {
         match std::fs::read(path) {
-            Ok(bytes) => Config::parse(
-                &String::from_utf8_lossy(&bytes),
-                &path.display().to_string(),
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => {
-                Ok((Config::default(), Vec::new()))
-            }
-            Err(source) => Err(ConfigError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Ok(bytes) => Config::parse(&String::from_utf8_lossy(&bytes), &path.display().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => Ok((Config::default(), Vec::new())),
+            Err(source) => Err(ConfigError::Io { path: path.to_path_buf(), source }),
         }
     }
 
@@ -350,9 +308,9 @@ impl Config {
                 UciLine::Option { key, value } if in_spind => {
                     cfg.set_key(&key, value.trim(), origin, line_no, &mut warnings)?;
                 }
-                UciLine::List { key, .. } if in_spind => warnings.push(format!(
-                    "{origin}:{line_no}: 'list {key}' ignored: spind options are single values"
-                )),
+                UciLine::List { key, .. } if in_spind => {
+                    warnings.push(format!("{origin}:{line_no}: 'list {key}' ignored: spind options are single values"))
+                }
                 UciLine::Option { .. } | UciLine::List { .. } => {}
             }
         }
@@ -368,17 +326,12 @@ impl Config {
         warnings: &mut Vec<String>,
     ) -> Result<(), ConfigError> {
         let Some(k) = KEYS.iter().find(|k| k.name == key) else {
-            warnings.push(format!(
-                "{origin}:{line}: unknown config key '{key}' ignored"
-            ));
+            warnings.push(format!("{origin}:{line}: unknown config key '{key}' ignored"));
             return Ok(());
         };
         if value.is_empty() && !k.accepts_empty {
             // SPIN's atoi("") gave 0, which is never what was meant; keep the value instead.
-            warnings.push(format!(
-                "{origin}:{line}: empty value for {key} ignored, keeping {}",
-                (k.get)(self)
-            ));
+            warnings.push(format!("{origin}:{line}: empty value for {key} ignored, keeping {}", (k.get)(self)));
             return Ok(());
         }
         (k.set)(self, value).map_err(|allowed| ConfigError::BadValue {
@@ -392,9 +345,7 @@ impl Config {
 
     /// `key = value` lines in table order, as `spind -C` prints them.
     pub fn print(&self) -> String {
-        KEYS.iter()
-            .map(|k| format!("{} = {}\n", k.name, (k.get)(self)))
-            .collect()
+        KEYS.iter().map(|k| format!("{} = {}\n", k.name, (k.get)(self))).collect()
     }
 }
 
@@ -445,10 +396,7 @@ spinweb_password_file =
         // Typed defaults agree with the table.
         let c = Config::default();
         assert!(c.log_usesyslog && c.pubsub_run_mosquitto && !c.dots_enabled);
-        assert_eq!(
-            (c.log_loglevel, c.pubsub_port, c.spinweb_port),
-            (6, 1883, 13026)
-        );
+        assert_eq!((c.log_loglevel, c.pubsub_port, c.spinweb_port), (6, 1883, 13026));
         assert_eq!(c.node_cache_retain_time, 1800);
         assert_eq!(c.state_dir, PathBuf::from("/etc/spin"));
     }
@@ -483,14 +431,8 @@ spinweb_password_file =
         assert_eq!(c.log_file, "");
         assert_eq!(c.pubsub_channel_traffic, "a=b");
         assert!(c.dots_enabled && c.iptable_place_block);
-        assert_eq!(
-            c.spinweb_interfaces,
-            "127.0.0.1 # inline comments are not comments"
-        );
-        assert_eq!(
-            w,
-            vec!["t.conf:9: unknown config key 'iptable_place_dns' ignored".to_string()]
-        );
+        assert_eq!(c.spinweb_interfaces, "127.0.0.1 # inline comments are not comments");
+        assert_eq!(w, vec!["t.conf:9: unknown config key 'iptable_place_dns' ignored".to_string()]);
     }
 
     #[test]
@@ -512,15 +454,8 @@ spinweb_password_file =
 
     #[test]
     fn line_without_equals_is_an_error() {
-        let e = Config::parse(
-            "pubsub_port = 1\n  # indented comment\n",
-            "/etc/spin/spind.conf",
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/spin/spind.conf:2: bad config line, no '=' character:   # indented comment"
-        );
+        let e = Config::parse("pubsub_port = 1\n  # indented comment\n", "/etc/spin/spind.conf").unwrap_err();
+        assert_eq!(e.to_string(), "/etc/spin/spind.conf:2: bad config line, no '=' character:   # indented comment");
     }
 
     #[test]
@@ -535,9 +470,7 @@ spinweb_password_file =
             ("dots_enabled = 2", "0 or 1"),
             ("node_cache_retain_time = -5", ">= 0"),
         ] {
-            let e = Config::parse(&format!("\n{text}"), "c.conf")
-                .unwrap_err()
-                .to_string();
+            let e = Config::parse(&format!("\n{text}"), "c.conf").unwrap_err().to_string();
             let key = text.split(' ').next().unwrap();
             assert!(e.starts_with("c.conf:2: bad value '"), "{e}");
             assert!(e.contains(&format!("for {key}: expected")), "{e}");
@@ -576,13 +509,7 @@ spinweb_password_file =
         std::fs::write(&file, "pubsub_timeout = 5\nbogus = 1\n").unwrap();
         let (c, w) = Config::load(&file, true).unwrap();
         assert_eq!(c.pubsub_timeout, 5);
-        assert_eq!(
-            w,
-            vec![format!(
-                "{}:2: unknown config key 'bogus' ignored",
-                file.display()
-            )]
-        );
+        assert_eq!(w, vec![format!("{}:2: unknown config key 'bogus' ignored", file.display())]);
     }
 
     #[test]
@@ -612,11 +539,7 @@ config other 'x'
         assert!(w[0].contains("/etc/config/spin:9: unknown config key 'no_such_key'"));
 
         let e = Config::parse_uci("config spind\n\toption pubsub_port 'x'\n", "u").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("u:2: bad value 'x' for pubsub_port"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("u:2: bad value 'x' for pubsub_port"), "{e}");
         assert!(Config::parse_uci("garbage here\n", "u").is_err());
     }
 }

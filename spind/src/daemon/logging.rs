@@ -39,9 +39,7 @@ struct Logger {
 impl Logger {
     fn new(level: u8, to_stdout: bool, file: Option<&Path>, syslog: bool) -> io::Result<Logger> {
         let file = match file {
-            Some(p) => Some(Mutex::new(
-                OpenOptions::new().create(true).append(true).open(p)?,
-            )),
+            Some(p) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,
         };
         if syslog && !to_stdout {
@@ -49,12 +47,7 @@ impl Logger {
             // SAFETY: pointer to a NUL-terminated static string; the flags are plain constants.
             unsafe { libc::openlog(c"spind".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
         }
-        Ok(Logger {
-            filter: level_filter(level),
-            to_stdout,
-            file,
-            syslog: syslog && !to_stdout,
-        })
+        Ok(Logger { filter: level_filter(level), to_stdout, file, syslog: syslog && !to_stdout })
     }
 }
 
@@ -67,8 +60,7 @@ impl Log for Logger {
         // Libraries (the MQTT broker and client) chat at info level; only show their warnings
         // unless we are debugging.
         let ours = m.target().starts_with("spind");
-        m.level() <= self.filter
-            && (ours || m.level() <= Level::Warn || self.filter >= Level::Debug)
+        m.level() <= self.filter && (ours || m.level() <= Level::Warn || self.filter >= Level::Debug)
     }
 
     fn log(&self, record: &Record) {
@@ -92,9 +84,7 @@ impl Log for Logger {
             let msg = record.args().to_string().replace('\0', " ");
             if let Ok(c) = std::ffi::CString::new(msg) {
                 // SAFETY: "%s" with one valid C string argument; never pass the message as format.
-                unsafe {
-                    libc::syslog(syslog_priority(record.level()), c"%s".as_ptr(), c.as_ptr())
-                };
+                unsafe { libc::syslog(syslog_priority(record.level()), c"%s".as_ptr(), c.as_ptr()) };
             }
         }
     }
@@ -136,11 +126,7 @@ mod tests {
     }
 
     fn record<'a>(level: Level, target: &'a str, args: std::fmt::Arguments<'a>) -> Record<'a> {
-        Record::builder()
-            .level(level)
-            .target(target)
-            .args(args)
-            .build()
+        Record::builder().level(level).target(target).args(args).build()
     }
 
     #[test]
@@ -149,22 +135,10 @@ mod tests {
         let path = dir.path().join("spind.log");
         std::fs::write(&path, "earlier\n").unwrap();
         let l = Logger::new(6, true, Some(&path), false).unwrap();
-        l.log(&record(
-            Level::Info,
-            "spind::core",
-            format_args!("hello {}", 1),
-        ));
+        l.log(&record(Level::Info, "spind::core", format_args!("hello {}", 1)));
         l.log(&record(Level::Debug, "spind::core", format_args!("hidden")));
-        l.log(&record(
-            Level::Info,
-            "rumqttd::server",
-            format_args!("chatty"),
-        ));
-        l.log(&record(
-            Level::Warn,
-            "rumqttd::server",
-            format_args!("broker warning"),
-        ));
+        l.log(&record(Level::Info, "rumqttd::server", format_args!("chatty")));
+        l.log(&record(Level::Warn, "rumqttd::server", format_args!("broker warning")));
         l.flush();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

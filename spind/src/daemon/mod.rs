@@ -79,7 +79,8 @@ fn load_config(opts: &Options) -> anyhow::Result<(Config, Vec<String>)> {
     let (mut cfg, warnings) = match &opts.config_file {
         Some(p) => Config::load(p, true)?,
         None if Path::new(UCI_CONFIG_FILE).exists() => {
-            let text = std::fs::read_to_string(UCI_CONFIG_FILE).with_context(|| format!("cannot read {UCI_CONFIG_FILE}"))?;
+            let text =
+                std::fs::read_to_string(UCI_CONFIG_FILE).with_context(|| format!("cannot read {UCI_CONFIG_FILE}"))?;
             Config::parse_uci(&text, UCI_CONFIG_FILE)?
         }
         None => Config::load(Path::new(cli::DEFAULT_CONFIG_FILE), false)?,
@@ -114,7 +115,13 @@ fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::H
     // spinweb interface, loopback preferred) or, with an external broker, pubsub_host's.
     let ws_host = if cfg.pubsub_run_mosquitto {
         let hosts: Vec<&str> = cfg.spinweb_interfaces.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        hosts.iter().copied().find(|h| *h == "127.0.0.1" || *h == "::1").or(hosts.first().copied()).unwrap_or("127.0.0.1").to_string()
+        hosts
+            .iter()
+            .copied()
+            .find(|h| *h == "127.0.0.1" || *h == "::1")
+            .or(hosts.first().copied())
+            .unwrap_or("127.0.0.1")
+            .to_string()
     } else {
         cfg.pubsub_host.clone()
     };
@@ -166,12 +173,16 @@ fn run(opts: Options) -> anyhow::Result<()> {
     if opts.remove_firewall {
         // Blocks stay in force when spind stops; this is how to lift them.
         let existed = enforcer::remove_table()?;
-        println!("{}", if existed { "removed nftables table inet spin" } else { "no nftables table inet spin to remove" });
+        println!(
+            "{}",
+            if existed { "removed nftables table inet spin" } else { "no nftables table inet spin to remove" }
+        );
         return Ok(());
     }
     // Live mode watches this machine's kernel; replay and extsrc input (SPIN's passive mode)
     // need no privileges and touch no firewall.
-    let kernel_mode = opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
+    let kernel_mode =
+        opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
     let enforcer: Option<Box<dyn Enforcer>> = if kernel_mode {
         kernel::check()?;
         Some(Box::new(enforcer::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?))
@@ -204,7 +215,12 @@ fn run(opts: Options) -> anyhow::Result<()> {
         embedded: cfg.pubsub_run_mosquitto,
         host: cfg.pubsub_host.clone(),
         port: cfg.pubsub_port,
-        websocket_hosts: cfg.spinweb_interfaces.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        websocket_hosts: cfg
+            .spinweb_interfaces
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         websocket_port: cfg.pubsub_websocket_port,
         keepalive_secs: cfg.pubsub_timeout,
     };
@@ -237,7 +253,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
         info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");
     }
     if let Some(path) = &opts.extsrc_socket {
-        extsrc::serve_unix(path, tx.clone()).with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;
+        extsrc::serve_unix(path, tx.clone())
+            .with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;
         info!("extsrc input on unix socket {}", path.display());
     }
     if let Some(addr) = opts.extsrc_tcp {
@@ -261,7 +278,10 @@ fn run(opts: Options) -> anyhow::Result<()> {
         _ if kernel_mode => {
             let k = kernel_settings(&cfg);
             _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
-            info!("watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours", k.dns_group, k.block_group);
+            info!(
+                "watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours",
+                k.dns_group, k.block_group
+            );
         }
         (Some(path), Some(info)) => {
             info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);

@@ -184,10 +184,9 @@ impl Nft {
             .stderr(Stdio::piped());
         // Opened here (close-on-exec) and entered in the child between fork and exec.
         let ns_file = match &self.netns {
-            Some(path) => Some(
-                std::fs::File::open(path)
-                    .map_err(|error| NftError::Netns { path: path.clone(), error })?,
-            ),
+            Some(path) => {
+                Some(std::fs::File::open(path).map_err(|error| NftError::Netns { path: path.clone(), error })?)
+            }
             None => None,
         };
         if let Some(file) = &ns_file {
@@ -218,10 +217,9 @@ impl Nft {
             // write error (nft exited early) shows up as nft's exit status and stderr below.
             let _ = pipe.write_all(input.as_bytes());
         }
-        let out = child.wait_with_output().map_err(|error| NftError::Io {
-            what: format!("waiting for {}", self.program.display()),
-            error,
-        })?;
+        let out = child
+            .wait_with_output()
+            .map_err(|error| NftError::Io { what: format!("waiting for {}", self.program.display()), error })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -269,9 +267,7 @@ impl Nft {
     /// Remove `table inet spin` (atomically: create-if-missing + delete); whether it existed.
     pub fn remove_table(&self) -> Result<bool, NftError> {
         let existed = self.table_exists()?;
-        let s = format!(
-            "table {TABLE_FAMILY} {TABLE_NAME} {{}}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n"
-        );
+        let s = format!("table {TABLE_FAMILY} {TABLE_NAME} {{}}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n");
         self.run("nft -f (remove table inet spin)", &["-f", "-"], Some(&s))?;
         Ok(existed)
     }
@@ -293,15 +289,10 @@ pub fn parse_rule_counters(json: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let rule = &item["rule"];
-        let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str())
-        else {
+        let (Some(chain), Some(comment)) = (rule["chain"].as_str(), rule["comment"].as_str()) else {
             continue;
         };
-        let packets = rule["expr"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find_map(|e| e["counter"]["packets"].as_u64());
+        let packets = rule["expr"].as_array().into_iter().flatten().find_map(|e| e["counter"]["packets"].as_u64());
         if let Some(p) = packets {
             out.push((format!("{chain}/{comment}"), p));
         }
@@ -339,8 +330,7 @@ fn canonical_net(n: IpNet) -> IpNet {
 /// The entries of one family, sorted, without duplicates and without entries that lie inside
 /// another entry (an interval set rejects overlapping elements).
 fn normalise(nets: &[IpNet], v4: bool) -> Vec<IpNet> {
-    let mut all: Vec<IpNet> =
-        nets.iter().map(|n| canonical_net(*n)).filter(|n| n.addr().is_ipv4() == v4).collect();
+    let mut all: Vec<IpNet> = nets.iter().map(|n| canonical_net(*n)).filter(|n| n.addr().is_ipv4() == v4).collect();
     all.sort();
     all.dedup();
     let mut kept: Vec<IpNet> = Vec::with_capacity(all.len());
@@ -396,16 +386,13 @@ pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
     let _ = writeln!(s, "table {t} {n} {{");
 
     let interval = |ty: &str| format!("type {ty}; flags interval; auto-merge;");
-    let nets = |list: &[IpNet], v4| -> Vec<String> {
-        normalise(list, v4).iter().map(|n| n.to_string()).collect()
-    };
+    let nets = |list: &[IpNet], v4| -> Vec<String> { normalise(list, v4).iter().map(|n| n.to_string()).collect() };
     write_set(&mut s, "block4", &interval("ipv4_addr"), &nets(&policy.block, true));
     write_set(&mut s, "block6", &interval("ipv6_addr"), &nets(&policy.block, false));
     write_set(&mut s, "allow4", &interval("ipv4_addr"), &nets(&policy.allow, true));
     write_set(&mut s, "allow6", &interval("ipv6_addr"), &nets(&policy.allow, false));
     for (name, ty, v4) in [("pairs4", "ipv4_addr", true), ("pairs6", "ipv6_addr", false)] {
-        let elems: Vec<String> =
-            pair_elements(policy, v4).iter().map(|(a, b)| format!("{a} . {b}")).collect();
+        let elems: Vec<String> = pair_elements(policy, v4).iter().map(|(a, b)| format!("{a} . {b}")).collect();
         write_set(&mut s, name, &format!("type {ty} . {ty};"), &elems);
     }
     s.push('\n');
@@ -447,10 +434,7 @@ pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
         let _ = writeln!(s, "\n\tchain {hook} {{");
         let _ = writeln!(s, "\t\ttype filter hook {hook} priority {PRIORITY}; policy accept;");
         if hook != "input" {
-            let _ = writeln!(
-                s,
-                "\t\tmeta l4proto {{ tcp, udp }} th sport 53 counter {log} comment \"dns-sport\""
-            );
+            let _ = writeln!(s, "\t\tmeta l4proto {{ tcp, udp }} th sport 53 counter {log} comment \"dns-sport\"");
         }
         if hook != "output" {
             let _ = writeln!(
@@ -619,9 +603,17 @@ mod tests {
         let v = chain(&s, "block_verdict");
         assert_eq!(
             v[..4],
-            ["ip saddr @allow4 accept", "ip daddr @allow4 accept", "ip6 saddr @allow6 accept", "ip6 daddr @allow6 accept"]
+            [
+                "ip saddr @allow4 accept",
+                "ip daddr @allow4 accept",
+                "ip6 saddr @allow6 accept",
+                "ip6 daddr @allow6 accept"
+            ]
         );
-        assert!(v[4].starts_with("counter limit rate") && v[4].contains("log prefix \"spin-block\" group 2 queue-threshold 1"));
+        assert!(
+            v[4].starts_with("counter limit rate")
+                && v[4].contains("log prefix \"spin-block\" group 2 queue-threshold 1")
+        );
         assert_eq!(v[5], "counter drop comment \"block-drop\"");
         assert_eq!(v.len(), 6);
         // Block and pair matches only ever go to block_verdict; nothing else drops.
@@ -697,10 +689,15 @@ mod tests {
 
     #[test]
     fn errors_are_sorted_into_what_the_user_can_fix() {
-        let e = classify("x", "exit status: 1".into(), "Error: Could not process rule: Operation not permitted\n".into());
+        let e =
+            classify("x", "exit status: 1".into(), "Error: Could not process rule: Operation not permitted\n".into());
         assert!(matches!(e, NftError::NoPermission { .. }));
         assert!(e.to_string().contains("CAP_NET_ADMIN"));
-        let e = classify("x", "exit status: 1".into(), "netlink: Error: cache initialization failed: Protocol not supported".into());
+        let e = classify(
+            "x",
+            "exit status: 1".into(),
+            "netlink: Error: cache initialization failed: Protocol not supported".into(),
+        );
         assert!(matches!(e, NftError::NoKernelSupport { .. }));
         assert!(e.to_string().contains("CONFIG_NF_TABLES"));
         let e = classify("nft -f", "exit status: 1".into(), "Error: syntax error".into());

@@ -141,10 +141,8 @@ mod tests {
 
     #[test]
     fn order_is_ipv4_first_then_bytes() {
-        let mut v: Vec<IpNet> = ["2001:db8::1", "192.0.2.3", "::1", "192.0.2.1"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let mut v: Vec<IpNet> =
+            ["2001:db8::1", "192.0.2.3", "::1", "192.0.2.1"].iter().map(|s| s.parse().unwrap()).collect();
         v.sort();
         let s: Vec<String> = v.iter().map(|n| n.to_string()).collect();
         assert_eq!(s, ["192.0.2.1", "192.0.2.3", "::1", "2001:db8::1"]);

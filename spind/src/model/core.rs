@@ -256,7 +256,8 @@ impl Core {
             if self.ignored(&s.src) || self.ignored(&s.dst) {
                 continue;
             }
-            let key = FlowKey { protocol: s.protocol, src: s.src, dst: s.dst, src_port: s.src_port, dst_port: s.dst_port };
+            let key =
+                FlowKey { protocol: s.protocol, src: s.src, dst: s.dst, src_port: s.src_port, dst_port: s.dst_port };
             let e = sums.entry(key).or_insert_with(|| {
                 order.push(key);
                 (0, 0)
@@ -313,12 +314,8 @@ impl Core {
             if device == remote || !self.is_device(device) {
                 continue;
             }
-            let rec = self
-                .device_flows
-                .entry(device)
-                .or_default()
-                .entry((remote, s.dst_port, s.icmp_type))
-                .or_default();
+            let rec =
+                self.device_flows.entry(device).or_default().entry((remote, s.dst_port, s.icmp_type)).or_default();
             rec.packets += s.packets;
             rec.bytes += s.bytes;
             rec.last_seen = time;
@@ -628,7 +625,9 @@ impl Core {
                 last_seen: n.last_seen.unwrap_or(self.now),
             };
             let id = self.nodes.add(cand, self.now);
-            for (on, kind) in [(n.blocked, ListKind::Block), (n.excepted, ListKind::Allow), (n.ignored, ListKind::Ignore)] {
+            for (on, kind) in
+                [(n.blocked, ListKind::Block), (n.excepted, ListKind::Allow), (n.ignored, ListKind::Ignore)]
+            {
                 if on {
                     self.nodes.set_on_list(id, kind, true);
                 }
@@ -649,7 +648,9 @@ impl Core {
     }
 
     fn policy(&self) -> Policy {
-        let ips = |id: NodeId| -> Vec<IpAddr> { self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default() };
+        let ips = |id: NodeId| -> Vec<IpAddr> {
+            self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default()
+        };
         Policy {
             block: self.lists.get(ListKind::Block).entries().copied().collect(),
             allow: self.lists.get(ListKind::Allow).entries().copied().collect(),
@@ -729,7 +730,14 @@ impl Core {
     }
 
     /// `add_iplist_node`/`remove_iplist_node`: every address of the node, and its flag.
-    pub fn op_iplist_node(&mut self, list: &str, kind: ListKind, node: i64, add: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+    pub fn op_iplist_node(
+        &mut self,
+        list: &str,
+        kind: ListKind,
+        node: i64,
+        add: bool,
+        out: &mut Vec<Publish>,
+    ) -> OpResult<()> {
         let id = u64::try_from(node).unwrap_or(0);
         let ips: Vec<IpAddr> = match self.nodes.get(id) {
             Some(n) => n.ips.iter().copied().collect(),
@@ -747,7 +755,14 @@ impl Core {
         self.list_changed(kind, list, out)
     }
 
-    pub fn op_iplist_ip(&mut self, list: &str, kind: ListKind, ip: &str, add: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+    pub fn op_iplist_ip(
+        &mut self,
+        list: &str,
+        kind: ListKind,
+        ip: &str,
+        add: bool,
+        out: &mut Vec<Publish>,
+    ) -> OpResult<()> {
         let net: IpNet = ip.parse().map_err(|_| OpError::new(-1, "Invalid IP address"))?;
         if add {
             self.lists.get_mut(kind).add(net);
@@ -800,7 +815,13 @@ impl Core {
         r
     }
 
-    pub fn op_set_device_flow_block(&mut self, device: &str, node: i64, block: bool, out: &mut Vec<Publish>) -> OpResult<()> {
+    pub fn op_set_device_flow_block(
+        &mut self,
+        device: &str,
+        node: i64,
+        block: bool,
+        out: &mut Vec<Publish>,
+    ) -> OpResult<()> {
         let dev = self.device_by_mac(device)?;
         self.op_set_flow_block(dev as i64, node, block, out)
     }
@@ -848,7 +869,10 @@ impl Core {
             }
         }
         for device in matched {
-            info!("DOTS signal matches device node {device}{}", if self.settings.dots_log_only { " (log only)" } else { "" });
+            info!(
+                "DOTS signal matches device node {device}{}",
+                if self.settings.dots_log_only { " (log only)" } else { "" }
+            );
             if !self.settings.dots_log_only {
                 self.op_iplist_node("block", ListKind::Block, device as i64, true, out)?;
             }
@@ -858,6 +882,6 @@ impl Core {
 }
 
 #[cfg(test)]
-pub(crate) mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_missing_field() {
-        assert_eq!(parse(&json!({})).unwrap_err(), "Missing field ietf-dots-signal-channel:mitigation-scope in dots_signal");
+        assert_eq!(
+            parse(&json!({})).unwrap_err(),
+            "Missing field ietf-dots-signal-channel:mitigation-scope in dots_signal"
+        );
         let e = parse(&json!({"ietf-dots-signal-channel:mitigation-scope":{"scope":[{"target-prefix":["10.0.0.0/8"],
             "target-port-range":[{"upper-port":3}]}]}}))
         .unwrap_err();

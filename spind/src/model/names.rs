@@ -77,10 +77,7 @@ impl Names {
 
     /// The name for a node with this MAC (if any) and these addresses.
     pub fn lookup(&self, mac: Option<&MacAddr>, ips: &[IpAddr]) -> Option<&str> {
-        self.user
-            .find(mac, ips)
-            .or_else(|| self.leases.find(mac, ips))
-            .or_else(|| self.dhcp_config.find(mac, ips))
+        self.user.find(mac, ips).or_else(|| self.leases.find(mac, ips)).or_else(|| self.dhcp_config.find(mac, ips))
     }
 
     /// Sets (or, with an empty name, removes) the user's name for a MAC. Call [`write_user`]
@@ -117,19 +114,13 @@ fn set_or_remove<K: Ord>(map: &mut BTreeMap<K, String>, key: K, name: &str) {
 /// control characters (a newline would start a new entry) become spaces, and surrounding
 /// blanks, which the reader drops anyway, are trimmed.
 fn sanitize(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     clean.trim().to_string()
 }
 
 fn read_source(path: &Path, parse: fn(&str, &str) -> NameMap) -> NameMap {
     match std::fs::read(path) {
-        Ok(bytes) => parse(
-            &String::from_utf8_lossy(&bytes),
-            &path.display().to_string(),
-        ),
+        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes), &path.display().to_string()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => NameMap::default(),
         Err(e) => {
             log::warn!("cannot read names from {}: {}", path.display(), e);
@@ -150,10 +141,7 @@ fn parse_user(text: &str, origin: &str) -> NameMap {
         let (token, name) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
         let name = name.trim();
         if name.is_empty() {
-            log::warn!(
-                "{origin}:{}: name entry without a name ignored: {line}",
-                i + 1
-            );
+            log::warn!("{origin}:{}: name entry without a name ignored: {line}", i + 1);
             continue;
         }
         // SPIN tries IP first, then accepts a token of exactly MAC length as a MAC.
@@ -162,10 +150,7 @@ fn parse_user(text: &str, origin: &str) -> NameMap {
         } else if let (17, Ok(mac)) = (token.len(), token.parse::<MacAddr>()) {
             map.by_mac.insert(mac, name.to_string());
         } else {
-            log::warn!(
-                "{origin}:{}: '{token}' is neither an IP nor a MAC address, ignored",
-                i + 1
-            );
+            log::warn!("{origin}:{}: '{token}' is neither an IP nor a MAC address, ignored", i + 1);
         }
     }
     map
@@ -195,19 +180,12 @@ fn parse_leases(text: &str, origin: &str) -> NameMap {
             log::warn!("{origin}:{}: short lease line ignored: {line}", i + 1);
             continue;
         }
-        let (mac, ip, name) = (
-            f[1].parse::<MacAddr>().ok(),
-            f[2].parse::<IpAddr>().ok(),
-            f[3],
-        );
+        let (mac, ip, name) = (f[1].parse::<MacAddr>().ok(), f[2].parse::<IpAddr>().ok(), f[3]);
         if name == "*" {
             continue;
         }
         if mac.is_none() && ip.is_none() {
-            log::warn!(
-                "{origin}:{}: lease line without MAC or IP ignored: {line}",
-                i + 1
-            );
+            log::warn!("{origin}:{}: lease line without MAC or IP ignored: {line}", i + 1);
         }
         if let Some(mac) = mac {
             map.by_mac.insert(mac, name.to_string());
@@ -229,12 +207,7 @@ fn parse_dhcp_config(text: &str, origin: &str) -> NameMap {
         ips: Vec<IpAddr>,
     }
     fn finish(host: Option<Host>, map: &mut NameMap) {
-        let Some(Host {
-            name: Some(name),
-            macs,
-            ips,
-        }) = host
-        else {
+        let Some(Host { name: Some(name), macs, ips }) = host else {
             return;
         };
         for mac in macs {
@@ -289,9 +262,7 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
     }
     const USER: &str = "node_names_spin_userdata.conf";
     const DHCP: &str = "node_names_dhcp.conf";
@@ -318,11 +289,7 @@ mod tests {
         assert_eq!((n.user.by_ip.len(), n.user.by_mac.len()), (6, 2));
         assert_eq!(by_ip(&n, "192.0.2.1"), Some("some_other_host"));
         assert_eq!(by_ip(&n, "192.0.2.2"), Some("number two"));
-        for s in [
-            "2001:DB8:beef:1::80",
-            "2001:db8:beef:1::80",
-            "2001:0db8:BEEF:0001:0:0:0:0080",
-        ] {
+        for s in ["2001:DB8:beef:1::80", "2001:db8:beef:1::80", "2001:0db8:BEEF:0001:0:0:0:0080"] {
             assert_eq!(by_ip(&n, s), Some("server"), "{s}");
         }
         assert_eq!(by_ip(&n, "213.152.224.1"), Some("open"));
@@ -341,10 +308,7 @@ mod tests {
     #[test]
     fn dhcp_file() {
         let n = names("missing", DHCP, "missing");
-        assert_eq!(
-            (n.dhcp_config.by_ip.len(), n.dhcp_config.by_mac.len()),
-            (5, 5)
-        );
+        assert_eq!((n.dhcp_config.by_ip.len(), n.dhcp_config.by_mac.len()), (5, 5));
         assert_eq!(by_ip(&n, "192.0.2.1"), Some("some host"));
         assert_eq!(by_ip(&n, "192.0.2.155"), Some("Foo"));
         assert_eq!(by_ip(&n, "192.0.2.156"), Some("Foo \\' dus"));
@@ -369,15 +333,9 @@ mod tests {
         assert_eq!(by_ip(&n, "192.0.2.50"), Some("bar stuff"));
         // A device whose MAC has no user name but whose IP has one: the user's IP name wins
         // over the DHCP MAC name.
-        assert_eq!(
-            n.lookup(Some(&mac("18:aa:6a:23:55:dc")), &[ip("192.0.2.2")]),
-            Some("number two")
-        );
+        assert_eq!(n.lookup(Some(&mac("18:aa:6a:23:55:dc")), &[ip("192.0.2.2")]), Some("number two"));
         // Any of the node's IPs can match.
-        assert_eq!(
-            n.lookup(None, &[ip("192.0.2.222"), ip("213.152.224.1")]),
-            Some("open")
-        );
+        assert_eq!(n.lookup(None, &[ip("192.0.2.222"), ip("213.152.224.1")]), Some("open"));
         assert_eq!(n.lookup(None, &[]), None);
     }
 
@@ -403,10 +361,7 @@ mod tests {
         assert_eq!(by_ip(&n, "192.0.2.77"), None);
         assert_eq!(by_ip(&n, "2001:db8::77"), Some("phone"));
         // Leases by IP beat DHCP config by MAC.
-        assert_eq!(
-            n.lookup(Some(&mac("00:11:55:0a:ed:bf")), &[ip("2001:db8::77")]),
-            Some("phone")
-        );
+        assert_eq!(n.lookup(Some(&mac("00:11:55:0a:ed:bf")), &[ip("2001:db8::77")]), Some("phone"));
 
         assert!(!n.reload_leases());
         std::fs::write(&leases, "1700000000 00:11:22:33:44:55 192.0.2.77 tv *\n").unwrap();
@@ -470,14 +425,8 @@ mod tests {
         let before = n.user.clone();
         n.write_user().unwrap();
         let text = std::fs::read_to_string(&user).unwrap();
-        assert!(
-            text.starts_with("name: 192.0.2.1 some_other_host\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("name: 2001:db8:beef:1::80 server\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("name: 192.0.2.1 some_other_host\n"), "{text}");
+        assert!(text.contains("name: 2001:db8:beef:1::80 server\n"), "{text}");
         assert!(!text.contains("filter:"));
         let n2 = Names::load(&user, Path::new("/x"), Path::new("/x"));
         assert_eq!(n2.user, before);

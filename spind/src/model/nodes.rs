@@ -159,7 +159,6 @@ impl NodeCache {
         std::mem::take(&mut self.changes)
     }
 
-
     /// Refresh `last_seen` of the node with address `ip`, if any.
     pub fn touch_ip(&mut self, ip: &IpAddr, now: Timestamp) -> Option<NodeId> {
         let id = *self.by_ip.get(ip)?;
@@ -515,12 +514,22 @@ mod tests {
         let mut c = NodeCache::new();
         let remote = flow_node(&mut c, "192.168.1.20", None, 10);
         let dev = c.add(
-            Candidate { mac: Some(mac("02:00:00:00:00:01")), ips: vec![ip("fe80::1")], last_seen: 11, ..Default::default() },
+            Candidate {
+                mac: Some(mac("02:00:00:00:00:01")),
+                ips: vec![ip("fe80::1")],
+                last_seen: 11,
+                ..Default::default()
+            },
             11,
         );
         // The neighbour table now tells 192.168.1.20 belongs to that MAC.
         let merged = c.add(
-            Candidate { mac: Some(mac("02:00:00:00:00:01")), ips: vec![ip("192.168.1.20")], last_seen: 12, ..Default::default() },
+            Candidate {
+                mac: Some(mac("02:00:00:00:00:01")),
+                ips: vec![ip("192.168.1.20")],
+                last_seen: 12,
+                ..Default::default()
+            },
             12,
         );
         assert_eq!(merged, dev);
@@ -533,7 +542,12 @@ mod tests {
         let mut c = NodeCache::new();
         let a = flow_node(&mut c, "192.168.1.50", Some("02:00:00:00:00:0a"), 1);
         let b = c.add(
-            Candidate { mac: Some(mac("02:00:00:00:00:0b")), ips: vec![ip("192.168.1.50")], last_seen: 2, ..Default::default() },
+            Candidate {
+                mac: Some(mac("02:00:00:00:00:0b")),
+                ips: vec![ip("192.168.1.50")],
+                last_seen: 2,
+                ..Default::default()
+            },
             2,
         );
         assert_ne!(a, b);
@@ -546,18 +560,33 @@ mod tests {
     fn expired_dns_names_no_longer_glue_nodes() {
         let mut c = NodeCache::new();
         let first = c.add(
-            Candidate { ips: vec![ip("192.0.2.1")], domains: vec![("cdn.test.".into(), Some(100))], last_seen: 40, ..Default::default() },
+            Candidate {
+                ips: vec![ip("192.0.2.1")],
+                domains: vec![("cdn.test.".into(), Some(100))],
+                last_seen: 40,
+                ..Default::default()
+            },
             40,
         );
         // Within the TTL the same name on another address is the same service.
         let same = c.add(
-            Candidate { ips: vec![ip("192.0.2.2")], domains: vec![("cdn.test.".into(), Some(150))], last_seen: 90, ..Default::default() },
+            Candidate {
+                ips: vec![ip("192.0.2.2")],
+                domains: vec![("cdn.test.".into(), Some(150))],
+                last_seen: 90,
+                ..Default::default()
+            },
             90,
         );
         assert_eq!(first, same);
         // After the (extended) TTL, a new address for the name is a different server.
         let later = c.add(
-            Candidate { ips: vec![ip("192.0.2.3")], domains: vec![("cdn.test.".into(), Some(500))], last_seen: 200, ..Default::default() },
+            Candidate {
+                ips: vec![ip("192.0.2.3")],
+                domains: vec![("cdn.test.".into(), Some(500))],
+                last_seen: 200,
+                ..Default::default()
+            },
             200,
         );
         assert_ne!(later, first);

@@ -26,23 +26,14 @@ use crate::model::nodes::{ListKind, Node, NodeId};
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp_name = path
         .file_name()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: not a file path", path.display()),
-            )
-        })?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", path.display())))?
         .to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
 
     let mut created = false;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         created = true;
         f.write_all(data)?;
         f.sync_all()?;
@@ -59,11 +50,7 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     // Make the rename itself durable. Some filesystems refuse fsync on directories; the data is
     // already safe then as far as we can make it, so that is not an error.
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -108,11 +95,7 @@ impl StateDir {
     /// Creates `root` and `root/nodestore` if missing and proves `root` is writable, so that a
     /// bad state directory stops the daemon at start instead of losing the first block list.
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
-        let err = |action, source| StateError {
-            dir: root.to_path_buf(),
-            action,
-            source,
-        };
+        let err = |action, source| StateError { dir: root.to_path_buf(), action, source };
         fs::create_dir_all(root.join("nodestore")).map_err(|e| err("creating", e))?;
         // Permission bits say nothing when running as root (and read-only mounts ignore them),
         // so really write something.
@@ -120,9 +103,7 @@ impl StateDir {
         let written = File::create(&probe).and_then(|mut f| f.write_all(b"probe\n"));
         let _ = fs::remove_file(&probe);
         written.map_err(|e| err("writing a probe file in", e))?;
-        Ok(StateDir {
-            root: root.to_path_buf(),
-        })
+        Ok(StateDir { root: root.to_path_buf() })
     }
 
     #[cfg(test)]
@@ -214,7 +195,10 @@ impl StoredNode {
     pub fn parse(text: &str) -> Result<StoredNode, String> {
         let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let strs = |key: &str| -> Vec<String> {
-            v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+            v[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default()
         };
         let flag = |key: &str| v[key].as_bool() == Some(true);
         Ok(StoredNode {
@@ -282,10 +266,8 @@ impl StateDir {
         let mut nodes = Vec::new();
         let mut pairs = Vec::new();
         let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return NodeStore { nodes, pairs } };
-        let mut files: Vec<(NodeId, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-            .collect();
+        let mut files: Vec<(NodeId, PathBuf)> =
+            entries.flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path()))).collect();
         files.sort();
         for (old_id, path) in files {
             match fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| StoredNode::parse(&t)) {
@@ -334,14 +316,8 @@ pub fn uci_line(line: &str) -> Option<UciLine> {
     match keyword.as_str() {
         "package" => Some(UciLine::Package),
         "config" => Some(UciLine::Config { kind: a?, name: b }),
-        "option" => Some(UciLine::Option {
-            key: a?,
-            value: b.unwrap_or_default(),
-        }),
-        "list" => Some(UciLine::List {
-            key: a?,
-            value: b.unwrap_or_default(),
-        }),
+        "option" => Some(UciLine::Option { key: a?, value: b.unwrap_or_default() }),
+        "list" => Some(UciLine::List { key: a?, value: b.unwrap_or_default() }),
         _ => None,
     }
 }
@@ -388,10 +364,7 @@ mod tests {
         atomic_write(&p, b"").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"");
         // No temp files left behind.
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("block.list")]);
     }
 
@@ -401,9 +374,7 @@ mod tests {
         let p = dir.path().join("names.conf");
         atomic_write(&p, b"old\n").unwrap();
         // A directory where the temp file should go makes the write impossible.
-        let tmp = dir
-            .path()
-            .join(format!("names.conf.tmp-{}", std::process::id()));
+        let tmp = dir.path().join(format!("names.conf.tmp-{}", std::process::id()));
         fs::create_dir(&tmp).unwrap();
         assert!(atomic_write(&p, b"new\n").is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old\n");
@@ -415,10 +386,7 @@ mod tests {
         fs::write(d.join("keep"), b"x").unwrap();
         assert!(atomic_write(&d, b"new").is_err());
         assert!(d.join("keep").exists());
-        assert!(!dir
-            .path()
-            .join(format!("adir.tmp-{}", std::process::id()))
-            .exists());
+        assert!(!dir.path().join(format!("adir.tmp-{}", std::process::id())).exists());
     }
 
     #[test]
@@ -463,39 +431,18 @@ mod tests {
     fn uci_tokens() {
         assert_eq!(
             uci_line("  option name 'Foo \\' dus'"),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "Foo \\' dus".into()
-            })
+            Some(UciLine::Option { key: "name".into(), value: "Foo \\' dus".into() })
         );
         assert_eq!(
             uci_line("option name \"bar\\\" enzo\""),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "bar\\\" enzo".into()
-            })
+            Some(UciLine::Option { key: "name".into(), value: "bar\\\" enzo".into() })
         );
-        assert_eq!(
-            uci_line("option name Foo"),
-            Some(UciLine::Option {
-                key: "name".into(),
-                value: "Foo".into()
-            })
-        );
+        assert_eq!(uci_line("option name Foo"), Some(UciLine::Option { key: "name".into(), value: "Foo".into() }));
         assert_eq!(
             uci_line("config dhcp 'lan'"),
-            Some(UciLine::Config {
-                kind: "dhcp".into(),
-                name: Some("lan".into())
-            })
+            Some(UciLine::Config { kind: "dhcp".into(), name: Some("lan".into()) })
         );
-        assert_eq!(
-            uci_line("config host"),
-            Some(UciLine::Config {
-                kind: "host".into(),
-                name: None
-            })
-        );
+        assert_eq!(uci_line("config host"), Some(UciLine::Config { kind: "host".into(), name: None }));
         assert_eq!(uci_line("   # x"), Some(UciLine::Blank));
         assert_eq!(uci_line("frobnicate"), None);
         assert_eq!(uci_line("option"), None);

@@ -54,7 +54,11 @@ const METHODS: &[Method] = &[
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "reset_iplist_ignore", args: &[], result: ResultType::None },
-    Method { name: "set_device_flow_block", args: &[("device", S), ("node", I), ("block", I)], result: ResultType::None },
+    Method {
+        name: "set_device_flow_block",
+        args: &[("device", S), ("node", I), ("block", I)],
+        result: ResultType::None,
+    },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
 ];
@@ -116,8 +120,8 @@ fn string<'a>(params: &'a Map<String, Value>, name: &str) -> &'a str {
 
 fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
     let name = string(params, "list");
-    let kind = list_by_prefix(name)
-        .ok_or_else(|| err(-1, "Unknown ip list name, should be 'ignore', 'block', or 'allow'"))?;
+    let kind =
+        list_by_prefix(name).ok_or_else(|| err(-1, "Unknown ip list name, should be 'ignore', 'block', or 'allow'"))?;
     Ok((name, kind))
 }
 
@@ -137,13 +141,21 @@ fn list_rpc_methods() -> Vec<RpcMethodJson> {
 }
 
 /// Runs a validated call. `Ok(None)` is success without a result.
-fn call(core: &mut Core, m: &Method, p: &Map<String, Value>, host: &Host, out: &mut Vec<Publish>) -> OpResult<Option<Value>> {
+fn call(
+    core: &mut Core,
+    m: &Method,
+    p: &Map<String, Value>,
+    host: &Host,
+    out: &mut Vec<Publish>,
+) -> OpResult<Option<Value>> {
     let none = |r: OpResult<()>| r.map(|()| None);
     match m.name {
         "list_rpc_methods" => Ok(Some(result_value(list_rpc_methods()))),
         "list_devices" => Ok(Some(nodes_result(&core.op_list_devices()))),
         "get_device_data" => core.op_get_device_data(int(p, "node")).map(|n| Some(node_result(n))),
-        "list_device_flows" => core.op_list_device_flows(string(p, "device")).map(|rows| Some(device_flows_result(&rows))),
+        "list_device_flows" => {
+            core.op_list_device_flows(string(p, "device")).map(|rows| Some(device_flows_result(&rows)))
+        }
         "set_device_name" => none(core.op_set_device_name(int(p, "node"), string(p, "name"), out)),
         "add_iplist_node" | "remove_iplist_node" => {
             let (name, kind) = list_arg(p)?;

@@ -57,7 +57,10 @@ pub enum ExtsrcError {
     /// The buffer holds only part of a message (wait for more on a stream).
     Incomplete,
     UnknownType(u32),
-    BadLength { msg_type: u32, length: u32 },
+    BadLength {
+        msg_type: u32,
+        length: u32,
+    },
     BadFamily(i64),
     BadMac(String),
     BadName,
@@ -304,7 +307,6 @@ fn serve_client(mut stream: TcpStream, peer: &str, tx: &Sender<Input>) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +424,9 @@ mod tests {
         assert_eq!(used, 8 + 36);
         assert_eq!(ev, Event::Neighbour { time: 3, ip: ip("192.168.1.5"), mac: "aa:bb:cc:dd:ee:01".parse().unwrap() });
         let m = arp_update(b"aa:bb:cc:dd:ee:01\0", 10, "fe80::5".parse::<Ipv6Addr>().unwrap().octets());
-        assert!(matches!(parse_message_at(&m, 3), Ok((Event::Neighbour { ip, .. }, _)) if ip == "fe80::5".parse::<IpAddr>().unwrap()));
+        assert!(
+            matches!(parse_message_at(&m, 3), Ok((Event::Neighbour { ip, .. }, _)) if ip == "fe80::5".parse::<IpAddr>().unwrap())
+        );
 
         // Not NUL-terminated, not a MAC, bad family.
         let m = arp_update(b"aa:bb:cc:dd:ee:01xx", 2, [0; 16]);

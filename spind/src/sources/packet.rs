@@ -290,14 +290,7 @@ impl Decoder {
             }
         }
 
-        let mut l4 = L4 {
-            proto: payload.ip_number.0,
-            sport: 0,
-            dport: 0,
-            icmp_type: 0,
-            syn: false,
-            syn_ack: false,
-        };
+        let mut l4 = L4 { proto: payload.ip_number.0, sport: 0, dport: 0, icmp_type: 0, syn: false, syn_ack: false };
         match &pkt.transport {
             Some(TransportSlice::Udp(udp)) => {
                 l4.sport = udp.source_port();
@@ -456,11 +449,7 @@ impl Decoder {
     /// the target address.
     fn ndp(&mut self, sec: i64, src: IpAddr, icmp_type: u8, body: &[u8], out: &mut Vec<Event>) {
         let Some(target) = body.get(..16).and_then(|t| <[u8; 16]>::try_from(t).ok()) else { return };
-        let (want_opt, ip) = if icmp_type == 135 {
-            (1, src)
-        } else {
-            (2, IpAddr::V6(Ipv6Addr::from(target)))
-        };
+        let (want_opt, ip) = if icmp_type == 135 { (1, src) } else { (2, IpAddr::V6(Ipv6Addr::from(target))) };
         // Options: type u8, length u8 in units of 8 bytes (including these two), data.
         let mut opts = &body[16..];
         while opts.len() >= 2 {
@@ -773,10 +762,10 @@ mod tests {
     #[test]
     fn flows_per_second_in_initiator_direction() {
         let evs = run(&[
-            (100.1, udp4(LAN, 5000, WAN, 443, &[0; 10])), // 20 + 8 + 10 = 38
+            (100.1, udp4(LAN, 5000, WAN, 443, &[0; 10])),  // 20 + 8 + 10 = 38
             (100.5, udp4(WAN, 443, LAN, 5000, &[0; 100])), // 128
-            (100.7, udp4(LAN, 5001, WAN, 53, &[0; 2])),   // 30 (not DNS: ignored as such)
-            (102.2, udp4(WAN, 443, LAN, 5000, &[0; 2])),  // 30
+            (100.7, udp4(LAN, 5001, WAN, 53, &[0; 2])),    // 30 (not DNS: ignored as such)
+            (102.2, udp4(WAN, 443, LAN, 5000, &[0; 2])),   // 30
         ]);
         let f = flows(&evs);
         assert_eq!(f.len(), 2, "{f:?}");
@@ -802,14 +791,15 @@ mod tests {
         ]);
         let f = flows(&evs);
         let s = &f[0].1[0];
-        assert_eq!((s.src, s.dst, s.src_port, s.dst_port, s.packets), (ip("192.168.1.10"), ip("8.8.8.8"), 40000, 80, 2));
+        assert_eq!(
+            (s.src, s.dst, s.src_port, s.dst_port, s.packets),
+            (ip("192.168.1.10"), ip("8.8.8.8"), 40000, 80, 2)
+        );
         assert_eq!(s.bytes, 40 + 43);
 
         // A later SYN from the other side turns the connection around.
-        let evs = run(&[
-            (10.0, tcp4(WAN, 80, LAN, 40000, 1, "A", &[])),
-            (10.1, tcp4(LAN, 40000, WAN, 80, 1, "S", &[])),
-        ]);
+        let evs =
+            run(&[(10.0, tcp4(WAN, 80, LAN, 40000, 1, "A", &[])), (10.1, tcp4(LAN, 40000, WAN, 80, 1, "S", &[]))]);
         let s = &flows(&evs)[0].1[0];
         assert_eq!((s.src, s.src_port), (ip("192.168.1.10"), 40000));
     }
@@ -817,9 +807,17 @@ mod tests {
     #[test]
     fn icmp_echo_flows() {
         let mut v = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(LAN, WAN, 64).icmpv4_echo_request(77, 1).write(&mut v, &[0; 8]).unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(LAN, WAN, 64)
+            .icmpv4_echo_request(77, 1)
+            .write(&mut v, &[0; 8])
+            .unwrap();
         let mut r = Vec::new();
-        PacketBuilder::ethernet2(MAC_B, MAC_A).ipv4(WAN, LAN, 64).icmpv4_echo_reply(77, 1).write(&mut r, &[0; 8]).unwrap();
+        PacketBuilder::ethernet2(MAC_B, MAC_A)
+            .ipv4(WAN, LAN, 64)
+            .icmpv4_echo_reply(77, 1)
+            .write(&mut r, &[0; 8])
+            .unwrap();
         let evs = run(&[(5.0, v), (5.2, r)]);
         let s = &flows(&evs)[0].1;
         assert_eq!(s.len(), 1);
@@ -855,10 +853,7 @@ mod tests {
         );
         let evs = run(&[(50.2, udp4(LAN, 3333, WAN, 53, &q)), (50.3, udp4(WAN, 53, LAN, 3333, &a))]);
         let evs = dns_events(&evs);
-        assert_eq!(
-            evs[0],
-            &Event::DnsQuery { time: 50, client: ip("192.168.1.10"), qname: "www.Example.COM.".into() }
-        );
+        assert_eq!(evs[0], &Event::DnsQuery { time: 50, client: ip("192.168.1.10"), qname: "www.Example.COM.".into() });
         let Event::DnsAnswer { time, qname, records } = evs[1] else { panic!("{:?}", evs[1]) };
         assert_eq!((*time, qname.as_str()), (50, "www.Example.COM."));
         assert_eq!(
@@ -922,7 +917,9 @@ mod tests {
         let dns = dns_events(&evs);
         assert_eq!(dns.len(), 2, "{dns:?}");
         assert_eq!(dns[0], &Event::DnsQuery { time: 7, client: ip("192.168.1.10"), qname: "split.example.".into() });
-        assert!(matches!(dns[1], Event::DnsAnswer { qname, records, .. } if qname == "split.example." && records.len() == 1));
+        assert!(
+            matches!(dns[1], Event::DnsAnswer { qname, records, .. } if qname == "split.example." && records.len() == 1)
+        );
         let f = flows(&evs);
         assert_eq!(f[0].1[0].packets, 7);
         assert_eq!(f[0].1[0].src_port, 40001);
@@ -941,7 +938,15 @@ mod tests {
         v
     }
 
-    fn ndp_frame(src_mac: [u8; 6], src: &str, dst: &str, icmp_type: u8, target: &str, opt: u8, mac: [u8; 6]) -> Vec<u8> {
+    fn ndp_frame(
+        src_mac: [u8; 6],
+        src: &str,
+        dst: &str,
+        icmp_type: u8,
+        target: &str,
+        opt: u8,
+        mac: [u8; 6],
+    ) -> Vec<u8> {
         let mut body = target.parse::<Ipv6Addr>().unwrap().octets().to_vec();
         body.extend_from_slice(&[opt, 1]);
         body.extend_from_slice(&mac);
@@ -988,15 +993,19 @@ mod tests {
         let mac_c = [0x02, 0, 0, 0, 0, 0x0c];
         PacketBuilder::ethernet2(mac_c, MAC_B).ipv4(LAN, WAN, 64).udp(1, 2).write(&mut other, &[]).unwrap();
         let mut bcast = Vec::new();
-        PacketBuilder::ethernet2([0xff; 6], MAC_B).ipv4([10, 0, 0, 9], WAN, 64).udp(1, 2).write(&mut bcast, &[]).unwrap();
+        PacketBuilder::ethernet2([0xff; 6], MAC_B)
+            .ipv4([10, 0, 0, 9], WAN, 64)
+            .udp(1, 2)
+            .write(&mut bcast, &[])
+            .unwrap();
         let evs = run(&[
-            (1.0, udp4(LAN, 1, WAN, 2, &[])),     // private source: learned
-            (1.0, udp4(LAN, 1, WAN, 2, &[])),     // same again: no event
-            (1.0, udp4(WAN, 2, LAN, 1, &[])),     // public source: not learned
+            (1.0, udp4(LAN, 1, WAN, 2, &[])),             // private source: learned
+            (1.0, udp4(LAN, 1, WAN, 2, &[])),             // same again: no event
+            (1.0, udp4(WAN, 2, LAN, 1, &[])),             // public source: not learned
             (1.0, udp4([100, 64, 3, 4], 1, WAN, 2, &[])), // CGNAT: learned
             (1.0, udp4([172, 32, 0, 1], 1, WAN, 2, &[])), // not RFC1918
-            (1.0, other),                          // LAN moved to another MAC: event
-            (1.0, bcast),                          // multicast/broadcast MAC: never
+            (1.0, other),                                 // LAN moved to another MAC: event
+            (1.0, bcast),                                 // multicast/broadcast MAC: never
         ]);
         assert_eq!(
             neighbours(&evs),
@@ -1011,7 +1020,12 @@ mod tests {
     #[test]
     fn vlan_and_linux_sll() {
         let mut v = Vec::new();
-        PacketBuilder::ethernet2(MAC_A, MAC_B).single_vlan(5.try_into().unwrap()).ipv4(LAN, WAN, 64).udp(1, 2).write(&mut v, &[]).unwrap();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(5.try_into().unwrap())
+            .ipv4(LAN, WAN, 64)
+            .udp(1, 2)
+            .write(&mut v, &[])
+            .unwrap();
         // SLL v1: incoming (type 0), ARPHRD_ETHER, 6-byte address, IPv4.
         let mut sll = vec![0, 0, 0, 1, 0, 6];
         sll.extend_from_slice(&MAC_A);

@@ -45,23 +45,12 @@ impl Auth {
     /// Reads the password file; an unreadable file is an error at start-up (the user asked for
     /// auth, so serving without it would be wrong).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
-        let (users, stamp) = read_users(path).map_err(|e| {
-            anyhow::anyhow!("cannot read spinweb_password_file {}: {e}", path.display())
-        })?;
+        let (users, stamp) = read_users(path)
+            .map_err(|e| anyhow::anyhow!("cannot read spinweb_password_file {}: {e}", path.display()))?;
         if users.is_empty() {
-            log::warn!(
-                "spinweb_password_file {} has no users: every request will be refused",
-                path.display()
-            );
+            log::warn!("spinweb_password_file {} has no users: every request will be refused", path.display());
         }
-        Ok(Auth {
-            path: path.to_path_buf(),
-            state: Mutex::new(State {
-                stamp,
-                users,
-                good: HashSet::new(),
-            }),
-        })
+        Ok(Auth { path: path.to_path_buf(), state: Mutex::new(State { stamp, users, good: HashSet::new() }) })
     }
 
     /// Whether the value of an `Authorization` header (if any) grants access.
@@ -82,11 +71,9 @@ impl Auth {
             return false;
         };
         // Unknown users cost as much as known ones, so timing does not tell who exists.
-        const DUMMY: &str = "$6$spindummysalt$ETT6/HK0p26fo8NkK7.0wugbHSsTauGjKneLSN3WVHXqqZNVvFS6.EKGJsAic/uc90XSo7UmeG8/e0Df1zuSR0";
-        let hash = users
-            .iter()
-            .find(|(u, _)| *u == user)
-            .map(|(_, h)| h.as_str());
+        const DUMMY: &str =
+            "$6$spindummysalt$ETT6/HK0p26fo8NkK7.0wugbHSsTauGjKneLSN3WVHXqqZNVvFS6.EKGJsAic/uc90XSo7UmeG8/e0Df1zuSR0";
+        let hash = users.iter().find(|(u, _)| *u == user).map(|(_, h)| h.as_str());
         let ok = verify(&password, hash.unwrap_or(DUMMY)) && hash.is_some();
         if ok {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,20 +91,13 @@ impl Auth {
         }
         match read_users(&self.path) {
             Ok((users, stamp)) => {
-                log::info!(
-                    "re-read spinweb_password_file {} ({} users)",
-                    self.path.display(),
-                    users.len()
-                );
+                log::info!("re-read spinweb_password_file {} ({} users)", self.path.display(), users.len());
                 st.users = users;
                 st.stamp = stamp;
             }
             Err(e) => {
                 // Fail closed: nobody gets in until the file is readable again.
-                log::warn!(
-                    "cannot re-read spinweb_password_file {}: {e}",
-                    self.path.display()
-                );
+                log::warn!("cannot re-read spinweb_password_file {}: {e}", self.path.display());
                 st.users.clear();
                 st.stamp = None;
             }
@@ -171,9 +151,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
         return ok;
     }
     if hash.starts_with("$6$") || hash.starts_with("$5$") {
-        return ShaCrypt::default()
-            .verify_password(password.as_bytes(), hash)
-            .is_ok();
+        return ShaCrypt::default().verify_password(password.as_bytes(), hash).is_ok();
     }
     false
 }
@@ -210,10 +188,7 @@ mod tests {
     #[test]
     fn sha512_crypt_round_trip_and_rejects() {
         use sha_crypt::PasswordHasher;
-        let h = ShaCrypt::default()
-            .hash_password_with_salt(b"secret", b"saltsaltsalt")
-            .unwrap()
-            .to_string();
+        let h = ShaCrypt::default().hash_password_with_salt(b"secret", b"saltsaltsalt").unwrap().to_string();
         assert!(h.starts_with("$6$"), "{h}");
         assert!(verify("secret", &h));
         assert!(!verify("Secret", &h));
@@ -235,11 +210,7 @@ mod tests {
         let mut d = Sha512::new();
         d.update(b"pw");
         d.update(salt);
-        let h = format!(
-            "$6${}${}",
-            Base64::encode_string(salt),
-            Base64::encode_string(&d.finalize())
-        );
+        let h = format!("$6${}${}", Base64::encode_string(salt), Base64::encode_string(&d.finalize()));
         assert!(verify("pw", &h));
         assert!(!verify("pW", &h));
     }

@@ -62,13 +62,10 @@ pub enum CaptureError {
 impl std::fmt::Display for CaptureError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CaptureError::NoPermission => f.write_str(
-                "packet capture needs root (CAP_NET_RAW): spind cannot open a packet socket",
-            ),
-            CaptureError::Busy => write!(
-                f,
-                "too many packet captures running (at most {MAX_RUNNING})"
-            ),
+            CaptureError::NoPermission => {
+                f.write_str("packet capture needs root (CAP_NET_RAW): spind cannot open a packet socket")
+            }
+            CaptureError::Busy => write!(f, "too many packet captures running (at most {MAX_RUNNING})"),
             CaptureError::Io(e) => write!(f, "cannot open a packet socket: {e}"),
         }
     }
@@ -93,8 +90,7 @@ impl PacketSocket {
     pub fn open(mac: MacAddr) -> Result<PacketSocket, CaptureError> {
         let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
         // SAFETY: plain socket(2) call; the fd is owned right away.
-        let raw =
-            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
         if raw < 0 {
             let e = io::Error::last_os_error();
             return Err(match e.raw_os_error() {
@@ -104,18 +100,10 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = PacketSocket {
-            fd,
-            mac,
-            buf: vec![0u8; 65536 + 64],
-            bridge_ports: HashMap::new(),
-        };
+        let s = PacketSocket { fd, mac, buf: vec![0u8; 65536 + 64], bridge_ports: HashMap::new() };
         s.attach_filter().map_err(CaptureError::Io)?;
         // `as _`: libc's suseconds_t alias is deprecated on musl.
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: POLL.as_micros() as _,
-        };
+        let tv = libc::timeval { tv_sec: 0, tv_usec: POLL.as_micros() as _ };
         setsockopt(&s.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).map_err(CaptureError::Io)?;
         Ok(s)
     }
@@ -143,10 +131,7 @@ impl PacketSocket {
             ins(RET_K, 0, 0, 262_144), // 8: whole frame (truncated in user space, length kept)
             ins(RET_K, 0, 0, 0),       // 9: drop
         ];
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr() as *mut libc::sock_filter,
-        };
+        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
         setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
     }
 
@@ -182,10 +167,7 @@ impl PacketSocket {
             {
                 continue;
             }
-            return Ok(Some(Frame {
-                data: &self.buf[..got],
-                orig_len: orig,
-            }));
+            return Ok(Some(Frame { data: &self.buf[..got], orig_len: orig }));
         }
     }
 
@@ -199,10 +181,7 @@ impl PacketSocket {
             }
             // SAFETY: if_indextoname wrote a NUL-terminated name.
             let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-            std::path::Path::new("/sys/class/net")
-                .join(name.to_string_lossy().as_ref())
-                .join("brport")
-                .exists()
+            std::path::Path::new("/sys/class/net").join(name.to_string_lossy().as_ref()).join("brport").exists()
         })
     }
 }
@@ -270,10 +249,7 @@ impl Captures {
     pub fn start(&self, mac: MacAddr) -> Result<(Arc<CaptureState>, PacketSocket), CaptureError> {
         {
             let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            let others = map
-                .iter()
-                .filter(|(m, s)| **m != mac && s.running())
-                .count();
+            let others = map.iter().filter(|(m, s)| **m != mac && s.running()).count();
             if others >= MAX_RUNNING {
                 return Err(CaptureError::Busy);
             }
@@ -281,11 +257,7 @@ impl Captures {
         let sock = PacketSocket::open(mac)?;
         let state = Arc::new(CaptureState::default());
         state.running.store(true, Ordering::SeqCst);
-        let old = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(mac, state.clone());
+        let old = self.map.lock().unwrap_or_else(|e| e.into_inner()).insert(mac, state.clone());
         if let Some(old) = old {
             old.stop();
         }
@@ -307,14 +279,8 @@ impl Captures {
     pub fn status(&self, mac: &MacAddr) -> Status {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(mac) {
-            Some(s) => Status {
-                running: s.running() && !s.stopped(),
-                bytes: Some(s.bytes()),
-            },
-            None => Status {
-                running: false,
-                bytes: None,
-            },
+            Some(s) => Status { running: s.running() && !s.stopped(), bytes: Some(s.bytes()) },
+            None => Status { running: false, bytes: None },
         }
     }
 }
@@ -330,9 +296,7 @@ pub fn run(state: &CaptureState, mut sock: PacketSocket, out: &mut dyn Write) ->
         let mut rec = Vec::with_capacity(SNAPLEN as usize + 16);
         while !state.stopped() {
             if let Some(f) = sock.next_frame()? {
-                let ts = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
+                let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 rec.clear();
                 pcap_record(&mut rec, ts, f.data, f.orig_len);
                 out.write_all(&rec)?;

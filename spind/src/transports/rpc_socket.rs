@@ -30,17 +30,11 @@ const MAX_CONNECTIONS: usize = 64;
 /// background thread.
 pub fn serve(path: &Path, core: Sender<Input>) -> io::Result<JoinHandle<()>> {
     remove_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot bind JSON-RPC socket {}: {e}", path.display()),
-        )
-    })?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind JSON-RPC socket {}: {e}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
     let shown = path.display().to_string();
-    thread::Builder::new()
-        .name("rpc-unix".into())
-        .spawn(move || accept_loop(listener, core, shown))
+    thread::Builder::new().name("rpc-unix".into()).spawn(move || accept_loop(listener, core, shown))
 }
 
 /// Remove a socket file left by a previous run, but never a live socket or a non-socket file.
@@ -51,16 +45,10 @@ fn remove_stale(path: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     };
     if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        ));
+        return Err(io::Error::new(ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())));
     }
     if UnixStream::connect(path).is_ok() {
-        return Err(io::Error::new(
-            ErrorKind::AddrInUse,
-            format!("{} is in use by another process", path.display()),
-        ));
+        return Err(io::Error::new(ErrorKind::AddrInUse, format!("{} is in use by another process", path.display())));
     }
     fs::remove_file(path)
 }
@@ -83,14 +71,12 @@ fn accept_loop(listener: UnixListener, core: Sender<Input>, path: String) {
         }
         active.fetch_add(1, Ordering::Relaxed);
         let (core, active2) = (core.clone(), active.clone());
-        let spawned = thread::Builder::new()
-            .name("rpc-unix-conn".into())
-            .spawn(move || {
-                if let Err(e) = handle(stream, &core) {
-                    log::debug!("JSON-RPC connection: {e}");
-                }
-                active2.fetch_sub(1, Ordering::Relaxed);
-            });
+        let spawned = thread::Builder::new().name("rpc-unix-conn".into()).spawn(move || {
+            if let Err(e) = handle(stream, &core) {
+                log::debug!("JSON-RPC connection: {e}");
+            }
+            active2.fetch_sub(1, Ordering::Relaxed);
+        });
         if let Err(e) = spawned {
             log::warn!("JSON-RPC socket {path}: cannot start a thread: {e}");
             active.fetch_sub(1, Ordering::Relaxed);
@@ -145,21 +131,13 @@ pub(crate) fn read_request<R: Read>(
         }
     }
     // EOF or deadline with an incomplete text: let the core reject what we have.
-    Ok(if buf.is_empty() {
-        ReadOutcome::Empty
-    } else {
-        ReadOutcome::Request(buf)
-    })
+    Ok(if buf.is_empty() { ReadOutcome::Empty } else { ReadOutcome::Request(buf) })
 }
 
 fn handle(mut stream: UnixStream, core: &Sender<Input>) -> io::Result<()> {
     let deadline = Instant::now() + READ_DEADLINE;
     let timeout_stream = stream.try_clone()?;
-    let outcome = read_request(
-        &mut stream,
-        |d| timeout_stream.set_read_timeout(Some(d)),
-        deadline,
-    )?;
+    let outcome = read_request(&mut stream, |d| timeout_stream.set_read_timeout(Some(d)), deadline)?;
     stream.set_write_timeout(Some(READ_DEADLINE))?;
     match outcome {
         ReadOutcome::Empty => Ok(()),
@@ -267,10 +245,7 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
         // A live socket is not taken over, and a regular file is not deleted.
-        assert_eq!(
-            serve(&path, fake_core()).unwrap_err().kind(),
-            ErrorKind::AddrInUse
-        );
+        assert_eq!(serve(&path, fake_core()).unwrap_err().kind(), ErrorKind::AddrInUse);
         let file = path.with_file_name("plain");
         fs::write(&file, "x").unwrap();
         assert!(serve(&file, fake_core()).is_err());
@@ -301,12 +276,8 @@ mod tests {
     fn silent_client_times_out() {
         let (mut a, _b) = UnixStream::pair().unwrap();
         let a2 = a.try_clone().unwrap();
-        let out = read_request(
-            &mut a,
-            |d| a2.set_read_timeout(Some(d)),
-            Instant::now() + Duration::from_millis(300),
-        )
-        .unwrap();
+        let out = read_request(&mut a, |d| a2.set_read_timeout(Some(d)), Instant::now() + Duration::from_millis(300))
+            .unwrap();
         assert_eq!(out, ReadOutcome::Empty);
     }
 }

@@ -26,7 +26,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// busy address is tried again with new ports.
 pub fn passive(lines: &[&str]) -> Spind {
     for _ in 0..5 {
-        let mut b = spind().arg("-P").arg("-e").arg(format!("/tmp/spind-web-{}-{}.sock", std::process::id(), testbed::free_port()));
+        let mut b = spind().arg("-P").arg("-e").arg(format!(
+            "/tmp/spind-web-{}-{}.sock",
+            std::process::id(),
+            testbed::free_port()
+        ));
         for l in lines {
             b = b.config_line(l);
         }

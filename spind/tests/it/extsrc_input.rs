@@ -103,12 +103,15 @@ fn extsrc_messages_become_nodes_flows_queries_and_a_merge() {
         .map(|m: &Msg| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload)))
         .filter(|l| !l.contains("\"timestamp\"") || l.contains("flows"))
         .collect();
-    let find = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle} in {lines:#?}"));
+    let find = |needle: &str| {
+        lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle} in {lines:#?}"))
+    };
     let device = find(r#"SPIN/traffic/node/1 {"command":"nodeInfo","result":{"id":1,"mac":"02:00:00:00:00:aa""#);
     let query_node = find(r#"SPIN/traffic/node/2 {"command":"nodeInfo","result":{"id":2,"#);
     let query = find(r#"{"command":"dnsquery","result":{"from":1,"queriednode":2,"query":"alias.test."}}"#);
     let remote = find(r#"SPIN/traffic/node/3 {"command":"nodeInfo","result":{"id":3,"#);
-    let first_flow = find(r#""flows":[{"from":1,"to":3,"protocol":6,"from_port":51000,"to_port":443,"size":4000,"count":7}]"#);
+    let first_flow =
+        find(r#""flows":[{"from":1,"to":3,"protocol":6,"from_port":51000,"to_port":443,"size":4000,"count":7}]"#);
     let merged = find(r#"SPIN/traffic/admin {"command":"nodeMerged","result":{"id":3,"merged-to":2}}"#);
     let cleared = lines.iter().position(|l| l == "SPIN/traffic/node/3 ").expect("retained node 3 cleared");
     let second_flow = find(r#""flows":[{"from":1,"to":2,"#);

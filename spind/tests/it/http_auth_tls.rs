@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use testbed::http::{self as http_util, req};
 use sha_crypt::{PasswordHasher, ShaCrypt};
+use testbed::http::{self as http_util, req};
 
 use crate::common::{passive, spind};
 
@@ -44,7 +44,10 @@ fn every_request_needs_basic_auth_when_a_password_file_is_set() {
     // POST (JSON-RPC) needs it too.
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"list_iplist","params":{"list":"block"}}"#;
     let post = |auth: Option<String>| {
-        let mut r = format!("POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        let mut r = format!(
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         if let Some(a) = auth {
             r.push_str(&a);
             r.push_str("\r\n");
@@ -74,7 +77,19 @@ fn every_request_needs_basic_auth_when_a_password_file_is_set() {
 fn make_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=spind-test"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=spind-test",
+        ])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
@@ -162,7 +177,10 @@ fn the_web_port_serves_https_and_mqtt_over_wss_with_tls_files() {
     let body = r#"{"jsonrpc":"2.0","id":3,"method":"list_iplist","params":{"list":"allow"}}"#;
     let r = https(
         port,
-        &format!("POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        &format!(
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), r#"{"jsonrpc":"2.0","id":3,"result":[]}"#);
@@ -190,7 +208,11 @@ fn the_web_port_serves_https_and_mqtt_over_wss_with_tls_files() {
     assert_eq!(http_util::mqtt_connect_over_ws(&mut w), [0x20, 2, 0, 0]);
 
     // curl agrees, if it is installed.
-    if let Ok(out) = Command::new("curl").args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"]).arg(format!("https://127.0.0.1:{port}/spin_api/jsonrpc")).output() {
+    if let Ok(out) = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}/spin_api/jsonrpc"))
+        .output()
+    {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
     }
 }

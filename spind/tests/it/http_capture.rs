@@ -35,7 +35,9 @@ impl Net {
             sh(&["ip", "netns", "add", ns]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
-        for (peer, ifa, ifb, mac, net) in [(&n.b, "va", "vb", DEV_S, "10.77.1"), (&n.c, "vc", "vd", "02:5e:00:00:00:02", "10.77.2")] {
+        for (peer, ifa, ifb, mac, net) in
+            [(&n.b, "va", "vb", DEV_S, "10.77.1"), (&n.c, "vc", "vd", "02:5e:00:00:00:02", "10.77.2")]
+        {
             sh(&["ip", "-n", &n.a, "link", "add", ifa, "type", "veth", "peer", "name", ifb, "netns", peer]);
             sh(&["ip", "-n", peer, "link", "set", ifb, "address", mac]);
             sh(&["ip", "-n", &n.a, "addr", "add", &format!("{net}.1/24"), "dev", ifa]);
@@ -53,7 +55,10 @@ impl Net {
     }
 
     fn curl(&self, path: &str) -> String {
-        let out = self.exec(&self.a, &["curl", "-s", "--max-time", "10", &format!("http://127.0.0.1:{PORT}{path}")]).output().unwrap();
+        let out = self
+            .exec(&self.a, &["curl", "-s", "--max-time", "10", &format!("http://127.0.0.1:{PORT}{path}")])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -101,7 +106,14 @@ fn a_capture_streams_one_devices_frames_until_it_is_stopped() {
     let net = Net::new();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("spind.conf");
-    std::fs::write(&conf, format!("log_usesyslog = 0\nlog_loglevel = 7\nstate_dir = {}\nspinweb_port = {PORT}\n", dir.path().join("state").display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "log_usesyslog = 0\nlog_loglevel = 7\nstate_dir = {}\nspinweb_port = {PORT}\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
     let log = dir.path().join("spind.log");
     let mut spind = net
         .exec(&net.a, &[common::SPIND, "-P", "-e"])

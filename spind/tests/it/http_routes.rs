@@ -90,7 +90,12 @@ fn spin_paths_and_static_files_answer_as_in_spin_and_traversal_is_refused() {
     assert_eq!(js_plain.header("content-encoding"), None);
     assert!(js_plain.text().starts_with("/* paho */"), "decompressed for clients without gzip");
     let disk_etag = js.header("etag").unwrap();
-    let again = req(port, "GET", "/spin_graph/js/paho-mqtt.js", &["Accept-Encoding: gzip", &format!("If-None-Match: {disk_etag}")]);
+    let again = req(
+        port,
+        "GET",
+        "/spin_graph/js/paho-mqtt.js",
+        &["Accept-Encoding: gzip", &format!("If-None-Match: {disk_etag}")],
+    );
     assert_eq!(again.status, 304);
 
     // Traversal: nothing outside the root, whatever the spelling.
@@ -151,8 +156,15 @@ fn capture_endpoints_refuse_a_missing_or_bad_device() {
     let s = passive(&[]);
     let port = s.http_port;
     for bad in [
-        "", "?device=", "?device=zz:zz:zz:zz:zz:zz", "?device=00:11:22:33:44", "?device=00:11:22:33:44:55:66",
-        "?device=001122334455", "?device=00:11:22:33:44:55;reboot", "?device=$(reboot)", "?device=00-11-22-33-44-55",
+        "",
+        "?device=",
+        "?device=zz:zz:zz:zz:zz:zz",
+        "?device=00:11:22:33:44",
+        "?device=00:11:22:33:44:55:66",
+        "?device=001122334455",
+        "?device=00:11:22:33:44:55;reboot",
+        "?device=$(reboot)",
+        "?device=00-11-22-33-44-55",
         "?device=%2e%2e",
     ] {
         for ep in ["tcpdump_start", "tcpdump_stop", "tcpdump_status", "capture"] {
@@ -189,7 +201,8 @@ fn mqtt_over_websocket_works_on_the_web_port() {
     // And the other way: a publish over the proxied WebSocket reaches a TCP subscriber.
     let tcp_sub = testbed::mqtt::Subscriber::connect(s.mqtt_port, false, "test/back/#");
     sub.client.publish("test/back/y", QoS::AtMostOnce, false, b"back".to_vec()).unwrap();
-    let got = tcp_sub.collect_until("the message from the WebSocket client", Duration::from_secs(20), |m| !m.is_empty());
+    let got =
+        tcp_sub.collect_until("the message from the WebSocket client", Duration::from_secs(20), |m| !m.is_empty());
     assert_eq!(got[0].payload, b"back");
 
     // A raw handshake gets the broker's own 101; a plain GET /mqtt is refused.

@@ -300,8 +300,12 @@ fn blocks_allows_and_prefixes_cut_and_restore_real_traffic() {
     assert_eq!(reach(&t.c2, &SERVERS6), "-2 3 8002");
 
     // Allowing a prefix works as well: the client's whole subnet.
-    e.apply(&Policy { block: block.clone(), allow: vec![net("10.9.3.0/24"), net("fd09:3::/64")], ..Default::default() })
-        .unwrap();
+    e.apply(&Policy {
+        block: block.clone(),
+        allow: vec![net("10.9.3.0/24"), net("fd09:3::/64")],
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(reach(&t.c2, &SERVERS4), "2 3 130");
     assert_eq!(reach(&t.c2, &SERVERS6), "2 3 8002");
     assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
@@ -608,7 +612,9 @@ fn the_startup_check_changes_nothing_and_errors_name_the_fix() {
     // A failed apply includes nft's stderr and leaves the table as it was.
     let mut e = t.enforcer();
     e.apply(&Policy { block: vec![net("10.9.2.2")], ..Default::default() }).unwrap();
-    let err = t.nft().apply_script("table inet spin {}\ndelete table inet spin\ntable inet spin {\n\tchain c { jump nowhere; }\n}\n");
+    let err = t.nft().apply_script(
+        "table inet spin {}\ndelete table inet spin\ntable inet spin {\n\tchain c { jump nowhere; }\n}\n",
+    );
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("nowhere"), "{msg}");
     assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");

@@ -23,7 +23,9 @@ fn replay(path: &str, speed: &str) -> SpindBuilder {
 }
 
 fn wait_replayed(s: &Spind) {
-    testbed::wait_for("the replay to finish", Duration::from_secs(60), || s.log_text().contains("replay finished").then_some(()));
+    testbed::wait_for("the replay to finish", Duration::from_secs(60), || {
+        s.log_text().contains("replay finished").then_some(())
+    });
 }
 
 /// What the stream says about nodes, checked message by message as a client sees it.
@@ -194,7 +196,8 @@ fn embedded_broker_serves_retained_nodes_and_list_changes_over_tcp_and_websocket
     let devices = s.call("list_devices", json!({}));
     let client = devices.as_array().unwrap().iter().find(|d| d["mac"] == CLIENT_MAC).expect("client listed");
     let flows = s.call("list_device_flows", json!({"device": CLIENT_MAC}));
-    let to_www_80 = flows.as_array().unwrap().iter().find(|f| f["to"] == www_id && f["dst_port"] == 80).expect("flow to www");
+    let to_www_80 =
+        flows.as_array().unwrap().iter().find(|f| f["to"] == www_id && f["dst_port"] == 80).expect("flow to www");
     let want = HTTP_V4_WWW.1 + HTTP_V6_WWW.1;
     assert!(within_5_percent(to_www_80["bytes"].as_u64().unwrap(), want), "{to_www_80}");
     assert_eq!(s.call("get_device_data", json!({"node": client["id"]}))["mac"], CLIENT_MAC);
@@ -203,7 +206,8 @@ fn embedded_broker_serves_retained_nodes_and_list_changes_over_tcp_and_websocket
     let cdn_id = models[0].with_domain("cdn.example.test.")["id"].clone();
     s.call("add_iplist_node", json!({"list": "block", "node": cdn_id}));
     for sub in [&tcp, &ws] {
-        let msgs = sub.collect_until("the block list", Duration::from_secs(10), |got| got.iter().any(|m| m.command() == "block"));
+        let msgs = sub
+            .collect_until("the block list", Duration::from_secs(10), |got| got.iter().any(|m| m.command() == "block"));
         let list = msgs.iter().find(|m| m.command() == "block").unwrap();
         assert_eq!(String::from_utf8_lossy(&list.payload), r#"{"command":"block","result":["198.51.100.20"]}"#);
         let info = msgs.iter().find(|m| m.topic == format!("SPIN/traffic/node/{cdn_id}")).expect("node republished");
@@ -245,11 +249,17 @@ fn lists_names_and_flags_survive_a_restart() {
     s.call("set_flow_block", json!({"node1": client["id"], "node2": www["id"], "block": 1}));
     s.terminate();
 
-    let s = spind().state_dir(state.path()).arg("-P").arg("-e").arg(format!("/tmp/spind-restart-{}.sock", testbed::free_port())).start();
+    let s = spind()
+        .state_dir(state.path())
+        .arg("-P")
+        .arg("-e")
+        .arg(format!("/tmp/spind-restart-{}.sock", testbed::free_port()))
+        .start();
     assert_eq!(s.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10", "2001:db8:100::10"]));
     let blocks = s.call("get_flow_block", json!({}));
     let pair = &blocks[0];
-    let nodes: Vec<Value> = [&pair["node1"], &pair["node2"]].iter().map(|id| s.call("get_device_data", json!({"node": id}))).collect();
+    let nodes: Vec<Value> =
+        [&pair["node1"], &pair["node2"]].iter().map(|id| s.call("get_device_data", json!({"node": id}))).collect();
     let device = nodes.iter().find(|n| n["mac"] == CLIENT_MAC).expect("device restored");
     assert_eq!(device["name"], "Laptop of Kim");
     let server = nodes.iter().find(|n| n["mac"].is_null()).unwrap();

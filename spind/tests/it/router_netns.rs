@@ -26,7 +26,8 @@ impl Router {
         topo.start_services();
         let state = tempfile::tempdir().unwrap();
         let leases = topo.work.path().join("dhcp.leases");
-        std::fs::write(&leases, format!("{} {CLIENT_MAC} {CLIENT_V4} kims-laptop 01:{CLIENT_MAC}\n", 4_000_000_000u64)).unwrap();
+        std::fs::write(&leases, format!("{} {CLIENT_MAC} {CLIENT_V4} kims-laptop 01:{CLIENT_MAC}\n", 4_000_000_000u64))
+            .unwrap();
         let mut r = Router { topo, spind: None, state, leases };
         r.start_spind();
         r
@@ -117,7 +118,9 @@ fn router_reports_devices_names_and_traffic_from_the_kernel() {
     let start = Instant::now();
     let msgs = sub.collect_until("both downloads in traffic messages", Duration::from_secs(15), |got| {
         let Some(client) = latest_node_info(got, |n| n["mac"] == CLIENT_MAC) else { return false };
-        let Some(server) = latest_node_info(got, |n| n["domains"].to_string().contains("www.example.test.")) else { return false };
+        let Some(server) = latest_node_info(got, |n| n["domains"].to_string().contains("www.example.test.")) else {
+            return false;
+        };
         flow_bytes(got, client["id"].as_u64().unwrap(), server["id"].as_u64().unwrap(), 80) >= v4 + v6
     });
     eprintln!("stream complete {:?} after the downloads", start.elapsed());
@@ -136,12 +139,17 @@ fn router_reports_devices_names_and_traffic_from_the_kernel() {
 
     // The ISP gateway is a neighbour of the router on wan0 (the default route's interface):
     // no device, so no node with its address carries a MAC.
-    let gateway = latest_node_info(&msgs, |n| n["ips"].to_string().contains("\"203.0.113.2\"") || n["ips"].to_string().contains("\"2001:db8:ffff::2\""));
+    let gateway = latest_node_info(&msgs, |n| {
+        n["ips"].to_string().contains("\"203.0.113.2\"") || n["ips"].to_string().contains("\"2001:db8:ffff::2\"")
+    });
     assert!(gateway.as_ref().is_none_or(|g| g["mac"].is_null()), "WAN gateway became a device: {gateway:?}");
 
-    let queries: Vec<Value> = msgs.iter().filter(|m| m.command() == "dnsquery").map(|m| m.json()["result"].clone()).collect();
+    let queries: Vec<Value> =
+        msgs.iter().filter(|m| m.command() == "dnsquery").map(|m| m.json()["result"].clone()).collect();
     assert!(
-        queries.iter().any(|q| q["query"] == "www.example.test." && q["from"] == client["id"] && q["queriednode"] == server["id"]),
+        queries.iter().any(|q| q["query"] == "www.example.test."
+            && q["from"] == client["id"]
+            && q["queriednode"] == server["id"]),
         "{queries:?}"
     );
 
@@ -175,7 +183,8 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
     r.call("add_iplist_node", json!({"list": "block", "node": server}));
     assert!(blocked_now(&r, www), "download still works after the block");
     assert!(!blocked_now(&r, other), "only the blocked node is affected");
-    let msgs = sub.collect_until("blocked messages", Duration::from_secs(5), |got| got.iter().any(|m| m.command() == "blocked"));
+    let msgs = sub
+        .collect_until("blocked messages", Duration::from_secs(5), |got| got.iter().any(|m| m.command() == "blocked"));
     let b = msgs.iter().find(|m| m.command() == "blocked").unwrap().json();
     assert!(b["result"]["from"] == client || b["result"]["to"] == server, "{b}");
 
@@ -215,7 +224,8 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
     // A marker after the ignored traffic: once it is seen, everything before it has been too.
     std::thread::sleep(Duration::from_millis(1500));
     r.call("add_iplist_ip", json!({"list": "allow", "ip": "192.0.2.99"}));
-    let msgs = sub.collect_until("the marker", Duration::from_secs(10), |got| got.iter().any(|m| m.command() == "allow"));
+    let msgs =
+        sub.collect_until("the marker", Duration::from_secs(10), |got| got.iter().any(|m| m.command() == "allow"));
     for m in &msgs {
         let v = m.json();
         match m.command().as_str() {

@@ -40,7 +40,10 @@ fn the_unix_socket_answers_requests_written_in_pieces_and_refuses_oversize_ones(
     assert_eq!(answer, "{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":[]}\n");
 
     // Over 64 KiB: an error, not a hang.
-    let big = format!(r#"{{"jsonrpc":"2.0","id":9,"method":"set_device_name","params":{{"node":1,"name":"{}"}}}}"#, "x".repeat(70_000));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"set_device_name","params":{{"node":1,"name":"{}"}}}}"#,
+        "x".repeat(70_000)
+    );
     let r = rpc_unix(&s.rpc_socket(), big.as_bytes());
     assert!(r.contains("\"error\"") && r.contains("too large"), "{r}");
 
@@ -52,8 +55,12 @@ fn the_unix_socket_answers_requests_written_in_pieces_and_refuses_oversize_ones(
 #[test]
 fn http_post_answers_json_rpc_get_is_refused_and_node_add_ip_returns_the_id() {
     let s = passive();
-    let (status, body) = http_request(s.http_port, "POST", "/spin_api/jsonrpc",
-        br#"{"jsonrpc":"2.0","id":1,"method":"node_add_ip","params":{"node":0,"ipaddr":"192.0.2.1"}}"#);
+    let (status, body) = http_request(
+        s.http_port,
+        "POST",
+        "/spin_api/jsonrpc",
+        br#"{"jsonrpc":"2.0","id":1,"method":"node_add_ip","params":{"node":0,"ipaddr":"192.0.2.1"}}"#,
+    );
     assert_eq!((status, body.as_str()), (200, r#"{"jsonrpc":"2.0","id":1,"result":1}"#));
     let (status, _) = http_request(s.http_port, "GET", "/spin_api/jsonrpc", b"");
     assert_eq!(status, 405);

@@ -23,7 +23,8 @@ fn config_line_without_equals_sign_names_the_line() {
 
 #[test]
 fn unknown_config_key_is_a_warning_not_an_error() {
-    let mut s = spind().config_line("iptable_place_dns = 1").arg("-P").arg("-e").arg("/tmp/spind-test-unused.sock").start();
+    let mut s =
+        spind().config_line("iptable_place_dns = 1").arg("-P").arg("-e").arg("/tmp/spind-test-unused.sock").start();
     let log = s.log_text();
     assert!(log.contains("iptable_place_dns"), "warning names the key: {log}");
     assert!(s.child.try_wait().unwrap().is_none(), "still running");
@@ -35,7 +36,9 @@ fn unusable_state_directory_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let (code, log) = exit_and_log(spind().state_dir(&file.join("state")).arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()));
+    let (code, log) = exit_and_log(
+        spind().state_dir(&file.join("state")).arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()),
+    );
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("not-a-dir/state"), "{log}");
     assert!(log.contains("--state-dir"), "says how to fix it: {log}");
@@ -89,7 +92,8 @@ fn a_bad_command_line_fails_and_dash_capital_c_prints_the_defaults() {
     assert!(lines.contains(&"spinweb_port = 13026"));
     assert!(lines.contains(&"state_dir = /etc/spin"));
     // Command line beats file.
-    let out = std::process::Command::new(common::SPIND).arg("-c").arg(&empty).args(["-p", "2000", "-C"]).output().unwrap();
+    let out =
+        std::process::Command::new(common::SPIND).arg("-c").arg(&empty).args(["-p", "2000", "-C"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pubsub_port = 2000\n") && text.contains("pubsub_websocket_port = 2001\n"), "{text}");
 }

@@ -44,7 +44,11 @@ fn the_source_tree_keeps_its_doc_comments_and_room_rules() {
     assert!(
         violations.is_empty(),
         "the source tree breaks its rules (docs/architecture.md, \"Invariants\"):\n{}",
-        violations.iter().map(|v| format!("  spind/src/{}: {} ({})", v.file, v.rule, v.detail)).collect::<Vec<_>>().join("\n")
+        violations
+            .iter()
+            .map(|v| format!("  spind/src/{}: {} ({})", v.file, v.rule, v.detail))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -88,7 +92,9 @@ fn check_file(rel: &str, text: &str) -> Vec<Violation> {
     }
     let kernel_allowed = rel.starts_with("sources/kernel/") || room == "enforcer" || rel == "transports/capture.rs";
     if !kernel_allowed {
-        for needle in ["libc::socket", "AF_NETLINK", "AF_PACKET", "SOCK_RAW", "getifaddrs", "process::Command", "Command::new"] {
+        for needle in
+            ["libc::socket", "AF_NETLINK", "AF_PACKET", "SOCK_RAW", "getifaddrs", "process::Command", "Command::new"]
+        {
             if code.contains(needle) {
                 flag(KERNEL_ACCESS, format!("uses `{needle}`"));
             }
@@ -211,10 +217,7 @@ fn path_tails(s: &str) -> Vec<Vec<String>> {
         rest = &rest[len..];
         match rest.strip_prefix("::") {
             Some(r) if r.starts_with('{') => {
-                return path_tails(r)
-                    .into_iter()
-                    .map(|t| segs.iter().cloned().chain(t).collect())
-                    .collect();
+                return path_tails(r).into_iter().map(|t| segs.iter().cloned().chain(t).collect()).collect();
             }
             Some(r) => rest = r,
             None => break,
@@ -318,7 +321,10 @@ fn code_only(text: &str) -> String {
                 }
             }
             i = k + 1;
-        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || (next == Some('\\') && chars[i..].iter().skip(2).take(10).any(|&x| x == '\''))) {
+        } else if c == '\''
+            && (chars.get(i + 2) == Some(&'\'')
+                || (next == Some('\\') && chars[i..].iter().skip(2).take(10).any(|&x| x == '\'')))
+        {
             // A char literal ('x', '\n', '\u{..}'); a lone quote is a lifetime.
             let mut k = i + 1;
             while k < chars.len() && chars[k] != '\'' {
@@ -389,7 +395,10 @@ fn tidy_flags_kernel_sockets_and_commands_outside_their_rooms() {
 
 #[test]
 fn tidy_flags_the_config_asking_the_kernel_and_the_cache_outside_the_model() {
-    let v = check_file("daemon/config.rs", "//! x\nconst F: fn(&str) -> bool = crate::sources::kernel::route::valid_ifname;\n");
+    let v = check_file(
+        "daemon/config.rs",
+        "//! x\nconst F: fn(&str) -> bool = crate::sources::kernel::route::valid_ifname;\n",
+    );
     assert_eq!(v.iter().map(|v| v.rule).collect::<Vec<_>>(), [CONFIG_NO_KERNEL]);
     assert!(check_file("daemon/mod.rs", "//! x\nuse crate::sources::kernel;\n").is_empty());
     let v = check_file("daemon/mod.rs", "//! x\nfn f(c: &mut NodeCache) {}\n");

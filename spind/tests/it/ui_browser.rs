@@ -22,13 +22,10 @@ const CLIENT_MAC: &str = "02:00:00:00:00:64";
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 fn replayed_spind() -> Spind {
-    let s = spind()
-        .arg("--replay")
-        .arg(fixture("basic.pcap").to_str().unwrap())
-        .arg("--replay-speed")
-        .arg("0")
-        .start();
-    wait_for("the replay to finish", Duration::from_secs(60), || s.log_text().contains("replay finished").then_some(()));
+    let s = spind().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    wait_for("the replay to finish", Duration::from_secs(60), || {
+        s.log_text().contains("replay finished").then_some(())
+    });
     // The device and its flows to both named services are known to spind.
     wait_for("spind's device flows", Duration::from_secs(20), || {
         let flows = s.call("list_device_flows", json!({"device": CLIENT_MAC}));
@@ -71,7 +68,11 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     b.goto(&url);
 
     // Connected over MQTT/WebSocket, and the device and both named services are in the graph.
-    b.wait_js("the UI to connect to spind's broker", Duration::from_secs(30), "window.spinState && window.spinState.connection() === 'connected'");
+    b.wait_js(
+        "the UI to connect to spind's broker",
+        Duration::from_secs(30),
+        "window.spinState && window.spinState.connection() === 'connected'",
+    );
     let want = [CLIENT_MAC, "www.example.test", "cdn.example.test"];
     let expr = format!(
         "(() => {{ const l = window.spinState.nodes().filter(n => n.shown).map(n => n.label); return {}.every(x => l.includes(x)); }})()",
@@ -100,22 +101,41 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     let dev_id = click_node(&b, CLIENT_MAC);
     b.wait_js("the device's details", Duration::from_secs(10), &format!("!document.querySelector('#panel').hidden && document.querySelector('#panel-body').textContent.includes('{CLIENT_MAC}')"));
     assert_eq!(b.js("return window.spinState.selected();", json!([])), json!({"type": "node", "id": dev_id}));
-    b.wait_js("the device's recent flows", Duration::from_secs(10), "document.querySelectorAll('#panel .flows tr').length >= 3");
+    b.wait_js(
+        "the device's recent flows",
+        Duration::from_secs(10),
+        "document.querySelectorAll('#panel .flows tr').length >= 3",
+    );
     let flows_text = b.text("#panel .flows");
-    assert!(flows_text.contains("www.example.test") && flows_text.contains("http"), "flows show remote names and services: {flows_text}");
+    assert!(
+        flows_text.contains("www.example.test") && flows_text.contains("http"),
+        "flows show remote names and services: {flows_text}"
+    );
 
     // Block a service from its panel: drawn blocked, and in spind's block list with all its addresses.
     let www = click_node(&b, "www.example.test");
-    b.wait_js("the service's details", Duration::from_secs(10), "document.querySelector('#panel-title').textContent === 'www.example.test'");
+    b.wait_js(
+        "the service's details",
+        Duration::from_secs(10),
+        "document.querySelector('#panel-title').textContent === 'www.example.test'",
+    );
     b.click("#panel button[data-action=block]");
-    b.wait_js("the service drawn as blocked", Duration::from_secs(10), &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked && n.fill === '#dc2626')"));
+    b.wait_js(
+        "the service drawn as blocked",
+        Duration::from_secs(10),
+        &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked && n.fill === '#dc2626')"),
+    );
     let ips = s.call("get_device_data", json!({"node": www}))["ips"].clone();
     let block = s.call("list_iplist", json!({"list": "block"}));
     for ip in ips.as_array().unwrap() {
         assert!(block.as_array().unwrap().contains(ip), "block list {block} has {ip}");
     }
     assert!(ips.as_array().unwrap().contains(&json!("198.51.100.10")));
-    b.wait_js("the Unblock button", Duration::from_secs(10), "document.querySelector('#panel button[data-action=block]').textContent === 'Unblock'");
+    b.wait_js(
+        "the Unblock button",
+        Duration::from_secs(10),
+        "document.querySelector('#panel button[data-action=block]').textContent === 'Unblock'",
+    );
 
     // The block list dialog shows the addresses; removing one goes to spind.
     b.click("#show-block");
@@ -138,14 +158,24 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
         json!([dev_id, cdn]),
     );
     b.click_at(mid["x"].as_f64().unwrap(), mid["y"].as_f64().unwrap());
-    b.wait_js("the flow's details", Duration::from_secs(10), &format!("JSON.stringify(window.spinState.selected()) === JSON.stringify({{type: 'edge', key: '{dev_id}>{cdn}'}})"));
+    b.wait_js(
+        "the flow's details",
+        Duration::from_secs(10),
+        &format!(
+            "JSON.stringify(window.spinState.selected()) === JSON.stringify({{type: 'edge', key: '{dev_id}>{cdn}'}})"
+        ),
+    );
     b.click("#panel button[data-action=flow-block]");
     wait_for("the flow block in spind", Duration::from_secs(10), || {
         let fb = s.call("get_flow_block", json!({}));
         let (lo, hi) = (dev_id.min(cdn), dev_id.max(cdn));
         fb.as_array().unwrap().contains(&json!({"node1": lo, "node2": hi})).then_some(())
     });
-    b.wait_js("the Unblock-flow button", Duration::from_secs(10), "document.querySelector('#panel button[data-action=flow-block]').textContent === 'Unblock this flow'");
+    b.wait_js(
+        "the Unblock-flow button",
+        Duration::from_secs(10),
+        "document.querySelector('#panel button[data-action=flow-block]').textContent === 'Unblock this flow'",
+    );
 
     // Rename the device; the name is spind's and survives a reload.
     click_node(&b, CLIENT_MAC);
@@ -155,7 +185,11 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     wait_for("the name in spind", Duration::from_secs(10), || {
         (s.call("get_device_data", json!({"node": dev_id}))["name"] == "living-room tv").then_some(())
     });
-    b.wait_js("the new label", Duration::from_secs(10), "window.spinState.nodes().some(n => n.label === 'living-room tv')");
+    b.wait_js(
+        "the new label",
+        Duration::from_secs(10),
+        "window.spinState.nodes().some(n => n.label === 'living-room tv')",
+    );
     // Mark this page, so the wait below can only be satisfied by the reloaded one.
     b.js("window.beforeReload = true;", json!([]));
     b.refresh();
@@ -169,9 +203,15 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     let h = |msg: Value| {
         b.js("window.spinState.handle(arguments[0]);", json!([msg]));
     };
-    h(json!({"command": "nodeInfo", "result": {"id": 9001, "mac": "02:00:00:00:99:01", "lastseen": 1, "ips": ["192.168.8.201"], "domains": []}}));
-    h(json!({"command": "nodeInfo", "result": {"id": 9002, "lastseen": 1, "ips": ["203.0.113.2"], "domains": ["merge-me.test."]}}));
-    h(json!({"command": "nodeInfo", "result": {"id": 9003, "lastseen": 1, "ips": ["203.0.113.3"], "domains": ["target.test.", "alias.target.test."]}}));
+    h(
+        json!({"command": "nodeInfo", "result": {"id": 9001, "mac": "02:00:00:00:99:01", "lastseen": 1, "ips": ["192.168.8.201"], "domains": []}}),
+    );
+    h(
+        json!({"command": "nodeInfo", "result": {"id": 9002, "lastseen": 1, "ips": ["203.0.113.2"], "domains": ["merge-me.test."]}}),
+    );
+    h(
+        json!({"command": "nodeInfo", "result": {"id": 9003, "lastseen": 1, "ips": ["203.0.113.3"], "domains": ["target.test.", "alias.target.test."]}}),
+    );
     h(json!({"command": "nodeInfo", "result": {"id": 9004, "lastseen": 1, "ips": ["224.0.0.251"], "domains": []}}));
     h(json!({"command": "traffic", "argument": "", "result": {"flows": [
         {"from": 9001, "to": 9002, "protocol": 6, "from_port": 40000, "to_port": 443, "size": 5000, "count": 5},
@@ -265,13 +305,21 @@ fn ui_asks_for_credentials_when_the_broker_refuses() {
     b.goto(&format!("{origin}/?mqtt_port={}", broker.port));
     let first = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI connects to the broker");
     assert_eq!(first, (None, None), "first attempt is anonymous");
-    b.wait_js("the login form", Duration::from_secs(10), "document.querySelector('#login').open && window.spinState.connection() === 'unauthorized'");
+    b.wait_js(
+        "the login form",
+        Duration::from_secs(10),
+        "document.querySelector('#login').open && window.spinState.connection() === 'unauthorized'",
+    );
     assert_eq!(b.text("#conn"), "Login needed");
     b.type_into("#login-user", "alice");
     b.type_into("#login-pass", "s3cret");
     b.click("#login button[type=submit]");
     let second = broker.connects.recv_timeout(Duration::from_secs(20)).expect("the UI reconnects with credentials");
     assert_eq!(second, (Some("alice".into()), Some("s3cret".into())));
-    b.wait_js("the connection with credentials", Duration::from_secs(10), "window.spinState.connection() === 'connected' && !document.querySelector('#login').open");
+    b.wait_js(
+        "the connection with credentials",
+        Duration::from_secs(10),
+        "window.spinState.connection() === 'connected' && !document.querySelector('#login').open",
+    );
     assert_eq!(b.text("#conn"), "Live");
 }

@@ -29,7 +29,11 @@ impl UiFrameStats {
 /// the layout takes to settle, up to 90 s).
 pub fn ui_frame_stats(b: &Browser, origin: &str) -> UiFrameStats {
     b.goto(&format!("{origin}/?bench=500x2000"));
-    b.wait_js("the benchmark to start", Duration::from_secs(30), "window.spinBench && window.spinBench.handleMs.length > 0");
+    b.wait_js(
+        "the benchmark to start",
+        Duration::from_secs(30),
+        "window.spinBench && window.spinBench.handleMs.length > 0",
+    );
     let measure = |what: &str| -> Value {
         b.js("window.spinState.resetFrameStats(); window.spinBench.handleMs.length = 0;", json!([]));
         std::thread::sleep(Duration::from_secs(10));

@@ -100,7 +100,8 @@ impl Browser {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("Content-Type", "application/json")] };
         let (status, resp) = http_call(self.port, method, path, headers, body.as_bytes());
-        let v: Value = serde_json::from_slice(&resp).unwrap_or_else(|e| panic!("WebDriver {method} {path}: bad JSON ({e})"));
+        let v: Value =
+            serde_json::from_slice(&resp).unwrap_or_else(|e| panic!("WebDriver {method} {path}: bad JSON ({e})"));
         if status != 200 {
             panic!("WebDriver {method} {path} failed ({status}): {}", v["value"]);
         }
@@ -133,7 +134,9 @@ impl Browser {
         let end = Instant::now() + timeout;
         let mut last = Value::Null;
         loop {
-            last = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.js(&format!("return ({expr});"), json!([])))) {
+            last = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.js(&format!("return ({expr});"), json!([]))
+            })) {
                 Ok(v) => v,
                 Err(_) => last,
             };
@@ -143,7 +146,10 @@ impl Browser {
                 return last;
             }
             if Instant::now() > end {
-                panic!("timed out after {timeout:?} waiting for {what} (`{expr}` was {last}); browser log:\n{}", self.console_log());
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} (`{expr}` was {last}); browser log:\n{}",
+                    self.console_log()
+                );
             }
             thread::sleep(Duration::from_millis(200));
         }
@@ -188,7 +194,13 @@ impl Browser {
 
     fn try_cmd(&self, method: &str, path: &str, body: Value) -> (u16, String) {
         let body = body.to_string();
-        let (status, resp) = http_call(self.port, method, &format!("/session/{}{path}", self.session), &[("Content-Type", "application/json")], body.as_bytes());
+        let (status, resp) = http_call(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
         (status, String::from_utf8_lossy(&resp).into_owned())
     }
 
@@ -213,9 +225,17 @@ impl Browser {
 
     /// The page's console messages so far (for failure reports).
     pub fn console_log(&self) -> String {
-        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.cmd("POST", "/se/log", Some(json!({"type": "browser"}))))).unwrap_or(Value::Null);
+        let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.cmd("POST", "/se/log", Some(json!({"type": "browser"})))
+        }))
+        .unwrap_or(Value::Null);
         v.as_array()
-            .map(|a| a.iter().map(|e| format!("{} {}", e["level"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n"))
+            .map(|a| {
+                a.iter()
+                    .map(|e| format!("{} {}", e["level"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     }
 }
@@ -237,7 +257,10 @@ impl Drop for Browser {
 fn http_call(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -32,10 +32,19 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, S
 }
 
 /// A raw HTTP/1.1 request with extra headers; returns (status, header block, body bytes).
-pub fn http_exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+pub fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -180,4 +189,3 @@ pub fn mqtt_connect_over_ws(s: &mut (impl Read + Write)) -> Vec<u8> {
     s.read_exact(&mut payload).unwrap();
     payload
 }
-

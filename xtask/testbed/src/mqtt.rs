@@ -58,7 +58,10 @@ impl Subscriber {
             for ev in conn.iter() {
                 match ev {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send(Msg { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain }).is_err() {
+                        if tx
+                            .send(Msg { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -85,7 +88,9 @@ impl Subscriber {
                 Err(_) => panic!(
                     "timed out waiting for {what}; got {} messages: {:#?}",
                     got.len(),
-                    got.iter().map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload))).collect::<Vec<_>>()
+                    got.iter()
+                        .map(|m| format!("{} {}", m.topic, String::from_utf8_lossy(&m.payload)))
+                        .collect::<Vec<_>>()
                 ),
             }
         }
@@ -102,16 +107,17 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("this test needs Debian's mosquitto broker: apt-get install mosquitto (scripts/setup-host.sh does)");
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).expect(
+            "this test needs Debian's mosquitto broker: apt-get install mosquitto (scripts/setup-host.sh does)",
+        );
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
         let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        crate::wait_for("mosquitto to listen", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).ok());
+        crate::wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         Mosquitto { child, port, _dir: dir }
     }
 }

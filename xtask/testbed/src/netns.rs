@@ -44,7 +44,8 @@ impl Netns {
     pub fn new(tag: &str) -> Netns {
         static N: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
+        let name =
+            format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
         sh(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
@@ -140,13 +141,64 @@ impl Topology {
         for ns in [c, r, s] {
             sh(&["ip", "netns", "add", ns]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv6.conf.default.accept_ra=0", "net.ipv6.conf.all.accept_dad=0"]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ]);
         }
-        sh(&["ip", "link", "add", "name", "eth0", "netns", c, "address", CLIENT_MAC, "mtu", "9000", "type", "veth",
-            "peer", "name", "lan0", "netns", r, "address", "02:00:00:00:00:01", "mtu", "9000"]);
-        sh(&["ip", "link", "add", "name", "wan0", "netns", r, "mtu", "9000", "type", "veth",
-            "peer", "name", "eth0", "netns", s, "address", "02:00:00:00:0a:0a", "mtu", "9000"]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            "name",
+            "eth0",
+            "netns",
+            c,
+            "address",
+            CLIENT_MAC,
+            "mtu",
+            "9000",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan0",
+            "netns",
+            r,
+            "address",
+            "02:00:00:00:00:01",
+            "mtu",
+            "9000",
+        ]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            "name",
+            "wan0",
+            "netns",
+            r,
+            "mtu",
+            "9000",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            s,
+            "address",
+            "02:00:00:00:0a:0a",
+            "mtu",
+            "9000",
+        ]);
         let ip = |ns: &str, args: &[&str]| {
             let mut v = vec!["ip", "-n", ns];
             v.extend_from_slice(args);
@@ -200,12 +252,25 @@ impl Topology {
         std::fs::write(www.join("file100k"), vec![0u8; 102_400]).unwrap();
         std::fs::write(www.join("file1m"), vec![0u8; 1_048_576]).unwrap();
         let dnsmasq = Command::new("ip")
-            .args(["netns", "exec", &self.server, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                "--pid-file=", "--user=root", "--group=root", "--listen-address=198.51.100.10,2001:db8:100::10",
-                "--bind-interfaces", "--port=53", "--local=/test/",
+            .args([
+                "netns",
+                "exec",
+                &self.server,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+                "--user=root",
+                "--group=root",
+                "--listen-address=198.51.100.10,2001:db8:100::10",
+                "--bind-interfaces",
+                "--port=53",
+                "--local=/test/",
                 "--host-record=www.example.test,198.51.100.10,2001:db8:100::10,300",
                 "--host-record=other.example.test,198.51.100.20,2001:db8:100::20,300",
-                "--host-record=api.example.test,198.51.100.30,60"])
+                "--host-record=api.example.test,198.51.100.30,60",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -221,8 +286,24 @@ impl Topology {
         self.daemons.push(http);
         let server = self.server.clone();
         crate::wait_for("the test HTTP and DNS servers", Duration::from_secs(20), || {
-            let http = Command::new("ip").args(["netns", "exec", &server, "curl", "-s", "-o", "/dev/null", "http://198.51.100.10/file100k"]).status().ok()?;
-            let dns = Command::new("ip").args(["netns", "exec", &server, "dig", "+short", "+time=1", "+tries=1", "@198.51.100.10", "www.example.test"]).output().ok()?;
+            let http = Command::new("ip")
+                .args(["netns", "exec", &server, "curl", "-s", "-o", "/dev/null", "http://198.51.100.10/file100k"])
+                .status()
+                .ok()?;
+            let dns = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &server,
+                    "dig",
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    "@198.51.100.10",
+                    "www.example.test",
+                ])
+                .output()
+                .ok()?;
             (http.success() && !dns.stdout.is_empty()).then_some(())
         });
     }
@@ -234,7 +315,18 @@ impl Topology {
 
     /// Downloads `url` from the client with a time limit: `Some(bytes)` on success.
     pub fn curl(&self, url: &str, max_secs: &str) -> Option<u64> {
-        let out = self.client_cmd(&["curl", "-s", "-g", "-o", "/dev/null", "--max-time", max_secs, "-w", "%{size_download}", url]);
+        let out = self.client_cmd(&[
+            "curl",
+            "-s",
+            "-g",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            max_secs,
+            "-w",
+            "%{size_download}",
+            url,
+        ]);
         if !out.status.success() {
             return None;
         }

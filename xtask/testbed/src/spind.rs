@@ -156,4 +156,3 @@ impl Drop for Spind {
 pub fn kill(pid: u32, sig: i32) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
-

@@ -16,7 +16,16 @@ fn mac(s: &str) -> MacAddr {
 }
 
 fn flow(src: &str, dst: &str, dport: u16, bytes: u64, packets: u64) -> FlowSample {
-    FlowSample { protocol: 6, src: ip(src), dst: ip(dst), src_port: 40000, dst_port: dport, icmp_type: 0, bytes, packets }
+    FlowSample {
+        protocol: 6,
+        src: ip(src),
+        dst: ip(dst),
+        src_port: 40000,
+        dst_port: dport,
+        icmp_type: 0,
+        bytes,
+        packets,
+    }
 }
 
 fn run(core: &mut Core, ev: Event) -> Vec<Publish> {
@@ -48,7 +57,10 @@ fn every_node_is_announced_before_the_traffic_that_uses_it() {
         String::from_utf8_lossy(&out[0].payload),
         r#"{"command":"nodeInfo","result":{"id":1,"mac":"02:00:00:00:00:64","lastseen":1000,"ips":["192.168.8.100"],"domains":[]}}"#
     );
-    let out = run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 1500, 10)], local: false });
+    let out = run(
+        &mut core,
+        Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 1500, 10)], local: false },
+    );
     let topics: Vec<&str> = out.iter().map(|p| p.topic.as_str()).collect();
     assert_eq!(topics, ["SPIN/traffic/node/2", "SPIN/traffic"]);
     assert!(out[0].retain && !out[1].retain);
@@ -61,7 +73,8 @@ fn every_node_is_announced_before_the_traffic_that_uses_it() {
         r#"{"command":"traffic","argument":"","result":{"flows":[{"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":1500,"count":10}],"timestamp":1001,"total_size":1500,"total_count":10}}"#
     );
     // Seen again: no new nodeInfo (a plain lastseen refresh is not republished).
-    let out = run(&mut core, Event::Flows { time: 1002, flows: vec![flow(DEV, "198.51.100.10", 80, 100, 1)], local: false });
+    let out =
+        run(&mut core, Event::Flows { time: 1002, flows: vec![flow(DEV, "198.51.100.10", 80, 100, 1)], local: false });
     assert_eq!(out.len(), 1);
 }
 
@@ -75,13 +88,15 @@ fn flows_without_a_device_need_local_mode_and_ignored_addresses_are_hidden() {
     let out = run(&mut core, Event::Flows { time: 1002, flows: f(), local: true });
     assert_eq!(on_topic(&out, "SPIN/traffic").len(), 1, "extsrc batches are local");
 
-    let mut local = core_in(tempfile::tempdir().unwrap().path(), CoreSettings { local_mode: true, ..Default::default() });
+    let mut local =
+        core_in(tempfile::tempdir().unwrap().path(), CoreSettings { local_mode: true, ..Default::default() });
     let out = run(&mut local, Event::Flows { time: 1001, flows: f(), local: false });
     assert_eq!(on_topic(&out, "SPIN/traffic").len(), 1, "-l publishes them");
 
     // The ignore list hides flows and DNS queries of ignored addresses.
     core.op_iplist_ip("ignore", ListKind::Ignore, DEV, true, &mut Vec::new()).unwrap();
-    let out = run(&mut core, Event::Flows { time: 1003, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    let out =
+        run(&mut core, Event::Flows { time: 1003, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
     assert!(on_topic(&out, "SPIN/traffic").is_empty());
     let out = run(&mut core, Event::DnsQuery { time: 1003, client: ip(DEV), qname: "www.example.test.".into() });
     assert!(on_topic(&out, "SPIN/traffic").is_empty());
@@ -98,7 +113,8 @@ fn dns_answers_follow_cname_chains_to_the_queried_name() {
     let queried = q["result"]["queriednode"].as_u64().unwrap();
     assert_eq!(q["result"]["query"], "cdn.example.test.");
     // The node is announced (retained) before the query refers to it.
-    assert!(on_topic(&out, &format!("SPIN/traffic/node/{queried}"))[0].contains(r#""ips":[],"domains":["cdn.example.test."]"#));
+    assert!(on_topic(&out, &format!("SPIN/traffic/node/{queried}"))[0]
+        .contains(r#""ips":[],"domains":["cdn.example.test."]"#));
 
     let rec = |owner: &str, ttl, data| DnsRecord { owner: owner.into(), ttl, data };
     let records = vec![
@@ -140,7 +156,11 @@ fn merges_are_announced_and_clear_the_retained_topic() {
     let topics: Vec<(&str, String)> =
         out.iter().map(|p| (p.topic.as_str(), String::from_utf8_lossy(&p.payload).into_owned())).collect();
     assert_eq!(topics[0].0, "SPIN/traffic/node/2");
-    assert!(topics[0].1.contains(r#""ips":["192.0.2.1","192.0.2.2"],"domains":["a.test.","b.test."]"#), "{}", topics[0].1);
+    assert!(
+        topics[0].1.contains(r#""ips":["192.0.2.1","192.0.2.2"],"domains":["a.test.","b.test."]"#),
+        "{}",
+        topics[0].1
+    );
     assert_eq!(topics[1], ("SPIN/traffic/admin", r#"{"command":"nodeMerged","result":{"id":3,"merged-to":2}}"#.into()));
     assert_eq!(topics[2], ("SPIN/traffic/node/3", String::new()));
     assert!(out[2].retain);
@@ -187,14 +207,18 @@ fn without_a_kernel_blocked_flows_are_reported_as_blocked() {
     let mut core = core_with_device(dir.path(), CoreSettings { simulate_blocking: true, ..Default::default() });
     run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
     core.op_iplist_node("block", ListKind::Block, 2, true, &mut Vec::new()).unwrap();
-    let out = run(&mut core, Event::Flows { time: 1002, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    let out =
+        run(&mut core, Event::Flows { time: 1002, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
     assert_eq!(
         on_topic(&out, "SPIN/traffic"),
-        [r#"{"command":"blocked","result":{"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":60,"count":1}}"#]
+        [
+            r#"{"command":"blocked","result":{"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":60,"count":1}}"#
+        ]
     );
     // An allowed device overrides the block.
     core.op_iplist_node("allow", ListKind::Allow, 1, true, &mut Vec::new()).unwrap();
-    let out = run(&mut core, Event::Flows { time: 1003, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    let out =
+        run(&mut core, Event::Flows { time: 1003, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
     assert!(on_topic(&out, "SPIN/traffic")[0].starts_with(r#"{"command":"traffic""#));
 }
 
@@ -211,8 +235,12 @@ fn a_blocked_node_takes_its_later_addresses_onto_the_list() {
     let id = core.nodes().by_ip(&ip("203.0.113.1")).unwrap();
     core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut Vec::new()).unwrap();
     let out = run(&mut core, answer("2001:db8::66"));
-    assert_eq!(messages::ip_list_result(&core.op_list_iplist(ListKind::Block)).to_string(), r#"["203.0.113.1","2001:db8::66"]"#);
-    assert!(on_topic(&out, "SPIN/traffic").contains(&r#"{"command":"block","result":["203.0.113.1","2001:db8::66"]}"#.to_string()));
+    assert_eq!(
+        messages::ip_list_result(&core.op_list_iplist(ListKind::Block)).to_string(),
+        r#"["203.0.113.1","2001:db8::66"]"#
+    );
+    assert!(on_topic(&out, "SPIN/traffic")
+        .contains(&r#"{"command":"block","result":["203.0.113.1","2001:db8::66"]}"#.to_string()));
     assert!(on_topic(&out, &format!("SPIN/traffic/node/{id}"))[0].contains(r#""is_blocked":true"#));
 }
 
@@ -241,7 +269,10 @@ fn lists_flags_names_and_flow_blocks_survive_a_restart() {
     assert!(core.nodes().get(blocked).unwrap().on_list(ListKind::Block));
     let dev = core.nodes().by_mac(&mac(DEV_MAC)).unwrap();
     let peer = core.nodes().by_ip(&ip("198.51.100.30")).unwrap();
-    assert_eq!(messages::flow_blocks_result(&core.op_get_flow_block()), json!([{"node1": dev.min(peer), "node2": dev.max(peer)}]));
+    assert_eq!(
+        messages::flow_blocks_result(&core.op_get_flow_block()),
+        json!([{"node1": dev.min(peer), "node2": dev.max(peer)}])
+    );
     assert_eq!(core.nodes().get(dev).unwrap().name.as_deref(), Some("laptop"));
     assert!(std::fs::read_to_string(dir.path().join("names.conf")).unwrap().contains("name: 02:00:00:00:00:64 laptop"));
 }
@@ -263,9 +294,8 @@ fn node_add_ip_returns_the_id_and_rejects_taken_or_bad_addresses() {
 fn a_busy_interval_is_split_into_bounded_traffic_messages() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_with_device(dir.path(), CoreSettings::default());
-    let flows: Vec<FlowSample> = (0..2500u32)
-        .map(|i| flow(DEV, &format!("203.0.{}.{}", i / 250, i % 250 + 1), 443, 100, 1))
-        .collect();
+    let flows: Vec<FlowSample> =
+        (0..2500u32).map(|i| flow(DEV, &format!("203.0.{}.{}", i / 250, i % 250 + 1), 443, 100, 1)).collect();
     let out = run(&mut core, Event::Flows { time: 1001, flows, local: false });
     let traffic: Vec<Value> = on_topic(&out, "SPIN/traffic").iter().map(|t| serde_json::from_str(t).unwrap()).collect();
     let sizes: Vec<usize> = traffic.iter().map(|t| t["result"]["flows"].as_array().unwrap().len()).collect();

@@ -20,34 +20,59 @@ fn verbatim_pairs_of_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_in(dir.path(), CoreSettings::default());
     for (i, ip) in ["192.0.2.11", "192.0.2.12", "192.0.2.1"].iter().enumerate() {
-        let r = rpc(&mut core, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"node_add_ip","params":{{"node":0,"ipaddr":"{ip}"}}}}"#));
+        let r = rpc(
+            &mut core,
+            &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"node_add_ip","params":{{"node":0,"ipaddr":"{ip}"}}}}"#),
+        );
         assert_eq!(r.unwrap(), format!(r#"{{"jsonrpc":"2.0","id":1,"result":{}}}"#, i + 1));
     }
     let pairs = [
-        (r#"{"jsonrpc":"2.0","id":5,"method":"add_iplist_node","params":{"list":"block","node":3}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":5}"#)),
-        (r#"{"jsonrpc":"2.0","id":"x","method":"add_iplist_node","params":{"list":"block","node":99}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-2,"message":"Unknown node id"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":6,"method":"list_iplist","params":{"list":"block"}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":6,"result":["192.0.2.1"]}"#)),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"add_iplist_node","params":{"list":"block","node":3}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":5}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"x","method":"add_iplist_node","params":{"list":"block","node":99}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-2,"message":"Unknown node id"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":6,"method":"list_iplist","params":{"list":"block"}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":6,"result":["192.0.2.1"]}"#),
+        ),
         (r#"{"jsonrpc":"2.0","method":"list_iplist","params":{"list":"block"}}"#, Some(r#"["192.0.2.1"]"#)),
-        (r#"{"jsonrpc":"2.0","id":7,"method":"nope"}"#,
-         Some(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"No such function registered"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":8,"method":"list_iplist"}"#,
-         Some(r#"{"jsonrpc":"2.0","id":8,"error":{"code":-1,"message":"Wrong number of arguments"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":9,"method":"add_iplist_node","params":{"node":"3","list":"block"}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":9,"error":{"code":-1,"message":"Wrong type of argument"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":10,"method":"add_iplist_node","params":{"list":3,"node":3}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":10,"error":{"code":-1,"message":"No such argument registered"}}"#)),
-        (r#"{"jsonrpc":"1.0","id":12,"method":"list_iplist"}"#,
-         Some(r#"{"jsonrpc":"2.0","id":12,"error":{"code":1,"message":"Wrong JSON-RPC version, expected 2.0"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":13,"method":5}"#,
-         Some(r#"{"jsonrpc":"2.0","id":13,"error":{"code":2,"message":"'method' object must be a string"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":14,"method":"list_iplist","params":["block"]}"#,
-         Some(r#"{"jsonrpc":"2.0","id":14,"error":{"code":3,"message":"'params' object must be a dict"}}"#)),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"nope"}"#,
+            Some(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-1,"message":"No such function registered"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":8,"method":"list_iplist"}"#,
+            Some(r#"{"jsonrpc":"2.0","id":8,"error":{"code":-1,"message":"Wrong number of arguments"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":9,"method":"add_iplist_node","params":{"node":"3","list":"block"}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":9,"error":{"code":-1,"message":"Wrong type of argument"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":10,"method":"add_iplist_node","params":{"list":3,"node":3}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":10,"error":{"code":-1,"message":"No such argument registered"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"1.0","id":12,"method":"list_iplist"}"#,
+            Some(r#"{"jsonrpc":"2.0","id":12,"error":{"code":1,"message":"Wrong JSON-RPC version, expected 2.0"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":13,"method":5}"#,
+            Some(r#"{"jsonrpc":"2.0","id":13,"error":{"code":2,"message":"'method' object must be a string"}}"#),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":14,"method":"list_iplist","params":["block"]}"#,
+            Some(r#"{"jsonrpc":"2.0","id":14,"error":{"code":3,"message":"'params' object must be a dict"}}"#),
+        ),
         ("not json", Some(r#"{"jsonrpc":"2.0","error":{"code":1,"message":"Wrong JSON-RPC version, expected 2.0"}}"#)),
-        (r#"{"jsonrpc":"2.0","id":16,"method":"list_iplist","params":{"list":"block","extra":1}}"#,
-         Some(r#"{"jsonrpc":"2.0","id":16,"error":{"code":-1,"message":"Wrong number of arguments"}}"#)),
+        (
+            r#"{"jsonrpc":"2.0","id":16,"method":"list_iplist","params":{"list":"block","extra":1}}"#,
+            Some(r#"{"jsonrpc":"2.0","id":16,"error":{"code":-1,"message":"Wrong number of arguments"}}"#),
+        ),
         // A notification of a method without result gets no reply at all.
         (r#"{"jsonrpc":"2.0","method":"remove_iplist_ip","params":{"list":"allow","ip":"192.0.2.99"}}"#, None),
     ];
@@ -60,15 +85,29 @@ fn verbatim_pairs_of_the_reference() {
 fn list_rpc_methods_names_every_method_sorted() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_in(dir.path(), CoreSettings::default());
-    let r: Value = serde_json::from_str(&rpc(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"list_rpc_methods"}"#).unwrap()).unwrap();
+    let r: Value =
+        serde_json::from_str(&rpc(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"list_rpc_methods"}"#).unwrap())
+            .unwrap();
     let names: Vec<&str> = r["result"].as_array().unwrap().iter().map(|m| m["rpc-name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
         [
-            "add_iplist_ip", "add_iplist_node", "dots_signal", "get_device_data", "get_flow_block",
-            "list_device_flows", "list_devices", "list_iplist", "list_rpc_methods", "node_add_ip",
-            "remove_iplist_ip", "remove_iplist_node", "reset_iplist_ignore", "set_device_flow_block",
-            "set_device_name", "set_flow_block"
+            "add_iplist_ip",
+            "add_iplist_node",
+            "dots_signal",
+            "get_device_data",
+            "get_flow_block",
+            "list_device_flows",
+            "list_devices",
+            "list_iplist",
+            "list_rpc_methods",
+            "node_add_ip",
+            "remove_iplist_ip",
+            "remove_iplist_node",
+            "reset_iplist_ignore",
+            "set_device_flow_block",
+            "set_device_name",
+            "set_flow_block"
         ]
     );
     let set_flow = &r["result"][15];
@@ -92,7 +131,11 @@ fn dots_disabled_and_list_errors() {
         r#"{"jsonrpc":"2.0","id":4,"error":{"code":-1,"message":"Unknown ip list name, should be 'ignore', 'block', or 'allow'"}}"#
     );
     assert_eq!(
-        rpc(&mut core, r#"{"jsonrpc":"2.0","id":5,"method":"add_iplist_ip","params":{"list":"block","ip":"nonsense"}}"#).unwrap(),
+        rpc(
+            &mut core,
+            r#"{"jsonrpc":"2.0","id":5,"method":"add_iplist_ip","params":{"list":"block","ip":"nonsense"}}"#
+        )
+        .unwrap(),
         r#"{"jsonrpc":"2.0","id":5,"error":{"code":-1,"message":"Invalid IP address"}}"#
     );
     assert_eq!(
@@ -112,7 +155,12 @@ fn ip_list_cases_of_the_reference() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_in(dir.path(), CoreSettings::default());
     let mut out = Vec::new();
-    let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"add_iplist_ip","params":{"list":"block","ip":"2001:DB8::1:2"}}"#, &HOST, &mut out);
+    let r = handle(
+        &mut core,
+        r#"{"jsonrpc":"2.0","id":1,"method":"add_iplist_ip","params":{"list":"block","ip":"2001:DB8::1:2"}}"#,
+        &HOST,
+        &mut out,
+    );
     assert_eq!(r.unwrap(), r#"{"jsonrpc":"2.0","id":1}"#);
     assert_eq!(on_topic(&out, "SPIN/traffic"), [r#"{"command":"block","result":["2001:db8::1:2"]}"#]);
     assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "2001:db8::1:2\n");
@@ -121,7 +169,10 @@ fn ip_list_cases_of_the_reference() {
         r#"{"jsonrpc":"2.0","id":2,"result":["2001:db8::1:2"]}"#
     );
     for ip in ["2001:db8::1", "192.0.2.3", "::1", "192.0.2.1"] {
-        rpc(&mut core, &format!(r#"{{"jsonrpc":"2.0","id":3,"method":"add_iplist_ip","params":{{"list":"ignore","ip":"{ip}"}}}}"#));
+        rpc(
+            &mut core,
+            &format!(r#"{{"jsonrpc":"2.0","id":3,"method":"add_iplist_ip","params":{{"list":"ignore","ip":"{ip}"}}}}"#),
+        );
     }
     assert_eq!(
         rpc(&mut core, r#"{"jsonrpc":"2.0","method":"list_iplist","params":{"list":"i"}}"#).unwrap(),
@@ -129,9 +180,19 @@ fn ip_list_cases_of_the_reference() {
     );
     // A prefix is kept as a prefix (SPIN printed 192.0.2.0 and then matched nothing).
     let mut out = Vec::new();
-    handle(&mut core, r#"{"jsonrpc":"2.0","id":4,"method":"add_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &HOST, &mut out);
+    handle(
+        &mut core,
+        r#"{"jsonrpc":"2.0","id":4,"method":"add_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#,
+        &HOST,
+        &mut out,
+    );
     assert_eq!(on_topic(&out, "SPIN/traffic"), [r#"{"command":"allow","result":["192.0.2.0/24"]}"#]);
-    handle(&mut core, r#"{"jsonrpc":"2.0","id":5,"method":"remove_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#, &HOST, &mut out);
+    handle(
+        &mut core,
+        r#"{"jsonrpc":"2.0","id":5,"method":"remove_iplist_ip","params":{"list":"allow","ip":"192.0.2.0/24"}}"#,
+        &HOST,
+        &mut out,
+    );
     assert_eq!(rpc(&mut core, r#"{"jsonrpc":"2.0","method":"list_iplist","params":{"list":"allow"}}"#).unwrap(), "[]");
 }
 

@@ -115,7 +115,13 @@ impl Conntrack {
         }
     }
 
-    fn dump_once(&mut self, family: u8, msg_type: u16, out: &mut Vec<FlowSample>, stats: &mut DumpStats) -> io::Result<()> {
+    fn dump_once(
+        &mut self,
+        family: u8,
+        msg_type: u16,
+        out: &mut Vec<FlowSample>,
+        stats: &mut DumpStats,
+    ) -> io::Result<()> {
         let seq = self.sock.next_seq();
         let mut req = MsgBuilder::new((NFNL_SUBSYS_CTNETLINK << 8) | msg_type, NLM_F_REQUEST | NLM_F_DUMP)
             .nfgen(family, 0)
@@ -272,11 +278,17 @@ mod unit_tests {
         ));
         p.extend(nest(
             CTA_COUNTERS_ORIG,
-            &[attr(CTA_COUNTERS_PACKETS, &counters[0].to_be_bytes()), attr(CTA_COUNTERS_BYTES, &counters[1].to_be_bytes())],
+            &[
+                attr(CTA_COUNTERS_PACKETS, &counters[0].to_be_bytes()),
+                attr(CTA_COUNTERS_BYTES, &counters[1].to_be_bytes()),
+            ],
         ));
         p.extend(nest(
             CTA_COUNTERS_REPLY,
-            &[attr(CTA_COUNTERS_PACKETS, &counters[2].to_be_bytes()), attr(CTA_COUNTERS_BYTES, &counters[3].to_be_bytes())],
+            &[
+                attr(CTA_COUNTERS_PACKETS, &counters[2].to_be_bytes()),
+                attr(CTA_COUNTERS_BYTES, &counters[3].to_be_bytes()),
+            ],
         ));
         p
     }

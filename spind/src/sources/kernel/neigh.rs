@@ -104,7 +104,10 @@ impl Neigh {
                     if let Some((ip, mac)) = parse_neigh(m.payload) {
                         let ifindex = neigh_ifindex(m.payload);
                         if ifindex.is_some_and(|i| self.wan.is_wan(i)) {
-                            log::trace!("neighbour {ip} ({mac}) is on WAN interface #{}: not a device", ifindex.unwrap_or(0));
+                            log::trace!(
+                                "neighbour {ip} ({mac}) is on WAN interface #{}: not a device",
+                                ifindex.unwrap_or(0)
+                            );
                         } else {
                             out.push(Event::Neighbour { time, ip, mac });
                         }

@@ -6,7 +6,6 @@
 use std::io;
 use std::time::Duration;
 
-
 pub(crate) const NLMSG_HDRLEN: usize = 16;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NLMSG_DONE: u16 = 3;
@@ -97,10 +96,7 @@ impl NlSocket {
     /// Makes `recv` return `WouldBlock`/`TimedOut` after `timeout` without data.
     pub fn set_recv_timeout(&self, timeout: Duration) -> io::Result<()> {
         // `as _`: libc's time_t and suseconds_t aliases are deprecated on musl.
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as _,
-            tv_usec: timeout.subsec_micros() as _,
-        };
+        let tv = libc::timeval { tv_sec: timeout.as_secs() as _, tv_usec: timeout.subsec_micros() as _ };
         // SAFETY: tv is valid for the call.
         let r = unsafe {
             libc::setsockopt(
@@ -155,9 +151,7 @@ impl NlSocket {
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             // SAFETY: buf is valid for writes of buf.len() bytes.
-            let r = unsafe {
-                libc::recv(self.fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_TRUNC)
-            };
+            let r = unsafe { libc::recv(self.fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_TRUNC) };
             if r >= 0 {
                 let n = r as usize;
                 if n > buf.len() {

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use super::{
-    Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_NFLOG, NLMSG_ERROR, NLMSG_OVERRUN,
-    NLM_F_ACK, NLM_F_REQUEST,
+    Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_NFLOG, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_ACK,
+    NLM_F_REQUEST,
 };
 use crate::model::event::{Event, FlowSample, Input, Timestamp};
 use crate::sources::packet::{Decoder, LinkType};
@@ -103,8 +103,8 @@ fn bind_error(group: u16, err: io::Error) -> KernelError {
 impl Nflog {
     /// Opens a socket and binds each group (copy whole packets, queue threshold 1).
     pub fn open(groups: &[(u16, NflogKind)]) -> Result<Nflog, KernelError> {
-        let mut sock = NlSocket::open(NETLINK_NETFILTER)
-            .map_err(|e| KernelError::from_io("open NFLOG netlink", FIX_NFLOG, e))?;
+        let mut sock =
+            NlSocket::open(NETLINK_NETFILTER).map_err(|e| KernelError::from_io("open NFLOG netlink", FIX_NFLOG, e))?;
         sock.set_rcvbuf(RCVBUF);
         let mut buf = vec![0u8; READ_BUF];
         for &(group, _) in groups {
@@ -302,10 +302,7 @@ mod unit_tests {
     #[test]
     fn blocked_udp_and_tcp_samples() {
         let mut v = Vec::new();
-        PacketBuilder::ipv4([192, 168, 1, 10], [203, 0, 113, 5], 64)
-            .udp(40000, 443)
-            .write(&mut v, &[0u8; 37])
-            .unwrap();
+        PacketBuilder::ipv4([192, 168, 1, 10], [203, 0, 113, 5], 64).udp(40000, 443).write(&mut v, &[0u8; 37]).unwrap();
         let s = blocked_sample(&v).unwrap();
         assert_eq!((s.protocol, s.src_port, s.dst_port, s.bytes, s.packets), (17, 40000, 443, 37, 1));
         assert_eq!(s.dst, "203.0.113.5".parse::<IpAddr>().unwrap());

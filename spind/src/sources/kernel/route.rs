@@ -62,8 +62,7 @@ pub enum WanInterfaces {
 impl WanInterfaces {
     /// Reads the config value: "" = automatic, "none" = disabled, else comma-separated names.
     pub fn parse(text: &str) -> WanInterfaces {
-        let names: Vec<String> =
-            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let names: Vec<String> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         if names.is_empty() {
             WanInterfaces::Auto
         } else if names.len() == 1 && names[0].eq_ignore_ascii_case("none") {
@@ -92,8 +91,15 @@ impl WanSet {
     pub fn open(mode: WanInterfaces) -> io::Result<WanSet> {
         let sock = NlSocket::open(NETLINK_ROUTE)?;
         sock.set_recv_timeout(Duration::from_secs(2))?;
-        let mut w =
-            WanSet { mode, sock, buf: vec![0; READ_BUF], wan: BTreeSet::new(), last_logged: None, refreshed: None, dirty: true };
+        let mut w = WanSet {
+            mode,
+            sock,
+            buf: vec![0; READ_BUF],
+            wan: BTreeSet::new(),
+            last_logged: None,
+            refreshed: None,
+            dirty: true,
+        };
         w.refresh();
         Ok(w)
     }

@@ -62,9 +62,19 @@ fn find<'a>(flows: &'a [FlowSample], proto: u8, src: &str, dst: &str, dport: u16
 /// Sends `n` datagrams of `size` bytes from a to b and `replies` answers of `rsize` bytes back;
 /// waits until all arrived. Returns the sender's port.
 #[allow(clippy::too_many_arguments)]
-fn udp_exchange(a: &Netns, b: &Netns, dst: &str, port: u16, n: usize, size: usize, replies: usize, rsize: usize) -> u16 {
+fn udp_exchange(
+    a: &Netns,
+    b: &Netns,
+    dst: &str,
+    port: u16,
+    n: usize,
+    size: usize,
+    replies: usize,
+    rsize: usize,
+) -> u16 {
     let server = b.run(|| UdpSocket::bind(SocketAddr::new(ip(dst), port)).unwrap());
-    let client = a.run(|| UdpSocket::bind(SocketAddr::new(if dst.contains(':') { ip("::") } else { ip("0.0.0.0") }, 0)).unwrap());
+    let client = a
+        .run(|| UdpSocket::bind(SocketAddr::new(if dst.contains(':') { ip("::") } else { ip("0.0.0.0") }, 0)).unwrap());
     server.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     client.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut buf = [0u8; 2048];
@@ -256,7 +266,16 @@ fn nflog_reports_dns_queries_answers_and_blocked_packets() {
     eprintln!("blocked UDP after {t:?}");
     assert_eq!(
         udp,
-        FlowSample { protocol: 17, src: ip(B4), dst: ip(A4), src_port: 5555, dst_port: 7777, icmp_type: 0, bytes: 33, packets: 1 }
+        FlowSample {
+            protocol: 17,
+            src: ip(B4),
+            dst: ip(A4),
+            src_port: 5555,
+            dst_port: 7777,
+            icmp_type: 0,
+            bytes: 33,
+            packets: 1
+        }
     );
     std::thread::scope(|s| {
         s.spawn(|| b.run(|| TcpStream::connect_timeout(&SocketAddr::new(ip(A4), 7778), Duration::from_millis(300))));
@@ -325,7 +344,21 @@ fn router(tag: &str, default_via_wan: bool) -> (Netns, Netns, Netns) {
     let l = Netns::new(&format!("{tag}l"));
     let w = Netns::new(&format!("{tag}w"));
     for (peer, dev, mac, net) in [(&l, "lan0", MAC_LAN_PEER, 1), (&w, "wan0", MAC_WAN_PEER, 2)] {
-        r.exec(&["ip", "link", "add", dev, "address", &format!("02:78:00:00:0{net}:01"), "type", "veth", "peer", "name", "eth0", "address", mac]);
+        r.exec(&[
+            "ip",
+            "link",
+            "add",
+            dev,
+            "address",
+            &format!("02:78:00:00:0{net}:01"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "address",
+            mac,
+        ]);
         r.exec(&["ip", "link", "set", "eth0", "netns", &peer.name]);
         for (ns, d, host) in [(&r, dev, 1), (peer, "eth0", 2)] {
             ns.exec(&["ip", "addr", "add", &format!("10.78.{net}.{host}/24"), "dev", d]);
@@ -396,12 +429,19 @@ fn neighbours_on_the_default_route_interface_are_not_devices() {
     let (r, _l, _w) = router("wan", true);
     let (lan0, wan0) = (ifindex(&r, "lan0"), ifindex(&r, "wan0"));
     let mut neigh = r.run(|| Neigh::open(&WanInterfaces::Auto).expect("rtnetlink"));
-    assert_eq!(neigh.wan_interfaces().iter().copied().collect::<Vec<_>>(), vec![wan0], "WAN = default route's interface");
+    assert_eq!(
+        neigh.wan_interfaces().iter().copied().collect::<Vec<_>>(),
+        vec![wan0],
+        "WAN = default route's interface"
+    );
     let peers = [LAN_PEER4, LAN_PEER6, WAN_PEER4, WAN_PEER6];
 
     let seen = reported_after_ping(&r, &mut [&mut neigh], &peers).remove(0);
     eprintln!("default route via wan0: {seen:?}");
-    assert!(has(&seen, LAN_PEER4, MAC_LAN_PEER) && has(&seen, LAN_PEER6, MAC_LAN_PEER), "LAN peer is a device: {seen:?}");
+    assert!(
+        has(&seen, LAN_PEER4, MAC_LAN_PEER) && has(&seen, LAN_PEER6, MAC_LAN_PEER),
+        "LAN peer is a device: {seen:?}"
+    );
     assert!(!seen.iter().any(|(_, m)| *m == MAC_WAN_PEER.parse().unwrap()), "WAN gateway is no device: {seen:?}");
 
     // The default routes move to lan0 (a route notification, well within the 10 s re-dump).
@@ -436,9 +476,7 @@ fn wan_interfaces_setting_overrides_detection() {
     let (r, _l, _w) = router("wanx", false);
     r.exec(&["ip", "route", "add", "default", "via", LAN_PEER4]);
     let wan0 = ifindex(&r, "wan0");
-    let mut named = r.run(|| {
-        Neigh::open(&WanInterfaces::parse("wan0, nosuch0")).expect("rtnetlink")
-    });
+    let mut named = r.run(|| Neigh::open(&WanInterfaces::parse("wan0, nosuch0")).expect("rtnetlink"));
     assert_eq!(named.wan_interfaces().iter().copied().collect::<Vec<_>>(), vec![wan0]);
     let mut off = r.run(|| Neigh::open(&WanInterfaces::parse("none")).expect("rtnetlink"));
     let mut auto = r.run(|| Neigh::open(&WanInterfaces::Auto).expect("rtnetlink"));
@@ -483,8 +521,10 @@ fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
     );
     a.run(|| super::check().expect("start-up checks pass in a namespace"));
     let (tx, rx) = mpsc::channel::<Input>();
-    let sources =
-        a.run(|| start_sources(&KernelSettings { dns_group: 51, block_group: 52, ..KernelSettings::default() }, tx).expect("start sources"));
+    let sources = a.run(|| {
+        start_sources(&KernelSettings { dns_group: 51, block_group: 52, ..KernelSettings::default() }, tx)
+            .expect("start sources")
+    });
     let sport = udp_exchange(&a, &b, B4, 53, 1, 30, 1, 40);
     let t0 = Instant::now();
     let (mut flow, mut ticks, mut neigh) = (false, 0, false);

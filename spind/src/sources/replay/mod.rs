@@ -424,7 +424,10 @@ fn pcapng_block_len(b: &[u8], section: Endianness) -> Result<Option<usize>, Stri
 
 /// Packet timestamp in seconds: pcap-file hands out the raw tick count (as nanoseconds), the
 /// interface's `if_tsresol` (default microseconds) and `if_tsoffset` give it meaning.
-fn idb_timestamp(idb: &pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock<'_>, ticks: u64) -> f64 {
+fn idb_timestamp(
+    idb: &pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock<'_>,
+    ticks: u64,
+) -> f64 {
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption as O;
     let mut resol = 6u8;
     let mut offset = 0u64;

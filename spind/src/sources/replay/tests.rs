@@ -122,7 +122,10 @@ fn error_offsets_and_messages() {
     let last_start = 24 + 11 * rec_len;
     assert_eq!(
         e.to_string(),
-        format!("{}: malformed capture at byte offset {last_start}: file ends inside this record (truncated)", path.display())
+        format!(
+            "{}: malformed capture at byte offset {last_start}: file ends inside this record (truncated)",
+            path.display()
+        )
     );
 
     // A corrupt length in the third record.
@@ -156,7 +159,10 @@ fn error_offsets_and_messages() {
     let mut bad = ng.clone();
     bad[epb + 8..epb + 12].copy_from_slice(&5u32.to_le_bytes());
     let e = validate_bytes(&bad).unwrap_err();
-    assert!(matches!(&e, ReplayError::Malformed { offset, what, .. } if *offset == epb as u64 && what.contains("interface")), "{e}");
+    assert!(
+        matches!(&e, ReplayError::Malformed { offset, what, .. } if *offset == epb as u64 && what.contains("interface")),
+        "{e}"
+    );
 
     // Missing file: an I/O error.
     let e = validate(&dir.path().join("nope.pcap")).unwrap_err();
@@ -283,7 +289,8 @@ fn run_paced() {
 /// A synthetic capture like the performance target: `n` packets, 10,000 hosts, ~1000 pps.
 fn big_capture(path: &Path, n: u32) {
     let file = std::io::BufWriter::new(File::create(path).unwrap());
-    let mut w = PcapWriter::with_header(file, PcapHeader { endianness: Endianness::Little, ..Default::default() }).unwrap();
+    let mut w =
+        PcapWriter::with_header(file, PcapHeader { endianness: Endianness::Little, ..Default::default() }).unwrap();
     let mut f = Vec::with_capacity(128);
     for i in 0..n {
         f.clear();
@@ -329,7 +336,11 @@ fn replay_throughput() {
         .unwrap_or("")
         .to_string();
     println!("{rss}");
-    println!("{} packets: validate {validated:?}, validate+replay {:?}, {events} events", info.packets, start.elapsed());
+    println!(
+        "{} packets: validate {validated:?}, validate+replay {:?}, {events} events",
+        info.packets,
+        start.elapsed()
+    );
     drop(rx);
     h.join().unwrap().unwrap();
 }

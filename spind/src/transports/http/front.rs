@@ -61,10 +61,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| anyhow::anyhow!("spinweb_tls_certificate_file {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!(
-            "spinweb_tls_certificate_file {}: no certificate in it",
-            cert.display()
-        );
+        anyhow::bail!("spinweb_tls_certificate_file {}: no certificate in it", cert.display());
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| anyhow::anyhow!("spinweb_tls_key_file {}: {e}", key.display()))?;
@@ -93,22 +90,17 @@ pub fn accept_loop(listener: TcpListener, front: Arc<Front>) {
         };
         if front.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             front.active.fetch_sub(1, Ordering::SeqCst);
-            log::warn!(
-                "too many web connections; closing one from {:?}",
-                conn.peer_addr()
-            );
+            log::warn!("too many web connections; closing one from {:?}", conn.peer_addr());
             continue;
         }
         let f = front.clone();
-        let spawned = thread::Builder::new()
-            .name("http-conn".into())
-            .spawn(move || {
-                let peer = conn.peer_addr().ok();
-                if let Err(e) = connection(conn, &f) {
-                    log::debug!("web connection from {peer:?}: {e}");
-                }
-                f.active.fetch_sub(1, Ordering::SeqCst);
-            });
+        let spawned = thread::Builder::new().name("http-conn".into()).spawn(move || {
+            let peer = conn.peer_addr().ok();
+            if let Err(e) = connection(conn, &f) {
+                log::debug!("web connection from {peer:?}: {e}");
+            }
+            f.active.fetch_sub(1, Ordering::SeqCst);
+        });
         if let Err(e) = spawned {
             log::warn!("cannot start a thread for a web connection: {e}");
             front.active.fetch_sub(1, Ordering::SeqCst);
@@ -251,10 +243,7 @@ pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn is_mqtt_upgrade(head: &[u8]) -> bool {
-    let end = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(head.len());
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
     let Ok(text) = std::str::from_utf8(&head[..end]) else {
         return false;
     };
@@ -263,8 +252,7 @@ fn is_mqtt_upgrade(head: &[u8]) -> bool {
     let path = target.split(['?', '#']).next().unwrap_or("");
     method == "GET"
         && path == "/mqtt"
-        && head_header(text, "Upgrade")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
+        && head_header(text, "Upgrade").is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
 }
 
 fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
@@ -292,12 +280,7 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front) -> io::Result<()> 
         }
     }
     let Some(addr) = front.mqtt_ws else {
-        return raw_reply(
-            &mut client,
-            "404 Not Found",
-            "",
-            "<html><body>No MQTT WebSocket here.</body></html>",
-        );
+        return raw_reply(&mut client, "404 Not Found", "", "<html><body>No MQTT WebSocket here.</body></html>");
     };
     let mut up = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
         Ok(s) => s,
@@ -352,16 +335,8 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
             }
         }
         let mut fds = [
-            libc::pollfd {
-                fd: client.sock().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: up.as_raw_fd() as RawFd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd: client.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: up.as_raw_fd() as RawFd, events: libc::POLLIN, revents: 0 },
         ];
         // SAFETY: two valid pollfd entries.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -439,12 +414,8 @@ pub fn bind_all(addrs: &[SocketAddr], tls: bool) -> anyhow::Result<Vec<TcpListen
     addrs
         .iter()
         .map(|a| {
-            TcpListener::bind(a).with_context(|| {
-                format!(
-                    "cannot listen for {} on {a}",
-                    if tls { "HTTPS" } else { "HTTP" }
-                )
-            })
+            TcpListener::bind(a)
+                .with_context(|| format!("cannot listen for {} on {a}", if tls { "HTTPS" } else { "HTTP" }))
         })
         .collect()
 }
@@ -455,7 +426,8 @@ mod tests {
 
     #[test]
     fn forwarded_requests_ask_for_close_and_keep_their_body() {
-        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        let head =
+            b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
         assert_eq!(
             String::from_utf8_lossy(&one_request_only(head)),
             "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"

@@ -36,9 +36,9 @@ use std::thread::{self, JoinHandle};
 use anyhow::anyhow;
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::model::event::{Input, MacAddr};
 use crate::transports::auth::{Auth, REALM};
 use crate::transports::capture::{CaptureError, Captures};
-use crate::model::event::{Input, MacAddr};
 use crate::transports::rpc_link::{self, MAX_REQUEST, TOO_LARGE_REPLY};
 use statics::{Lookup, StaticRequest, Statics};
 
@@ -70,10 +70,7 @@ impl HttpSettings {
     /// Plain HTTP on these addresses, nothing else.
     #[cfg(test)]
     pub fn plain(addrs: Vec<SocketAddr>) -> HttpSettings {
-        HttpSettings {
-            addrs,
-            ..HttpSettings::default()
-        }
+        HttpSettings { addrs, ..HttpSettings::default() }
     }
 }
 
@@ -97,12 +94,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply {
-            status,
-            content_type,
-            body: body.into(),
-            headers: Vec::new(),
-        }
+        Reply { status, content_type, body: body.into(), headers: Vec::new() }
     }
 
     pub fn html(status: u16, body: impl Into<Vec<u8>>) -> Reply {
@@ -152,11 +144,7 @@ pub struct Route {
 }
 
 fn get(path: &'static str, handler: Handler) -> Route {
-    Route {
-        method: Method::Get,
-        path: PathMatch::Exact(path),
-        handler,
-    }
+    Route { method: Method::Get, path: PathMatch::Exact(path), handler }
 }
 
 /// The routing table (SPIN §2.5). Unmatched methods get 400.
@@ -164,11 +152,7 @@ pub fn routes() -> Vec<Route> {
     use Handler::{Reply as R, Stream as S};
     vec![
         // Any POST is JSON-RPC, whatever the path (as spinweb did).
-        Route {
-            method: Method::Post,
-            path: PathMatch::Any,
-            handler: R(rpc_post),
-        },
+        Route { method: Method::Post, path: PathMatch::Any, handler: R(rpc_post) },
         get("/spin_api/jsonrpc", R(rpc_get)),
         get("/spin_api/jsonrpc/", R(rpc_get)),
         get("/spin_api/tcpdump_start", S(tcpdump_start)),
@@ -179,11 +163,7 @@ pub fn routes() -> Vec<Route> {
         get("/spin_api/capture_start", R(mqtt_capture)),
         get("/spin_api/capture_stop", R(mqtt_capture)),
         get("/mqtt", R(mqtt_plain_get)),
-        Route {
-            method: Method::Get,
-            path: PathMatch::Any,
-            handler: R(static_file),
-        },
+        Route { method: Method::Get, path: PathMatch::Any, handler: R(static_file) },
     ]
 }
 
@@ -205,51 +185,25 @@ pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHa
     let statics = Statics::new(s.static_dir.as_deref())?;
     let listeners = front::bind_all(&s.addrs, tls.is_some())?;
 
-    let name = format!(
-        "spind-http-{}-{}",
-        std::process::id(),
-        INTERNAL_ID.fetch_add(1, Ordering::SeqCst)
-    );
+    let name = format!("spind-http-{}-{}", std::process::id(), INTERNAL_ID.fetch_add(1, Ordering::SeqCst));
     let internal = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
     let unix = std::os::unix::net::UnixListener::bind_addr(&internal)
         .map_err(|e| anyhow!("cannot create the web server's internal socket: {e}"))?;
-    let server = Arc::new(
-        Server::from_listener(unix, None)
-            .map_err(|e| anyhow!("cannot start the web server: {e}"))?,
-    );
+    let server = Arc::new(Server::from_listener(unix, None).map_err(|e| anyhow!("cannot start the web server: {e}"))?);
 
-    let ctx = Arc::new(Ctx {
-        core,
-        statics,
-        auth: auth.clone(),
-        captures: Captures::default(),
-    });
+    let ctx = Arc::new(Ctx { core, statics, auth: auth.clone(), captures: Captures::default() });
     let table: Arc<[Route]> = routes().into();
     let mut handles = Vec::new();
     for i in 0..WORKERS {
         let (server, ctx, table) = (server.clone(), ctx.clone(), table.clone());
-        handles.push(
-            thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || worker(&server, &table, &ctx))?,
-        );
+        handles.push(thread::Builder::new().name(format!("http-{i}")).spawn(move || worker(&server, &table, &ctx))?);
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let front = Arc::new(front::Front {
-        internal,
-        tls,
-        auth,
-        mqtt_ws: s.mqtt_websocket,
-        active: AtomicUsize::new(0),
-    });
+    let front = Arc::new(front::Front { internal, tls, auth, mqtt_ws: s.mqtt_websocket, active: AtomicUsize::new(0) });
     for (listener, addr) in listeners.into_iter().zip(&s.addrs) {
         log::info!("web server listening on {scheme}://{addr}/");
         let f = front.clone();
-        handles.push(
-            thread::Builder::new()
-                .name("http-accept".into())
-                .spawn(move || front::accept_loop(listener, f))?,
-        );
+        handles.push(thread::Builder::new().name("http-accept".into()).spawn(move || front::accept_loop(listener, f))?);
     }
     Ok(handles)
 }
@@ -266,10 +220,7 @@ fn worker(server: &Server, table: &[Route], ctx: &Arc<Ctx>) {
         let reply = match route(&mut req, table, ctx) {
             Ok(Handler::Stream(h)) => {
                 let ctx = ctx.clone();
-                if let Err(e) = thread::Builder::new()
-                    .name("http-stream".into())
-                    .spawn(move || h(req, ctx))
-                {
+                if let Err(e) = thread::Builder::new().name("http-stream".into()).spawn(move || h(req, ctx)) {
                     log::warn!("cannot start a thread for a streaming request: {e}");
                 }
                 continue;
@@ -293,10 +244,7 @@ pub fn url_path(url: &str) -> &str {
 
 /// The value of a request header.
 pub fn header<'a>(req: &'a Request, name: &'static str) -> Option<&'a str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
+    req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
 }
 
 /// Auth, then the routing table: the handler to run, or the reply when none runs.
@@ -346,11 +294,7 @@ fn rpc_post(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
     }
     // The length may be unknown (chunked): read at most one byte past the limit.
     let mut body = Vec::new();
-    if let Err(e) = req
-        .as_reader()
-        .take(MAX_REQUEST as u64 + 1)
-        .read_to_end(&mut body)
-    {
+    if let Err(e) = req.as_reader().take(MAX_REQUEST as u64 + 1).read_to_end(&mut body) {
         log::debug!("HTTP request body not read: {e}");
         return Reply::html(400, "<html><body>Bad request body.</body></html>");
     }
@@ -373,28 +317,19 @@ fn rpc_post(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
 }
 
 fn rpc_get(_req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
-    Reply::html(
-        405,
-        "<html><body>Method not allowed: send JSON-RPC requests with POST.</body></html>",
-    )
-    .with_header("Allow", "POST")
+    Reply::html(405, "<html><body>Method not allowed: send JSON-RPC requests with POST.</body></html>")
+        .with_header("Allow", "POST")
 }
 
 /// Static files; not found as SPIN: 404 for `.../`, otherwise `302 Location: ./`.
 fn static_file(req: &mut Request, path: &str, ctx: &Ctx) -> Reply {
     let accept_gzip = header(req, "Accept-Encoding").is_some_and(accepts_gzip);
-    let sreq = StaticRequest {
-        path,
-        accept_gzip,
-        if_none_match: header(req, "If-None-Match"),
-    };
+    let sreq = StaticRequest { path, accept_gzip, if_none_match: header(req, "If-None-Match") };
     match ctx.statics.lookup(&sreq) {
         Lookup::Found(r) => r,
         Lookup::Refused => Reply::html(403, "<html><body>Forbidden.</body></html>"),
         Lookup::NotFound if path.ends_with('/') => not_found(),
-        Lookup::NotFound => {
-            Reply::html(302, "<html><body>Moved.</body></html>").with_header("Location", "./")
-        }
+        Lookup::NotFound => Reply::html(302, "<html><body>Moved.</body></html>").with_header("Location", "./"),
     }
 }
 
@@ -405,8 +340,7 @@ pub fn accepts_gzip(value: &str) -> bool {
         let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q_zero = parts.any(|p| {
             let p = p.trim().to_ascii_lowercase();
-            p.strip_prefix("q=")
-                .is_some_and(|q| q.parse::<f32>().map(|q| q == 0.0).unwrap_or(false))
+            p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().map(|q| q == 0.0).unwrap_or(false))
         });
         (coding == "gzip" || coding == "x-gzip" || coding == "*") && !q_zero
     })
@@ -455,10 +389,7 @@ fn tcpdump_start(req: Request, ctx: Arc<Ctx>) {
                 CaptureError::NoPermission | CaptureError::Busy => 503,
                 CaptureError::Io(_) => 500,
             };
-            return respond(
-                req,
-                Reply::new(status, "text/plain; charset=utf-8", format!("{e}\n")),
-            );
+            return respond(req, Reply::new(status, "text/plain; charset=utf-8", format!("{e}\n")));
         }
     };
     log::info!("packet capture for {mac} started");
@@ -470,11 +401,7 @@ fn tcpdump_start(req: Request, ctx: Arc<Ctx>) {
          Content-Disposition: attachment; filename=\"{file}\"\r\nCache-Control: no-store\r\n\
          {}Connection: close\r\n\r\n",
         if chunked { 1 } else { 0 },
-        if chunked {
-            "Transfer-Encoding: chunked\r\n"
-        } else {
-            ""
-        },
+        if chunked { "Transfer-Encoding: chunked\r\n" } else { "" },
     );
     let result = (|| {
         w.write_all(head.as_bytes())?;
@@ -560,8 +487,7 @@ fn capture_page(req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
         return bad_device();
     };
     // The MAC is validated, so it is safe to put in the page as is.
-    Reply::html(200, CAPTURE_PAGE.replace("_MAC_", &mac.to_string()))
-        .with_header("Cache-Control", "no-store")
+    Reply::html(200, CAPTURE_PAGE.replace("_MAC_", &mac.to_string())).with_header("Cache-Control", "no-store")
 }
 
 const CAPTURE_PAGE: &str = r#"<!DOCTYPE html>
@@ -598,10 +524,7 @@ mod tests {
     use crate::transports::rpc_link::fake_core;
 
     fn start() -> SocketAddr {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         serve(&HttpSettings::plain(vec![addr]), fake_core()).unwrap();
         addr
     }
@@ -614,10 +537,7 @@ mod tests {
         let _ = s.write_all(body); // may fail if the server answers early (413)
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("no header end");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
         let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
         let status = headers[9..12].parse().unwrap();
         (status, headers, raw[split + 4..].to_vec())
@@ -633,11 +553,7 @@ mod tests {
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-        exchange(
-            addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-            b"",
-        )
+        exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), b"")
     }
 
     #[test]
@@ -646,12 +562,7 @@ mod tests {
         let req = br#"{"jsonrpc":"2.0","id":4,"method":"list_iplist","params":{"list":"block"}}"#;
         let (status, headers, body) = post(addr, "/spin_api/jsonrpc", req);
         assert_eq!(status, 200);
-        assert!(
-            headers
-                .to_ascii_lowercase()
-                .contains("content-type: application/json"),
-            "{headers}"
-        );
+        assert!(headers.to_ascii_lowercase().contains("content-type: application/json"), "{headers}");
         assert_eq!(body, [b"echo:".as_slice(), req].concat());
         // Any path works for POST; a notification without result gives an empty 200.
         let (status, _, body) = post(addr, "/whatever", b"notify");
@@ -661,11 +572,7 @@ mod tests {
     #[test]
     fn get_on_rpc_path_is_405_and_routing() {
         let addr = start();
-        for p in [
-            "/spin_api/jsonrpc",
-            "/spin_api/jsonrpc/",
-            "/spin_api/jsonrpc?x=1",
-        ] {
+        for p in ["/spin_api/jsonrpc", "/spin_api/jsonrpc/", "/spin_api/jsonrpc?x=1"] {
             let (status, headers, body) = get(addr, p);
             assert_eq!(status, 405, "{p}");
             assert!(headers.contains("Allow: POST"));
@@ -679,11 +586,7 @@ mod tests {
         assert_eq!(status, 302);
         assert!(headers.contains("Location: ./"), "{headers}");
         assert_eq!(get(addr, "/nope/").0, 404);
-        let (status, _, _) = exchange(
-            addr,
-            "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            b"",
-        );
+        let (status, _, _) = exchange(addr, "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"");
         assert_eq!(status, 400);
     }
 
@@ -702,8 +605,7 @@ mod tests {
         s.write_all(head.as_bytes()).unwrap();
         for _ in 0..20 {
             let chunk = vec![b'y'; 4096];
-            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                .is_err()
+            if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
                 || s.write_all(&chunk).is_err()
                 || s.write_all(b"\r\n").is_err()
             {

@@ -63,9 +63,7 @@ impl Statics {
     pub fn new(dir: Option<&Path>) -> anyhow::Result<Statics> {
         let dir = match dir {
             Some(d) => {
-                let c = d
-                    .canonicalize()
-                    .map_err(|e| anyhow::anyhow!("spinweb_static_dir {}: {e}", d.display()))?;
+                let c = d.canonicalize().map_err(|e| anyhow::anyhow!("spinweb_static_dir {}: {e}", d.display()))?;
                 if !c.is_dir() {
                     anyhow::bail!("spinweb_static_dir {} is not a directory", d.display());
                 }
@@ -73,10 +71,7 @@ impl Statics {
             }
             None => None,
         };
-        Ok(Statics {
-            dir,
-            gz: Mutex::new(HashMap::new()),
-        })
+        Ok(Statics { dir, gz: Mutex::new(HashMap::new()) })
     }
 
     pub fn lookup(&self, req: &StaticRequest) -> Lookup {
@@ -87,11 +82,7 @@ impl Statics {
         let is_dir = req.path.ends_with('/') || rel.is_empty();
         let mut names = Vec::new();
         if is_dir {
-            names.push(if rel.is_empty() {
-                "index.html".to_string()
-            } else {
-                format!("{rel}/index.html")
-            });
+            names.push(if rel.is_empty() { "index.html".to_string() } else { format!("{rel}/index.html") });
         } else {
             names.push(rel.clone());
             names.push(format!("{rel}.html"));
@@ -114,11 +105,7 @@ impl Statics {
     fn builtin(&self, name: &str, f: rust_embed::EmbeddedFile, req: &StaticRequest) -> Reply {
         let ctype = content_type(name);
         let tag = hex(&f.metadata.sha256_hash()[..8]);
-        let gz = if req.accept_gzip && compressible(ctype) {
-            self.gzipped(name, &f.data)
-        } else {
-            None
-        };
+        let gz = if req.accept_gzip && compressible(ctype) { self.gzipped(name, &f.data) } else { None };
         let (etag, body, encoded) = match gz {
             Some(z) => (format!("\"{tag}-gz\""), z.as_ref().clone(), true),
             None => (format!("\"{tag}\""), f.data.into_owned(), false),
@@ -130,35 +117,20 @@ impl Statics {
         if let Some(v) = self.gz.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
             return v.clone();
         }
-        let z = (data.len() >= MIN_GZIP)
-            .then(|| gzip(data))
-            .filter(|z| z.len() < data.len())
-            .map(Arc::new);
-        self.gz
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), z.clone());
+        let z = (data.len() >= MIN_GZIP).then(|| gzip(data)).filter(|z| z.len() < data.len()).map(Arc::new);
+        self.gz.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), z.clone());
         z
     }
 }
 
 /// Builds the reply (or a 304) with the caching headers.
-fn finish(
-    ctype: &'static str,
-    etag: String,
-    body: Vec<u8>,
-    encoded: bool,
-    varies: bool,
-    req: &StaticRequest,
-) -> Reply {
+fn finish(ctype: &'static str, etag: String, body: Vec<u8>, encoded: bool, varies: bool, req: &StaticRequest) -> Reply {
     let mut r = if req.if_none_match.is_some_and(|v| etag_matches(v, &etag)) {
         Reply::new(304, ctype, Vec::new())
     } else {
         Reply::new(200, ctype, body)
     };
-    r = r
-        .with_header("Cache-Control", "no-cache")
-        .with_header("ETag", etag);
+    r = r.with_header("Cache-Control", "no-cache").with_header("ETag", etag);
     if encoded {
         r = r.with_header("Content-Encoding", "gzip");
     }
@@ -169,10 +141,7 @@ fn finish(
 }
 
 fn etag_matches(header: &str, etag: &str) -> bool {
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// Looks for `name` (then `name.gz`) under the canonical `dir`.
@@ -190,32 +159,20 @@ fn disk_file(dir: &Path, name: &str, req: &StaticRequest) -> Option<Reply> {
     };
     let meta = std::fs::metadata(&path).ok()?;
     if meta.len() > MAX_DISK_FILE {
-        log::warn!(
-            "not serving {}: larger than {MAX_DISK_FILE} bytes",
-            path.display()
-        );
+        log::warn!("not serving {}: larger than {MAX_DISK_FILE} bytes", path.display());
         return None;
     }
     let mut data = std::fs::read(&path).ok()?;
     let is_gz = path.extension().is_some_and(|e| e == "gz") && !name.ends_with(".gz");
     if is_gz && !encoded {
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&data[..])
-            .take(MAX_DISK_FILE)
-            .read_to_end(&mut out)
-            .is_err()
-        {
+        if flate2::read::GzDecoder::new(&data[..]).take(MAX_DISK_FILE).read_to_end(&mut out).is_err() {
             log::warn!("{} is not valid gzip", path.display());
             return None;
         }
         data = out;
     }
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     let etag = format!(
         "\"{:x}-{:x}{}\"",
         meta.len(),
@@ -283,10 +240,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Content type by extension (a `.gz` served for another name takes that name's type).
 pub fn content_type(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -369,13 +323,7 @@ mod tests {
         std::fs::write(root.join("only.js.gz"), gzip(b"var gz = 1;")).unwrap();
         std::os::unix::fs::symlink(top.path().join("secret.txt"), root.join("link.txt")).unwrap();
         let s = Statics::new(Some(&root)).unwrap();
-        let get = |path: &str, gz: bool| {
-            s.lookup(&StaticRequest {
-                path,
-                accept_gzip: gz,
-                if_none_match: None,
-            })
-        };
+        let get = |path: &str, gz: bool| s.lookup(&StaticRequest { path, accept_gzip: gz, if_none_match: None });
         match get("/sub/a.js", false) {
             Lookup::Found(r) => {
                 assert_eq!(r.body, b"var a = 1;");
@@ -386,10 +334,7 @@ mod tests {
         assert!(matches!(get("/sub/", false), Lookup::Found(r) if r.body == b"<p>idx</p>"));
         match get("/only.js", true) {
             Lookup::Found(r) => {
-                assert!(r
-                    .headers
-                    .iter()
-                    .any(|(k, v)| *k == "Content-Encoding" && v == "gzip"));
+                assert!(r.headers.iter().any(|(k, v)| *k == "Content-Encoding" && v == "gzip"));
                 assert_eq!(r.content_type, "text/javascript; charset=utf-8");
             }
             other => panic!("{other:?}"),
@@ -404,26 +349,14 @@ mod tests {
     #[test]
     fn builtin_index_and_etag() {
         let s = Statics::new(None).unwrap();
-        let Lookup::Found(r) = s.lookup(&StaticRequest {
-            path: "/",
-            accept_gzip: false,
-            if_none_match: None,
-        }) else {
+        let Lookup::Found(r) = s.lookup(&StaticRequest { path: "/", accept_gzip: false, if_none_match: None }) else {
             panic!("no built-in index.html");
         };
         assert_eq!(r.status, 200);
-        let etag = r
-            .headers
-            .iter()
-            .find(|(k, _)| *k == "ETag")
-            .unwrap()
-            .1
-            .clone();
-        let Lookup::Found(r) = s.lookup(&StaticRequest {
-            path: "/index.html",
-            accept_gzip: false,
-            if_none_match: Some(&etag),
-        }) else {
+        let etag = r.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
+        let Lookup::Found(r) =
+            s.lookup(&StaticRequest { path: "/index.html", accept_gzip: false, if_none_match: Some(&etag) })
+        else {
             panic!()
         };
         assert_eq!((r.status, r.body.len()), (304, 0));

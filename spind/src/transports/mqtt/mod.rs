@@ -167,44 +167,27 @@ mod embedded {
     pub fn start(s: &MqttSettings, core: Sender<Input>) -> anyhow::Result<MqttHandle> {
         quiet_broker_logs();
         let tcp = resolve(&s.host, s.port)?;
-        let ws: Vec<SocketAddr> = s
-            .websocket_hosts
-            .iter()
-            .map(|h| resolve(h, s.websocket_port))
-            .collect::<anyhow::Result<_>>()?;
+        let ws: Vec<SocketAddr> =
+            s.websocket_hosts.iter().map(|h| resolve(h, s.websocket_port)).collect::<anyhow::Result<_>>()?;
 
         // rumqttd binds inside its own threads and only logs a failure, so find out here.
         // Hold all test sockets at once so duplicate addresses are caught too.
         {
             let mut held = Vec::new();
-            for (kind, addr) in
-                std::iter::once(("MQTT", tcp)).chain(ws.iter().map(|a| ("MQTT WebSocket", *a)))
-            {
-                let l = TcpListener::bind(addr)
-                    .with_context(|| format!("cannot listen for {kind} on {addr}"))?;
+            for (kind, addr) in std::iter::once(("MQTT", tcp)).chain(ws.iter().map(|a| ("MQTT WebSocket", *a))) {
+                let l = TcpListener::bind(addr).with_context(|| format!("cannot listen for {kind} on {addr}"))?;
                 held.push(l);
             }
         }
 
-        let mut config = rumqttd::Config {
-            router: router_config(),
-            ..Default::default()
-        };
-        config.v4 = Some(HashMap::from([(
-            "tcp".to_string(),
-            server("mqtt-tcp".into(), tcp),
-        )]));
-        config.ws = Some(
-            ws.iter()
-                .enumerate()
-                .map(|(i, a)| (format!("ws{i}"), server(format!("mqtt-ws{i}"), *a)))
-                .collect(),
-        );
+        let mut config = rumqttd::Config { router: router_config(), ..Default::default() };
+        config.v4 = Some(HashMap::from([("tcp".to_string(), server("mqtt-tcp".into(), tcp))]));
+        config.ws =
+            Some(ws.iter().enumerate().map(|(i, a)| (format!("ws{i}"), server(format!("mqtt-ws{i}"), *a))).collect());
 
         let mut broker = rumqttd::Broker::new(config);
-        let (mut link_tx, link_rx) = broker
-            .link("spind")
-            .map_err(|e| anyhow!("cannot link to the embedded broker: {e}"))?;
+        let (mut link_tx, link_rx) =
+            broker.link("spind").map_err(|e| anyhow!("cannot link to the embedded broker: {e}"))?;
         let broker_thread = thread::Builder::new()
             .name("mqtt-broker".into())
             .spawn(move || {
@@ -218,9 +201,7 @@ mod embedded {
         addrs.extend(&ws);
         wait_listening(&addrs, &broker_thread, Duration::from_secs(10))?;
 
-        link_tx
-            .subscribe(TOPIC_RPC_REQUEST)
-            .map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
+        link_tx.subscribe(TOPIC_RPC_REQUEST).map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
 
         let rx_thread = thread::Builder::new()
             .name("mqtt-link-rx".into())
@@ -235,10 +216,7 @@ mod embedded {
 
         log::info!(
             "embedded MQTT broker listening on {tcp} (TCP) and {} (WebSocket)",
-            ws.iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            ws.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
         );
         Ok(MqttHandle {
             publish,
@@ -252,16 +230,11 @@ mod embedded {
     /// (it logs an ordinary client disconnect at error level) into syslog. spind itself logs with
     /// `log` only, so a global do-nothing tracing subscriber silences just the broker.
     fn quiet_broker_logs() {
-        let _ =
-            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+        let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     }
 
     /// Wait until every listener accepts TCP connections (or the broker thread died).
-    fn wait_listening(
-        addrs: &[SocketAddr],
-        broker: &JoinHandle<()>,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
+    fn wait_listening(addrs: &[SocketAddr], broker: &JoinHandle<()>, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         for addr in addrs {
             let mut target = *addr;
@@ -318,10 +291,8 @@ mod embedded {
 
     fn publish_loop(mut tx: LinkTx, queue: Receiver<Publish>) {
         for p in queue {
-            let packet = Packet::Publish(
-                rumqttd::protocol::Publish::new(p.topic.into_bytes(), p.payload, p.retain),
-                None,
-            );
+            let packet =
+                Packet::Publish(rumqttd::protocol::Publish::new(p.topic.into_bytes(), p.payload, p.retain), None);
             if let Err(e) = send_now(&mut tx, packet) {
                 log::error!("cannot publish to the embedded MQTT broker: {e}");
                 return;
@@ -351,11 +322,7 @@ mod external {
     use super::*;
     use rumqttc::{Client, Connection, Event, MqttOptions, Packet, QoS};
 
-    pub fn start(
-        s: &MqttSettings,
-        core: Sender<Input>,
-        attempts: u32,
-    ) -> anyhow::Result<MqttHandle> {
+    pub fn start(s: &MqttSettings, core: Sender<Input>, attempts: u32) -> anyhow::Result<MqttHandle> {
         let mut opts = MqttOptions::new(CLIENT_ID, s.host.clone(), s.port);
         opts.set_keep_alive(Duration::from_secs(u64::from(s.keepalive_secs)))
             .set_clean_session(true)
@@ -371,17 +338,9 @@ mod external {
                 Ok(Err(e)) => {
                     failures += 1;
                     if failures >= attempts {
-                        bail!(
-                            "cannot connect to MQTT broker {}:{} ({failures} attempts): {e}",
-                            s.host,
-                            s.port
-                        );
+                        bail!("cannot connect to MQTT broker {}:{} ({failures} attempts): {e}", s.host, s.port);
                     }
-                    log::debug!(
-                        "MQTT connect to {}:{} failed ({e}), retrying",
-                        s.host,
-                        s.port
-                    );
+                    log::debug!("MQTT connect to {}:{} failed ({e}), retrying", s.host, s.port);
                     thread::sleep(Duration::from_secs(1));
                 }
                 Err(_) => bail!("MQTT client closed before connecting"),
@@ -411,23 +370,13 @@ mod external {
                 .spawn(move || publish_loop(client, queue, connected, dropped))
                 .context("cannot start the MQTT publish thread")?
         };
-        Ok(MqttHandle {
-            publish,
-            dropped,
-            _threads: vec![ev_thread, tx_thread],
-        })
+        Ok(MqttHandle { publish, dropped, _threads: vec![ev_thread, tx_thread] })
     }
 
     /// Polling the connection drives it, including reconnecting after a loss (rumqttc does
     /// that on the next poll); we pace retries at 1 s and subscribe again on every CONNACK
     /// because the session is clean.
-    fn event_loop(
-        mut conn: Connection,
-        client: Client,
-        connected: Arc<AtomicBool>,
-        core: Sender<Input>,
-        peer: String,
-    ) {
+    fn event_loop(mut conn: Connection, client: Client, connected: Arc<AtomicBool>, core: Sender<Input>, peer: String) {
         loop {
             match conn.recv() {
                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
@@ -441,10 +390,7 @@ mod external {
                     connected.store(true, Ordering::Relaxed);
                     // Subscribing from this thread must not block: this thread is the one
                     // that drains the request channel.
-                    if client
-                        .try_subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce)
-                        .is_err()
-                    {
+                    if client.try_subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce).is_err() {
                         let c = client.clone();
                         thread::spawn(move || {
                             let _ = c.subscribe(TOPIC_RPC_REQUEST, QoS::AtMostOnce);
@@ -466,12 +412,7 @@ mod external {
 
     /// While disconnected, publishes are dropped (QoS 0; a clean session would discard them on
     /// reconnect anyway) instead of piling up in memory.
-    fn publish_loop(
-        client: Client,
-        queue: Receiver<Publish>,
-        connected: Arc<AtomicBool>,
-        dropped: Arc<AtomicUsize>,
-    ) {
+    fn publish_loop(client: Client, queue: Receiver<Publish>, connected: Arc<AtomicBool>, dropped: Arc<AtomicUsize>) {
         for p in queue {
             if !connected.load(Ordering::Relaxed) {
                 dropped.fetch_add(1, Ordering::Relaxed);

@@ -5,11 +5,7 @@ use crate::model::event::RpcReply;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn embedded_settings() -> MqttSettings {
@@ -48,10 +44,7 @@ impl TestClient {
             for ev in conn.iter() {
                 match ev {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx
-                            .send((p.topic.clone(), p.payload.to_vec(), p.retain))
-                            .is_err()
-                        {
+                        if tx.send((p.topic.clone(), p.payload.to_vec(), p.retain)).is_err() {
                             return;
                         }
                     }
@@ -63,16 +56,12 @@ impl TestClient {
                 }
             }
         });
-        subacked
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no SUBACK");
+        subacked.recv_timeout(Duration::from_secs(10)).expect("no SUBACK");
         TestClient { client, msgs }
     }
 
     fn next(&self) -> (String, Vec<u8>, bool) {
-        self.msgs
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no message within 10 s")
+        self.msgs.recv_timeout(Duration::from_secs(10)).expect("no message within 10 s")
     }
 
     fn nothing_for(&self, d: Duration) -> bool {
@@ -81,14 +70,8 @@ impl TestClient {
 }
 
 fn next_rpc(core: &Receiver<Input>) -> String {
-    match core
-        .recv_timeout(Duration::from_secs(10))
-        .expect("no Input within 10 s")
-    {
-        Input::Rpc {
-            request,
-            reply: RpcReply::Mqtt,
-        } => request,
+    match core.recv_timeout(Duration::from_secs(10)).expect("no Input within 10 s") {
+        Input::Rpc { request, reply: RpcReply::Mqtt } => request,
         other => panic!("unexpected input {other:?}"),
     }
 }
@@ -133,10 +116,7 @@ fn tcp_subscriber_gets_publishes_in_order_and_retained_messages_work() {
     h.publish(Publish::new("SPIN/traffic/node/1", "", true));
     assert_eq!(a.next(), ("SPIN/traffic/node/1".into(), vec![], false));
     let c = TestClient::connect("c", &s, false, "SPIN/traffic/#");
-    assert_eq!(
-        c.next(),
-        ("SPIN/traffic/node/2".into(), b"node2".to_vec(), true)
-    );
+    assert_eq!(c.next(), ("SPIN/traffic/node/2".into(), b"node2".to_vec(), true));
     assert!(c.nothing_for(Duration::from_millis(300)));
     drop(b);
 }
@@ -153,10 +133,7 @@ fn websocket_subscriber_on_mqtt_path_gets_publishes_and_retained() {
     tcp.next();
 
     let w = TestClient::connect("Web-abcde", &s, true, "SPIN/traffic/#");
-    assert_eq!(
-        w.next(),
-        ("SPIN/traffic/node/7".into(), b"seven".to_vec(), true)
-    );
+    assert_eq!(w.next(), ("SPIN/traffic/node/7".into(), b"seven".to_vec(), true));
     for i in 0..50 {
         h.publish(Publish::new("SPIN/traffic", format!("w{i}"), false));
     }
@@ -172,15 +149,11 @@ fn rpc_request_from_a_client_reaches_the_core() {
     let _h = start(&s, core_tx).unwrap();
     let cl = TestClient::connect("tool", &s, false, "SPIN/jsonrpc/a");
     let req = r#"{"jsonrpc":"2.0","id":1,"method":"list_devices"}"#;
-    cl.client
-        .publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, req)
-        .unwrap();
+    cl.client.publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, req).unwrap();
     assert_eq!(next_rpc(&core_rx), req);
     // Also over WebSocket, as the browser would.
     let w = TestClient::connect("Web-x", &s, true, "SPIN/jsonrpc/a");
-    w.client
-        .publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "not json")
-        .unwrap();
+    w.client.publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "not json").unwrap();
     assert_eq!(next_rpc(&core_rx), "not json");
 }
 
@@ -202,20 +175,14 @@ fn sustained_load_is_delivered_without_losing_the_link() {
     }
     for i in 0..n {
         let (_, p, _) = a.next();
-        assert_eq!(
-            p[..8],
-            (i as u64).to_be_bytes(),
-            "message {i} out of order or lost"
-        );
+        assert_eq!(p[..8], (i as u64).to_be_bytes(), "message {i} out of order or lost");
     }
     eprintln!("{n} x 1 KB delivered in {:?}", t.elapsed());
     // A big payload (traffic messages can be large) goes through as well.
     h.publish(Publish::new("SPIN/traffic", vec![b'y'; 300 * 1024], false));
     assert_eq!(a.next().1.len(), 300 * 1024);
     // The link still works both ways.
-    a.client
-        .publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "after load")
-        .unwrap();
+    a.client.publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "after load").unwrap();
     assert_eq!(next_rpc(&core_rx), "after load");
 }
 
@@ -227,10 +194,7 @@ fn port_in_use_is_a_clear_error() {
     let (core_tx, _core_rx) = mpsc::channel();
     let err = start(&s, core_tx).err().expect("start must fail");
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains(&format!("127.0.0.1:{}", s.websocket_port)),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("127.0.0.1:{}", s.websocket_port)), "{msg}");
     assert!(msg.contains("WebSocket"), "{msg}");
 }
 
@@ -240,10 +204,7 @@ fn external_mode_forwards_both_ways() {
     let (core1_tx, core1_rx) = mpsc::channel();
     let _broker = start(&s, core1_tx).unwrap();
 
-    let ext = MqttSettings {
-        embedded: false,
-        ..s.clone()
-    };
+    let ext = MqttSettings { embedded: false, ..s.clone() };
     let (core2_tx, core2_rx) = mpsc::channel();
     let h2 = start(&ext, core2_tx).unwrap();
 
@@ -252,38 +213,23 @@ fn external_mode_forwards_both_ways() {
         h2.publish(Publish::new("SPIN/traffic", format!("e{i}"), false));
     }
     for i in 0..20 {
-        assert_eq!(
-            cl.next(),
-            ("SPIN/traffic".into(), format!("e{i}").into_bytes(), false)
-        );
+        assert_eq!(cl.next(), ("SPIN/traffic".into(), format!("e{i}").into_bytes(), false));
     }
     h2.publish(Publish::new("SPIN/traffic/node/3", "three", true));
     cl.next();
     let late = TestClient::connect("late", &s, false, "SPIN/traffic/node/+");
-    assert_eq!(
-        late.next(),
-        ("SPIN/traffic/node/3".into(), b"three".to_vec(), true)
-    );
+    assert_eq!(late.next(), ("SPIN/traffic/node/3".into(), b"three".to_vec(), true));
 
     // The external client's subscription may be processed just after its CONNACK; retry the
     // request until it arrives.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        cl.client
-            .publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "ext-req")
-            .unwrap();
-        if let Ok(Input::Rpc {
-            request,
-            reply: RpcReply::Mqtt,
-        }) = core2_rx.recv_timeout(Duration::from_millis(300))
-        {
+        cl.client.publish(TOPIC_RPC_REQUEST, QoS::AtMostOnce, false, "ext-req").unwrap();
+        if let Ok(Input::Rpc { request, reply: RpcReply::Mqtt }) = core2_rx.recv_timeout(Duration::from_millis(300)) {
             assert_eq!(request, "ext-req");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "external client never got the request"
-        );
+        assert!(Instant::now() < deadline, "external client never got the request");
     }
     // The embedded side's own core sees it too (both are subscribed).
     assert_eq!(next_rpc(&core1_rx), "ext-req");
@@ -293,20 +239,11 @@ fn external_mode_forwards_both_ways() {
 #[test]
 fn external_mode_gives_up_after_the_retries() {
     let port = free_port();
-    let s = MqttSettings {
-        embedded: false,
-        port,
-        ..MqttSettings::default()
-    };
+    let s = MqttSettings { embedded: false, port, ..MqttSettings::default() };
     let (core_tx, _rx) = mpsc::channel();
     let t = Instant::now();
-    let err = external::start(&s, core_tx, 2)
-        .err()
-        .expect("no broker: must fail");
-    assert!(
-        format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
-        "{err:#}"
-    );
+    let err = external::start(&s, core_tx, 2).err().expect("no broker: must fail");
+    assert!(format!("{err:#}").contains(&format!("127.0.0.1:{port}")), "{err:#}");
     assert!(t.elapsed() >= Duration::from_millis(900));
 }
 
@@ -318,11 +255,7 @@ fn many_retained_messages_all_reach_a_new_subscriber() {
     let h = start(&s, core_tx).unwrap();
     let n = 3000;
     for i in 0..n {
-        h.publish(Publish::new(
-            format!("SPIN/traffic/node/{i}"),
-            format!("n{i}"),
-            true,
-        ));
+        h.publish(Publish::new(format!("SPIN/traffic/node/{i}"), format!("n{i}"), true));
     }
     let sync = TestClient::connect("sync", &s, false, "SPIN/sync");
     h.publish(Publish::new("SPIN/sync", "", false));
