@@ -1,5 +1,5 @@
-//! What flows between the parts of spind: observations from the sources (capture replay, extsrc,
-//! later the kernel), control requests (JSON-RPC from any transport) and messages to publish.
+//! What flows between the rooms of spind: observations from the sources (the kernel, capture
+//! replay, extsrc), control requests (JSON-RPC from any transport) and messages to publish.
 //!
 //! Sources and transports only ever *send* [`Input`]s into the core's channel; the core is the
 //! single owner of all state and answers with [`Publish`]es for the MQTT side.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use sha_crypt::{PasswordHasher, ShaCrypt};
-use testbed::http::{self as http_util, req};
+use testbed::http::{self, req};
 
 use crate::common::{passive, spind};
 
@@ -54,7 +54,7 @@ fn every_request_needs_basic_auth_when_a_password_file_is_set() {
         }
         r.push_str("\r\n");
         r.push_str(body);
-        http_util::raw(port, r.as_bytes())
+        http::raw(port, r.as_bytes())
     };
     assert_eq!(post(None).status, 401);
     let r = post(Some(basic("admin", "s3cret")));
@@ -65,8 +65,8 @@ fn every_request_needs_basic_auth_when_a_password_file_is_set() {
     let ws = |extra: &[&str]| {
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        c.write_all(http_util::ws_upgrade(extra).as_bytes()).unwrap();
-        http_util::read_head(&mut c)
+        c.write_all(http::ws_upgrade(extra).as_bytes()).unwrap();
+        http::read_head(&mut c)
     };
     let h = ws(&[]);
     assert!(h.starts_with("HTTP/1.1 401"), "{h}");
@@ -152,13 +152,13 @@ fn tls_connect(port: u16) -> rustls::StreamOwned<rustls::ClientConnection, TcpSt
     rustls::StreamOwned::new(conn, sock)
 }
 
-fn https(port: u16, request: &str) -> http_util::Resp {
+fn https(port: u16, request: &str) -> http::Resp {
     let mut s = tls_connect(port);
     s.write_all(request.as_bytes()).unwrap();
     s.flush().unwrap();
     let mut out = Vec::new();
     let _ = std::io::Read::read_to_end(&mut s, &mut out);
-    http_util::parse(&out)
+    http::parse(&out)
 }
 
 #[test]
@@ -201,11 +201,11 @@ fn the_web_port_serves_https_and_mqtt_over_wss_with_tls_files() {
 
     // wss://127.0.0.1:<web port>/mqtt reaches the broker.
     let mut w = tls_connect(port);
-    w.write_all(http_util::ws_upgrade(&[]).as_bytes()).unwrap();
+    w.write_all(http::ws_upgrade(&[]).as_bytes()).unwrap();
     w.flush().unwrap();
-    let head = http_util::read_head(&mut w);
+    let head = http::read_head(&mut w);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(http_util::mqtt_connect_over_ws(&mut w), [0x20, 2, 0, 0]);
+    assert_eq!(http::mqtt_connect_over_ws(&mut w), [0x20, 2, 0, 0]);
 
     // curl agrees, if it is installed.
     if let Ok(out) = Command::new("curl")

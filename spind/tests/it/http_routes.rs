@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use rumqttc::QoS;
-use testbed::http::{self as http_util, get, raw, req};
+use testbed::http::{self, get, raw, req};
 
 use crate::common::passive;
 
@@ -208,10 +208,10 @@ fn mqtt_over_websocket_works_on_the_web_port() {
     // A raw handshake gets the broker's own 101; a plain GET /mqtt is refused.
     let mut c = std::net::TcpStream::connect(("127.0.0.1", s.http_port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    std::io::Write::write_all(&mut c, http_util::ws_upgrade(&[]).as_bytes()).unwrap();
-    let head = http_util::read_head(&mut c);
+    std::io::Write::write_all(&mut c, http::ws_upgrade(&[]).as_bytes()).unwrap();
+    let head = http::read_head(&mut c);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-    assert_eq!(http_util::mqtt_connect_over_ws(&mut c), [0x20, 2, 0, 0]);
+    assert_eq!(http::mqtt_connect_over_ws(&mut c), [0x20, 2, 0, 0]);
     assert_eq!(get(s.http_port, "/mqtt").status, 400);
 }
