@@ -2,19 +2,22 @@
 //! (`IPCTNL_MSG_CT_GET_CTRZERO`), once for IPv4 and once for IPv6, parsed in place.
 //!
 //! Each entry with traffic since the previous dump becomes one [`FlowSample`] in the original
-//! (initiator) direction whose counters are the sum of both directions.
+//! (initiator) direction whose counters are the sum of both directions. The entries are typed
+//! neli messages ([`Nfgenmsg`] with its attributes; neli has no conntrack types, so the `CTA_*`
+//! numbers are defined here); [`conntrack_entry`] is the pure parser of one entry.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::{
-    be_u16, be_u64, Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, FIX_CONNTRACK, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use neli::consts::nl::NlmF;
+use neli::consts::socket::NlFamily;
+use neli::types::GenlBuffer;
+
+use super::netlink::{self, messages, nested, reply, Nfgenmsg, NlSocket, Reply};
+use super::{KernelError, FIX_CONNTRACK};
 use crate::model::event::FlowSample;
 
-const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_GET_CTRZERO: u16 = 3;
@@ -58,7 +61,7 @@ pub struct Conntrack {
 }
 
 fn open_socket() -> Result<NlSocket, KernelError> {
-    let sock = NlSocket::open(NETLINK_NETFILTER)
+    let sock = NlSocket::open(NlFamily::Netfilter, &[])
         .map_err(|e| KernelError::from_io("open conntrack netlink", FIX_CONNTRACK, e))?;
     sock.set_rcvbuf(RCVBUF);
     // A dump never takes seconds; do not hang forever if the kernel goes quiet.
@@ -122,12 +125,8 @@ impl Conntrack {
         out: &mut Vec<FlowSample>,
         stats: &mut DumpStats,
     ) -> io::Result<()> {
-        let seq = self.sock.next_seq();
-        let mut req = MsgBuilder::new((NFNL_SUBSYS_CTNETLINK << 8) | msg_type, NLM_F_REQUEST | NLM_F_DUMP)
-            .nfgen(family, 0)
-            .finish();
-        req[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.sock.send(&req)?;
+        let request = Nfgenmsg::new(family, 0, GenlBuffer::new());
+        let seq = self.sock.send((NFNL_SUBSYS_CTNETLINK << 8) | msg_type, NlmF::DUMP, request)?;
         loop {
             let n = match self.sock.recv(&mut self.buf) {
                 Ok(n) => n,
@@ -136,21 +135,17 @@ impl Conntrack {
                 }
                 Err(e) => return Err(e),
             };
-            for m in NlMsgs::new(&self.buf[..n]) {
-                if m.seq != seq {
+            for m in messages::<Nfgenmsg>(&self.buf[..n]) {
+                if *m.nl_seq() != seq {
                     continue; // a late part of an abandoned dump
                 }
-                match m.kind {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => match m.error_code() {
-                        Some(0) => return Ok(()),
-                        Some(e) => return Err(io::Error::from_raw_os_error(e)),
-                        None => return Err(io::Error::new(io::ErrorKind::InvalidData, "short netlink error")),
-                    },
-                    NLMSG_OVERRUN => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
-                    k if k >> 8 == NFNL_SUBSYS_CTNETLINK => {
+                match reply(&m) {
+                    Reply::Done => return Ok(()),
+                    Reply::Failed(e) => return Err(io::Error::from_raw_os_error(e)),
+                    Reply::Overrun => return Err(io::Error::from_raw_os_error(libc::ENOBUFS)),
+                    Reply::Data(kind, entry) if kind >> 8 == NFNL_SUBSYS_CTNETLINK => {
                         stats.entries += 1;
-                        if let Some(s) = parse_entry(m.payload) {
+                        if let Some(s) = flow_sample(entry) {
                             out.push(s);
                         }
                     }
@@ -161,18 +156,24 @@ impl Conntrack {
     }
 }
 
-/// Parses one ctnetlink entry (nfgenmsg + attributes). `None` for entries without traffic or
-/// without a usable original tuple.
-pub(crate) fn parse_entry(payload: &[u8]) -> Option<FlowSample> {
-    let attrs = payload.get(4..)?;
+/// Parses one ctnetlink entry (the payload of its netlink message: nfgenmsg and attributes).
+/// `None` for entries without traffic or without a usable original tuple, and for malformed
+/// input.
+pub fn conntrack_entry(payload: &[u8]) -> Option<FlowSample> {
+    flow_sample(&netlink::payload::<Nfgenmsg>(payload).ok()?)
+}
+
+/// The sample of one parsed entry (see [`conntrack_entry`]).
+fn flow_sample(entry: &Nfgenmsg) -> Option<FlowSample> {
     let mut tuple = None;
     let (mut packets, mut bytes) = (0u64, 0u64);
-    for (kind, data) in Attrs::new(attrs) {
-        match kind {
-            CTA_TUPLE_ORIG => tuple = Some(data),
+    for a in entry.attrs.iter() {
+        match *a.nla_type().nla_type() {
+            CTA_TUPLE_ORIG => tuple = Some(a.nla_payload().as_ref()),
             CTA_COUNTERS_ORIG | CTA_COUNTERS_REPLY => {
-                for (k, d) in Attrs::new(data) {
-                    match k {
+                for c in nested(a.nla_payload().as_ref()).iter() {
+                    let d = c.nla_payload().as_ref();
+                    match *c.nla_type().nla_type() {
                         CTA_COUNTERS_PACKETS => packets = packets.saturating_add(be_u64(d).unwrap_or(0)),
                         CTA_COUNTERS_BYTES => bytes = bytes.saturating_add(be_u64(d).unwrap_or(0)),
                         _ => {}
@@ -188,11 +189,12 @@ pub(crate) fn parse_entry(payload: &[u8]) -> Option<FlowSample> {
     let mut src = None;
     let mut dst = None;
     let (mut protocol, mut src_port, mut dst_port, mut icmp_type) = (None, 0, 0, 0);
-    for (kind, data) in Attrs::new(tuple?) {
-        match kind {
+    for part in nested(tuple?).iter() {
+        match *part.nla_type().nla_type() {
             CTA_TUPLE_IP => {
-                for (k, d) in Attrs::new(data) {
-                    match k {
+                for a in nested(part.nla_payload().as_ref()).iter() {
+                    let d = a.nla_payload().as_ref();
+                    match *a.nla_type().nla_type() {
                         CTA_IP_V4_SRC => src = v4(d),
                         CTA_IP_V4_DST => dst = v4(d),
                         CTA_IP_V6_SRC => src = v6(d),
@@ -202,8 +204,9 @@ pub(crate) fn parse_entry(payload: &[u8]) -> Option<FlowSample> {
                 }
             }
             CTA_TUPLE_PROTO => {
-                for (k, d) in Attrs::new(data) {
-                    match k {
+                for a in nested(part.nla_payload().as_ref()).iter() {
+                    let d = a.nla_payload().as_ref();
+                    match *a.nla_type().nla_type() {
                         CTA_PROTO_NUM => protocol = d.first().copied(),
                         CTA_PROTO_SRC_PORT => src_port = be_u16(d).unwrap_or(0),
                         CTA_PROTO_DST_PORT => dst_port = be_u16(d).unwrap_or(0),
@@ -216,6 +219,14 @@ pub(crate) fn parse_entry(payload: &[u8]) -> Option<FlowSample> {
         }
     }
     Some(FlowSample { protocol: protocol?, src: src?, dst: dst?, src_port, dst_port, icmp_type, bytes, packets })
+}
+
+fn be_u16(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
 
 fn v4(d: &[u8]) -> Option<IpAddr> {
@@ -257,7 +268,8 @@ mod unit_tests {
     }
 
     fn nest(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
-        attr(kind | super::super::netlink::NLA_F_NESTED, &parts.concat())
+        const NLA_F_NESTED: u16 = 1 << 15;
+        attr(kind | NLA_F_NESTED, &parts.concat())
     }
 
     pub(crate) fn entry(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, counters: [u64; 4]) -> Vec<u8> {
@@ -296,22 +308,22 @@ mod unit_tests {
     #[test]
     fn parses_entry_in_original_direction_with_summed_counters() {
         let p = entry(17, [10, 0, 0, 1], 5000, [10, 0, 0, 2], 53, [2, 100, 1, 300]);
-        let s = parse_entry(&p).unwrap();
+        let s = conntrack_entry(&p).unwrap();
         assert_eq!(s.protocol, 17);
         assert_eq!(s.src, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(s.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!((s.src_port, s.dst_port, s.packets, s.bytes), (5000, 53, 3, 400));
-        assert!(parse_entry(&entry(6, [1, 1, 1, 1], 1, [2, 2, 2, 2], 2, [0; 4])).is_none());
+        assert!(conntrack_entry(&entry(6, [1, 1, 1, 1], 1, [2, 2, 2, 2], 2, [0; 4])).is_none());
     }
 
     #[test]
     fn malformed_entries_do_not_panic() {
         let p = entry(17, [10, 0, 0, 1], 5000, [10, 0, 0, 2], 53, [2, 100, 1, 300]);
         for cut in 0..p.len() {
-            let _ = parse_entry(&p[..cut]);
+            let _ = conntrack_entry(&p[..cut]);
             let mut q = p.clone();
             q[cut] ^= 0xff;
-            let _ = parse_entry(&q);
+            let _ = conntrack_entry(&q);
         }
     }
 }
