@@ -9,8 +9,9 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use runner::{cmd, Shell, Stream};
 
 
 const DEVICES: u32 = 100;
@@ -60,35 +61,26 @@ fn config(dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// Ports 0 would be nicer, but spind needs to be told fixed ones; these are unusual enough.
-fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
+/// `extra`: what this run adds (a replay, an extsrc socket).
+fn spind(bin: &Path, dir: &Path, extra: &[&std::ffi::OsStr]) -> Result<std::process::Child, String> {
     let _ = std::fs::remove_dir_all(dir.join("state"));
-    let mut c = Command::new(bin);
-    c.arg("-c")
-        .arg(config(dir)?)
-        .args([
-            "-p",
-            "38831",
-            "--websocket-port",
-            "38832",
-            "--http-port",
-            &HTTP_PORT.to_string(),
-            "-j",
-        ])
-        .arg(dir.join("rpc.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    Ok(c)
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let (conf, http, rpc) = (config(dir)?, HTTP_PORT.to_string(), dir.join("rpc.sock"));
+    cmd!(sh, "{bin} -c {conf} -p 38831 --websocket-port 38832 --http-port {http} -j {rpc} {extra...}")
+        .spawn(Stream::Null, Stream::Inherit)
+        .map_err(|e| e.to_string())
 }
 
 fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> {
-    let mut cmd = spind(bin, dir)?;
-    cmd.arg("--replay")
-        .arg(capture)
-        .args(["--replay-speed", "0", "--exit-after-replay"]);
     let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let replay = [
+        "--replay".as_ref(),
+        capture.as_os_str(),
+        "--replay-speed".as_ref(),
+        "0".as_ref(),
+        "--exit-after-replay".as_ref(),
+    ];
+    let child = spind(bin, dir, &replay)?;
     let (status, maxrss_kb) = wait_rusage(child.id() as i32)?;
     let secs = start.elapsed().as_secs_f64();
     if status != 0 {
@@ -99,11 +91,8 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
 
 /// An idle spind's VmRSS (KiB) after 5 s, then the time (ms) to load the UI from it.
 fn idle_rss(bin: &Path, dir: &Path) -> Result<(u64, f64), String> {
-    let mut cmd = spind(bin, dir)?;
-    cmd.arg("-P").arg("-e").arg(dir.join("extsrc.sock"));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let socket = dir.join("extsrc.sock");
+    let mut child = spind(bin, dir, &["-P".as_ref(), "-e".as_ref(), socket.as_os_str()])?;
     std::thread::sleep(Duration::from_secs(5));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();

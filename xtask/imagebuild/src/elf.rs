@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use anyhow::{anyhow, Context, Result};
+
 pub const EM_MIPS: u16 = 8;
 pub const EM_X86_64: u16 = 62;
 pub const EM_AARCH64: u16 = 183;
@@ -44,27 +46,27 @@ impl ElfInfo {
     }
 }
 
-pub fn read(path: &Path) -> Result<ElfInfo, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read(path: &Path) -> Result<ElfInfo> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-pub fn parse(b: &[u8]) -> Result<ElfInfo, String> {
+pub fn parse(b: &[u8]) -> Result<ElfInfo> {
     if b.len() < 52 || &b[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
+        return Err(anyhow!("not an ELF file"));
     }
     let bits = match b[4] {
         1 => 32,
         2 => 64,
-        c => return Err(format!("bad ELF class {c}")),
+        c => return Err(anyhow!("bad ELF class {c}")),
     };
     let big_endian = match b[5] {
         1 => false,
         2 => true,
-        d => return Err(format!("bad ELF data encoding {d}")),
+        d => return Err(anyhow!("bad ELF data encoding {d}")),
     };
-    let get = |off: usize, len: usize| -> Result<u64, String> {
-        let s = b.get(off..off + len).ok_or("truncated ELF header")?;
+    let get = |off: usize, len: usize| -> Result<u64> {
+        let s = b.get(off..off + len).context("truncated ELF header")?;
         let mut v: u64 = 0;
         for i in 0..len {
             let byte = if big_endian { s[i] } else { s[len - 1 - i] };

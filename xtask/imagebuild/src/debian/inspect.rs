@@ -6,12 +6,23 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use anyhow::{anyhow, Result};
+use runner::host::sha256_file;
+use runner::{cmd, Stream};
 use sha2::{Digest, Sha256};
 
-use super::debian::{self, layout, sfdisk_script};
-use super::{file_name, fixed_uuid, mkdirs, output, sha256_file, Board, Built, Ctx, Stage};
+use super::{layout, sfdisk_script, Ctx};
+use crate::board::{Bootloader, DebianArch, DebianBoard, DebianOutput, Table};
+use crate::stage::{file_name, fixed_uuid, mkdirs, Stage};
+use crate::{Built, Detail};
+
+/// The raw disk and the root tar of a Debian build.
+fn disk_of(built: &Built) -> Result<(&Path, &Path)> {
+    match &built.detail {
+        Detail::Debian { disk, root_tar } => Ok((disk, root_tar)),
+        Detail::OpenWrt { .. } => Err(anyhow!("{} was not built as a Debian image", built.board)),
+    }
+}
 
 /// Collects failed checks so one run reports all of them.
 #[derive(Default)]
@@ -28,12 +39,12 @@ impl Report {
             self.failures.push(what.into());
         }
     }
-    fn result(self, what: &str) -> Result<(), String> {
+    fn result(self, what: &str) -> Result<()> {
         if self.failures.is_empty() {
             eprintln!("xtask image: {what}: {} checks passed", self.passed);
             Ok(())
         } else {
-            Err(format!(
+            Err(anyhow!(
                 "{what}: {} of {} checks failed:\n  - {}",
                 self.failures.len(),
                 self.failures.len() + self.passed,
@@ -43,30 +54,30 @@ impl Report {
     }
 }
 
-pub fn check_built(board: &Board, built: &Built) -> Result<(), String> {
+pub fn check_built(board: &DebianBoard, built: &Built) -> Result<()> {
     let mut r = Report::default();
+    let (disk, _) = disk_of(built)?;
     let work = built.out_dir.parent().unwrap().join("inspect.tmp");
     let _ = fs::remove_dir_all(&work);
     mkdirs(&work)?;
-    check_partitions(board, &built.disk, &mut r)?;
-    check_boot_partition(board, &built.disk, &mut r)?;
-    check_root_fs(board, &built.disk, &work, &mut r)?;
+    check_partitions(board, disk, &mut r)?;
+    check_boot_partition(board, disk, &mut r)?;
+    check_root_fs(board, disk, &work, &mut r)?;
     check_outputs(board, built, &work, &mut r)?;
     let _ = fs::remove_dir_all(&work);
-    r.result(&format!("inspection of {}", file_name(&built.disk)))
+    r.result(&format!("inspection of {}", file_name(disk)))
 }
 
 /// `sfdisk -d`: the table type, disk id, and each partition's start, size, type, uuid, name.
-fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String> {
-    let mut c = Command::new("sfdisk");
-    c.arg("-d").arg(disk);
-    let dump = output(c)?;
+fn check_partitions(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<()> {
+    let sh = crate::shell()?;
+    let dump = cmd!(sh, "sfdisk -d {disk}").read()?;
     let l = layout(b);
     let want = sfdisk_script(b);
-    let gpt = b.disk().table == "gpt";
+    let gpt = b.disk.table == Table::Gpt;
     r.check(
         dump.contains(if gpt { "label: gpt" } else { "label: dos" }),
-        format!("partition table is {}: {dump}", b.disk().table),
+        format!("partition table is {}: {dump}", b.disk.table),
     );
     let id_line = want
         .lines()
@@ -107,7 +118,7 @@ fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String
             field(p, "size") == sizes[i].to_string(),
             format!("partition {} has {} sectors: {p}", i + 1, sizes[i]),
         );
-        let label = &b.disk().partitions[i].label;
+        let label = &b.disk.partitions[i].label;
         if gpt {
             let purpose = if i == 0 { "part-boot" } else { "part-root" };
             r.check(
@@ -152,26 +163,23 @@ fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String
     Ok(())
 }
 
-fn read_bytes(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+fn read_bytes(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let mut f = fs::File::open(p).map_err(|e| anyhow!("cannot open {}: {e}", p.display()))?;
+    f.seek(SeekFrom::Start(offset))?;
     let mut v = vec![0u8; len];
-    f.read_exact(&mut v).map_err(|e| e.to_string())?;
+    f.read_exact(&mut v)?;
     Ok(v)
 }
 
-fn mtools(program: &str, disk: &Path, offset: u64, args: &[&str]) -> Result<String, String> {
-    let mut c = Command::new(program);
-    c.arg("-i")
-        .arg(format!("{}@@{offset}", disk.display()))
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1");
-    output(c)
+fn mtools(program: &str, disk: &Path, offset: u64, args: &[&str]) -> Result<String> {
+    let sh = crate::shell()?;
+    let image_at = format!("{}@@{offset}", disk.display());
+    Ok(cmd!(sh, "{program} -i {image_at} {args...}").env("MTOOLS_SKIP_CHECK", "1").read()?)
 }
 
 /// The FAT boot partition: label, volume id, the boot files, the kernel command line.
-fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String> {
+fn check_boot_partition(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<()> {
     let off = layout(b).boot_start * 512;
     let label = mtools("mlabel", disk, off, &["-s", "::"]).unwrap_or_default();
     r.check(
@@ -184,8 +192,8 @@ fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), St
             .lines()
             .any(|l| l.trim().eq_ignore_ascii_case(&format!("::{p}")))
     };
-    let cmdline = debian::cmdline(b);
-    if b.disk().bootloader == "syslinux+systemd-boot" {
+    let cmdline = super::cmdline(b);
+    if b.disk.bootloader == Bootloader::SyslinuxSystemdBoot {
         for f in [
             "/EFI/BOOT/BOOTX64.EFI",
             "/loader/loader.conf",
@@ -198,10 +206,8 @@ fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), St
         ] {
             r.check(has(f), format!("boot partition has {f}"));
         }
-        let efi = Command::new("mtype")
-            .arg("-i")
-            .arg(format!("{}@@{off}", disk.display()))
-            .arg("::/EFI/BOOT/BOOTX64.EFI")
+        let (sh, image_at) = (crate::shell()?, format!("{}@@{off}", disk.display()));
+        let efi = cmd!(sh, "mtype -i {image_at} ::/EFI/BOOT/BOOTX64.EFI")
             .env("MTOOLS_SKIP_CHECK", "1")
             .output()
             .map(|o| o.stdout)
@@ -253,14 +259,13 @@ fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), St
     Ok(())
 }
 
-fn debugfs(dev: &str, request: &str) -> Result<String, String> {
-    let mut c = Command::new("debugfs");
-    c.args(["-R", request, dev]);
-    output(c)
+fn debugfs(dev: &str, request: &str) -> Result<String> {
+    let sh = crate::shell()?;
+    Ok(cmd!(sh, "debugfs -R {request} {dev}").read()?)
 }
 
 /// The ext4 root: label, UUID, the router's files, spind's architecture, no per-device secrets.
-fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<(), String> {
+fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> Result<()> {
     let dev = format!("{}?offset={}", disk.display(), layout(b).root_start * 512);
     // debugfs understands FILE?offset=N (dumpe2fs does not).
     let sb = debugfs(&dev, "stats")?;
@@ -277,9 +282,8 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
         sb_field("Filesystem UUID:") == fixed_uuid(&b.name, "fs-root"),
         "root file system UUID is the fixed one",
     );
-    let mut c = Command::new("e2fsck");
-    c.args(["-f", "-n"]).arg(&dev);
-    let fsck = c.output().map_err(|e| e.to_string())?;
+    let sh = crate::shell()?;
+    let fsck = cmd!(sh, "e2fsck -f -n {dev}").output()?;
     r.check(
         fsck.status.success(),
         format!(
@@ -345,7 +349,10 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
     } else {
         0
     };
-    let want = if b.arch == "amd64" { 62 } else { 183 };
+    let want = match b.arch {
+        DebianArch::Amd64 => crate::elf::EM_X86_64,
+        DebianArch::Arm64 => crate::elf::EM_AARCH64,
+    };
     r.check(
         machine == want,
         format!(
@@ -437,13 +444,9 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
 }
 
 /// The sha256 of what `xz -d` makes of `xz`.
-fn xz_content_sha256(xz: &Path) -> Result<String, String> {
-    let mut child = Command::new("xz")
-        .args(["-dc", "-T0"])
-        .arg(xz)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run xz: {e}"))?;
+fn xz_content_sha256(xz: &Path) -> Result<String> {
+    let sh = crate::shell()?;
+    let mut child = cmd!(sh, "xz -dc -T0 {xz}").spawn(Stream::Piped, Stream::Inherit)?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -451,31 +454,31 @@ fn xz_content_sha256(xz: &Path) -> Result<String, String> {
         match std::io::Read::read(&mut stdout, &mut buf) {
             Ok(0) => break,
             Ok(n) => h.update(&buf[..n]),
-            Err(e) => return Err(format!("reading xz -d {}: {e}", xz.display())),
+            Err(e) => return Err(anyhow!("reading xz -d {}: {e}", xz.display())),
         }
     }
-    let st = child.wait().map_err(|e| e.to_string())?;
+    let st = child.wait()?;
     if !st.success() {
-        return Err(format!("xz -d {} failed ({st})", xz.display()));
+        return Err(anyhow!("xz -d {} failed ({st})", xz.display()));
     }
-    Ok(super::hex(&h.finalize()))
+    Ok(runner::host::hex(&h.finalize()))
 }
 
 /// Compressed image, qcow2 and OVA.
-fn check_outputs(b: &Board, built: &Built, work: &Path, r: &mut Report) -> Result<(), String> {
+fn check_outputs(b: &DebianBoard, built: &Built, work: &Path, r: &mut Report) -> Result<()> {
     let base = format!("spin-{}", b.name);
     let out = &built.out_dir;
-    let raw_size = fs::metadata(&built.disk).map_err(|e| e.to_string())?.len();
-    if b.outputs.iter().any(|o| o == "img.xz") {
+    let (disk, _) = disk_of(built)?;
+    let raw_size = fs::metadata(disk)?.len();
+    let sh = crate::shell()?;
+    if b.outputs.contains(&DebianOutput::ImgXz) {
         let xz = out.join(format!("{base}.img.xz"));
         let sum = fs::read_to_string(out.join(format!("{base}.img.xz.sha256"))).unwrap_or_default();
         r.check(
             sum == format!("{}  {base}.img.xz\n", sha256_file(&xz)?),
             ".img.xz.sha256 matches (sha256sum -c format)",
         );
-        let mut c = Command::new("xz");
-        c.args(["--robot", "--list"]).arg(&xz);
-        let list = output(c).unwrap_or_default();
+        let list = cmd!(sh, "xz --robot --list {xz}").read().unwrap_or_default();
         let usize_ = list
             .lines()
             .find(|l| l.starts_with("totals"))
@@ -486,47 +489,40 @@ fn check_outputs(b: &Board, built: &Built, work: &Path, r: &mut Report) -> Resul
             format!(".img.xz holds {raw_size} bytes (xz --list: {usize_})"),
         );
         // The stream is assembled from cached blocks: it must give back the disk exactly.
-        let (unpacked, raw) = (xz_content_sha256(&xz)?, sha256_file(&built.disk)?);
+        let (unpacked, raw) = (xz_content_sha256(&xz)?, sha256_file(disk)?);
         r.check(
             unpacked == raw,
             format!(".img.xz decompresses (xz -d) to the raw disk (sha256 {unpacked} vs {raw})"),
         );
     }
-    if b.outputs.iter().any(|o| o == "qcow2") {
+    if b.outputs.contains(&DebianOutput::Qcow2) {
         let q = out.join(format!("{base}.qcow2"));
-        let mut c = Command::new("qemu-img");
-        c.args(["info", "--output=json"]).arg(&q);
-        let info = output(c).unwrap_or_default();
+        let info = cmd!(sh, "qemu-img info --output=json {q}").read().unwrap_or_default();
         r.check(
             info.contains("\"format\": \"qcow2\"")
                 && info.contains(&format!("\"virtual-size\": {raw_size}")),
             "qcow2 with the raw image's size",
         );
-        let mut c = Command::new("qemu-img");
-        c.args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
-            .arg(&built.disk)
-            .arg(&q);
         r.check(
-            c.status().map(|s| s.success()).unwrap_or(false),
+            cmd!(sh, "qemu-img compare -q -f raw -F qcow2 {disk} {q}").succeeds().unwrap_or(false),
             "qcow2 holds the same data as the raw image (qemu-img compare)",
         );
     }
-    if b.outputs.iter().any(|o| o == "ova") {
+    if b.outputs.contains(&DebianOutput::Ova) {
         check_ova(b, &out.join(format!("{base}.ova")), raw_size, work, r)?;
     }
     Ok(())
 }
 
 pub fn check_ova(
-    b: &Board,
+    b: &DebianBoard,
     ova: &Path,
     raw_size: u64,
     work: &Path,
     r: &mut Report,
-) -> Result<(), String> {
-    let mut c = Command::new("tar");
-    c.arg("-tf").arg(ova);
-    let names: Vec<String> = output(c)?.lines().map(String::from).collect();
+) -> Result<()> {
+    let sh = crate::shell()?;
+    let names: Vec<String> = cmd!(sh, "tar -tf {ova}").read()?.lines().map(String::from).collect();
     let vmdk_name = super::ova::vmdk_name(&b.name);
     let want = [
         format!("spin-{}.ovf", b.name),
@@ -544,9 +540,7 @@ pub fn check_ova(
     );
     let dir = work.join("ova");
     mkdirs(&dir)?;
-    let mut c = Command::new("tar");
-    c.arg("-xf").arg(ova).arg("-C").arg(&dir);
-    output(c)?;
+    cmd!(sh, "tar -xf {ova} -C {dir}").read()?;
     let ovf = fs::read_to_string(dir.join(&want[0])).unwrap_or_default();
     let vmdk = dir.join(&vmdk_name);
     let vmdk_size = fs::metadata(&vmdk).map(|m| m.len()).unwrap_or(0);
@@ -590,9 +584,9 @@ pub fn check_ova(
     );
     let mf = fs::read_to_string(dir.join(&want[2])).unwrap_or_default();
     for f in [&want[0], &vmdk_name] {
-        let mut c = Command::new("sha1sum");
-        c.arg(dir.join(f));
-        let sum = output(c)?
+        let path = dir.join(f);
+        let sum = cmd!(sh, "sha1sum {path}")
+            .read()?
             .split_whitespace()
             .next()
             .unwrap_or("")
@@ -617,9 +611,7 @@ pub fn check_ova(
         desc.contains(&format!("CID={}", &fixed_uuid(&b.name, "vmdk-cid")[..8])),
         "VMDK content id is the fixed one (reproducible)",
     );
-    let mut c = Command::new("qemu-img");
-    c.args(["info", "--output=json"]).arg(&vmdk);
-    let info = output(c).unwrap_or_default();
+    let info = cmd!(sh, "qemu-img info --output=json {vmdk}").read().unwrap_or_default();
     r.check(
         info.contains(&format!("\"virtual-size\": {raw_size}")),
         "VMDK virtual size is the raw image size",
@@ -629,35 +621,36 @@ pub fn check_ova(
 
 /// Assembles the disk a second time from the same cached root tar, in a scratch directory, and
 /// compares: the assembly stage must be bit-for-bit reproducible.
-pub fn check_reproducible(board: &Board, built: &Built) -> Result<(), String> {
+pub fn check_reproducible(board: &DebianBoard, built: &Built) -> Result<()> {
     let ctx = Ctx::new(board)?;
     let scratch: PathBuf = ctx.dir.join("repro.tmp");
     let _ = fs::remove_dir_all(&scratch);
     mkdirs(&scratch)?;
+    let (disk, root_tar) = disk_of(built)?;
     let root = Stage {
-        path: built.root_tar.clone(),
+        path: root_tar.to_path_buf(),
         key: String::new(),
         cached: true,
     };
     // Same key material as the build (the key only names files; the content is what matters).
-    let again = debian::disk(
+    let again = super::disk::build(
         &ctx,
         &Stage {
-            key: root_key_of(&built.root_tar),
+            key: root_key_of(root_tar),
             ..root
         },
         &scratch,
     )?;
-    let a = sha256_file(&built.disk)?;
+    let a = sha256_file(disk)?;
     let b = sha256_file(&again.path)?;
     let _ = fs::remove_dir_all(&scratch);
     if a == b {
         eprintln!("xtask image: disk assembly is reproducible (sha256 {a})");
         Ok(())
     } else {
-        Err(format!(
+        Err(anyhow!(
             "disk assembly is not reproducible: {} has sha256 {a}, a second assembly {b}",
-            file_name(&built.disk)
+            file_name(disk)
         ))
     }
 }

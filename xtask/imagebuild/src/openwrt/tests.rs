@@ -3,20 +3,36 @@
 //! how we call it, not of building a real image). The cross-built binary under qemu-user is
 //! tested by the `cargo xtask test` layer (see `crate::test`).
 
-use super::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use runner::cmd;
+
+use super::cross::spind_conf_from_uci;
+use super::imagebuilder::{imagebuilder_command, resolve_imagebuilder, run_imagebuilder};
+use super::package::{build_ipk, build_overlay, openwrt_dir, spind_version, verify_ipk};
+use super::*;
+use crate::board::{self, OpenWrtArch as Arch, OpenWrtOutput as Output};
+use crate::elf;
+
+type OpenwrtBoard = OpenWrtBoard;
+type ImageOptions = Options;
+
+fn sh() -> runner::Shell {
+    runner::Shell::new().unwrap()
+}
 
 const BOARDS: [&str; 3] = ["glinet-mt3000", "glinet-mt6000", "glinet-ar150"];
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("xtask-openwrt-{}-{name}", std::process::id()));
-    ipk::reset_dir(&d).unwrap();
+    crate::stage::reset_dir(&d).unwrap();
     d
 }
 
 fn board_text(name: &str) -> String {
     std::fs::read_to_string(
-        util::root()
+        crate::root()
             .join("board-configs")
             .join(format!("{name}.toml")),
     )
@@ -33,10 +49,10 @@ fn shipped_board_files() {
             b.outputs,
             [Output::Ipk, Output::Overlay, Output::Sysupgrade]
         );
-        assert!(b.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
-        assert!(b.packages.contains(&"luci".to_string()));
+        assert!(b.openwrt.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
+        assert!(b.openwrt.packages.contains(&"luci".to_string()));
         assert_eq!(
-            b.profile,
+            b.openwrt.profile,
             format!("glinet_gl-{}", name.trim_start_matches("glinet-"))
         );
     }
@@ -46,10 +62,10 @@ fn shipped_board_files() {
         (Arch::Aarch64, "aarch64-unknown-linux-musl")
     );
     assert_eq!(
-        (mt3000.target.as_str(), mt3000.subtarget.as_str()),
+        (mt3000.openwrt.target.as_str(), mt3000.openwrt.subtarget.as_str()),
         ("mediatek", "filogic")
     );
-    assert_eq!(mt3000.package_arch, "aarch64_cortex-a53");
+    assert_eq!(mt3000.openwrt.package_arch, "aarch64_cortex-a53");
     assert_eq!(
         mt3000.imagebuilder_file(),
         "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst"
@@ -61,9 +77,9 @@ fn shipped_board_files() {
     );
     assert_eq!(
         (
-            ar150.target.as_str(),
-            ar150.subtarget.as_str(),
-            ar150.package_arch.as_str()
+            ar150.openwrt.target.as_str(),
+            ar150.openwrt.subtarget.as_str(),
+            ar150.openwrt.package_arch.as_str()
         ),
         ("ath79", "generic", "mips_24kc")
     );
@@ -81,23 +97,23 @@ fn board_view() {
         "imagebuilder_sha256 = \"5cf5b6e205435522d9671355fdf78fe579deead4715ce8e61a98ae9d661f1e48\"",
         "imagebuilder_sha256 = \"\"",
     );
-    let b = OpenwrtBoard::from_board(&board::parse(file, &unpinned).unwrap()).unwrap();
-    assert_eq!(b.imagebuilder_sha256, None);
-    assert_eq!(b.file, "board-configs/glinet-ar150.toml");
+    let b = OpenwrtBoard::from_board(board::parse(file, &unpinned).unwrap()).unwrap();
+    assert_eq!(b.openwrt.imagebuilder_sha256, None);
+    assert_eq!(b.file, Path::new("board-configs/glinet-ar150.toml"));
     let only_ipk = text.replace(
         "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
         "outputs = [\"ipk\"]",
     );
-    let b = OpenwrtBoard::from_board(&board::parse(file, &only_ipk).unwrap()).unwrap();
+    let b = OpenwrtBoard::from_board(board::parse(file, &only_ipk).unwrap()).unwrap();
     assert_eq!(b.outputs, [Output::Ipk]);
     // A Debian board is not an OpenWrt board.
-    let err = OpenwrtBoard::load("x86_64").unwrap_err();
+    let err = OpenwrtBoard::load("x86_64").unwrap_err().to_string();
     assert!(
         err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"),
         "{err}"
     );
     // Errors in the file come from the board format.
-    let err = OpenwrtBoard::load("no-such-board").unwrap_err();
+    let err = OpenwrtBoard::load("no-such-board").unwrap_err().to_string();
     assert!(err.contains("glinet-mt3000"), "{err}");
 }
 
@@ -128,7 +144,7 @@ fn package_structure() {
             format!(
                 "spind_{}-1_{}.ipk",
                 spind_version().unwrap(),
-                board.package_arch
+                board.openwrt.package_arch
             )
         );
         verify_ipk(&board, &ipk_path, &s.join("inspect")).unwrap();
@@ -172,7 +188,7 @@ fn package_structure() {
         .unwrap();
         let wrong = fake_spind(&other, &s.join("work"));
         let bad = build_ipk(&board, &wrong, &s.join("work2"), &s.join("out2"), 1).unwrap();
-        let err = verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err();
+        let err = format!("{:#}", verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err());
         assert!(err.contains("is not a"), "{err}");
         std::fs::remove_dir_all(&s).ok();
     }
@@ -202,8 +218,8 @@ fn shell_scripts_parse() {
         let p = dir.join(f);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{f} is not executable in git");
-        let st = Command::new("sh").arg("-n").arg(&p).status().unwrap();
-        assert!(st.success(), "sh -n {f}");
+        let sh = sh();
+        assert!(cmd!(sh, "sh -n {p}").succeeds().unwrap(), "sh -n {f}");
     }
     let fw = std::fs::read_to_string(dir.join("package/etc/uci-defaults/90-spind")).unwrap();
     for want in [
@@ -230,17 +246,10 @@ fn overlay_contents() {
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("hostname='valibox'") && text.contains("dnssec='1'"));
     // Only first-boot scripts: the package brings everything else.
-    let listing = Command::new("find")
-        .arg(".")
-        .arg("-type")
-        .arg("f")
-        .current_dir(&files)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&listing.stdout).trim(),
-        "./etc/uci-defaults/95-valibox"
-    );
+    let sh = sh();
+    sh.change_dir(&files);
+    let listing = cmd!(sh, "find . -type f").read().unwrap();
+    assert_eq!(listing.trim(), "./etc/uci-defaults/95-valibox");
     std::fs::remove_dir_all(&s).ok();
 }
 
@@ -278,7 +287,7 @@ fn fake_imagebuilder(dir: &Path, config: Option<&str>) {
 
 #[test]
 fn imagebuilder_invocation_with_a_fake_imagebuilder() {
-    if !have("make") {
+    if !runner::host::have("make") {
         eprintln!("SKIPPED: no make on this host");
         return;
     }
@@ -295,12 +304,9 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
     std::fs::create_dir_all(files.join("etc")).unwrap();
     let bin = s.join("bin");
 
-    let cmd = imagebuilder_command(&board, &ib, &ipk, &files, &bin);
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(cmd.get_program(), "make");
+    let sh = sh();
+    let (program, args) = imagebuilder_command(&sh, &board, &ib, &ipk, &files, &bin).into_argv();
+    assert_eq!(program, "make");
     assert_eq!(
         args,
         [
@@ -320,7 +326,7 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         ..Default::default()
     };
     let dir = resolve_imagebuilder(&board, &opts).unwrap().unwrap();
-    let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     let recorded = std::fs::read_to_string(ib.join("invocation.txt")).unwrap();
     assert_eq!(
         recorded,
@@ -346,11 +352,15 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
 
     // Unchanged inputs: make is not run again.
     std::fs::remove_file(ib.join("invocation.txt")).unwrap();
-    run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     assert!(!ib.join("invocation.txt").exists());
+    // Unless the root file system is to be refreshed (--refresh-rootfs): make runs again.
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, true).unwrap();
+    assert!(ib.join("invocation.txt").exists());
+    std::fs::remove_file(ib.join("invocation.txt")).unwrap();
     // A changed overlay runs it again.
     std::fs::write(files.join("etc/new"), "x").unwrap();
-    run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     assert!(ib.join("invocation.txt").exists());
 
     // An ImageBuilder for another target is refused.
@@ -366,7 +376,8 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("not for mediatek/filogic"), "{err}");
     // A directory that is no ImageBuilder is refused.
     let err = resolve_imagebuilder(
@@ -376,7 +387,8 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("no Makefile"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
@@ -394,7 +406,8 @@ fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
             ..Default::default()
         },
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("does not match the pinned 5cf5b6e2"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
@@ -402,8 +415,8 @@ fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
 #[test]
 fn no_download_without_a_pinned_sha256() {
     let mut board = OpenwrtBoard::load("glinet-ar150").unwrap();
-    board.imagebuilder_sha256 = None;
-    board.imagebuilder_url = board.imagebuilder_url.replace("24.10.7", "0.0.0-test");
+    board.openwrt.imagebuilder_sha256 = None;
+    board.openwrt.imagebuilder_url = board.openwrt.imagebuilder_url.replace("24.10.7", "0.0.0-test");
     let why = resolve_imagebuilder(&board, &ImageOptions::default())
         .unwrap()
         .unwrap_err();
@@ -475,7 +488,8 @@ start_service
         init = s.join("spind.init").display(),
         params = params.display()
     );
-    let out = Command::new("sh").arg("-c").arg(&harness).output().unwrap();
+    let sh = sh();
+    let out = cmd!(sh, "sh -c {harness}").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     let written = std::fs::read_to_string(&conf).unwrap();
