@@ -133,11 +133,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 format!("FAILED (see {}/FAILED.txt)", out.display())
             }
         };
-        summary.push(format!(
-            "  {b:<8} {verdict}: suite {}, image build/check {}",
-            mins(test_secs),
-            mins(build_secs)
-        ));
+        summary.push(format!("  {b:<8} {verdict}: suite {}, image build/check {}", mins(test_secs), mins(build_secs)));
     }
     eprintln!("\nxtask qemu-test summary:\n{}", summary.join("\n"));
     if failed.is_empty() {

@@ -11,7 +11,8 @@ use imagebuild::toolchain;
 use runner::host::{self, Need};
 
 /// What `cargo xtask test` needs, every layer.
-pub const ALL: &[Need] = &[Need::SpindTests, Need::Image, Need::ImageForeign, Need::OpenWrt, Need::ImageBuilder, Need::QemuTest];
+pub const ALL: &[Need] =
+    &[Need::SpindTests, Need::Image, Need::ImageForeign, Need::OpenWrt, Need::ImageBuilder, Need::QemuTest];
 
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {

@@ -84,6 +84,8 @@ fn setup_hint() -> String {
 
 /// fmt and clippy over the whole workspace; each failure names the command that fixes it.
 fn gates() -> Result<()> {
+    // A fresh machine's rustup may have neither: the gates come before the set-up.
+    imagebuild::toolchain::ensure_components(&["rustfmt", "clippy"])?;
     let sh = crate::shell()?;
     let cargo = imagebuild::cargo();
     if cmd!(sh, "{cargo} fmt --all --check").run().is_err() {
@@ -159,7 +161,7 @@ fn openwrt_packages() -> Result<()> {
         let Detail::OpenWrt { ipk, spind_size, missing } = &built.detail else {
             bail!("{name}: not built as an OpenWrt board");
         };
-        if !ipk.extension().is_some_and(|e| e == "ipk") || !ipk.is_file() {
+        if ipk.extension().is_none_or(|e| e != "ipk") || !ipk.is_file() {
             return Err(anyhow!("{name}: no .ipk built"));
         }
         imagebuild::openwrt::package::verify_ipk(&board, ipk, &out.join("inspect"))?;

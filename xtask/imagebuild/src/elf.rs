@@ -32,16 +32,8 @@ impl ElfInfo {
             "ELF {}-bit {}, {machine}, {}, {}",
             self.bits,
             if self.big_endian { "MSB" } else { "LSB" },
-            if self.is_static {
-                "statically linked"
-            } else {
-                "dynamically linked"
-            },
-            if self.stripped {
-                "stripped"
-            } else {
-                "not stripped"
-            }
+            if self.is_static { "statically linked" } else { "dynamically linked" },
+            if self.stripped { "stripped" } else { "not stripped" }
         )
     }
 }
@@ -77,23 +69,9 @@ pub fn parse(b: &[u8]) -> Result<ElfInfo> {
     let machine = get(18, 2)? as u16;
     // Offsets of e_phoff/e_shoff/... differ between 32- and 64-bit headers.
     let (phoff, shoff, phentsize, phnum, shentsize, shnum) = if bits == 64 {
-        (
-            get(32, 8)?,
-            get(40, 8)?,
-            get(54, 2)?,
-            get(56, 2)?,
-            get(58, 2)?,
-            get(60, 2)?,
-        )
+        (get(32, 8)?, get(40, 8)?, get(54, 2)?, get(56, 2)?, get(58, 2)?, get(60, 2)?)
     } else {
-        (
-            get(28, 4)?,
-            get(32, 4)?,
-            get(42, 2)?,
-            get(44, 2)?,
-            get(46, 2)?,
-            get(48, 2)?,
-        )
+        (get(28, 4)?, get(32, 4)?, get(42, 2)?, get(44, 2)?, get(46, 2)?, get(48, 2)?)
     };
     let mut is_static = true;
     for i in 0..phnum {
@@ -109,13 +87,7 @@ pub fn parse(b: &[u8]) -> Result<ElfInfo> {
             stripped = false; // SHT_SYMTAB
         }
     }
-    Ok(ElfInfo {
-        bits,
-        big_endian,
-        machine,
-        is_static,
-        stripped,
-    })
+    Ok(ElfInfo { bits, big_endian, machine, is_static, stripped })
 }
 
 #[cfg(test)]
@@ -163,19 +135,10 @@ mod tests {
     #[test]
     fn header_fields() {
         let e = parse(&fake_elf(64, false, EM_AARCH64, 1, 3)).unwrap();
-        assert_eq!(
-            (e.bits, e.big_endian, e.machine, e.is_static, e.stripped),
-            (64, false, 183, true, true)
-        );
+        assert_eq!((e.bits, e.big_endian, e.machine, e.is_static, e.stripped), (64, false, 183, true, true));
         let e = parse(&fake_elf(32, true, EM_MIPS, 3, 2)).unwrap();
-        assert_eq!(
-            (e.bits, e.big_endian, e.machine, e.is_static, e.stripped),
-            (32, true, 8, false, false)
-        );
-        assert_eq!(
-            e.describe(),
-            "ELF 32-bit MSB, MIPS, dynamically linked, not stripped"
-        );
+        assert_eq!((e.bits, e.big_endian, e.machine, e.is_static, e.stripped), (32, true, 8, false, false));
+        assert_eq!(e.describe(), "ELF 32-bit MSB, MIPS, dynamically linked, not stripped");
         assert!(parse(b"#!/bin/sh\n").is_err());
     }
 

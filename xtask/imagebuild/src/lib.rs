@@ -145,7 +145,10 @@ pub fn print_report(built: &Built) {
             ("dir".to_string(), "-".to_string())
         };
         let name = a.path.strip_prefix(&built.out_dir).unwrap_or(&a.path).display().to_string();
-        eprintln!("  {name:<44} {size:>10}  sha256 {sum}{}", if a.what.is_empty() { String::new() } else { format!("\n      {}", a.what) });
+        eprintln!(
+            "  {name:<44} {size:>10}  sha256 {sum}{}",
+            if a.what.is_empty() { String::new() } else { format!("\n      {}", a.what) }
+        );
     }
     if let Detail::OpenWrt { missing: Some(m), .. } = &built.detail {
         eprintln!("\n{m}");

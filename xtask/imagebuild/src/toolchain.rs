@@ -108,7 +108,8 @@ pub fn ensure_zig_tools() -> Result<ZigTools> {
         cmd!(sh, "{pip} install -q --disable-pip-version-check {zig} {zigbuild}").run()?;
         std::fs::write(&stamp, format!("{zig}\n{zigbuild}\n"))?;
     }
-    let zig = find_file(&dir.join("lib"), "ziglang/zig").with_context(|| format!("no ziglang/zig under {}", dir.display()))?;
+    let zig = find_file(&dir.join("lib"), "ziglang/zig")
+        .with_context(|| format!("no ziglang/zig under {}", dir.display()))?;
     Ok(ZigTools { bin, zig, cache: crate::target_dir().join("tools/zigbuild-cache") })
 }
 
@@ -246,8 +247,11 @@ pub fn ensure_all(targets: &[&str]) -> Result<()> {
 pub fn ensure_components(components: &[&str]) -> Result<()> {
     let sh = crate::shell()?;
     let installed = cmd!(sh, "rustup component list --installed").read()?;
-    let missing: Vec<&str> =
-        components.iter().copied().filter(|c| !installed.lines().any(|l| l.starts_with(&format!("{c}-")) || l == *c)).collect();
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(&format!("{c}-")) || l == *c))
+        .collect();
     if !missing.is_empty() {
         cmd!(sh, "rustup component add {missing...}").run()?;
     }

@@ -300,4 +300,3 @@ fn spawn_error(shown: &str, c: &Command, e: std::io::Error) -> Error {
         Error::Io { cmd: shown.to_string(), source: e }
     }
 }
-

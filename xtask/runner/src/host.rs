@@ -167,10 +167,7 @@ pub fn have(program: &str) -> bool {
 fn package_installed(package: &str) -> bool {
     let Ok(sh) = Shell::new() else { return false };
     let format = "${Status}";
-    cmd!(sh, "dpkg-query -W -f={format} {package}")
-        .read()
-        .map(|s| s.contains("install ok installed"))
-        .unwrap_or(false)
+    cmd!(sh, "dpkg-query -W -f={format} {package}").read().map(|s| s.contains("install ok installed")).unwrap_or(false)
 }
 
 /// The effective uid is 0.

@@ -83,3 +83,15 @@ fn output_tail(output: &str) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The QEMU tests keep their errors as text (the report prints them): `?` turns ours into it.
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
+}
+
+/// A shell in the current directory, with our error type.
+pub fn shell() -> Result<Shell> {
+    Ok(Shell::new()?)
+}

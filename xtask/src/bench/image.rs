@@ -20,10 +20,7 @@ use runner::progress::secs;
 pub fn run(dir: &Path) -> Result<String> {
     let target = dir.join("image-target");
     let _ = std::fs::remove_dir_all(&target);
-    let saved: Vec<_> = ["CARGO_TARGET_DIR", "SPIND_BUILD_ID"]
-        .iter()
-        .map(|v| (*v, std::env::var_os(v)))
-        .collect();
+    let saved: Vec<_> = ["CARGO_TARGET_DIR", "SPIND_BUILD_ID"].iter().map(|v| (*v, std::env::var_os(v))).collect();
     std::env::set_var("CARGO_TARGET_DIR", &target);
     let result = (|| {
         eprintln!("bench image: cold build of x86_64 in {}", target.display());

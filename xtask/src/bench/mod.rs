@@ -42,7 +42,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let (sh, cargo) = (crate::shell()?, imagebuild::cargo());
     cmd!(sh, "{cargo} build --release --locked -p spind").run()?;
     let root = imagebuild::root();
-    let bin = std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/spind"));
+    let bin =
+        std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/spind"));
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let path = dir.join("report.md");

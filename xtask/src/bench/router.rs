@@ -231,7 +231,10 @@ impl Net {
         .join()
         .unwrap_or(false);
         if !ready {
-            return Err(format!("spind did not open its MQTT port; see {}", self.dir.join("spind-router.log").display()));
+            return Err(format!(
+                "spind did not open its MQTT port; see {}",
+                self.dir.join("spind-router.log").display()
+            ));
         }
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         if !exe.to_string_lossy().contains("spind") {
@@ -317,10 +320,7 @@ struct Mem {
 fn proc_status(pid: u32) -> Result<Mem, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("spind is gone: {e}"))?;
     let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+        s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
     };
     Ok(Mem { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") })
 }
@@ -334,10 +334,20 @@ fn unix_ns() -> u64 {
 #[derive(Clone, Debug)]
 enum Seen {
     /// `keys`: (from_port << 16 | to_port) of each flow, which identifies a bench flow.
-    Traffic { ns: u64, flows: u32, packets: u64, keys: Vec<u32> },
-    DnsQuery { n: u32 },
+    Traffic {
+        ns: u64,
+        flows: u32,
+        packets: u64,
+        keys: Vec<u32>,
+    },
+    DnsQuery {
+        n: u32,
+    },
     /// A `nodeInfo` carrying `q<n>.bench.test.` together with its answer address.
-    NodeName { ns: u64, n: u32 },
+    NodeName {
+        ns: u64,
+        n: u32,
+    },
 }
 
 /// `mosquitto_sub` on everything under `SPIN/traffic` in the router namespace, parsed by a
@@ -352,9 +362,10 @@ impl Subscriber {
     fn start(router: &str) -> Result<Subscriber, String> {
         let port = MQTT_PORT.to_string();
         let sh = shell()?;
-        let mut child = cmd!(sh, "ip netns exec {router} mosquitto_sub -h 127.0.0.1 -p {port} -t SPIN/traffic/# -F '%U %t %p'")
-            .spawn(Stream::Piped, Stream::Null)
-            .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
+        let mut child =
+            cmd!(sh, "ip netns exec {router} mosquitto_sub -h 127.0.0.1 -p {port} -t SPIN/traffic/# -F '%U %t %p'")
+                .spawn(Stream::Piped, Stream::Null)
+                .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
         let out = child.stdout.take().expect("stdout");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
@@ -519,7 +530,12 @@ fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64
         }
         let packets: Vec<[u8; 60]> = (0..n)
             .map(|i| {
-                udp_packet(CLIENT_IPS[(i % 4) as usize], 10_000 + (i / 4) as u16, SERVER_IP, SINK_PORT + (i % SINK_PORTS) as u16)
+                udp_packet(
+                    CLIENT_IPS[(i % 4) as usize],
+                    10_000 + (i / 4) as u16,
+                    SERVER_IP,
+                    SINK_PORT + (i % SINK_PORTS) as u16,
+                )
             })
             .collect();
         // SAFETY: zeroed sockaddr_in is valid; fields set below.
@@ -577,7 +593,11 @@ fn udp_drops(net: &Net) -> String {
         shell()
             .and_then(|sh| read(cmd!(sh, "ip netns exec {ns} nstat -asz UdpRcvbufErrors")))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("UdpRcvbufErrors")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("UdpRcvbufErrors"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
             .unwrap_or_else(|| "?".into())
     };
     format!("UDP receive-buffer drops: client {}, server {}", get(&net.client), get(&net.server))
@@ -641,7 +661,17 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
         per_msg,
         distinct.len()
     );
-    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some(), sent_per_s })
+    Ok(FlowResult {
+        n,
+        cpu,
+        mem,
+        per_msg,
+        packets_per_s: packets as f64 / secs,
+        distinct: distinct.len(),
+        conntrack,
+        subscribed: sub.is_some(),
+        sent_per_s,
+    })
 }
 
 // ---- DNS ----------------------------------------------------------------------------------
@@ -745,7 +775,8 @@ impl DnsRun {
 
     /// RTT percentiles in ms over the answered queries.
     fn rtt(&self) -> (f64, f64) {
-        let mut v: Vec<u64> = self.sent.iter().zip(&self.recv).filter(|(_, &r)| r != 0).map(|(&s, &r)| r.saturating_sub(s)).collect();
+        let mut v: Vec<u64> =
+            self.sent.iter().zip(&self.recv).filter(|(_, &r)| r != 0).map(|(&s, &r)| r.saturating_sub(s)).collect();
         v.sort_unstable();
         (pct(&v, 50.0) as f64 / 1e6, pct(&v, 99.0) as f64 / 1e6)
     }
@@ -835,7 +866,9 @@ impl DnsResult {
         let mut node_at: HashMap<u32, u64> = HashMap::new();
         for s in seen {
             match *s {
-                Seen::DnsQuery { n } if n >= first && ((n - first) as usize) < total => queried[(n - first) as usize] = true,
+                Seen::DnsQuery { n } if n >= first && ((n - first) as usize) < total => {
+                    queried[(n - first) as usize] = true
+                }
                 Seen::NodeName { ns, n } => {
                     node_at.entry(n).or_insert(ns);
                 }
@@ -908,7 +941,11 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
     for f in flows {
         let (spin, target) = reference(f.n);
         let who = if f.subscribed { "" } else { ", no MQTT subscriber" };
-        r.push_str(&format!("| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n", fmt_n(f.n.into()), f.cpu));
+        r.push_str(&format!(
+            "| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n",
+            fmt_n(f.n.into()),
+            f.cpu
+        ));
         let rss_target = if f.n == 10_000 { "< 16 MB" } else { "–" };
         r.push_str(&format!(
             "| RSS at {} flows{who}, broker included (VmRSS / VmHWM) | {:.1} / {:.1} MB | – | {rss_target} |\n",
@@ -920,8 +957,13 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
             continue;
         }
         let min = f.per_msg.iter().copied().min().unwrap_or(0);
-        let mean = if f.per_msg.is_empty() { 0.0 } else { f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64 };
-        let (spin, target) = if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
+        let mean = if f.per_msg.is_empty() {
+            0.0
+        } else {
+            f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64
+        };
+        let (spin, target) =
+            if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
         r.push_str(&format!(
             "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s / sent per s; conntrack entries) | {} / {} ({}; {} / {} pkt/s; {}) | {spin} | {target} |\n",
             fmt_n(f.n.into()),

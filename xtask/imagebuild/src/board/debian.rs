@@ -152,10 +152,9 @@ impl DebianBoard {
             || debian.mirror.starts_with("https://")
             || debian.mirror.starts_with("file:/"))
         {
-            return Err(e.err(
-                "debian.mirror",
-                format!("{:?}: allowed: an http://, https:// or file:/ URL", debian.mirror),
-            ));
+            return Err(
+                e.err("debian.mirror", format!("{:?}: allowed: an http://, https:// or file:/ URL", debian.mirror))
+            );
         }
         if debian.packages.is_empty() {
             return Err(e.err("debian.packages", "must list the packages of the image"));
@@ -172,7 +171,8 @@ impl DebianBoard {
         if !debian.packages.contains(&kernel_pkg) {
             return Err(e.err("debian.packages", format!("must contain the kernel ({kernel_pkg})")));
         }
-        for (field, globs) in [("debian.path_exclude", &debian.path_exclude), ("debian.path_include", &debian.path_include)]
+        for (field, globs) in
+            [("debian.path_exclude", &debian.path_exclude), ("debian.path_include", &debian.path_include)]
         {
             for (i, g) in globs.iter().enumerate() {
                 if !g.starts_with('/') || g.contains(char::is_whitespace) {

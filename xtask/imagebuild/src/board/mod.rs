@@ -289,10 +289,9 @@ pub(crate) fn check_release_present(e: &Errors, release: &str) -> Result<(), Boa
 /// A plausible Rust target triple for Linux.
 pub(crate) fn check_rust_target(e: &Errors, t: &str) -> Result<(), BoardError> {
     if t.split('-').count() < 3 || t.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
-        return Err(e.err(
-            "rust_target",
-            format!("{t:?} is not a Rust target triple (such as aarch64-unknown-linux-musl)"),
-        ));
+        return Err(
+            e.err("rust_target", format!("{t:?} is not a Rust target triple (such as aarch64-unknown-linux-musl)"))
+        );
     }
     if !t.contains("-linux-") {
         return Err(e.err("rust_target", format!("{t:?}: spind runs on Linux; the target must be a *-linux-* triple")));
@@ -318,9 +317,8 @@ pub(crate) fn check_outputs<T: PartialEq + fmt::Display>(
 }
 
 pub(crate) fn check_network(e: &Errors, n: &Network) -> Result<(), BoardError> {
-    let ok = |n: &str| {
-        !n.is_empty() && n.len() <= 15 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
+    let ok =
+        |n: &str| !n.is_empty() && n.len() <= 15 && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     const WHAT: &str = "an interface name of 1-15 letters, digits, '-', '_' or '.'";
     if !ok(&n.wan) {
         return Err(e.err("network.wan", format!("{:?} is not {WHAT}", n.wan)));

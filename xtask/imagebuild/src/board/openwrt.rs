@@ -103,16 +103,16 @@ impl OpenWrtBoard {
         }
         super::check_outputs(e, &self.outputs, OpenWrtOutput::NAMES)?;
         if !self.outputs.contains(&OpenWrtOutput::Ipk) {
-            return Err(e.err(
-                "outputs",
-                "an openwrt board must list \"ipk\" (the overlay and the image are built from it)",
-            ));
+            return Err(
+                e.err("outputs", "an openwrt board must list \"ipk\" (the overlay and the image are built from it)")
+            );
         }
         super::check_network(e, &self.network)?;
         let release_ok = self.release.split('.').count() >= 2
-            && self.release.split('.').all(|p| {
-                !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '-' || c.is_ascii_lowercase())
-            });
+            && self
+                .release
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '-' || c.is_ascii_lowercase()));
         if !release_ok {
             return Err(e.err(
                 "release",

@@ -37,13 +37,7 @@ fn x86_with(old: &str, new: &str) -> Result<Board, BoardError> {
 #[test]
 fn every_shipped_board_parses() {
     let names = names();
-    for name in [
-        "x86_64",
-        "rpi3",
-        "glinet-mt3000",
-        "glinet-mt6000",
-        "glinet-ar150",
-    ] {
+    for name in ["x86_64", "rpi3", "glinet-mt3000", "glinet-mt6000", "glinet-ar150"] {
         assert!(names.contains(&name.to_string()), "{name} not in {names:?}");
     }
     for name in &names {
@@ -82,18 +76,12 @@ fn shipped_openwrt_boards() {
         let Board::OpenWrt(b) = b else { panic!("{name} is not an OpenWrt board") };
         assert_eq!(b.release, "24.10.7");
         let o = &b.openwrt;
-        assert_eq!(
-            o.profile,
-            format!("glinet_gl-{}", name.trim_start_matches("glinet-"))
-        );
+        assert_eq!(o.profile, format!("glinet_gl-{}", name.trim_start_matches("glinet-")));
         assert_eq!(o.imagebuilder_sha256.as_deref().map(str::len), Some(64), "{name}: pinned sha256");
         assert!(o.packages.contains(&"luci".to_string()));
     }
     let ar150 = openwrt("glinet-ar150");
-    assert_eq!(
-        (ar150.arch.as_str(), ar150.rust_target.as_str()),
-        ("mips", "mips-unknown-linux-musl")
-    );
+    assert_eq!((ar150.arch.as_str(), ar150.rust_target.as_str()), ("mips", "mips-unknown-linux-musl"));
     assert_eq!(ar150.openwrt.package_arch, "mips_24kc");
     let mt6000 = openwrt("glinet-mt6000");
     assert_eq!(mt6000.network.wan, "eth1");
@@ -112,18 +100,8 @@ fn ar150_with(old: &str, new: &str) -> Result<Board, BoardError> {
 fn openwrt_errors_name_the_field_and_what_is_allowed() {
     // (replace, with, field ("" for structural errors), the message contains)
     let cases: &[(&str, &str, &str, &[&str])] = &[
-        (
-            "arch = \"mips\"",
-            "arch = \"riscv\"",
-            "arch",
-            &["\"riscv\"", "allowed: aarch64, mips, mipsel"],
-        ),
-        (
-            "arch = \"mips\"",
-            "arch = \"mips64\"",
-            "arch",
-            &["allowed: aarch64, mips, mipsel"],
-        ),
+        ("arch = \"mips\"", "arch = \"riscv\"", "arch", &["\"riscv\"", "allowed: aarch64, mips, mipsel"]),
+        ("arch = \"mips\"", "arch = \"mips64\"", "arch", &["allowed: aarch64, mips, mipsel"]),
         (
             "rust_target = \"mips-unknown-linux-musl\"",
             "rust_target = \"mips-unknown-linux-gnu\"",
@@ -136,18 +114,8 @@ fn openwrt_errors_name_the_field_and_what_is_allowed() {
             "openwrt.package_arch",
             &["mips_...", "does not fit arch \"mips\""],
         ),
-        (
-            "profile = \"glinet_gl-ar150\"",
-            "profile = \"gl ar150\"",
-            "openwrt.profile",
-            &["make info"],
-        ),
-        (
-            "target = \"ath79\"",
-            "target = \"\"",
-            "openwrt.target",
-            &["allowed: an OpenWrt target"],
-        ),
+        ("profile = \"glinet_gl-ar150\"", "profile = \"gl ar150\"", "openwrt.profile", &["make info"]),
+        ("target = \"ath79\"", "target = \"\"", "openwrt.target", &["allowed: an OpenWrt target"]),
         (
             "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
             "outputs = [\"ipk\", \"iso\"]",
@@ -178,48 +146,18 @@ fn openwrt_errors_name_the_field_and_what_is_allowed() {
             "openwrt.packages[0]",
             &["\"bad name\"", "OpenWrt package name"],
         ),
-        (
-            "packages = [",
-            "packages = [\"-\", ",
-            "openwrt.packages[0]",
-            &["OpenWrt package name"],
-        ),
-        (
-            "wan = \"eth0\"",
-            "wan = \"a-very-long-interface-name\"",
-            "network.wan",
-            &["1-15"],
-        ),
-        (
-            "lan = [\"eth1\"]",
-            "lan = [\"br-lan\"]",
-            "network.lan[0]",
-            &["list its ports"],
-        ),
-        (
-            "release = \"24.10.7\"",
-            "release = \"bookworm\"",
-            "release",
-            &["not an OpenWrt release", "24.10.7"],
-        ),
+        ("packages = [", "packages = [\"-\", ", "openwrt.packages[0]", &["OpenWrt package name"]),
+        ("wan = \"eth0\"", "wan = \"a-very-long-interface-name\"", "network.wan", &["1-15"]),
+        ("lan = [\"eth1\"]", "lan = [\"br-lan\"]", "network.lan[0]", &["list its ports"]),
+        ("release = \"24.10.7\"", "release = \"bookworm\"", "release", &["not an OpenWrt release", "24.10.7"]),
         (
             "release = \"24.10.7\"",
             "release = \"24.10.6\"",
             "openwrt.imagebuilder_url",
             &["openwrt-imagebuilder-24.10.6-ath79-generic.Linux-x86_64.tar.zst"],
         ),
-        (
-            "target = \"ath79\"",
-            "target = \"ramips\"",
-            "openwrt.imagebuilder_url",
-            &["ramips-generic"],
-        ),
-        (
-            "imagebuilder_url = \"https",
-            "imagebuilder_url = \"http",
-            "openwrt.imagebuilder_url",
-            &["an https URL"],
-        ),
+        ("target = \"ath79\"", "target = \"ramips\"", "openwrt.imagebuilder_url", &["ramips-generic"]),
+        ("imagebuilder_url = \"https", "imagebuilder_url = \"http", "openwrt.imagebuilder_url", &["an https URL"]),
         (
             "imagebuilder_sha256 = \"5cf5",
             "imagebuilder_sha256 = \"XYZ5cf5",
@@ -252,43 +190,13 @@ fn openwrt_errors_name_the_field_and_what_is_allowed() {
             "",
             &["unknown field `name`", "expected one of `description`"],
         ),
-        (
-            "[openwrt]",
-            "[openwrt]\nkernel = \"6.6\"",
-            "",
-            &["unknown field `kernel`", "expected one of `target`"],
-        ),
-        (
-            "[openwrt]",
-            "[openwrt]\nrelease = \"24.10.7\"",
-            "",
-            &["unknown field `release`"],
-        ),
-        (
-            "subtarget = \"generic\"\n",
-            "",
-            "",
-            &["missing field `subtarget`"],
-        ),
-        (
-            "package_arch = \"mips_24kc\"\n",
-            "",
-            "",
-            &["missing field `package_arch`"],
-        ),
+        ("[openwrt]", "[openwrt]\nkernel = \"6.6\"", "", &["unknown field `kernel`", "expected one of `target`"]),
+        ("[openwrt]", "[openwrt]\nrelease = \"24.10.7\"", "", &["unknown field `release`"]),
+        ("subtarget = \"generic\"\n", "", "", &["missing field `subtarget`"]),
+        ("package_arch = \"mips_24kc\"\n", "", "", &["missing field `package_arch`"]),
         ("wan = \"eth0\"\n", "", "", &["missing field `wan`"]),
-        (
-            "release = \"24.10.7\"",
-            "release = 24",
-            "",
-            &["invalid type: integer", "line 6"],
-        ),
-        (
-            "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
-            "outputs = \"ipk\"",
-            "",
-            &["invalid type: string"],
-        ),
+        ("release = \"24.10.7\"", "release = 24", "", &["invalid type: integer", "line 6"]),
+        ("outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]", "outputs = \"ipk\"", "", &["invalid type: string"]),
         ("arch = \"mips\"", "arch = \"mips", "", &["line 8"]),
     ];
     for (from, to, field, expect) in cases {
@@ -296,23 +204,13 @@ fn openwrt_errors_name_the_field_and_what_is_allowed() {
         assert_eq!(e.file, Path::new("board-configs/glinet-ar150.toml"));
         assert_eq!(e.field, *field, "for {to:?}: {e}");
         let shown = e.to_string();
-        assert!(
-            shown.starts_with("board-configs/glinet-ar150.toml: "),
-            "{shown}"
-        );
+        assert!(shown.starts_with("board-configs/glinet-ar150.toml: "), "{shown}");
         for want in *expect {
-            assert!(
-                shown.contains(want),
-                "for {to:?}: {shown:?} should contain {want:?}"
-            );
+            assert!(shown.contains(want), "for {to:?}: {shown:?} should contain {want:?}");
         }
     }
     // An empty sha256 is allowed (explicitly unverified): downloads are then refused.
-    let b = ar150_with(
-        "imagebuilder_sha256 = \"5cf5b6e2",
-        "imagebuilder_sha256 = \"\" # \"5cf5b6e2",
-    )
-    .unwrap();
+    let b = ar150_with("imagebuilder_sha256 = \"5cf5b6e2", "imagebuilder_sha256 = \"\" # \"5cf5b6e2").unwrap();
     let Board::OpenWrt(b) = b else { panic!("not an OpenWrt board") };
     assert_eq!(b.openwrt.imagebuilder_sha256, None);
     // No [openwrt] table.
@@ -347,11 +245,8 @@ fn errors_name_the_file_the_field_and_what_is_allowed() {
     let e = x86_with("size_mib = 128", "size_mib = 8").unwrap_err();
     assert_eq!(e.field, "disk.partitions[0].size_mib");
     assert!(e.message.contains("64..=65536"));
-    let e = x86_with(
-        "rust_target = \"x86_64-unknown-linux-gnu\"",
-        "rust_target = \"aarch64-unknown-linux-musl\"",
-    )
-    .unwrap_err();
+    let e = x86_with("rust_target = \"x86_64-unknown-linux-gnu\"", "rust_target = \"aarch64-unknown-linux-musl\"")
+        .unwrap_err();
     assert_eq!(e.field, "rust_target");
     assert!(e.message.contains("x86_64-unknown-linux-gnu"), "{e}");
     let e = x86_with("wan = \"eth0\"", "wan = \"eth1\"").unwrap_err();
@@ -359,11 +254,7 @@ fn errors_name_the_file_the_field_and_what_is_allowed() {
     assert!(e.message.contains("also the WAN"));
     let e = x86_with("wan = \"eth0\"", "wan = \"a very long name!\"").unwrap_err();
     assert_eq!(e.field, "network.wan");
-    let e = x86_with(
-        "bootloader = \"syslinux+systemd-boot\"",
-        "bootloader = \"raspi-firmware\"",
-    )
-    .unwrap_err();
+    let e = x86_with("bootloader = \"syslinux+systemd-boot\"", "bootloader = \"raspi-firmware\"").unwrap_err();
     assert_eq!(e.field, "disk.table");
     assert!(e.message.contains("needs table = \"mbr\""));
     let e = x86_with("cmdline = \"", "cmdline = \"root=/dev/sda2 ").unwrap_err();
@@ -384,10 +275,7 @@ fn unknown_and_missing_keys_are_named() {
     let e = x86_with("rust_target = \"x86_64-unknown-linux-gnu\"\n", "").unwrap_err();
     assert!(e.message.contains("missing field `rust_target`"), "{e}");
     let e = x86_with("size_mib = 128", "size_mib = \"big\"").unwrap_err();
-    assert!(
-        e.message.contains("size_mib") || e.message.contains("line"),
-        "{e}"
-    );
+    assert!(e.message.contains("size_mib") || e.message.contains("line"), "{e}");
     assert!(e.message.contains("invalid type"), "{e}");
     let e = parse_named("bad name", &shipped("x86_64")).unwrap_err();
     assert!(e.message.contains("file name"), "{e}");
@@ -404,14 +292,10 @@ fn debian_tables_are_required_for_debian_boards() {
     let e = parse_named("x86_64", &text[..cut]).unwrap_err();
     assert_eq!(e.field, "disk");
     assert!(e.message.contains("needs a [disk] table"));
-    let openwrt =
-        &shipped("glinet-ar150")[shipped("glinet-ar150").find("[openwrt]").unwrap()..];
+    let openwrt = &shipped("glinet-ar150")[shipped("glinet-ar150").find("[openwrt]").unwrap()..];
     let e = parse_named("x86_64", &format!("{text}\n{openwrt}")).unwrap_err();
     assert_eq!(e.field, "openwrt");
-    assert!(
-        e.message.contains("only allowed with base = \"openwrt\""),
-        "{e}"
-    );
+    assert!(e.message.contains("only allowed with base = \"openwrt\""), "{e}");
     // A Debian board keeps Debian's arch names and suites.
     let e = x86_with("arch = \"amd64\"", "arch = \"aarch64\"").unwrap_err();
     assert_eq!(e.field, "arch");
@@ -423,8 +307,5 @@ fn debian_tables_are_required_for_debian_boards() {
 #[test]
 fn unknown_board_lists_the_boards() {
     let e = load("no-such-board").unwrap_err().to_string();
-    assert!(
-        e.contains("x86_64") && e.contains("rpi3") && e.contains("glinet-ar150"),
-        "{e}"
-    );
+    assert!(e.contains("x86_64") && e.contains("rpi3") && e.contains("glinet-ar150"), "{e}");
 }

@@ -51,9 +51,7 @@ pub fn cmdline(b: &DebianBoard) -> String {
     } else {
         format!("root=PARTUUID={}", fixed_uuid(&b.name, "part-root"))
     };
-    format!("{} {root} {}", b.console_args(), b.kernel.cmdline)
-        .trim()
-        .to_string()
+    format!("{} {root} {}", b.console_args(), b.kernel.cmdline).trim().to_string()
 }
 
 /// The FAT volume id and MBR disk id: fixed per board.
@@ -120,11 +118,7 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
     let path = dir.join(format!("disk-{key}.img"));
     if path.exists() && path.with_extension("boot").is_dir() {
         eprintln!("  cached: {}", file_name(&path));
-        return Ok(Stage {
-            path,
-            key,
-            cached: true,
-        });
+        return Ok(Stage { path, key, cached: true });
     }
     let l = layout(b);
     let tmp = dir.join(format!("disk-{key}.img.tmp"));
@@ -160,11 +154,7 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
         .run_logged("mkfs.fat", &log)?;
     let image_at = format!("{}@@{}", tmp.display(), l.boot_start * SECTOR);
     set_mtimes(&fat, ctx.epoch)?;
-    let mut entries: Vec<PathBuf> = fs::read_dir(&fat)
-        ?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(&fat)?.flatten().map(|e| e.path()).collect();
     entries.sort();
     cmd!(sh, "mcopy -s -m -o -i {image_at} {entries...} ::/")
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -179,14 +169,9 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
             .env("MTOOLS_SKIP_CHECK", "1")
             .env("SOURCE_DATE_EPOCH", &epoch)
             .run_logged("syslinux --install", &log)?;
-        let mbr = fs::read(files.join("usr/lib/syslinux/mbr/gptmbr.bin"))
-            .map_err(|e| anyhow!("gptmbr.bin: {e}"))?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)
-            ?;
-        f.write_all(&mbr[..440.min(mbr.len())])
-            ?;
+        let mbr = fs::read(files.join("usr/lib/syslinux/mbr/gptmbr.bin")).map_err(|e| anyhow!("gptmbr.bin: {e}"))?;
+        let mut f = fs::OpenOptions::new().write(true).open(&tmp)?;
+        f.write_all(&mbr[..440.min(mbr.len())])?;
     }
 
     // Root partition (ext4), populated straight from the tar.
@@ -199,10 +184,13 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
         fixed_uuid(&b.name, "fs-root-hash")
     );
     let (root_tar, size) = (&root.path, format!("{}k", l.root_sectors * SECTOR / 1024));
-    cmd!(sh, "mkfs.ext4 -q -F -t ext4 -b 4096 -I 256 -m 1 -L {label} -U {uuid} -E {extended} -d {root_tar} {tmp} {size}")
-        .env("E2FSPROGS_FAKE_TIME", &epoch)
-        .env("SOURCE_DATE_EPOCH", &epoch)
-        .run_logged("mkfs.ext4 -d (root file system)", &log)?;
+    cmd!(
+        sh,
+        "mkfs.ext4 -q -F -t ext4 -b 4096 -I 256 -m 1 -L {label} -U {uuid} -E {extended} -d {root_tar} {tmp} {size}"
+    )
+    .env("E2FSPROGS_FAKE_TIME", &epoch)
+    .env("SOURCE_DATE_EPOCH", &epoch)
+    .run_logged("mkfs.ext4 -d (root file system)", &log)?;
 
     // Keep the boot files next to the image (kernel, initrd, dtb: direct boots in QEMU tests).
     let staged = dir.join("boot.tmp");
@@ -212,11 +200,7 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
     fs::rename(&tmp, &path)?;
     prune(dir, "disk-", &path);
     fs::rename(&staged, path.with_extension("boot"))?;
-    Ok(Stage {
-        path,
-        key,
-        cached: false,
-    })
+    Ok(Stage { path, key, cached: false })
 }
 
 /// Extracts what the boot partition needs from the root tar into `files`, and lays out the
@@ -248,21 +232,15 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<()> {
                 mkdirs(p.parent().unwrap())?;
                 super::overlay::write_file(&p, data, 0o644)
             };
-            let read =
-                |p: &Path| fs::read(p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()));
+            let read = |p: &Path| fs::read(p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()));
             put("vmlinuz", &read(&kernel)?)?;
             put("initrd.img", &read(&initrd)?)?;
-            put(
-                "EFI/BOOT/BOOTX64.EFI",
-                &read(&files.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"))?,
-            )?;
-            put(
-                "loader/loader.conf",
-                b"default spin.conf\ntimeout 0\nconsole-mode keep\neditor no\n",
-            )?;
+            put("EFI/BOOT/BOOTX64.EFI", &read(&files.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi"))?)?;
+            put("loader/loader.conf", b"default spin.conf\ntimeout 0\nconsole-mode keep\neditor no\n")?;
             put(
                 "loader/entries/spin.conf",
-                format!("title SPIN router ({})\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n", b.name).as_bytes(),
+                format!("title SPIN router ({})\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n", b.name)
+                    .as_bytes(),
             )?;
             put(
                 "syslinux/syslinux.cfg",
@@ -276,11 +254,7 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<()> {
         Bootloader::RaspiFirmware => {
             // raspi-firmware filled /boot/firmware in the rootfs stage; the command line is ours.
             copy_tree(&files.join("boot/firmware"), fat)?;
-            super::overlay::write_file(
-                &fat.join("cmdline.txt"),
-                format!("{cmdline}\n").as_bytes(),
-                0o644,
-            )?;
+            super::overlay::write_file(&fat.join("cmdline.txt"), format!("{cmdline}\n").as_bytes(), 0o644)?;
         }
     }
     Ok(())
@@ -294,8 +268,7 @@ pub(super) fn newest(dir: &Path, prefix: &str) -> Result<PathBuf> {
         .filter(|p| file_name(p).starts_with(prefix))
         .collect();
     v.sort();
-    v.pop()
-        .ok_or_else(|| anyhow!("no {prefix}* in the root file system's /boot"))
+    v.pop().ok_or_else(|| anyhow!("no {prefix}* in the root file system's /boot"))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
@@ -312,8 +285,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             copy_tree(&p, &dest)?;
         } else {
             fs::copy(&p, &dest).map_err(|e| anyhow!("cannot copy {}: {e}", p.display()))?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
-                ?;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))?;
         }
     }
     Ok(())
@@ -332,9 +304,7 @@ fn set_mtimes(dir: &Path, epoch: u64) -> Result<()> {
     }
     let f = File::open(dir)?;
     Ok(f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))?)
-        
 }
-
 
 #[cfg(test)]
 mod tests {

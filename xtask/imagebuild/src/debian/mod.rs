@@ -16,8 +16,8 @@
 mod disk;
 pub mod inspect;
 mod outputs;
-mod overlay;
 mod ova;
+mod overlay;
 mod rootfs;
 mod spind;
 pub mod xzblocks;
@@ -133,10 +133,7 @@ impl crate::Builder for DebianBuilder {
         let (spind, spind_time) = spind?;
         let rootfs = rootfs?;
         let at = timings.0.len() - 1;
-        timings.0.insert(
-            at,
-            crate::StageTime { name: "spind (cargo build)".into(), time: spind_time, cached: false },
-        );
+        timings.0.insert(at, crate::StageTime { name: "spind (cargo build)".into(), time: spind_time, cached: false });
         let root = timings.time_cached("overlay", || overlay::build(&ctx, &rootfs, &spind))?;
         let disk = timings.time_cached("disk", || disk::build(&ctx, &root, &ctx.dir))?;
         let artifacts = timings.time_cached("outputs", || outputs::build(&ctx, &disk))?;

@@ -40,39 +40,25 @@ pub fn build(ctx: &Ctx, disk: &Stage) -> Result<Vec<PathBuf>> {
     let boot_files = boot_artifacts(b, &boot_dir, out)?;
     artifacts.extend(boot_files.iter().map(|(_, to)| to.clone()));
     artifacts.push(out.join(format!("{base}.boot.txt")));
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(want_key.as_str())
-        && artifacts.iter().all(|a| a.exists())
-    {
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(want_key.as_str()) && artifacts.iter().all(|a| a.exists()) {
         eprintln!("  cached: outputs for disk {}", disk.key);
         return Ok(artifacts);
     }
     let _ = fs::remove_file(&stamp);
 
     let _ = fs::remove_file(&raw);
-    fs::hard_link(&disk.path, &raw)
-        .or_else(|_| fs::copy(&disk.path, &raw).map(|_| ()))
-        ?;
+    fs::hard_link(&disk.path, &raw).or_else(|_| fs::copy(&disk.path, &raw).map(|_| ()))?;
     for (from, to) in &boot_files {
         let _ = fs::remove_file(to);
         fs::copy(from, to).map_err(|e| anyhow!("cannot copy {}: {e}", from.display()))?;
     }
-    fs::write(
-        out.join(format!("{base}.boot.txt")),
-        boot_txt(b, &boot_files),
-    )
-    ?;
+    fs::write(out.join(format!("{base}.boot.txt")), boot_txt(b, &boot_files))?;
 
     // The outputs only read the disk: made side by side (xz compresses one block per core,
     // qemu-img mostly uses one), each with its own log.
     let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let jobs: Vec<_> = b
-            .outputs
-            .iter()
-            .map(|&kind| s.spawn(move || make_output(ctx, disk, kind)))
-            .collect();
-        jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|_| Err(anyhow!("panicked"))))
-            .collect()
+        let jobs: Vec<_> = b.outputs.iter().map(|&kind| s.spawn(move || make_output(ctx, disk, kind))).collect();
+        jobs.into_iter().map(|j| j.join().unwrap_or_else(|_| Err(anyhow!("panicked")))).collect()
     });
     let errors: Vec<String> = results.into_iter().filter_map(Result::err).map(|e| format!("{e:#}")).collect();
     if !errors.is_empty() {
@@ -92,19 +78,13 @@ fn make_output(ctx: &Ctx, disk: &Stage, kind: DebianOutput) -> Result<()> {
         DebianOutput::ImgXz => {
             let xz = out.join(format!("{base}.img.xz"));
             let p = Progress::start("xz (img.xz)");
-            let stats = xzblocks::compress(
-                &disk.path,
-                &xz,
-                &xzblocks::cache_dir(&ctx.dir),
-                &XZ_SETTINGS,
-                &|done, total| p.fraction.set(done as u64, total as u64),
-            );
+            let stats =
+                xzblocks::compress(&disk.path, &xz, &xzblocks::cache_dir(&ctx.dir), &XZ_SETTINGS, &|done, total| {
+                    p.fraction.set(done as u64, total as u64)
+                });
             p.stop();
             let stats = stats?;
-            eprintln!(
-                "  {base}.img.xz: {} of {} blocks compressed, the others cached",
-                stats.compressed, stats.blocks
-            );
+            eprintln!("  {base}.img.xz: {} of {} blocks compressed, the others cached", stats.compressed, stats.blocks);
             write_atomic(
                 &out.join(format!("{base}.img.xz.sha256")),
                 format!("{}  {base}.img.xz\n", stats.sha256).as_bytes(),
@@ -127,48 +107,24 @@ fn make_output(ctx: &Ctx, disk: &Stage, kind: DebianOutput) -> Result<()> {
 }
 
 /// `xz -1` in 64 MiB blocks: fast, and the images stay well under their size targets (README).
-const XZ_SETTINGS: xzblocks::XzSettings = xzblocks::XzSettings {
-    preset: "-1",
-    block_size: 64 << 20,
-};
+const XZ_SETTINGS: xzblocks::XzSettings = xzblocks::XzSettings { preset: "-1", block_size: 64 << 20 };
 
 fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
     let tmp = p.with_extension("tmp");
-    fs::write(&tmp, data)
-        .and_then(|_| fs::rename(&tmp, p))
-        .map_err(|e| anyhow!("cannot write {}: {e}", p.display()))
+    fs::write(&tmp, data).and_then(|_| fs::rename(&tmp, p)).map_err(|e| anyhow!("cannot write {}: {e}", p.display()))
 }
 
 /// (file in the boot tree, name in out/) for the kernel, initrd and (Raspberry Pi) device tree.
-fn boot_artifacts(
-    b: &DebianBoard,
-    boot_dir: &Path,
-    out: &Path,
-) -> Result<Vec<(PathBuf, PathBuf)>> {
+fn boot_artifacts(b: &DebianBoard, boot_dir: &Path, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let base = format!("spin-{}", b.name);
     let mut v = Vec::new();
     if b.disk.bootloader == Bootloader::RaspiFirmware {
-        v.push((
-            newest(boot_dir, "vmlinuz-")?,
-            out.join(format!("{base}.vmlinuz")),
-        ));
-        v.push((
-            newest(boot_dir, "initrd.img-")?,
-            out.join(format!("{base}.initrd.img")),
-        ));
-        v.push((
-            boot_dir.join("bcm2837-rpi-3-b.dtb"),
-            out.join("bcm2837-rpi-3-b.dtb"),
-        ));
+        v.push((newest(boot_dir, "vmlinuz-")?, out.join(format!("{base}.vmlinuz"))));
+        v.push((newest(boot_dir, "initrd.img-")?, out.join(format!("{base}.initrd.img"))));
+        v.push((boot_dir.join("bcm2837-rpi-3-b.dtb"), out.join("bcm2837-rpi-3-b.dtb")));
     } else {
-        v.push((
-            boot_dir.join("vmlinuz"),
-            out.join(format!("{base}.vmlinuz")),
-        ));
-        v.push((
-            boot_dir.join("initrd.img"),
-            out.join(format!("{base}.initrd.img")),
-        ));
+        v.push((boot_dir.join("vmlinuz"), out.join(format!("{base}.vmlinuz"))));
+        v.push((boot_dir.join("initrd.img"), out.join(format!("{base}.initrd.img"))));
     }
     Ok(v)
 }

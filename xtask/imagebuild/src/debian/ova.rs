@@ -2,12 +2,12 @@
 //! LAN on the internal network "spin-lan"; a `vbox:Machine` section for EFI firmware and the
 //! serial port), a SHA1 manifest, packed as ustar with the `.ovf` first.
 
-use std::fs;
-use std::path::Path;
 use anyhow::{anyhow, Result};
 use runner::cmd;
 use runner::host::human;
 use runner::progress::qemu_img_progress;
+use std::fs;
+use std::path::Path;
 
 use super::Ctx;
 use crate::stage::{file_name, fixed_uuid, mkdirs};
@@ -39,11 +39,7 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<()> {
     let vmdk_size = fs::metadata(&vmdk)?.len();
     let ovf_name = format!("spin-{}.ovf", b.name);
     let mf_name = format!("spin-{}.mf", b.name);
-    fs::write(
-        work.join(&ovf_name),
-        ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity),
-    )
-    ?;
+    fs::write(work.join(&ovf_name), ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity))?;
     let mut mf = String::new();
     for f in [&ovf_name, &vmdk_name(&b.name)] {
         let path = work.join(f);
@@ -60,12 +56,7 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<()> {
         .run_logged("tar (ova)", log)?;
     fs::rename(&tmp, ova)?;
     let _ = fs::remove_dir_all(&work);
-    eprintln!(
-        "  {}: ovf + {} ({}) + manifest",
-        file_name(ova),
-        vmdk_name(&b.name),
-        human(vmdk_size)
-    );
+    eprintln!("  {}: ovf + {} ({}) + manifest", file_name(ova), vmdk_name(&b.name), human(vmdk_size));
     Ok(())
 }
 
@@ -81,11 +72,7 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<()> {
         .position(|w| w == b"CID=")
         .ok_or_else(|| anyhow!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
     let start = pos + 4;
-    let end = start
-        + data[start..]
-            .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
+    let end = start + data[start..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
     let text_end = end
         + data[end..]
             .iter()
@@ -95,10 +82,7 @@ pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<()> {
     text.extend_from_slice(&data[end..text_end]);
     let region_end = start + text.len().max(text_end - start);
     if data[text_end..region_end].iter().any(|&b| b != 0) {
-        return Err(anyhow!(
-            "{}: no room in the VMDK descriptor for CID={cid}",
-            vmdk.display()
-        ));
+        return Err(anyhow!("{}: no room in the VMDK descriptor for CID={cid}", vmdk.display()));
     }
     text.resize(region_end - start, 0);
     data[start..region_end].copy_from_slice(&text);
@@ -270,10 +254,7 @@ mod cid_tests {
             let got = std::fs::read(&p).unwrap();
             assert_eq!(got.len(), img.len());
             let text = String::from_utf8_lossy(&got);
-            assert!(
-                text.contains("CID=0badc0de\nparentCID=ffffffff\n"),
-                "{text:?}"
-            );
+            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
             assert!(got.ends_with(b"GRAIN"));
         }
     }

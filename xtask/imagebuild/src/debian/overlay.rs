@@ -32,11 +32,7 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
     let root = &b.root_part().label;
     let boot = &b.boot_part().label;
     let (root_spec, boot_spec, boot_dir) = if b.disk.bootloader == Bootloader::RaspiFirmware {
-        (
-            format!("LABEL={root}"),
-            format!("LABEL={boot}"),
-            "/boot/firmware",
-        )
+        (format!("LABEL={root}"), format!("LABEL={boot}"), "/boot/firmware")
     } else {
         (
             format!("PARTUUID={}", fixed_uuid(&b.name, "part-root")),
@@ -69,12 +65,7 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
     v.push(("etc/machine-id".into(), "uninitialized\n".into()));
     v.push((
         "etc/spin/board".into(),
-        format!(
-            "BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n",
-            b.name,
-            b.network.wan,
-            b.network.lan.join(" ")
-        ),
+        format!("BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n", b.name, b.network.wan, b.network.lan.join(" ")),
     ));
     v
 }
@@ -107,11 +98,7 @@ fn units_to_enable(stage: &Path) -> Vec<(String, String)> {
     let mut v = Vec::new();
     let dir = stage.join("etc/systemd/system");
     if let Ok(rd) = fs::read_dir(&dir) {
-        let mut names: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
+        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
         names.sort();
         for p in names {
             let text = fs::read_to_string(&p).unwrap_or_default();
@@ -135,9 +122,7 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     let src = image_dir().join("overlay");
     let sources = overlay_sources()?;
     let mut k = Key::new("overlay");
-    k.add(ASSEMBLY_VERSION)
-        .add(&rootfs.key)
-        .add(&spind.key);
+    k.add(ASSEMBLY_VERSION).add(&rootfs.key).add(&spind.key);
     for (n, v) in template_vars(b) {
         k.add(n).add(v);
     }
@@ -147,15 +132,9 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     for rel in &sources {
         let p = src.join(rel);
         let md = fs::symlink_metadata(&p)?;
-        k.add(rel.to_string_lossy().as_bytes())
-            .add(format!("{:o}", md.mode() & 0o111));
+        k.add(rel.to_string_lossy().as_bytes()).add(format!("{:o}", md.mode() & 0o111));
         if md.file_type().is_symlink() {
-            k.add(
-                fs::read_link(&p)
-                    ?
-                    .to_string_lossy()
-                    .as_bytes(),
-            );
+            k.add(fs::read_link(&p)?.to_string_lossy().as_bytes());
         } else {
             k.add_file(&p)?;
         }
@@ -164,11 +143,7 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     let path = ctx.dir.join(format!("root-{key}.tar"));
     if path.exists() {
         eprintln!("  cached: {}", file_name(&path));
-        return Ok(Stage {
-            path,
-            key,
-            cached: true,
-        });
+        return Ok(Stage { path, key, cached: true });
     }
 
     // 1. Stage the overlay in a directory.
@@ -190,18 +165,17 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
             std::os::unix::fs::symlink(target, &to)?;
             continue;
         }
-        let mut data =
-            fs::read(&from).map_err(|e| anyhow!("cannot read {}: {e}", from.display()))?;
+        let mut data = fs::read(&from).map_err(|e| anyhow!("cannot read {}: {e}", from.display()))?;
         if templated {
-            let mut text = String::from_utf8(data)
-                .map_err(|_| anyhow!("{}: template is not UTF-8", from.display()))?;
+            let mut text = String::from_utf8(data).map_err(|_| anyhow!("{}: template is not UTF-8", from.display()))?;
             for (n, v) in &vars {
                 text = text.replace(&format!("@{n}@"), v);
             }
             if let Some(i) = text.find('@').filter(|&i| {
-                text[i + 1..].split('@').next().is_some_and(|w| {
-                    !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-                })
+                text[i + 1..]
+                    .split('@')
+                    .next()
+                    .is_some_and(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
             }) {
                 return Err(anyhow!(
                     "{}: unknown template variable near {:?}",
@@ -211,11 +185,7 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
             }
             data = text.into_bytes();
         }
-        write_file(
-            &to,
-            &data,
-            if md.mode() & 0o111 != 0 { 0o755 } else { 0o644 },
-        )?;
+        write_file(&to, &data, if md.mode() & 0o111 != 0 { 0o755 } else { 0o644 })?;
     }
     for (rel, text) in generated_files(b) {
         let to = stage.join(&rel);
@@ -224,20 +194,13 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     }
     let bin = stage.join("usr/sbin/spind");
     mkdirs(bin.parent().unwrap())?;
-    write_file(
-        &bin,
-        &fs::read(&spind.path)?,
-        0o755,
-    )?;
+    write_file(&bin, &fs::read(&spind.path)?, 0o755)?;
     for (unit, target) in units_to_enable(&stage) {
-        let wants = stage
-            .join("etc/systemd/system")
-            .join(format!("{target}.wants"));
+        let wants = stage.join("etc/systemd/system").join(format!("{target}.wants"));
         mkdirs(&wants)?;
         let link = wants.join(&unit);
         let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), &link)
-            ?;
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{unit}"), &link)?;
     }
     // Directories: 0755 (files keep what was set above); the state directory is private.
     set_dir_modes(&stage)?;
@@ -260,9 +223,7 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
             }
         } else {
             if in_rootfs.contains(format!("{name}/").as_str()) {
-                return Err(anyhow!(
-                    "overlay file {name} would replace a directory of the root file system"
-                ));
+                return Err(anyhow!("overlay file {name} would replace a directory of the root file system"));
             }
             if in_rootfs.contains(name.as_str()) {
                 deletes.push(name.clone());
@@ -295,16 +256,8 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     let _ = fs::remove_file(&overlay_tar);
     fs::rename(&tmp, &path)?;
     prune(&ctx.dir, "root-", &path);
-    eprintln!(
-        "  overlay: {} files added, {} replaced",
-        adds.len(),
-        deletes.len()
-    );
-    Ok(Stage {
-        path,
-        key,
-        cached: false,
-    })
+    eprintln!("  overlay: {} files added, {} replaced", adds.len(), deletes.len());
+    Ok(Stage { path, key, cached: false })
 }
 
 pub(super) fn write_file(p: &Path, data: &[u8], mode: u32) -> Result<()> {
@@ -316,10 +269,7 @@ fn set_dir_modes(dir: &Path) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     for e in fs::read_dir(dir)?.flatten() {
         let p = e.path();
-        if fs::symlink_metadata(&p)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
+        if fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
             set_dir_modes(&p)?;
         }
     }
@@ -329,9 +279,7 @@ fn set_dir_modes(dir: &Path) -> Result<()> {
 fn walk_all(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> Result<()> {
     for e in fs::read_dir(dir)?.flatten() {
         let p = e.path();
-        let is_dir = fs::symlink_metadata(&p)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
+        let is_dir = fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
         out.push((p.strip_prefix(base).unwrap().to_path_buf(), is_dir));
         if is_dir {
             walk_all(base, &p, out)?;

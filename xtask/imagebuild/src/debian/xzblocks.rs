@@ -64,9 +64,7 @@ pub fn compress(
 ) -> Result<XzStats> {
     let cache = cache.join(format!("xz{}-{}", settings.preset, settings.block_size));
     mkdirs(&cache)?;
-    let len = fs::metadata(input)
-        .map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?
-        .len();
+    let len = fs::metadata(input).map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?.len();
     let chunks = len.div_ceil(settings.block_size).max(1) as usize;
 
     // Hash the chunks; compress the ones not in the cache, one xz per core.
@@ -75,10 +73,7 @@ pub fn compress(
     let compressed = Mutex::new(0usize);
     let done = Mutex::new(0usize);
     let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(chunks);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -111,33 +106,26 @@ pub fn compress(
     if let Some(e) = error.into_inner().unwrap() {
         return Err(e);
     }
-    let hashes: Vec<String> = hashes
-        .into_iter()
-        .map(|h| h.into_inner().unwrap().expect("every chunk was hashed"))
-        .collect();
+    let hashes: Vec<String> =
+        hashes.into_iter().map(|h| h.into_inner().unwrap().expect("every chunk was hashed")).collect();
 
     // Assemble: stream header, the blocks in order, index, footer.
     let tmp = output.with_extension("xz.tmp");
-    let mut out = Sha256Writer::new(
-        File::create(&tmp).map_err(|e| anyhow!("cannot create {}: {e}", tmp.display()))?,
-    );
+    let mut out = Sha256Writer::new(File::create(&tmp).map_err(|e| anyhow!("cannot create {}: {e}", tmp.display()))?);
     let mut records = Vec::with_capacity(chunks);
     let mut flags = None;
     for h in &hashes {
         let path = cache.join(format!("{h}.xz"));
         let data = fs::read(&path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
-        let block = parse_one_block_stream(&data)
-            .map_err(|e| anyhow!("{}: {e} (delete it to rebuild)", path.display()))?;
+        let block =
+            parse_one_block_stream(&data).map_err(|e| anyhow!("{}: {e} (delete it to rebuild)", path.display()))?;
         match flags {
             None => {
                 flags = Some(block.flags);
                 out.write_all(&stream_header(block.flags))
             }
             Some(f) if f != block.flags => {
-                return Err(anyhow!(
-                    "{}: check type differs from the other blocks",
-                    path.display()
-                ))
+                return Err(anyhow!("{}: check type differs from the other blocks", path.display()))
             }
             Some(_) => Ok(()),
         }
@@ -151,13 +139,11 @@ pub fn compress(
         .and_then(|_| out.write_all(&stream_footer(flags, index.len())))
         .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
     let (file, sha256) = out.finish();
-    file.sync_all()
-        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
+    file.sync_all().map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
     fs::rename(&tmp, output).map_err(|e| anyhow!("cannot rename {}: {e}", tmp.display()))?;
 
     // Keep the cache to this image's blocks.
-    let keep: std::collections::HashSet<String> =
-        hashes.iter().map(|h| format!("{h}.xz")).collect();
+    let keep: std::collections::HashSet<String> = hashes.iter().map(|h| format!("{h}.xz")).collect();
     if let Ok(rd) = fs::read_dir(&cache) {
         for e in rd.flatten() {
             if !keep.contains(&e.file_name().to_string_lossy().into_owned()) {
@@ -165,28 +151,16 @@ pub fn compress(
             }
         }
     }
-    Ok(XzStats {
-        blocks: chunks,
-        compressed: compressed.into_inner().unwrap(),
-        sha256,
-    })
+    Ok(XzStats { blocks: chunks, compressed: compressed.into_inner().unwrap(), sha256 })
 }
 
 /// Reads chunk `i` of `input`, and makes sure the cache has its block. Returns the chunk's hash
 /// and whether it had to be compressed now.
-fn chunk_block(
-    input: &Path,
-    i: u64,
-    settings: &XzSettings,
-    cache: &Path,
-) -> Result<(String, bool)> {
+fn chunk_block(input: &Path, i: u64, settings: &XzSettings, cache: &Path) -> Result<(String, bool)> {
     let mut f = File::open(input).map_err(|e| anyhow!("cannot open {}: {e}", input.display()))?;
-    f.seek(std::io::SeekFrom::Start(i * settings.block_size))
-        ?;
+    f.seek(std::io::SeekFrom::Start(i * settings.block_size))?;
     let mut chunk = Vec::with_capacity(settings.block_size as usize);
-    f.take(settings.block_size)
-        .read_to_end(&mut chunk)
-        .map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?;
+    f.take(settings.block_size).read_to_end(&mut chunk).map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?;
     let hash = hex(&Sha256::digest(&chunk));
     let path = cache.join(format!("{hash}.xz"));
     if path.exists() {
@@ -215,11 +189,7 @@ fn chunk_block(
     let data = fs::read(&tmp)?;
     let block = parse_one_block_stream(&data).map_err(|e| anyhow!("xz wrote {e}"))?;
     if block.uncompressed != chunk_len as u64 {
-        return Err(anyhow!(
-            "xz's block {i} holds {} bytes, the chunk {}",
-            block.uncompressed,
-            chunk_len
-        ));
+        return Err(anyhow!("xz's block {i} holds {} bytes, the chunk {}", block.uncompressed, chunk_len));
     }
     fs::rename(&tmp, &path)?;
     Ok((hash, true))
@@ -242,10 +212,8 @@ fn parse_one_block_stream(data: &[u8]) -> Result<Block> {
         return Err(anyhow!("an xz stream footer with a bad CRC32"));
     }
     let index_size = (u32::from_le_bytes(footer[4..8].try_into().unwrap()) as usize + 1) * 4;
-    let index_start = (data.len() - 12)
-        .checked_sub(index_size)
-        .filter(|&s| s >= 12)
-        .context("an xz index larger than the stream")?;
+    let index_start =
+        (data.len() - 12).checked_sub(index_size).filter(|&s| s >= 12).context("an xz index larger than the stream")?;
     let index = &data[index_start..data.len() - 12];
     let body = &index[..index.len() - 4];
     if crc32(body) != u32::from_le_bytes(index[index.len() - 4..].try_into().unwrap()) {
@@ -265,12 +233,7 @@ fn parse_one_block_stream(data: &[u8]) -> Result<Block> {
     if 12 + padded != index_start as u64 {
         return Err(anyhow!("an xz block whose size disagrees with the index"));
     }
-    Ok(Block {
-        bytes: data[12..index_start].to_vec(),
-        unpadded,
-        uncompressed,
-        flags,
-    })
+    Ok(Block { bytes: data[12..index_start].to_vec(), unpadded, uncompressed, flags })
 }
 
 fn stream_header(flags: [u8; 2]) -> Vec<u8> {
@@ -341,17 +304,10 @@ struct Sha256Writer {
 
 impl Sha256Writer {
     fn new(f: File) -> Self {
-        Sha256Writer {
-            inner: std::io::BufWriter::with_capacity(1 << 20, f),
-            hash: Sha256::new(),
-        }
+        Sha256Writer { inner: std::io::BufWriter::with_capacity(1 << 20, f), hash: Sha256::new() }
     }
     fn finish(self) -> (File, String) {
-        let f = self
-            .inner
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .expect("flushing the xz output");
+        let f = self.inner.into_inner().map_err(|e| e.into_error()).expect("flushing the xz output");
         (f, hex(&self.hash.finalize()))
     }
 }
@@ -407,10 +363,7 @@ mod tests {
             .expect("xz (xz-utils) is needed by these tests and by cargo xtask image")
     }
 
-    const SETTINGS: XzSettings = XzSettings {
-        preset: "-1",
-        block_size: 256 * 1024,
-    };
+    const SETTINGS: XzSettings = XzSettings { preset: "-1", block_size: 256 * 1024 };
 
     #[test]
     fn varints_round_trip() {
@@ -421,10 +374,7 @@ mod tests {
             assert_eq!(read_varint(&b, &mut pos).unwrap(), v);
             assert_eq!(pos, b.len());
         }
-        assert_eq!(
-            read_varint(&[0x80; 10], &mut 0).unwrap_err().to_string(),
-            "an xz integer longer than 9 bytes"
-        );
+        assert_eq!(read_varint(&[0x80; 10], &mut 0).unwrap_err().to_string(), "an xz integer longer than 9 bytes");
     }
 
     #[test]
@@ -467,12 +417,7 @@ mod tests {
         let out = d.join("disk.img.xz");
         let mut data = sample(256 * 1024 * 4, 3);
         fs::write(&input, &data).unwrap();
-        assert_eq!(
-            compress(&input, &out, &cache, &SETTINGS, &|_, _| {})
-                .unwrap()
-                .compressed,
-            4
-        );
+        assert_eq!(compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap().compressed, 4);
         let again = compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap();
         assert_eq!(again.compressed, 0);
 
@@ -510,12 +455,7 @@ mod tests {
         let cache = d.join("cache");
         fs::write(&input, sample(1000, 4)).unwrap();
         compress(&input, &d.join("a.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap();
-        let blk = fs::read_dir(cache.join("xz-1-262144"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let blk = fs::read_dir(cache.join("xz-1-262144")).unwrap().next().unwrap().unwrap().path();
         let mut bytes = fs::read(&blk).unwrap();
         let n = bytes.len();
         bytes[n - 20] ^= 1; // inside the index

@@ -79,18 +79,10 @@ pub fn check_binary(arch: OpenWrtArch, bin: &Path) -> Result<elf::ElfInfo> {
     let info = elf::read(bin)?;
     let (bits, big_endian, machine) = arch.elf();
     if (info.bits, info.big_endian, info.machine) != (bits, big_endian, machine) {
-        return Err(anyhow!(
-            "{}: {} is not a {} binary",
-            bin.display(),
-            info.describe(),
-            arch.as_str()
-        ));
+        return Err(anyhow!("{}: {} is not a {} binary", bin.display(), info.describe(), arch.as_str()));
     }
     if !info.is_static {
-        return Err(anyhow!(
-            "{}: dynamically linked; OpenWrt needs a static musl binary",
-            bin.display()
-        ));
+        return Err(anyhow!("{}: dynamically linked; OpenWrt needs a static musl binary", bin.display()));
     }
     if !info.stripped {
         return Err(anyhow!("{}: not stripped", bin.display()));
@@ -114,16 +106,10 @@ pub fn run_under_qemu(arch: OpenWrtArch, bin: &Path, work: &Path) -> Result<Stri
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || !stdout.contains("spinweb_interfaces = 127.0.0.1,192.168.1.1") {
-        return Err(anyhow!(
-            "{qemu} spind -c {} -C failed ({}): {stdout}{stderr}",
-            conf.display(),
-            out.status
-        ));
+        return Err(anyhow!("{qemu} spind -c {} -C failed ({}): {stdout}{stderr}", conf.display(), out.status));
     }
     if stderr.contains("unknown") || stderr.contains("ignored") {
-        return Err(anyhow!(
-            "spind warns about the UCI defaults (image/openwrt/package/etc/config/spin): {stderr}"
-        ));
+        return Err(anyhow!("spind warns about the UCI defaults (image/openwrt/package/etc/config/spin): {stderr}"));
     }
     Ok(version)
 }

@@ -9,22 +9,17 @@ use anyhow::{anyhow, Result};
 use runner::host::{ensure, sha256_file, Need};
 use runner::{cmd, Shell};
 
-use crate::{Artifact, Options};
 use crate::board::OpenWrtBoard;
 use crate::stage::reset_dir;
+use crate::{Artifact, Options};
 
 /// An unpacked ImageBuilder directory, or `Err(why)` when there is none (not an error: the
 /// build then ends with [`missing_message`]). Outer `Err` for a bad one.
-pub fn resolve_imagebuilder(
-    board: &OpenWrtBoard,
-    opts: &Options,
-) -> Result<Result<PathBuf, String>> {
+pub fn resolve_imagebuilder(board: &OpenWrtBoard, opts: &Options) -> Result<Result<PathBuf, String>> {
     let given = match &opts.imagebuilder {
         Some(p) => Some(p.clone()),
         None => {
-            let cached = crate::root()
-                .join("target/openwrt/dl")
-                .join(board.imagebuilder_file());
+            let cached = crate::root().join("target/openwrt/dl").join(board.imagebuilder_file());
             if cached.is_file() {
                 Some(cached)
             } else if opts.offline {
@@ -43,10 +38,7 @@ pub fn resolve_imagebuilder(
         return Ok(Ok(path));
     }
     if !path.is_file() {
-        return Err(anyhow!(
-            "--imagebuilder {}: no such file or directory",
-            path.display()
-        ));
+        return Err(anyhow!("--imagebuilder {}: no such file or directory", path.display()));
     }
     // A tarball: check it against the pin when it is the pinned file, then unpack once.
     let sha = sha256_file(&path)?;
@@ -61,7 +53,11 @@ pub fn resolve_imagebuilder(
                     board.file_name()
                 ))
             }
-            None => eprintln!("xtask: warning: {} pins no sha256; using {} as given (sha256 {sha})", board.file_name(), path.display()),
+            None => eprintln!(
+                "xtask: warning: {} pins no sha256; using {} as given (sha256 {sha})",
+                board.file_name(),
+                path.display()
+            ),
         }
     } else {
         eprintln!(
@@ -87,10 +83,7 @@ pub fn resolve_imagebuilder(
 /// A real ImageBuilder has `.config` naming its target: it must be the board's.
 fn check_imagebuilder_dir(board: &OpenWrtBoard, dir: &Path) -> Result<()> {
     if !dir.join("Makefile").is_file() {
-        return Err(anyhow!(
-            "{}: not an OpenWrt ImageBuilder (no Makefile)",
-            dir.display()
-        ));
+        return Err(anyhow!("{}: not an OpenWrt ImageBuilder (no Makefile)", dir.display()));
     }
     if let Ok(config) = std::fs::read_to_string(dir.join(".config")) {
         let want = format!("CONFIG_TARGET_{}_{}=y", board.openwrt.target, board.openwrt.subtarget);
@@ -133,7 +126,8 @@ fn download_imagebuilder(board: &OpenWrtBoard) -> Result<Result<PathBuf, String>
         std::fs::remove_file(&part).ok();
         return Err(anyhow!(
             "downloaded {} has sha256 {sha}, but {} pins {pin}: refusing to use it",
-            board.openwrt.imagebuilder_url, board.file_name()
+            board.openwrt.imagebuilder_url,
+            board.file_name()
         ));
     }
     let done = dl.join(board.imagebuilder_file());
@@ -184,15 +178,9 @@ pub fn run_imagebuilder(
     );
     key.push_str(&tree_listing(files)?);
     let stamp = bin_dir.join(".xtask-inputs");
-    let fresh = std::fs::read_to_string(&stamp)
-        .map(|s| s == key)
-        .unwrap_or(false);
+    let fresh = std::fs::read_to_string(&stamp).map(|s| s == key).unwrap_or(false);
     if fresh && !refresh && !find_images(board, bin_dir).is_empty() {
-        eprintln!(
-            "xtask: {}: image inputs unchanged, keeping {}",
-            board.name,
-            bin_dir.display()
-        );
+        eprintln!("xtask: {}: image inputs unchanged, keeping {}", board.name, bin_dir.display());
     } else {
         reset_dir(bin_dir)?;
         let sh = crate::shell()?;
@@ -211,10 +199,9 @@ pub fn run_imagebuilder(
 }
 
 fn find_images(board: &OpenWrtBoard, bin_dir: &Path) -> Vec<Artifact> {
-    let mut found: Vec<Artifact> =
-        std::fs::read_dir(bin_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
+    let mut found: Vec<Artifact> = std::fs::read_dir(bin_dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
                 .filter_map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if !name.contains(&board.openwrt.profile) || !e.path().is_file() {
@@ -232,12 +219,11 @@ fn find_images(board: &OpenWrtBoard, bin_dir: &Path) -> Vec<Artifact> {
                     Some(Artifact { path: e.path(), what: what.into() })
                 })
                 .collect()
-            })
-            .unwrap_or_default();
+        })
+        .unwrap_or_default();
     found.sort_by(|a, b| a.path.cmp(&b.path));
     found
 }
-
 
 /// `sha256  ./path` for every file under `dir`, sorted by path: what the overlay holds.
 fn tree_listing(dir: &Path) -> Result<String> {

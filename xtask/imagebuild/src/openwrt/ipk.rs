@@ -4,10 +4,10 @@
 //! OpenWrt's `ipkg-build` writes them. Archives are made with GNU tar and gzip, reproducibly:
 //! sorted names, owner root, fixed mtimes, no gzip name or timestamp.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Result};
 use runner::cmd;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::stage::reset_dir;
 
@@ -47,13 +47,7 @@ fn tar_common(epoch: u64) -> Vec<String> {
 
 /// Builds `out` from `data_dir` (the package's files) and `control_dir` (`control` and the
 /// maintainer scripts, already written). `work` is a scratch directory.
-pub fn build(
-    data_dir: &Path,
-    control_dir: &Path,
-    work: &Path,
-    out: &Path,
-    epoch: u64,
-) -> Result<()> {
+pub fn build(data_dir: &Path, control_dir: &Path, work: &Path, out: &Path, epoch: u64) -> Result<()> {
     reset_dir(work)?;
     std::fs::write(work.join("debian-binary"), "2.0\n")?;
     let sh = crate::shell()?;
@@ -87,9 +81,7 @@ pub struct IpkInfo {
 
 impl IpkInfo {
     pub fn data_path(&self, path: &str) -> PathBuf {
-        self.unpacked
-            .join("data")
-            .join(path.trim_start_matches('/'))
+        self.unpacked.join("data").join(path.trim_start_matches('/'))
     }
     pub fn control_path(&self, name: &str) -> PathBuf {
         self.unpacked.join("control").join(name)
@@ -106,8 +98,7 @@ pub fn inspect(ipk: &Path, scratch: &Path) -> Result<IpkInfo> {
     let outer_dir = scratch.join("outer");
     std::fs::create_dir_all(&outer_dir)?;
     cmd!(sh, "tar -xzf {ipk} -C {outer_dir}").read()?;
-    let debian_binary =
-        std::fs::read_to_string(outer_dir.join("debian-binary")).unwrap_or_default();
+    let debian_binary = std::fs::read_to_string(outer_dir.join("debian-binary")).unwrap_or_default();
     let mut members = BTreeMap::new();
     for (name, sub) in [("control.tar.gz", "control"), ("data.tar.gz", "data")] {
         let archive = outer_dir.join(name);
@@ -139,9 +130,7 @@ pub fn parse_control(text: &str) -> Result<BTreeMap<String, String>> {
     let mut last: Option<String> = None;
     for line in text.lines() {
         if line.starts_with(' ') || line.starts_with('\t') {
-            let key = last
-                .as_ref()
-                .ok_or_else(|| anyhow!("continuation line before any field: {line:?}"))?;
+            let key = last.as_ref().ok_or_else(|| anyhow!("continuation line before any field: {line:?}"))?;
             let v: &mut String = fields.get_mut(key).expect("field exists");
             v.push('\n');
             v.push_str(line.trim());
@@ -150,9 +139,7 @@ pub fn parse_control(text: &str) -> Result<BTreeMap<String, String>> {
         if line.is_empty() {
             continue;
         }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| anyhow!("control line without ':': {line:?}"))?;
+        let (k, v) = line.split_once(':').ok_or_else(|| anyhow!("control line without ':': {line:?}"))?;
         if fields.insert(k.to_string(), v.trim().to_string()).is_some() {
             return Err(anyhow!("control field {k} given twice"));
         }
@@ -180,16 +167,9 @@ mod tests {
         std::fs::create_dir_all(data.join("usr/bin")).unwrap();
         std::fs::create_dir_all(&ctl).unwrap();
         std::fs::write(data.join("usr/bin/x"), "12345").unwrap();
-        std::fs::set_permissions(
-            data.join("usr/bin/x"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        let fields: Control = vec![
-            ("Package", "x".into()),
-            ("Version", "1-1".into()),
-            ("Description", "a\n more".into()),
-        ];
+        std::fs::set_permissions(data.join("usr/bin/x"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fields: Control =
+            vec![("Package", "x".into()), ("Version", "1-1".into()), ("Description", "a\n more".into())];
         std::fs::write(ctl.join("control"), render_control(&fields)).unwrap();
         assert_eq!(installed_size(&data).unwrap(), 5);
         let out = s.join("x.ipk");
@@ -200,22 +180,12 @@ mod tests {
         assert_eq!(first, std::fs::read(&out).unwrap());
 
         let info = inspect(&out, &s.join("inspect")).unwrap();
-        assert_eq!(
-            info.outer,
-            ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
-        );
+        assert_eq!(info.outer, ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]);
         assert_eq!(info.debian_binary, "2.0\n");
         assert_eq!(info.control["Package"], "x");
         assert_eq!(info.control["Description"], "a\nmore");
-        assert!(
-            info.data_members.contains(&"./usr/bin/x".to_string()),
-            "{:?}",
-            info.data_members
-        );
-        let mode = std::fs::metadata(info.data_path("/usr/bin/x"))
-            .unwrap()
-            .permissions()
-            .mode();
+        assert!(info.data_members.contains(&"./usr/bin/x".to_string()), "{:?}", info.data_members);
+        let mode = std::fs::metadata(info.data_path("/usr/bin/x")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
         std::fs::remove_dir_all(&s).ok();
     }

@@ -103,7 +103,8 @@ impl crate::Builder for OpenWrtBuilder {
         let ipk = package::build_ipk(board, &spind, &work, &out, epoch)?;
         // Read the package back: layout, control fields, modes, the binary's architecture.
         package::verify_ipk(board, &ipk, &work.join("ipk-check"))?;
-        artifacts.push(Artifact { path: ipk.clone(), what: format!("opkg package for {}", board.openwrt.package_arch) });
+        artifacts
+            .push(Artifact { path: ipk.clone(), what: format!("opkg package for {}", board.openwrt.package_arch) });
         let files = out.join("files");
         package::build_overlay(&files)?;
         artifacts.push(Artifact { path: files.clone(), what: "FILES overlay for the ImageBuilder".into() });
@@ -157,7 +158,9 @@ impl crate::Builder for OpenWrtBuilder {
         checks += 1;
         if self.board.outputs.contains(&OpenWrtOutput::Sysupgrade) {
             match missing {
-                Some(_) => eprintln!("xtask image: {}: no sysupgrade image to inspect (no ImageBuilder)", self.board.name),
+                Some(_) => {
+                    eprintln!("xtask image: {}: no sysupgrade image to inspect (no ImageBuilder)", self.board.name)
+                }
                 None => {
                     let image = built.artifacts.iter().find(|a| a.what.contains("sysupgrade"));
                     match image {

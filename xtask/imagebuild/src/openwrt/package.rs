@@ -24,10 +24,7 @@ pub fn openwrt_dir() -> PathBuf {
 
 /// SOURCE_DATE_EPOCH, else the last commit's time, else 0: fixed mtimes in every archive.
 pub fn source_date_epoch() -> u64 {
-    if let Some(e) = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(e) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()) {
         return e;
     }
     let Ok(sh) = crate::shell() else { return 0 };
@@ -35,13 +32,9 @@ pub fn source_date_epoch() -> u64 {
 }
 
 pub fn spind_version() -> Result<String> {
-    let toml = std::fs::read_to_string(crate::root().join("spind/Cargo.toml"))
-        ?;
+    let toml = std::fs::read_to_string(crate::root().join("spind/Cargo.toml"))?;
     toml.lines()
-        .find_map(|l| {
-            l.strip_prefix("version = ")
-                .map(|v| v.trim_matches('"').to_string())
-        })
+        .find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string()))
         .context("no version in spind/Cargo.toml")
 }
 
@@ -50,12 +43,9 @@ pub fn spind_version() -> Result<String> {
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to).map_err(|e| anyhow!("{}: {e}", to.display()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))
-        ?;
-    let mut entries: Vec<_> = std::fs::read_dir(from)
-        .map_err(|e| anyhow!("{}: {e}", from.display()))?
-        .filter_map(|e| e.ok())
-        .collect();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    let mut entries: Vec<_> =
+        std::fs::read_dir(from).map_err(|e| anyhow!("{}: {e}", from.display()))?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let src = e.path();
@@ -65,13 +55,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
             copy_tree(&src, &dst)?;
         } else {
             copy(&src, &dst)?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
-                ?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
         }
     }
     Ok(())
@@ -83,17 +68,11 @@ pub fn control_fields(board: &OpenWrtBoard, version: &str, installed_size: u64) 
         ("Package", "spind".into()),
         ("Version", format!("{version}-{PKG_RELEASE}")),
         ("Depends", DEPENDS.into()),
-        (
-            "Source",
-            "https://github.com/SIDN/spin (Rust successor: spind/ in this repository)".into(),
-        ),
+        ("Source", "https://github.com/SIDN/spin (Rust successor: spind/ in this repository)".into()),
         ("SourceName", "spind".into()),
         ("License", "GPL-2.0-only".into()),
         ("Section", "net".into()),
-        (
-            "URL",
-            "https://www.sidnlabs.nl/en/news-and-blogs/spin".into(),
-        ),
+        ("URL", "https://www.sidnlabs.nl/en/news-and-blogs/spin".into()),
         ("Maintainer", "SPIN developers <spin@sidn.nl>".into()),
         ("Architecture", board.openwrt.package_arch.clone()),
         ("Installed-Size", installed_size.to_string()),
@@ -107,13 +86,7 @@ pub fn control_fields(board: &OpenWrtBoard, version: &str, installed_size: u64) 
 }
 
 /// Builds `spind_VERSION-1_PKGARCH.ipk` in `out` from the binary and `image/openwrt/`.
-pub fn build_ipk(
-    board: &OpenWrtBoard,
-    spind: &Path,
-    work: &Path,
-    out: &Path,
-    epoch: u64,
-) -> Result<PathBuf> {
+pub fn build_ipk(board: &OpenWrtBoard, spind: &Path, work: &Path, out: &Path, epoch: u64) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let data = work.join("pkg-data");
     let control = work.join("pkg-control");
@@ -123,43 +96,22 @@ pub fn build_ipk(
     let sbin = data.join("usr/sbin");
     std::fs::create_dir_all(&sbin)?;
     copy(spind, &sbin.join("spind"))?;
-    std::fs::set_permissions(sbin.join("spind"), std::fs::Permissions::from_mode(0o755))
-        ?;
+    std::fs::set_permissions(sbin.join("spind"), std::fs::Permissions::from_mode(0o755))?;
     for dir in ["usr", "usr/sbin"] {
-        std::fs::set_permissions(data.join(dir), std::fs::Permissions::from_mode(0o755))
-            ?;
+        std::fs::set_permissions(data.join(dir), std::fs::Permissions::from_mode(0o755))?;
     }
     // Config stays with the user's edits on upgrade: opkg keeps conffiles that changed.
-    std::fs::set_permissions(
-        data.join("etc/config/spin"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    ?;
+    std::fs::set_permissions(data.join("etc/config/spin"), std::fs::Permissions::from_mode(0o600))?;
 
     copy_tree(&openwrt_dir().join("control"), &control)?;
     std::fs::write(control.join("conffiles"), "/etc/config/spin\n")?;
     let version = spind_version()?;
     let size = ipk::installed_size(&data)?;
-    std::fs::write(
-        control.join("control"),
-        ipk::render_control(&control_fields(board, &version, size)),
-    )
-    ?;
-    std::fs::set_permissions(
-        control.join("control"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    ?;
-    std::fs::set_permissions(
-        control.join("conffiles"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    ?;
+    std::fs::write(control.join("control"), ipk::render_control(&control_fields(board, &version, size)))?;
+    std::fs::set_permissions(control.join("control"), std::fs::Permissions::from_mode(0o644))?;
+    std::fs::set_permissions(control.join("conffiles"), std::fs::Permissions::from_mode(0o644))?;
 
-    let path = out.join(format!(
-        "spind_{version}-{PKG_RELEASE}_{}.ipk",
-        board.openwrt.package_arch
-    ));
+    let path = out.join(format!("spind_{version}-{PKG_RELEASE}_{}.ipk", board.openwrt.package_arch));
     ipk::build(&data, &control, &work.join("ipk-work"), &path, epoch)?;
     Ok(path)
 }
@@ -191,10 +143,7 @@ pub fn verify_ipk(board: &OpenWrtBoard, path: &Path, scratch: &Path) -> Result<(
     ];
     for (k, v) in want {
         if info.control.get(k).map(String::as_str) != Some(v) {
-            return fail(format!(
-                "control field {k} is {:?}, expected {v:?}",
-                info.control.get(k)
-            ));
+            return fail(format!("control field {k} is {:?}, expected {v:?}", info.control.get(k)));
         }
     }
     for k in ["Source", "Maintainer", "Description", "License"] {
@@ -204,28 +153,19 @@ pub fn verify_ipk(board: &OpenWrtBoard, path: &Path, scratch: &Path) -> Result<(
     }
     for m in ["./control", "./conffiles", "./postinst", "./prerm"] {
         if !info.control_members.iter().any(|x| x == m) {
-            return fail(format!(
-                "control.tar.gz has no {m}: {:?}",
-                info.control_members
-            ));
+            return fail(format!("control.tar.gz has no {m}: {:?}", info.control_members));
         }
     }
-    let conffiles =
-        std::fs::read_to_string(info.control_path("conffiles"))?;
+    let conffiles = std::fs::read_to_string(info.control_path("conffiles"))?;
     if conffiles != "/etc/config/spin\n" {
         return fail(format!("conffiles is {conffiles:?}"));
     }
     for (script, call) in [("postinst", "default_postinst"), ("prerm", "default_prerm")] {
         let p = info.control_path(script);
         let text = std::fs::read_to_string(&p)?;
-        let mode = std::fs::metadata(&p)
-            ?
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&p)?.permissions().mode();
         if !text.starts_with("#!/bin/sh") || !text.contains(call) || mode & 0o111 == 0 {
-            return fail(format!(
-                "{script} must be an executable sh script calling {call}"
-            ));
+            return fail(format!("{script} must be an executable sh script calling {call}"));
         }
     }
     let files = [
@@ -237,16 +177,9 @@ pub fn verify_ipk(board: &OpenWrtBoard, path: &Path, scratch: &Path) -> Result<(
     ];
     for (file, mode) in files {
         if !info.data_members.iter().any(|m| m == &format!(".{file}")) {
-            return fail(format!(
-                "data.tar.gz has no .{file}: {:?}",
-                info.data_members
-            ));
+            return fail(format!("data.tar.gz has no .{file}: {:?}", info.data_members));
         }
-        let got = std::fs::metadata(info.data_path(file))
-            ?
-            .permissions()
-            .mode()
-            & 0o777;
+        let got = std::fs::metadata(info.data_path(file))?.permissions().mode() & 0o777;
         if got != mode {
             return fail(format!("{file} has mode {got:o}, expected {mode:o}"));
         }
@@ -261,7 +194,6 @@ pub fn build_overlay(files: &Path) -> Result<()> {
     crate::stage::reset_dir(files)?;
     copy_tree(&openwrt_dir().join("overlay"), files)
 }
-
 
 pub(super) fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map(|_| ()).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))

@@ -31,12 +31,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn board_text(name: &str) -> String {
-    std::fs::read_to_string(
-        crate::root()
-            .join("board-configs")
-            .join(format!("{name}.toml")),
-    )
-    .unwrap()
+    std::fs::read_to_string(crate::root().join("board-configs").join(format!("{name}.toml"))).unwrap()
 }
 
 #[test]
@@ -45,42 +40,20 @@ fn shipped_board_files() {
         let b = OpenwrtBoard::load(name).unwrap();
         assert_eq!(b.name, name);
         assert_eq!(b.release, "24.10.7");
-        assert_eq!(
-            b.outputs,
-            [Output::Ipk, Output::Overlay, Output::Sysupgrade]
-        );
+        assert_eq!(b.outputs, [Output::Ipk, Output::Overlay, Output::Sysupgrade]);
         assert!(b.openwrt.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
         assert!(b.openwrt.packages.contains(&"luci".to_string()));
-        assert_eq!(
-            b.openwrt.profile,
-            format!("glinet_gl-{}", name.trim_start_matches("glinet-"))
-        );
+        assert_eq!(b.openwrt.profile, format!("glinet_gl-{}", name.trim_start_matches("glinet-")));
     }
     let mt3000 = OpenwrtBoard::load("glinet-mt3000").unwrap();
-    assert_eq!(
-        (mt3000.arch, mt3000.rust_target.as_str()),
-        (Arch::Aarch64, "aarch64-unknown-linux-musl")
-    );
-    assert_eq!(
-        (mt3000.openwrt.target.as_str(), mt3000.openwrt.subtarget.as_str()),
-        ("mediatek", "filogic")
-    );
+    assert_eq!((mt3000.arch, mt3000.rust_target.as_str()), (Arch::Aarch64, "aarch64-unknown-linux-musl"));
+    assert_eq!((mt3000.openwrt.target.as_str(), mt3000.openwrt.subtarget.as_str()), ("mediatek", "filogic"));
     assert_eq!(mt3000.openwrt.package_arch, "aarch64_cortex-a53");
-    assert_eq!(
-        mt3000.imagebuilder_file(),
-        "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst"
-    );
+    assert_eq!(mt3000.imagebuilder_file(), "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst");
     let ar150 = OpenwrtBoard::load("glinet-ar150").unwrap();
+    assert_eq!((ar150.arch, ar150.rust_target.as_str()), (Arch::Mips, "mips-unknown-linux-musl"));
     assert_eq!(
-        (ar150.arch, ar150.rust_target.as_str()),
-        (Arch::Mips, "mips-unknown-linux-musl")
-    );
-    assert_eq!(
-        (
-            ar150.openwrt.target.as_str(),
-            ar150.openwrt.subtarget.as_str(),
-            ar150.openwrt.package_arch.as_str()
-        ),
+        (ar150.openwrt.target.as_str(), ar150.openwrt.subtarget.as_str(), ar150.openwrt.package_arch.as_str()),
         ("ath79", "generic", "mips_24kc")
     );
     assert_eq!(ar150.arch.elf(), (32, true, elf::EM_MIPS));
@@ -100,18 +73,12 @@ fn board_view() {
     let b = OpenwrtBoard::from_board(board::parse(file, &unpinned).unwrap()).unwrap();
     assert_eq!(b.openwrt.imagebuilder_sha256, None);
     assert_eq!(b.file, Path::new("board-configs/glinet-ar150.toml"));
-    let only_ipk = text.replace(
-        "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
-        "outputs = [\"ipk\"]",
-    );
+    let only_ipk = text.replace("outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]", "outputs = [\"ipk\"]");
     let b = OpenwrtBoard::from_board(board::parse(file, &only_ipk).unwrap()).unwrap();
     assert_eq!(b.outputs, [Output::Ipk]);
     // A Debian board is not an OpenWrt board.
     let err = OpenwrtBoard::load("x86_64").unwrap_err().to_string();
-    assert!(
-        err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"),
-        "{err}"
-    );
+    assert!(err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"), "{err}");
     // Errors in the file come from the board format.
     let err = OpenwrtBoard::load("no-such-board").unwrap_err().to_string();
     assert!(err.contains("glinet-mt3000"), "{err}");
@@ -131,33 +98,16 @@ fn package_structure() {
         let board = OpenwrtBoard::load(name).unwrap();
         let s = scratch(&format!("pkg-{name}"));
         let spind = fake_spind(&board, &s);
-        let ipk_path = build_ipk(
-            &board,
-            &spind,
-            &s.join("work"),
-            &s.join("out"),
-            1_700_000_000,
-        )
-        .unwrap();
+        let ipk_path = build_ipk(&board, &spind, &s.join("work"), &s.join("out"), 1_700_000_000).unwrap();
         assert_eq!(
             ipk_path.file_name().unwrap().to_str().unwrap(),
-            format!(
-                "spind_{}-1_{}.ipk",
-                spind_version().unwrap(),
-                board.openwrt.package_arch
-            )
+            format!("spind_{}-1_{}.ipk", spind_version().unwrap(), board.openwrt.package_arch)
         );
         verify_ipk(&board, &ipk_path, &s.join("inspect")).unwrap();
 
         let info = ipk::inspect(&ipk_path, &s.join("inspect2")).unwrap();
         let depends = &info.control["Depends"];
-        for dep in [
-            "libc",
-            "nftables",
-            "kmod-nft-core",
-            "kmod-nfnetlink-log",
-            "kmod-nf-conntrack-netlink",
-        ] {
+        for dep in ["libc", "nftables", "kmod-nft-core", "kmod-nfnetlink-log", "kmod-nf-conntrack-netlink"] {
             assert!(depends.split(", ").any(|d| d == dep), "{depends}");
         }
         // Field order as OpenWrt writes it: Package first, Description last.
@@ -180,12 +130,8 @@ fn package_structure() {
         assert!(uci.contains("config spind 'spind'"));
 
         // A wrong-architecture binary is refused.
-        let other = OpenwrtBoard::load(if board.arch == Arch::Mips {
-            "glinet-mt3000"
-        } else {
-            "glinet-ar150"
-        })
-        .unwrap();
+        let other =
+            OpenwrtBoard::load(if board.arch == Arch::Mips { "glinet-mt3000" } else { "glinet-ar150" }).unwrap();
         let wrong = fake_spind(&other, &s.join("work"));
         let bad = build_ipk(&board, &wrong, &s.join("work2"), &s.join("out2"), 1).unwrap();
         let err = format!("{:#}", verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err());
@@ -261,10 +207,7 @@ fn spind_conf_like_the_init_script() {
         "log_loglevel = 7\npubsub_channel_traffic = SPIN/traffic\nspinweb_interfaces = 127.0.0.1,192.168.8.1\npubsub_host = 192.168.8.1\n"
     );
     let set = "config spind 'spind'\n\toption spinweb_interfaces '10.0.0.1'\n\toption pubsub_host '127.0.0.1'\n";
-    assert_eq!(
-        spind_conf_from_uci(set, "192.168.1.1"),
-        "spinweb_interfaces = 10.0.0.1\npubsub_host = 127.0.0.1\n"
-    );
+    assert_eq!(spind_conf_from_uci(set, "192.168.1.1"), "spinweb_interfaces = 10.0.0.1\npubsub_host = 127.0.0.1\n");
 }
 
 /// A fake ImageBuilder: its Makefile records the variables it was called with and writes a
@@ -294,10 +237,7 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
     let board = OpenwrtBoard::load("glinet-mt3000").unwrap();
     let s = scratch("ib");
     let ib = s.join("ib");
-    fake_imagebuilder(
-        &ib,
-        Some("CONFIG_TARGET_mediatek=y\nCONFIG_TARGET_mediatek_filogic=y\n"),
-    );
+    fake_imagebuilder(&ib, Some("CONFIG_TARGET_mediatek=y\nCONFIG_TARGET_mediatek_filogic=y\n"));
     let ipk = s.join("spind_0.1.0-1_aarch64_cortex-a53.ipk");
     std::fs::write(&ipk, "ipk").unwrap();
     let files = s.join("files");
@@ -321,10 +261,7 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         ]
     );
 
-    let opts = ImageOptions {
-        imagebuilder: Some(ib.clone()),
-        ..Default::default()
-    };
+    let opts = ImageOptions { imagebuilder: Some(ib.clone()), ..Default::default() };
     let dir = resolve_imagebuilder(&board, &opts).unwrap().unwrap();
     let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     let recorded = std::fs::read_to_string(ib.join("invocation.txt")).unwrap();
@@ -338,15 +275,9 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         )
     );
     assert_eq!(images.len(), 2);
-    let sysupgrade = images
-        .iter()
-        .find(|a| a.what.contains("sysupgrade"))
-        .expect("a sysupgrade image");
+    let sysupgrade = images.iter().find(|a| a.what.contains("sysupgrade")).expect("a sysupgrade image");
     assert!(
-        sysupgrade
-            .path
-            .to_string_lossy()
-            .ends_with("valibox-t-s-glinet_gl-mt3000-squashfs-sysupgrade.bin"),
+        sysupgrade.path.to_string_lossy().ends_with("valibox-t-s-glinet_gl-mt3000-squashfs-sysupgrade.bin"),
         "{images:?}"
     );
 
@@ -365,30 +296,15 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
 
     // An ImageBuilder for another target is refused.
     let other = s.join("ib-ath79");
-    fake_imagebuilder(
-        &other,
-        Some("CONFIG_TARGET_ath79=y\nCONFIG_TARGET_ath79_generic=y\n"),
-    );
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(other),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    fake_imagebuilder(&other, Some("CONFIG_TARGET_ath79=y\nCONFIG_TARGET_ath79_generic=y\n"));
+    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(other), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not for mediatek/filogic"), "{err}");
     // A directory that is no ImageBuilder is refused.
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(files.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(files.clone()), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no Makefile"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
@@ -399,15 +315,9 @@ fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
     let s = scratch("sha");
     let fake = s.join(board.imagebuilder_file());
     std::fs::write(&fake, "not the real ImageBuilder").unwrap();
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(fake),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(fake), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not match the pinned 5cf5b6e2"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
@@ -417,19 +327,10 @@ fn no_download_without_a_pinned_sha256() {
     let mut board = OpenwrtBoard::load("glinet-ar150").unwrap();
     board.openwrt.imagebuilder_sha256 = None;
     board.openwrt.imagebuilder_url = board.openwrt.imagebuilder_url.replace("24.10.7", "0.0.0-test");
-    let why = resolve_imagebuilder(&board, &ImageOptions::default())
-        .unwrap()
-        .unwrap_err();
+    let why = resolve_imagebuilder(&board, &ImageOptions::default()).unwrap().unwrap_err();
     assert!(why.contains("pins no verified sha256"), "{why}");
-    let offline = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            offline: true,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .unwrap_err();
+    let offline =
+        resolve_imagebuilder(&board, &ImageOptions { offline: true, ..Default::default() }).unwrap().unwrap_err();
     assert!(offline.contains("--offline"), "{offline}");
 }
 
