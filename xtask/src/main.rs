@@ -8,6 +8,8 @@ mod image;
 mod qemu;
 mod setup;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use std::process::ExitCode;
 

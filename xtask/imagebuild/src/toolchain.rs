@@ -18,7 +18,7 @@ pub const CARGO_ZIGBUILD_VERSION: &str = "0.20.1";
 
 /// The host's own Rust target (`rustc -vV`).
 pub fn host_target() -> Result<String> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let v = cmd!(sh, "rustc -vV").read()?;
     v.lines().find_map(|l| l.strip_prefix("host: ")).map(String::from).context("rustc -vV names no host")
 }
@@ -28,7 +28,7 @@ pub fn ensure_rust_target(target: &str) -> Result<bool> {
     if host_target()? == target {
         return Ok(true);
     }
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let installed = cmd!(sh, "rustup target list --installed").read().with_context(|| {
         format!("the Rust target {target} is needed; install rustup, then: rustup target add {target}")
     })?;
@@ -41,7 +41,7 @@ pub fn ensure_rust_target(target: &str) -> Result<bool> {
 
 /// The pinned nightly with rust-src. A `nightly` toolchain of exactly that date is used as is.
 pub fn ensure_nightly() -> Result<String> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let date = MIPS_NIGHTLY.trim_start_matches("nightly-");
     let toolchains = cmd!(sh, "rustup toolchain list").read()?;
     let home = std::env::var("RUSTUP_HOME")
@@ -88,11 +88,11 @@ pub struct ZigTools {
 
 /// zig and cargo-zigbuild from PyPI, pinned, in a venv under `target/tools/`.
 pub fn ensure_zig_tools() -> Result<ZigTools> {
-    let dir = crate::target_dir().join(format!("tools/zig-{ZIG_VERSION}-zigbuild-{CARGO_ZIGBUILD_VERSION}"));
+    let dir = crate::paths::target_dir().join(format!("tools/zig-{ZIG_VERSION}-zigbuild-{CARGO_ZIGBUILD_VERSION}"));
     let bin = dir.join("bin");
     let stamp = dir.join(".installed");
     if !stamp.exists() {
-        let sh = crate::shell()?;
+        let sh = crate::paths::shell()?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
@@ -110,7 +110,7 @@ pub fn ensure_zig_tools() -> Result<ZigTools> {
     }
     let zig = find_file(&dir.join("lib"), "ziglang/zig")
         .with_context(|| format!("no ziglang/zig under {}", dir.display()))?;
-    Ok(ZigTools { bin, zig, cache: crate::target_dir().join("tools/zigbuild-cache") })
+    Ok(ZigTools { bin, zig, cache: crate::paths::target_dir().join("tools/zigbuild-cache") })
 }
 
 /// zig's name for the target: for MIPS `musleabi`, soft-float like Rust's MIPS musl targets
@@ -245,7 +245,7 @@ pub fn ensure_all(targets: &[&str]) -> Result<()> {
 
 /// rustup components of the default toolchain (`rustfmt`, `clippy` for the gates).
 pub fn ensure_components(components: &[&str]) -> Result<()> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let installed = cmd!(sh, "rustup component list --installed").read()?;
     let missing: Vec<&str> = components
         .iter()

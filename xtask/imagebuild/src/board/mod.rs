@@ -159,7 +159,7 @@ impl Errors<'_> {
 
 /// Where board files live.
 pub fn dir() -> PathBuf {
-    crate::root().join("board-configs")
+    crate::paths::root().join("board-configs")
 }
 
 /// Names of all boards (file stems), sorted.

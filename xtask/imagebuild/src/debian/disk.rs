@@ -135,7 +135,7 @@ pub fn build(ctx: &Ctx, root: &Stage, dir: &Path) -> Result<Stage> {
         .map_err(|e| anyhow!("cannot create {}: {e}", tmp.display()))?;
     let script = work.join("sfdisk.script");
     fs::write(&script, sfdisk_script(b))?;
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     cmd!(sh, "sfdisk --no-reread --no-tell-kernel --wipe always -q {tmp}")
         .stdin(Stdin::File(script))
         .run_logged("sfdisk", &log)?;
@@ -218,7 +218,7 @@ fn boot_files(ctx: &Ctx, root: &Stage, files: &Path, fat: &Path) -> Result<()> {
         ],
         Bootloader::RaspiFirmware => &["./boot/firmware/*"],
     };
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let root_tar = &root.path;
     cmd!(sh, "tar -xf {root_tar} -C {files} --wildcards --no-same-owner {members...}")
         .run_logged("tar -x (boot files from the root file system)", &log)?;

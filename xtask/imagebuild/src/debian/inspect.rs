@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::{layout, sfdisk_script, Ctx};
 use crate::board::{Bootloader, DebianArch, DebianBoard, DebianOutput, Table};
+use crate::build::{Built, Detail};
 use crate::stage::{file_name, fixed_uuid, mkdirs, Stage};
-use crate::{Built, Detail};
 
 /// The raw disk and the root tar of a Debian build.
 fn disk_of(built: &Built) -> Result<(&Path, &Path)> {
@@ -70,7 +70,7 @@ pub fn check_built(board: &DebianBoard, built: &Built) -> Result<()> {
 
 /// `sfdisk -d`: the table type, disk id, and each partition's start, size, type, uuid, name.
 fn check_partitions(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<()> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let dump = cmd!(sh, "sfdisk -d {disk}").read()?;
     let l = layout(b);
     let want = sfdisk_script(b);
@@ -145,7 +145,7 @@ fn read_bytes(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
 }
 
 fn mtools(program: &str, disk: &Path, offset: u64, args: &[&str]) -> Result<String> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let image_at = format!("{}@@{offset}", disk.display());
     Ok(cmd!(sh, "{program} -i {image_at} {args...}").env("MTOOLS_SKIP_CHECK", "1").read()?)
 }
@@ -171,7 +171,7 @@ fn check_boot_partition(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<
         ] {
             r.check(has(f), format!("boot partition has {f}"));
         }
-        let (sh, image_at) = (crate::shell()?, format!("{}@@{off}", disk.display()));
+        let (sh, image_at) = (crate::paths::shell()?, format!("{}@@{off}", disk.display()));
         let efi = cmd!(sh, "mtype -i {image_at} ::/EFI/BOOT/BOOTX64.EFI")
             .env("MTOOLS_SKIP_CHECK", "1")
             .output()
@@ -209,7 +209,7 @@ fn check_boot_partition(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<
 }
 
 fn debugfs(dev: &str, request: &str) -> Result<String> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     Ok(cmd!(sh, "debugfs -R {request} {dev}").read()?)
 }
 
@@ -222,7 +222,7 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
         |k: &str| sb.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string())).unwrap_or_default();
     r.check(sb_field("Filesystem volume name:") == b.root_part().label, format!("root label {}", b.root_part().label));
     r.check(sb_field("Filesystem UUID:") == fixed_uuid(&b.name, "fs-root"), "root file system UUID is the fixed one");
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let fsck = cmd!(sh, "e2fsck -f -n {dev}").output()?;
     r.check(
         fsck.status.success(),
@@ -334,7 +334,7 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
 
 /// The sha256 of what `xz -d` makes of `xz`.
 fn xz_content_sha256(xz: &Path) -> Result<String> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let mut child = cmd!(sh, "xz -dc -T0 {xz}").spawn(Stream::Piped, Stream::Inherit)?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut h = Sha256::new();
@@ -359,7 +359,7 @@ fn check_outputs(b: &DebianBoard, built: &Built, work: &Path, r: &mut Report) ->
     let out = &built.out_dir;
     let (disk, _) = disk_of(built)?;
     let raw_size = fs::metadata(disk)?.len();
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     if b.outputs.contains(&DebianOutput::ImgXz) {
         let xz = out.join(format!("{base}.img.xz"));
         let sum = fs::read_to_string(out.join(format!("{base}.img.xz.sha256"))).unwrap_or_default();
@@ -393,7 +393,7 @@ fn check_outputs(b: &DebianBoard, built: &Built, work: &Path, r: &mut Report) ->
 }
 
 pub fn check_ova(b: &DebianBoard, ova: &Path, raw_size: u64, work: &Path, r: &mut Report) -> Result<()> {
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let names: Vec<String> = cmd!(sh, "tar -tf {ova}").read()?.lines().map(String::from).collect();
     let vmdk_name = super::ova::vmdk_name(&b.name);
     let want = [format!("spin-{}.ovf", b.name), vmdk_name.clone(), format!("spin-{}.mf", b.name)];

@@ -31,12 +31,12 @@ use runner::host::Need;
 pub use disk::{cmdline, layout, sfdisk_script, Layout};
 
 use crate::board::DebianBoard;
+use crate::build::{Artifact, Built, Detail, Options};
 use crate::stage::{mkdirs, Timings};
-use crate::{Artifact, Built, Detail, Options};
 
 /// `image/debian/`: hooks and the overlay laid over the root file system.
 pub fn image_dir() -> PathBuf {
-    crate::root().join("image").join("debian")
+    crate::paths::root().join("image").join("debian")
 }
 
 /// Paths and fixed settings of one board's build.
@@ -53,13 +53,13 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(board: &'a DebianBoard) -> Result<Self> {
-        let dir = crate::board_dir(&board.name);
-        let out = crate::out_dir(&board.name);
+        let dir = crate::paths::board_dir(&board.name);
+        let out = crate::paths::out_dir(&board.name);
         let logs = dir.join("logs");
         for d in [&dir, &out, &logs] {
             mkdirs(d)?;
         }
-        let epoch = crate::source_date_epoch(|| crate::DEFAULT_EPOCH)?;
+        let epoch = crate::paths::source_date_epoch(|| crate::paths::DEFAULT_EPOCH)?;
         Ok(Ctx { board, dir, out, logs, epoch })
     }
 }
@@ -82,7 +82,7 @@ impl DebianBuilder {
                 bail!(
                     "{flag} is for OpenWrt boards; {} is a Debian board (outputs in {})",
                     board.name,
-                    crate::out_dir(&board.name).display()
+                    crate::paths::out_dir(&board.name).display()
                 );
             }
         }
@@ -104,7 +104,7 @@ impl DebianBuilder {
     }
 }
 
-impl crate::Builder for DebianBuilder {
+impl crate::build::Builder for DebianBuilder {
     fn refresh_rootfs(&mut self) -> Result<()> {
         self.refresh_rootfs = true;
         Ok(())
@@ -133,7 +133,10 @@ impl crate::Builder for DebianBuilder {
         let (spind, spind_time) = spind?;
         let rootfs = rootfs?;
         let at = timings.0.len() - 1;
-        timings.0.insert(at, crate::StageTime { name: "spind (cargo build)".into(), time: spind_time, cached: false });
+        timings.0.insert(
+            at,
+            crate::stage::StageTime { name: "spind (cargo build)".into(), time: spind_time, cached: false },
+        );
         let root = timings.time_cached("overlay", || overlay::build(&ctx, &rootfs, &spind))?;
         let disk = timings.time_cached("disk", || disk::build(&ctx, &root, &ctx.dir))?;
         let artifacts = timings.time_cached("outputs", || outputs::build(&ctx, &disk))?;

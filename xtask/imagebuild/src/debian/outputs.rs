@@ -94,7 +94,7 @@ fn make_output(ctx: &Ctx, disk: &Stage, kind: DebianOutput) -> Result<()> {
             let q = out.join(format!("{base}.qcow2"));
             let tmp = q.with_extension("qcow2.tmp");
             let _ = fs::remove_file(&tmp);
-            let (sh, raw) = (crate::shell()?, &disk.path);
+            let (sh, raw) = (crate::paths::shell()?, &disk.path);
             cmd!(sh, "qemu-img convert -p -f raw -O qcow2 -c {raw} {tmp}").run_progress(
                 "qcow2 (qemu-img)",
                 &log,

@@ -27,7 +27,7 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
     mkdirs(&work)?;
     let vmdk = work.join(vmdk_name(&b.name));
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     cmd!(sh, "qemu-img convert -p -f raw -O vmdk -o subformat=streamOptimized {raw} {vmdk}").run_progress(
         "VMDK (qemu-img)",
         log,

@@ -206,7 +206,7 @@ pub fn build(ctx: &Ctx, rootfs: &Stage, spind: &Stage) -> Result<Stage> {
     set_dir_modes(&stage)?;
 
     // 2. Which overlay paths replace rootfs members, which are new.
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let rootfs_tar = &rootfs.path;
     let listing = cmd!(sh, "tar -tf {rootfs_tar}").read()?;
     let in_rootfs: HashSet<&str> = listing.lines().collect();

@@ -45,7 +45,7 @@ pub fn build(ctx: &Ctx, refresh: bool) -> Result<Stage> {
     let (release, mirror) = (&b.release, &d.mirror);
     let log = ctx.logs.join("rootfs.log");
     let _ = fs::remove_file(&log);
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     cmd!(sh, "mmdebstrap --variant=minbase --mode=root --format=tar {arch} {components} {include} --dpkgopt=force-confold {filters...} {setup_hook} {customize_hook} {release} {tmp} {mirror}")
         .env("SPIN_INITRAMFS_MODULES", b.kernel.initramfs_modules.join(" "))
         .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())

@@ -14,8 +14,8 @@ use crate::toolchain;
 pub fn build(ctx: &Ctx) -> Result<Stage> {
     let target = ctx.board.rust_target.as_str();
     let native = toolchain::ensure_rust_target(target)?;
-    let sh = crate::shell()?;
-    let cargo = crate::cargo();
+    let sh = crate::paths::shell()?;
+    let cargo = crate::paths::cargo();
     // For the host's own target, build without --target: the same artifacts as
     // `cargo build --release` (shared with the benchmarks, no second full build).
     let target_args: &[&str] = if native { &[] } else { &["--target", target] };
@@ -30,9 +30,9 @@ pub fn build(ctx: &Ctx) -> Result<Stage> {
     }
     c.run_logged(&format!("cargo build spind ({target})"), &ctx.logs.join("spind.log"))?;
     let built = if native {
-        crate::target_dir().join("release/spind")
+        crate::paths::target_dir().join("release/spind")
     } else {
-        crate::target_dir().join(target).join("release/spind")
+        crate::paths::target_dir().join(target).join("release/spind")
     };
     let dest = ctx.dir.join("spind");
     fs::copy(&built, &dest).with_context(|| format!("cannot copy {}", built.display()))?;

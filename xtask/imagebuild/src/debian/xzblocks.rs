@@ -172,7 +172,7 @@ fn chunk_block(input: &Path, i: u64, settings: &XzSettings, cache: &Path) -> Res
     // Two threads and input from a pipe: xz's multi-threaded encoder, which writes the sizes
     // into the block header (a single-threaded xz would not); one block uses one core.
     let (preset, block_size, chunk_len) = (settings.preset, settings.block_size.to_string(), chunk.len());
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let child = cmd!(sh, "xz -c {preset} -T2 --check=crc64 --block-size={block_size}")
         .stdin(Stdin::Bytes(chunk))
         .spawn(Stream::File(out), Stream::Piped)?;

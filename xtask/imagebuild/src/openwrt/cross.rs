@@ -15,7 +15,7 @@ use crate::toolchain::{self, find_file};
 /// Cross-builds spind (release profile: LTO, opt-level s, panic abort, strip) and returns the path.
 pub fn cross_build(arch: OpenWrtArch) -> Result<PathBuf> {
     let target = arch.rust_target();
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let common = ["--release", "--locked", "-p", "spind", "--bin", "spind", "--target", target];
     let zig = toolchain::ensure_zig_tools()?;
     if arch.needs_build_std() {
@@ -45,7 +45,7 @@ pub fn cross_build(arch: OpenWrtArch) -> Result<PathBuf> {
         toolchain::ensure_rust_target(target)?;
         // ring (rustls) has C and assembly: compiled by zig cc, so no cross gcc is needed.
         let env_target = target.replace('-', "_");
-        let cargo = crate::cargo();
+        let cargo = crate::paths::cargo();
         cmd!(sh, "{cargo} build {common...}")
             // Static musl with the linker that ships with Rust.
             .env(format!("CARGO_TARGET_{}_LINKER", env_target.to_uppercase()), "rust-lld")
@@ -55,7 +55,7 @@ pub fn cross_build(arch: OpenWrtArch) -> Result<PathBuf> {
             .env(format!("AR_{env_target}"), zig.ar()?)
             .run()?;
     }
-    let bin = crate::target_dir().join(target).join("release/spind");
+    let bin = crate::paths::target_dir().join(target).join("release/spind");
     if !bin.exists() {
         return Err(anyhow!("the build succeeded but {} is missing", bin.display()));
     }
@@ -67,7 +67,7 @@ pub fn strip(bin: &Path) -> Result<()> {
     if elf::read(bin)?.stripped {
         return Ok(());
     }
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let sysroot = cmd!(sh, "rustc --print sysroot").read()?;
     let objcopy = find_file(&PathBuf::from(sysroot.trim()).join("lib/rustlib"), "bin/rust-objcopy")
         .context("rust-objcopy not found: rustup component add llvm-tools")?;
@@ -94,7 +94,7 @@ pub fn check_binary(arch: OpenWrtArch, bin: &Path) -> Result<elf::ElfInfo> {
 /// write from the package's UCI defaults. Returns `-v`'s output.
 pub fn run_under_qemu(arch: OpenWrtArch, bin: &Path, work: &Path) -> Result<String> {
     let qemu = arch.qemu();
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let version = cmd!(sh, "{qemu} {bin} -v").read()?;
     if !version.contains("SPIN daemon version") {
         return Err(anyhow!("{qemu} {} -v printed {version:?}", bin.display()));

@@ -10,8 +10,8 @@ use runner::host::{ensure, sha256_file, Need};
 use runner::{cmd, Shell};
 
 use crate::board::OpenWrtBoard;
+use crate::build::{Artifact, Options};
 use crate::stage::reset_dir;
-use crate::{Artifact, Options};
 
 /// An unpacked ImageBuilder directory, or `Err(why)` when there is none (not an error: the
 /// build then ends with [`missing_message`]). Outer `Err` for a bad one.
@@ -19,7 +19,7 @@ pub fn resolve_imagebuilder(board: &OpenWrtBoard, opts: &Options) -> Result<Resu
     let given = match &opts.imagebuilder {
         Some(p) => Some(p.clone()),
         None => {
-            let cached = crate::root().join("target/openwrt/dl").join(board.imagebuilder_file());
+            let cached = crate::paths::root().join("target/openwrt/dl").join(board.imagebuilder_file());
             if cached.is_file() {
                 Some(cached)
             } else if opts.offline {
@@ -66,13 +66,13 @@ pub fn resolve_imagebuilder(board: &OpenWrtBoard, opts: &Options) -> Result<Resu
             board.imagebuilder_file()
         );
     }
-    let dir = crate::root().join("target/openwrt/ib").join(&sha[..16]);
+    let dir = crate::paths::root().join("target/openwrt/ib").join(&sha[..16]);
     let stamp = dir.join(".xtask-unpacked");
     if !stamp.exists() {
         ensure(&[Need::ImageBuilder])?;
         reset_dir(&dir)?;
         eprintln!("xtask: unpacking {} into {}", path.display(), dir.display());
-        let sh = crate::shell()?;
+        let sh = crate::paths::shell()?;
         cmd!(sh, "tar -xf {path} -C {dir} --strip-components=1").run()?;
         std::fs::write(&stamp, format!("{sha}\n"))?;
     }
@@ -112,11 +112,11 @@ fn download_imagebuilder(board: &OpenWrtBoard) -> Result<Result<PathBuf, String>
         )));
     };
     ensure(&[Need::ImageBuilder])?;
-    let dl = crate::root().join("target/openwrt/dl");
+    let dl = crate::paths::root().join("target/openwrt/dl");
     std::fs::create_dir_all(&dl)?;
     let part = dl.join(format!("{}.part", board.imagebuilder_file()));
     eprintln!("xtask: downloading {}", board.openwrt.imagebuilder_url);
-    let (sh, url) = (crate::shell()?, &board.openwrt.imagebuilder_url);
+    let (sh, url) = (crate::paths::shell()?, &board.openwrt.imagebuilder_url);
     if let Err(e) = cmd!(sh, "curl -fL --connect-timeout 15 --retry 2 --progress-bar -o {part} {url}").run() {
         std::fs::remove_file(&part).ok();
         return Ok(Err(format!("downloading it from downloads.openwrt.org failed: {e}")));
@@ -183,7 +183,7 @@ pub fn run_imagebuilder(
         eprintln!("xtask: {}: image inputs unchanged, keeping {}", board.name, bin_dir.display());
     } else {
         reset_dir(bin_dir)?;
-        let sh = crate::shell()?;
+        let sh = crate::paths::shell()?;
         imagebuilder_command(&sh, board, ib, ipk, files, bin_dir).run()?;
         std::fs::write(&stamp, key)?;
     }

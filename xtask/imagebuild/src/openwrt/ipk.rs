@@ -50,7 +50,7 @@ fn tar_common(epoch: u64) -> Vec<String> {
 pub fn build(data_dir: &Path, control_dir: &Path, work: &Path, out: &Path, epoch: u64) -> Result<()> {
     reset_dir(work)?;
     std::fs::write(work.join("debian-binary"), "2.0\n")?;
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let common = &tar_common(epoch);
     for (dir, name) in [(data_dir, "data.tar.gz"), (control_dir, "control.tar.gz")] {
         let archive = work.join(name);
@@ -90,7 +90,7 @@ impl IpkInfo {
 
 pub fn inspect(ipk: &Path, scratch: &Path) -> Result<IpkInfo> {
     reset_dir(scratch)?;
-    let sh = crate::shell()?;
+    let sh = crate::paths::shell()?;
     let list = |archive: &Path| -> Result<Vec<String>> {
         Ok(cmd!(sh, "tar -tzf {archive}").read()?.lines().map(str::to_string).collect())
     };

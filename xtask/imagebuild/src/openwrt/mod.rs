@@ -23,8 +23,8 @@ use anyhow::{bail, Result};
 use runner::host::{ensure, file_size, Need};
 
 use crate::board::{OpenWrtBoard, OpenWrtOutput};
+use crate::build::{Artifact, Built, Detail, Options};
 use crate::stage::StageTime;
-use crate::{Artifact, Built, Detail, Options};
 
 /// The builder of an OpenWrt board.
 pub struct OpenWrtBuilder {
@@ -40,7 +40,7 @@ impl OpenWrtBuilder {
     }
 
     fn out_dir(&self) -> std::path::PathBuf {
-        self.opts.out_dir.clone().unwrap_or_else(|| crate::out_dir(&self.board.name))
+        self.opts.out_dir.clone().unwrap_or_else(|| crate::paths::out_dir(&self.board.name))
     }
 }
 
@@ -48,7 +48,7 @@ fn stage(stages: &mut Vec<StageTime>, name: impl Into<String>, t: Instant) {
     stages.push(StageTime { name: name.into(), time: t.elapsed(), cached: false });
 }
 
-impl crate::Builder for OpenWrtBuilder {
+impl crate::build::Builder for OpenWrtBuilder {
     /// The root file system of an OpenWrt image is the ImageBuilder's: `make image` runs again
     /// (fetching its packages anew) even with unchanged inputs.
     fn refresh_rootfs(&mut self) -> Result<()> {
@@ -68,7 +68,7 @@ impl crate::Builder for OpenWrtBuilder {
         let board = &self.board;
         let opts = &self.opts;
         let mut stages = Vec::new();
-        let work = crate::board_dir(&board.name);
+        let work = crate::paths::board_dir(&board.name);
         let out = self.out_dir();
         crate::stage::mkdirs(&work)?;
         crate::stage::mkdirs(&out)?;
@@ -99,7 +99,7 @@ impl crate::Builder for OpenWrtBuilder {
 
         // The package and the overlay.
         let t = Instant::now();
-        let epoch = crate::source_date_epoch(package::source_date_epoch)?;
+        let epoch = crate::paths::source_date_epoch(package::source_date_epoch)?;
         let ipk = package::build_ipk(board, &spind, &work, &out, epoch)?;
         // Read the package back: layout, control fields, modes, the binary's architecture.
         package::verify_ipk(board, &ipk, &work.join("ipk-check"))?;
@@ -149,7 +149,7 @@ impl crate::Builder for OpenWrtBuilder {
             bail!("{} was not built as an OpenWrt image", built.board);
         };
         let mut checks = 0;
-        package::verify_ipk(&self.board, ipk, &crate::board_dir(&self.board.name).join("inspect.tmp"))?;
+        package::verify_ipk(&self.board, ipk, &crate::paths::board_dir(&self.board.name).join("inspect.tmp"))?;
         checks += 1;
         let script = built.out_dir.join("files/etc/uci-defaults/95-valibox");
         if !script.is_file() {

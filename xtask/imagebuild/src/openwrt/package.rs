@@ -19,7 +19,7 @@ pub const PKG_RELEASE: u32 = 1;
 pub const DEPENDS: &str = "libc, nftables, kmod-nft-core, kmod-nfnetlink-log, kmod-nf-conntrack-netlink";
 
 pub fn openwrt_dir() -> PathBuf {
-    crate::root().join("image/openwrt")
+    crate::paths::root().join("image/openwrt")
 }
 
 /// SOURCE_DATE_EPOCH, else the last commit's time, else 0: fixed mtimes in every archive.
@@ -27,12 +27,12 @@ pub fn source_date_epoch() -> u64 {
     if let Some(e) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()) {
         return e;
     }
-    let Ok(sh) = crate::shell() else { return 0 };
+    let Ok(sh) = crate::paths::shell() else { return 0 };
     cmd!(sh, "git log -1 --format=%ct").read().ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
 }
 
 pub fn spind_version() -> Result<String> {
-    let toml = std::fs::read_to_string(crate::root().join("spind/Cargo.toml"))?;
+    let toml = std::fs::read_to_string(crate::paths::root().join("spind/Cargo.toml"))?;
     toml.lines()
         .find_map(|l| l.strip_prefix("version = ").map(|v| v.trim_matches('"').to_string()))
         .context("no version in spind/Cargo.toml")

@@ -31,7 +31,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn board_text(name: &str) -> String {
-    std::fs::read_to_string(crate::root().join("board-configs").join(format!("{name}.toml"))).unwrap()
+    std::fs::read_to_string(crate::paths::root().join("board-configs").join(format!("{name}.toml"))).unwrap()
 }
 
 #[test]
