@@ -12,11 +12,8 @@ use super::cross::spind_conf_from_uci;
 use super::imagebuilder::{imagebuilder_command, resolve_imagebuilder, run_imagebuilder};
 use super::package::{build_ipk, build_overlay, openwrt_dir, spind_version, verify_ipk};
 use super::*;
-use crate::board::{self, OpenWrtArch as Arch, OpenWrtOutput as Output};
+use crate::board::{self, OpenWrtArch, OpenWrtOutput};
 use crate::elf;
-
-type OpenwrtBoard = OpenWrtBoard;
-type ImageOptions = Options;
 
 fn sh() -> runner::Shell {
     runner::Shell::new().unwrap()
@@ -37,21 +34,21 @@ fn board_text(name: &str) -> String {
 #[test]
 fn shipped_board_files() {
     for name in BOARDS {
-        let b = OpenwrtBoard::load(name).unwrap();
+        let b = OpenWrtBoard::load(name).unwrap();
         assert_eq!(b.name, name);
         assert_eq!(b.release, "24.10.7");
-        assert_eq!(b.outputs, [Output::Ipk, Output::Overlay, Output::Sysupgrade]);
+        assert_eq!(b.outputs, [OpenWrtOutput::Ipk, OpenWrtOutput::Overlay, OpenWrtOutput::Sysupgrade]);
         assert!(b.openwrt.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
         assert!(b.openwrt.packages.contains(&"luci".to_string()));
         assert_eq!(b.openwrt.profile, format!("glinet_gl-{}", name.trim_start_matches("glinet-")));
     }
-    let mt3000 = OpenwrtBoard::load("glinet-mt3000").unwrap();
-    assert_eq!((mt3000.arch, mt3000.rust_target.as_str()), (Arch::Aarch64, "aarch64-unknown-linux-musl"));
+    let mt3000 = OpenWrtBoard::load("glinet-mt3000").unwrap();
+    assert_eq!((mt3000.arch, mt3000.rust_target.as_str()), (OpenWrtArch::Aarch64, "aarch64-unknown-linux-musl"));
     assert_eq!((mt3000.openwrt.target.as_str(), mt3000.openwrt.subtarget.as_str()), ("mediatek", "filogic"));
     assert_eq!(mt3000.openwrt.package_arch, "aarch64_cortex-a53");
     assert_eq!(mt3000.imagebuilder_file(), "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst");
-    let ar150 = OpenwrtBoard::load("glinet-ar150").unwrap();
-    assert_eq!((ar150.arch, ar150.rust_target.as_str()), (Arch::Mips, "mips-unknown-linux-musl"));
+    let ar150 = OpenWrtBoard::load("glinet-ar150").unwrap();
+    assert_eq!((ar150.arch, ar150.rust_target.as_str()), (OpenWrtArch::Mips, "mips-unknown-linux-musl"));
     assert_eq!(
         (ar150.openwrt.target.as_str(), ar150.openwrt.subtarget.as_str(), ar150.openwrt.package_arch.as_str()),
         ("ath79", "generic", "mips_24kc")
@@ -70,22 +67,22 @@ fn board_view() {
         "imagebuilder_sha256 = \"5cf5b6e205435522d9671355fdf78fe579deead4715ce8e61a98ae9d661f1e48\"",
         "imagebuilder_sha256 = \"\"",
     );
-    let b = OpenwrtBoard::from_board(board::parse(file, &unpinned).unwrap()).unwrap();
+    let b = OpenWrtBoard::from_board(board::parse(file, &unpinned).unwrap()).unwrap();
     assert_eq!(b.openwrt.imagebuilder_sha256, None);
     assert_eq!(b.file, Path::new("board-configs/glinet-ar150.toml"));
     let only_ipk = text.replace("outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]", "outputs = [\"ipk\"]");
-    let b = OpenwrtBoard::from_board(board::parse(file, &only_ipk).unwrap()).unwrap();
-    assert_eq!(b.outputs, [Output::Ipk]);
+    let b = OpenWrtBoard::from_board(board::parse(file, &only_ipk).unwrap()).unwrap();
+    assert_eq!(b.outputs, [OpenWrtOutput::Ipk]);
     // A Debian board is not an OpenWrt board.
-    let err = OpenwrtBoard::load("x86_64").unwrap_err().to_string();
+    let err = OpenWrtBoard::load("x86_64").unwrap_err().to_string();
     assert!(err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"), "{err}");
     // Errors in the file come from the board format.
-    let err = OpenwrtBoard::load("no-such-board").unwrap_err().to_string();
+    let err = OpenWrtBoard::load("no-such-board").unwrap_err().to_string();
     assert!(err.contains("glinet-mt3000"), "{err}");
 }
 
 /// A stand-in for a cross-built spind: an ELF header of the board's architecture.
-fn fake_spind(board: &OpenwrtBoard, dir: &Path) -> PathBuf {
+fn fake_spind(board: &OpenWrtBoard, dir: &Path) -> PathBuf {
     let (bits, be, machine) = board.arch.elf();
     let p = dir.join("spind");
     std::fs::write(&p, elf::fake_elf(bits, be, machine, 1, 3)).unwrap();
@@ -95,7 +92,7 @@ fn fake_spind(board: &OpenwrtBoard, dir: &Path) -> PathBuf {
 #[test]
 fn package_structure() {
     for name in BOARDS {
-        let board = OpenwrtBoard::load(name).unwrap();
+        let board = OpenWrtBoard::load(name).unwrap();
         let s = scratch(&format!("pkg-{name}"));
         let spind = fake_spind(&board, &s);
         let ipk_path = build_ipk(&board, &spind, &s.join("work"), &s.join("out"), 1_700_000_000).unwrap();
@@ -131,7 +128,7 @@ fn package_structure() {
 
         // A wrong-architecture binary is refused.
         let other =
-            OpenwrtBoard::load(if board.arch == Arch::Mips { "glinet-mt3000" } else { "glinet-ar150" }).unwrap();
+            OpenWrtBoard::load(if board.arch == OpenWrtArch::Mips { "glinet-mt3000" } else { "glinet-ar150" }).unwrap();
         let wrong = fake_spind(&other, &s.join("work"));
         let bad = build_ipk(&board, &wrong, &s.join("work2"), &s.join("out2"), 1).unwrap();
         let err = format!("{:#}", verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err());
@@ -142,7 +139,7 @@ fn package_structure() {
 
 #[test]
 fn package_is_reproducible() {
-    let board = OpenwrtBoard::load("glinet-mt3000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt3000").unwrap();
     let s = scratch("repro");
     let spind = fake_spind(&board, &s);
     let a = build_ipk(&board, &spind, &s.join("w1"), &s.join("o1"), 1_700_000_000).unwrap();
@@ -234,7 +231,7 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         eprintln!("SKIPPED: no make on this host");
         return;
     }
-    let board = OpenwrtBoard::load("glinet-mt3000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt3000").unwrap();
     let s = scratch("ib");
     let ib = s.join("ib");
     fake_imagebuilder(&ib, Some("CONFIG_TARGET_mediatek=y\nCONFIG_TARGET_mediatek_filogic=y\n"));
@@ -261,7 +258,7 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         ]
     );
 
-    let opts = ImageOptions { imagebuilder: Some(ib.clone()), ..Default::default() };
+    let opts = Options { imagebuilder: Some(ib.clone()), ..Default::default() };
     let dir = resolve_imagebuilder(&board, &opts).unwrap().unwrap();
     let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     let recorded = std::fs::read_to_string(ib.join("invocation.txt")).unwrap();
@@ -297,12 +294,12 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
     // An ImageBuilder for another target is refused.
     let other = s.join("ib-ath79");
     fake_imagebuilder(&other, Some("CONFIG_TARGET_ath79=y\nCONFIG_TARGET_ath79_generic=y\n"));
-    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(other), ..Default::default() })
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(other), ..Default::default() })
         .unwrap_err()
         .to_string();
     assert!(err.contains("not for mediatek/filogic"), "{err}");
     // A directory that is no ImageBuilder is refused.
-    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(files.clone()), ..Default::default() })
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(files.clone()), ..Default::default() })
         .unwrap_err()
         .to_string();
     assert!(err.contains("no Makefile"), "{err}");
@@ -311,11 +308,11 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
 
 #[test]
 fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
-    let board = OpenwrtBoard::load("glinet-ar150").unwrap();
+    let board = OpenWrtBoard::load("glinet-ar150").unwrap();
     let s = scratch("sha");
     let fake = s.join(board.imagebuilder_file());
     std::fs::write(&fake, "not the real ImageBuilder").unwrap();
-    let err = resolve_imagebuilder(&board, &ImageOptions { imagebuilder: Some(fake), ..Default::default() })
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(fake), ..Default::default() })
         .unwrap_err()
         .to_string();
     assert!(err.contains("does not match the pinned 5cf5b6e2"), "{err}");
@@ -324,19 +321,18 @@ fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
 
 #[test]
 fn no_download_without_a_pinned_sha256() {
-    let mut board = OpenwrtBoard::load("glinet-ar150").unwrap();
+    let mut board = OpenWrtBoard::load("glinet-ar150").unwrap();
     board.openwrt.imagebuilder_sha256 = None;
     board.openwrt.imagebuilder_url = board.openwrt.imagebuilder_url.replace("24.10.7", "0.0.0-test");
-    let why = resolve_imagebuilder(&board, &ImageOptions::default()).unwrap().unwrap_err();
+    let why = resolve_imagebuilder(&board, &Options::default()).unwrap().unwrap_err();
     assert!(why.contains("pins no verified sha256"), "{why}");
-    let offline =
-        resolve_imagebuilder(&board, &ImageOptions { offline: true, ..Default::default() }).unwrap().unwrap_err();
+    let offline = resolve_imagebuilder(&board, &Options { offline: true, ..Default::default() }).unwrap().unwrap_err();
     assert!(offline.contains("--offline"), "{offline}");
 }
 
 #[test]
 fn missing_imagebuilder_message() {
-    let board = OpenwrtBoard::load("glinet-mt6000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt6000").unwrap();
     let m = missing_message(&board, "--offline, and none given with --imagebuilder");
     for want in [
         "glinet-mt6000: built spind, the .ipk and the FILES overlay, but NOT the sysupgrade image",
