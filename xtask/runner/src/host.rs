@@ -92,6 +92,8 @@ pub const TOOLS: &[Tool] = &[
     prog("dig", "dnsutils", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("curl", "curl", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm, ImageBuilder]),
     prog("tcpdump", "tcpdump", &[SpindTests]),
+    // sysctl and kill: namespace settings and stopping spind in the tests.
+    prog("sysctl", "procps", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("chromium", "chromium", &[SpindTests]),
     prog("chromedriver", "chromium-driver", &[SpindTests]),
     prog("openssl", "openssl", &[SpindTests]),
