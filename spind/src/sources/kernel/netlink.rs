@@ -2,8 +2,13 @@
 //! socket, bind, multicast groups, send and receive), requests built as neli `Nlmsghdr`s, the
 //! messages of one received datagram parsed into typed neli messages ([`messages`]), what a
 //! reply says ([`Reply`]: data, done, acknowledged, an errno) and the nfnetlink header neli
-//! has no type for ([`Nfgenmsg`]). Nothing here panics on kernel input: a malformed message
-//! ends the datagram's messages and is logged.
+//! has no type for ([`Nfgenmsg`]).
+//!
+//! One exception, measured: the conntrack dump reads its entries in place ([`raw_messages`],
+//! [`Attrs`]) instead of as neli messages, which copy every attribute into its own buffer; at
+//! 10,000 flows neli's parsing took spind from 3.5% to 6.1% CPU (`cargo xtask bench router`,
+//! docs/architecture.md). Nothing here panics on kernel input: a malformed message ends the
+//! datagram's messages and is logged.
 
 use std::fmt::Debug;
 use std::io::{self, Cursor};
@@ -107,18 +112,83 @@ where
     })
 }
 
+/// One netlink message seen in place: header fields and the payload after the 16-byte header.
+/// The zero-copy view of the conntrack hot path (see [`raw_messages`]).
+#[derive(Clone, Copy)]
+pub(crate) struct RawMsg<'a> {
+    pub kind: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+impl RawMsg<'_> {
+    /// For `NLMSG_ERROR` (and a dump's `NLMSG_DONE`): the (positive) errno, 0 for success.
+    pub fn error_code(&self) -> Option<i32> {
+        let b = self.payload.get(..4)?;
+        Some(-i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// The messages of one datagram in place, without copying; stops at the first malformed header.
+pub(crate) fn raw_messages(data: &[u8]) -> impl Iterator<Item = RawMsg<'_>> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let d = rest;
+        if d.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > d.len() {
+            log::debug!("malformed netlink message header (length {len} of {} bytes)", d.len());
+            rest = &[];
+            return None;
+        }
+        rest = d.get(align4(len)..).unwrap_or(&[]);
+        Some(RawMsg {
+            kind: u16::from_ne_bytes([d[4], d[5]]),
+            seq: u32::from_ne_bytes([d[8], d[9], d[10], d[11]]),
+            payload: &d[NLMSG_HDRLEN..len],
+        })
+    })
+}
+
+/// Netlink attributes in place, `(type without flags, data)`; stops at the first malformed one.
+#[derive(Clone, Copy)]
+pub(crate) struct Attrs<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Attrs<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Attrs { data }
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (u16, &'a [u8]);
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        // NLA_F_NESTED and NLA_F_NET_BYTEORDER are flags, not part of the type.
+        const NLA_TYPE_MASK: u16 = !(3 << 14);
+        let d = self.data;
+        if d.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([d[0], d[1]]) as usize;
+        if len < 4 || len > d.len() {
+            self.data = &[];
+            return None;
+        }
+        self.data = d.get(align4(len)..).unwrap_or(&[]);
+        Some((u16::from_ne_bytes([d[2], d[3]]) & NLA_TYPE_MASK, &d[4..len]))
+    }
+}
+
 /// Parses `data` as one `P` (a payload without its netlink header), for the pure parsers.
 pub(crate) fn payload<P>(data: &[u8]) -> Result<P, DeError>
 where
     P: FromBytesWithInput<Input = usize>,
 {
     P::from_bytes_with_input(&mut Cursor::new(data), data.len())
-}
-
-/// The attributes nested in `data` (an attribute's payload), as neli parses them. Malformed:
-/// none.
-pub(crate) fn nested(data: &[u8]) -> GenlBuffer<u16, Buffer> {
-    payload(data).unwrap_or_default()
 }
 
 /// An attribute for a request.
