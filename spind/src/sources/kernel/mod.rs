@@ -25,6 +25,42 @@ pub mod parsers {
     pub use super::neigh::{neighbour, Neighbour};
     pub use super::nflog::{blocked_sample, nflog_packet};
     pub use super::route::{default_route_oifs, link};
+    pub use crate::model::event::{FlowSample, MacAddr};
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// What the fuzz targets will do at scale: random bytes, with a plausible length in the
+        /// place of the first attribute's so the walkers go deeper than noise would; no parser
+        /// panics (the unit tests run with overflow checks).
+        #[test]
+        fn no_parser_panics_on_random_input() {
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            for _ in 0..20_000 {
+                let len = (next() % 160) as usize;
+                let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                for at in [4, 12, 16] {
+                    if len > at + 1 {
+                        buf[at] = (next() % 48) as u8;
+                        buf[at + 1] = 0;
+                    }
+                }
+                let _ = conntrack_entry(&buf);
+                let _ = neighbour(&buf);
+                let _ = default_route_oifs(&buf);
+                let _ = link(&buf);
+                let _ = nflog_packet(&buf);
+                let _ = blocked_sample(&buf);
+            }
+        }
+    }
 }
 
 use std::fmt;
