@@ -11,11 +11,12 @@ use serde_json::Value;
 
 use crate::model::addr::IpNet;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
+use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::lists::Lists;
 use crate::model::messages::{self, FlowJson};
 use crate::model::names::Names;
-use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId};
-use crate::model::persist::{self, StateDir};
+use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
+use crate::model::persist::{self, StateDir, WriteError};
 use crate::model::policy::{Enforcer, PairBlock, Policy};
 use crate::model::stats::Stats;
 
@@ -103,6 +104,36 @@ impl OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
+/// What must be written to the state directory before memory and disk agree again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Dirty {
+    lists: [bool; 3],
+    withdrawn: [bool; 3],
+    names: bool,
+    node_store: bool,
+}
+
+impl Dirty {
+    fn any(&self) -> bool {
+        self.names || self.node_store || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
+    }
+}
+
+/// The state a control operation may change, taken before it changes anything: when its
+/// change cannot be saved, memory goes back to this (what is on disk) and the caller is told.
+struct Undo {
+    lists: Lists,
+    withdrawn: Lists,
+    flows: FlowDecisions,
+    names: Names,
+    marks: Vec<NodeMarks>,
+    modified: BTreeSet<NodeId>,
+    dirty: Dirty,
+    enforce_pending: bool,
+    /// An address the operation gave a node (`node_add_ip`), taken away again.
+    added_ip: Option<(NodeId, IpAddr)>,
+}
+
 /// Aggregation key of a published flow (SPIN's 38-byte pkt_info prefix).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -117,13 +148,23 @@ pub struct Core {
     settings: CoreSettings,
     nodes: NodeCache,
     lists: Lists,
+    /// Per list, the addresses the user took off it by hand: a node's list flag never puts them
+    /// back (an explicit add does).
+    withdrawn: Lists,
     names: Names,
     state: StateDir,
     enforcer: Option<Box<dyn Enforcer>>,
     neighbours: HashMap<IpAddr, MacAddr>,
     device_flows: BTreeMap<NodeId, BTreeMap<DeviceFlowKey, DeviceFlow>>,
-    /// Blocked node pairs, smaller id first.
-    flow_blocks: BTreeSet<(NodeId, NodeId)>,
+    /// Blocked node pairs and the ones the user unblocked again.
+    flows: FlowDecisions,
+    /// State changed in memory and not yet on disk.
+    dirty: Dirty,
+    /// The policy changed and must go to the enforcer.
+    enforce_pending: bool,
+    /// After a failed write from an observation, the next try waits for this second (a full
+    /// disk must not cost a write attempt and a log line per packet).
+    retry_save_at: Option<Timestamp>,
     now: Timestamp,
     next_expiry: Timestamp,
     next_device_flow_clean: Timestamp,
@@ -140,9 +181,8 @@ impl Core {
         enforcer: Option<Box<dyn Enforcer>>,
         now: Timestamp,
     ) -> anyhow::Result<Core> {
-        let mut lists = Lists::default();
-        for kind in ListKind::ALL {
-            let (entries, warnings) = persist::read_list(&state.list_file(kind.name()));
+        let read = |file: &std::path::Path, lists: &mut Lists, kind: ListKind| {
+            let (entries, warnings) = persist::read_list(file);
             for w in warnings {
                 warn!("{w}");
             }
@@ -150,17 +190,26 @@ impl Core {
             for net in entries {
                 list.add(net);
             }
+        };
+        let (mut lists, mut withdrawn) = (Lists::default(), Lists::default());
+        for kind in ListKind::ALL {
+            read(&state.list_file(kind.name()), &mut lists, kind);
+            read(&state.withdrawn_file(kind.name()), &mut withdrawn, kind);
         }
         let mut core = Core {
             settings,
             nodes: NodeCache::new(),
             lists,
+            withdrawn,
             names,
             state,
             enforcer,
             neighbours: HashMap::new(),
             device_flows: BTreeMap::new(),
-            flow_blocks: BTreeSet::new(),
+            flows: FlowDecisions::default(),
+            dirty: Dirty::default(),
+            enforce_pending: false,
+            retry_save_at: None,
             now,
             next_expiry: now + EXPIRY_INTERVAL,
             next_device_flow_clean: now + DEVICE_FLOW_INTERVAL,
@@ -168,6 +217,13 @@ impl Core {
             stats: Stats::default(),
         };
         core.restore_node_store();
+        // The restored nodes' new ids go to disk (or wait, said, for a disk with room).
+        if core.dirty.any() {
+            if let Err(e) = core.save() {
+                warn!("{e}; kept in memory, trying again every second");
+                core.retry_save_at = Some(now + 1);
+            }
+        }
         // Unlike SPIN 1.0, the persisted lists are enforced from the start; a router that
         // cannot enforce them must say so rather than run unprotected.
         core.enforce().map_err(|e| anyhow::anyhow!("cannot enforce the persisted lists: {}", e.message))?;
@@ -234,7 +290,7 @@ impl Core {
             return false;
         }
         let block = self.lists.get(ListKind::Block);
-        block.contains(a) || block.contains(b) || self.flow_blocks.contains(&(na.min(nb), na.max(nb)))
+        block.contains(a) || block.contains(b) || self.flows.is_blocked(&pair(na, nb))
     }
 
     fn on_flows(&mut self, time: Timestamp, flows: Vec<FlowSample>, local: bool) -> Vec<Publish> {
@@ -422,6 +478,10 @@ impl Core {
 
     fn on_tick(&mut self) -> Vec<Publish> {
         let now = self.now;
+        // A write that failed (full disk) is tried again once a second until it succeeds.
+        if self.retry_save_at.is_some_and(|t| now >= t) {
+            self.retry_save_at = None;
+        }
         if self.names.reload_leases() {
             self.apply_names();
         }
@@ -456,7 +516,7 @@ impl Core {
     /// Nodes that must not expire: referenced by a device flow, in a flow block, or on a list.
     fn protected_nodes(&self) -> BTreeSet<NodeId> {
         let mut keep: BTreeSet<NodeId> = self.device_flows.values().flat_map(|r| r.keys().map(|k| k.0)).collect();
-        keep.extend(self.flow_blocks.iter().flat_map(|(a, b)| [*a, *b]));
+        keep.extend(self.flows.blocked().flat_map(|(a, b)| [a, b]));
         keep.extend(self.nodes.iter().filter(|n| ListKind::ALL.iter().any(|k| n.on_list(*k))).map(|n| n.id));
         keep
     }
@@ -488,62 +548,23 @@ impl Core {
     }
 
     /// Publishes `msgs` after everything they may refer to: merges and deletions are applied
-    /// to the flow tables, node-list flags follow new addresses, and every modified node's
-    /// `nodeInfo` goes out first (SPIN's "announced before first use").
+    /// to the flow tables, node-list flags follow new addresses, names follow the user's, what
+    /// changed is saved and enforced, and every modified node's `nodeInfo` goes out first
+    /// (SPIN's "announced before first use").
     fn emit(&mut self, out: &mut Vec<Publish>, msgs: Vec<Publish>) {
-        let changes = self.nodes.take_changes();
-        let mut persist_nodes = false;
-        for c in &changes {
-            match *c {
-                Change::Merged { from, into } => {
-                    self.renumber(from, into);
-                    // The node store holds persisted nodes only; a merge of others changes nothing there.
-                    persist_nodes |= self.is_persistent(into);
-                }
-                Change::Deleted(id) => {
-                    self.device_flows.remove(&id);
+        let (changes, list_msgs) = self.settle();
+        if self.dirty.any() && self.retry_save_at.is_none() {
+            match self.save() {
+                Ok(()) => {}
+                Err(e) => {
+                    // Nobody to answer for an observation: keep memory, say so, retry each second.
+                    warn!("{e}; kept in memory, trying again every second");
+                    self.retry_save_at = Some(self.now + 1);
                 }
             }
         }
-        let modified = self.nodes.take_modified();
-        let mut list_msgs = Vec::new();
-        let mut enforce = false;
-        for &id in &modified {
-            let Some(node) = self.nodes.get(id) else { continue };
-            // A node put on a list as a whole: its later addresses join the list too.
-            for kind in ListKind::ALL {
-                if !node.on_list(kind) {
-                    continue;
-                }
-                let missing: Vec<IpNet> = node
-                    .ips
-                    .iter()
-                    .filter(|ip| !self.lists.get(kind).contains(ip))
-                    .map(|ip| IpNet::host(*ip))
-                    .collect();
-                if !missing.is_empty() {
-                    for net in missing {
-                        self.lists.get_mut(kind).add(net);
-                    }
-                    self.save_list(kind);
-                    list_msgs.push(self.list_msg(kind, kind.name()));
-                    enforce |= kind != ListKind::Ignore;
-                }
-            }
-            if self.is_persistent(id) {
-                persist_nodes = true;
-                enforce |= self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id);
-            }
-        }
-        if enforce {
-            if let Err(e) = self.enforce() {
-                warn!("{}", e.message);
-            }
-        }
-        if persist_nodes {
-            self.save_node_store();
-        }
-        for id in modified {
+        self.enforce_if_pending();
+        for id in self.nodes.take_modified() {
             if let Some(node) = self.nodes.get(id) {
                 out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
             }
@@ -560,7 +581,74 @@ impl Core {
         out.extend(msgs);
     }
 
-    /// Node `from` was merged into `into`: its device-flow references and flow blocks follow.
+    /// What follows from the cache's changes since the last call, in memory: merged and deleted
+    /// nodes leave the flow tables and decisions; a node on a list takes its new addresses with it
+    /// (except those the user took off the list by hand); a node is named as the names say (the
+    /// user's name first); persistent nodes that changed are marked for saving. Returns the
+    /// merges/deletions to announce and the list messages of lists that grew.
+    fn settle(&mut self) -> (Vec<Change>, Vec<Publish>) {
+        let changes = self.nodes.take_changes();
+        for c in &changes {
+            match *c {
+                Change::Merged { from, into } => {
+                    self.renumber(from, into);
+                    // The node store holds persisted nodes only; a merge of others changes nothing there.
+                    self.dirty.node_store |= self.is_persistent(into);
+                }
+                Change::Deleted(id) => {
+                    self.device_flows.remove(&id);
+                    if self.flows.forget(id) {
+                        self.dirty.node_store = true;
+                    }
+                }
+            }
+        }
+        let modified = self.nodes.modified();
+        let mut grown = Vec::new();
+        let mut renames = Vec::new();
+        for &id in &modified {
+            let Some(node) = self.nodes.get(id) else { continue };
+            for kind in ListKind::ALL {
+                if !node.on_list(kind) {
+                    continue;
+                }
+                let missing: Vec<IpNet> = node
+                    .ips
+                    .iter()
+                    .filter(|ip| !self.lists.get(kind).contains(ip) && !self.withdrawn.get(kind).contains(ip))
+                    .map(|ip| IpNet::host(*ip))
+                    .collect();
+                if !missing.is_empty() {
+                    for net in missing {
+                        self.lists.get_mut(kind).add(net);
+                    }
+                    self.dirty.lists[kind as usize] = true;
+                    self.enforce_pending |= kind != ListKind::Ignore;
+                    if !grown.contains(&kind) {
+                        grown.push(kind);
+                    }
+                }
+            }
+            let ips: Vec<IpAddr> = node.ips.iter().copied().collect();
+            if let Some(name) = self.names.lookup(node.mac.as_ref(), &ips) {
+                if node.name.as_deref() != Some(name) {
+                    renames.push((id, name.to_string()));
+                }
+            }
+            if self.is_persistent(id) {
+                self.dirty.node_store = true;
+                // A blocked pair follows its nodes' addresses.
+                self.enforce_pending |= self.flows.blocks(id);
+            }
+        }
+        for (id, name) in renames {
+            self.nodes.set_name(id, Some(name));
+        }
+        let list_msgs = grown.into_iter().map(|kind| self.list_msg(kind, kind.name())).collect();
+        (changes, list_msgs)
+    }
+
+    /// Node `from` was merged into `into`: its device-flow references and flow decisions follow.
     fn renumber(&mut self, from: NodeId, into: NodeId) {
         if let Some(records) = self.device_flows.remove(&from) {
             let dest = self.device_flows.entry(into).or_default();
@@ -581,40 +669,61 @@ impl Core {
                 r.last_seen = r.last_seen.max(v.last_seen);
             }
         }
-        let pairs: Vec<(NodeId, NodeId)> =
-            self.flow_blocks.iter().filter(|(a, b)| *a == from || *b == from).copied().collect();
-        for (a, b) in pairs {
-            self.flow_blocks.remove(&(a, b));
-            let (a, b) = (if a == from { into } else { a }, if b == from { into } else { b });
-            if a != b {
-                self.flow_blocks.insert((a.min(b), a.max(b)));
-            }
+        if self.flows.renumber(from, into) {
+            self.dirty.node_store = true;
+            self.enforce_pending = true;
         }
     }
 
     // ---- persistence and enforcement ------------------------------------------------------
 
-    fn save_list(&self, kind: ListKind) {
-        if let Err(e) = persist::write_list(&self.state.list_file(kind.name()), self.lists.get(kind).entries()) {
-            warn!("cannot save the {} list: {e}", kind.name());
-        }
-    }
-
-    /// Nodes whose identity must survive a restart: in a flow block or put on a list.
+    /// Nodes whose identity must survive a restart: in a flow-block decision or put on a list.
     fn is_persistent(&self, id: NodeId) -> bool {
-        self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id)
-            || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
+        self.flows.involves(id) || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
     }
 
-    /// Writes `nodepair.list` and `nodestore/<id>` for the persistent nodes.
-    fn save_node_store(&self) {
-        let nodes: Vec<&Node> = self.nodes.iter().filter(|n| self.is_persistent(n.id)).collect();
-        self.state.save_node_store(&nodes, &self.flow_blocks);
+    /// Writes everything dirty in one batch ([`persist::write_files`]: all or nothing).
+    fn save(&mut self) -> Result<(), WriteError> {
+        let d = self.dirty;
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        for kind in ListKind::ALL {
+            let i = kind as usize;
+            if d.lists[i] {
+                let text = persist::list_text(self.lists.get(kind).entries());
+                files.push((self.state.list_file(kind.name()), text.into_bytes()));
+            }
+            if d.withdrawn[i] {
+                let text = persist::list_text(self.withdrawn.get(kind).entries());
+                files.push((self.state.withdrawn_file(kind.name()), text.into_bytes()));
+            }
+        }
+        if d.names {
+            files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
+        }
+        let mut keep = BTreeSet::new();
+        if d.node_store {
+            let nodes: Vec<&Node> = self.nodes.iter().filter(|n| self.is_persistent(n.id)).collect();
+            keep = nodes.iter().map(|n| n.id).collect();
+            let (pairs, unpairs) = self.flows.stored();
+            files.extend(self.state.node_store_files(&nodes, &pairs, &unpairs));
+        }
+        persist::write_files(&files)?;
+        if d.node_store {
+            self.state.remove_other_nodes(&keep);
+        }
+        if self.retry_save_at.take().is_some() {
+            info!(
+                "saved the state in {} again",
+                self.state.nodestore_dir().parent().unwrap_or(std::path::Path::new(".")).display()
+            );
+        }
+        self.dirty = Dirty::default();
+        Ok(())
     }
 
-    /// Recreates persisted nodes (with new ids, as SPIN) and their flow blocks and flags.
+    /// Recreates persisted nodes (with new ids, as SPIN) and their flow decisions and flags.
     fn restore_node_store(&mut self) {
-        let persist::NodeStore { nodes: stored, pairs } = self.state.load_node_store();
+        let persist::NodeStore { nodes: stored, pairs, unpairs } = self.state.load_node_store();
         let mut remap: HashMap<NodeId, NodeId> = HashMap::new();
         for (old_id, n) in stored {
             let cand = Candidate {
@@ -634,16 +743,10 @@ impl Core {
             }
             remap.insert(old_id, id);
         }
-        for (a, b) in pairs {
-            if let (Some(&a), Some(&b)) = (remap.get(&a), remap.get(&b)) {
-                if a != b {
-                    self.flow_blocks.insert((a.min(b), a.max(b)));
-                }
-            }
-        }
+        self.flows = FlowDecisions::restore(&pairs, &unpairs, |old| remap.get(&old).copied());
         if !remap.is_empty() {
-            info!("restored {} persisted nodes and {} flow blocks", remap.len(), self.flow_blocks.len());
-            self.save_node_store();
+            info!("restored {} persisted nodes and {} flow blocks", remap.len(), self.flows.blocked().count());
+            self.dirty.node_store = true;
         }
     }
 
@@ -655,14 +758,15 @@ impl Core {
             block: self.lists.get(ListKind::Block).entries().copied().collect(),
             allow: self.lists.get(ListKind::Allow).entries().copied().collect(),
             pairs: self
-                .flow_blocks
-                .iter()
-                .map(|&(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
+                .flows
+                .blocked()
+                .map(|(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
                 .collect(),
         }
     }
 
     fn enforce(&mut self) -> OpResult<()> {
+        self.enforce_pending = false;
         let policy = self.policy();
         match self.enforcer.as_mut() {
             None => Ok(()),
@@ -673,7 +777,78 @@ impl Core {
         }
     }
 
+    /// Hands the enforcer the policy if it changed (a failure is logged: the next change tries
+    /// again with the whole policy).
+    fn enforce_if_pending(&mut self) {
+        if self.enforce_pending {
+            if let Err(e) = self.enforce() {
+                warn!("{}", e.message);
+            }
+        }
+    }
+
     // ---- control operations (the JSON-RPC methods) ----------------------------------------
+    //
+    // Every operation that changes what is persisted changes memory, then saves all of it in one
+    // batch ([`Core::commit`]); when the write fails (a full disk), memory goes back to what it
+    // was, which is what is on disk, and the caller gets a JSON-RPC error: the household is
+    // never told "done" for a decision a restart would forget.
+
+    /// What [`Core::commit`] goes back to if the change cannot be saved.
+    fn undo_point(&self) -> Undo {
+        Undo {
+            lists: self.lists.clone(),
+            withdrawn: self.withdrawn.clone(),
+            flows: self.flows.clone(),
+            names: self.names.clone(),
+            marks: self.nodes.marks(),
+            modified: self.nodes.modified(),
+            dirty: self.dirty,
+            enforce_pending: self.enforce_pending,
+            added_ip: None,
+        }
+    }
+
+    fn undo(&mut self, u: Undo) {
+        self.lists = u.lists;
+        self.withdrawn = u.withdrawn;
+        self.flows = u.flows;
+        self.names = u.names;
+        if let Some((id, ip)) = u.added_ip {
+            self.nodes.remove_ip(id, &ip);
+        }
+        self.nodes.restore_marks(&u.marks);
+        self.nodes.restore_modified(u.modified);
+        self.dirty = u.dirty;
+        self.enforce_pending = u.enforce_pending;
+    }
+
+    /// Saves what an operation changed (and whatever else was waiting), then enforces and
+    /// publishes. If the save fails, the operation is undone and reported as failed, unless it
+    /// changed nothing that needs saving (then only the earlier changes wait, as before).
+    fn commit(&mut self, undo: Undo, out: &mut Vec<Publish>, msgs: Vec<Publish>) -> OpResult<()> {
+        let (changes, list_msgs) = self.settle();
+        debug_assert!(changes.is_empty(), "control operations neither merge nor delete nodes");
+        let needs_saving = self.dirty != undo.dirty;
+        if self.dirty.any() {
+            if let Err(e) = self.save() {
+                if needs_saving {
+                    self.undo(undo);
+                    return Err(OpError::new(
+                        -3,
+                        format!("{e} (is the disk of the state directory full?); nothing was changed"),
+                    ));
+                }
+                warn!("{e}; kept in memory, trying again every second");
+                self.retry_save_at = Some(self.now + 1);
+            }
+        }
+        let enforced = if self.enforce_pending { self.enforce() } else { Ok(()) };
+        let mut all = list_msgs;
+        all.extend(msgs);
+        self.emit(out, all);
+        enforced
+    }
 
     fn node(&self, id: NodeId) -> OpResult<&Node> {
         self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))
@@ -702,7 +877,7 @@ impl Core {
         let mut out = Vec::new();
         if let Some(records) = self.device_flows.get(&id) {
             for (&(to, dst_port, icmp_type), r) in records {
-                let traffic = if self.flow_blocks.contains(&(id.min(to), id.max(to))) {
+                let traffic = if self.flows.is_blocked(&pair(id, to)) {
                     DeviceFlowTraffic::Blocked
                 } else {
                     DeviceFlowTraffic::Counted(r.clone())
@@ -713,20 +888,57 @@ impl Core {
         Ok(out)
     }
 
+    /// The name is the user's from now on: a device is named by its MAC (its address entries
+    /// from before are dropped, so an old name cannot come back through an address), another
+    /// node by each of its addresses; an empty name removes the user's name (the DHCP name, if
+    /// any, shows again).
     pub fn op_set_device_name(&mut self, node: i64, name: &str, out: &mut Vec<Publish>) -> OpResult<()> {
         let id = u64::try_from(node).unwrap_or(0);
         let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
-        let (mac, ips) = (n.mac, n.ips.clone());
+        let (mac, ips): (Option<MacAddr>, Vec<IpAddr>) = (n.mac, n.ips.iter().copied().collect());
         // Re-read first so a hand edit of names.conf since start is not overwritten.
         self.names.reload_user();
+        let undo = self.undo_point();
         match mac {
-            Some(m) => self.names.set_user_mac(m, name),
+            Some(m) => {
+                self.names.set_user_mac(m, name);
+                self.names.remove_user_ips(&ips);
+            }
             None => ips.iter().for_each(|ip| self.names.set_user_ip(*ip, name)),
         }
-        let saved = self.names.write_user();
-        self.nodes.set_name(id, Some(name.to_string()));
-        self.emit(out, Vec::new());
-        saved.map_err(|e| OpError::new(-3, format!("name set, but names.conf could not be written: {e}")))
+        self.dirty.names = true;
+        let named = self.names.lookup(mac.as_ref(), &ips).map(str::to_string);
+        self.nodes.set_name(id, named);
+        self.commit(undo, out, Vec::new())
+    }
+
+    /// Puts a node's addresses on a list (or takes them off) and sets (clears) its flag,
+    /// without saving.
+    fn set_node_listed(&mut self, kind: ListKind, id: NodeId, add: bool) {
+        let ips: Vec<IpAddr> = self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default();
+        for ip in ips {
+            self.set_listed(kind, IpNet::host(ip), add);
+        }
+        if self.nodes.get(id).is_some_and(|n| n.on_list(kind) != add) {
+            self.nodes.set_on_list(id, kind, add);
+            self.dirty.node_store = true;
+        }
+    }
+
+    /// One list entry added or removed by the user, without saving. A removed address is
+    /// withdrawn: no node flag puts it back. An added one is no longer withdrawn.
+    fn set_listed(&mut self, kind: ListKind, net: IpNet, add: bool) {
+        let i = kind as usize;
+        if add {
+            self.dirty.lists[i] |= self.lists.get_mut(kind).add(net);
+            self.dirty.withdrawn[i] |= self.withdrawn.get_mut(kind).remove(&net);
+        } else {
+            self.dirty.lists[i] |= self.lists.get_mut(kind).remove(&net);
+            if net.is_host() {
+                self.dirty.withdrawn[i] |= self.withdrawn.get_mut(kind).add(net);
+            }
+        }
+        self.enforce_pending |= kind != ListKind::Ignore;
     }
 
     /// `add_iplist_node`/`remove_iplist_node`: every address of the node, and its flag.
@@ -739,22 +951,18 @@ impl Core {
         out: &mut Vec<Publish>,
     ) -> OpResult<()> {
         let id = u64::try_from(node).unwrap_or(0);
-        let ips: Vec<IpAddr> = match self.nodes.get(id) {
-            Some(n) => n.ips.iter().copied().collect(),
-            None => return Err(OpError::new(-2, "Unknown node id")),
-        };
-        for ip in ips {
-            let net = IpNet::host(ip);
-            if add {
-                self.lists.get_mut(kind).add(net);
-            } else {
-                self.lists.get_mut(kind).remove(&net);
-            }
+        if self.nodes.get(id).is_none() {
+            return Err(OpError::new(-2, "Unknown node id"));
         }
-        self.nodes.set_on_list(id, kind, add);
-        self.list_changed(kind, list, out)
+        let undo = self.undo_point();
+        self.set_node_listed(kind, id, add);
+        let msg = self.list_msg(kind, list);
+        self.commit(undo, out, vec![msg])
     }
 
+    /// `add_iplist_ip`/`remove_iplist_ip`: one entry. The explicit removal of an address wins
+    /// over a node's flag for that address; a flagged node none of whose addresses is left on
+    /// the list is no longer on it (its flag is cleared).
     pub fn op_iplist_ip(
         &mut self,
         list: &str,
@@ -764,21 +972,23 @@ impl Core {
         out: &mut Vec<Publish>,
     ) -> OpResult<()> {
         let net: IpNet = ip.parse().map_err(|_| OpError::new(-1, "Invalid IP address"))?;
-        if add {
-            self.lists.get_mut(kind).add(net);
-        } else {
-            self.lists.get_mut(kind).remove(&net);
+        let undo = self.undo_point();
+        self.set_listed(kind, net, add);
+        if !add {
+            let unlisted: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|n| n.on_list(kind) && n.ips.iter().any(|ip| net.contains(ip)))
+                .filter(|n| !n.ips.iter().any(|ip| self.lists.get(kind).contains(ip)))
+                .map(|n| n.id)
+                .collect();
+            for id in unlisted {
+                self.nodes.set_on_list(id, kind, false);
+                self.dirty.node_store = true;
+            }
         }
-        self.list_changed(kind, list, out)
-    }
-
-    fn list_changed(&mut self, kind: ListKind, command: &str, out: &mut Vec<Publish>) -> OpResult<()> {
-        self.save_list(kind);
-        self.save_node_store();
-        let enforced = if kind == ListKind::Ignore { Ok(()) } else { self.enforce() };
-        let msg = self.list_msg(kind, command);
-        self.emit(out, vec![msg]);
-        enforced
+        let msg = self.list_msg(kind, list);
+        self.commit(undo, out, vec![msg])
     }
 
     /// `list_iplist`: the list's entries in SPIN's order (IPv4 first, then by bytes).
@@ -786,14 +996,24 @@ impl Core {
         self.lists.get(kind).entries().copied().collect()
     }
 
-    /// Empties the ignore list, then ignores this host's own addresses (as SPIN does).
+    /// Empties the ignore list, then ignores this host's own addresses (as SPIN does). A fresh
+    /// start: no node is ignored as a whole any more, and nothing is withdrawn from the list.
     pub fn op_reset_iplist_ignore(&mut self, own_addresses: &[IpAddr], out: &mut Vec<Publish>) -> OpResult<()> {
+        let undo = self.undo_point();
+        let i = ListKind::Ignore as usize;
         self.lists.get_mut(ListKind::Ignore).clear();
-        self.nodes.clear_list_flags(ListKind::Ignore);
+        self.withdrawn.get_mut(ListKind::Ignore).clear();
+        self.dirty.lists[i] = true;
+        self.dirty.withdrawn[i] = true;
+        if self.nodes.iter().any(|n| n.on_list(ListKind::Ignore)) {
+            self.nodes.clear_list_flags(ListKind::Ignore);
+            self.dirty.node_store = true;
+        }
         for ip in own_addresses {
             self.lists.get_mut(ListKind::Ignore).add(IpNet::host(*ip));
         }
-        self.list_changed(ListKind::Ignore, "ignore", out)
+        let msg = self.list_msg(ListKind::Ignore, "ignore");
+        self.commit(undo, out, vec![msg])
     }
 
     pub fn op_set_flow_block(&mut self, node1: i64, node2: i64, block: bool, out: &mut Vec<Publish>) -> OpResult<()> {
@@ -804,15 +1024,13 @@ impl Core {
         if a == b {
             return Err(OpError::new(-1, "Cannot block traffic of a node with itself"));
         }
-        let pair = (a.min(b), a.max(b));
-        let changed = if block { self.flow_blocks.insert(pair) } else { self.flow_blocks.remove(&pair) };
-        if !changed {
+        let undo = self.undo_point();
+        if !self.flows.decide(pair(a, b), block) {
             return Ok(());
         }
-        self.save_node_store();
-        let r = self.enforce();
-        self.emit(out, Vec::new());
-        r
+        self.dirty.node_store = true;
+        self.enforce_pending = true;
+        self.commit(undo, out, Vec::new())
     }
 
     pub fn op_set_device_flow_block(
@@ -828,7 +1046,7 @@ impl Core {
 
     /// `get_flow_block`: every blocked node pair, smaller id first, in id order.
     pub fn op_get_flow_block(&self) -> Vec<(NodeId, NodeId)> {
-        self.flow_blocks.iter().copied().collect()
+        self.flows.blocked().collect()
     }
 
     /// `node 0` creates a node with the address; otherwise the address joins that node.
@@ -839,21 +1057,24 @@ impl Core {
             return Err(OpError::new(-1, "IP address already assigned to a node"));
         }
         let now = self.now;
+        let mut undo = self.undo_point();
         let id = if node == 0 {
+            // A new node is nobody's decision yet: nothing of it needs saving.
             self.nodes.add(Candidate { ips: vec![ip], last_seen: now, ..Default::default() }, now)
         } else {
             let id = u64::try_from(node).unwrap_or(0);
             if !self.nodes.add_ip(id, ip) {
                 return Err(OpError::new(-1, "Unknown node id"));
             }
+            undo.added_ip = Some((id, ip));
             id
         };
-        self.emit(out, Vec::new());
+        self.commit(undo, out, Vec::new())?;
         Ok(id)
     }
 
     /// DOTS "call home" signal (reference §7.1): block every device that had a flow matching a
-    /// mitigation scope.
+    /// mitigation scope. All matched devices are blocked in one saved change, or none.
     pub fn op_dots_signal(&mut self, signal: &Value, out: &mut Vec<Publish>) -> OpResult<()> {
         if !self.settings.dots_enabled {
             return Err(OpError::new(1, "DOTS support is not enabled in spind.conf"));
@@ -868,16 +1089,22 @@ impl Core {
                 }
             }
         }
-        for device in matched {
+        let undo = self.undo_point();
+        for &device in &matched {
             info!(
                 "DOTS signal matches device node {device}{}",
                 if self.settings.dots_log_only { " (log only)" } else { "" }
             );
             if !self.settings.dots_log_only {
-                self.op_iplist_node("block", ListKind::Block, device as i64, true, out)?;
+                self.set_node_listed(ListKind::Block, device, true);
             }
         }
-        Ok(())
+        let msgs = if matched.is_empty() || self.settings.dots_log_only {
+            Vec::new()
+        } else {
+            vec![self.list_msg(ListKind::Block, "block")]
+        };
+        self.commit(undo, out, msgs)
     }
 }
 
