@@ -24,6 +24,15 @@ pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
 pub const ADMIN_TOPIC: &str = "SPIN/traffic/admin";
 
 const EXPIRY_INTERVAL: i64 = 60;
+/// A node's `nodeInfo` goes out when what it says changes, at once; a change of `lastseen`
+/// alone only every this many seconds. SPIN's bubble app drops nodes it has not seen for 600 s,
+/// so the retained `lastseen` of an active node must stay well younger than that (SPIN itself
+/// never refreshed it: its retained values went stale); and a busy router must not republish
+/// every node every second.
+pub const LASTSEEN_REFRESH: i64 = 300;
+/// How often nodes are checked for a due `lastseen` refresh (so the retained value is at most
+/// `LASTSEEN_REFRESH` + this old).
+const LASTSEEN_CHECK_INTERVAL: i64 = 10;
 const DEVICE_FLOW_INTERVAL: i64 = 15;
 const STATS_INTERVAL: i64 = 30;
 /// Flows per `traffic` message; more flows in one interval go out as several messages.
@@ -134,6 +143,14 @@ struct Undo {
     added_ip: Option<(NodeId, IpAddr)>,
 }
 
+/// What the last `nodeInfo` of a node said: its digest ([`messages::node_digest`]) and its
+/// `lastseen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Published {
+    digest: u64,
+    lastseen: Timestamp,
+}
+
 /// Aggregation key of a published flow (SPIN's 38-byte pkt_info prefix).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -165,6 +182,9 @@ pub struct Core {
     /// After a failed write from an observation, the next try waits for this second (a full
     /// disk must not cost a write attempt and a log line per packet).
     retry_save_at: Option<Timestamp>,
+    /// The last `nodeInfo` of each announced node (retained on the broker).
+    published: HashMap<NodeId, Published>,
+    next_lastseen_check: Timestamp,
     now: Timestamp,
     next_expiry: Timestamp,
     next_device_flow_clean: Timestamp,
@@ -210,6 +230,8 @@ impl Core {
             dirty: Dirty::default(),
             enforce_pending: false,
             retry_save_at: None,
+            published: HashMap::new(),
+            next_lastseen_check: now + LASTSEEN_CHECK_INTERVAL,
             now,
             next_expiry: now + EXPIRY_INTERVAL,
             next_device_flow_clean: now + DEVICE_FLOW_INTERVAL,
@@ -499,6 +521,10 @@ impl Core {
             self.nodes.expire(now - self.settings.retain_time, now, &|id| keep.contains(&id));
         }
         let mut msgs = Vec::new();
+        if now >= self.next_lastseen_check {
+            self.next_lastseen_check = now + LASTSEEN_CHECK_INTERVAL;
+            self.refresh_lastseen(&mut msgs);
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.stats.set_max("node_cache", "nodes", self.nodes.len() as u64);
@@ -565,20 +591,49 @@ impl Core {
         }
         self.enforce_if_pending();
         for id in self.nodes.take_modified() {
-            if let Some(node) = self.nodes.get(id) {
-                out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
-            }
+            self.announce(id, false, out);
         }
         for c in changes {
             let (id, payload) = match c {
                 Change::Merged { from, into } => (from, messages::node_merged(from, into)),
                 Change::Deleted(id) => (id, messages::node_deleted(id)),
             };
+            self.published.remove(&id);
             out.push(Publish::new(ADMIN_TOPIC, payload, false));
             out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), Vec::new(), true));
         }
         out.extend(list_msgs);
         out.extend(msgs);
+    }
+
+    /// Publishes node `id`'s `nodeInfo` (retained) if it says something the last one did not:
+    /// anything but `lastseen` at once, a newer `lastseen` alone when `refresh` asks for it (see
+    /// [`LASTSEEN_REFRESH`]). An unchanged node is never published again.
+    fn announce(&mut self, id: NodeId, refresh: bool, out: &mut Vec<Publish>) {
+        let Some(node) = self.nodes.get(id) else { return };
+        let now = Published { digest: messages::node_digest(node), lastseen: node.last_seen };
+        if let Some(last) = self.published.get(&id) {
+            let same = last.digest == now.digest;
+            if same && (!refresh || now.lastseen <= last.lastseen) {
+                return;
+            }
+        }
+        self.published.insert(id, now);
+        out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
+    }
+
+    /// Nodes whose retained `lastseen` is [`LASTSEEN_REFRESH`] seconds behind get a fresh
+    /// `nodeInfo`.
+    fn refresh_lastseen(&mut self, out: &mut Vec<Publish>) {
+        let due: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| self.published.get(&n.id).is_some_and(|p| n.last_seen - p.lastseen >= LASTSEEN_REFRESH))
+            .map(|n| n.id)
+            .collect();
+        for id in due {
+            self.announce(id, true, out);
+        }
     }
 
     /// What follows from the cache's changes since the last call, in memory: merged and deleted

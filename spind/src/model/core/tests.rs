@@ -653,3 +653,70 @@ fn a_read_only_state_directory_refuses_changes() {
     assert_eq!(e.code, -3);
     assert_eq!(core.op_list_iplist(ListKind::Allow), []);
 }
+
+// ---- node updates go out at once, and only when they say something new -----------------------
+
+/// A DNS answer's node change is published by the event itself: the `nodeInfo` carrying the
+/// name and the answered address is in the answer's own output, no `Tick` needed.
+#[test]
+fn a_dns_answer_publishes_its_node_at_once_without_a_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let has = |out: &[Publish], name: &str, addr: &str| {
+        out.iter().any(|p| {
+            let t = String::from_utf8_lossy(&p.payload);
+            p.topic.starts_with(NODE_TOPIC_PREFIX) && p.retain && t.contains(name) && t.contains(&format!("\"{addr}\""))
+        })
+    };
+    // A never-seen name, answered without its query having been seen.
+    let out = run(&mut core, answer(1001, "fresh.test.", &["198.51.100.44"]));
+    assert!(has(&out, "fresh.test.", "198.51.100.44"), "{out:?}");
+    // A queried name: the query announces the name, the answer at once the address with it.
+    run(&mut core, Event::DnsQuery { time: 1001, client: ip(DEV), qname: "asked.test.".into() });
+    let out = run(&mut core, answer(1001, "asked.test.", &["2001:db8::44"]));
+    assert!(has(&out, "asked.test.", "2001:db8::44"), "{out:?}");
+    // An address already known from a flow gets the name at once too.
+    run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "203.0.113.44", 443, 60, 1)], local: false });
+    let out = run(&mut core, answer(1001, "late.test.", &["203.0.113.44"]));
+    assert!(has(&out, "late.test.", "203.0.113.44"), "{out:?}");
+}
+
+/// A node is published when what its `nodeInfo` says changes, not again on the following ticks
+/// while only its `lastseen` moves (traffic every second), and not for a change that does not
+/// show (the ignore flag); `lastseen` alone is refreshed after `LASTSEEN_REFRESH` seconds.
+#[test]
+fn an_unchanged_node_is_not_published_again_on_the_next_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let node_infos = |out: &[Publish]| out.iter().filter(|p| p.topic.starts_with(NODE_TOPIC_PREFIX)).count();
+    let out =
+        run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    assert_eq!(node_infos(&out), 1, "the new remote node");
+    let mut later = Vec::new();
+    for t in 1002..1002 + LASTSEEN_REFRESH - 5 {
+        later.extend(run(
+            &mut core,
+            Event::Flows { time: t, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false },
+        ));
+        later.extend(run(&mut core, Event::Neighbour { time: t, ip: ip(DEV), mac: mac(DEV_MAC) }));
+        later.extend(run(&mut core, Event::Tick { time: t }));
+    }
+    assert_eq!(node_infos(&later), 0, "unchanged nodes republished: {:?}", &later[..later.len().min(3)]);
+
+    // Ignoring a node changes nothing its nodeInfo says: only the list goes out.
+    let mut out = Vec::new();
+    core.op_iplist_node("ignore", ListKind::Ignore, 2, true, &mut out).unwrap();
+    assert_eq!(node_infos(&out), 0, "{out:?}");
+
+    // Activity for LASTSEEN_REFRESH seconds: one refresh of each active node, with its lastseen.
+    let mut refresh = Vec::new();
+    let start = 1002 + LASTSEEN_REFRESH - 5;
+    for t in start..start + 30 {
+        run(&mut core, Event::Flows { time: t, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+        refresh.extend(run(&mut core, Event::Tick { time: t }));
+    }
+    let infos: Vec<String> = on_topic(&refresh, "SPIN/traffic/node/2");
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    let lastseen = serde_json::from_str::<Value>(&infos[0]).unwrap()["result"]["lastseen"].as_i64().unwrap();
+    assert!(lastseen >= 1001 + LASTSEEN_REFRESH, "{}", infos[0]);
+}
