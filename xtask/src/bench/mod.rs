@@ -1,4 +1,4 @@
-//! `cargo xtask bench [replay|router|all]`: the figures the README quotes, measured on this
+//! `cargo xtask bench [replay|router|ui|all]`: the figures the README quotes, measured on this
 //! machine with the release build of spind. Writes `target/bench/report.md`.
 //!
 //! - `replay` ([`replay`]): replay throughput and RSS, idle RSS, binary size;
@@ -6,12 +6,14 @@
 //!   CPU and RSS at 1,000 / 10,000 / 50,000 UDP flows, flows per `traffic` message, DNS at
 //!   5,000 queries/s (dnsquery coverage, client loss and latency with and without spind,
 //!   DNS answer to node update latency), next to SPIN 1.0's figures and the targets;
+//! - `ui` ([`ui`], chromium): the web UI's frame times under 500 nodes and 2,000 edges;
 //! - `image` ([`image`], root, Debian; not part of `all`: it builds an image from nothing):
 //!   the x86_64 image cold and rebuilt after a spind change, with stage times and sizes.
 
 mod image;
 mod replay;
 mod router;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -20,8 +22,8 @@ use crate::util::{self, cargo};
 pub fn run(args: &[String]) -> Result<(), String> {
     let what = match args {
         [] => "all",
-        [a] if ["replay", "router", "all", "image"].contains(&a.as_str()) => a.as_str(),
-        _ => return Err(format!("usage: cargo xtask bench [replay|router|all|image] (got {args:?})")),
+        [a] if ["replay", "router", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
+        _ => return Err(format!("usage: cargo xtask bench [replay|router|ui|all|image] (got {args:?})")),
     };
     if what == "image" {
         if let Some(why) = crate::image::test_layer_missing() {
@@ -35,7 +37,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("{report}\n(written to {})", path.display());
         return Ok(());
     }
-    if what != "replay" && !util::is_root() {
+    if (what == "router" || what == "all") && !util::is_root() {
         return Err("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` \
                     without root"
             .into());
@@ -47,12 +49,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("report.md");
 
-    if what != "router" {
+    if what == "replay" || what == "all" {
         let report = replay::run(&bin, &dir)?;
         std::fs::write(&path, &report).map_err(|e| e.to_string())?;
         println!("{report}\n(written to {})", path.display());
     }
-    if what != "replay" {
+    if what == "router" || what == "all" {
         let report = router::run(&bin, &dir)?;
         // Appended: `all` puts it after the replay table, `router` alone keeps an earlier one.
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -62,6 +64,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         text.push_str(&report);
         std::fs::write(&path, &text).map_err(|e| e.to_string())?;
         println!("{report}\n(appended to {})", path.display());
+    }
+    if what == "ui" || what == "all" {
+        ui::run(&bin, &dir)?;
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use super::testutil::{core_in, on_topic};
 use super::*;
 use crate::model::event::{DnsData, DnsRecord};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
