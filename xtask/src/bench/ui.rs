@@ -31,7 +31,11 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     std::fs::write(dir.join("ui-bench.json"), json).map_err(|e| e.to_string())?;
 
     let (m, s) = (&stats.moving, &stats.settled);
-    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("?".to_string(), |x| format!("{x:.1}"));
+    let f = |v: &serde_json::Value, k: &str| match v[k].as_f64() {
+        Some(x) if k == "frames" => format!("{x:.0}"),
+        Some(x) => format!("{x:.1}"),
+        None => "?".to_string(),
+    };
     let report = format!(
         "Web UI in Debian's chromium (headless, 1280×800), `?bench=500x2000`: 500 nodes and 2,000 edges, every \
          flow updated every second; 10 s while the layout moves, 10 s once it settled:\n\n\
