@@ -19,12 +19,8 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     }
     let fixture = crate::util::root().join("spind/tests/fixtures/basic.pcap");
     eprintln!("xtask: ui bench: spind replaying {}, chromium on ?bench=500x2000", fixture.display());
-    let spind = SpindBuilder::new(bin)
-        .arg("--replay")
-        .arg(fixture.to_string_lossy())
-        .arg("--replay-speed")
-        .arg("0")
-        .start();
+    let spind =
+        SpindBuilder::new(bin).arg("--replay").arg(fixture.to_string_lossy()).arg("--replay-speed").arg("0").start();
     let browser = Browser::start(1280, 800);
     let stats = ui_frame_stats(&browser, &spind_ui_origin(spind.http_port));
     let json = serde_json::to_vec_pretty(&stats.report()).map_err(|e| e.to_string())?;
