@@ -7,7 +7,6 @@
 
 pub mod mqtt;
 pub mod netns;
-pub mod sh;
 pub mod suite;
 pub mod vm;
 
@@ -25,11 +24,7 @@ pub fn probe(addr: &str, ports: &[u16]) -> Result<String, String> {
             let scope = if zone.is_empty() { 0 } else { if_index(zone)? };
             SocketAddr::V6(std::net::SocketAddrV6::new(ip, p, 0, scope))
         } else {
-            (addr, p)
-                .to_socket_addrs()
-                .map_err(|e| e.to_string())?
-                .next()
-                .ok_or("no address")?
+            (addr, p).to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?
         };
         targets.push((p, sa));
     }

@@ -61,9 +61,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let board = board.ok_or(HELP)?;
     if !e2e && (board != "x86_64" || !uefi) {
-        return Err(format!(
-            "--uefi-only boots x86_64 under UEFI (not with --no-uefi)\n{HELP}"
-        ));
+        return Err(format!("--uefi-only boots x86_64 under UEFI (not with --no-uefi)\n{HELP}"));
     }
     // Absolute paths: the servers in the namespaces change directory.
     let abs = |p: PathBuf| {

@@ -28,25 +28,18 @@ pub fn subscriber(host: &str, port: u16, transport: &str, out: &str) -> Result<(
     let t0 = Instant::now();
     let ms = || t0.elapsed().as_millis() as u64;
     let mut line = |v: Value| -> Result<(), String> {
-        writeln!(f, "{v}")
-            .and_then(|_| f.flush())
-            .map_err(|e| format!("{out}: {e}"))
+        writeln!(f, "{v}").and_then(|_| f.flush()).map_err(|e| format!("{out}: {e}"))
     };
     for ev in conn.iter() {
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 line(json!({"t": ms(), "event": "connected"}))?;
-                client
-                    .try_subscribe("SPIN/#", QoS::AtMostOnce)
-                    .map_err(|e| e.to_string())?;
+                client.try_subscribe("SPIN/#", QoS::AtMostOnce).map_err(|e| e.to_string())?;
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                line(json!({"t": ms(), "event": "subscribed"}))?
-            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => line(json!({"t": ms(), "event": "subscribed"}))?,
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let payload = serde_json::from_slice::<Value>(&p.payload).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&p.payload).into_owned())
-                });
+                let payload = serde_json::from_slice::<Value>(&p.payload)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into_owned()));
                 line(json!({"t": ms(), "topic": p.topic, "retain": p.retain, "payload": payload}))?;
             }
             Ok(_) => {}
@@ -87,19 +80,14 @@ pub fn read(path: &std::path::Path, from: usize) -> (Vec<String>, Vec<Msg>) {
         if let Some(e) = v["event"].as_str() {
             events.push(e.to_string());
         } else {
-            msgs.push(Msg {
-                topic: v["topic"].as_str().unwrap_or("").to_string(),
-                payload: v["payload"].clone(),
-            });
+            msgs.push(Msg { topic: v["topic"].as_str().unwrap_or("").to_string(), payload: v["payload"].clone() });
         }
     }
     (events, msgs)
 }
 
 pub fn line_count(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
+    std::fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
 }
 
 /// The latest node objects by id (from retained/non-retained `nodeInfo`), merges followed.
@@ -120,9 +108,7 @@ impl Nodes {
                     }
                 }
                 "nodeMerged" => {
-                    if let (Some(a), Some(b)) =
-                        (m.result()["id"].as_u64(), m.result()["merged-to"].as_u64())
-                    {
+                    if let (Some(a), Some(b)) = (m.result()["id"].as_u64(), m.result()["merged-to"].as_u64()) {
                         merged.insert(a, b);
                     }
                 }
@@ -154,10 +140,7 @@ impl Nodes {
 }
 
 pub fn has_str(v: &Value, key: &str, want: &str) -> bool {
-    v[key].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case(want)))
-    })
+    v[key].as_array().is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.eq_ignore_ascii_case(want))))
 }
 
 /// Bytes and packets of `traffic` flows between nodes `a` and `b` (either direction) to or
@@ -183,10 +166,7 @@ mod tests {
     use super::*;
 
     fn msg(topic: &str, payload: Value) -> Msg {
-        Msg {
-            topic: topic.into(),
-            payload,
-        }
+        Msg { topic: topic.into(), payload }
     }
 
     #[test]
@@ -206,10 +186,7 @@ mod tests {
                 {"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":80,"size":1000,"count":3},
                 {"from":1,"to":2,"protocol":6,"from_port":40000,"to_port":443,"size":7,"count":1}]}}),
             ),
-            msg(
-                "SPIN/traffic/admin",
-                json!({"command":"nodeMerged","result":{"id":3,"merged-to":2}}),
-            ),
+            msg("SPIN/traffic/admin", json!({"command":"nodeMerged","result":{"id":3,"merged-to":2}})),
             msg(
                 "SPIN/traffic",
                 json!({"command":"traffic","argument":"","result":{"flows":[
@@ -219,9 +196,7 @@ mod tests {
         let nodes = Nodes::from(&msgs);
         assert_eq!(nodes.resolve(3), 2);
         assert_eq!(flow_bytes(&msgs, &nodes, 1, 2, 80), (1500, 5));
-        let (id, _) = nodes
-            .find(|v| has_str(v, "domains", "WWW.example.test."))
-            .unwrap();
+        let (id, _) = nodes.find(|v| has_str(v, "domains", "WWW.example.test.")).unwrap();
         assert_eq!(id, 2);
     }
 

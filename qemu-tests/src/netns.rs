@@ -9,12 +9,14 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Child, Command};
+use std::process::Child;
 
-use crate::sh;
+use runner::{cmd, Shell};
 
 pub struct Netns {
     pub name: String,
+    /// The shell commands run from: `cmd!(ns.sh, "ip netns exec {name} ...")`.
+    pub sh: Shell,
     /// Processes started in the namespace (servers): killed on drop.
     pub children: Vec<(String, Child)>,
 }
@@ -23,27 +25,18 @@ impl Netns {
     /// Creates the namespace anew (a stale one from an interrupted run is removed first).
     pub fn create(name: &str) -> Result<Netns, String> {
         remove(name);
-        sh::ns("", &["ip", "netns", "add", name])?;
-        sh::ns(name, &["ip", "link", "set", "lo", "up"])?;
-        Ok(Netns {
-            name: name.to_string(),
-            children: Vec::new(),
-        })
-    }
-
-    pub fn run(&self, args: &[&str]) -> Result<String, String> {
-        sh::ns(&self.name, args)
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        sh::cmd(&self.name, args)
+        let sh = runner::shell()?;
+        cmd!(sh, "ip netns add {name}").read()?;
+        cmd!(sh, "ip -n {name} link set lo up").read()?;
+        Ok(Netns { name: name.to_string(), sh, children: Vec::new() })
     }
 
     /// A persistent tap device `dev` with a fixed MAC, up.
     pub fn add_tap(&self, dev: &str, mac: &str) -> Result<(), String> {
-        self.run(&["ip", "tuntap", "add", "dev", dev, "mode", "tap"])?;
-        self.run(&["ip", "link", "set", dev, "address", mac])?;
-        self.run(&["ip", "link", "set", dev, "up"])?;
+        let (sh, ns) = (&self.sh, &self.name);
+        cmd!(sh, "ip -n {ns} tuntap add dev {dev} mode tap").read()?;
+        cmd!(sh, "ip -n {ns} link set {dev} address {mac}").read()?;
+        cmd!(sh, "ip -n {ns} link set {dev} up").read()?;
         Ok(())
     }
 
@@ -55,13 +48,9 @@ impl Netns {
             let ns = File::open(&ns_path).map_err(|e| format!("{ns_path}: {e}"))?;
             // Only this (short-lived) thread enters the namespace.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!(
-                    "setns {ns_path}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(format!("setns {ns_path}: {}", std::io::Error::last_os_error()));
             }
-            let fd =
-                unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(format!("/dev/net/tun: {}", std::io::Error::last_os_error()));
             }
@@ -73,10 +62,7 @@ impl Netns {
             ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
             const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
             if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) } != 0 {
-                return Err(format!(
-                    "TUNSETIFF {dev}: {}",
-                    std::io::Error::last_os_error()
-                ));
+                return Err(format!("TUNSETIFF {dev}: {}", std::io::Error::last_os_error()));
             }
             Ok(fd)
         })
@@ -84,11 +70,9 @@ impl Netns {
         .map_err(|_| "tap thread panicked".to_string())?
     }
 
-    /// Starts a long-running process in the namespace (killed on drop).
-    pub fn spawn(&mut self, what: &str, mut c: Command) -> Result<(), String> {
-        let child = c
-            .spawn()
-            .map_err(|e| format!("cannot start {what} ({}): {e}", sh::show(&c)))?;
+    /// Keeps a long-running process of the namespace (a server): killed on drop.
+    pub fn keep(&mut self, what: &str, child: Result<Child, runner::Error>) -> Result<(), String> {
+        let child = child.map_err(|e| format!("cannot start {what}: {e}"))?;
         self.children.push((what.to_string(), child));
         Ok(())
     }
@@ -119,12 +103,13 @@ pub fn remove(name: &str) {
     if !std::path::Path::new(&format!("/run/netns/{name}")).exists() {
         return;
     }
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+    let Ok(sh) = Shell::new() else { return };
+    if let Ok(pids) = cmd!(sh, "ip netns pids {name}").read() {
+        for pid in pids.split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }
-    sh::quiet("", &["ip", "netns", "delete", name]);
+    let _ = cmd!(sh, "ip netns delete {name}").output();
 }

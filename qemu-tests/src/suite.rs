@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::mqtt::{self, has_str, Nodes};
+use runner::{cmd, Stream};
+
 use crate::netns::Netns;
-use crate::sh;
 use crate::vm::{self, BootInfo, Machine, Nic, Vm, VmSpec};
 
 pub const NS_WAN: &str = "spinq-wan";
@@ -105,31 +106,20 @@ pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
         return Err((report, format!("{}: {e}", opts.out.display())));
     }
     let t0 = Instant::now();
-    let r = if opts.e2e {
-        e2e(opts, &mut report)
-    } else {
-        Ok(())
-    };
+    let r = if opts.e2e { e2e(opts, &mut report) } else { Ok(()) };
     let r = r.and_then(|_| match opts.board.as_str() {
         "rpi3" if opts.raspi3b => raspi3b(opts, &mut report),
         "x86_64" if opts.uefi => uefi(opts, &mut report),
         _ => Ok(()),
     });
-    report
-        .steps
-        .push(("total".into(), t0.elapsed().as_secs_f64()));
+    report.steps.push(("total".into(), t0.elapsed().as_secs_f64()));
     let _ = fs::write(opts.out.join("timings.txt"), report.text());
     let _ = fs::remove_file(format!("/etc/netns/{NS_LAN}/resolv.conf"));
     let _ = fs::remove_dir(format!("/etc/netns/{NS_LAN}"));
     match r {
         Ok(()) => {
             // The disk overlays only matter for a post-mortem.
-            for f in [
-                "disk-overlay.qcow2",
-                "sd-overlay.qcow2",
-                "uefi-overlay.qcow2",
-                "uefi-vars.fd",
-            ] {
+            for f in ["disk-overlay.qcow2", "sd-overlay.qcow2", "uefi-overlay.qcow2", "uefi-vars.fd"] {
                 let _ = fs::remove_file(opts.out.join(f));
             }
             Ok(report)
@@ -151,39 +141,21 @@ struct Env<'a> {
 
 fn e2e(opts: &Options, report: &mut Report) -> Result<(), String> {
     let out = &opts.out;
-    let boot = report.step("read the image's boot description", || {
-        BootInfo::load(&opts.images, &opts.board)
-    })?;
-    let machine = if opts.board == "rpi3" {
-        Machine::ArmVirt
-    } else {
-        Machine::PcBios
-    };
+    let boot = report.step("read the image's boot description", || BootInfo::load(&opts.images, &opts.board))?;
+    let machine = if opts.board == "rpi3" { Machine::ArmVirt } else { Machine::PcBios };
     let accel = vm::probe_accel(machine, &boot, &out.join("accel.txt"));
     report.notes.push(format!("accelerator: {accel}"));
     let www = out.join("www");
-    let (wan, lan) = report.step(
-        "network namespaces: simulated internet and LAN client",
-        || {
-            let mut wan = Netns::create(NS_WAN)?;
-            setup_wan(&mut wan, out, &www)?;
-            let lan = Netns::create(NS_LAN)?;
-            lan.add_tap(LAN_TAP, CLIENT_MAC)?;
-            lan.run(&[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{LAN_TAP}.accept_ra=2"),
-            ])?;
-            Ok((wan, lan))
-        },
-    )?;
-    let mut env = Env {
-        opts,
-        wan,
-        lan,
-        vm: None,
-        password: None,
-    };
+    let (wan, lan) = report.step("network namespaces: simulated internet and LAN client", || {
+        let mut wan = Netns::create(NS_WAN)?;
+        setup_wan(&mut wan, out, &www)?;
+        let lan = Netns::create(NS_LAN)?;
+        lan.add_tap(LAN_TAP, CLIENT_MAC)?;
+        let ns = &lan.name;
+        cmd!(lan.sh, "ip netns exec {ns} sysctl -qw net.ipv6.conf.{LAN_TAP}.accept_ra=2").read()?;
+        Ok((wan, lan))
+    })?;
+    let mut env = Env { opts, wan, lan, vm: None, password: None };
     let r = e2e_vm(&mut env, report, &boot, machine, &accel);
     // Artifacts: spind's log through the serial console when a shell can be had.
     if let (Some(vm), Some(pw)) = (env.vm.as_mut(), env.password.clone()) {
@@ -202,29 +174,12 @@ fn e2e(opts: &Options, report: &mut Report) -> Result<(), String> {
 
 fn setup_wan(wan: &mut Netns, out: &Path, www: &Path) -> Result<(), String> {
     wan.add_tap(WAN_TAP, WAN_MAC)?;
-    wan.run(&["ip", "addr", "add", "203.0.113.1/24", "dev", WAN_TAP])?;
-    wan.run(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        WAN_TAP,
-        "nodad",
-    ])?;
+    let ns = wan.name.clone();
+    cmd!(wan.sh, "ip -n {ns} addr add 203.0.113.1/24 dev {WAN_TAP}").read()?;
+    cmd!(wan.sh, "ip -n {ns} -6 addr add 2001:db8:1::1/64 dev {WAN_TAP} nodad").read()?;
     // "The internet": servers elsewhere, reached through the router's default route.
-    wan.run(&["ip", "addr", "add", &format!("{SERVER_V4}/32"), "dev", "lo"])?;
-    wan.run(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        &format!("{SERVER_V6}/128"),
-        "dev",
-        "lo",
-        "nodad",
-    ])?;
+    cmd!(wan.sh, "ip -n {ns} addr add {SERVER_V4}/32 dev lo").read()?;
+    cmd!(wan.sh, "ip -n {ns} -6 addr add {SERVER_V6}/128 dev lo nodad").read()?;
     fs::create_dir_all(www).map_err(|e| e.to_string())?;
     // A file of known size with content that does not compress.
     let mut data = Vec::with_capacity(FILE_SIZE as usize);
@@ -236,50 +191,23 @@ fn setup_wan(wan: &mut Netns, out: &Path, www: &Path) -> Result<(), String> {
         data.extend_from_slice(&x.to_le_bytes());
     }
     fs::write(www.join(FILE), &data).map_err(|e| e.to_string())?;
-    fs::write(
-        www.join("index.html"),
-        "<html><body>the simulated internet</body></html>\n",
-    )
-    .map_err(|e| e.to_string())?;
+    fs::write(www.join("index.html"), "<html><body>the simulated internet</body></html>\n")
+        .map_err(|e| e.to_string())?;
 
     let leases = out.join("wan-dnsmasq.leases");
     let log = out.join("wan-dnsmasq.log");
-    let mut c = wan.cmd(&[
-        "dnsmasq",
-        "--keep-in-foreground",
-        "--user=root",
-        "--conf-file=/dev/null",
-    ]);
-    c.args([
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        &format!("--interface={WAN_TAP}"),
-        "--dhcp-authoritative",
-        "--dhcp-range=203.0.113.10,203.0.113.50,255.255.255.0,1h",
-        "--dhcp-option=option:router,203.0.113.1",
-        "--dhcp-option=option:dns-server,203.0.113.1",
-        "--enable-ra",
-        "--dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h",
-        "--dhcp-option=option6:dns-server,[2001:db8:1::1]",
-        &format!("--host-record={SERVER_NAME},{SERVER_V4},{SERVER_V6}"),
-        "--log-queries",
-        "--log-dhcp",
-    ]);
-    c.arg(format!("--dhcp-leasefile={}", leases.display()));
-    c.arg(format!("--log-facility={}", log.display()));
-    wan.spawn("dnsmasq (DHCP, RA, DNS of the simulated internet)", c)?;
+    let interface = format!("--interface={WAN_TAP}");
+    let host_record = format!("--host-record={SERVER_NAME},{SERVER_V4},{SERVER_V6}");
+    let leasefile = format!("--dhcp-leasefile={}", leases.display());
+    let log_facility = format!("--log-facility={}", log.display());
+    let dnsmasq = cmd!(wan.sh, "ip netns exec {ns} dnsmasq --keep-in-foreground --user=root --conf-file=/dev/null --no-resolv --no-hosts --bind-interfaces {interface} --dhcp-authoritative --dhcp-range=203.0.113.10,203.0.113.50,255.255.255.0,1h --dhcp-option=option:router,203.0.113.1 --dhcp-option=option:dns-server,203.0.113.1 --enable-ra --dhcp-range=2001:db8:1::100,2001:db8:1::1ff,64,1h --dhcp-option=option6:dns-server,[2001:db8:1::1] {host_record} --log-queries --log-dhcp {leasefile} {log_facility}")
+        .spawn(Stream::Inherit, Stream::Inherit);
+    wan.keep("dnsmasq (DHCP, RA, DNS of the simulated internet)", dnsmasq)?;
     let http_log = fs::File::create(out.join("wan-http.log")).map_err(|e| e.to_string())?;
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    let mut c = wan.cmd(&[python, "-u", "-m", "http.server", "80", "--bind", "::"]);
-    c.arg("--directory").arg(www);
-    c.stdout(http_log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(http_log);
-    wan.spawn("HTTP server of the simulated internet", c)?;
+    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    let http = cmd!(wan.sh, "ip netns exec {ns} {python} -u -m http.server 80 --bind :: --directory {www}")
+        .spawn(Stream::File(http_log.try_clone().map_err(|e| e.to_string())?), Stream::File(http_log));
+    wan.keep("HTTP server of the simulated internet", http)?;
     std::thread::sleep(Duration::from_millis(500));
     wan.check_children()
 }
@@ -293,21 +221,14 @@ fn router_wan_v4(out: &Path) -> Option<String> {
         .map(|f| f[2].to_string())
 }
 
-fn wait_until<T>(
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<Option<T>, String>,
-) -> Result<T, String> {
+fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> Result<T, String> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
             return Ok(v);
         }
         if Instant::now() >= end {
-            return Err(format!(
-                "timed out after {} s waiting for {what}",
-                timeout.as_secs()
-            ));
+            return Err(format!("timed out after {} s waiting for {what}", timeout.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -339,106 +260,43 @@ exit 0
 "#,
     )
     .map_err(|e| e.to_string())?;
-    sh::ns("", &["chmod", "755", &script.to_string_lossy()])?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    }
     let lease_out = out.join("lan-lease.txt");
     let _ = fs::remove_file(&lease_out);
-    let mut c = env.lan.cmd(&[
-        "env",
-        &format!("LEASE_OUT={}", lease_out.display()),
-        "busybox",
-        "udhcpc",
-    ]);
-    c.args([
-        "-i",
-        LAN_TAP,
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "10",
-        "-T",
-        "3",
-        "-x",
-        &format!("hostname:{CLIENT_NAME}"),
-    ]);
-    c.arg("-s").arg(&script);
-    let o = sh::output(c)?;
-    let _ = fs::write(
-        out.join("lan-udhcpc.log"),
-        [o.stdout.as_slice(), o.stderr.as_slice()].concat(),
-    );
+    let (ns, lease_env) = (&env.lan.name, format!("LEASE_OUT={}", lease_out.display()));
+    let o = cmd!(env.lan.sh, "ip netns exec {ns} env {lease_env} busybox udhcpc -i {LAN_TAP} -f -q -n -t 10 -T 3 -x hostname:{CLIENT_NAME} -s {script}")
+        .output()?;
+    let _ = fs::write(out.join("lan-udhcpc.log"), [o.stdout.as_slice(), o.stderr.as_slice()].concat());
     let text = fs::read_to_string(&lease_out).map_err(|_| {
-        format!(
-            "no DHCP lease from the router (udhcpc: {})",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )
+        format!("no DHCP lease from the router (udhcpc: {})", String::from_utf8_lossy(&o.stderr).trim())
     })?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
-    let lease = Lease {
-        ip: get("ip"),
-        router: get("router"),
-        dns: get("dns"),
-    };
-    let last: u32 = lease
-        .ip
-        .strip_prefix("192.168.8.")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").trim().to_string();
+    let lease = Lease { ip: get("ip"), router: get("router"), dns: get("dns") };
+    let last: u32 = lease.ip.strip_prefix("192.168.8.").and_then(|s| s.parse().ok()).unwrap_or(0);
     if !(100..=250).contains(&last) {
-        return Err(format!(
-            "lease address {:?} is not in the router's pool 192.168.8.100-250",
-            lease.ip
-        ));
+        return Err(format!("lease address {:?} is not in the router's pool 192.168.8.100-250", lease.ip));
     }
     if lease.router != ROUTER {
-        return Err(format!(
-            "lease gateway {:?}, expected {ROUTER}",
-            lease.router
-        ));
+        return Err(format!("lease gateway {:?}, expected {ROUTER}", lease.router));
     }
     if !lease.dns.split_whitespace().any(|d| d == ROUTER) {
-        return Err(format!(
-            "lease DNS servers {:?} do not include the router {ROUTER}",
-            lease.dns
-        ));
+        return Err(format!("lease DNS servers {:?} do not include the router {ROUTER}", lease.dns));
     }
     // Name resolution in the LAN namespace goes to the router (ip netns exec bind-mounts it).
     fs::create_dir_all(format!("/etc/netns/{NS_LAN}")).map_err(|e| e.to_string())?;
-    fs::write(
-        format!("/etc/netns/{NS_LAN}/resolv.conf"),
-        format!("nameserver {ROUTER}\n"),
-    )
-    .map_err(|e| e.to_string())?;
+    fs::write(format!("/etc/netns/{NS_LAN}/resolv.conf"), format!("nameserver {ROUTER}\n"))
+        .map_err(|e| e.to_string())?;
     Ok(lease)
 }
 
 /// `curl` from the LAN: (exit code, http code, bytes).
-fn download(
-    env: &Env,
-    family: &str,
-    url: &str,
-    max_time: u32,
-) -> Result<(i32, String, u64), String> {
-    let o = sh::output(env.lan.cmd(&[
-        "curl",
-        family,
-        "-sS",
-        "-o",
-        "/dev/null",
-        "--connect-timeout",
-        &max_time.to_string(),
-        "--max-time",
-        &max_time.to_string(),
-        "-w",
-        "%{http_code} %{size_download}",
-        url,
-    ]))?;
+fn download(env: &Env, family: &str, url: &str, max_time: u32) -> Result<(i32, String, u64), String> {
+    let (ns, max_time) = (&env.lan.name, max_time.to_string());
+    let o = cmd!(env.lan.sh, "ip netns exec {ns} curl {family} -sS -o /dev/null --connect-timeout {max_time} --max-time {max_time} -w '%{http_code} %{size_download}' {url}")
+        .output()?;
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     let mut it = text.split_whitespace();
     let code = it.next().unwrap_or("").to_string();
@@ -449,7 +307,9 @@ fn download(
 fn download_ok(env: &Env, family: &str, url: &str) -> Result<u64, String> {
     let (rc, code, size) = download(env, family, url, 120)?;
     if rc != 0 || code != "200" || size != FILE_SIZE {
-        return Err(format!("curl {family} {url}: exit {rc}, HTTP {code}, {size} bytes (want 200 and {FILE_SIZE} bytes)"));
+        return Err(format!(
+            "curl {family} {url}: exit {rc}, HTTP {code}, {size} bytes (want 200 and {FILE_SIZE} bytes)"
+        ));
     }
     Ok(size)
 }
@@ -457,24 +317,13 @@ fn download_ok(env: &Env, family: &str, url: &str) -> Result<u64, String> {
 fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let url = format!("http://{ROUTER}:13026/spin_api/jsonrpc");
-    let text = sh::ns(
-        &env.lan.name,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "30",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            &body,
-            &url,
-        ],
-    )?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{method}: reply is not JSON ({e}): {text}"))?;
+    let ns = &env.lan.name;
+    let text = cmd!(
+        env.lan.sh,
+        "ip netns exec {ns} curl -sS --max-time 30 -X POST -H 'Content-Type: application/json' --data {body} {url}"
+    )
+    .read()?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{method}: reply is not JSON ({e}): {text}"))?;
     if v.get("error").is_some() {
         return Err(format!("{method} {params}: error reply {}", v["error"]));
     }
@@ -482,20 +331,10 @@ fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
 }
 
 fn dig(env: &Env, qtype: &str) -> Result<Vec<String>, String> {
-    let out = env.lan.run(&[
-        "dig",
-        "+short",
-        "+time=5",
-        "+tries=3",
-        &format!("@{ROUTER}"),
-        SERVER_NAME,
-        qtype,
-    ])?;
-    Ok(out
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
+    let ns = &env.lan.name;
+    let out =
+        cmd!(env.lan.sh, "ip netns exec {ns} dig +short +time=5 +tries=3 @{ROUTER} {SERVER_NAME} {qtype}").read()?;
+    Ok(out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
 }
 
 struct Transcripts {
@@ -504,22 +343,10 @@ struct Transcripts {
 
 impl Transcripts {
     fn marks(&self) -> Vec<usize> {
-        self.files
-            .iter()
-            .map(|(_, p)| mqtt::line_count(p))
-            .collect()
+        self.files.iter().map(|(_, p)| mqtt::line_count(p)).collect()
     }
     fn subscribed(&self) -> Vec<usize> {
-        self.files
-            .iter()
-            .map(|(_, p)| {
-                mqtt::read(p, 0)
-                    .0
-                    .iter()
-                    .filter(|e| *e == "subscribed")
-                    .count()
-            })
-            .collect()
+        self.files.iter().map(|(_, p)| mqtt::read(p, 0).0.iter().filter(|e| *e == "subscribed").count()).collect()
     }
 }
 
@@ -527,39 +354,25 @@ impl Transcripts {
 fn nodes_seen(msgs: &[mqtt::Msg], client_ip: &str) -> Result<(u64, u64), String> {
     let nodes = Nodes::from(msgs);
     let (dev, dv) = nodes
-        .find(|v| {
-            v["mac"]
-                .as_str()
-                .is_some_and(|m| m.eq_ignore_ascii_case(CLIENT_MAC))
-        })
+        .find(|v| v["mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(CLIENT_MAC)))
         .ok_or(format!("no nodeInfo with the client's MAC {CLIENT_MAC}"))?;
     if !has_str(dv, "ips", client_ip) {
-        return Err(format!(
-            "device node {dev} lacks the client's address {client_ip}: {dv}"
-        ));
+        return Err(format!("device node {dev} lacks the client's address {client_ip}: {dv}"));
     }
     if dv["name"].as_str() != Some(CLIENT_NAME) {
-        return Err(format!(
-            "device node {dev} is not named by DHCP ({CLIENT_NAME:?}): {dv}"
-        ));
+        return Err(format!("device node {dev} is not named by DHCP ({CLIENT_NAME:?}): {dv}"));
     }
     let (srv, _) = nodes
         .find(|v| has_str(v, "domains", &format!("{SERVER_NAME}.")) && has_str(v, "ips", SERVER_V4))
-        .ok_or(format!(
-            "no nodeInfo carrying {SERVER_NAME}. with {SERVER_V4}"
-        ))?;
+        .ok_or(format!("no nodeInfo carrying {SERVER_NAME}. with {SERVER_V4}"))?;
     let dnsq = msgs.iter().any(|m| {
         m.command() == "dnsquery"
             && nodes.resolve(m.result()["from"].as_u64().unwrap_or(0)) == dev
             && nodes.resolve(m.result()["queriednode"].as_u64().unwrap_or(0)) == srv
-            && m.result()["query"]
-                .as_str()
-                .is_some_and(|q| q.eq_ignore_ascii_case(&format!("{SERVER_NAME}.")))
+            && m.result()["query"].as_str().is_some_and(|q| q.eq_ignore_ascii_case(&format!("{SERVER_NAME}.")))
     });
     if !dnsq {
-        return Err(format!(
-            "no dnsquery from device node {dev} for {SERVER_NAME}. (queriednode {srv})"
-        ));
+        return Err(format!("no dnsquery from device node {dev} for {SERVER_NAME}. (queriednode {srv})"));
     }
     Ok((dev, srv))
 }
@@ -585,10 +398,8 @@ fn traffic_matches(
     let mut summary = Vec::new();
     for (i, (name, path)) in tr.files.iter().enumerate() {
         let mut last = ((0u64, 0u64), Instant::now());
-        let (bytes, packets) = wait_until(
-            Duration::from_secs(30),
-            &format!("{name}: traffic of the download to stop growing"),
-            || {
+        let (bytes, packets) =
+            wait_until(Duration::from_secs(30), &format!("{name}: traffic of the download to stop growing"), || {
                 let all = mqtt::read(path, 0).1;
                 let nodes = Nodes::from(&all);
                 let since = mqtt::read(path, marks[i]).1;
@@ -597,13 +408,9 @@ fn traffic_matches(
                     last = (b, Instant::now());
                     return Ok(None);
                 }
-                Ok(
-                    (b.0 >= downloaded * 9 / 10 && last.1.elapsed() >= Duration::from_secs(3))
-                        .then_some(b),
-                )
-            },
-        )
-        .map_err(|e| format!("{e} (flow bytes seen: {})", last.0 .0))?;
+                Ok((b.0 >= downloaded * 9 / 10 && last.1.elapsed() >= Duration::from_secs(3)).then_some(b))
+            })
+            .map_err(|e| format!("{e} (flow bytes seen: {})", last.0 .0))?;
         let payload = bytes.saturating_sub(packets * header);
         let pct = |x: u64| (x as f64 / downloaded as f64 - 1.0) * 100.0;
         summary.push(format!(
@@ -623,32 +430,18 @@ fn traffic_matches(
     Ok(summary.join("; "))
 }
 
-fn e2e_vm(
-    env: &mut Env,
-    report: &mut Report,
-    boot: &BootInfo,
-    machine: Machine,
-    accel: &str,
-) -> Result<(), String> {
+fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine, accel: &str) -> Result<(), String> {
     let out = env.opts.out.clone();
     let overlay = out.join("disk-overlay.qcow2");
     // A disk 1 GiB larger than the image, as a card or disk bigger than the image would be:
     // the first boot grows the root file system to its end.
-    let raw_size = fs::metadata(&boot.disk)
-        .map_err(|e| format!("{}: {e}", boot.disk.display()))?
-        .len();
+    let raw_size = fs::metadata(&boot.disk).map_err(|e| format!("{}: {e}", boot.disk.display()))?.len();
     report.step("throw-away disk overlay over the image, 1 GiB larger", || {
         vm::overlay(&boot.disk, &overlay, Some(&(raw_size + GROWN_BY).to_string()))
     })?;
     let nics = vec![
-        Nic {
-            fd: env.wan.open_tap(WAN_TAP)?,
-            mac: VM_WAN_MAC.into(),
-        },
-        Nic {
-            fd: env.lan.open_tap(LAN_TAP)?,
-            mac: VM_LAN_MAC.into(),
-        },
+        Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
+        Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
     ];
     let spec = VmSpec {
         machine,
@@ -662,32 +455,22 @@ fn e2e_vm(
     };
     env.vm = Some(Vm::start(spec)?);
     let boot_timeout = Duration::from_secs(if accel == "kvm" { 180 } else { 480 });
-    let pw = report.step(
-        "first boot: the first-boot root password on the serial console",
-        || first_boot_password(env.vm.as_ref().unwrap(), boot_timeout),
-    )?;
+    let pw = report.step("first boot: the first-boot root password on the serial console", || {
+        first_boot_password(env.vm.as_ref().unwrap(), boot_timeout)
+    })?;
     env.password = Some(pw.clone());
     let vm_started = env.vm.as_ref().unwrap().started;
-    report.step(
-        &format!("first boot: {} on the serial console", boot.ready_marker),
-        || {
-            env.vm.as_ref().unwrap().wait_ready(
-                &boot.ready_marker,
-                boot_timeout,
-                "the router to be ready (spind answering JSON-RPC)",
-            )
-        },
-    )?;
-    report.notes.push(format!(
-        "first boot to ready marker: {:.1} s",
-        vm_started.elapsed().as_secs_f64()
-    ));
+    report.step(&format!("first boot: {} on the serial console", boot.ready_marker), || {
+        env.vm.as_ref().unwrap().wait_ready(
+            &boot.ready_marker,
+            boot_timeout,
+            "the router to be ready (spind answering JSON-RPC)",
+        )
+    })?;
+    report.notes.push(format!("first boot to ready marker: {:.1} s", vm_started.elapsed().as_secs_f64()));
 
     let lease = report.step("LAN client: DHCP lease from the router", || lan_dhcp(env))?;
-    report.notes.push(format!(
-        "LAN client lease {} (gateway {}, DNS {})",
-        lease.ip, lease.router, lease.dns
-    ));
+    report.notes.push(format!("LAN client lease {} (gateway {}, DNS {})", lease.ip, lease.router, lease.dns));
 
     let tr = Transcripts {
         files: vec![
@@ -695,52 +478,31 @@ fn e2e_vm(
             ("MQTT/WebSocket 1884".into(), out.join("mqtt-ws.jsonl")),
         ],
     };
-    report.step(
-        "LAN client: MQTT subscribers on TCP 1883 and WebSocket 1884 (/mqtt)",
-        || {
-            for (transport, port, path) in [
-                ("tcp", "1883", &tr.files[0].1),
-                ("ws", "1884", &tr.files[1].1),
-            ] {
-                let mut c = env.lan.cmd(&[
-                    &env.opts.exe.to_string_lossy(),
-                    "mqtt-sub",
-                    ROUTER,
-                    port,
-                    transport,
-                ]);
-                c.arg(path);
-                env.lan
-                    .spawn(&format!("MQTT subscriber ({transport})"), c)?;
-            }
-            wait_until(
-                Duration::from_secs(60),
-                "both MQTT subscriptions to be acknowledged",
-                || {
-                    env.lan.check_children()?;
-                    Ok(tr.subscribed().iter().all(|&n| n >= 1).then_some(()))
-                },
-            )
-        },
-    )?;
+    report.step("LAN client: MQTT subscribers on TCP 1883 and WebSocket 1884 (/mqtt)", || {
+        for (transport, port, path) in [("tcp", "1883", &tr.files[0].1), ("ws", "1884", &tr.files[1].1)] {
+            let (ns, exe) = (env.lan.name.clone(), &env.opts.exe);
+            let sub = cmd!(env.lan.sh, "ip netns exec {ns} {exe} mqtt-sub {ROUTER} {port} {transport} {path}")
+                .spawn(Stream::Inherit, Stream::Inherit);
+            env.lan.keep(&format!("MQTT subscriber ({transport})"), sub)?;
+        }
+        wait_until(Duration::from_secs(60), "both MQTT subscriptions to be acknowledged", || {
+            env.lan.check_children()?;
+            Ok(tr.subscribed().iter().all(|&n| n >= 1).then_some(()))
+        })
+    })?;
     let marks = tr.marks();
 
-    report.step(
-        "LAN client: DNS through the router (A and AAAA of www.example.test)",
-        || {
-            let a = dig(env, "A")?;
-            if a != [SERVER_V4] {
-                return Err(format!("A {SERVER_NAME}: {a:?}, expected [{SERVER_V4}]"));
-            }
-            let aaaa = dig(env, "AAAA")?;
-            if aaaa != [SERVER_V6] {
-                return Err(format!(
-                    "AAAA {SERVER_NAME}: {aaaa:?}, expected [{SERVER_V6}]"
-                ));
-            }
-            Ok(())
-        },
-    )?;
+    report.step("LAN client: DNS through the router (A and AAAA of www.example.test)", || {
+        let a = dig(env, "A")?;
+        if a != [SERVER_V4] {
+            return Err(format!("A {SERVER_NAME}: {a:?}, expected [{SERVER_V4}]"));
+        }
+        let aaaa = dig(env, "AAAA")?;
+        if aaaa != [SERVER_V6] {
+            return Err(format!("AAAA {SERVER_NAME}: {aaaa:?}, expected [{SERVER_V6}]"));
+        }
+        Ok(())
+    })?;
 
     let url = format!("http://{SERVER_NAME}/{FILE}");
     let mark_v4 = tr.marks();
@@ -751,180 +513,134 @@ fn e2e_vm(
         let line = log.lines().rev().find(|l| l.contains(&format!("GET /{FILE}"))).unwrap_or("");
         let client = line.split_whitespace().next().unwrap_or("").trim_start_matches("::ffff:");
         if client != wan_ip {
-            return Err(format!("the server saw the download from {client:?}, not from the router's WAN address {wan_ip} (no NAT?)"));
+            return Err(format!(
+                "the server saw the download from {client:?}, not from the router's WAN address {wan_ip} (no NAT?)"
+            ));
         }
         Ok(got)
     })?;
 
-    let (dev, srv) = report.step("MQTT (TCP and WebSocket): device node with MAC and DHCP name, server node with the queried name, dnsquery", || {
-        let mut ids = None;
-        for (name, path) in &tr.files {
-            let found = wait_until(Duration::from_secs(30), &format!("{name}: the device and server nodes and the dnsquery"), || {
-                let msgs = mqtt::read(path, 0).1;
-                Ok(nodes_seen(&msgs, &lease.ip).ok())
-            })
-            .map_err(|e| {
-                let msgs = mqtt::read(path, 0).1;
-                format!("{e}: {}", nodes_seen(&msgs, &lease.ip).err().unwrap_or_default())
-            })?;
-            ids.get_or_insert(found);
-        }
-        Ok(ids.unwrap())
-    })?;
-    report
-        .notes
-        .push(format!("device node {dev}, server node {srv}"));
-
-    let summary = report.step(
-        "MQTT: traffic flows of the IPv4 download match its size (within 5% less headers)",
-        || traffic_matches(&tr, &mark_v4, dev, srv, got, 52),
+    let (dev, srv) = report.step(
+        "MQTT (TCP and WebSocket): device node with MAC and DHCP name, server node with the queried name, dnsquery",
+        || {
+            let mut ids = None;
+            for (name, path) in &tr.files {
+                let found = wait_until(
+                    Duration::from_secs(30),
+                    &format!("{name}: the device and server nodes and the dnsquery"),
+                    || {
+                        let msgs = mqtt::read(path, 0).1;
+                        Ok(nodes_seen(&msgs, &lease.ip).ok())
+                    },
+                )
+                .map_err(|e| {
+                    let msgs = mqtt::read(path, 0).1;
+                    format!("{e}: {}", nodes_seen(&msgs, &lease.ip).err().unwrap_or_default())
+                })?;
+                ids.get_or_insert(found);
+            }
+            Ok(ids.unwrap())
+        },
     )?;
+    report.notes.push(format!("device node {dev}, server node {srv}"));
+
+    let summary = report
+        .step("MQTT: traffic flows of the IPv4 download match its size (within 5% less headers)", || {
+            traffic_matches(&tr, &mark_v4, dev, srv, got, 52)
+        })?;
     report.notes.push(format!("IPv4: {summary}"));
 
     // IPv6: the LAN has the router's ULA prefix (router advertisements); the simulated
     // internet routes it back to the router, as an ISP routes a delegated prefix.
-    let v6 = report.step(
-        "LAN client: IPv6 address from the router's advertisements",
-        || {
-            wait_until(
-                Duration::from_secs(60),
-                "a ULA address and a default route on the LAN client",
-                || {
-                    let addrs = env.lan.run(&[
-                        "ip", "-6", "-o", "addr", "show", "dev", LAN_TAP, "scope", "global",
-                    ])?;
-                    let route = env.lan.run(&["ip", "-6", "route", "show", "default"])?;
-                    let addr = addrs
-                        .split_whitespace()
-                        .skip_while(|w| *w != "inet6")
-                        .nth(1)
-                        .map(|s| s.to_string());
-                    Ok(addr.filter(|_| !route.trim().is_empty()))
-                },
-            )
-        },
-    )?;
+    let v6 = report.step("LAN client: IPv6 address from the router's advertisements", || {
+        wait_until(Duration::from_secs(60), "a ULA address and a default route on the LAN client", || {
+            let ns = &env.lan.name;
+            let addrs = cmd!(env.lan.sh, "ip -n {ns} -6 -o addr show dev {LAN_TAP} scope global").read()?;
+            let route = cmd!(env.lan.sh, "ip -n {ns} -6 route show default").read()?;
+            let addr = addrs.split_whitespace().skip_while(|w| *w != "inet6").nth(1).map(|s| s.to_string());
+            Ok(addr.filter(|_| !route.trim().is_empty()))
+        })
+    })?;
     let mark_v6 = tr.marks();
-    report.step(
-        "LAN client: HTTP download over IPv6 through the router",
-        || {
-            let prefix = prefix64(&v6)?;
-            env.wan.run(&[
-                "ip", "-6", "route", "replace", &prefix, "via", VM_WAN_LL, "dev", WAN_TAP,
-            ])?;
-            download_ok(env, "-6", &url)
-        },
-    )?;
-    let summary = report.step(
-        "MQTT: traffic flows of the IPv6 download match its size (within 5% less headers)",
-        || traffic_matches(&tr, &mark_v6, dev, srv, got, 72),
-    )?;
+    report.step("LAN client: HTTP download over IPv6 through the router", || {
+        let prefix = prefix64(&v6)?;
+        let ns = &env.wan.name;
+        cmd!(env.wan.sh, "ip -n {ns} -6 route replace {prefix} via {VM_WAN_LL} dev {WAN_TAP}").read()?;
+        download_ok(env, "-6", &url)
+    })?;
+    let summary = report
+        .step("MQTT: traffic flows of the IPv6 download match its size (within 5% less headers)", || {
+            traffic_matches(&tr, &mark_v6, dev, srv, got, 72)
+        })?;
     report.notes.push(format!("IPv6: {summary}"));
     let _ = marks;
 
-    report.step(
-        "the web UI answers on the LAN address (http://192.168.8.1:13026/)",
-        || {
-            let body = out.join("ui-index.html");
-            let code = env.lan.run(&[
-                "curl",
-                "-sS",
-                "--max-time",
-                "30",
-                "-o",
-                &body.to_string_lossy(),
-                "-w",
-                "%{http_code}",
-                &format!("http://{ROUTER}:13026/"),
-            ])?;
-            let html = fs::read_to_string(&body).unwrap_or_default().to_lowercase();
-            if code.trim() != "200" || !html.contains("<html") {
-                return Err(format!(
-                    "GET / answered HTTP {code} with {} bytes (want 200 and an HTML page)",
-                    html.len()
-                ));
-            }
-            Ok(())
-        },
-    )?;
+    report.step("the web UI answers on the LAN address (http://192.168.8.1:13026/)", || {
+        let body = out.join("ui-index.html");
+        let ns = &env.lan.name;
+        let code = cmd!(
+            env.lan.sh,
+            "ip netns exec {ns} curl -sS --max-time 30 -o {body} -w '%{http_code}' http://{ROUTER}:13026/"
+        )
+        .read()?;
+        let html = fs::read_to_string(&body).unwrap_or_default().to_lowercase();
+        if code.trim() != "200" || !html.contains("<html") {
+            return Err(format!("GET / answered HTTP {code} with {} bytes (want 200 and an HTML page)", html.len()));
+        }
+        Ok(())
+    })?;
 
-    report.step(
-        "from the WAN no port of the router is open (SSH, DNS, 13026, 1883, 1884)",
-        || {
-            let exe = env.opts.exe.to_string_lossy().into_owned();
-            let ports = ["22", "53", "80", "13026", "1883", "1884"];
-            // The probe itself works: from the LAN these are open.
-            let lan = env
-                .lan
-                .run(&[&exe, "probe", ROUTER, "22", "13026", "1883", "1884"])?;
-            if lan.lines().any(|l| !l.ends_with(" open")) {
-                return Err(format!(
-                    "probe from the LAN should find the router's services open:\n{lan}"
-                ));
+    report.step("from the WAN no port of the router is open (SSH, DNS, 13026, 1883, 1884)", || {
+        let exe = &env.opts.exe;
+        let ports = ["22", "53", "80", "13026", "1883", "1884"];
+        // The probe itself works: from the LAN these are open.
+        let (lan_ns, wan_ns) = (&env.lan.name, &env.wan.name);
+        let lan = cmd!(env.lan.sh, "ip netns exec {lan_ns} {exe} probe {ROUTER} 22 13026 1883 1884").read()?;
+        if lan.lines().any(|l| !l.ends_with(" open")) {
+            return Err(format!("probe from the LAN should find the router's services open:\n{lan}"));
+        }
+        let wan_ip = router_wan_v4(&out).ok_or("the router has no DHCP lease on the WAN")?;
+        let mut all = String::new();
+        for addr in [wan_ip.as_str(), &format!("{VM_WAN_LL}%{WAN_TAP}")] {
+            let r = cmd!(env.wan.sh, "ip netns exec {wan_ns} {exe} probe {addr} {ports...}").read()?;
+            all.push_str(&r);
+            if let Some(open) = r.lines().find(|l| l.ends_with(" open")) {
+                return Err(format!("from the WAN the router answers on {open}"));
             }
-            let wan_ip = router_wan_v4(&out).ok_or("the router has no DHCP lease on the WAN")?;
-            let mut all = String::new();
-            for addr in [wan_ip.as_str(), &format!("{VM_WAN_LL}%{WAN_TAP}")] {
-                let mut args = vec![exe.as_str(), "probe", addr];
-                args.extend(ports);
-                let r = env.wan.run(&args)?;
-                all.push_str(&r);
-                if let Some(open) = r.lines().find(|l| l.ends_with(" open")) {
-                    return Err(format!("from the WAN the router answers on {open}"));
-                }
-            }
-            let _ = fs::write(out.join("wan-probe.txt"), all);
-            Ok(())
-        },
-    )?;
+        }
+        let _ = fs::write(out.join("wan-probe.txt"), all);
+        Ok(())
+    })?;
 
     let mark_block = tr.marks();
-    report.step(
-        "JSON-RPC from the LAN: block the server's node; the download fails",
-        || {
-            rpc(
-                env,
-                "add_iplist_node",
-                json!({"list": "block", "node": srv}),
-            )?;
-            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
-            if !list
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
-            {
-                return Err(format!(
-                    "block list after add_iplist_node: {list}, lacks {SERVER_V4}"
-                ));
-            }
-            let (rc, code, size) = download(env, "-4", &url, 8)?;
-            if rc == 0 && code == "200" {
-                return Err(format!(
-                    "download of a blocked server succeeded ({size} bytes)"
-                ));
-            }
-            Ok(())
-        },
-    )?;
+    report.step("JSON-RPC from the LAN: block the server's node; the download fails", || {
+        rpc(env, "add_iplist_node", json!({"list": "block", "node": srv}))?;
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        if !list.as_array().is_some_and(|a| a.iter().any(|x| x == SERVER_V4)) {
+            return Err(format!("block list after add_iplist_node: {list}, lacks {SERVER_V4}"));
+        }
+        let (rc, code, size) = download(env, "-4", &url, 8)?;
+        if rc == 0 && code == "200" {
+            return Err(format!("download of a blocked server succeeded ({size} bytes)"));
+        }
+        Ok(())
+    })?;
     report.step("MQTT: `blocked` messages for the server's node", || {
         for (i, (name, path)) in tr.files.iter().enumerate() {
-            wait_until(
-                Duration::from_secs(30),
-                &format!("{name}: a blocked message"),
-                || {
-                    let all = mqtt::read(path, 0).1;
-                    let nodes = Nodes::from(&all);
-                    let since = mqtt::read(path, mark_block[i]).1;
-                    Ok(since
-                        .iter()
-                        .any(|m| {
-                            m.command() == "blocked"
-                                && [&m.result()["from"], &m.result()["to"]]
-                                    .iter()
-                                    .any(|x| x.as_u64().map(|n| nodes.resolve(n)) == Some(srv))
-                        })
-                        .then_some(()))
-                },
-            )?;
+            wait_until(Duration::from_secs(30), &format!("{name}: a blocked message"), || {
+                let all = mqtt::read(path, 0).1;
+                let nodes = Nodes::from(&all);
+                let since = mqtt::read(path, mark_block[i]).1;
+                Ok(since
+                    .iter()
+                    .any(|m| {
+                        m.command() == "blocked"
+                            && [&m.result()["from"], &m.result()["to"]]
+                                .iter()
+                                .any(|x| x.as_u64().map(|n| nodes.resolve(n)) == Some(srv))
+                    })
+                    .then_some(()))
+            })?;
         }
         Ok(())
     })?;
@@ -940,133 +656,80 @@ fn e2e_vm(
             check_grown(vm, raw_size)
         },
     )?;
-    report.step(
-        "reboot the router (systemctl reboot on the serial console)",
-        || {
-            let vm = env.vm.as_mut().unwrap();
-            // The journal is in RAM: keep the first boot's before it is gone.
-            let (_, log) = vm.shell(JOURNAL, Duration::from_secs(60))?;
-            let _ = fs::write(out.join("spind-boot1.log"), log);
-            vm.reboot()
-        },
-    )?;
+    report.step("reboot the router (systemctl reboot on the serial console)", || {
+        let vm = env.vm.as_mut().unwrap();
+        // The journal is in RAM: keep the first boot's before it is gone.
+        let (_, log) = vm.shell(JOURNAL, Duration::from_secs(60))?;
+        let _ = fs::write(out.join("spind-boot1.log"), log);
+        vm.reboot()
+    })?;
     let t_reboot = Instant::now();
     let subs_before = tr.subscribed();
-    report.step(
-        &format!("second boot: {} on the serial console", boot.ready_marker),
-        || {
-            env.vm.as_ref().unwrap().wait_ready(
-                &boot.ready_marker,
-                boot_timeout,
-                "the router to be ready again after the reboot",
-            )
-        },
-    )?;
-    report.notes.push(format!(
-        "reboot to ready marker: {:.1} s",
-        t_reboot.elapsed().as_secs_f64()
-    ));
-    report.step("MQTT subscribers reconnected after the reboot", || {
-        wait_until(
-            Duration::from_secs(90),
-            "both MQTT subscribers to subscribe again",
-            || {
-                Ok(tr
-                    .subscribed()
-                    .iter()
-                    .zip(&subs_before)
-                    .all(|(n, b)| n > b)
-                    .then_some(()))
-            },
+    report.step(&format!("second boot: {} on the serial console", boot.ready_marker), || {
+        env.vm.as_ref().unwrap().wait_ready(
+            &boot.ready_marker,
+            boot_timeout,
+            "the router to be ready again after the reboot",
         )
+    })?;
+    report.notes.push(format!("reboot to ready marker: {:.1} s", t_reboot.elapsed().as_secs_f64()));
+    report.step("MQTT subscribers reconnected after the reboot", || {
+        wait_until(Duration::from_secs(90), "both MQTT subscribers to subscribe again", || {
+            Ok(tr.subscribed().iter().zip(&subs_before).all(|(n, b)| n > b).then_some(()))
+        })
     })?;
     // The server's node after the reboot (restored with the block list, or made by a lookup).
     let server_after = |env: &Env, i: usize| -> Result<u64, String> {
         let (name, path) = &tr.files[i];
-        wait_until(
-            Duration::from_secs(30),
-            &format!("{name}: a node for {SERVER_V4} after the reboot"),
-            || {
-                let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
-                match nodes.find(|v| has_str(v, "ips", SERVER_V4)) {
-                    Some((id, _)) => Ok(Some(id)),
-                    None => {
-                        dig(env, "A")?;
-                        Ok(None)
-                    }
+        wait_until(Duration::from_secs(30), &format!("{name}: a node for {SERVER_V4} after the reboot"), || {
+            let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
+            match nodes.find(|v| has_str(v, "ips", SERVER_V4)) {
+                Some((id, _)) => Ok(Some(id)),
+                None => {
+                    dig(env, "A")?;
+                    Ok(None)
                 }
-            },
-        )
+            }
+        })
     };
-    report.step(
-        "after the reboot: the block is still listed and enforced, `blocked` messages",
-        || {
-            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
-            if !list
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
-            {
-                return Err(format!(
-                    "block list after the reboot: {list}, lacks {SERVER_V4}"
-                ));
-            }
-            let mark = tr.marks();
-            let (rc, code, size) = download(env, "-4", &url, 8)?;
-            if rc == 0 && code == "200" {
-                return Err(format!(
-                    "download of a blocked server succeeded after the reboot ({size} bytes)"
-                ));
-            }
-            for (i, (name, path)) in tr.files.iter().enumerate() {
-                let srv = server_after(env, i)?;
-                wait_until(
-                    Duration::from_secs(30),
-                    &format!("{name}: a blocked message after the reboot"),
-                    || {
-                        let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
-                        Ok(mqtt::read(path, mark[i])
-                            .1
-                            .iter()
-                            .any(|m| {
-                                m.command() == "blocked"
-                                    && nodes.resolve(m.result()["to"].as_u64().unwrap_or(0))
-                                        == nodes.resolve(srv)
-                            })
-                            .then_some(()))
-                    },
-                )?;
-            }
-            Ok(())
-        },
-    )?;
-    report.step(
-        "JSON-RPC: unblock the server's node; the download works again",
-        || {
-            let node = server_after(env, 0)?;
-            rpc(
-                env,
-                "remove_iplist_node",
-                json!({"list": "block", "node": node}),
-            )?;
-            let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
-            if list
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x == SERVER_V4))
-            {
-                return Err(format!(
-                    "block list after remove_iplist_node {node}: {list}"
-                ));
-            }
-            wait_until(
-                Duration::from_secs(20),
-                "the download to work again",
-                || {
-                    let (rc, code, size) = download(env, "-4", &url, 30)?;
-                    Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
-                },
-            )
-        },
-    )?;
+    report.step("after the reboot: the block is still listed and enforced, `blocked` messages", || {
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        if !list.as_array().is_some_and(|a| a.iter().any(|x| x == SERVER_V4)) {
+            return Err(format!("block list after the reboot: {list}, lacks {SERVER_V4}"));
+        }
+        let mark = tr.marks();
+        let (rc, code, size) = download(env, "-4", &url, 8)?;
+        if rc == 0 && code == "200" {
+            return Err(format!("download of a blocked server succeeded after the reboot ({size} bytes)"));
+        }
+        for (i, (name, path)) in tr.files.iter().enumerate() {
+            let srv = server_after(env, i)?;
+            wait_until(Duration::from_secs(30), &format!("{name}: a blocked message after the reboot"), || {
+                let nodes = Nodes::from(&mqtt::read(path, mark_reboot[i]).1);
+                Ok(mqtt::read(path, mark[i])
+                    .1
+                    .iter()
+                    .any(|m| {
+                        m.command() == "blocked"
+                            && nodes.resolve(m.result()["to"].as_u64().unwrap_or(0)) == nodes.resolve(srv)
+                    })
+                    .then_some(()))
+            })?;
+        }
+        Ok(())
+    })?;
+    report.step("JSON-RPC: unblock the server's node; the download works again", || {
+        let node = server_after(env, 0)?;
+        rpc(env, "remove_iplist_node", json!({"list": "block", "node": node}))?;
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        if list.as_array().is_some_and(|a| a.iter().any(|x| x == SERVER_V4)) {
+            return Err(format!("block list after remove_iplist_node {node}: {list}"));
+        }
+        wait_until(Duration::from_secs(20), "the download to work again", || {
+            let (rc, code, size) = download(env, "-4", &url, 30)?;
+            Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
+        })
+    })?;
     Ok(())
 }
 
@@ -1111,21 +774,11 @@ fn check_grown(vm: &mut Vm, raw_size: u64) -> Result<(), String> {
 
 /// The root password the first boot prints on the serial console.
 fn first_boot_password(vm: &Vm, timeout: Duration) -> Result<String, String> {
-    vm.serial.wait_for(
-        "SPIN-FIRST-BOOT root password: ",
-        timeout,
-        "the first boot's root password line",
-    )?;
-    let rest = vm.serial.wait_for(
-        "\n",
-        Duration::from_secs(10),
-        "the end of the password line",
-    )?;
+    vm.serial.wait_for("SPIN-FIRST-BOOT root password: ", timeout, "the first boot's root password line")?;
+    let rest = vm.serial.wait_for("\n", Duration::from_secs(10), "the end of the password line")?;
     let password = rest.trim().to_string();
     if password.len() != 12 || !password.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "the first-boot password {password:?} is not 12 letters and digits"
-        ));
+        return Err(format!("the first-boot password {password:?} is not 12 letters and digits"));
     }
     // A clean console up to here: firstboot once printed tr's "write error: Broken pipe",
     // systemd "Failed to find module 'autofs4'".
@@ -1142,12 +795,7 @@ fn first_boot_password(vm: &Vm, timeout: Duration) -> Result<String, String> {
 
 /// `fd12:3456:789a:1:...` → `fd12:3456:789a:1::/64`.
 fn prefix64(addr: &str) -> Result<String, String> {
-    let a: std::net::Ipv6Addr = addr
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| format!("{addr}: {e}"))?;
+    let a: std::net::Ipv6Addr = addr.split('/').next().unwrap_or("").parse().map_err(|e| format!("{addr}: {e}"))?;
     let s = a.segments();
     let p = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
     Ok(format!("{p}/64"))
@@ -1160,11 +808,7 @@ fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
     let overlay = out.join("sd-overlay.qcow2");
     report.step("raspi3b: SD card overlay (power-of-two size)", || {
         let size = fs::metadata(&boot.disk).map_err(|e| e.to_string())?.len();
-        vm::overlay(
-            &boot.disk,
-            &overlay,
-            Some(&size.next_power_of_two().to_string()),
-        )
+        vm::overlay(&boot.disk, &overlay, Some(&size.next_power_of_two().to_string()))
     })?;
     let spec = VmSpec {
         machine: Machine::Raspi3b,
@@ -1177,14 +821,7 @@ fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
         stderr_log: out.join("raspi3b-qemu.stderr"),
     };
     let mut vm = Vm::start(spec)?;
-    let r = ready_without_network(
-        report,
-        &vm,
-        &boot,
-        "raspi3b",
-        "the SD image",
-        "the Raspberry Pi 3 (raspi3b) router",
-    );
+    let r = ready_without_network(report, &vm, &boot, "raspi3b", "the SD image", "the Raspberry Pi 3 (raspi3b) router");
     vm.kill();
     r
 }
@@ -1199,20 +836,10 @@ fn ready_without_network(
     image: &str,
     router: &str,
 ) -> Result<(), String> {
-    let r = report.step(
-        &format!("{label}: boot {image} to {}", boot.ready_marker),
-        || {
-            vm.wait_ready(
-                &boot.ready_marker,
-                Duration::from_secs(600),
-                &format!("{router} to be ready"),
-            )
-        },
-    );
-    report.notes.push(format!(
-        "{label} boot to ready marker: {:.1} s",
-        vm.started.elapsed().as_secs_f64()
-    ));
+    let r = report.step(&format!("{label}: boot {image} to {}", boot.ready_marker), || {
+        vm.wait_ready(&boot.ready_marker, Duration::from_secs(600), &format!("{router} to be ready"))
+    });
+    report.notes.push(format!("{label} boot to ready marker: {:.1} s", vm.started.elapsed().as_secs_f64()));
     r.map(|_| ())
 }
 
@@ -1220,7 +847,7 @@ fn ready_without_network(
 /// LoaderEntrySelected, ...).
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// The boot loader entry of the image (its file name under `loader/entries/` on the boot
-/// partition, the `default` of `loader/loader.conf`; see xtask/src/image/debian.rs).
+/// partition, the `default` of `loader/loader.conf`; see xtask/imagebuild/src/debian/disk.rs).
 const LOADER_ENTRY: &str = "spin.conf";
 
 /// x86_64: the disk image under UEFI (OVMF on `-M q35`, no network devices) to the ready
@@ -1231,13 +858,10 @@ fn uefi(opts: &Options, report: &mut Report) -> Result<(), String> {
     let boot = BootInfo::load(&opts.images, &opts.board)?;
     let overlay = out.join("uefi-overlay.qcow2");
     let vars = out.join("uefi-vars.fd");
-    report.step(
-        "uefi: disk overlay and a fresh copy of OVMF's variable store",
-        || {
-            vm::overlay(&boot.disk, &overlay, None)?;
-            vm::efi_vars(&vars)
-        },
-    )?;
+    report.step("uefi: disk overlay and a fresh copy of OVMF's variable store", || {
+        vm::overlay(&boot.disk, &overlay, None)?;
+        vm::efi_vars(&vars)
+    })?;
     let spec = VmSpec {
         machine: Machine::PcUefi,
         boot: &boot,
@@ -1257,22 +881,12 @@ fn uefi(opts: &Options, report: &mut Report) -> Result<(), String> {
 
 /// The UEFI boot's steps: first-boot password, ready marker, then what booted the kernel.
 fn uefi_checks(report: &mut Report, vm: &mut Vm, boot: &BootInfo) -> Result<(), String> {
-    let pw = report.step(
-        "uefi: the first-boot root password on the serial console",
-        || first_boot_password(vm, Duration::from_secs(600)),
-    )?;
-    ready_without_network(
-        report,
-        vm,
-        boot,
-        "uefi",
-        "the disk image under OVMF",
-        "the router (UEFI boot)",
-    )?;
+    let pw = report.step("uefi: the first-boot root password on the serial console", || {
+        first_boot_password(vm, Duration::from_secs(600))
+    })?;
+    ready_without_network(report, vm, boot, "uefi", "the disk image under OVMF", "the router (UEFI boot)")?;
     let (firmware, loader) = report.step(
-        &format!(
-            "uefi: root login; /sys/firmware/efi exists, systemd-boot's LoaderEntrySelected is {LOADER_ENTRY:?}"
-        ),
+        &format!("uefi: root login; /sys/firmware/efi exists, systemd-boot's LoaderEntrySelected is {LOADER_ENTRY:?}"),
         || {
             vm.login(&pw)?;
             let (rc, _) = vm.shell("test -d /sys/firmware/efi", Duration::from_secs(30))?;
@@ -1281,9 +895,7 @@ fn uefi_checks(report: &mut Report, vm: &mut Vm, boot: &BootInfo) -> Result<(), 
             }
             let entry = loader_var(vm, "LoaderEntrySelected")?;
             if entry != LOADER_ENTRY {
-                return Err(format!(
-                    "LoaderEntrySelected is {entry:?}, expected the image's entry {LOADER_ENTRY:?}"
-                ));
+                return Err(format!("LoaderEntrySelected is {entry:?}, expected the image's entry {LOADER_ENTRY:?}"));
             }
             let loader = loader_var(vm, "LoaderInfo")?;
             if !loader.starts_with("systemd-boot ") {
@@ -1292,9 +904,7 @@ fn uefi_checks(report: &mut Report, vm: &mut Vm, boot: &BootInfo) -> Result<(), 
             Ok((loader_var(vm, "LoaderFirmwareInfo")?, loader))
         },
     )?;
-    report.notes.push(format!(
-        "uefi: firmware {firmware:?}, boot loader {loader:?}"
-    ));
+    report.notes.push(format!("uefi: firmware {firmware:?}, boot loader {loader:?}"));
     Ok(())
 }
 
@@ -1303,9 +913,7 @@ fn loader_var(vm: &mut Vm, name: &str) -> Result<String, String> {
     let path = format!("/sys/firmware/efi/efivars/{name}-{LOADER_GUID}");
     let (rc, hex) = vm.shell(&format!("od -An -v -tx1 {path}"), Duration::from_secs(30))?;
     if rc != 0 {
-        return Err(format!(
-            "no EFI variable {name} ({path}): the kernel was not started by systemd-boot"
-        ));
+        return Err(format!("no EFI variable {name} ({path}): the kernel was not started by systemd-boot"));
     }
     efi_string(&hex).map_err(|e| format!("{path}: {e}"))
 }
@@ -1319,22 +927,12 @@ fn efi_string(od: &str) -> Result<String, String> {
         .collect::<Result<Vec<u8>, String>>()?;
     let text = bytes.get(4..).unwrap_or_default();
     if text.len() % 2 != 0 {
-        return Err(format!(
-            "{} bytes after the attributes: not UTF-16",
-            text.len()
-        ));
+        return Err(format!("{} bytes after the attributes: not UTF-16", text.len()));
     }
-    let units: Vec<u16> = text
-        .chunks(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
+    let units: Vec<u16> = text.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
     match units.split_last() {
-        Some((0, s)) if !s.contains(&0) => {
-            String::from_utf16(s).map_err(|e| format!("not UTF-16: {e}"))
-        }
-        _ => Err(format!(
-            "not one NUL-terminated UTF-16 string: {units:04x?}"
-        )),
+        Some((0, s)) if !s.contains(&0) => String::from_utf16(s).map_err(|e| format!("not UTF-16: {e}")),
+        _ => Err(format!("not one NUL-terminated UTF-16 string: {units:04x?}")),
     }
 }
 
@@ -1344,10 +942,7 @@ mod tests {
 
     #[test]
     fn ula_prefix_of_an_address() {
-        assert_eq!(
-            prefix64("fd94:e9d1:6ea:1:5a:ff:fe00:202/64").unwrap(),
-            "fd94:e9d1:6ea:1::/64"
-        );
+        assert_eq!(prefix64("fd94:e9d1:6ea:1:5a:ff:fe00:202/64").unwrap(), "fd94:e9d1:6ea:1::/64");
         assert!(prefix64("192.168.8.1").is_err());
     }
 

@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sh;
+use runner::{cmd, Shell, Stdin, Stream};
 
 /// `spin-BOARD.boot.txt` from the image builder.
 #[derive(Clone, Debug)]
@@ -30,18 +29,10 @@ pub struct BootInfo {
 impl BootInfo {
     pub fn load(dir: &Path, board: &str) -> Result<BootInfo, String> {
         let path = dir.join(format!("spin-{board}.boot.txt"));
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let kv: BTreeMap<&str, &str> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .collect();
-        let get = |k: &str| {
-            kv.get(k)
-                .map(|v| v.to_string())
-                .ok_or_else(|| format!("{}: no {k}=", path.display()))
-        };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let kv: BTreeMap<&str, &str> =
+            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).collect();
+        let get = |k: &str| kv.get(k).map(|v| v.to_string()).ok_or_else(|| format!("{}: no {k}=", path.display()));
         let disk = dir.join(format!("spin-{board}.img"));
         for f in [&disk] {
             if !f.exists() {
@@ -105,40 +96,26 @@ pub struct VmSpec<'a> {
 /// Writes a throw-away qcow2 overlay over the raw image (`size`: grow the virtual disk).
 pub fn overlay(base: &Path, overlay: &Path, size: Option<&str>) -> Result<(), String> {
     let _ = std::fs::remove_file(overlay);
-    let base_s = base.to_string_lossy();
-    let ov = overlay.to_string_lossy();
-    let mut args = vec![
-        "qemu-img", "create", "-q", "-f", "qcow2", "-b", &base_s, "-F", "raw", &ov,
-    ];
-    if let Some(s) = size {
-        args.push(s);
-    }
-    sh::ns("", &args).map(|_| ())
+    let sh = runner::shell()?;
+    cmd!(sh, "qemu-img create -q -f qcow2 -b {base} -F raw {overlay} {size...}").read()?;
+    Ok(())
 }
 
 /// Writes a fresh copy of OVMF's empty variable store for one VM ([`VmSpec::efi_vars`]).
 pub fn efi_vars(copy: &Path) -> Result<(), String> {
-    std::fs::copy(OVMF_VARS, copy).map(|_| ()).map_err(|e| {
-        format!(
-            "copying {OVMF_VARS} to {}: {e} (package ovmf)",
-            copy.display()
-        )
-    })
+    std::fs::copy(OVMF_VARS, copy)
+        .map(|_| ())
+        .map_err(|e| format!("copying {OVMF_VARS} to {}: {e} (package ovmf)", copy.display()))
 }
 
-pub fn qemu_command(spec: &VmSpec) -> Command {
+pub fn qemu_command<'a>(sh: &'a Shell, spec: &VmSpec) -> runner::Cmd<'a> {
     let b = spec.boot;
     let disk = spec.disk.to_string_lossy().into_owned();
     let mut args: Vec<String> = Vec::new();
     let mut a = |s: &[&str]| args.extend(s.iter().map(|x| x.to_string()));
     let drive = format!("file={disk},format=qcow2,if=none,id=disk0,cache=unsafe");
     // x86_64 boots from the disk itself, whatever the firmware.
-    let pc_disk = [
-        "-drive",
-        &drive,
-        "-device",
-        "virtio-blk-pci,drive=disk0,bootindex=0",
-    ];
+    let pc_disk = ["-drive", &drive, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"];
     let program = match spec.machine {
         Machine::PcBios => {
             a(&["-machine", "pc", "-m", "1024", "-smp", "2"]);
@@ -146,10 +123,7 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
             "qemu-system-x86_64"
         }
         Machine::PcUefi => {
-            let vars = spec
-                .efi_vars
-                .as_deref()
-                .expect("Machine::PcUefi needs VmSpec::efi_vars");
+            let vars = spec.efi_vars.as_deref().expect("Machine::PcUefi needs VmSpec::efi_vars");
             a(&["-machine", "q35", "-m", "1024", "-smp", "2"]);
             a(&[
                 "-drive",
@@ -161,22 +135,8 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
             "qemu-system-x86_64"
         }
         Machine::ArmVirt => {
-            a(&[
-                "-machine",
-                "virt",
-                "-cpu",
-                "cortex-a53",
-                "-m",
-                "1024",
-                "-smp",
-                "2",
-            ]);
-            a(&[
-                "-kernel",
-                &b.kernel.to_string_lossy(),
-                "-initrd",
-                &b.initrd.to_string_lossy(),
-            ]);
+            a(&["-machine", "virt", "-cpu", "cortex-a53", "-m", "1024", "-smp", "2"]);
+            a(&["-kernel", &b.kernel.to_string_lossy(), "-initrd", &b.initrd.to_string_lossy()]);
             a(&["-append", &format!("{} console=ttyAMA0", b.cmdline)]);
             a(&["-drive", &drive]);
             a(&["-device", "virtio-blk-pci,drive=disk0"]);
@@ -184,31 +144,16 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
         }
         Machine::Raspi3b => {
             a(&["-machine", "raspi3b"]);
-            a(&[
-                "-kernel",
-                &b.kernel.to_string_lossy(),
-                "-initrd",
-                &b.initrd.to_string_lossy(),
-            ]);
+            a(&["-kernel", &b.kernel.to_string_lossy(), "-initrd", &b.initrd.to_string_lossy()]);
             if let Some(dtb) = &b.dtb {
                 a(&["-dtb", &dtb.to_string_lossy()]);
             }
             a(&["-append", &b.cmdline]);
-            a(&[
-                "-drive",
-                &format!("file={disk},format=qcow2,if=sd,cache=unsafe"),
-            ]);
+            a(&["-drive", &format!("file={disk},format=qcow2,if=sd,cache=unsafe")]);
             "qemu-system-aarch64"
         }
     };
-    a(&[
-        "-accel",
-        spec.accel,
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-user-config",
-    ]);
+    a(&["-accel", spec.accel, "-nodefaults", "-display", "none", "-no-user-config"]);
     if spec.machine != Machine::Raspi3b {
         a(&["-device", "virtio-rng-pci"]);
         // Tests switch DNSSEC validation off: the simulated internet has no signed root.
@@ -218,14 +163,7 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
         let id = if i == 0 { "wan" } else { "lan" };
         a(&["-netdev", &format!("tap,id={id},fd={}", nic.fd.as_raw_fd())]);
         // Fixed PCI slots: the first NIC (WAN) probes first and becomes eth0.
-        a(&[
-            "-device",
-            &format!(
-                "virtio-net-pci,netdev={id},mac={},addr={:#x}",
-                nic.mac,
-                0x10 + i
-            ),
-        ]);
+        a(&["-device", &format!("virtio-net-pci,netdev={id},mac={},addr={:#x}", nic.mac, 0x10 + i)]);
     }
     a(&["-chardev", "stdio,id=console,signal=off"]);
     if spec.machine == Machine::Raspi3b {
@@ -233,9 +171,7 @@ pub fn qemu_command(spec: &VmSpec) -> Command {
         a(&["-serial", "null"]);
     }
     a(&["-serial", "chardev:console", "-monitor", "none"]);
-    let mut c = Command::new(program);
-    c.args(args);
-    c
+    cmd!(sh, "{program} {args...}")
 }
 
 /// The serial console: everything the VM printed (also in the log file), searched by waiters
@@ -254,11 +190,7 @@ struct SerialText {
 impl Serial {
     fn new() -> Arc<Serial> {
         Arc::new(Serial {
-            inner: Mutex::new(SerialText {
-                text: String::new(),
-                cursor: 0,
-                closed: false,
-            }),
+            inner: Mutex::new(SerialText { text: String::new(), cursor: 0, closed: false }),
             cv: Condvar::new(),
         })
     }
@@ -276,21 +208,12 @@ impl Serial {
 
     /// Waits for the first of `needles` after the cursor; returns its index and the text from
     /// the cursor to the end of the match, and moves the cursor past it.
-    pub fn wait_any(
-        &self,
-        needles: &[&str],
-        timeout: Duration,
-        what: &str,
-    ) -> Result<(usize, String), String> {
+    pub fn wait_any(&self, needles: &[&str], timeout: Duration, what: &str) -> Result<(usize, String), String> {
         let end = Instant::now() + timeout;
         let mut g = self.inner.lock().unwrap();
         loop {
             let hay = &g.text[g.cursor..];
-            let hit = needles
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| hay.find(n).map(|p| (p, i, n.len())))
-                .min();
+            let hit = needles.iter().enumerate().filter_map(|(i, n)| hay.find(n).map(|p| (p, i, n.len()))).min();
             if let Some((pos, i, len)) = hit {
                 let from = g.cursor;
                 g.cursor += pos + len;
@@ -298,10 +221,7 @@ impl Serial {
                 return Ok((i, seen));
             }
             if g.closed {
-                return Err(format!(
-                    "QEMU exited while waiting for {what} ({:?} on the serial console)",
-                    needles[0]
-                ));
+                return Err(format!("QEMU exited while waiting for {what} ({:?} on the serial console)", needles[0]));
             }
             let now = Instant::now();
             if now >= end {
@@ -322,10 +242,7 @@ impl Serial {
     /// The first line after the cursor containing `prefix` (without moving the cursor).
     pub fn find_line(&self, prefix: &str) -> Option<String> {
         let g = self.inner.lock().unwrap();
-        g.text[..]
-            .lines()
-            .find(|l| l.contains(prefix))
-            .map(|l| l.to_string())
+        g.text[..].lines().find(|l| l.contains(prefix)).map(|l| l.to_string())
     }
 
     pub fn mark(&self) -> usize {
@@ -348,39 +265,20 @@ pub struct Vm {
 
 impl Vm {
     pub fn start(spec: VmSpec) -> Result<Vm, String> {
-        let mut c = qemu_command(&spec);
+        let sh = runner::shell()?;
         let fds: Vec<i32> = spec.nics.iter().map(|n| n.fd.as_raw_fd()).collect();
-        // The tap descriptors are inherited by QEMU (and only by it).
-        unsafe {
-            c.pre_exec(move || {
-                for &fd in &fds {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let stderr = File::create(&spec.stderr_log)
-            .map_err(|e| format!("{}: {e}", spec.stderr_log.display()))?;
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        let shown = sh::show(&c);
-        std::fs::write(
-            spec.stderr_log.with_extension("cmdline"),
-            format!("{shown}\n"),
-        )
-        .ok();
-        let mut child = c
-            .spawn()
-            .map_err(|e| format!("cannot start QEMU ({shown}): {e}"))?;
+        // The tap descriptors are inherited by QEMU (and only by it). QEMU runs as long as the
+        // test talks to its console: a child the runner spawns, not a command xshell runs.
+        let c = qemu_command(&sh, &spec).keep_fds(&fds).stdin(Stdin::Piped);
+        let stderr = File::create(&spec.stderr_log).map_err(|e| format!("{}: {e}", spec.stderr_log.display()))?;
+        let shown = c.to_string();
+        std::fs::write(spec.stderr_log.with_extension("cmdline"), format!("{shown}\n")).ok();
+        let mut child = c.spawn(Stream::Piped, Stream::File(stderr)).map_err(|e| format!("cannot start QEMU: {e}"))?;
         drop(spec.nics);
         let stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let serial = Serial::new();
-        let mut log = File::create(&spec.serial_log)
-            .map_err(|e| format!("{}: {e}", spec.serial_log.display()))?;
+        let mut log = File::create(&spec.serial_log).map_err(|e| format!("{}: {e}", spec.serial_log.display()))?;
         let s2 = serial.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
@@ -396,14 +294,7 @@ impl Vm {
             }
             s2.close();
         });
-        Ok(Vm {
-            child,
-            serial,
-            stdin,
-            started: Instant::now(),
-            cmd_seq: 0,
-            logged_in: false,
-        })
+        Ok(Vm { child, serial, stdin, started: Instant::now(), cmd_seq: 0, logged_in: false })
     }
 
     pub fn write(&mut self, s: &str) -> Result<(), String> {
@@ -414,21 +305,11 @@ impl Vm {
     }
 
     /// Waits for the ready marker (or the image's NOT-READY line, which fails at once).
-    pub fn wait_ready(
-        &self,
-        marker: &str,
-        timeout: Duration,
-        what: &str,
-    ) -> Result<Duration, String> {
+    pub fn wait_ready(&self, marker: &str, timeout: Duration, what: &str) -> Result<Duration, String> {
         let t = Instant::now();
-        let (i, _) = self
-            .serial
-            .wait_any(&[marker, "SPIN-ROUTER-NOT-READY"], timeout, what)?;
+        let (i, _) = self.serial.wait_any(&[marker, "SPIN-ROUTER-NOT-READY"], timeout, what)?;
         if i == 1 {
-            let line = self
-                .serial
-                .find_line("SPIN-ROUTER-NOT-READY")
-                .unwrap_or_default();
+            let line = self.serial.find_line("SPIN-ROUTER-NOT-READY").unwrap_or_default();
             return Err(format!("the router said: {line}"));
         }
         Ok(t.elapsed())
@@ -441,14 +322,9 @@ impl Vm {
         }
         // Wake the getty up; it prints its prompt again.
         self.write("\n")?;
-        self.serial.wait_for(
-            "login: ",
-            Duration::from_secs(60),
-            "the serial console's login prompt",
-        )?;
+        self.serial.wait_for("login: ", Duration::from_secs(60), "the serial console's login prompt")?;
         self.write("root\n")?;
-        self.serial
-            .wait_for("assword: ", Duration::from_secs(30), "the password prompt")?;
+        self.serial.wait_for("assword: ", Duration::from_secs(30), "the password prompt")?;
         self.write(&format!("{password}\n"))?;
         // Type only once the shell prompts (login discards what is typed before).
         let (i, _) = self.serial.wait_any(
@@ -463,11 +339,7 @@ impl Vm {
         let mut tries = 0;
         loop {
             self.write("stty -echo; PS1='# '; echo LOGGED-IN-$((40+2))\n")?;
-            match self.serial.wait_for(
-                "LOGGED-IN-42",
-                Duration::from_secs(10),
-                "a root shell on the serial console",
-            ) {
+            match self.serial.wait_for("LOGGED-IN-42", Duration::from_secs(10), "a root shell on the serial console") {
                 Ok(_) => break,
                 Err(e) if tries >= 5 => return Err(e),
                 Err(_) => tries += 1,
@@ -481,27 +353,12 @@ impl Vm {
     pub fn shell(&mut self, command: &str, timeout: Duration) -> Result<(i32, String), String> {
         self.cmd_seq += 1;
         let n = self.cmd_seq;
-        self.write(&format!(
-            "echo @@BEG\"\"IN{n}@@; {command}; echo @@E\"\"ND{n}:$?@@\n"
-        ))?;
-        self.serial.wait_for(
-            &format!("@@BEGIN{n}@@\n"),
-            timeout,
-            &format!("the start of `{command}`"),
-        )?;
-        let out = self.serial.wait_for(
-            &format!("@@END{n}:"),
-            timeout,
-            &format!("`{command}` to finish"),
-        )?;
-        let rest = self
-            .serial
-            .wait_for("@@", Duration::from_secs(5), "the exit status")?;
+        self.write(&format!("echo @@BEG\"\"IN{n}@@; {command}; echo @@E\"\"ND{n}:$?@@\n"))?;
+        self.serial.wait_for(&format!("@@BEGIN{n}@@\n"), timeout, &format!("the start of `{command}`"))?;
+        let out = self.serial.wait_for(&format!("@@END{n}:"), timeout, &format!("`{command}` to finish"))?;
+        let rest = self.serial.wait_for("@@", Duration::from_secs(5), "the exit status")?;
         let status = rest.trim_end_matches("@@").trim().parse().unwrap_or(-1);
-        Ok((
-            status,
-            out.trim_end_matches(&format!("@@END{n}:")).to_string(),
-        ))
+        Ok((status, out.trim_end_matches(&format!("@@END{n}:")).to_string()))
     }
 
     /// Reboots the guest cleanly (in place: QEMU resets, the disk overlay is kept).
@@ -532,40 +389,15 @@ pub fn probe_accel(machine: Machine, boot: &BootInfo, log: &Path) -> String {
     if machine != Machine::PcBios || std::env::consts::ARCH != "x86_64" {
         return "tcg".into();
     }
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return "tcg".into();
     }
     // Boot the image's kernel without a root file system: with KVM it panics within seconds
     // ("VFS: Unable to mount root fs") and -no-reboot ends QEMU.
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args([
-        "-accel",
-        "kvm",
-        "-machine",
-        "pc",
-        "-m",
-        "256",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-    ]);
-    c.arg("-kernel").arg(&boot.kernel);
-    c.args([
-        "-append",
-        "console=ttyS0 panic=-1 root=/dev/nonexistent",
-        "-serial",
-        "stdio",
-    ]);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let Ok(mut child) = c.spawn() else {
+    let Ok(sh) = Shell::new() else { return "tcg".into() };
+    let kernel = &boot.kernel;
+    let c = cmd!(sh, "qemu-system-x86_64 -accel kvm -machine pc -m 256 -nodefaults -display none -no-reboot -kernel {kernel} -append 'console=ttyS0 panic=-1 root=/dev/nonexistent' -serial stdio");
+    let Ok(mut child) = c.spawn(Stream::Piped, Stream::Piped) else {
         return "tcg".into();
     };
     let t = Instant::now();
@@ -609,15 +441,10 @@ mod tests {
              KERNEL=spin-rpi3.vmlinuz\nINITRD=spin-rpi3.initrd.img\nDTB=bcm2837-rpi-3-b.dtb\n",
         )
         .unwrap();
-        assert!(BootInfo::load(&dir, "rpi3")
-            .unwrap_err()
-            .contains("missing"));
+        assert!(BootInfo::load(&dir, "rpi3").unwrap_err().contains("missing"));
         std::fs::write(dir.join("spin-rpi3.img"), b"").unwrap();
         let b = BootInfo::load(&dir, "rpi3").unwrap();
-        assert_eq!(
-            b.dtb.as_deref(),
-            Some(dir.join("bcm2837-rpi-3-b.dtb").as_path())
-        );
+        assert_eq!(b.dtb.as_deref(), Some(dir.join("bcm2837-rpi-3-b.dtb").as_path()));
         let spec = |machine| VmSpec {
             machine,
             boot: &b,
@@ -628,20 +455,22 @@ mod tests {
             serial_log: dir.join("s.log"),
             stderr_log: dir.join("e.log"),
         };
-        let virt = sh::show(&qemu_command(&spec(Machine::ArmVirt)));
+        let sh = Shell::new().unwrap();
+        // The command line as sh::show printed it: program and arguments joined by spaces.
+        let show = |c: runner::Cmd| {
+            let (program, args) = c.into_argv();
+            std::iter::once(program).chain(args).collect::<Vec<_>>().join(" ")
+        };
+        let virt = show(qemu_command(&sh, &spec(Machine::ArmVirt)));
         assert!(virt.starts_with("qemu-system-aarch64 -machine virt -cpu cortex-a53"));
         assert!(virt.contains("root=LABEL=RASPIROOT rw console=ttyAMA0"));
         assert!(virt.contains("virtio-rng-pci") && virt.contains("opt/org.spin/dnssec,string=0"));
-        let pi = sh::show(&qemu_command(&spec(Machine::Raspi3b)));
-        assert!(
-            pi.contains("-dtb")
-                && pi.contains("if=sd")
-                && pi.contains("-serial null -serial chardev:console")
-        );
+        let pi = show(qemu_command(&sh, &spec(Machine::Raspi3b)));
+        assert!(pi.contains("-dtb") && pi.contains("if=sd") && pi.contains("-serial null -serial chardev:console"));
         // UEFI: q35 with OVMF's code read-only and the run's own variable store, the disk
         // overlay on virtio-blk as under SeaBIOS, no -kernel (the firmware boots the disk).
         let d = dir.display();
-        let uefi = sh::show(&qemu_command(&spec(Machine::PcUefi)));
+        let uefi = show(qemu_command(&sh, &spec(Machine::PcUefi)));
         assert!(uefi.starts_with("qemu-system-x86_64 -machine q35 -m 1024 -smp 2 "));
         assert!(uefi.contains(&format!(
             " -drive if=pflash,unit=0,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
@@ -651,7 +480,7 @@ mod tests {
         )));
         assert!(!uefi.contains("-kernel") && !uefi.contains("-append"));
         assert!(uefi.contains("-serial chardev:console") && !uefi.contains("-serial null"));
-        let bios = sh::show(&qemu_command(&spec(Machine::PcBios)));
+        let bios = show(qemu_command(&sh, &spec(Machine::PcBios)));
         assert!(bios.starts_with("qemu-system-x86_64 -machine pc "));
         assert!(!bios.contains("pflash"));
         std::fs::remove_dir_all(dir).unwrap();

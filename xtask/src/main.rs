@@ -1,21 +1,31 @@
-//! Project automation: `cargo xtask test | bench | image | help`.
+//! Project automation: `cargo xtask setup | test | bench | image | qemu-test | help`.
 //!
-//! Kept to the standard library so it builds in seconds on a fresh machine.
+//! The commands live here; the image builder is the `imagebuild` crate and every external
+//! command runs through the `runner` crate (xshell), which also knows the host tools.
 
 mod bench;
 mod image;
 mod qemu;
+mod setup;
 mod test;
-mod util;
+#[cfg(test)]
+mod tidy;
 
 use std::process::ExitCode;
+
+use anyhow::{bail, Result};
 
 const HELP: &str = "\
 cargo xtask COMMAND
 
 Commands:
-  test     run every test layer (unit, integration with the real spind binary, ...);
-           layers that need root or host tools say so and fail under CI=true
+  setup    install what the tests and image builds need on this host: Debian packages (as
+           root on Debian 12, with bookworm-backports for QEMU 10 and e2fsprogs >= 1.47.1),
+           Rust targets, the MIPS nightly, zig (--check: only say what is missing)
+  test [LAYER...]
+           every test layer (gates, setup, unit, image, openwrt, qemu; default all): fmt and
+           clippy first, then the host set-up, then the tests; layers that need root or host
+           tools say so and fail under CI=true
   bench [replay|router|all|image]
            measure spind (default all; writes target/bench/report.md):
            replay: replay throughput and peak RSS on a generated 1M-packet capture,
@@ -41,6 +51,7 @@ Commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
@@ -49,13 +60,23 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other:?}\n\n{HELP}")),
+        Some(other) => unknown(other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xtask: {e}");
+            // `{:#}`: the whole chain ("stage disk: `mkfs.ext4 ...` failed (exit status: 1) ...").
+            eprintln!("xtask: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn unknown(command: &str) -> Result<()> {
+    bail!("unknown command {command:?}\n\n{HELP}")
+}
+
+/// A shell in the workspace root.
+pub fn shell() -> Result<runner::Shell> {
+    imagebuild::shell()
 }

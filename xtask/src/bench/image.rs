@@ -13,29 +13,24 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::image::{self, secs, Built, Options};
+use anyhow::{bail, Result};
+use imagebuild::{Built, StageTime};
+use runner::progress::secs;
 
-pub fn run(dir: &Path) -> Result<String, String> {
-    let board = image::board::load("x86_64")?;
+pub fn run(dir: &Path) -> Result<String> {
     let target = dir.join("image-target");
     let _ = std::fs::remove_dir_all(&target);
-    let saved: Vec<_> = ["CARGO_TARGET_DIR", "SPIND_BUILD_ID"]
-        .iter()
-        .map(|v| (*v, std::env::var_os(v)))
-        .collect();
+    let saved: Vec<_> = ["CARGO_TARGET_DIR", "SPIND_BUILD_ID"].iter().map(|v| (*v, std::env::var_os(v))).collect();
     std::env::set_var("CARGO_TARGET_DIR", &target);
-    let opts = Options {
-        refresh_rootfs: false,
-    };
     let result = (|| {
         eprintln!("bench image: cold build of x86_64 in {}", target.display());
         std::env::set_var("SPIND_BUILD_ID", "bench-cold");
-        let cold = image::build(&board, &opts)?;
+        let cold = crate::image::build("x86_64", imagebuild::Options::default(), false, false)?;
         eprintln!("bench image: rebuild after a spind change");
         std::env::set_var("SPIND_BUILD_ID", "bench-rebuild");
-        let rebuild = image::build(&board, &opts)?;
+        let rebuild = crate::image::build("x86_64", imagebuild::Options::default(), false, false)?;
         check_rebuild(&rebuild)?;
-        Ok::<_, String>(report(&cold, &rebuild))
+        Ok::<_, anyhow::Error>(report(&cold, &rebuild))
     })();
     for (var, value) in saved {
         match value {
@@ -47,30 +42,30 @@ pub fn run(dir: &Path) -> Result<String, String> {
     result
 }
 
-fn stage<'a>(b: &'a Built, name: &str) -> Option<&'a (String, Duration, bool)> {
-    b.stages.iter().find(|s| s.0.starts_with(name))
+fn stage<'a>(b: &'a Built, name: &str) -> Option<&'a StageTime> {
+    b.stages.iter().find(|s| s.name.starts_with(name))
 }
 
 /// The rebuild must have recompiled spind and reused the root file system; otherwise its time
 /// measures something else.
-fn check_rebuild(b: &Built) -> Result<(), String> {
+fn check_rebuild(b: &Built) -> Result<()> {
     match (stage(b, "rootfs"), stage(b, "overlay")) {
-        (Some(r), Some(o)) if r.2 && !o.2 => Ok(()),
-        _ => Err(format!(
+        (Some(r), Some(o)) if r.cached && !o.cached => Ok(()),
+        _ => bail!(
             "bench image: the rebuild should reuse the root file system and rebuild the overlay \
              with the new spind; stages were {:?}",
             b.stages
-        )),
+        ),
     }
 }
 
 fn stages_line(b: &Built) -> String {
     b.stages
         .iter()
-        .filter(|s| s.1 >= Duration::from_millis(50))
-        .map(|(n, d, cached)| {
-            let n = n.split(' ').next().unwrap_or(n);
-            format!("{n} {}{}", secs(*d), if *cached { " (cached)" } else { "" })
+        .filter(|s| s.time >= Duration::from_millis(50))
+        .map(|s| {
+            let n = s.name.split(' ').next().unwrap_or(&s.name);
+            format!("{n} {}{}", secs(s.time), if s.cached { " (cached)" } else { "" })
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -79,8 +74,8 @@ fn stages_line(b: &Built) -> String {
 fn size(b: &Built, suffix: &str) -> String {
     b.artifacts
         .iter()
-        .find(|(p, _)| p.to_string_lossy().ends_with(suffix))
-        .map(|(_, n)| format!("{:.1} MB", *n as f64 / 1e6))
+        .find(|a| a.path.to_string_lossy().ends_with(suffix))
+        .map(|a| format!("{:.1} MB", runner::host::file_size(&a.path) as f64 / 1e6))
         .unwrap_or_else(|| "-".into())
 }
 

@@ -17,56 +17,57 @@ mod ui;
 
 use std::path::PathBuf;
 
-use crate::util::{self, cargo};
+use anyhow::{anyhow, bail, Result};
+use runner::cmd;
 
-pub fn run(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<()> {
     let what = match args {
         [] => "all",
         [a] if ["replay", "router", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
-        _ => return Err(format!("usage: cargo xtask bench [replay|router|ui|all|image] (got {args:?})")),
+        _ => bail!("usage: cargo xtask bench [replay|router|ui|all|image] (got {args:?})"),
     };
     if what == "image" {
-        if let Some(why) = crate::image::test_layer_missing() {
-            return Err(format!("bench image: {why}"));
+        if let Some(why) = crate::test::image_missing() {
+            bail!("bench image: {why}");
         }
-        let dir = util::root().join("target/bench");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dir = imagebuild::root().join("target/bench");
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
         let report = image::run(&dir)?;
         let path = dir.join("image-report.md");
-        std::fs::write(&path, &report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, &report)?;
         println!("{report}\n(written to {})", path.display());
         return Ok(());
     }
-    if (what == "router" || what == "all") && !util::is_root() {
-        return Err("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` \
-                    without root"
-            .into());
+    if (what == "router" || what == "all") && !runner::host::is_root() {
+        bail!("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` without root");
     }
-    util::run(cargo().args(["build", "--release", "--locked", "-p", "spind"]))?;
-    let root = util::root();
-    let bin = std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/spind"));
+    let (sh, cargo) = (crate::shell()?, imagebuild::cargo());
+    cmd!(sh, "{cargo} build --release --locked -p spind").run()?;
+    let root = imagebuild::root();
+    let bin =
+        std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/spind"));
     let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let path = dir.join("report.md");
 
     if what == "replay" || what == "all" {
-        let report = replay::run(&bin, &dir)?;
-        std::fs::write(&path, &report).map_err(|e| e.to_string())?;
+        let report = replay::run(&bin, &dir).map_err(anyhow::Error::msg)?;
+        std::fs::write(&path, &report)?;
         println!("{report}\n(written to {})", path.display());
     }
     if what == "router" || what == "all" {
-        let report = router::run(&bin, &dir)?;
+        let report = router::run(&bin, &dir).map_err(anyhow::Error::msg)?;
         // Appended: `all` puts it after the replay table, `router` alone keeps an earlier one.
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         if !text.is_empty() {
             text.push('\n');
         }
         text.push_str(&report);
-        std::fs::write(&path, &text).map_err(|e| e.to_string())?;
+        std::fs::write(&path, &text)?;
         println!("{report}\n(appended to {})", path.display());
     }
     if what == "ui" || what == "all" {
-        ui::run(&bin, &dir)?;
+        ui::run(&bin, &dir).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

@@ -10,9 +10,9 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use runner::{cmd, Shell, Stream};
 
 const DEVICES: u32 = 100;
 const REMOTES: u32 = 9_900;
@@ -21,8 +21,7 @@ const PACKETS_PER_REMOTE: u32 = 99; // plus one DNS query and one answer = 101 p
 /// Runs the replay, idle and size measurements and returns their markdown table.
 pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let capture = dir.join("bench-1m.pcap");
-    let packets =
-        write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
+    let packets = write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
 
     let (secs, peak_kb) = replay(bin, dir, &capture)?;
     let (idle_kb, ui_ms) = idle_rss(bin, dir)?;
@@ -51,45 +50,33 @@ fn config(dir: &Path) -> Result<PathBuf, String> {
     let conf = dir.join("spind.conf");
     std::fs::write(
         &conf,
-        format!(
-            "log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n",
-            dir.join("state").display()
-        ),
+        format!("log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n", dir.join("state").display()),
     )
     .map_err(|e| e.to_string())?;
     Ok(conf)
 }
 
 /// Ports 0 would be nicer, but spind needs to be told fixed ones; these are unusual enough.
-fn spind(bin: &Path, dir: &Path) -> Result<Command, String> {
+/// `extra`: what this run adds (a replay, an extsrc socket).
+fn spind(bin: &Path, dir: &Path, extra: &[&std::ffi::OsStr]) -> Result<std::process::Child, String> {
     let _ = std::fs::remove_dir_all(dir.join("state"));
-    let mut c = Command::new(bin);
-    c.arg("-c")
-        .arg(config(dir)?)
-        .args([
-            "-p",
-            "38831",
-            "--websocket-port",
-            "38832",
-            "--http-port",
-            &HTTP_PORT.to_string(),
-            "-j",
-        ])
-        .arg(dir.join("rpc.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    Ok(c)
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    let (conf, http, rpc) = (config(dir)?, HTTP_PORT.to_string(), dir.join("rpc.sock"));
+    cmd!(sh, "{bin} -c {conf} -p 38831 --websocket-port 38832 --http-port {http} -j {rpc} {extra...}")
+        .spawn(Stream::Null, Stream::Inherit)
+        .map_err(|e| e.to_string())
 }
 
 fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> {
-    let mut cmd = spind(bin, dir)?;
-    cmd.arg("--replay")
-        .arg(capture)
-        .args(["--replay-speed", "0", "--exit-after-replay"]);
     let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let replay = [
+        "--replay".as_ref(),
+        capture.as_os_str(),
+        "--replay-speed".as_ref(),
+        "0".as_ref(),
+        "--exit-after-replay".as_ref(),
+    ];
+    let child = spind(bin, dir, &replay)?;
     let (status, maxrss_kb) = wait_rusage(child.id() as i32)?;
     let secs = start.elapsed().as_secs_f64();
     if status != 0 {
@@ -100,14 +87,10 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
 
 /// An idle spind's VmRSS (KiB) after 5 s, then the time (ms) to load the UI from it.
 fn idle_rss(bin: &Path, dir: &Path) -> Result<(u64, f64), String> {
-    let mut cmd = spind(bin, dir)?;
-    cmd.arg("-P").arg("-e").arg(dir.join("extsrc.sock"));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let socket = dir.join("extsrc.sock");
+    let mut child = spind(bin, dir, &["-P".as_ref(), "-e".as_ref(), socket.as_os_str()])?;
     std::thread::sleep(Duration::from_secs(5));
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let ui = ui_first_load(HTTP_PORT);
     let _ = child.kill();
     let _ = child.wait();
@@ -156,21 +139,14 @@ fn wait_rusage(pid: i32) -> Result<(i32, i64), String> {
     if r < 0 {
         return Err(format!("wait4: {}", std::io::Error::last_os_error()));
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
     Ok((code, usage.ru_maxrss))
 }
 
 // ---- the synthetic capture ----------------------------------------------------------------
 
 fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
+    let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -178,15 +154,7 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 /// An Ethernet + IPv4 frame around an L4 header and payload.
-fn frame(
-    buf: &mut Vec<u8>,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    l4: &[u8],
-) {
+fn frame(buf: &mut Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) {
     buf.clear();
     buf.extend_from_slice(&dst_mac);
     buf.extend_from_slice(&src_mac);
@@ -233,9 +201,7 @@ fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
 /// Writes the capture (classic pcap, microseconds, Ethernet) and returns its packet count.
 fn write_capture(path: &Path) -> std::io::Result<u64> {
     let mut w = BufWriter::new(std::fs::File::create(path)?);
-    w.write_all(&[
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
-    ])?;
+    w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0])?;
     let router_mac = [0x02, 0, 0, 0, 0, 1];
     let router_ip = [192, 168, 1, 1];
     let start: u64 = 1_700_000_000 * 1_000_000;
@@ -244,17 +210,16 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
     let step_us = 100;
     let mut n: u64 = 0;
     let mut buf = Vec::with_capacity(1600);
-    let put =
-        |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
-            let ts = start + *n * step_us;
-            w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
-            w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
-            w.write_all(&(buf.len() as u32).to_le_bytes())?;
-            w.write_all(&(buf.len() as u32).to_le_bytes())?;
-            w.write_all(buf)?;
-            *n += 1;
-            Ok(())
-        };
+    let put = |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
+        let ts = start + *n * step_us;
+        w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
+        w.write_all(&(buf.len() as u32).to_le_bytes())?;
+        w.write_all(&(buf.len() as u32).to_le_bytes())?;
+        w.write_all(buf)?;
+        *n += 1;
+        Ok(())
+    };
     // spind takes a frame's source address as its sender's only on the LAN's own subnet, which
     // the capture shows through ARP (a router's MAC also carries remote hosts).
     for d in 0..=DEVICES {
@@ -281,38 +246,14 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         // Public addresses (101.0.0.0/8): internet hosts, not on-link ones.
         let remote_ip = [101, (r >> 16) as u8, (r >> 8) as u8, r as u8];
         let sport = 10_000 + (r % 50_000) as u16;
-        frame(
-            &mut buf,
-            dev_mac,
-            router_mac,
-            dev_ip,
-            router_ip,
-            17,
-            &udp(sport, 53, &dns(r, None)),
-        );
+        frame(&mut buf, dev_mac, router_mac, dev_ip, router_ip, 17, &udp(sport, 53, &dns(r, None)));
         put(&mut w, &buf, &mut n)?;
-        frame(
-            &mut buf,
-            router_mac,
-            dev_mac,
-            router_ip,
-            dev_ip,
-            17,
-            &udp(53, sport, &dns(r, Some(remote_ip))),
-        );
+        frame(&mut buf, router_mac, dev_mac, router_ip, dev_ip, 17, &udp(53, sport, &dns(r, Some(remote_ip))));
         put(&mut w, &buf, &mut n)?;
         for p in 0..PACKETS_PER_REMOTE {
             let flags = if p == 0 { 0x02 } else { 0x10 };
             if p % 2 == 0 {
-                frame(
-                    &mut buf,
-                    dev_mac,
-                    router_mac,
-                    dev_ip,
-                    remote_ip,
-                    6,
-                    &tcp(sport, 443, flags, 200),
-                );
+                frame(&mut buf, dev_mac, router_mac, dev_ip, remote_ip, 6, &tcp(sport, 443, flags, 200));
             } else {
                 frame(
                     &mut buf,

@@ -26,15 +26,17 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use runner::{cmd, Shell, Stdin, Stream};
 
 const CLIENT_IPS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(192, 168, 8, 100),
@@ -83,7 +85,8 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
 
     eprintln!("xtask: router bench: {DNS_RATE} DNS queries/s for {DNS_SECS} s with spind");
     // The 50,000 idle flows would linger for 30 s; the baseline run had none.
-    let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
+    let (sh, router) = (shell()?, &net.router);
+    let _ = cmd!(sh, "ip netns exec {router} conntrack -F").read();
     std::thread::sleep(Duration::from_secs(1));
     sub.clear();
     let cpu0 = cpu_ticks(pid)?;
@@ -91,11 +94,8 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let first = DNS_RATE * DNS_SECS;
     // SPIND_BENCH_PERF=1: profile spind during the DNS load (use a binary with symbols).
     let perf = std::env::var("SPIND_BENCH_PERF").is_ok_and(|v| v == "1").then(|| {
-        Command::new("perf")
-            .args(["record", "-g", "-q", "-p", &pid.to_string(), "-o"])
-            .arg(net.dir.join("perf-dns.data"))
-            .stderr(Stdio::null())
-            .spawn()
+        let (pid, data) = (pid.to_string(), net.dir.join("perf-dns.data"));
+        cmd!(sh, "perf record -g -q -p {pid} -o {data}").spawn(Stream::Inherit, Stream::Null)
     });
     let with = dns_load(&net.client, first)?;
     eprintln!("xtask:   with spind: {}", udp_drops(&net));
@@ -136,25 +136,21 @@ struct Net {
     spind: Option<Child>,
 }
 
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("cannot run {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// A shell for the benchmark's commands (errors as text, like the rest of the benchmark).
+fn shell() -> Result<Shell, String> {
+    Shell::new().map_err(|e| e.to_string())
+}
+
+/// Runs a command to completion; its stdout, or an error naming it.
+fn read(c: runner::Cmd) -> Result<String, String> {
+    c.read().map_err(|e| e.to_string())
 }
 
 fn nft(ns: &str, script: &str) -> Result<(), String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("nft: {e}"))?;
-    child.stdin.take().expect("stdin").write_all(script.as_bytes()).map_err(|e| e.to_string())?;
-    if !child.wait().map_err(|e| e.to_string())?.success() {
-        return Err(format!("nft script failed in {ns}: {script}"));
-    }
-    Ok(())
+    let sh = shell()?;
+    read(cmd!(sh, "ip netns exec {ns} nft -f -").stdin(Stdin::Bytes(script.as_bytes().to_vec())))
+        .map(|_| ())
+        .map_err(|e| format!("nft script failed in {ns}: {script}: {e}"))
 }
 
 impl Net {
@@ -168,27 +164,30 @@ impl Net {
             spind: None,
         };
         let (c, r, s) = (net.client.as_str(), net.router.as_str(), net.server.as_str());
+        let sh = shell()?;
         for ns in [c, r, s] {
-            sh(&["ip", "netns", "add", ns])?;
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            read(cmd!(sh, "ip netns add {ns}"))?;
+            read(cmd!(sh, "ip -n {ns} link set lo up"))?;
         }
-        sh(&["ip", "link", "add", "name", "eth0", "netns", c, "type", "veth", "peer", "name", "lan0", "netns", r])?;
-        sh(&["ip", "link", "add", "name", "wan0", "netns", r, "type", "veth", "peer", "name", "eth0", "netns", s])?;
+        read(cmd!(sh, "ip link add name eth0 netns {c} type veth peer name lan0 netns {r}"))?;
+        read(cmd!(sh, "ip link add name wan0 netns {r} type veth peer name eth0 netns {s}"))?;
         for ip in CLIENT_IPS {
-            sh(&["ip", "-n", c, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            let ip = ip.to_string();
+            read(cmd!(sh, "ip -n {c} addr add {ip}/24 dev eth0"))?;
         }
-        sh(&["ip", "-n", c, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", c, "route", "add", "default", "via", "192.168.8.1", "src", "192.168.8.100"])?;
-        sh(&["ip", "-n", r, "addr", "add", "192.168.8.1/24", "dev", "lan0"])?;
-        sh(&["ip", "-n", r, "addr", "add", "203.0.113.1/24", "dev", "wan0"])?;
-        sh(&["ip", "-n", r, "link", "set", "lan0", "up"])?;
-        sh(&["ip", "-n", r, "link", "set", "wan0", "up"])?;
-        sh(&["ip", "-n", r, "route", "add", "default", "via", "203.0.113.2"])?;
-        sh(&["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        read(cmd!(sh, "ip -n {c} link set eth0 up"))?;
+        read(cmd!(sh, "ip -n {c} route add default via 192.168.8.1 src 192.168.8.100"))?;
+        read(cmd!(sh, "ip -n {r} addr add 192.168.8.1/24 dev lan0"))?;
+        read(cmd!(sh, "ip -n {r} addr add 203.0.113.1/24 dev wan0"))?;
+        read(cmd!(sh, "ip -n {r} link set lan0 up"))?;
+        read(cmd!(sh, "ip -n {r} link set wan0 up"))?;
+        read(cmd!(sh, "ip -n {r} route add default via 203.0.113.2"))?;
+        read(cmd!(sh, "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"))?;
         nft(r, "table ip benchnat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan0\" masquerade\n }\n}\n")?;
-        sh(&["ip", "-n", s, "addr", "add", "203.0.113.2/24", "dev", "eth0"])?;
-        sh(&["ip", "-n", s, "addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"])?;
-        sh(&["ip", "-n", s, "link", "set", "eth0", "up"])?;
+        read(cmd!(sh, "ip -n {s} addr add 203.0.113.2/24 dev eth0"))?;
+        let server_ip = SERVER_IP.to_string();
+        read(cmd!(sh, "ip -n {s} addr add {server_ip}/32 dev lo"))?;
+        read(cmd!(sh, "ip -n {s} link set eth0 up"))?;
         // The flows' datagrams end here, without an ICMP error each.
         nft(
             s,
@@ -200,7 +199,8 @@ impl Net {
         )?;
         // The router learns each client address's MAC (as it would from the device's traffic).
         for ip in CLIENT_IPS {
-            sh(&["ip", "netns", "exec", r, "ping", "-c1", "-W2", "-q", &ip.to_string()])?;
+            let ip = ip.to_string();
+            read(cmd!(sh, "ip netns exec {r} ping -c1 -W2 -q {ip}"))?;
         }
         Ok(net)
     }
@@ -221,16 +221,10 @@ impl Net {
         .map_err(|e| e.to_string())?;
         let log = File::create(self.dir.join("spind-router.log")).map_err(|e| e.to_string())?;
         // `ip netns exec` execs spind in place: the child's pid is spind's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.router])
-            .arg(bin)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-j")
-            .arg(self.dir.join("rpc-router.sock"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        let (router, rpc) = (&self.router, self.dir.join("rpc-router.sock"));
+        let sh = shell()?;
+        let child = cmd!(sh, "ip netns exec {router} {bin} -c {conf} -j {rpc}")
+            .spawn(Stream::Null, Stream::File(log))
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let pid = child.id();
         self.spind = Some(child);
@@ -247,7 +241,10 @@ impl Net {
         .join()
         .unwrap_or(false);
         if !ready {
-            return Err(format!("spind did not open its MQTT port; see {}", self.dir.join("spind-router.log").display()));
+            return Err(format!(
+                "spind did not open its MQTT port; see {}",
+                self.dir.join("spind-router.log").display()
+            ));
         }
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         if !exe.to_string_lossy().contains("spind") {
@@ -279,15 +276,16 @@ impl Drop for Net {
         self.stop_spind();
         for ns in [&self.client, &self.router, &self.server] {
             // Whatever still runs in a namespace (the subscriber) is ours.
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let Ok(sh) = Shell::new() else { continue };
+            if let Ok(pids) = cmd!(sh, "ip netns pids {ns}").read() {
+                for pid in pids.split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
                         // SAFETY: plain kill.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                     }
                 }
             }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            let _ = cmd!(sh, "ip netns del {ns}").read();
         }
     }
 }
@@ -332,10 +330,7 @@ struct Mem {
 fn proc_status(pid: u32) -> Result<Mem, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("spind is gone: {e}"))?;
     let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+        s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
     };
     Ok(Mem { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") })
 }
@@ -349,10 +344,20 @@ fn unix_ns() -> u64 {
 #[derive(Clone, Debug)]
 enum Seen {
     /// `keys`: (from_port << 16 | to_port) of each flow, which identifies a bench flow.
-    Traffic { ns: u64, flows: u32, packets: u64, keys: Vec<u32> },
-    DnsQuery { n: u32 },
+    Traffic {
+        ns: u64,
+        flows: u32,
+        packets: u64,
+        keys: Vec<u32>,
+    },
+    DnsQuery {
+        n: u32,
+    },
     /// A `nodeInfo` carrying `q<n>.bench.test.` together with its answer address.
-    NodeName { ns: u64, n: u32 },
+    NodeName {
+        ns: u64,
+        n: u32,
+    },
     /// Any `nodeInfo` (non-empty retained node topic).
     NodeInfo,
 }
@@ -368,13 +373,11 @@ struct Subscriber {
 impl Subscriber {
     fn start(router: &str) -> Result<Subscriber, String> {
         let port = MQTT_PORT.to_string();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", router, "mosquitto_sub", "-h", "127.0.0.1", "-p", &port, "-t", "SPIN/traffic/#"])
-            .args(["-F", "%U %t %p"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
+        let sh = shell()?;
+        let mut child =
+            cmd!(sh, "ip netns exec {router} mosquitto_sub -h 127.0.0.1 -p {port} -t SPIN/traffic/# -F '%U %t %p'")
+                .spawn(Stream::Piped, Stream::Null)
+                .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
         let out = child.stdout.take().expect("stdout");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
@@ -540,7 +543,12 @@ fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64
         }
         let packets: Vec<[u8; 60]> = (0..n)
             .map(|i| {
-                udp_packet(CLIENT_IPS[(i % 4) as usize], 10_000 + (i / 4) as u16, SERVER_IP, SINK_PORT + (i % SINK_PORTS) as u16)
+                udp_packet(
+                    CLIENT_IPS[(i % 4) as usize],
+                    10_000 + (i / 4) as u16,
+                    SERVER_IP,
+                    SINK_PORT + (i % SINK_PORTS) as u16,
+                )
             })
             .collect();
         // SAFETY: zeroed sockaddr_in is valid; fields set below.
@@ -595,16 +603,22 @@ fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64
 /// UDP receive-buffer drops (since the namespaces were made) in the client and server.
 fn udp_drops(net: &Net) -> String {
     let get = |ns: &str| {
-        sh(&["ip", "netns", "exec", ns, "nstat", "-asz", "UdpRcvbufErrors"])
+        shell()
+            .and_then(|sh| read(cmd!(sh, "ip netns exec {ns} nstat -asz UdpRcvbufErrors")))
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("UdpRcvbufErrors")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string)))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("UdpRcvbufErrors"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
             .unwrap_or_else(|| "?".into())
     };
     format!("UDP receive-buffer drops: client {}, server {}", get(&net.client), get(&net.server))
 }
 
 fn conntrack_count(router: &str) -> u64 {
-    sh(&["ip", "netns", "exec", router, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+    shell()
+        .and_then(|sh| read(cmd!(sh, "ip netns exec {router} cat /proc/sys/net/netfilter/nf_conntrack_count")))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
@@ -612,7 +626,8 @@ fn conntrack_count(router: &str) -> u64 {
 
 fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<FlowResult, String> {
     // Start from an empty table, so earlier (now idle) flows cost nothing here.
-    let _ = sh(&["ip", "netns", "exec", &net.router, "conntrack", "-F"]);
+    let (sh, router) = (shell()?, &net.router);
+    let _ = cmd!(sh, "ip netns exec {router} conntrack -F").read();
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let sender = flow_sender(&net.client, n, stop.clone(), count.clone());
@@ -659,7 +674,17 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
         per_msg,
         distinct.len()
     );
-    Ok(FlowResult { n, cpu, mem, per_msg, packets_per_s: packets as f64 / secs, distinct: distinct.len(), conntrack, subscribed: sub.is_some(), sent_per_s })
+    Ok(FlowResult {
+        n,
+        cpu,
+        mem,
+        per_msg,
+        packets_per_s: packets as f64 / secs,
+        distinct: distinct.len(),
+        conntrack,
+        subscribed: sub.is_some(),
+        sent_per_s,
+    })
 }
 
 // ---- DNS ----------------------------------------------------------------------------------
@@ -766,7 +791,8 @@ impl DnsRun {
 
     /// RTT percentiles in ms over the answered queries.
     fn rtt(&self) -> (f64, f64) {
-        let mut v: Vec<u64> = self.sent.iter().zip(&self.recv).filter(|(_, &r)| r != 0).map(|(&s, &r)| r.saturating_sub(s)).collect();
+        let mut v: Vec<u64> =
+            self.sent.iter().zip(&self.recv).filter(|(_, &r)| r != 0).map(|(&s, &r)| r.saturating_sub(s)).collect();
         v.sort_unstable();
         (pct(&v, 50.0) as f64 / 1e6, pct(&v, 99.0) as f64 / 1e6)
     }
@@ -853,13 +879,22 @@ struct DnsResult {
 }
 
 impl DnsResult {
-    fn evaluate(base: &DnsRun, with: &DnsRun, first: u32, answered: &[u64], seen: &[Seen], republished: usize) -> DnsResult {
+    fn evaluate(
+        base: &DnsRun,
+        with: &DnsRun,
+        first: u32,
+        answered: &[u64],
+        seen: &[Seen],
+        republished: usize,
+    ) -> DnsResult {
         let total = with.sent.len();
         let mut queried = vec![false; total];
         let mut node_at: HashMap<u32, u64> = HashMap::new();
         for s in seen {
             match *s {
-                Seen::DnsQuery { n } if n >= first && ((n - first) as usize) < total => queried[(n - first) as usize] = true,
+                Seen::DnsQuery { n } if n >= first && ((n - first) as usize) < total => {
+                    queried[(n - first) as usize] = true
+                }
                 Seen::NodeName { ns, n } => {
                     node_at.entry(n).or_insert(ns);
                 }
@@ -933,7 +968,11 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
     for f in flows {
         let (spin, target) = reference(f.n);
         let who = if f.subscribed { "" } else { ", no MQTT subscriber" };
-        r.push_str(&format!("| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n", fmt_n(f.n.into()), f.cpu));
+        r.push_str(&format!(
+            "| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n",
+            fmt_n(f.n.into()),
+            f.cpu
+        ));
         let rss_target = if f.n == 10_000 { "< 16 MB" } else { "–" };
         r.push_str(&format!(
             "| RSS at {} flows{who}, broker included (VmRSS / VmHWM) | {:.1} / {:.1} MB | – | {rss_target} |\n",
@@ -945,8 +984,13 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
             continue;
         }
         let min = f.per_msg.iter().copied().min().unwrap_or(0);
-        let mean = if f.per_msg.is_empty() { 0.0 } else { f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64 };
-        let (spin, target) = if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
+        let mean = if f.per_msg.is_empty() {
+            0.0
+        } else {
+            f.per_msg.iter().map(|&x| f64::from(x)).sum::<f64>() / f.per_msg.len() as f64
+        };
+        let (spin, target) =
+            if f.n == 50_000 { ("14,000", "50,000 (every flow, every second)") } else { ("–", "–") };
         r.push_str(&format!(
             "| flows per `traffic` message at {} flows: min / mean of {} messages in 10 s (distinct flows in them; packets reported per s / sent per s; conntrack entries) | {} / {} ({}; {} / {} pkt/s; {}) | {spin} | {target} |\n",
             fmt_n(f.n.into()),

@@ -17,7 +17,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
             return Err(format!("bench ui needs {tool}: apt-get install chromium chromium-driver"));
         }
     }
-    let fixture = crate::util::root().join("spind/tests/fixtures/basic.pcap");
+    let fixture = imagebuild::root().join("spind/tests/fixtures/basic.pcap");
     eprintln!("xtask: ui bench: spind replaying {}, chromium on ?bench=500x2000", fixture.display());
     let spind =
         SpindBuilder::new(bin).arg("--replay").arg(fixture.to_string_lossy()).arg("--replay-speed").arg("0").start();

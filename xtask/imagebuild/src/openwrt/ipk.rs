@@ -4,11 +4,12 @@
 //! OpenWrt's `ipkg-build` writes them. Archives are made with GNU tar and gzip, reproducibly:
 //! sorted names, owner root, fixed mtimes, no gzip name or timestamp.
 
+use anyhow::{anyhow, Result};
+use runner::cmd;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::util;
+use crate::stage::reset_dir;
 
 /// Control fields in the order they are written.
 pub type Control = Vec<(&'static str, String)>;
@@ -18,11 +19,11 @@ pub fn render_control(fields: &Control) -> String {
 }
 
 /// Installed-Size: the bytes of the regular files under `dir`.
-pub fn installed_size(dir: &Path) -> Result<u64, String> {
+pub fn installed_size(dir: &Path) -> Result<u64> {
     let mut total = 0;
-    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let meta = std::fs::symlink_metadata(entry.path()).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))? {
+        let entry = entry?;
+        let meta = std::fs::symlink_metadata(entry.path())?;
         if meta.is_dir() {
             total += installed_size(&entry.path())?;
         } else if meta.is_file() {
@@ -46,75 +47,20 @@ fn tar_common(epoch: u64) -> Vec<String> {
 
 /// Builds `out` from `data_dir` (the package's files) and `control_dir` (`control` and the
 /// maintainer scripts, already written). `work` is a scratch directory.
-pub fn build(
-    data_dir: &Path,
-    control_dir: &Path,
-    work: &Path,
-    out: &Path,
-    epoch: u64,
-) -> Result<(), String> {
+pub fn build(data_dir: &Path, control_dir: &Path, work: &Path, out: &Path, epoch: u64) -> Result<()> {
     reset_dir(work)?;
-    std::fs::write(work.join("debian-binary"), "2.0\n").map_err(|e| e.to_string())?;
+    std::fs::write(work.join("debian-binary"), "2.0\n")?;
+    let sh = crate::paths::shell()?;
+    let common = &tar_common(epoch);
     for (dir, name) in [(data_dir, "data.tar.gz"), (control_dir, "control.tar.gz")] {
-        let mut tar = Command::new("tar");
-        tar.args(tar_common(epoch))
-            .arg("--sort=name")
-            .arg("-C")
-            .arg(dir)
-            .arg("-cf")
-            .arg(work.join(name))
-            .arg(".");
-        quiet(&mut tar)?;
+        let archive = work.join(name);
+        cmd!(sh, "tar {common...} --sort=name -C {dir} -cf {archive} .").read()?;
     }
     if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(parent)?;
     }
-    let mut tar = Command::new("tar");
-    tar.args(tar_common(epoch))
-        .arg("-C")
-        .arg(work)
-        .arg("-cf")
-        .arg(out)
-        .args(["./debian-binary", "./data.tar.gz", "./control.tar.gz"]);
-    quiet(&mut tar)
-}
-
-fn quiet(cmd: &mut Command) -> Result<(), String> {
-    let o = cmd
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", util::show(cmd)))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            util::show(cmd),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-fn capture(cmd: &mut Command) -> Result<String, String> {
-    let o = cmd
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", util::show(cmd)))?;
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            util::show(cmd),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
-pub fn reset_dir(dir: &Path) -> Result<(), String> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    cmd!(sh, "tar {common...} -C {work} -cf {out} ./debian-binary ./data.tar.gz ./control.tar.gz").read()?;
+    Ok(())
 }
 
 /// What an `.ipk` holds, read back with tar (for tests and the post-build check).
@@ -135,54 +81,37 @@ pub struct IpkInfo {
 
 impl IpkInfo {
     pub fn data_path(&self, path: &str) -> PathBuf {
-        self.unpacked
-            .join("data")
-            .join(path.trim_start_matches('/'))
+        self.unpacked.join("data").join(path.trim_start_matches('/'))
     }
     pub fn control_path(&self, name: &str) -> PathBuf {
         self.unpacked.join("control").join(name)
     }
 }
 
-pub fn inspect(ipk: &Path, scratch: &Path) -> Result<IpkInfo, String> {
+pub fn inspect(ipk: &Path, scratch: &Path) -> Result<IpkInfo> {
     reset_dir(scratch)?;
-    let list = |archive: &Path| -> Result<Vec<String>, String> {
-        Ok(capture(Command::new("tar").arg("-tzf").arg(archive))?
-            .lines()
-            .map(str::to_string)
-            .collect())
+    let sh = crate::paths::shell()?;
+    let list = |archive: &Path| -> Result<Vec<String>> {
+        Ok(cmd!(sh, "tar -tzf {archive}").read()?.lines().map(str::to_string).collect())
     };
     let outer = list(ipk)?;
     let outer_dir = scratch.join("outer");
-    std::fs::create_dir_all(&outer_dir).map_err(|e| e.to_string())?;
-    quiet(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(ipk)
-            .arg("-C")
-            .arg(&outer_dir),
-    )?;
-    let debian_binary =
-        std::fs::read_to_string(outer_dir.join("debian-binary")).unwrap_or_default();
+    std::fs::create_dir_all(&outer_dir)?;
+    cmd!(sh, "tar -xzf {ipk} -C {outer_dir}").read()?;
+    let debian_binary = std::fs::read_to_string(outer_dir.join("debian-binary")).unwrap_or_default();
     let mut members = BTreeMap::new();
     for (name, sub) in [("control.tar.gz", "control"), ("data.tar.gz", "data")] {
         let archive = outer_dir.join(name);
         if !archive.exists() {
-            return Err(format!("{}: no ./{name}", ipk.display()));
+            return Err(anyhow!("{}: no ./{name}", ipk.display()));
         }
         members.insert(sub, list(&archive)?);
         let dir = scratch.join(sub);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        quiet(
-            Command::new("tar")
-                .args(["--no-same-owner", "-p", "-xzf"])
-                .arg(&archive)
-                .arg("-C")
-                .arg(&dir),
-        )?;
+        std::fs::create_dir_all(&dir)?;
+        cmd!(sh, "tar --no-same-owner -p -xzf {archive} -C {dir}").read()?;
     }
     let control_text = std::fs::read_to_string(scratch.join("control/control"))
-        .map_err(|e| format!("{}: no ./control in control.tar.gz: {e}", ipk.display()))?;
+        .map_err(|e| anyhow!("{}: no ./control in control.tar.gz: {e}", ipk.display()))?;
     let control = parse_control(&control_text)?;
     Ok(IpkInfo {
         outer,
@@ -196,14 +125,12 @@ pub fn inspect(ipk: &Path, scratch: &Path) -> Result<IpkInfo, String> {
 }
 
 /// `Field: value` lines (continuation lines start with a space and are appended).
-pub fn parse_control(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn parse_control(text: &str) -> Result<BTreeMap<String, String>> {
     let mut fields = BTreeMap::new();
     let mut last: Option<String> = None;
     for line in text.lines() {
         if line.starts_with(' ') || line.starts_with('\t') {
-            let key = last
-                .as_ref()
-                .ok_or_else(|| format!("continuation line before any field: {line:?}"))?;
+            let key = last.as_ref().ok_or_else(|| anyhow!("continuation line before any field: {line:?}"))?;
             let v: &mut String = fields.get_mut(key).expect("field exists");
             v.push('\n');
             v.push_str(line.trim());
@@ -212,11 +139,9 @@ pub fn parse_control(text: &str) -> Result<BTreeMap<String, String>, String> {
         if line.is_empty() {
             continue;
         }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| format!("control line without ':': {line:?}"))?;
+        let (k, v) = line.split_once(':').ok_or_else(|| anyhow!("control line without ':': {line:?}"))?;
         if fields.insert(k.to_string(), v.trim().to_string()).is_some() {
-            return Err(format!("control field {k} given twice"));
+            return Err(anyhow!("control field {k} given twice"));
         }
         last = Some(k.to_string());
     }
@@ -242,16 +167,9 @@ mod tests {
         std::fs::create_dir_all(data.join("usr/bin")).unwrap();
         std::fs::create_dir_all(&ctl).unwrap();
         std::fs::write(data.join("usr/bin/x"), "12345").unwrap();
-        std::fs::set_permissions(
-            data.join("usr/bin/x"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-        let fields: Control = vec![
-            ("Package", "x".into()),
-            ("Version", "1-1".into()),
-            ("Description", "a\n more".into()),
-        ];
+        std::fs::set_permissions(data.join("usr/bin/x"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fields: Control =
+            vec![("Package", "x".into()), ("Version", "1-1".into()), ("Description", "a\n more".into())];
         std::fs::write(ctl.join("control"), render_control(&fields)).unwrap();
         assert_eq!(installed_size(&data).unwrap(), 5);
         let out = s.join("x.ipk");
@@ -262,29 +180,19 @@ mod tests {
         assert_eq!(first, std::fs::read(&out).unwrap());
 
         let info = inspect(&out, &s.join("inspect")).unwrap();
-        assert_eq!(
-            info.outer,
-            ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
-        );
+        assert_eq!(info.outer, ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]);
         assert_eq!(info.debian_binary, "2.0\n");
         assert_eq!(info.control["Package"], "x");
         assert_eq!(info.control["Description"], "a\nmore");
-        assert!(
-            info.data_members.contains(&"./usr/bin/x".to_string()),
-            "{:?}",
-            info.data_members
-        );
-        let mode = std::fs::metadata(info.data_path("/usr/bin/x"))
-            .unwrap()
-            .permissions()
-            .mode();
+        assert!(info.data_members.contains(&"./usr/bin/x".to_string()), "{:?}", info.data_members);
+        let mode = std::fs::metadata(info.data_path("/usr/bin/x")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
         std::fs::remove_dir_all(&s).ok();
     }
 
     #[test]
     fn control_parse_errors() {
-        assert!(parse_control("A: 1\nA: 2\n").unwrap_err().contains("twice"));
+        assert!(parse_control("A: 1\nA: 2\n").unwrap_err().to_string().contains("twice"));
         assert!(parse_control(" x\n").is_err());
         assert!(parse_control("nocolon\n").is_err());
     }

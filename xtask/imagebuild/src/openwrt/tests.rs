@@ -3,68 +3,54 @@
 //! how we call it, not of building a real image). The cross-built binary under qemu-user is
 //! tested by the `cargo xtask test` layer (see `crate::test`).
 
-use super::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use runner::cmd;
+
+use super::cross::spind_conf_from_uci;
+use super::imagebuilder::{imagebuilder_command, resolve_imagebuilder, run_imagebuilder};
+use super::package::{build_ipk, build_overlay, openwrt_dir, spind_version, verify_ipk};
+use super::*;
+use crate::board::{self, OpenWrtArch, OpenWrtOutput};
+use crate::elf;
+
+fn sh() -> runner::Shell {
+    runner::Shell::new().unwrap()
+}
 
 const BOARDS: [&str; 3] = ["glinet-mt3000", "glinet-mt6000", "glinet-ar150"];
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("xtask-openwrt-{}-{name}", std::process::id()));
-    ipk::reset_dir(&d).unwrap();
+    crate::stage::reset_dir(&d).unwrap();
     d
 }
 
 fn board_text(name: &str) -> String {
-    std::fs::read_to_string(
-        util::root()
-            .join("board-configs")
-            .join(format!("{name}.toml")),
-    )
-    .unwrap()
+    std::fs::read_to_string(crate::paths::root().join("board-configs").join(format!("{name}.toml"))).unwrap()
 }
 
 #[test]
 fn shipped_board_files() {
     for name in BOARDS {
-        let b = OpenwrtBoard::load(name).unwrap();
+        let b = OpenWrtBoard::load(name).unwrap();
         assert_eq!(b.name, name);
         assert_eq!(b.release, "24.10.7");
-        assert_eq!(
-            b.outputs,
-            [Output::Ipk, Output::Overlay, Output::Sysupgrade]
-        );
-        assert!(b.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
-        assert!(b.packages.contains(&"luci".to_string()));
-        assert_eq!(
-            b.profile,
-            format!("glinet_gl-{}", name.trim_start_matches("glinet-"))
-        );
+        assert_eq!(b.outputs, [OpenWrtOutput::Ipk, OpenWrtOutput::Overlay, OpenWrtOutput::Sysupgrade]);
+        assert!(b.openwrt.imagebuilder_sha256.is_some(), "{name}: pinned sha256");
+        assert!(b.openwrt.packages.contains(&"luci".to_string()));
+        assert_eq!(b.openwrt.profile, format!("glinet_gl-{}", name.trim_start_matches("glinet-")));
     }
-    let mt3000 = OpenwrtBoard::load("glinet-mt3000").unwrap();
+    let mt3000 = OpenWrtBoard::load("glinet-mt3000").unwrap();
+    assert_eq!((mt3000.arch, mt3000.rust_target.as_str()), (OpenWrtArch::Aarch64, "aarch64-unknown-linux-musl"));
+    assert_eq!((mt3000.openwrt.target.as_str(), mt3000.openwrt.subtarget.as_str()), ("mediatek", "filogic"));
+    assert_eq!(mt3000.openwrt.package_arch, "aarch64_cortex-a53");
+    assert_eq!(mt3000.imagebuilder_file(), "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst");
+    let ar150 = OpenWrtBoard::load("glinet-ar150").unwrap();
+    assert_eq!((ar150.arch, ar150.rust_target.as_str()), (OpenWrtArch::Mips, "mips-unknown-linux-musl"));
     assert_eq!(
-        (mt3000.arch, mt3000.rust_target.as_str()),
-        (Arch::Aarch64, "aarch64-unknown-linux-musl")
-    );
-    assert_eq!(
-        (mt3000.target.as_str(), mt3000.subtarget.as_str()),
-        ("mediatek", "filogic")
-    );
-    assert_eq!(mt3000.package_arch, "aarch64_cortex-a53");
-    assert_eq!(
-        mt3000.imagebuilder_file(),
-        "openwrt-imagebuilder-24.10.7-mediatek-filogic.Linux-x86_64.tar.zst"
-    );
-    let ar150 = OpenwrtBoard::load("glinet-ar150").unwrap();
-    assert_eq!(
-        (ar150.arch, ar150.rust_target.as_str()),
-        (Arch::Mips, "mips-unknown-linux-musl")
-    );
-    assert_eq!(
-        (
-            ar150.target.as_str(),
-            ar150.subtarget.as_str(),
-            ar150.package_arch.as_str()
-        ),
+        (ar150.openwrt.target.as_str(), ar150.openwrt.subtarget.as_str(), ar150.openwrt.package_arch.as_str()),
         ("ath79", "generic", "mips_24kc")
     );
     assert_eq!(ar150.arch.elf(), (32, true, elf::EM_MIPS));
@@ -81,28 +67,22 @@ fn board_view() {
         "imagebuilder_sha256 = \"5cf5b6e205435522d9671355fdf78fe579deead4715ce8e61a98ae9d661f1e48\"",
         "imagebuilder_sha256 = \"\"",
     );
-    let b = OpenwrtBoard::from_board(&board::parse(file, &unpinned).unwrap()).unwrap();
-    assert_eq!(b.imagebuilder_sha256, None);
-    assert_eq!(b.file, "board-configs/glinet-ar150.toml");
-    let only_ipk = text.replace(
-        "outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]",
-        "outputs = [\"ipk\"]",
-    );
-    let b = OpenwrtBoard::from_board(&board::parse(file, &only_ipk).unwrap()).unwrap();
-    assert_eq!(b.outputs, [Output::Ipk]);
+    let b = OpenWrtBoard::from_board(board::parse(file, &unpinned).unwrap()).unwrap();
+    assert_eq!(b.openwrt.imagebuilder_sha256, None);
+    assert_eq!(b.file, Path::new("board-configs/glinet-ar150.toml"));
+    let only_ipk = text.replace("outputs = [\"ipk\", \"overlay\", \"sysupgrade\"]", "outputs = [\"ipk\"]");
+    let b = OpenWrtBoard::from_board(board::parse(file, &only_ipk).unwrap()).unwrap();
+    assert_eq!(b.outputs, [OpenWrtOutput::Ipk]);
     // A Debian board is not an OpenWrt board.
-    let err = OpenwrtBoard::load("x86_64").unwrap_err();
-    assert!(
-        err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"),
-        "{err}"
-    );
+    let err = OpenWrtBoard::load("x86_64").unwrap_err().to_string();
+    assert!(err.contains("x86_64.toml: field `base`: \"debian\" is not an OpenWrt board"), "{err}");
     // Errors in the file come from the board format.
-    let err = OpenwrtBoard::load("no-such-board").unwrap_err();
+    let err = OpenWrtBoard::load("no-such-board").unwrap_err().to_string();
     assert!(err.contains("glinet-mt3000"), "{err}");
 }
 
 /// A stand-in for a cross-built spind: an ELF header of the board's architecture.
-fn fake_spind(board: &OpenwrtBoard, dir: &Path) -> PathBuf {
+fn fake_spind(board: &OpenWrtBoard, dir: &Path) -> PathBuf {
     let (bits, be, machine) = board.arch.elf();
     let p = dir.join("spind");
     std::fs::write(&p, elf::fake_elf(bits, be, machine, 1, 3)).unwrap();
@@ -112,36 +92,19 @@ fn fake_spind(board: &OpenwrtBoard, dir: &Path) -> PathBuf {
 #[test]
 fn package_structure() {
     for name in BOARDS {
-        let board = OpenwrtBoard::load(name).unwrap();
+        let board = OpenWrtBoard::load(name).unwrap();
         let s = scratch(&format!("pkg-{name}"));
         let spind = fake_spind(&board, &s);
-        let ipk_path = build_ipk(
-            &board,
-            &spind,
-            &s.join("work"),
-            &s.join("out"),
-            1_700_000_000,
-        )
-        .unwrap();
+        let ipk_path = build_ipk(&board, &spind, &s.join("work"), &s.join("out"), 1_700_000_000).unwrap();
         assert_eq!(
             ipk_path.file_name().unwrap().to_str().unwrap(),
-            format!(
-                "spind_{}-1_{}.ipk",
-                spind_version().unwrap(),
-                board.package_arch
-            )
+            format!("spind_{}-1_{}.ipk", spind_version().unwrap(), board.openwrt.package_arch)
         );
         verify_ipk(&board, &ipk_path, &s.join("inspect")).unwrap();
 
         let info = ipk::inspect(&ipk_path, &s.join("inspect2")).unwrap();
         let depends = &info.control["Depends"];
-        for dep in [
-            "libc",
-            "nftables",
-            "kmod-nft-core",
-            "kmod-nfnetlink-log",
-            "kmod-nf-conntrack-netlink",
-        ] {
+        for dep in ["libc", "nftables", "kmod-nft-core", "kmod-nfnetlink-log", "kmod-nf-conntrack-netlink"] {
             assert!(depends.split(", ").any(|d| d == dep), "{depends}");
         }
         // Field order as OpenWrt writes it: Package first, Description last.
@@ -164,15 +127,11 @@ fn package_structure() {
         assert!(uci.contains("config spind 'spind'"));
 
         // A wrong-architecture binary is refused.
-        let other = OpenwrtBoard::load(if board.arch == Arch::Mips {
-            "glinet-mt3000"
-        } else {
-            "glinet-ar150"
-        })
-        .unwrap();
+        let other =
+            OpenWrtBoard::load(if board.arch == OpenWrtArch::Mips { "glinet-mt3000" } else { "glinet-ar150" }).unwrap();
         let wrong = fake_spind(&other, &s.join("work"));
         let bad = build_ipk(&board, &wrong, &s.join("work2"), &s.join("out2"), 1).unwrap();
-        let err = verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err();
+        let err = format!("{:#}", verify_ipk(&board, &bad, &s.join("inspect3")).unwrap_err());
         assert!(err.contains("is not a"), "{err}");
         std::fs::remove_dir_all(&s).ok();
     }
@@ -180,7 +139,7 @@ fn package_structure() {
 
 #[test]
 fn package_is_reproducible() {
-    let board = OpenwrtBoard::load("glinet-mt3000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt3000").unwrap();
     let s = scratch("repro");
     let spind = fake_spind(&board, &s);
     let a = build_ipk(&board, &spind, &s.join("w1"), &s.join("o1"), 1_700_000_000).unwrap();
@@ -202,8 +161,8 @@ fn shell_scripts_parse() {
         let p = dir.join(f);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{f} is not executable in git");
-        let st = Command::new("sh").arg("-n").arg(&p).status().unwrap();
-        assert!(st.success(), "sh -n {f}");
+        let sh = sh();
+        assert!(cmd!(sh, "sh -n {p}").succeeds().unwrap(), "sh -n {f}");
     }
     let fw = std::fs::read_to_string(dir.join("package/etc/uci-defaults/90-spind")).unwrap();
     for want in [
@@ -230,17 +189,10 @@ fn overlay_contents() {
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(text.contains("hostname='valibox'") && text.contains("dnssec='1'"));
     // Only first-boot scripts: the package brings everything else.
-    let listing = Command::new("find")
-        .arg(".")
-        .arg("-type")
-        .arg("f")
-        .current_dir(&files)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&listing.stdout).trim(),
-        "./etc/uci-defaults/95-valibox"
-    );
+    let sh = sh();
+    sh.change_dir(&files);
+    let listing = cmd!(sh, "find . -type f").read().unwrap();
+    assert_eq!(listing.trim(), "./etc/uci-defaults/95-valibox");
     std::fs::remove_dir_all(&s).ok();
 }
 
@@ -252,10 +204,7 @@ fn spind_conf_like_the_init_script() {
         "log_loglevel = 7\npubsub_channel_traffic = SPIN/traffic\nspinweb_interfaces = 127.0.0.1,192.168.8.1\npubsub_host = 192.168.8.1\n"
     );
     let set = "config spind 'spind'\n\toption spinweb_interfaces '10.0.0.1'\n\toption pubsub_host '127.0.0.1'\n";
-    assert_eq!(
-        spind_conf_from_uci(set, "192.168.1.1"),
-        "spinweb_interfaces = 10.0.0.1\npubsub_host = 127.0.0.1\n"
-    );
+    assert_eq!(spind_conf_from_uci(set, "192.168.1.1"), "spinweb_interfaces = 10.0.0.1\npubsub_host = 127.0.0.1\n");
 }
 
 /// A fake ImageBuilder: its Makefile records the variables it was called with and writes a
@@ -278,29 +227,23 @@ fn fake_imagebuilder(dir: &Path, config: Option<&str>) {
 
 #[test]
 fn imagebuilder_invocation_with_a_fake_imagebuilder() {
-    if !have("make") {
+    if !runner::host::have("make") {
         eprintln!("SKIPPED: no make on this host");
         return;
     }
-    let board = OpenwrtBoard::load("glinet-mt3000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt3000").unwrap();
     let s = scratch("ib");
     let ib = s.join("ib");
-    fake_imagebuilder(
-        &ib,
-        Some("CONFIG_TARGET_mediatek=y\nCONFIG_TARGET_mediatek_filogic=y\n"),
-    );
+    fake_imagebuilder(&ib, Some("CONFIG_TARGET_mediatek=y\nCONFIG_TARGET_mediatek_filogic=y\n"));
     let ipk = s.join("spind_0.1.0-1_aarch64_cortex-a53.ipk");
     std::fs::write(&ipk, "ipk").unwrap();
     let files = s.join("files");
     std::fs::create_dir_all(files.join("etc")).unwrap();
     let bin = s.join("bin");
 
-    let cmd = imagebuilder_command(&board, &ib, &ipk, &files, &bin);
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(cmd.get_program(), "make");
+    let sh = sh();
+    let (program, args) = imagebuilder_command(&sh, &board, &ib, &ipk, &files, &bin).into_argv();
+    assert_eq!(program, "make");
     assert_eq!(
         args,
         [
@@ -315,12 +258,9 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         ]
     );
 
-    let opts = ImageOptions {
-        imagebuilder: Some(ib.clone()),
-        ..Default::default()
-    };
+    let opts = Options { imagebuilder: Some(ib.clone()), ..Default::default() };
     let dir = resolve_imagebuilder(&board, &opts).unwrap().unwrap();
-    let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    let images = run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     let recorded = std::fs::read_to_string(ib.join("invocation.txt")).unwrap();
     assert_eq!(
         recorded,
@@ -332,97 +272,67 @@ fn imagebuilder_invocation_with_a_fake_imagebuilder() {
         )
     );
     assert_eq!(images.len(), 2);
-    let sysupgrade = images
-        .iter()
-        .find(|a| a.what.contains("sysupgrade"))
-        .expect("a sysupgrade image");
+    let sysupgrade = images.iter().find(|a| a.what.contains("sysupgrade")).expect("a sysupgrade image");
     assert!(
-        sysupgrade
-            .path
-            .to_string_lossy()
-            .ends_with("valibox-t-s-glinet_gl-mt3000-squashfs-sysupgrade.bin"),
+        sysupgrade.path.to_string_lossy().ends_with("valibox-t-s-glinet_gl-mt3000-squashfs-sysupgrade.bin"),
         "{images:?}"
     );
 
     // Unchanged inputs: make is not run again.
     std::fs::remove_file(ib.join("invocation.txt")).unwrap();
-    run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     assert!(!ib.join("invocation.txt").exists());
+    // Unless the root file system is to be refreshed (--refresh-rootfs): make runs again.
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, true).unwrap();
+    assert!(ib.join("invocation.txt").exists());
+    std::fs::remove_file(ib.join("invocation.txt")).unwrap();
     // A changed overlay runs it again.
     std::fs::write(files.join("etc/new"), "x").unwrap();
-    run_imagebuilder(&board, &dir, &ipk, &files, &bin).unwrap();
+    run_imagebuilder(&board, &dir, &ipk, &files, &bin, false).unwrap();
     assert!(ib.join("invocation.txt").exists());
 
     // An ImageBuilder for another target is refused.
     let other = s.join("ib-ath79");
-    fake_imagebuilder(
-        &other,
-        Some("CONFIG_TARGET_ath79=y\nCONFIG_TARGET_ath79_generic=y\n"),
-    );
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(other),
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    fake_imagebuilder(&other, Some("CONFIG_TARGET_ath79=y\nCONFIG_TARGET_ath79_generic=y\n"));
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(other), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not for mediatek/filogic"), "{err}");
     // A directory that is no ImageBuilder is refused.
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(files.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(files.clone()), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no Makefile"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
 
 #[test]
 fn a_tarball_with_the_pinned_name_must_match_the_pinned_sha256() {
-    let board = OpenwrtBoard::load("glinet-ar150").unwrap();
+    let board = OpenWrtBoard::load("glinet-ar150").unwrap();
     let s = scratch("sha");
     let fake = s.join(board.imagebuilder_file());
     std::fs::write(&fake, "not the real ImageBuilder").unwrap();
-    let err = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            imagebuilder: Some(fake),
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let err = resolve_imagebuilder(&board, &Options { imagebuilder: Some(fake), ..Default::default() })
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not match the pinned 5cf5b6e2"), "{err}");
     std::fs::remove_dir_all(&s).ok();
 }
 
 #[test]
 fn no_download_without_a_pinned_sha256() {
-    let mut board = OpenwrtBoard::load("glinet-ar150").unwrap();
-    board.imagebuilder_sha256 = None;
-    board.imagebuilder_url = board.imagebuilder_url.replace("24.10.7", "0.0.0-test");
-    let why = resolve_imagebuilder(&board, &ImageOptions::default())
-        .unwrap()
-        .unwrap_err();
+    let mut board = OpenWrtBoard::load("glinet-ar150").unwrap();
+    board.openwrt.imagebuilder_sha256 = None;
+    board.openwrt.imagebuilder_url = board.openwrt.imagebuilder_url.replace("24.10.7", "0.0.0-test");
+    let why = resolve_imagebuilder(&board, &Options::default()).unwrap().unwrap_err();
     assert!(why.contains("pins no verified sha256"), "{why}");
-    let offline = resolve_imagebuilder(
-        &board,
-        &ImageOptions {
-            offline: true,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .unwrap_err();
+    let offline = resolve_imagebuilder(&board, &Options { offline: true, ..Default::default() }).unwrap().unwrap_err();
     assert!(offline.contains("--offline"), "{offline}");
 }
 
 #[test]
 fn missing_imagebuilder_message() {
-    let board = OpenwrtBoard::load("glinet-mt6000").unwrap();
+    let board = OpenWrtBoard::load("glinet-mt6000").unwrap();
     let m = missing_message(&board, "--offline, and none given with --imagebuilder");
     for want in [
         "glinet-mt6000: built spind, the .ipk and the FILES overlay, but NOT the sysupgrade image",
@@ -475,7 +385,8 @@ start_service
         init = s.join("spind.init").display(),
         params = params.display()
     );
-    let out = Command::new("sh").arg("-c").arg(&harness).output().unwrap();
+    let sh = sh();
+    let out = cmd!(sh, "sh -c {harness}").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     let written = std::fs::read_to_string(&conf).unwrap();

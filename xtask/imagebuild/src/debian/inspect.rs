@@ -4,14 +4,25 @@
 //! VMDK header), the compressed outputs, and that assembling the disk again from the same root
 //! tar gives the same bytes.
 
+use anyhow::{anyhow, Result};
+use runner::host::sha256_file;
+use runner::{cmd, Stream};
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use super::{layout, sfdisk_script, Ctx};
+use crate::board::{Bootloader, DebianArch, DebianBoard, DebianOutput, Table};
+use crate::build::{Built, Detail};
+use crate::stage::{file_name, fixed_uuid, mkdirs, Stage};
 
-use super::debian::{self, layout, sfdisk_script};
-use super::{file_name, fixed_uuid, mkdirs, output, sha256_file, Board, Built, Ctx, Stage};
+/// The raw disk and the root tar of a Debian build.
+fn disk_of(built: &Built) -> Result<(&Path, &Path)> {
+    match &built.detail {
+        Detail::Debian { disk, root_tar } => Ok((disk, root_tar)),
+        Detail::OpenWrt { .. } => Err(anyhow!("{} was not built as a Debian image", built.board)),
+    }
+}
 
 /// Collects failed checks so one run reports all of them.
 #[derive(Default)]
@@ -28,12 +39,12 @@ impl Report {
             self.failures.push(what.into());
         }
     }
-    fn result(self, what: &str) -> Result<(), String> {
+    fn result(self, what: &str) -> Result<()> {
         if self.failures.is_empty() {
             eprintln!("xtask image: {what}: {} checks passed", self.passed);
             Ok(())
         } else {
-            Err(format!(
+            Err(anyhow!(
                 "{what}: {} of {} checks failed:\n  - {}",
                 self.failures.len(),
                 self.failures.len() + self.passed,
@@ -43,45 +54,35 @@ impl Report {
     }
 }
 
-pub fn check_built(board: &Board, built: &Built) -> Result<(), String> {
+pub fn check_built(board: &DebianBoard, built: &Built) -> Result<()> {
     let mut r = Report::default();
+    let (disk, _) = disk_of(built)?;
     let work = built.out_dir.parent().unwrap().join("inspect.tmp");
     let _ = fs::remove_dir_all(&work);
     mkdirs(&work)?;
-    check_partitions(board, &built.disk, &mut r)?;
-    check_boot_partition(board, &built.disk, &mut r)?;
-    check_root_fs(board, &built.disk, &work, &mut r)?;
+    check_partitions(board, disk, &mut r)?;
+    check_boot_partition(board, disk, &mut r)?;
+    check_root_fs(board, disk, &work, &mut r)?;
     check_outputs(board, built, &work, &mut r)?;
     let _ = fs::remove_dir_all(&work);
-    r.result(&format!("inspection of {}", file_name(&built.disk)))
+    r.result(&format!("inspection of {}", file_name(disk)))
 }
 
 /// `sfdisk -d`: the table type, disk id, and each partition's start, size, type, uuid, name.
-fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String> {
-    let mut c = Command::new("sfdisk");
-    c.arg("-d").arg(disk);
-    let dump = output(c)?;
+fn check_partitions(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<()> {
+    let sh = crate::paths::shell()?;
+    let dump = cmd!(sh, "sfdisk -d {disk}").read()?;
     let l = layout(b);
     let want = sfdisk_script(b);
-    let gpt = b.disk().table == "gpt";
+    let gpt = b.disk.table == Table::Gpt;
     r.check(
         dump.contains(if gpt { "label: gpt" } else { "label: dos" }),
-        format!("partition table is {}: {dump}", b.disk().table),
+        format!("partition table is {}: {dump}", b.disk.table),
     );
-    let id_line = want
-        .lines()
-        .find(|l| l.starts_with("label-id:"))
-        .unwrap()
-        .to_string();
-    r.check(
-        dump.lines().any(|l| l.eq_ignore_ascii_case(&id_line)),
-        format!("disk id {id_line:?} in sfdisk -d"),
-    );
+    let id_line = want.lines().find(|l| l.starts_with("label-id:")).unwrap().to_string();
+    r.check(dump.lines().any(|l| l.eq_ignore_ascii_case(&id_line)), format!("disk id {id_line:?} in sfdisk -d"));
     let parts: Vec<&str> = dump.lines().filter(|l| l.contains(" : start=")).collect();
-    r.check(
-        parts.len() == 2,
-        format!("two partitions (found {})", parts.len()),
-    );
+    r.check(parts.len() == 2, format!("two partitions (found {})", parts.len()));
     if parts.len() != 2 {
         return Ok(());
     }
@@ -103,21 +104,15 @@ fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String
             field(p, "start") == starts[i].to_string(),
             format!("partition {} starts at sector {}: {p}", i + 1, starts[i]),
         );
-        r.check(
-            field(p, "size") == sizes[i].to_string(),
-            format!("partition {} has {} sectors: {p}", i + 1, sizes[i]),
-        );
-        let label = &b.disk().partitions[i].label;
+        r.check(field(p, "size") == sizes[i].to_string(), format!("partition {} has {} sectors: {p}", i + 1, sizes[i]));
+        let label = &b.disk.partitions[i].label;
         if gpt {
             let purpose = if i == 0 { "part-boot" } else { "part-root" };
             r.check(
                 field(p, "uuid").eq_ignore_ascii_case(&fixed_uuid(&b.name, purpose)),
                 format!("partition {} uuid is the fixed one: {p}", i + 1),
             );
-            r.check(
-                field(p, "name") == *label,
-                format!("partition {} is named {label}: {p}", i + 1),
-            );
+            r.check(field(p, "name") == *label, format!("partition {} is named {label}: {p}", i + 1));
         }
     }
     if gpt {
@@ -131,61 +126,39 @@ fn check_partitions(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String
         );
         // gptmbr.bin in the protective MBR's boot code.
         let head = read_bytes(disk, 0, 512)?;
-        r.check(
-            head[..440].iter().any(|&x| x != 0),
-            "BIOS boot code (gptmbr.bin) in the first 440 bytes",
-        );
-        r.check(
-            head[510] == 0x55 && head[511] == 0xaa,
-            "MBR signature 55 aa",
-        );
+        r.check(head[..440].iter().any(|&x| x != 0), "BIOS boot code (gptmbr.bin) in the first 440 bytes");
+        r.check(head[510] == 0x55 && head[511] == 0xaa, "MBR signature 55 aa");
     } else {
-        r.check(
-            field(parts[0], "type") == "c",
-            format!("partition 1 is FAT32 LBA (type c): {}", parts[0]),
-        );
-        r.check(
-            field(parts[1], "type") == "83",
-            format!("partition 2 is Linux (type 83): {}", parts[1]),
-        );
+        r.check(field(parts[0], "type") == "c", format!("partition 1 is FAT32 LBA (type c): {}", parts[0]));
+        r.check(field(parts[1], "type") == "83", format!("partition 2 is Linux (type 83): {}", parts[1]));
     }
     Ok(())
 }
 
-fn read_bytes(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+fn read_bytes(p: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = fs::File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let mut f = fs::File::open(p).map_err(|e| anyhow!("cannot open {}: {e}", p.display()))?;
+    f.seek(SeekFrom::Start(offset))?;
     let mut v = vec![0u8; len];
-    f.read_exact(&mut v).map_err(|e| e.to_string())?;
+    f.read_exact(&mut v)?;
     Ok(v)
 }
 
-fn mtools(program: &str, disk: &Path, offset: u64, args: &[&str]) -> Result<String, String> {
-    let mut c = Command::new(program);
-    c.arg("-i")
-        .arg(format!("{}@@{offset}", disk.display()))
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1");
-    output(c)
+fn mtools(program: &str, disk: &Path, offset: u64, args: &[&str]) -> Result<String> {
+    let sh = crate::paths::shell()?;
+    let image_at = format!("{}@@{offset}", disk.display());
+    Ok(cmd!(sh, "{program} -i {image_at} {args...}").env("MTOOLS_SKIP_CHECK", "1").read()?)
 }
 
 /// The FAT boot partition: label, volume id, the boot files, the kernel command line.
-fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), String> {
+fn check_boot_partition(b: &DebianBoard, disk: &Path, r: &mut Report) -> Result<()> {
     let off = layout(b).boot_start * 512;
     let label = mtools("mlabel", disk, off, &["-s", "::"]).unwrap_or_default();
-    r.check(
-        label.contains(&b.boot_part().label),
-        format!("boot partition label {}: {label:?}", b.boot_part().label),
-    );
+    r.check(label.contains(&b.boot_part().label), format!("boot partition label {}: {label:?}", b.boot_part().label));
     let listing = mtools("mdir", disk, off, &["-/", "-b", "-a", "::"])?;
-    let has = |p: &str| {
-        listing
-            .lines()
-            .any(|l| l.trim().eq_ignore_ascii_case(&format!("::{p}")))
-    };
-    let cmdline = debian::cmdline(b);
-    if b.disk().bootloader == "syslinux+systemd-boot" {
+    let has = |p: &str| listing.lines().any(|l| l.trim().eq_ignore_ascii_case(&format!("::{p}")));
+    let cmdline = super::cmdline(b);
+    if b.disk.bootloader == Bootloader::SyslinuxSystemdBoot {
         for f in [
             "/EFI/BOOT/BOOTX64.EFI",
             "/loader/loader.conf",
@@ -198,30 +171,21 @@ fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), St
         ] {
             r.check(has(f), format!("boot partition has {f}"));
         }
-        let efi = Command::new("mtype")
-            .arg("-i")
-            .arg(format!("{}@@{off}", disk.display()))
-            .arg("::/EFI/BOOT/BOOTX64.EFI")
+        let (sh, image_at) = (crate::paths::shell()?, format!("{}@@{off}", disk.display()));
+        let efi = cmd!(sh, "mtype -i {image_at} ::/EFI/BOOT/BOOTX64.EFI")
             .env("MTOOLS_SKIP_CHECK", "1")
             .output()
             .map(|o| o.stdout)
             .unwrap_or_default();
         r.check(efi.starts_with(b"MZ"), "BOOTX64.EFI is a PE executable");
-        let entry =
-            mtools("mtype", disk, off, &["::/loader/entries/spin.conf"]).unwrap_or_default();
+        let entry = mtools("mtype", disk, off, &["::/loader/entries/spin.conf"]).unwrap_or_default();
         r.check(
             entry.contains(&format!("options {cmdline}")),
             format!("systemd-boot entry has the command line {cmdline:?}: {entry:?}"),
         );
         let sys = mtools("mtype", disk, off, &["::/syslinux/syslinux.cfg"]).unwrap_or_default();
-        r.check(
-            sys.contains(&format!("APPEND {cmdline}")),
-            "syslinux.cfg has the command line",
-        );
-        r.check(
-            sys.contains("SERIAL 0 115200"),
-            "syslinux talks on the serial port",
-        );
+        r.check(sys.contains(&format!("APPEND {cmdline}")), "syslinux.cfg has the command line");
+        r.check(sys.contains("SERIAL 0 115200"), "syslinux talks on the serial port");
     } else {
         for f in [
             "/cmdline.txt",
@@ -234,61 +198,35 @@ fn check_boot_partition(b: &Board, disk: &Path, r: &mut Report) -> Result<(), St
         ] {
             r.check(has(f), format!("boot partition has {f}"));
         }
-        r.check(
-            listing.lines().any(|l| l.contains("::/vmlinuz-")),
-            "boot partition has the kernel (vmlinuz-*)",
-        );
-        r.check(
-            listing.lines().any(|l| l.contains("::/initrd.img-")),
-            "boot partition has the initrd (initrd.img-*)",
-        );
+        r.check(listing.lines().any(|l| l.contains("::/vmlinuz-")), "boot partition has the kernel (vmlinuz-*)");
+        r.check(listing.lines().any(|l| l.contains("::/initrd.img-")), "boot partition has the initrd (initrd.img-*)");
         let c = mtools("mtype", disk, off, &["::/cmdline.txt"]).unwrap_or_default();
-        r.check(
-            c.trim() == cmdline,
-            format!("cmdline.txt is {cmdline:?}: {c:?}"),
-        );
+        r.check(c.trim() == cmdline, format!("cmdline.txt is {cmdline:?}: {c:?}"));
         let cfg = mtools("mtype", disk, off, &["::/config.txt"]).unwrap_or_default();
         r.check(cfg.contains("arm_64bit=1"), "config.txt boots 64-bit");
     }
     Ok(())
 }
 
-fn debugfs(dev: &str, request: &str) -> Result<String, String> {
-    let mut c = Command::new("debugfs");
-    c.args(["-R", request, dev]);
-    output(c)
+fn debugfs(dev: &str, request: &str) -> Result<String> {
+    let sh = crate::paths::shell()?;
+    Ok(cmd!(sh, "debugfs -R {request} {dev}").read()?)
 }
 
 /// The ext4 root: label, UUID, the router's files, spind's architecture, no per-device secrets.
-fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<(), String> {
+fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> Result<()> {
     let dev = format!("{}?offset={}", disk.display(), layout(b).root_start * 512);
     // debugfs understands FILE?offset=N (dumpe2fs does not).
     let sb = debugfs(&dev, "stats")?;
-    let sb_field = |k: &str| {
-        sb.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
-            .unwrap_or_default()
-    };
-    r.check(
-        sb_field("Filesystem volume name:") == b.root_part().label,
-        format!("root label {}", b.root_part().label),
-    );
-    r.check(
-        sb_field("Filesystem UUID:") == fixed_uuid(&b.name, "fs-root"),
-        "root file system UUID is the fixed one",
-    );
-    let mut c = Command::new("e2fsck");
-    c.args(["-f", "-n"]).arg(&dev);
-    let fsck = c.output().map_err(|e| e.to_string())?;
+    let sb_field =
+        |k: &str| sb.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string())).unwrap_or_default();
+    r.check(sb_field("Filesystem volume name:") == b.root_part().label, format!("root label {}", b.root_part().label));
+    r.check(sb_field("Filesystem UUID:") == fixed_uuid(&b.name, "fs-root"), "root file system UUID is the fixed one");
+    let sh = crate::paths::shell()?;
+    let fsck = cmd!(sh, "e2fsck -f -n {dev}").output()?;
     r.check(
         fsck.status.success(),
-        format!(
-            "e2fsck -fn is clean: {}",
-            String::from_utf8_lossy(&fsck.stdout)
-                .lines()
-                .last()
-                .unwrap_or("")
-        ),
+        format!("e2fsck -fn is clean: {}", String::from_utf8_lossy(&fsck.stdout).lines().last().unwrap_or("")),
     );
 
     let cat = |p: &str| debugfs(&dev, &format!("cat {p}")).unwrap_or_default();
@@ -311,10 +249,7 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
         "/usr/sbin/dnsmasq",
         "/usr/sbin/sshd",
     ] {
-        r.check(
-            stat(f).contains("Type: regular"),
-            format!("root file system has {f}"),
-        );
+        r.check(stat(f).contains("Type: regular"), format!("root file system has {f}"));
     }
     for l in [
         "multi-user.target.wants/spind.service",
@@ -323,36 +258,24 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
         "sysinit.target.wants/nftables.service",
         "multi-user.target.wants/systemd-networkd.service",
     ] {
-        r.check(
-            stat(&format!("/etc/systemd/system/{l}")).contains("Type: symlink"),
-            format!("enabled: {l}"),
-        );
+        r.check(stat(&format!("/etc/systemd/system/{l}")).contains("Type: symlink"), format!("enabled: {l}"));
     }
     // spind: executable, owned by root, for the board's CPU.
     let spind_stat = stat("/usr/sbin/spind");
     r.check(
         spind_stat.contains("Mode:  0755") && spind_stat.contains("User:     0"),
-        format!(
-            "spind is 0755 root: {}",
-            spind_stat.lines().take(3).collect::<Vec<_>>().join(" | ")
-        ),
+        format!("spind is 0755 root: {}", spind_stat.lines().take(3).collect::<Vec<_>>().join(" | ")),
     );
     let bin = work.join("spind");
     let _ = debugfs(&dev, &format!("dump /usr/sbin/spind {}", bin.display()));
     let elf = fs::read(&bin).unwrap_or_default();
-    let machine = if elf.len() > 20 && elf.starts_with(b"\x7fELF") {
-        u16::from_le_bytes([elf[18], elf[19]])
-    } else {
-        0
+    let machine =
+        if elf.len() > 20 && elf.starts_with(b"\x7fELF") { u16::from_le_bytes([elf[18], elf[19]]) } else { 0 };
+    let want = match b.arch {
+        DebianArch::Amd64 => crate::elf::EM_X86_64,
+        DebianArch::Arm64 => crate::elf::EM_AARCH64,
     };
-    let want = if b.arch == "amd64" { 62 } else { 183 };
-    r.check(
-        machine == want,
-        format!(
-            "spind is an ELF for {} (e_machine {want}, found {machine})",
-            b.arch
-        ),
-    );
+    r.check(machine == want, format!("spind is an ELF for {} (e_machine {want}, found {machine})", b.arch));
     r.check(elf.len() > 4 && elf[4] == 2, "spind is a 64-bit ELF");
 
     let svc = cat("/etc/systemd/system/spind.service");
@@ -369,63 +292,36 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
     );
     let nft = cat("/etc/nftables.conf");
     r.check(
-        nft.contains("table inet filter")
-            && nft.contains("table ip nat")
-            && nft.contains("masquerade"),
+        nft.contains("table inet filter") && nft.contains("table ip nat") && nft.contains("masquerade"),
         "nftables.conf has the filter and NAT tables",
     );
-    let rules: Vec<&str> = nft
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .collect();
+    let rules: Vec<&str> = nft.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
     r.check(
-        !rules
-            .iter()
-            .any(|l| l.contains("flush ruleset") || l.contains("table inet spin")),
+        !rules.iter().any(|l| l.contains("flush ruleset") || l.contains("table inet spin")),
         "nftables.conf leaves spind's table alone (no flush ruleset)",
     );
     r.check(
         nft.contains(&format!("iifname \"{}\" drop", b.network.wan)),
         "nftables.conf drops the rest of the WAN's input",
     );
-    r.check(
-        nft.contains("13026, 1883, 1884"),
-        "nftables.conf opens spind's ports on the LAN",
-    );
-    r.check(
-        !nft.contains('@'),
-        "nftables.conf has no unfilled template variables",
-    );
+    r.check(nft.contains("13026, 1883, 1884"), "nftables.conf opens spind's ports on the LAN");
+    r.check(!nft.contains('@'), "nftables.conf has no unfilled template variables");
     let wan = cat("/etc/systemd/network/10-wan.network");
-    r.check(
-        wan.contains(&format!("Name={}", b.network.wan)),
-        "WAN network file matches the board's WAN",
-    );
+    r.check(wan.contains(&format!("Name={}", b.network.wan)), "WAN network file matches the board's WAN");
     let ready = cat("/usr/lib/spin/ready");
-    r.check(
-        ready.contains("SPIN-ROUTER-READY"),
-        "the ready unit prints SPIN-ROUTER-READY",
-    );
+    r.check(ready.contains("SPIN-ROUTER-READY"), "the ready unit prints SPIN-ROUTER-READY");
     let fstab = cat("/etc/fstab");
     r.check(
         fstab.contains(&b.root_part().label) || fstab.contains(&fixed_uuid(&b.name, "part-root")),
         "fstab mounts the root partition",
     );
     // Nothing per-device in the image.
-    r.check(
-        cat("/etc/machine-id").trim() == "uninitialized",
-        "machine-id is 'uninitialized' (set at first boot)",
-    );
+    r.check(cat("/etc/machine-id").trim() == "uninitialized", "machine-id is 'uninitialized' (set at first boot)");
     let ssh = debugfs(&dev, "ls -l /etc/ssh").unwrap_or_default();
     r.check(!ssh.contains("ssh_host_"), "no SSH host keys in the image");
     let shadow = cat("/etc/shadow");
-    let root_pw = shadow
-        .lines()
-        .find(|l| l.starts_with("root:"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("?")
-        .to_string();
+    let root_pw =
+        shadow.lines().find(|l| l.starts_with("root:")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").to_string();
     r.check(
         root_pw == "*" || root_pw.starts_with('!'),
         format!("root has no password in the image (found {root_pw:?})"),
@@ -437,13 +333,9 @@ fn check_root_fs(b: &Board, disk: &Path, work: &Path, r: &mut Report) -> Result<
 }
 
 /// The sha256 of what `xz -d` makes of `xz`.
-fn xz_content_sha256(xz: &Path) -> Result<String, String> {
-    let mut child = Command::new("xz")
-        .args(["-dc", "-T0"])
-        .arg(xz)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run xz: {e}"))?;
+fn xz_content_sha256(xz: &Path) -> Result<String> {
+    let sh = crate::paths::shell()?;
+    let mut child = cmd!(sh, "xz -dc -T0 {xz}").spawn(Stream::Piped, Stream::Inherit)?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -451,137 +343,89 @@ fn xz_content_sha256(xz: &Path) -> Result<String, String> {
         match std::io::Read::read(&mut stdout, &mut buf) {
             Ok(0) => break,
             Ok(n) => h.update(&buf[..n]),
-            Err(e) => return Err(format!("reading xz -d {}: {e}", xz.display())),
+            Err(e) => return Err(anyhow!("reading xz -d {}: {e}", xz.display())),
         }
     }
-    let st = child.wait().map_err(|e| e.to_string())?;
+    let st = child.wait()?;
     if !st.success() {
-        return Err(format!("xz -d {} failed ({st})", xz.display()));
+        return Err(anyhow!("xz -d {} failed ({st})", xz.display()));
     }
-    Ok(super::hex(&h.finalize()))
+    Ok(runner::host::hex(&h.finalize()))
 }
 
 /// Compressed image, qcow2 and OVA.
-fn check_outputs(b: &Board, built: &Built, work: &Path, r: &mut Report) -> Result<(), String> {
+fn check_outputs(b: &DebianBoard, built: &Built, work: &Path, r: &mut Report) -> Result<()> {
     let base = format!("spin-{}", b.name);
     let out = &built.out_dir;
-    let raw_size = fs::metadata(&built.disk).map_err(|e| e.to_string())?.len();
-    if b.outputs.iter().any(|o| o == "img.xz") {
+    let (disk, _) = disk_of(built)?;
+    let raw_size = fs::metadata(disk)?.len();
+    let sh = crate::paths::shell()?;
+    if b.outputs.contains(&DebianOutput::ImgXz) {
         let xz = out.join(format!("{base}.img.xz"));
         let sum = fs::read_to_string(out.join(format!("{base}.img.xz.sha256"))).unwrap_or_default();
         r.check(
             sum == format!("{}  {base}.img.xz\n", sha256_file(&xz)?),
             ".img.xz.sha256 matches (sha256sum -c format)",
         );
-        let mut c = Command::new("xz");
-        c.args(["--robot", "--list"]).arg(&xz);
-        let list = output(c).unwrap_or_default();
-        let usize_ = list
-            .lines()
-            .find(|l| l.starts_with("totals"))
-            .and_then(|l| l.split('\t').nth(4))
-            .unwrap_or("");
-        r.check(
-            usize_ == raw_size.to_string(),
-            format!(".img.xz holds {raw_size} bytes (xz --list: {usize_})"),
-        );
+        let list = cmd!(sh, "xz --robot --list {xz}").read().unwrap_or_default();
+        let usize_ = list.lines().find(|l| l.starts_with("totals")).and_then(|l| l.split('\t').nth(4)).unwrap_or("");
+        r.check(usize_ == raw_size.to_string(), format!(".img.xz holds {raw_size} bytes (xz --list: {usize_})"));
         // The stream is assembled from cached blocks: it must give back the disk exactly.
-        let (unpacked, raw) = (xz_content_sha256(&xz)?, sha256_file(&built.disk)?);
-        r.check(
-            unpacked == raw,
-            format!(".img.xz decompresses (xz -d) to the raw disk (sha256 {unpacked} vs {raw})"),
-        );
+        let (unpacked, raw) = (xz_content_sha256(&xz)?, sha256_file(disk)?);
+        r.check(unpacked == raw, format!(".img.xz decompresses (xz -d) to the raw disk (sha256 {unpacked} vs {raw})"));
     }
-    if b.outputs.iter().any(|o| o == "qcow2") {
+    if b.outputs.contains(&DebianOutput::Qcow2) {
         let q = out.join(format!("{base}.qcow2"));
-        let mut c = Command::new("qemu-img");
-        c.args(["info", "--output=json"]).arg(&q);
-        let info = output(c).unwrap_or_default();
+        let info = cmd!(sh, "qemu-img info --output=json {q}").read().unwrap_or_default();
         r.check(
-            info.contains("\"format\": \"qcow2\"")
-                && info.contains(&format!("\"virtual-size\": {raw_size}")),
+            info.contains("\"format\": \"qcow2\"") && info.contains(&format!("\"virtual-size\": {raw_size}")),
             "qcow2 with the raw image's size",
         );
-        let mut c = Command::new("qemu-img");
-        c.args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
-            .arg(&built.disk)
-            .arg(&q);
         r.check(
-            c.status().map(|s| s.success()).unwrap_or(false),
+            cmd!(sh, "qemu-img compare -q -f raw -F qcow2 {disk} {q}").succeeds().unwrap_or(false),
             "qcow2 holds the same data as the raw image (qemu-img compare)",
         );
     }
-    if b.outputs.iter().any(|o| o == "ova") {
+    if b.outputs.contains(&DebianOutput::Ova) {
         check_ova(b, &out.join(format!("{base}.ova")), raw_size, work, r)?;
     }
     Ok(())
 }
 
-pub fn check_ova(
-    b: &Board,
-    ova: &Path,
-    raw_size: u64,
-    work: &Path,
-    r: &mut Report,
-) -> Result<(), String> {
-    let mut c = Command::new("tar");
-    c.arg("-tf").arg(ova);
-    let names: Vec<String> = output(c)?.lines().map(String::from).collect();
+pub fn check_ova(b: &DebianBoard, ova: &Path, raw_size: u64, work: &Path, r: &mut Report) -> Result<()> {
+    let sh = crate::paths::shell()?;
+    let names: Vec<String> = cmd!(sh, "tar -tf {ova}").read()?.lines().map(String::from).collect();
     let vmdk_name = super::ova::vmdk_name(&b.name);
-    let want = [
-        format!("spin-{}.ovf", b.name),
-        vmdk_name.clone(),
-        format!("spin-{}.mf", b.name),
-    ];
-    r.check(
-        names == want,
-        format!("OVA members in order {want:?}: {names:?}"),
-    );
+    let want = [format!("spin-{}.ovf", b.name), vmdk_name.clone(), format!("spin-{}.mf", b.name)];
+    r.check(names == want, format!("OVA members in order {want:?}: {names:?}"));
     let head = read_bytes(ova, 0, 512)?;
-    r.check(
-        &head[257..263] == b"ustar\0" && &head[263..265] == b"00",
-        "OVA is a POSIX ustar archive",
-    );
+    r.check(&head[257..263] == b"ustar\0" && &head[263..265] == b"00", "OVA is a POSIX ustar archive");
     let dir = work.join("ova");
     mkdirs(&dir)?;
-    let mut c = Command::new("tar");
-    c.arg("-xf").arg(ova).arg("-C").arg(&dir);
-    output(c)?;
+    cmd!(sh, "tar -xf {ova} -C {dir}").read()?;
     let ovf = fs::read_to_string(dir.join(&want[0])).unwrap_or_default();
     let vmdk = dir.join(&vmdk_name);
     let vmdk_size = fs::metadata(&vmdk).map(|m| m.len()).unwrap_or(0);
     r.check(
-        ovf.contains(&format!(
-            "ovf:href=\"{vmdk_name}\" ovf:size=\"{vmdk_size}\""
-        )),
+        ovf.contains(&format!("ovf:href=\"{vmdk_name}\" ovf:size=\"{vmdk_size}\"")),
         "OVF references the VMDK with its size",
     );
-    r.check(
-        ovf.contains(&format!("ovf:capacity=\"{raw_size}\"")),
-        "OVF disk capacity is the raw image size",
-    );
-    r.check(
-        ovf.contains("vmdk.html#streamOptimized"),
-        "OVF disk format is streamOptimized",
-    );
+    r.check(ovf.contains(&format!("ovf:capacity=\"{raw_size}\"")), "OVF disk capacity is the raw image size");
+    r.check(ovf.contains("vmdk.html#streamOptimized"), "OVF disk format is streamOptimized");
     let disk_uuid = fixed_uuid(&b.name, "vbox-disk");
     r.check(
         ovf.contains(&format!("vbox:uuid=\"{disk_uuid}\""))
             && ovf.contains(&format!("<Image uuid=\"{{{disk_uuid}}}\"/>")),
         "vbox:Machine attaches the DiskSection's disk (same uuid)",
     );
-    r.check(
-        ovf.contains("<Firmware type=\"EFI\"/>"),
-        "vbox:Machine boots with EFI firmware",
-    );
+    r.check(ovf.contains("<Firmware type=\"EFI\"/>"), "vbox:Machine boots with EFI firmware");
     r.check(
         ovf.contains("<rasd:Connection>NAT</rasd:Connection>")
             && ovf.contains("<rasd:Connection>spin-lan</rasd:Connection>"),
         "two NICs: NAT (WAN) and spin-lan (LAN)",
     );
     r.check(
-        ovf.find("<NAT/>") < ovf.find("<InternalNetwork name=\"spin-lan\"/>")
-            && ovf.contains("<NAT/>"),
+        ovf.find("<NAT/>") < ovf.find("<InternalNetwork name=\"spin-lan\"/>") && ovf.contains("<NAT/>"),
         "NIC 1 on NAT, NIC 2 on the internal network spin-lan",
     );
     r.check(
@@ -590,81 +434,48 @@ pub fn check_ova(
     );
     let mf = fs::read_to_string(dir.join(&want[2])).unwrap_or_default();
     for f in [&want[0], &vmdk_name] {
-        let mut c = Command::new("sha1sum");
-        c.arg(dir.join(f));
-        let sum = output(c)?
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        r.check(
-            mf.contains(&format!("SHA1 ({f}) = {sum}\n")),
-            format!("manifest has the SHA1 of {f}"),
-        );
+        let path = dir.join(f);
+        let sum = cmd!(sh, "sha1sum {path}").read()?.split_whitespace().next().unwrap_or("").to_string();
+        r.check(mf.contains(&format!("SHA1 ({f}) = {sum}\n")), format!("manifest has the SHA1 of {f}"));
     }
     let vh = read_bytes(&vmdk, 0, 1024).unwrap_or_default();
     r.check(
         vh.starts_with(b"KDMV") && u32::from_le_bytes([vh[4], vh[5], vh[6], vh[7]]) == 3,
         "VMDK header: magic KDMV, version 3",
     );
-    let desc =
-        String::from_utf8_lossy(&read_bytes(&vmdk, 512, 1024).unwrap_or_default()).into_owned();
-    r.check(
-        desc.contains("createType=\"streamOptimized\""),
-        "VMDK descriptor: createType streamOptimized",
-    );
+    let desc = String::from_utf8_lossy(&read_bytes(&vmdk, 512, 1024).unwrap_or_default()).into_owned();
+    r.check(desc.contains("createType=\"streamOptimized\""), "VMDK descriptor: createType streamOptimized");
     r.check(
         desc.contains(&format!("CID={}", &fixed_uuid(&b.name, "vmdk-cid")[..8])),
         "VMDK content id is the fixed one (reproducible)",
     );
-    let mut c = Command::new("qemu-img");
-    c.args(["info", "--output=json"]).arg(&vmdk);
-    let info = output(c).unwrap_or_default();
-    r.check(
-        info.contains(&format!("\"virtual-size\": {raw_size}")),
-        "VMDK virtual size is the raw image size",
-    );
+    let info = cmd!(sh, "qemu-img info --output=json {vmdk}").read().unwrap_or_default();
+    r.check(info.contains(&format!("\"virtual-size\": {raw_size}")), "VMDK virtual size is the raw image size");
     Ok(())
 }
 
 /// Assembles the disk a second time from the same cached root tar, in a scratch directory, and
 /// compares: the assembly stage must be bit-for-bit reproducible.
-pub fn check_reproducible(board: &Board, built: &Built) -> Result<(), String> {
+pub fn check_reproducible(board: &DebianBoard, built: &Built) -> Result<()> {
     let ctx = Ctx::new(board)?;
     let scratch: PathBuf = ctx.dir.join("repro.tmp");
     let _ = fs::remove_dir_all(&scratch);
     mkdirs(&scratch)?;
-    let root = Stage {
-        path: built.root_tar.clone(),
-        key: String::new(),
-        cached: true,
-    };
+    let (disk, root_tar) = disk_of(built)?;
+    let root = Stage { path: root_tar.to_path_buf(), key: String::new(), cached: true };
     // Same key material as the build (the key only names files; the content is what matters).
-    let again = debian::disk(
-        &ctx,
-        &Stage {
-            key: root_key_of(&built.root_tar),
-            ..root
-        },
-        &scratch,
-    )?;
-    let a = sha256_file(&built.disk)?;
+    let again = super::disk::build(&ctx, &Stage { key: root_key_of(root_tar), ..root }, &scratch)?;
+    let a = sha256_file(disk)?;
     let b = sha256_file(&again.path)?;
     let _ = fs::remove_dir_all(&scratch);
     if a == b {
         eprintln!("xtask image: disk assembly is reproducible (sha256 {a})");
         Ok(())
     } else {
-        Err(format!(
-            "disk assembly is not reproducible: {} has sha256 {a}, a second assembly {b}",
-            file_name(&built.disk)
-        ))
+        Err(anyhow!("disk assembly is not reproducible: {} has sha256 {a}, a second assembly {b}", file_name(disk)))
     }
 }
 
 fn root_key_of(root_tar: &Path) -> String {
-    file_name(root_tar)
-        .trim_start_matches("root-")
-        .trim_end_matches(".tar")
-        .to_string()
+    file_name(root_tar).trim_start_matches("root-").trim_end_matches(".tar").to_string()
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use anyhow::{anyhow, Context, Result};
+
 pub const EM_MIPS: u16 = 8;
 pub const EM_X86_64: u16 = 62;
 pub const EM_AARCH64: u16 = 183;
@@ -30,41 +32,33 @@ impl ElfInfo {
             "ELF {}-bit {}, {machine}, {}, {}",
             self.bits,
             if self.big_endian { "MSB" } else { "LSB" },
-            if self.is_static {
-                "statically linked"
-            } else {
-                "dynamically linked"
-            },
-            if self.stripped {
-                "stripped"
-            } else {
-                "not stripped"
-            }
+            if self.is_static { "statically linked" } else { "dynamically linked" },
+            if self.stripped { "stripped" } else { "not stripped" }
         )
     }
 }
 
-pub fn read(path: &Path) -> Result<ElfInfo, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read(path: &Path) -> Result<ElfInfo> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-pub fn parse(b: &[u8]) -> Result<ElfInfo, String> {
+pub fn parse(b: &[u8]) -> Result<ElfInfo> {
     if b.len() < 52 || &b[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
+        return Err(anyhow!("not an ELF file"));
     }
     let bits = match b[4] {
         1 => 32,
         2 => 64,
-        c => return Err(format!("bad ELF class {c}")),
+        c => return Err(anyhow!("bad ELF class {c}")),
     };
     let big_endian = match b[5] {
         1 => false,
         2 => true,
-        d => return Err(format!("bad ELF data encoding {d}")),
+        d => return Err(anyhow!("bad ELF data encoding {d}")),
     };
-    let get = |off: usize, len: usize| -> Result<u64, String> {
-        let s = b.get(off..off + len).ok_or("truncated ELF header")?;
+    let get = |off: usize, len: usize| -> Result<u64> {
+        let s = b.get(off..off + len).context("truncated ELF header")?;
         let mut v: u64 = 0;
         for i in 0..len {
             let byte = if big_endian { s[i] } else { s[len - 1 - i] };
@@ -75,23 +69,9 @@ pub fn parse(b: &[u8]) -> Result<ElfInfo, String> {
     let machine = get(18, 2)? as u16;
     // Offsets of e_phoff/e_shoff/... differ between 32- and 64-bit headers.
     let (phoff, shoff, phentsize, phnum, shentsize, shnum) = if bits == 64 {
-        (
-            get(32, 8)?,
-            get(40, 8)?,
-            get(54, 2)?,
-            get(56, 2)?,
-            get(58, 2)?,
-            get(60, 2)?,
-        )
+        (get(32, 8)?, get(40, 8)?, get(54, 2)?, get(56, 2)?, get(58, 2)?, get(60, 2)?)
     } else {
-        (
-            get(28, 4)?,
-            get(32, 4)?,
-            get(42, 2)?,
-            get(44, 2)?,
-            get(46, 2)?,
-            get(48, 2)?,
-        )
+        (get(28, 4)?, get(32, 4)?, get(42, 2)?, get(44, 2)?, get(46, 2)?, get(48, 2)?)
     };
     let mut is_static = true;
     for i in 0..phnum {
@@ -107,13 +87,7 @@ pub fn parse(b: &[u8]) -> Result<ElfInfo, String> {
             stripped = false; // SHT_SYMTAB
         }
     }
-    Ok(ElfInfo {
-        bits,
-        big_endian,
-        machine,
-        is_static,
-        stripped,
-    })
+    Ok(ElfInfo { bits, big_endian, machine, is_static, stripped })
 }
 
 #[cfg(test)]
@@ -161,19 +135,10 @@ mod tests {
     #[test]
     fn header_fields() {
         let e = parse(&fake_elf(64, false, EM_AARCH64, 1, 3)).unwrap();
-        assert_eq!(
-            (e.bits, e.big_endian, e.machine, e.is_static, e.stripped),
-            (64, false, 183, true, true)
-        );
+        assert_eq!((e.bits, e.big_endian, e.machine, e.is_static, e.stripped), (64, false, 183, true, true));
         let e = parse(&fake_elf(32, true, EM_MIPS, 3, 2)).unwrap();
-        assert_eq!(
-            (e.bits, e.big_endian, e.machine, e.is_static, e.stripped),
-            (32, true, 8, false, false)
-        );
-        assert_eq!(
-            e.describe(),
-            "ELF 32-bit MSB, MIPS, dynamically linked, not stripped"
-        );
+        assert_eq!((e.bits, e.big_endian, e.machine, e.is_static, e.stripped), (32, true, 8, false, false));
+        assert_eq!(e.describe(), "ELF 32-bit MSB, MIPS, dynamically linked, not stripped");
         assert!(parse(b"#!/bin/sh\n").is_err());
     }
 

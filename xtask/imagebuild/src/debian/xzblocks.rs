@@ -14,12 +14,14 @@
 use std::fs::{self, File};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+use anyhow::{anyhow, Context, Result};
+use runner::host::hex;
+use runner::{cmd, Stdin, Stream};
 use sha2::{Digest, Sha256};
 
-use super::{hex, mkdirs};
+use crate::stage::mkdirs;
 
 const HEADER_MAGIC: &[u8; 6] = b"\xfd7zXZ\0";
 const FOOTER_MAGIC: &[u8; 2] = b"YZ";
@@ -59,12 +61,10 @@ pub fn compress(
     cache: &Path,
     settings: &XzSettings,
     on_chunk: &(dyn Fn(usize, usize) + Sync),
-) -> Result<XzStats, String> {
+) -> Result<XzStats> {
     let cache = cache.join(format!("xz{}-{}", settings.preset, settings.block_size));
     mkdirs(&cache)?;
-    let len = fs::metadata(input)
-        .map_err(|e| format!("cannot read {}: {e}", input.display()))?
-        .len();
+    let len = fs::metadata(input).map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?.len();
     let chunks = len.div_ceil(settings.block_size).max(1) as usize;
 
     // Hash the chunks; compress the ones not in the cache, one xz per core.
@@ -72,11 +72,8 @@ pub fn compress(
     let next = Mutex::new(0usize);
     let compressed = Mutex::new(0usize);
     let done = Mutex::new(0usize);
-    let error: Mutex<Option<String>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(chunks);
+    let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(chunks);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -109,53 +106,44 @@ pub fn compress(
     if let Some(e) = error.into_inner().unwrap() {
         return Err(e);
     }
-    let hashes: Vec<String> = hashes
-        .into_iter()
-        .map(|h| h.into_inner().unwrap().expect("every chunk was hashed"))
-        .collect();
+    let hashes: Vec<String> =
+        hashes.into_iter().map(|h| h.into_inner().unwrap().expect("every chunk was hashed")).collect();
 
     // Assemble: stream header, the blocks in order, index, footer.
     let tmp = output.with_extension("xz.tmp");
-    let mut out = Sha256Writer::new(
-        File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?,
-    );
+    let mut out = Sha256Writer::new(File::create(&tmp).map_err(|e| anyhow!("cannot create {}: {e}", tmp.display()))?);
     let mut records = Vec::with_capacity(chunks);
     let mut flags = None;
     for h in &hashes {
         let path = cache.join(format!("{h}.xz"));
-        let data = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let block = parse_one_block_stream(&data)
-            .map_err(|e| format!("{}: {e} (delete it to rebuild)", path.display()))?;
+        let data = fs::read(&path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+        let block =
+            parse_one_block_stream(&data).map_err(|e| anyhow!("{}: {e} (delete it to rebuild)", path.display()))?;
         match flags {
             None => {
                 flags = Some(block.flags);
                 out.write_all(&stream_header(block.flags))
             }
             Some(f) if f != block.flags => {
-                return Err(format!(
-                    "{}: check type differs from the other blocks",
-                    path.display()
-                ))
+                return Err(anyhow!("{}: check type differs from the other blocks", path.display()))
             }
             Some(_) => Ok(()),
         }
         .and_then(|_| out.write_all(&block.bytes))
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
         records.push((block.unpadded, block.uncompressed));
     }
     let flags = flags.expect("at least one block");
     let index = index(&records);
     out.write_all(&index)
         .and_then(|_| out.write_all(&stream_footer(flags, index.len())))
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
     let (file, sha256) = out.finish();
-    file.sync_all()
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    fs::rename(&tmp, output).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
+    file.sync_all().map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
+    fs::rename(&tmp, output).map_err(|e| anyhow!("cannot rename {}: {e}", tmp.display()))?;
 
     // Keep the cache to this image's blocks.
-    let keep: std::collections::HashSet<String> =
-        hashes.iter().map(|h| format!("{h}.xz")).collect();
+    let keep: std::collections::HashSet<String> = hashes.iter().map(|h| format!("{h}.xz")).collect();
     if let Ok(rd) = fs::read_dir(&cache) {
         for e in rd.flatten() {
             if !keep.contains(&e.file_name().to_string_lossy().into_owned()) {
@@ -163,28 +151,16 @@ pub fn compress(
             }
         }
     }
-    Ok(XzStats {
-        blocks: chunks,
-        compressed: compressed.into_inner().unwrap(),
-        sha256,
-    })
+    Ok(XzStats { blocks: chunks, compressed: compressed.into_inner().unwrap(), sha256 })
 }
 
 /// Reads chunk `i` of `input`, and makes sure the cache has its block. Returns the chunk's hash
 /// and whether it had to be compressed now.
-fn chunk_block(
-    input: &Path,
-    i: u64,
-    settings: &XzSettings,
-    cache: &Path,
-) -> Result<(String, bool), String> {
-    let mut f = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
-    f.seek(std::io::SeekFrom::Start(i * settings.block_size))
-        .map_err(|e| e.to_string())?;
+fn chunk_block(input: &Path, i: u64, settings: &XzSettings, cache: &Path) -> Result<(String, bool)> {
+    let mut f = File::open(input).map_err(|e| anyhow!("cannot open {}: {e}", input.display()))?;
+    f.seek(std::io::SeekFrom::Start(i * settings.block_size))?;
     let mut chunk = Vec::with_capacity(settings.block_size as usize);
-    f.take(settings.block_size)
-        .read_to_end(&mut chunk)
-        .map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    f.take(settings.block_size).read_to_end(&mut chunk).map_err(|e| anyhow!("cannot read {}: {e}", input.display()))?;
     let hash = hex(&Sha256::digest(&chunk));
     let path = cache.join(format!("{hash}.xz"));
     if path.exists() {
@@ -192,90 +168,72 @@ fn chunk_block(
     }
     // Per chunk: equal chunks (zeros) may be compressed by two workers at once.
     let tmp = cache.join(format!("{hash}.{i}.tmp"));
-    let out = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let out = File::create(&tmp).map_err(|e| anyhow!("cannot create {}: {e}", tmp.display()))?;
     // Two threads and input from a pipe: xz's multi-threaded encoder, which writes the sizes
     // into the block header (a single-threaded xz would not); one block uses one core.
-    let mut c = Command::new("xz");
-    c.args(["-c", settings.preset, "-T2", "--check=crc64"])
-        .arg(format!("--block-size={}", settings.block_size))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .map_err(|e| format!("cannot run xz: {e} (install it: apt-get install xz-utils)"))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let written = stdin.write_all(&chunk);
-    drop(stdin);
-    let o = child.wait_with_output().map_err(|e| format!("xz: {e}"))?;
-    if !o.status.success() || written.is_err() {
+    let (preset, block_size, chunk_len) = (settings.preset, settings.block_size.to_string(), chunk.len());
+    let sh = crate::paths::shell()?;
+    let child = cmd!(sh, "xz -c {preset} -T2 --check=crc64 --block-size={block_size}")
+        .stdin(Stdin::Bytes(chunk))
+        .spawn(Stream::File(out), Stream::Piped)?;
+    let o = child.wait_with_output().map_err(|e| anyhow!("xz: {e}"))?;
+    if !o.status.success() {
         let _ = fs::remove_file(&tmp);
-        return Err(format!(
+        return Err(anyhow!(
             "xz failed on block {i} of {} ({}): {}",
             input.display(),
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         ));
     }
-    let data = fs::read(&tmp).map_err(|e| e.to_string())?;
-    let block = parse_one_block_stream(&data).map_err(|e| format!("xz wrote {e}"))?;
-    if block.uncompressed != chunk.len() as u64 {
-        return Err(format!(
-            "xz's block {i} holds {} bytes, the chunk {}",
-            block.uncompressed,
-            chunk.len()
-        ));
+    let data = fs::read(&tmp)?;
+    let block = parse_one_block_stream(&data).map_err(|e| anyhow!("xz wrote {e}"))?;
+    if block.uncompressed != chunk_len as u64 {
+        return Err(anyhow!("xz's block {i} holds {} bytes, the chunk {}", block.uncompressed, chunk_len));
     }
-    fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+    fs::rename(&tmp, &path)?;
     Ok((hash, true))
 }
 
 /// Parses an xz stream of exactly one block (an empty input gives no block: refused).
-fn parse_one_block_stream(data: &[u8]) -> Result<Block, String> {
+fn parse_one_block_stream(data: &[u8]) -> Result<Block> {
     if data.len() < 12 + 12 || &data[..6] != HEADER_MAGIC {
-        return Err("not an xz stream".into());
+        return Err(anyhow!("not an xz stream"));
     }
     let flags = [data[6], data[7]];
     if crc32(&data[6..8]) != u32::from_le_bytes(data[8..12].try_into().unwrap()) {
-        return Err("an xz stream header with a bad CRC32".into());
+        return Err(anyhow!("an xz stream header with a bad CRC32"));
     }
     let footer = &data[data.len() - 12..];
     if &footer[10..12] != FOOTER_MAGIC || footer[8..10] != flags {
-        return Err("a truncated xz stream (no footer)".into());
+        return Err(anyhow!("a truncated xz stream (no footer)"));
     }
     if crc32(&footer[4..10]) != u32::from_le_bytes(footer[..4].try_into().unwrap()) {
-        return Err("an xz stream footer with a bad CRC32".into());
+        return Err(anyhow!("an xz stream footer with a bad CRC32"));
     }
     let index_size = (u32::from_le_bytes(footer[4..8].try_into().unwrap()) as usize + 1) * 4;
-    let index_start = (data.len() - 12)
-        .checked_sub(index_size)
-        .filter(|&s| s >= 12)
-        .ok_or("an xz index larger than the stream")?;
+    let index_start =
+        (data.len() - 12).checked_sub(index_size).filter(|&s| s >= 12).context("an xz index larger than the stream")?;
     let index = &data[index_start..data.len() - 12];
     let body = &index[..index.len() - 4];
     if crc32(body) != u32::from_le_bytes(index[index.len() - 4..].try_into().unwrap()) {
-        return Err("an xz index with a bad CRC32".into());
+        return Err(anyhow!("an xz index with a bad CRC32"));
     }
     if body[0] != 0 {
-        return Err("no xz index where the footer points".into());
+        return Err(anyhow!("no xz index where the footer points"));
     }
     let mut pos = 1;
     let count = read_varint(body, &mut pos)?;
     if count != 1 {
-        return Err(format!("an xz stream of {count} blocks, not one"));
+        return Err(anyhow!("an xz stream of {count} blocks, not one"));
     }
     let unpadded = read_varint(body, &mut pos)?;
     let uncompressed = read_varint(body, &mut pos)?;
     let padded = unpadded.div_ceil(4) * 4;
     if 12 + padded != index_start as u64 {
-        return Err("an xz block whose size disagrees with the index".into());
+        return Err(anyhow!("an xz block whose size disagrees with the index"));
     }
-    Ok(Block {
-        bytes: data[12..index_start].to_vec(),
-        unpadded,
-        uncompressed,
-        flags,
-    })
+    Ok(Block { bytes: data[12..index_start].to_vec(), unpadded, uncompressed, flags })
 }
 
 fn stream_header(flags: [u8; 2]) -> Vec<u8> {
@@ -321,17 +279,17 @@ fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn read_varint(data: &[u8], pos: &mut usize) -> Result<u64, String> {
+fn read_varint(data: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for i in 0..9 {
-        let b = *data.get(*pos).ok_or("a truncated xz index")?;
+        let b = *data.get(*pos).context("a truncated xz index")?;
         *pos += 1;
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("an xz integer longer than 9 bytes".into())
+    Err(anyhow!("an xz integer longer than 9 bytes"))
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -346,17 +304,10 @@ struct Sha256Writer {
 
 impl Sha256Writer {
     fn new(f: File) -> Self {
-        Sha256Writer {
-            inner: std::io::BufWriter::with_capacity(1 << 20, f),
-            hash: Sha256::new(),
-        }
+        Sha256Writer { inner: std::io::BufWriter::with_capacity(1 << 20, f), hash: Sha256::new() }
     }
     fn finish(self) -> (File, String) {
-        let f = self
-            .inner
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .expect("flushing the xz output");
+        let f = self.inner.into_inner().map_err(|e| e.into_error()).expect("flushing the xz output");
         (f, hex(&self.hash.finalize()))
     }
 }
@@ -406,17 +357,13 @@ mod tests {
     }
 
     fn xz(args: &[&str], input: &Path) -> std::process::Output {
-        Command::new("xz")
-            .args(args)
-            .arg(input)
+        let sh = runner::Shell::new().unwrap();
+        cmd!(sh, "xz {args...} {input}")
             .output()
             .expect("xz (xz-utils) is needed by these tests and by cargo xtask image")
     }
 
-    const SETTINGS: XzSettings = XzSettings {
-        preset: "-1",
-        block_size: 256 * 1024,
-    };
+    const SETTINGS: XzSettings = XzSettings { preset: "-1", block_size: 256 * 1024 };
 
     #[test]
     fn varints_round_trip() {
@@ -427,10 +374,7 @@ mod tests {
             assert_eq!(read_varint(&b, &mut pos).unwrap(), v);
             assert_eq!(pos, b.len());
         }
-        assert_eq!(
-            read_varint(&[0x80; 10], &mut 0).unwrap_err(),
-            "an xz integer longer than 9 bytes"
-        );
+        assert_eq!(read_varint(&[0x80; 10], &mut 0).unwrap_err().to_string(), "an xz integer longer than 9 bytes");
     }
 
     #[test]
@@ -473,12 +417,7 @@ mod tests {
         let out = d.join("disk.img.xz");
         let mut data = sample(256 * 1024 * 4, 3);
         fs::write(&input, &data).unwrap();
-        assert_eq!(
-            compress(&input, &out, &cache, &SETTINGS, &|_, _| {})
-                .unwrap()
-                .compressed,
-            4
-        );
+        assert_eq!(compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap().compressed, 4);
         let again = compress(&input, &out, &cache, &SETTINGS, &|_, _| {}).unwrap();
         assert_eq!(again.compressed, 0);
 
@@ -516,17 +455,12 @@ mod tests {
         let cache = d.join("cache");
         fs::write(&input, sample(1000, 4)).unwrap();
         compress(&input, &d.join("a.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap();
-        let blk = fs::read_dir(cache.join("xz-1-262144"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let blk = fs::read_dir(cache.join("xz-1-262144")).unwrap().next().unwrap().unwrap().path();
         let mut bytes = fs::read(&blk).unwrap();
         let n = bytes.len();
         bytes[n - 20] ^= 1; // inside the index
         fs::write(&blk, bytes).unwrap();
-        let e = compress(&input, &d.join("b.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap_err();
+        let e = compress(&input, &d.join("b.xz"), &cache, &SETTINGS, &|_, _| {}).unwrap_err().to_string();
         assert!(e.contains("bad CRC32") && e.contains("delete it"), "{e}");
         assert!(!d.join("b.xz").exists());
     }

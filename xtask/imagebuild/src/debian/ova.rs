@@ -2,13 +2,15 @@
 //! LAN on the internal network "spin-lan"; a `vbox:Machine` section for EFI firmware and the
 //! serial port), a SHA1 manifest, packed as ustar with the `.ovf` first.
 
+use anyhow::{anyhow, Result};
+use runner::cmd;
+use runner::host::human;
+use runner::progress::qemu_img_progress;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use super::{
-    file_name, fixed_uuid, mkdirs, output, qemu_img_progress, run_logged, run_logged_progress, Ctx,
-};
+use super::Ctx;
+use crate::stage::{file_name, fixed_uuid, mkdirs};
 
 pub const LAN_NETWORK: &str = "spin-lan";
 const MEMORY_MB: u32 = 512;
@@ -19,76 +21,42 @@ pub fn vmdk_name(board: &str) -> String {
     format!("spin-{board}-disk1.vmdk")
 }
 
-pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String> {
+pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<()> {
     let b = ctx.board;
     let work = ctx.dir.join("ova.tmp");
     let _ = fs::remove_dir_all(&work);
     mkdirs(&work)?;
     let vmdk = work.join(vmdk_name(&b.name));
-    let mut c = Command::new("qemu-img");
-    c.args([
-        "convert",
-        "-p",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-    ])
-    .arg(raw)
-    .arg(&vmdk);
-    run_logged_progress(
+    let sh = crate::paths::shell()?;
+    cmd!(sh, "qemu-img convert -p -f raw -O vmdk -o subformat=streamOptimized {raw} {vmdk}").run_progress(
         "VMDK (qemu-img)",
-        c,
         log,
         qemu_img_progress,
     )?;
     fix_vmdk_cid(&vmdk, &fixed_uuid(&b.name, "vmdk-cid")[..8])?;
 
-    let capacity = fs::metadata(raw).map_err(|e| e.to_string())?.len();
-    let vmdk_size = fs::metadata(&vmdk).map_err(|e| e.to_string())?.len();
+    let capacity = fs::metadata(raw)?.len();
+    let vmdk_size = fs::metadata(&vmdk)?.len();
     let ovf_name = format!("spin-{}.ovf", b.name);
     let mf_name = format!("spin-{}.mf", b.name);
-    fs::write(
-        work.join(&ovf_name),
-        ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity),
-    )
-    .map_err(|e| e.to_string())?;
+    fs::write(work.join(&ovf_name), ovf(&b.name, &vmdk_name(&b.name), vmdk_size, capacity))?;
     let mut mf = String::new();
     for f in [&ovf_name, &vmdk_name(&b.name)] {
-        let mut c = Command::new("sha1sum");
-        c.arg(work.join(f));
-        let sum = output(c)?;
+        let path = work.join(f);
+        let sum = cmd!(sh, "sha1sum {path}").read()?;
         let hex = sum.split_whitespace().next().unwrap_or_default();
         mf.push_str(&format!("SHA1 ({f}) = {hex}\n"));
     }
-    fs::write(work.join(&mf_name), mf).map_err(|e| e.to_string())?;
+    fs::write(work.join(&mf_name), mf)?;
 
     let tmp = ova.with_extension("ova.tmp");
-    let mut c = Command::new("tar");
-    c.args([
-        "--format=ustar",
-        "--owner=0",
-        "--group=0",
-        "--numeric-owner",
-        "--mode=0644",
-    ]);
-    c.arg(format!("--mtime=@{}", ctx.epoch))
-        .arg("-cf")
-        .arg(&tmp)
-        .arg("-C")
-        .arg(&work);
-    c.args([&ovf_name, &vmdk_name(&b.name), &mf_name]);
-    run_logged("tar (ova)", c, log)?;
-    fs::rename(&tmp, ova).map_err(|e| e.to_string())?;
+    let mtime = format!("--mtime=@{}", ctx.epoch);
+    let vmdk_file = vmdk_name(&b.name);
+    cmd!(sh, "tar --format=ustar --owner=0 --group=0 --numeric-owner --mode=0644 {mtime} -cf {tmp} -C {work} {ovf_name} {vmdk_file} {mf_name}")
+        .run_logged("tar (ova)", log)?;
+    fs::rename(&tmp, ova)?;
     let _ = fs::remove_dir_all(&work);
-    eprintln!(
-        "  {}: ovf + {} ({}) + manifest",
-        file_name(ova),
-        vmdk_name(&b.name),
-        super::human(vmdk_size)
-    );
+    eprintln!("  {}: ovf + {} ({}) + manifest", file_name(ova), vmdk_name(&b.name), human(vmdk_size));
     Ok(())
 }
 
@@ -96,36 +64,29 @@ pub fn build(ctx: &Ctx, raw: &Path, ova: &Path, log: &Path) -> Result<(), String
 /// into the VMDK descriptor; a fixed one keeps the OVA reproducible. The descriptor text is
 /// NUL-padded to its sectors, so a longer CID shifts the rest of the text into that padding and
 /// nothing outside the descriptor moves.
-pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<(), String> {
-    let mut data = fs::read(vmdk).map_err(|e| e.to_string())?;
+pub fn fix_vmdk_cid(vmdk: &Path, cid: &str) -> Result<()> {
+    let mut data = fs::read(vmdk)?;
     let head = &data[..data.len().min(64 * 1024)];
     let pos = head
         .windows(4)
         .position(|w| w == b"CID=")
-        .ok_or_else(|| format!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
+        .ok_or_else(|| anyhow!("{}: no CID= in the VMDK descriptor", vmdk.display()))?;
     let start = pos + 4;
-    let end = start
-        + data[start..]
-            .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
+    let end = start + data[start..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
     let text_end = end
         + data[end..]
             .iter()
             .position(|&b| b == 0)
-            .ok_or_else(|| format!("{}: VMDK descriptor without padding", vmdk.display()))?;
+            .ok_or_else(|| anyhow!("{}: VMDK descriptor without padding", vmdk.display()))?;
     let mut text = cid.as_bytes().to_vec();
     text.extend_from_slice(&data[end..text_end]);
     let region_end = start + text.len().max(text_end - start);
     if data[text_end..region_end].iter().any(|&b| b != 0) {
-        return Err(format!(
-            "{}: no room in the VMDK descriptor for CID={cid}",
-            vmdk.display()
-        ));
+        return Err(anyhow!("{}: no room in the VMDK descriptor for CID={cid}", vmdk.display()));
     }
     text.resize(region_end - start, 0);
     data[start..region_end].copy_from_slice(&text);
-    fs::write(vmdk, data).map_err(|e| e.to_string())
+    Ok(fs::write(vmdk, data)?)
 }
 
 fn mac(board: &str, nic: &str) -> String {
@@ -293,10 +254,7 @@ mod cid_tests {
             let got = std::fs::read(&p).unwrap();
             assert_eq!(got.len(), img.len());
             let text = String::from_utf8_lossy(&got);
-            assert!(
-                text.contains("CID=0badc0de\nparentCID=ffffffff\n"),
-                "{text:?}"
-            );
+            assert!(text.contains("CID=0badc0de\nparentCID=ffffffff\n"), "{text:?}");
             assert!(got.ends_with(b"GRAIN"));
         }
     }
