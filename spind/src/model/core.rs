@@ -125,6 +125,16 @@ impl Dirty {
     fn any(&self) -> bool {
         self.names || self.node_store || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
+
+    fn or(self, other: Dirty) -> Dirty {
+        let either = |a: [bool; 3], b: [bool; 3]| [a[0] || b[0], a[1] || b[1], a[2] || b[2]];
+        Dirty {
+            lists: either(self.lists, other.lists),
+            withdrawn: either(self.withdrawn, other.withdrawn),
+            names: self.names || other.names,
+            node_store: self.node_store || other.node_store,
+        }
+    }
 }
 
 /// The state a control operation may change, taken before it changes anything: when its

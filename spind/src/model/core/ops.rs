@@ -27,7 +27,9 @@ impl Core {
             names: self.names.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
-            dirty: self.dirty,
+            // The operation marks what it changes on a clean slate, so that `commit` knows
+            // whether it changed anything that must be saved.
+            dirty: std::mem::take(&mut self.dirty),
             enforce_pending: self.enforce_pending,
             added_ip: None,
         }
@@ -52,7 +54,8 @@ impl Core {
     /// changed nothing that needs saving (then only the earlier changes wait, as before).
     fn commit(&mut self, undo: Undo, out: &mut Vec<Publish>, msgs: Vec<Publish>) -> OpResult<()> {
         let list_msgs = self.settle();
-        let needs_saving = self.dirty != undo.dirty;
+        let needs_saving = self.dirty.any();
+        self.dirty = self.dirty.or(undo.dirty);
         if self.dirty.any() {
             if let Err(e) = self.save() {
                 if needs_saving {
@@ -249,6 +252,7 @@ impl Core {
         }
         let undo = self.undo_point();
         if !self.flows.decide(pair(a, b), block) {
+            self.undo(undo);
             return Ok(());
         }
         self.dirty.node_store = true;
@@ -287,6 +291,7 @@ impl Core {
         } else {
             let id = u64::try_from(node).unwrap_or(0);
             if !self.nodes.add_ip(id, ip) {
+                self.undo(undo);
                 return Err(OpError::new(-1, "Unknown node id"));
             }
             undo.added_ip = Some((id, ip));

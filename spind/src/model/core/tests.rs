@@ -624,6 +624,10 @@ fn a_write_caused_by_an_observation_is_retried_until_it_succeeds() {
     run(&mut core, answer(1002, "tracker.test.", &["203.0.113.2"]));
     assert_eq!(block_list(&core), r#"["203.0.113.1","203.0.113.2"]"#);
     assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "203.0.113.1\n");
+    // A control operation on the same file while it waits still needs its own write: refused.
+    let e = core.op_iplist_ip("block", ListKind::Block, "192.0.2.5", true, &mut Vec::new()).unwrap_err();
+    assert_eq!(e.code, -3);
+    assert_eq!(block_list(&core), r#"["203.0.113.1","203.0.113.2"]"#);
     run(&mut core, Event::Tick { time: 1003 });
     for o in &obstacles {
         std::fs::remove_dir(o).unwrap();
