@@ -28,7 +28,7 @@ pub struct Options {
     pub print_config: bool,
     /// `-d`: log level 7.
     pub debug: bool,
-    /// `-e PATH`: extsrc unix datagram socket.
+    /// `-e PATH`: extsrc unix datagram socket (an input beside the others, as in SPIN).
     pub extsrc_socket: Option<PathBuf>,
     /// `-E ADDR`: extsrc TCP listen address (port [`EXTSRC_TCP_PORT`] unless ADDR has one).
     pub extsrc_tcp: Option<SocketAddr>,
@@ -44,7 +44,7 @@ pub struct Options {
     pub mqtt_host: Option<String>,
     /// `-o`: log to stdout.
     pub log_stdout: bool,
-    /// `-P`: passive mode (observe, never touch the firewall).
+    /// `-P`: passive mode: no kernel inputs and no firewall (SPIN still ran iptables).
     pub passive: bool,
     /// `-p PORT`: MQTT port; the websocket port becomes PORT+1.
     pub mqtt_port: Option<u16>,
@@ -213,6 +213,56 @@ impl Options {
     }
 }
 
+/// Where the clock comes from when no kernel source drives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The conntrack thread ticks after each dump (live router).
+    Conntrack,
+    /// The replayed capture's own clock.
+    Replay,
+    /// A wall-clock ticker thread (passive mode with or without extsrc).
+    Ticker,
+}
+
+/// What a command line starts: which inputs, whether spind enforces in the kernel, and what
+/// drives the clock. SPIN 1.0's meaning (reference §5.3, §4.5, §7.2): only `-P` (passive mode)
+/// turns the kernel inputs off; `-e`/`-E` add the extsrc input beside whatever else runs;
+/// `--replay` (ours) is passive too. Unlike SPIN, passive mode never touches the firewall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// conntrack, NFLOG and the neighbour table of this machine.
+    pub kernel: bool,
+    /// `table inet spin`: enforced only where the kernel inputs run (a passive spind decides
+    /// and reports blocks itself).
+    pub enforcer: bool,
+    pub extsrc_unix: Option<PathBuf>,
+    pub extsrc_tcp: Option<SocketAddr>,
+    pub replay: Option<PathBuf>,
+    pub clock: Clock,
+}
+
+impl Options {
+    /// The inputs this command line asks for (see [`Plan`]).
+    pub fn plan(&self) -> Plan {
+        let kernel = self.replay.is_none() && !self.passive;
+        let clock = if kernel {
+            Clock::Conntrack
+        } else if self.replay.is_some() {
+            Clock::Replay
+        } else {
+            Clock::Ticker
+        };
+        Plan {
+            kernel,
+            enforcer: kernel,
+            extsrc_unix: self.extsrc_socket.clone(),
+            extsrc_tcp: self.extsrc_tcp,
+            replay: self.replay.clone(),
+            clock,
+        }
+    }
+}
+
 /// `-v` output.
 pub fn version_text() -> String {
     let mut v = format!(
@@ -237,22 +287,23 @@ Options (as in SPIN 1.0):
   -c FILE     read config from FILE (default /etc/spin/spind.conf)
   -C          print the effective configuration and exit
   -d          debug logging (log level 7)
-  -e PATH     listen for extsrc messages on unix datagram socket PATH
-  -E ADDR     listen for extsrc messages on TCP ADDR, port 20867 (not with -e)
+  -e PATH     also take extsrc messages on unix datagram socket PATH
+  -E ADDR     also take extsrc messages on TCP ADDR, port 20867 (not with -e)
   -f FILE     also log to FILE
   -h          show this help and exit
   -j PATH     JSON-RPC unix socket (default /var/run/spin_rpc.sock)
   -l          local mode: also report traffic where neither side has a MAC address
   -m HOST     MQTT host (also the websocket host)
   -o          log to stdout instead of stderr/syslog
-  -P          passive mode: observe only, never change the firewall
+  -P          passive mode: no kernel inputs (conntrack, NFLOG, neighbours) and no
+              firewall; with -e/-E, extsrc is the only input
   -p PORT     MQTT port (1-65534); the websocket port becomes PORT+1
   -v          print the version and exit
 
 More options:
   --config FILE          same as -c
   --state-dir DIR        where lists, names.conf and the node store live (default /etc/spin)
-  --replay FILE          replay a capture file instead of watching the kernel
+  --replay FILE          replay a capture file (passive: no kernel inputs, no firewall)
   --replay-speed X       replay speed factor (default 1; 0 = as fast as possible)
   --exit-after-replay    exit when the replay is done
   --remove-firewall      remove spind's firewall rules and exit
@@ -392,6 +443,55 @@ mod tests {
         assert_eq!((cfg.pubsub_port, cfg.pubsub_websocket_port), (2883, 9001));
     }
 
+    /// Every flag combination of the reference that decides the inputs (§5.3 flags, §4.5 passive
+    /// mode, §7.2 the extsrc acceptance command line), and the flags that must not change them.
+    #[test]
+    fn the_command_line_starts_the_inputs_spin_1_0_starts() {
+        let plan = |args: &[&str]| parse(args).unwrap().plan();
+        let sock = || Some(PathBuf::from("/tmp/x.sock"));
+        let tcp = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        let live = Plan {
+            kernel: true,
+            enforcer: true,
+            extsrc_unix: None,
+            extsrc_tcp: None,
+            replay: None,
+            clock: Clock::Conntrack,
+        };
+        let passive = Plan { kernel: false, enforcer: false, clock: Clock::Ticker, ..live.clone() };
+        let cases: Vec<(&[&str], Plan)> = vec![
+            (&[], live.clone()),
+            // SPIN on a router: -e adds the extsrc input beside conntrack, NFLOG and the firewall.
+            (
+                &["-c", "/etc/spin/spind.conf", "-j", "/tmp/r.sock", "-e", "/tmp/x.sock", "-o"],
+                Plan { extsrc_unix: sock(), ..live.clone() },
+            ),
+            (&["-e", "/tmp/x.sock"], Plan { extsrc_unix: sock(), ..live.clone() }),
+            (&["-E", "127.0.0.1"], Plan { extsrc_tcp: tcp("127.0.0.1:20867"), ..live.clone() }),
+            (&["-E", "0.0.0.0:3000", "-l"], Plan { extsrc_tcp: tcp("0.0.0.0:3000"), ..live.clone() }),
+            // Only -P turns the kernel inputs (and, unlike SPIN, the firewall) off.
+            (&["-P"], passive.clone()),
+            (&["-dlP"], passive.clone()),
+            (&["-oP", "-e", "/tmp/x.sock", "-j", "/tmp/r.sock"], Plan { extsrc_unix: sock(), ..passive.clone() }),
+            (&["-P", "-E", "::1"], Plan { extsrc_tcp: tcp("[::1]:20867"), ..passive.clone() }),
+            // --replay is passive, and the capture drives the clock.
+            (&["--replay", "f.pcap"], Plan { replay: Some("f.pcap".into()), clock: Clock::Replay, ..passive.clone() }),
+            (
+                &["--replay", "f.pcap", "-P"],
+                Plan { replay: Some("f.pcap".into()), clock: Clock::Replay, ..passive.clone() },
+            ),
+            (
+                &["--replay", "f.pcap", "-e", "/tmp/x.sock"],
+                Plan { replay: Some("f.pcap".into()), extsrc_unix: sock(), clock: Clock::Replay, ..passive.clone() },
+            ),
+            // Flags that say nothing about the inputs.
+            (&["-l", "-d", "-m", "broker", "-p", "2000", "-f", "/tmp/log", "-j", "/tmp/r.sock"], live.clone()),
+        ];
+        for (args, want) in cases {
+            assert_eq!(plan(args), want, "spind {}", args.join(" "));
+        }
+    }
+
     #[test]
     fn texts() {
         let v = version_text();
@@ -400,5 +500,8 @@ mod tests {
         for flag in ["-c FILE", "-C ", "-E ADDR", "-p PORT", "--replay-speed", "--state-dir"] {
             assert!(help_text().contains(flag), "{flag}");
         }
+        // The help says what SPIN's flags mean: -e/-E add an input, -P takes the kernel away.
+        assert!(help_text().contains("-e PATH     also take extsrc messages"), "{}", help_text());
+        assert!(help_text().contains("-P          passive mode: no kernel inputs"), "{}", help_text());
     }
 }

@@ -205,19 +205,20 @@ fn run(opts: Options) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // Live mode watches this machine's kernel; replay and extsrc input (SPIN's passive mode)
-    // need no privileges and touch no firewall.
-    let kernel_mode =
-        opts.replay.is_none() && !opts.passive && opts.extsrc_socket.is_none() && opts.extsrc_tcp.is_none();
-    let enforcer: Option<Box<dyn Enforcer>> = if kernel_mode {
+    // What the command line starts (SPIN's meaning: only -P, or --replay, leaves the kernel
+    // alone; -e/-E add extsrc input beside the rest). Passive mode needs no privileges.
+    let plan = opts.plan();
+    if plan.kernel {
         kernel::check()?;
+    }
+    let enforcer: Option<Box<dyn Enforcer>> = if plan.enforcer {
         Some(Box::new(enforcer::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?))
     } else {
         None
     };
 
     // Check every input before anything starts listening.
-    let capture = match &opts.replay {
+    let capture = match &plan.replay {
         Some(path) => Some(replay::validate(path)?),
         None => None,
     };
@@ -230,7 +231,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         dots_enabled: cfg.dots_enabled,
         dots_log_only: cfg.dots_log_only,
         // Without the kernel nobody drops packets: decide and report blocks here.
-        simulate_blocking: !kernel_mode,
+        simulate_blocking: !plan.enforcer,
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.
@@ -278,12 +279,12 @@ fn run(opts: Options) -> anyhow::Result<()> {
     for a in &web {
         info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");
     }
-    if let Some(path) = &opts.extsrc_socket {
+    if let Some(path) = &plan.extsrc_unix {
         extsrc::serve_unix(path, tx.clone())
             .with_context(|| format!("cannot listen for extsrc on {}", path.display()))?;
         info!("extsrc input on unix socket {}", path.display());
     }
-    if let Some(addr) = opts.extsrc_tcp {
+    if let Some(addr) = plan.extsrc_tcp {
         extsrc::serve_tcp(addr, tx.clone()).with_context(|| format!("cannot listen for extsrc on {addr}"))?;
         info!("extsrc input on tcp {addr}");
     }
@@ -297,25 +298,25 @@ fn run(opts: Options) -> anyhow::Result<()> {
 
     // Kept alive for the daemon's lifetime; the conntrack thread also drives the clock.
     let mut _kernel_sources = None;
-    match (&opts.replay, capture) {
-        _ if kernel_mode => {
-            let k = kernel_settings(&cfg);
-            _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
-            info!(
-                "watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours",
-                k.dns_group, k.block_group
-            );
-        }
-        (Some(path), Some(info)) => {
-            info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);
-            let (path, speed, tx) = (path.clone(), opts.replay_speed, tx.clone());
-            std::thread::spawn(move || {
-                if let Err(e) = replay::run(&path, speed, tx) {
-                    error!("replay stopped: {e}");
-                }
-            });
-        }
-        _ => spawn_ticker(tx.clone()),
+    if plan.kernel {
+        let k = kernel_settings(&cfg);
+        _kernel_sources = Some(kernel::start_sources(&k, tx.clone())?);
+        info!(
+            "watching this router: conntrack, NFLOG groups {} (DNS) and {} (blocked), neighbours",
+            k.dns_group, k.block_group
+        );
+    }
+    if let (Some(path), Some(info)) = (&plan.replay, capture) {
+        info!("replaying {} ({} packets) at speed {}", path.display(), info.packets, opts.replay_speed);
+        let (path, speed, tx) = (path.clone(), opts.replay_speed, tx.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = replay::run(&path, speed, tx) {
+                error!("replay stopped: {e}");
+            }
+        });
+    }
+    if plan.clock == cli::Clock::Ticker {
+        spawn_ticker(tx.clone());
     }
     drop(tx);
     core_loop(&mut core, &rx, &broker, opts.exit_after_replay);

@@ -7,15 +7,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use log::{info, warn};
-use serde_json::Value;
 
 use crate::model::addr::IpNet;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
+use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::lists::Lists;
 use crate::model::messages::{self, FlowJson};
 use crate::model::names::Names;
-use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId};
-use crate::model::persist::{self, StateDir};
+use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
+use crate::model::persist::{self, StateDir, WriteError};
 use crate::model::policy::{Enforcer, PairBlock, Policy};
 use crate::model::stats::Stats;
 
@@ -23,6 +23,15 @@ pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
 pub const ADMIN_TOPIC: &str = "SPIN/traffic/admin";
 
 const EXPIRY_INTERVAL: i64 = 60;
+/// A node's `nodeInfo` goes out when what it says changes, at once; a change of `lastseen`
+/// alone only every this many seconds. SPIN's bubble app drops nodes it has not seen for 600 s,
+/// so the retained `lastseen` of an active node must stay well younger than that (SPIN itself
+/// never refreshed it: its retained values went stale); and a busy router must not republish
+/// every node every second.
+pub const LASTSEEN_REFRESH: i64 = 300;
+/// How often nodes are checked for a due `lastseen` refresh (so the retained value is at most
+/// `LASTSEEN_REFRESH` + this old).
+const LASTSEEN_CHECK_INTERVAL: i64 = 10;
 const DEVICE_FLOW_INTERVAL: i64 = 15;
 const STATS_INTERVAL: i64 = 30;
 /// Flows per `traffic` message; more flows in one interval go out as several messages.
@@ -103,6 +112,54 @@ impl OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
+/// What must be written to the state directory before memory and disk agree again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Dirty {
+    lists: [bool; 3],
+    withdrawn: [bool; 3],
+    names: bool,
+    node_store: bool,
+}
+
+impl Dirty {
+    fn any(&self) -> bool {
+        self.names || self.node_store || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
+    }
+
+    fn or(self, other: Dirty) -> Dirty {
+        let either = |a: [bool; 3], b: [bool; 3]| [a[0] || b[0], a[1] || b[1], a[2] || b[2]];
+        Dirty {
+            lists: either(self.lists, other.lists),
+            withdrawn: either(self.withdrawn, other.withdrawn),
+            names: self.names || other.names,
+            node_store: self.node_store || other.node_store,
+        }
+    }
+}
+
+/// The state a control operation may change, taken before it changes anything: when its
+/// change cannot be saved, memory goes back to this (what is on disk) and the caller is told.
+struct Undo {
+    lists: Lists,
+    withdrawn: Lists,
+    flows: FlowDecisions,
+    names: Names,
+    marks: Vec<NodeMarks>,
+    modified: BTreeSet<NodeId>,
+    dirty: Dirty,
+    enforce_pending: bool,
+    /// An address the operation gave a node (`node_add_ip`), taken away again.
+    added_ip: Option<(NodeId, IpAddr)>,
+}
+
+/// What the last `nodeInfo` of a node said: its digest ([`messages::node_digest`]) and its
+/// `lastseen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Published {
+    digest: u64,
+    lastseen: Timestamp,
+}
+
 /// Aggregation key of a published flow (SPIN's 38-byte pkt_info prefix).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -117,13 +174,28 @@ pub struct Core {
     settings: CoreSettings,
     nodes: NodeCache,
     lists: Lists,
+    /// Per list, the addresses the user took off it by hand: a node's list flag never puts them
+    /// back (an explicit add does).
+    withdrawn: Lists,
     names: Names,
     state: StateDir,
     enforcer: Option<Box<dyn Enforcer>>,
     neighbours: HashMap<IpAddr, MacAddr>,
     device_flows: BTreeMap<NodeId, BTreeMap<DeviceFlowKey, DeviceFlow>>,
-    /// Blocked node pairs, smaller id first.
-    flow_blocks: BTreeSet<(NodeId, NodeId)>,
+    /// Blocked node pairs and the ones the user unblocked again.
+    flows: FlowDecisions,
+    /// State changed in memory and not yet on disk.
+    dirty: Dirty,
+    /// The policy changed and must go to the enforcer.
+    enforce_pending: bool,
+    /// After a failed write from an observation, the next try waits for this second (a full
+    /// disk must not cost a write attempt and a log line per packet).
+    retry_save_at: Option<Timestamp>,
+    /// The last `nodeInfo` of each announced node (retained on the broker).
+    published: HashMap<NodeId, Published>,
+    /// Merges and deletions applied to the core's tables, not yet announced.
+    settled: Vec<Change>,
+    next_lastseen_check: Timestamp,
     now: Timestamp,
     next_expiry: Timestamp,
     next_device_flow_clean: Timestamp,
@@ -140,9 +212,8 @@ impl Core {
         enforcer: Option<Box<dyn Enforcer>>,
         now: Timestamp,
     ) -> anyhow::Result<Core> {
-        let mut lists = Lists::default();
-        for kind in ListKind::ALL {
-            let (entries, warnings) = persist::read_list(&state.list_file(kind.name()));
+        let read = |file: &std::path::Path, lists: &mut Lists, kind: ListKind| {
+            let (entries, warnings) = persist::read_list(file);
             for w in warnings {
                 warn!("{w}");
             }
@@ -150,17 +221,29 @@ impl Core {
             for net in entries {
                 list.add(net);
             }
+        };
+        let (mut lists, mut withdrawn) = (Lists::default(), Lists::default());
+        for kind in ListKind::ALL {
+            read(&state.list_file(kind.name()), &mut lists, kind);
+            read(&state.withdrawn_file(kind.name()), &mut withdrawn, kind);
         }
         let mut core = Core {
             settings,
             nodes: NodeCache::new(),
             lists,
+            withdrawn,
             names,
             state,
             enforcer,
             neighbours: HashMap::new(),
             device_flows: BTreeMap::new(),
-            flow_blocks: BTreeSet::new(),
+            flows: FlowDecisions::default(),
+            dirty: Dirty::default(),
+            enforce_pending: false,
+            retry_save_at: None,
+            published: HashMap::new(),
+            settled: Vec::new(),
+            next_lastseen_check: now + LASTSEEN_CHECK_INTERVAL,
             now,
             next_expiry: now + EXPIRY_INTERVAL,
             next_device_flow_clean: now + DEVICE_FLOW_INTERVAL,
@@ -168,6 +251,13 @@ impl Core {
             stats: Stats::default(),
         };
         core.restore_node_store();
+        // The restored nodes' new ids go to disk (or wait, said, for a disk with room).
+        if core.dirty.any() {
+            if let Err(e) = core.save() {
+                warn!("{e}; kept in memory, trying again every second");
+                core.retry_save_at = Some(now + 1);
+            }
+        }
         // Unlike SPIN 1.0, the persisted lists are enforced from the start; a router that
         // cannot enforce them must say so rather than run unprotected.
         core.enforce().map_err(|e| anyhow::anyhow!("cannot enforce the persisted lists: {}", e.message))?;
@@ -234,7 +324,7 @@ impl Core {
             return false;
         }
         let block = self.lists.get(ListKind::Block);
-        block.contains(a) || block.contains(b) || self.flow_blocks.contains(&(na.min(nb), na.max(nb)))
+        block.contains(a) || block.contains(b) || self.flows.is_blocked(&pair(na, nb))
     }
 
     fn on_flows(&mut self, time: Timestamp, flows: Vec<FlowSample>, local: bool) -> Vec<Publish> {
@@ -422,6 +512,10 @@ impl Core {
 
     fn on_tick(&mut self) -> Vec<Publish> {
         let now = self.now;
+        // A write that failed (full disk) is tried again once a second until it succeeds.
+        if self.retry_save_at.is_some_and(|t| now >= t) {
+            self.retry_save_at = None;
+        }
         if self.names.reload_leases() {
             self.apply_names();
         }
@@ -439,6 +533,10 @@ impl Core {
             self.nodes.expire(now - self.settings.retain_time, now, &|id| keep.contains(&id));
         }
         let mut msgs = Vec::new();
+        if now >= self.next_lastseen_check {
+            self.next_lastseen_check = now + LASTSEEN_CHECK_INTERVAL;
+            self.refresh_lastseen(&mut msgs);
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.stats.set_max("node_cache", "nodes", self.nodes.len() as u64);
@@ -456,7 +554,7 @@ impl Core {
     /// Nodes that must not expire: referenced by a device flow, in a flow block, or on a list.
     fn protected_nodes(&self) -> BTreeSet<NodeId> {
         let mut keep: BTreeSet<NodeId> = self.device_flows.values().flat_map(|r| r.keys().map(|k| k.0)).collect();
-        keep.extend(self.flow_blocks.iter().flat_map(|(a, b)| [*a, *b]));
+        keep.extend(self.flows.blocked().flat_map(|(a, b)| [a, b]));
         keep.extend(self.nodes.iter().filter(|n| ListKind::ALL.iter().any(|k| n.on_list(*k))).map(|n| n.id));
         keep
     }
@@ -488,71 +586,32 @@ impl Core {
     }
 
     /// Publishes `msgs` after everything they may refer to: merges and deletions are applied
-    /// to the flow tables, node-list flags follow new addresses, and every modified node's
-    /// `nodeInfo` goes out first (SPIN's "announced before first use").
+    /// to the flow tables, node-list flags follow new addresses, names follow the user's, what
+    /// changed is saved and enforced, and every modified node's `nodeInfo` goes out first
+    /// (SPIN's "announced before first use").
     fn emit(&mut self, out: &mut Vec<Publish>, msgs: Vec<Publish>) {
-        let changes = self.nodes.take_changes();
-        let mut persist_nodes = false;
-        for c in &changes {
-            match *c {
-                Change::Merged { from, into } => {
-                    self.renumber(from, into);
-                    // The node store holds persisted nodes only; a merge of others changes nothing there.
-                    persist_nodes |= self.is_persistent(into);
-                }
-                Change::Deleted(id) => {
-                    self.device_flows.remove(&id);
+        let list_msgs = self.settle();
+        let changes = std::mem::take(&mut self.settled);
+        if self.dirty.any() && self.retry_save_at.is_none() {
+            match self.save() {
+                Ok(()) => {}
+                Err(e) => {
+                    // Nobody to answer for an observation: keep memory, say so, retry each second.
+                    warn!("{e}; kept in memory, trying again every second");
+                    self.retry_save_at = Some(self.now + 1);
                 }
             }
         }
-        let modified = self.nodes.take_modified();
-        let mut list_msgs = Vec::new();
-        let mut enforce = false;
-        for &id in &modified {
-            let Some(node) = self.nodes.get(id) else { continue };
-            // A node put on a list as a whole: its later addresses join the list too.
-            for kind in ListKind::ALL {
-                if !node.on_list(kind) {
-                    continue;
-                }
-                let missing: Vec<IpNet> = node
-                    .ips
-                    .iter()
-                    .filter(|ip| !self.lists.get(kind).contains(ip))
-                    .map(|ip| IpNet::host(*ip))
-                    .collect();
-                if !missing.is_empty() {
-                    for net in missing {
-                        self.lists.get_mut(kind).add(net);
-                    }
-                    self.save_list(kind);
-                    list_msgs.push(self.list_msg(kind, kind.name()));
-                    enforce |= kind != ListKind::Ignore;
-                }
-            }
-            if self.is_persistent(id) {
-                persist_nodes = true;
-                enforce |= self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id);
-            }
-        }
-        if enforce {
-            if let Err(e) = self.enforce() {
-                warn!("{}", e.message);
-            }
-        }
-        if persist_nodes {
-            self.save_node_store();
-        }
-        for id in modified {
-            if let Some(node) = self.nodes.get(id) {
-                out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
-            }
+        self.enforce_if_pending();
+        for id in self.nodes.take_modified() {
+            self.announce(id, false, out);
         }
         for c in changes {
             let (id, payload) = match c {
                 Change::Merged { from, into } => (from, messages::node_merged(from, into)),
                 Change::Deleted(id) => (id, messages::node_deleted(id)),
             };
+            self.published.remove(&id);
             out.push(Publish::new(ADMIN_TOPIC, payload, false));
             out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), Vec::new(), true));
         }
@@ -560,7 +619,109 @@ impl Core {
         out.extend(msgs);
     }
 
-    /// Node `from` was merged into `into`: its device-flow references and flow blocks follow.
+    /// Publishes node `id`'s `nodeInfo` (retained) if it says something the last one did not:
+    /// anything but `lastseen` at once, a newer `lastseen` alone when `refresh` asks for it (see
+    /// [`LASTSEEN_REFRESH`]). An unchanged node is never published again.
+    fn announce(&mut self, id: NodeId, refresh: bool, out: &mut Vec<Publish>) {
+        let Some(node) = self.nodes.get(id) else { return };
+        let now = Published { digest: messages::node_digest(node), lastseen: node.last_seen };
+        if let Some(last) = self.published.get(&id) {
+            let same = last.digest == now.digest;
+            if same && (!refresh || now.lastseen <= last.lastseen) {
+                return;
+            }
+        }
+        self.published.insert(id, now);
+        out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
+    }
+
+    /// Nodes whose retained `lastseen` is [`LASTSEEN_REFRESH`] seconds behind get a fresh
+    /// `nodeInfo`.
+    fn refresh_lastseen(&mut self, out: &mut Vec<Publish>) {
+        let due: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| self.published.get(&n.id).is_some_and(|p| n.last_seen - p.lastseen >= LASTSEEN_REFRESH))
+            .map(|n| n.id)
+            .collect();
+        for id in due {
+            self.announce(id, true, out);
+        }
+    }
+
+    /// What follows from the cache's changes since the last call, in memory: merged and deleted
+    /// nodes leave the flow tables and decisions; a node on a list takes its new addresses with it
+    /// (except those the user took off the list by hand); a node is named as the names say (the
+    /// user's name first); persistent nodes that changed are marked for saving. Returns the
+    /// list messages of lists that grew; the merges/deletions wait in `settled` for `emit`.
+    fn settle(&mut self) -> Vec<Publish> {
+        self.settle_changes();
+        let modified = self.nodes.modified();
+        let mut grown = Vec::new();
+        let mut renames = Vec::new();
+        for &id in &modified {
+            let Some(node) = self.nodes.get(id) else { continue };
+            for kind in ListKind::ALL {
+                if !node.on_list(kind) {
+                    continue;
+                }
+                let missing: Vec<IpNet> = node
+                    .ips
+                    .iter()
+                    .filter(|ip| !self.lists.get(kind).contains(ip) && !self.withdrawn.get(kind).contains(ip))
+                    .map(|ip| IpNet::host(*ip))
+                    .collect();
+                if !missing.is_empty() {
+                    for net in missing {
+                        self.lists.get_mut(kind).add(net);
+                    }
+                    self.dirty.lists[kind as usize] = true;
+                    self.enforce_pending |= kind != ListKind::Ignore;
+                    if !grown.contains(&kind) {
+                        grown.push(kind);
+                    }
+                }
+            }
+            let ips: Vec<IpAddr> = node.ips.iter().copied().collect();
+            if let Some(name) = self.names.lookup(node.mac.as_ref(), &ips) {
+                if node.name.as_deref() != Some(name) {
+                    renames.push((id, name.to_string()));
+                }
+            }
+            if self.is_persistent(id) {
+                self.dirty.node_store = true;
+                // A blocked pair follows its nodes' addresses.
+                self.enforce_pending |= self.flows.blocks(id);
+            }
+        }
+        for (id, name) in renames {
+            self.nodes.set_name(id, Some(name));
+        }
+        grown.into_iter().map(|kind| self.list_msg(kind, kind.name())).collect()
+    }
+
+    /// Applies the cache's merges and deletions to the core's own tables (device flows, flow
+    /// decisions) and keeps them in `settled` to be announced.
+    fn settle_changes(&mut self) {
+        for c in self.nodes.take_changes() {
+            match c {
+                Change::Merged { from, into } => {
+                    self.renumber(from, into);
+                    // The node store holds persisted nodes only; a merge of others changes nothing there.
+                    self.dirty.node_store |= self.is_persistent(into);
+                }
+                Change::Deleted(id) => {
+                    self.device_flows.remove(&id);
+                    if self.flows.forget(id) {
+                        self.dirty.node_store = true;
+                    }
+                }
+            }
+            self.settled.push(c);
+        }
+    }
+
+    /// Node `from` was merged into `into`: its device-flow references and flow decisions follow.
     fn renumber(&mut self, from: NodeId, into: NodeId) {
         if let Some(records) = self.device_flows.remove(&from) {
             let dest = self.device_flows.entry(into).or_default();
@@ -581,40 +742,61 @@ impl Core {
                 r.last_seen = r.last_seen.max(v.last_seen);
             }
         }
-        let pairs: Vec<(NodeId, NodeId)> =
-            self.flow_blocks.iter().filter(|(a, b)| *a == from || *b == from).copied().collect();
-        for (a, b) in pairs {
-            self.flow_blocks.remove(&(a, b));
-            let (a, b) = (if a == from { into } else { a }, if b == from { into } else { b });
-            if a != b {
-                self.flow_blocks.insert((a.min(b), a.max(b)));
-            }
+        if self.flows.renumber(from, into) {
+            self.dirty.node_store = true;
+            self.enforce_pending = true;
         }
     }
 
     // ---- persistence and enforcement ------------------------------------------------------
 
-    fn save_list(&self, kind: ListKind) {
-        if let Err(e) = persist::write_list(&self.state.list_file(kind.name()), self.lists.get(kind).entries()) {
-            warn!("cannot save the {} list: {e}", kind.name());
-        }
-    }
-
-    /// Nodes whose identity must survive a restart: in a flow block or put on a list.
+    /// Nodes whose identity must survive a restart: in a flow-block decision or put on a list.
     fn is_persistent(&self, id: NodeId) -> bool {
-        self.flow_blocks.iter().any(|(a, b)| *a == id || *b == id)
-            || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
+        self.flows.involves(id) || self.nodes.get(id).is_some_and(|n| ListKind::ALL.iter().any(|k| n.on_list(*k)))
     }
 
-    /// Writes `nodepair.list` and `nodestore/<id>` for the persistent nodes.
-    fn save_node_store(&self) {
-        let nodes: Vec<&Node> = self.nodes.iter().filter(|n| self.is_persistent(n.id)).collect();
-        self.state.save_node_store(&nodes, &self.flow_blocks);
+    /// Writes everything dirty in one batch ([`persist::write_files`]: all or nothing).
+    fn save(&mut self) -> Result<(), WriteError> {
+        let d = self.dirty;
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        for kind in ListKind::ALL {
+            let i = kind as usize;
+            if d.lists[i] {
+                let text = persist::list_text(self.lists.get(kind).entries());
+                files.push((self.state.list_file(kind.name()), text.into_bytes()));
+            }
+            if d.withdrawn[i] {
+                let text = persist::list_text(self.withdrawn.get(kind).entries());
+                files.push((self.state.withdrawn_file(kind.name()), text.into_bytes()));
+            }
+        }
+        if d.names {
+            files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
+        }
+        let mut keep = BTreeSet::new();
+        if d.node_store {
+            let nodes: Vec<&Node> = self.nodes.iter().filter(|n| self.is_persistent(n.id)).collect();
+            keep = nodes.iter().map(|n| n.id).collect();
+            let (pairs, unpairs) = self.flows.stored();
+            files.extend(self.state.node_store_files(&nodes, &pairs, &unpairs));
+        }
+        persist::write_files(&files)?;
+        if d.node_store {
+            self.state.remove_other_nodes(&keep);
+        }
+        if self.retry_save_at.take().is_some() {
+            info!(
+                "saved the state in {} again",
+                self.state.nodestore_dir().parent().unwrap_or(std::path::Path::new(".")).display()
+            );
+        }
+        self.dirty = Dirty::default();
+        Ok(())
     }
 
-    /// Recreates persisted nodes (with new ids, as SPIN) and their flow blocks and flags.
+    /// Recreates persisted nodes (with new ids, as SPIN) and their flow decisions and flags.
     fn restore_node_store(&mut self) {
-        let persist::NodeStore { nodes: stored, pairs } = self.state.load_node_store();
+        let persist::NodeStore { nodes: stored, pairs, unpairs } = self.state.load_node_store();
         let mut remap: HashMap<NodeId, NodeId> = HashMap::new();
         for (old_id, n) in stored {
             let cand = Candidate {
@@ -634,16 +816,10 @@ impl Core {
             }
             remap.insert(old_id, id);
         }
-        for (a, b) in pairs {
-            if let (Some(&a), Some(&b)) = (remap.get(&a), remap.get(&b)) {
-                if a != b {
-                    self.flow_blocks.insert((a.min(b), a.max(b)));
-                }
-            }
-        }
+        self.flows = FlowDecisions::restore(&pairs, &unpairs, |old| remap.get(&old).copied());
         if !remap.is_empty() {
-            info!("restored {} persisted nodes and {} flow blocks", remap.len(), self.flow_blocks.len());
-            self.save_node_store();
+            info!("restored {} persisted nodes and {} flow blocks", remap.len(), self.flows.blocked().count());
+            self.dirty.node_store = true;
         }
     }
 
@@ -655,14 +831,15 @@ impl Core {
             block: self.lists.get(ListKind::Block).entries().copied().collect(),
             allow: self.lists.get(ListKind::Allow).entries().copied().collect(),
             pairs: self
-                .flow_blocks
-                .iter()
-                .map(|&(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
+                .flows
+                .blocked()
+                .map(|(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
                 .collect(),
         }
     }
 
     fn enforce(&mut self) -> OpResult<()> {
+        self.enforce_pending = false;
         let policy = self.policy();
         match self.enforcer.as_mut() {
             None => Ok(()),
@@ -673,214 +850,18 @@ impl Core {
         }
     }
 
-    // ---- control operations (the JSON-RPC methods) ----------------------------------------
-
-    fn node(&self, id: NodeId) -> OpResult<&Node> {
-        self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))
-    }
-
-    /// `list_devices`: every node with a MAC.
-    pub fn op_list_devices(&self) -> Vec<&Node> {
-        self.nodes.devices()
-    }
-
-    pub fn op_get_device_data(&self, node: i64) -> OpResult<&Node> {
-        self.node(u64::try_from(node).unwrap_or(0))
-    }
-
-    fn device_by_mac(&self, mac: &str) -> OpResult<NodeId> {
-        mac.parse::<MacAddr>()
-            .ok()
-            .and_then(|m| self.nodes.by_mac(&m))
-            .ok_or_else(|| OpError::new(-1, "Device not found"))
-    }
-
-    /// `list_device_flows`: the device's traffic per remote node, port and ICMP type, in that
-    /// order; a flow-blocked pair reports no counters.
-    pub fn op_list_device_flows(&self, device: &str) -> OpResult<Vec<DeviceFlowRow>> {
-        let id = self.device_by_mac(device)?;
-        let mut out = Vec::new();
-        if let Some(records) = self.device_flows.get(&id) {
-            for (&(to, dst_port, icmp_type), r) in records {
-                let traffic = if self.flow_blocks.contains(&(id.min(to), id.max(to))) {
-                    DeviceFlowTraffic::Blocked
-                } else {
-                    DeviceFlowTraffic::Counted(r.clone())
-                };
-                out.push(DeviceFlowRow { to, dst_port, icmp_type, traffic });
+    /// Hands the enforcer the policy if it changed (a failure is logged: the next change tries
+    /// again with the whole policy).
+    fn enforce_if_pending(&mut self) {
+        if self.enforce_pending {
+            if let Err(e) = self.enforce() {
+                warn!("{}", e.message);
             }
         }
-        Ok(out)
-    }
-
-    pub fn op_set_device_name(&mut self, node: i64, name: &str, out: &mut Vec<Publish>) -> OpResult<()> {
-        let id = u64::try_from(node).unwrap_or(0);
-        let n = self.nodes.get(id).ok_or_else(|| OpError::new(-1, "Unknown node id"))?;
-        let (mac, ips) = (n.mac, n.ips.clone());
-        // Re-read first so a hand edit of names.conf since start is not overwritten.
-        self.names.reload_user();
-        match mac {
-            Some(m) => self.names.set_user_mac(m, name),
-            None => ips.iter().for_each(|ip| self.names.set_user_ip(*ip, name)),
-        }
-        let saved = self.names.write_user();
-        self.nodes.set_name(id, Some(name.to_string()));
-        self.emit(out, Vec::new());
-        saved.map_err(|e| OpError::new(-3, format!("name set, but names.conf could not be written: {e}")))
-    }
-
-    /// `add_iplist_node`/`remove_iplist_node`: every address of the node, and its flag.
-    pub fn op_iplist_node(
-        &mut self,
-        list: &str,
-        kind: ListKind,
-        node: i64,
-        add: bool,
-        out: &mut Vec<Publish>,
-    ) -> OpResult<()> {
-        let id = u64::try_from(node).unwrap_or(0);
-        let ips: Vec<IpAddr> = match self.nodes.get(id) {
-            Some(n) => n.ips.iter().copied().collect(),
-            None => return Err(OpError::new(-2, "Unknown node id")),
-        };
-        for ip in ips {
-            let net = IpNet::host(ip);
-            if add {
-                self.lists.get_mut(kind).add(net);
-            } else {
-                self.lists.get_mut(kind).remove(&net);
-            }
-        }
-        self.nodes.set_on_list(id, kind, add);
-        self.list_changed(kind, list, out)
-    }
-
-    pub fn op_iplist_ip(
-        &mut self,
-        list: &str,
-        kind: ListKind,
-        ip: &str,
-        add: bool,
-        out: &mut Vec<Publish>,
-    ) -> OpResult<()> {
-        let net: IpNet = ip.parse().map_err(|_| OpError::new(-1, "Invalid IP address"))?;
-        if add {
-            self.lists.get_mut(kind).add(net);
-        } else {
-            self.lists.get_mut(kind).remove(&net);
-        }
-        self.list_changed(kind, list, out)
-    }
-
-    fn list_changed(&mut self, kind: ListKind, command: &str, out: &mut Vec<Publish>) -> OpResult<()> {
-        self.save_list(kind);
-        self.save_node_store();
-        let enforced = if kind == ListKind::Ignore { Ok(()) } else { self.enforce() };
-        let msg = self.list_msg(kind, command);
-        self.emit(out, vec![msg]);
-        enforced
-    }
-
-    /// `list_iplist`: the list's entries in SPIN's order (IPv4 first, then by bytes).
-    pub fn op_list_iplist(&self, kind: ListKind) -> Vec<IpNet> {
-        self.lists.get(kind).entries().copied().collect()
-    }
-
-    /// Empties the ignore list, then ignores this host's own addresses (as SPIN does).
-    pub fn op_reset_iplist_ignore(&mut self, own_addresses: &[IpAddr], out: &mut Vec<Publish>) -> OpResult<()> {
-        self.lists.get_mut(ListKind::Ignore).clear();
-        self.nodes.clear_list_flags(ListKind::Ignore);
-        for ip in own_addresses {
-            self.lists.get_mut(ListKind::Ignore).add(IpNet::host(*ip));
-        }
-        self.list_changed(ListKind::Ignore, "ignore", out)
-    }
-
-    pub fn op_set_flow_block(&mut self, node1: i64, node2: i64, block: bool, out: &mut Vec<Publish>) -> OpResult<()> {
-        let (a, b) = (u64::try_from(node1).unwrap_or(0), u64::try_from(node2).unwrap_or(0));
-        if self.nodes.get(a).is_none() || self.nodes.get(b).is_none() {
-            return Err(OpError::new(-1, "Unknown node id"));
-        }
-        if a == b {
-            return Err(OpError::new(-1, "Cannot block traffic of a node with itself"));
-        }
-        let pair = (a.min(b), a.max(b));
-        let changed = if block { self.flow_blocks.insert(pair) } else { self.flow_blocks.remove(&pair) };
-        if !changed {
-            return Ok(());
-        }
-        self.save_node_store();
-        let r = self.enforce();
-        self.emit(out, Vec::new());
-        r
-    }
-
-    pub fn op_set_device_flow_block(
-        &mut self,
-        device: &str,
-        node: i64,
-        block: bool,
-        out: &mut Vec<Publish>,
-    ) -> OpResult<()> {
-        let dev = self.device_by_mac(device)?;
-        self.op_set_flow_block(dev as i64, node, block, out)
-    }
-
-    /// `get_flow_block`: every blocked node pair, smaller id first, in id order.
-    pub fn op_get_flow_block(&self) -> Vec<(NodeId, NodeId)> {
-        self.flow_blocks.iter().copied().collect()
-    }
-
-    /// `node 0` creates a node with the address; otherwise the address joins that node.
-    /// Returns the node's id (SPIN computed it but did not return it).
-    pub fn op_node_add_ip(&mut self, node: i64, ipaddr: &str, out: &mut Vec<Publish>) -> OpResult<NodeId> {
-        let ip: IpAddr = ipaddr.trim().parse().map_err(|_| OpError::new(-1, "Not a valid IP address"))?;
-        if self.nodes.by_ip(&ip).is_some() {
-            return Err(OpError::new(-1, "IP address already assigned to a node"));
-        }
-        let now = self.now;
-        let id = if node == 0 {
-            self.nodes.add(Candidate { ips: vec![ip], last_seen: now, ..Default::default() }, now)
-        } else {
-            let id = u64::try_from(node).unwrap_or(0);
-            if !self.nodes.add_ip(id, ip) {
-                return Err(OpError::new(-1, "Unknown node id"));
-            }
-            id
-        };
-        self.emit(out, Vec::new());
-        Ok(id)
-    }
-
-    /// DOTS "call home" signal (reference §7.1): block every device that had a flow matching a
-    /// mitigation scope.
-    pub fn op_dots_signal(&mut self, signal: &Value, out: &mut Vec<Publish>) -> OpResult<()> {
-        if !self.settings.dots_enabled {
-            return Err(OpError::new(1, "DOTS support is not enabled in spind.conf"));
-        }
-        let scopes = crate::model::dots::parse(signal).map_err(|m| OpError::new(1, m))?;
-        let mut matched = BTreeSet::new();
-        for (&device, records) in &self.device_flows {
-            for &(remote, port, icmp) in records.keys() {
-                let Some(node) = self.nodes.get(remote) else { continue };
-                if scopes.iter().any(|s| s.matches(&node.ips, port, icmp)) {
-                    matched.insert(device);
-                }
-            }
-        }
-        for device in matched {
-            info!(
-                "DOTS signal matches device node {device}{}",
-                if self.settings.dots_log_only { " (log only)" } else { "" }
-            );
-            if !self.settings.dots_log_only {
-                self.op_iplist_node("block", ListKind::Block, device as i64, true, out)?;
-            }
-        }
-        Ok(())
     }
 }
 
+mod ops;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -165,6 +165,16 @@ pub fn node_info(n: &Node) -> String {
     envelope("nodeInfo", Some(NodeJson::of(n)))
 }
 
+/// A digest of everything a node's `nodeInfo` says except `lastseen`: two equal digests mean
+/// the message would tell a subscriber nothing new but the time.
+pub fn node_digest(n: &Node) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let j = NodeJson::of(n);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (j.id, j.name, j.mac, j.is_blocked, j.is_excepted, j.ips, j.domains).hash(&mut h);
+    h.finish()
+}
+
 pub fn traffic(flows: &[FlowJson], timestamp: i64, total_size: u64, total_count: u64) -> String {
     envelope("traffic", Some(TrafficResult { flows, timestamp, total_size, total_count }))
 }

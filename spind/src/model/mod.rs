@@ -13,6 +13,7 @@ pub mod addr;
 pub(crate) mod core;
 pub(crate) mod dots;
 pub(crate) mod event;
+pub(crate) mod flowblocks;
 pub(crate) mod lists;
 pub(crate) mod messages;
 pub(crate) mod names;

@@ -13,7 +13,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::model::event::MacAddr;
-use crate::model::persist::{atomic_write, uci_line, UciLine};
+#[cfg(test)]
+use crate::model::persist::atomic_write;
+use crate::model::persist::{uci_line, UciLine};
 
 /// One source's names.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,10 +95,30 @@ impl Names {
         set_or_remove(&mut self.user.by_ip, ip, name);
     }
 
-    /// Writes the user names to `names.conf` (atomically): all IP entries sorted (IPv4 before
-    /// IPv6, then by bytes, which is `IpAddr`'s order), then all MAC entries sorted.
+    /// Forgets the user's names for these addresses (a device named by its MAC: its address
+    /// entries from before are superseded and must not name it again later).
+    pub fn remove_user_ips(&mut self, ips: &[IpAddr]) {
+        for ip in ips {
+            self.user.by_ip.remove(ip);
+        }
+    }
+
+    /// Where the user names are written (`names.conf`).
+    pub fn user_path(&self) -> &Path {
+        &self.user_path
+    }
+
+    /// The text of `names.conf`: all IP entries sorted (IPv4 before IPv6, then by bytes, which is
+    /// `IpAddr`'s order), then all MAC entries sorted.
+    pub fn user_text(&self) -> String {
+        format_user(&self.user)
+    }
+
+    /// Writes the user names to `names.conf` (atomically), as [`Names::user_text`]. The core
+    /// writes them with its other state in one batch instead.
+    #[cfg(test)]
     pub fn write_user(&self) -> io::Result<()> {
-        atomic_write(&self.user_path, format_user(&self.user).as_bytes())
+        atomic_write(&self.user_path, self.user_text().as_bytes())
     }
 }
 

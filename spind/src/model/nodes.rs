@@ -83,6 +83,15 @@ pub struct Candidate {
     pub last_seen: Timestamp,
 }
 
+/// What the household decided about a node: its list flags and its name. A control operation
+/// whose change cannot be saved puts these back ([`NodeCache::restore_marks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeMarks {
+    id: NodeId,
+    on_list: [bool; 3],
+    name: Option<String>,
+}
+
 /// Something that happened to the cache that clients must be told about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -153,6 +162,43 @@ impl NodeCache {
     /// Ids of nodes whose nodeInfo must be published, clearing the set.
     pub fn take_modified(&mut self) -> Vec<NodeId> {
         std::mem::take(&mut self.modified).into_iter().collect()
+    }
+
+    /// Ids of nodes whose nodeInfo must be published, leaving the set as it is.
+    pub fn modified(&self) -> BTreeSet<NodeId> {
+        self.modified.clone()
+    }
+
+    /// Puts back a set returned by [`NodeCache::modified`] (undoing a failed operation).
+    pub fn restore_modified(&mut self, modified: BTreeSet<NodeId>) {
+        self.modified = modified;
+    }
+
+    /// The flags and names of every node that has any.
+    pub fn marks(&self) -> Vec<NodeMarks> {
+        self.nodes
+            .values()
+            .filter(|n| n.name.is_some() || n.on_list.iter().any(|&f| f))
+            .map(|n| NodeMarks { id: n.id, on_list: n.on_list, name: n.name.clone() })
+            .collect()
+    }
+
+    /// Gives every node the flags and name `marks` says (none for a node it does not list),
+    /// without marking anything modified: the state before an operation that could not be saved.
+    pub fn restore_marks(&mut self, marks: &[NodeMarks]) {
+        let by_id: HashMap<NodeId, &NodeMarks> = marks.iter().map(|m| (m.id, m)).collect();
+        for n in self.nodes.values_mut() {
+            match by_id.get(&n.id) {
+                Some(m) => {
+                    n.on_list = m.on_list;
+                    n.name.clone_from(&m.name);
+                }
+                None => {
+                    n.on_list = [false; 3];
+                    n.name = None;
+                }
+            }
+        }
     }
 
     pub fn take_changes(&mut self) -> Vec<Change> {
@@ -371,7 +417,9 @@ impl NodeCache {
         }
     }
 
-    fn remove_ip(&mut self, id: NodeId, ip: &IpAddr) {
+    /// Takes `ip` away from node `id` (an address that moved to another device, or an
+    /// operation undone).
+    pub fn remove_ip(&mut self, id: NodeId, ip: &IpAddr) {
         if let Some(n) = self.nodes.get_mut(&id) {
             if n.ips.remove(ip) {
                 self.modified.insert(id);

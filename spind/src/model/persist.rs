@@ -23,33 +23,82 @@ use crate::model::nodes::{ListKind, Node, NodeId};
 /// Replaces `path` with `data` atomically: writes `<path>.tmp-<pid>` in the same directory
 /// (rename is only atomic within one filesystem), fsyncs it, renames it over `path` and fsyncs
 /// the directory. On any error the temp file is removed and the previous file is left intact.
+/// (One file of [`write_files`]; the core writes its state in batches.)
+#[cfg(test)]
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut tmp_name = path
+    write_files(&[(path.to_path_buf(), data.to_vec())]).map_err(|e| e.source)
+}
+
+/// A file of the state directory could not be written (a full or read-only file system, a
+/// path in the way). Nothing of the batch it belonged to was replaced.
+#[derive(Debug)]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot write {}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let mut name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", path.display())))?
         .to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    name.push(format!(".tmp-{}", std::process::id()));
+    Ok(path.with_file_name(name))
+}
 
-    let mut created = false;
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        created = true;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        // Only remove what we created: the temp path may be something else entirely.
-        if created {
-            let _ = fs::remove_file(&tmp);
+/// Replaces several files at once, in two phases: every new content is first written to a temp
+/// file beside its target and fsynced; only when all of them are on disk are they renamed over
+/// their targets (and the directories fsynced). A full file system fails the first phase, and
+/// then no file is replaced and every temp file is removed, so a change that needs several files
+/// is either on disk whole or not at all. (A rename needs no space; a power cut between two
+/// renames leaves each file whole, old or new.)
+pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> Result<(), WriteError> {
+    let err = |path: &Path, source| WriteError { path: path.to_path_buf(), source };
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let cleanup = |temps: &[PathBuf]| {
+        for t in temps {
+            let _ = fs::remove_file(t);
         }
-        return Err(e);
+    };
+    for (path, data) in files {
+        let tmp = temp_path(path).map_err(|e| err(path, e))?;
+        // Only remove what we created: the temp path may be something else entirely.
+        let mut f = match OpenOptions::new().write(true).create(true).truncate(true).open(&tmp) {
+            Ok(f) => f,
+            Err(e) => {
+                cleanup(&temps);
+                return Err(err(path, e));
+            }
+        };
+        temps.push(tmp);
+        if let Err(e) = f.write_all(data).and_then(|()| f.sync_all()) {
+            drop(f);
+            cleanup(&temps);
+            return Err(err(path, e));
+        }
     }
-    // Make the rename itself durable. Some filesystems refuse fsync on directories; the data is
-    // already safe then as far as we can make it, so that is not an error.
-    if let Some(dir) = path.parent() {
+    for (i, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+        if let Err(e) = fs::rename(tmp, path) {
+            cleanup(&temps[i..]);
+            return Err(err(path, e));
+        }
+    }
+    // Make the renames themselves durable. Some filesystems refuse fsync on directories; the
+    // data is already safe then as far as we can make it, so that is not an error.
+    let dirs: BTreeSet<&Path> = files.iter().filter_map(|(p, _)| p.parent()).collect();
+    for dir in dirs {
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -121,9 +170,21 @@ impl StateDir {
         self.root.join("names.conf")
     }
 
+    /// `<root>/<name>.withdrawn`: addresses the user took off list `<name>` by hand; a node's
+    /// list flag never puts them back (only an explicit add does).
+    pub fn withdrawn_file(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.withdrawn"))
+    }
+
     /// `<root>/nodepair.list` (blocked node pairs).
     pub fn nodepair_file(&self) -> PathBuf {
         self.root.join("nodepair.list")
+    }
+
+    /// `<root>/nodeunpair.list` (node pairs the user unblocked, so a merge does not block them
+    /// again with an older decision).
+    pub fn nodeunpair_file(&self) -> PathBuf {
+        self.root.join("nodeunpair.list")
     }
 
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).
@@ -165,14 +226,20 @@ pub fn read_list(path: &Path) -> (Vec<IpNet>, Vec<String>) {
     (entries, warnings)
 }
 
-/// Writes a list file atomically, one entry per line (a prefix keeps its `/len`).
-pub fn write_list<'a>(path: &Path, entries: impl Iterator<Item = &'a IpNet>) -> io::Result<()> {
+/// The text of a list file, one entry per line (a prefix keeps its `/len`).
+pub fn list_text<'a>(entries: impl Iterator<Item = &'a IpNet>) -> String {
     let mut text = String::new();
     for e in entries {
         text.push_str(&e.to_string());
         text.push('\n');
     }
-    atomic_write(path, text.as_bytes())
+    text
+}
+
+/// Writes a list file atomically, one entry per line (a prefix keeps its `/len`).
+#[cfg(test)]
+pub fn write_list<'a>(path: &Path, entries: impl Iterator<Item = &'a IpNet>) -> io::Result<()> {
+    atomic_write(path, list_text(entries).as_bytes())
 }
 
 /// A node as the node store keeps it: what is needed to recreate it after a restart.
@@ -214,13 +281,30 @@ impl StoredNode {
     }
 }
 
+/// One flow-block decision as stored: the pair (old ids) and the order it was taken in (0 when
+/// the file has none, as SPIN's `nodepair.list`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredPair {
+    pub a: NodeId,
+    pub b: NodeId,
+    pub seq: u64,
+}
+
 /// What the node store held at start, under the ids of the previous run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeStore {
     /// The stored nodes by their old ids, in id order.
     pub nodes: Vec<(NodeId, StoredNode)>,
-    /// The blocked pairs, as old ids.
-    pub pairs: Vec<(NodeId, NodeId)>,
+    /// The blocked pairs (`nodepair.list`).
+    pub pairs: Vec<StoredPair>,
+    /// The pairs the user unblocked (`nodeunpair.list`).
+    pub unpairs: Vec<StoredPair>,
+}
+
+/// The text of `nodepair.list`/`nodeunpair.list`: `<id> <id> <order>` per line (SPIN wrote
+/// `<id> <id>`; the third column is ours and optional when read).
+pub fn pairs_text(pairs: &[StoredPair]) -> String {
+    pairs.iter().map(|p| format!("{} {} {}\n", p.a, p.b, p.seq)).collect()
 }
 
 /// The text of a `nodestore/<id>` file: the node's JSON as SPIN's (`NodeJson`), plus
@@ -234,38 +318,40 @@ pub fn node_store_text(n: &Node) -> String {
 }
 
 impl StateDir {
-    /// Writes `nodestore/<id>` for each of `nodes` (and removes the files of other nodes), and
-    /// `nodepair.list` (`<id> <id>` per line) for the blocked pairs. Failures are logged: the
-    /// state in memory stays right, and the next change writes again.
-    pub fn save_node_store(&self, nodes: &[&Node], pairs: &BTreeSet<(NodeId, NodeId)>) {
+    /// The files of the node store for these persistent nodes and decisions: `nodestore/<id>`
+    /// per node, `nodepair.list` and `nodeunpair.list`. Written with [`write_files`]; files of
+    /// other nodes are removed afterwards with [`StateDir::remove_other_nodes`].
+    pub fn node_store_files(
+        &self,
+        nodes: &[&Node],
+        pairs: &[StoredPair],
+        unpairs: &[StoredPair],
+    ) -> Vec<(PathBuf, Vec<u8>)> {
         let dir = self.nodestore_dir();
-        let mut keep = BTreeSet::new();
-        for n in nodes {
-            let name = n.id.to_string();
-            if let Err(e) = atomic_write(&dir.join(&name), node_store_text(n).as_bytes()) {
-                warn!("cannot save node {} to {}: {e}", n.id, dir.display());
-            }
-            keep.insert(name);
-        }
-        if let Ok(entries) = fs::read_dir(&dir) {
+        let mut files: Vec<(PathBuf, Vec<u8>)> =
+            nodes.iter().map(|n| (dir.join(n.id.to_string()), node_store_text(n).into_bytes())).collect();
+        files.push((self.nodepair_file(), pairs_text(pairs).into_bytes()));
+        files.push((self.nodeunpair_file(), pairs_text(unpairs).into_bytes()));
+        files
+    }
+
+    /// Removes `nodestore/<id>` of every node not in `keep` (removing needs no space).
+    pub fn remove_other_nodes(&self, keep: &BTreeSet<NodeId>) {
+        if let Ok(entries) = fs::read_dir(self.nodestore_dir()) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.parse::<NodeId>().is_ok() && !keep.contains(&name) {
+                if name.parse::<NodeId>().is_ok_and(|id| !keep.contains(&id)) {
                     let _ = fs::remove_file(e.path());
                 }
             }
-        }
-        let text: String = pairs.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
-        if let Err(e) = atomic_write(&self.nodepair_file(), text.as_bytes()) {
-            warn!("cannot save flow blocks: {e}");
         }
     }
 
     /// Reads the node store. Unreadable files and bad lines are logged and skipped.
     pub fn load_node_store(&self) -> NodeStore {
         let mut nodes = Vec::new();
-        let mut pairs = Vec::new();
-        let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return NodeStore { nodes, pairs } };
+        let (pairs, unpairs) = (read_pairs(&self.nodepair_file()), read_pairs(&self.nodeunpair_file()));
+        let Ok(entries) = fs::read_dir(self.nodestore_dir()) else { return NodeStore { nodes, pairs, unpairs } };
         let mut files: Vec<(NodeId, PathBuf)> =
             entries.flatten().filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path()))).collect();
         files.sort();
@@ -275,18 +361,24 @@ impl StateDir {
                 Err(e) => warn!("ignoring unreadable node store file {}: {e}", path.display()),
             }
         }
-        if let Ok(text) = fs::read_to_string(self.nodepair_file()) {
-            for line in text.lines() {
-                let ids: Vec<Option<NodeId>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
-                if let [Some(a), Some(b)] = ids[..] {
-                    pairs.push((a, b));
-                } else if !line.trim().is_empty() {
-                    warn!("ignoring bad line in {}: {line:?}", self.nodepair_file().display());
-                }
-            }
-        }
-        NodeStore { nodes, pairs }
+        NodeStore { nodes, pairs, unpairs }
     }
+}
+
+/// `<id> <id> [<order>]` lines; a missing file is no pairs.
+fn read_pairs(path: &Path) -> Vec<StoredPair> {
+    let mut pairs = Vec::new();
+    let Ok(text) = fs::read_to_string(path) else { return pairs };
+    for line in text.lines() {
+        let ids: Vec<Option<u64>> = line.split_whitespace().map(|s| s.parse().ok()).collect();
+        match ids[..] {
+            [Some(a), Some(b)] => pairs.push(StoredPair { a, b, seq: 0 }),
+            [Some(a), Some(b), Some(seq)] => pairs.push(StoredPair { a, b, seq }),
+            _ if line.trim().is_empty() => {}
+            _ => warn!("ignoring bad line in {}: {line:?}", path.display()),
+        }
+    }
+    pairs
 }
 
 // ---- OpenWrt UCI files (/etc/config/dhcp for names, /etc/config/spin for the config) ----

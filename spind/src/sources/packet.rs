@@ -6,9 +6,13 @@
 //!   with one sample per connection that had traffic in that second, in the initiator's
 //!   direction and with both directions summed (conntrack accounting semantics).
 //! * **DNS** over UDP and TCP port 53 ([`Event::DnsQuery`], [`Event::DnsAnswer`]).
-//! * **neighbours** ([`Event::Neighbour`]) from ARP, IPv6 neighbour discovery and the Ethernet
-//!   source address of on-link (private/link-local) senders, emitted only when a mapping is
-//!   new or changed.
+//! * **neighbours** ([`Event::Neighbour`]): an address belongs to a device (a MAC) only when the
+//!   capture shows the device owning it: ARP, IPv6 neighbour discovery and DHCP acknowledgements
+//!   say so directly; the Ethernet source of a frame counts only when its source address is on
+//!   the link itself ([`LocalNets`]: the subnets ARP, neighbour discovery, router advertisements
+//!   and DHCP show, and link-local addresses). A router's MAC carries all remote traffic, also
+//!   from private ranges behind it (double NAT, another home subnet, a VPN): those addresses stay
+//!   remote. Emitted only when a mapping is new or changed.
 //!
 //! Parsing is done with etherparse (frames) and hickory-proto (DNS); only the Linux cooked
 //! headers, the NDP option walk and the DNS name rendering are done by hand (see there why).
@@ -34,6 +38,14 @@ const TCP_DNS_BUF_MAX: usize = 2 + 65535;
 const TCP_DNS_STREAMS_MAX: usize = 4096;
 /// Upper bound of remembered ip -> mac mappings; the map is reset when exceeded.
 const NEIGHBOURS_MAX: usize = 1 << 16;
+/// Upper bound of learned local subnets per family (a home has a handful; more is bad input).
+const LOCAL_NETS_MAX: usize = 64;
+/// The prefix an address proven on the link stands for when nothing says better (DHCP's mask,
+/// a router advertisement's prefix): the usual home LAN /24 and the IPv6 /64.
+const ASSUMED_V4_PREFIX: u8 = 24;
+const ASSUMED_V6_PREFIX: u8 = 64;
+const DHCP_SERVER_PORT: u16 = 67;
+const DHCP_CLIENT_PORT: u16 = 68;
 
 /// The link-layer header types the decoder understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +184,87 @@ struct L4 {
     syn_ack: bool,
 }
 
+/// The subnets a capture shows as its own link: where a frame's source address may be taken
+/// as the address of the frame's sender MAC. Learned from what only happens on a link (ARP,
+/// neighbour discovery, router advertisements, DHCP); link-local ranges always are.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LocalNets {
+    v4: Vec<(u32, u8)>,
+    v6: Vec<(u128, u8)>,
+}
+
+fn mask4(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    }
+}
+
+impl LocalNets {
+    /// `ip/len` is a subnet of this link.
+    pub(crate) fn learn(&mut self, ip: IpAddr, len: u8) {
+        match ip {
+            IpAddr::V4(a) => {
+                let len = len.min(32);
+                // A /0-/7 "subnet" is nobody's LAN: bad input must not make the internet local.
+                if len < 8 || a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                    return;
+                }
+                let net = u32::from(a) & mask4(len);
+                if self.v4.iter().any(|&(n, l)| l <= len && net & mask4(l) == n) || self.v4.len() >= LOCAL_NETS_MAX {
+                    return;
+                }
+                // A wider prefix replaces the narrower ones inside it.
+                self.v4.retain(|&(n, l)| !(l > len && n & mask4(len) == net));
+                self.v4.push((net, len));
+            }
+            IpAddr::V6(a) => {
+                let len = len.min(128);
+                if len < 16 || a.is_unspecified() || a.is_multicast() {
+                    return;
+                }
+                let net = u128::from(a) & mask6(len);
+                if self.v6.iter().any(|&(n, l)| l <= len && net & mask6(l) == n) || self.v6.len() >= LOCAL_NETS_MAX {
+                    return;
+                }
+                self.v6.retain(|&(n, l)| !(l > len && n & mask6(len) == net));
+                self.v6.push((net, len));
+            }
+        }
+    }
+
+    /// An address proven on the link: its subnet as far as we can tell.
+    fn learn_address(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(_) => self.learn(ip, ASSUMED_V4_PREFIX),
+            IpAddr::V6(_) => self.learn(ip, ASSUMED_V6_PREFIX),
+        }
+    }
+
+    /// Whether `ip` is on this link: link-local, or in a learned subnet.
+    pub(crate) fn contains(&self, ip: &IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let x = u32::from(*a);
+                a.is_link_local() || self.v4.iter().any(|&(n, l)| x & mask4(l) == n)
+            }
+            IpAddr::V6(a) => {
+                let x = u128::from(*a);
+                (a.segments()[0] & 0xffc0) == 0xfe80 || self.v6.iter().any(|&(n, l)| x & mask6(l) == n)
+            }
+        }
+    }
+}
+
 /// Turns captured frames into [`Event`]s. See the module documentation.
 pub struct Decoder {
     conns: FxMap<ConnKey, Conn>,
@@ -181,6 +274,8 @@ pub struct Decoder {
     cur_sec: Option<i64>,
     last_gc: i64,
     neighbours: FxMap<IpAddr, MacAddr>,
+    /// Where a frame's source address belongs to the frame's sender.
+    local: LocalNets,
     tcp_dns: FxMap<(IpAddr, u16, IpAddr, u16), TcpDnsStream>,
 }
 
@@ -198,6 +293,7 @@ impl Decoder {
             cur_sec: None,
             last_gc: i64::MIN,
             neighbours: FxMap::default(),
+            local: LocalNets::default(),
             tcp_dns: FxMap::default(),
         }
     }
@@ -284,8 +380,10 @@ impl Decoder {
             None => return,
         };
 
+        // A frame's sender owns its source address only when that address is on this link;
+        // otherwise the sender is a router forwarding somebody else's packet.
         if let Some(mac) = src_mac {
-            if is_on_link(&src) {
+            if self.local.contains(&src) {
                 self.neighbour(sec, src, mac, out);
             }
         }
@@ -297,6 +395,9 @@ impl Decoder {
                 l4.dport = udp.destination_port();
                 if (l4.sport == 53 || l4.dport == 53) && !payload.incomplete {
                     self.dns(sec, src, udp.payload(), out);
+                }
+                if l4.sport == DHCP_SERVER_PORT && l4.dport == DHCP_CLIENT_PORT {
+                    self.dhcp(sec, udp.payload(), out);
                 }
             }
             Some(TransportSlice::Tcp(tcp)) => {
@@ -325,6 +426,7 @@ impl Decoder {
                         l4.sport = u16::from_be_bytes([b[0], b[1]]);
                         l4.dport = l4.sport;
                     }
+                    134 => self.router_advertisement(sec, src, icmp.payload(), out),
                     135 | 136 => self.ndp(sec, src, l4.icmp_type, icmp.payload(), out),
                     _ => {}
                 }
@@ -411,12 +513,14 @@ impl Decoder {
         }
     }
 
-    fn neighbour(&mut self, sec: i64, ip: IpAddr, mac: MacAddr, out: &mut Vec<Event>) {
+    /// A mapping the capture shows; true if it is a usable one (unicast MAC, unicast address),
+    /// whether or not it is new.
+    fn neighbour(&mut self, sec: i64, ip: IpAddr, mac: MacAddr, out: &mut Vec<Event>) -> bool {
         if !mac.is_unicast() || !is_neighbour_ip(&ip) {
-            return;
+            return false;
         }
         if self.neighbours.get(&ip) == Some(&mac) {
-            return;
+            return true;
         }
         if self.neighbours.len() >= NEIGHBOURS_MAX {
             // Pathological input; re-announcing some mappings later is harmless.
@@ -424,6 +528,7 @@ impl Decoder {
         }
         self.neighbours.insert(ip, mac);
         out.push(Event::Neighbour { time: sec, ip, mac });
+        true
     }
 
     /// ARP requests and replies both tell us the sender's mapping.
@@ -440,7 +545,79 @@ impl Decoder {
         else {
             return;
         };
-        self.neighbour(sec, IpAddr::V4(Ipv4Addr::from(ip)), MacAddr(mac), out);
+        let ip = IpAddr::V4(Ipv4Addr::from(ip));
+        if self.neighbour(sec, ip, MacAddr(mac), out) {
+            self.local.learn_address(ip);
+        }
+    }
+
+    /// A DHCP acknowledgement (server to client): the client's MAC owns the address it was
+    /// given, and the subnet mask says how wide the link is. BOOTP layout: op @0, htype @1,
+    /// hlen @2, yiaddr @16, chaddr @28, magic cookie @236, options from @240.
+    fn dhcp(&mut self, sec: i64, msg: &[u8], out: &mut Vec<Event>) {
+        const ACK: u8 = 5;
+        if msg.len() < 240 || msg[0] != 2 || msg[1] != 1 || msg[2] != 6 || msg[236..240] != [99, 130, 83, 99] {
+            return;
+        }
+        let (mut kind, mut mask) = (None, None);
+        let mut opts = &msg[240..];
+        while let [code, rest @ ..] = opts {
+            match *code {
+                0 => opts = rest,
+                255 => break,
+                _ => {
+                    let Some((&len, rest)) = rest.split_first() else { return };
+                    let Some(data) = rest.get(..len as usize) else { return };
+                    match (*code, data) {
+                        (53, [k]) => kind = Some(*k),
+                        (1, [a, b, c, d]) => mask = Some(u32::from_be_bytes([*a, *b, *c, *d])),
+                        _ => {}
+                    }
+                    opts = &rest[len as usize..];
+                }
+            }
+        }
+        let yiaddr = Ipv4Addr::new(msg[16], msg[17], msg[18], msg[19]);
+        if kind != Some(ACK) || yiaddr.is_unspecified() {
+            return;
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&msg[28..34]);
+        if self.neighbour(sec, IpAddr::V4(yiaddr), MacAddr(mac), out) || mask.is_some() {
+            // A mask is contiguous ones; anything else is not one and says nothing.
+            let len = match mask {
+                Some(m) if m.leading_ones() + m.trailing_zeros() == 32 => m.leading_ones() as u8,
+                _ => ASSUMED_V4_PREFIX,
+            };
+            self.local.learn(IpAddr::V4(yiaddr), len);
+        }
+    }
+
+    /// A router advertisement: its sender (the router's link-local address, with the source
+    /// link-layer option) and its on-link prefixes (prefix information options with the L flag).
+    /// `body` starts after the 8-byte ICMPv6 header: reachable time, retrans timer, options.
+    fn router_advertisement(&mut self, sec: i64, src: IpAddr, body: &[u8], out: &mut Vec<Event>) {
+        let Some(mut opts) = body.get(8..) else { return };
+        while opts.len() >= 2 {
+            let len = opts[1] as usize * 8;
+            if len == 0 || len > opts.len() {
+                return;
+            }
+            match opts[0] {
+                1 if len >= 8 => {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(&opts[2..8]);
+                    self.neighbour(sec, src, MacAddr(mac), out);
+                }
+                3 if len == 32 && opts[3] & 0x80 != 0 => {
+                    let mut p = [0u8; 16];
+                    p.copy_from_slice(&opts[16..32]);
+                    self.local.learn(IpAddr::V6(Ipv6Addr::from(p)), opts[2]);
+                }
+                _ => {}
+            }
+            opts = &opts[len..];
+        }
     }
 
     /// Neighbour solicitation (type 135): source link-layer address option (1) belongs to the
@@ -460,7 +637,9 @@ impl Decoder {
             if opts[0] == want_opt && len >= 8 {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(&opts[2..8]);
-                self.neighbour(sec, ip, MacAddr(mac), out);
+                if self.neighbour(sec, ip, MacAddr(mac), out) {
+                    self.local.learn_address(ip);
+                }
                 return;
             }
             opts = &opts[len..];
@@ -601,21 +780,6 @@ fn parse_sll(v2: bool, data: &[u8]) -> Option<Sll<'_>> {
         MacAddr(m)
     });
     Some(Sll { protocol, src_mac, payload: &data[hdr_len..] })
-}
-
-/// Addresses whose sender must be on the local link: RFC1918, link-local, CGNAT (IPv4);
-/// link-local and ULA (IPv6).
-fn is_on_link(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments()[0];
-            (s & 0xffc0) == 0xfe80 || (s & 0xfe00) == 0xfc00
-        }
-    }
 }
 
 /// Addresses that can belong to a neighbour table entry.
@@ -987,34 +1151,127 @@ mod tests {
         );
     }
 
+    /// A router's MAC carries every remote address, private ones included (double NAT, another
+    /// home subnet, a VPN): a frame's source joins its sender only inside a subnet the capture
+    /// shows as this link's.
     #[test]
-    fn on_link_learning_only_for_private_sources() {
-        let mut other = Vec::new();
+    fn frame_sources_join_their_sender_only_inside_the_links_subnets() {
+        let from = |mac: [u8; 6], src: [u8; 4]| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(mac, MAC_B).ipv4(src, WAN, 64).udp(1, 2).write(&mut v, &[]).unwrap();
+            v
+        };
         let mac_c = [0x02, 0, 0, 0, 0, 0x0c];
-        PacketBuilder::ethernet2(mac_c, MAC_B).ipv4(LAN, WAN, 64).udp(1, 2).write(&mut other, &[]).unwrap();
-        let mut bcast = Vec::new();
-        PacketBuilder::ethernet2([0xff; 6], MAC_B)
-            .ipv4([10, 0, 0, 9], WAN, 64)
-            .udp(1, 2)
-            .write(&mut bcast, &[])
-            .unwrap();
         let evs = run(&[
-            (1.0, udp4(LAN, 1, WAN, 2, &[])),             // private source: learned
-            (1.0, udp4(LAN, 1, WAN, 2, &[])),             // same again: no event
-            (1.0, udp4(WAN, 2, LAN, 1, &[])),             // public source: not learned
-            (1.0, udp4([100, 64, 3, 4], 1, WAN, 2, &[])), // CGNAT: learned
-            (1.0, udp4([172, 32, 0, 1], 1, WAN, 2, &[])), // not RFC1918
-            (1.0, other),                                 // LAN moved to another MAC: event
-            (1.0, bcast),                                 // multicast/broadcast MAC: never
+            (1.0, from(MAC_A, LAN)),                           // nothing proves the link yet
+            (1.0, arp_frame(1, MAC_A, LAN, [192, 168, 1, 1])), // ARP: 192.168.1.10 is MAC_A's
+            (1.0, from(MAC_B, [192, 168, 1, 1])),              // on the link now: learned
+            (1.0, from(MAC_B, [192, 168, 1, 1])),              // same again: no event
+            (1.0, from(MAC_B, [10, 1, 2, 3])),                 // behind the router
+            (1.0, from(MAC_B, [192, 168, 50, 7])),             // another home subnet
+            (1.0, from(MAC_B, [100, 64, 3, 4])),               // CGNAT, behind the router
+            (1.0, from(MAC_B, WAN)),                           // the internet
+            (1.0, from(MAC_B, [169, 254, 9, 9])),              // link-local: always on the link
+            (1.0, from(mac_c, LAN)),                           // LAN address moved to another MAC
+            (1.0, from([0xff; 6], [192, 168, 1, 99])),         // broadcast MAC: never
         ]);
         assert_eq!(
             neighbours(&evs),
             vec![
                 (ip("192.168.1.10"), MacAddr(MAC_A)),
-                (ip("100.64.3.4"), MacAddr(MAC_A)),
+                (ip("192.168.1.1"), MacAddr(MAC_B)),
+                (ip("169.254.9.9"), MacAddr(MAC_B)),
                 (ip("192.168.1.10"), MacAddr(mac_c)),
             ]
         );
+    }
+
+    /// A DHCP acknowledgement gives the client its address and says how wide the link is; a
+    /// router advertisement names the router and its on-link prefixes.
+    #[test]
+    fn dhcp_acknowledgements_and_router_advertisements_show_the_link() {
+        let dev = [0x02, 0, 0, 0, 0, 0x0d];
+        // BOOTP reply: op 2, htype 1, hlen 6, yiaddr 10.0.5.3, chaddr dev; DHCP ACK, mask /16.
+        let mut bootp = vec![0u8; 240];
+        bootp[..3].copy_from_slice(&[2, 1, 6]);
+        bootp[16..20].copy_from_slice(&[10, 0, 5, 3]);
+        bootp[28..34].copy_from_slice(&dev);
+        bootp[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        bootp.extend_from_slice(&[53, 1, 5, 1, 4, 255, 255, 0, 0, 255]);
+        let ack = udp4([10, 0, 0, 1], 67, [10, 0, 5, 3], 68, &bootp);
+        let mut offer = bootp.clone();
+        offer[16..20].copy_from_slice(&[10, 0, 5, 4]);
+        offer[242] = 2; // DHCP OFFER: an address offered is nobody's yet
+        let offer = udp4([10, 0, 0, 1], 67, [10, 0, 5, 4], 68, &offer);
+        let from = |mac: [u8; 6], src: [u8; 4]| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(mac, MAC_B).ipv4(src, WAN, 64).udp(1, 2).write(&mut v, &[]).unwrap();
+            v
+        };
+        // Router advertisement from fe80::1 (source link-layer option MAC_B) with the on-link
+        // prefix fd00:8::/64 (prefix information: length 64, flags L|A).
+        let mut ra_body = vec![0u8; 8];
+        ra_body.extend_from_slice(&[1, 1]);
+        ra_body.extend_from_slice(&MAC_B);
+        ra_body.extend_from_slice(&[3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x0e, 0x10, 0, 0, 0, 0]);
+        ra_body.extend_from_slice(&"fd00:8::".parse::<Ipv6Addr>().unwrap().octets());
+        let mut ra = Vec::new();
+        PacketBuilder::ethernet2(MAC_B, [0x33, 0x33, 0, 0, 0, 1])
+            .ipv6("fe80::1".parse::<Ipv6Addr>().unwrap().octets(), "ff02::1".parse::<Ipv6Addr>().unwrap().octets(), 255)
+            .icmpv6_raw(134, 0, [64, 0, 0x07, 0x08])
+            .write(&mut ra, &ra_body)
+            .unwrap();
+        let from6 = |mac: [u8; 6], src: &str| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2(mac, MAC_B)
+                .ipv6(
+                    src.parse::<Ipv6Addr>().unwrap().octets(),
+                    [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    64,
+                )
+                .udp(1, 2)
+                .write(&mut v, &[])
+                .unwrap();
+            v
+        };
+        let evs = run(&[
+            (1.0, offer),
+            (1.0, ack),
+            (1.0, from(MAC_A, [10, 0, 200, 1])), // inside the ACK's /16
+            (1.0, from(MAC_A, [10, 1, 0, 1])),   // outside it
+            (2.0, ra),
+            (2.0, from6(MAC_A, "fd00:8::55")), // inside the advertised prefix
+            (2.0, from6(MAC_B, "fd00:9::1")),  // outside it
+        ]);
+        assert_eq!(
+            neighbours(&evs),
+            vec![
+                (ip("10.0.5.3"), MacAddr(dev)),
+                (ip("10.0.200.1"), MacAddr(MAC_A)),
+                (ip("fe80::1"), MacAddr(MAC_B)),
+                (ip("fd00:8::55"), MacAddr(MAC_A)),
+            ]
+        );
+    }
+
+    #[test]
+    fn local_nets_merge_and_refuse_nonsense() {
+        let mut l = LocalNets::default();
+        l.learn(ip("192.168.1.7"), 24);
+        l.learn(ip("192.168.1.200"), 24);
+        l.learn(ip("192.168.0.1"), 16); // wider: replaces the /24
+        l.learn(ip("8.8.8.8"), 0); // the whole internet is nobody's LAN
+        l.learn(ip("0.0.0.0"), 24);
+        assert_eq!(l.v4, vec![(u32::from(Ipv4Addr::new(192, 168, 0, 0)), 16)]);
+        assert!(l.contains(&ip("192.168.77.1")) && !l.contains(&ip("192.169.0.1")) && !l.contains(&ip("8.8.8.8")));
+        l.learn(ip("2001:db8::1"), 64);
+        l.learn(ip("::"), 64);
+        assert!(l.contains(&ip("2001:db8::ffff")) && !l.contains(&ip("2001:db8:1::1")));
+        assert!(l.contains(&ip("fe80::1234")), "link-local is always on the link");
+        for i in 0..1000u32 {
+            l.learn(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24);
+        }
+        assert!(l.v4.len() <= LOCAL_NETS_MAX);
     }
 
     #[test]
@@ -1031,7 +1288,7 @@ mod tests {
         sll.extend_from_slice(&MAC_A);
         sll.extend_from_slice(&[0, 0, 0x08, 0x00]);
         let mut ipv4 = Vec::new();
-        PacketBuilder::ipv4([10, 1, 1, 1], WAN, 64).udp(3, 4).write(&mut ipv4, &[]).unwrap();
+        PacketBuilder::ipv4([192, 168, 1, 11], WAN, 64).udp(3, 4).write(&mut ipv4, &[]).unwrap();
         sll.extend_from_slice(&ipv4);
         // SLL v2 from a tun device (ARPHRD_NONE): no MAC.
         let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 0, 0];
@@ -1042,12 +1299,21 @@ mod tests {
 
         let mut d = Decoder::new();
         let mut out = Vec::new();
+        // An ARP reply of the gateway shows the link is 192.168.1.0/24.
+        d.frame(1.0, LinkType::Ethernet, &arp_frame(2, MAC_B, [192, 168, 1, 1], LAN), &mut out);
         d.frame(1.0, LinkType::Ethernet, &v, &mut out);
         d.frame(1.0, LinkType::LinuxSll, &sll, &mut out);
         d.frame(1.0, LinkType::LinuxSll2, &sll2, &mut out);
         d.frame(1.0, LinkType::LinuxSll2, &sll2[..10], &mut out); // truncated: ignored
         d.finish(&mut out);
-        assert_eq!(neighbours(&out), vec![(ip("192.168.1.10"), MacAddr(MAC_A)), (ip("10.1.1.1"), MacAddr(MAC_A))]);
+        assert_eq!(
+            neighbours(&out),
+            vec![
+                (ip("192.168.1.1"), MacAddr(MAC_B)),
+                (ip("192.168.1.10"), MacAddr(MAC_A)),
+                (ip("192.168.1.11"), MacAddr(MAC_A))
+            ]
+        );
         assert_eq!(flows(&out)[0].1.len(), 3);
     }
 

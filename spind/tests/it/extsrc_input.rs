@@ -8,7 +8,7 @@ use testbed::mqtt::{Msg, Subscriber};
 
 use crate::common::spind;
 
-fn message(kind: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn message(kind: u32, payload: &[u8]) -> Vec<u8> {
     let mut m = kind.to_ne_bytes().to_vec();
     m.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
     m.extend_from_slice(payload);
@@ -62,7 +62,8 @@ fn dns_answer(ip: [u8; 4], name: &str, ttl: u32) -> Vec<u8> {
     message(3, &dns_pkt_info(v4(ip), ttl, name))
 }
 
-fn pkt_info(src: [u8; 4], dst: [u8; 4], dport: u16, bytes: u64, packets: u64) -> Vec<u8> {
+/// An extsrc flow (`pkt_info_t`, TCP from port 51000), as SPIN's pcap reader sends it.
+pub(crate) fn pkt_info(src: [u8; 4], dst: [u8; 4], dport: u16, bytes: u64, packets: u64) -> Vec<u8> {
     let mut p = vec![0u8; 64];
     p[0] = 4;
     p[1] = 6;

@@ -18,5 +18,6 @@ mod replay_stream;
 mod router_netns;
 mod rpc_transports;
 mod startup_errors;
+mod state_disk;
 mod tidy;
 mod ui_browser;

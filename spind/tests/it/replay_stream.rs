@@ -268,3 +268,92 @@ fn lists_names_and_flags_survive_a_restart() {
     let names = std::fs::read_to_string(state.path().join("names.conf")).unwrap();
     assert!(names.contains("name: 02:00:00:00:00:64 Laptop of Kim"), "{names}");
 }
+
+/// A capture of a LAN (192.168.8.0/24) behind a router whose MAC also carries hosts of other
+/// private networks: 10.20.30.40 (double NAT, a VPN) and 192.168.50.7 (another home subnet).
+/// Written here: classic pcap, Ethernet, one frame per millisecond.
+fn capture_behind_a_router(path: &std::path::Path) {
+    use etherparse::PacketBuilder;
+    let router = [0x02, 0, 0, 0, 0, 0x01];
+    let device = [0x02, 0, 0, 0, 0, 0x64];
+    let (router_ip, device_ip) = ([192, 168, 8, 1], [192, 168, 8, 100]);
+    let arp = |op: u16, mac: [u8; 6], ip: [u8; 4], target: [u8; 4]| {
+        let mut v = vec![0xff; 6];
+        v.extend_from_slice(&mac);
+        v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4]);
+        v.extend_from_slice(&op.to_be_bytes());
+        v.extend_from_slice(&mac);
+        v.extend_from_slice(&ip);
+        v.extend_from_slice(&[0; 6]);
+        v.extend_from_slice(&target);
+        v
+    };
+    let tcp = |from: [u8; 6], to: [u8; 6], src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, syn: bool, len: usize| {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(from, to).ipv4(src, dst, 64).tcp(sp, dp, 1, 1000);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        b.write(&mut v, &vec![0u8; len]).unwrap();
+        v
+    };
+    let mut frames = vec![arp(1, device, device_ip, router_ip), arp(2, router, router_ip, device_ip)];
+    for (remote, port) in [([10, 20, 30, 40], 443), ([192, 168, 50, 7], 8080)] {
+        frames.push(tcp(device, router, device_ip, remote, 40000, port, true, 0));
+        for _ in 0..5 {
+            frames.push(tcp(router, device, remote, device_ip, port, 40000, false, 1000));
+            frames.push(tcp(device, router, device_ip, remote, 40000, port, false, 0));
+        }
+    }
+    // The device talks to the router itself too (its LAN address is the router's own).
+    frames.push(tcp(device, router, device_ip, router_ip, 40001, 80, true, 0));
+    frames.push(tcp(router, device, router_ip, device_ip, 80, 40001, false, 500));
+
+    let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        out.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// In replay mode an address joins a device only when the capture shows the device owning it:
+/// the remote hosts behind the router's MAC are remote nodes, not the router's, and blocking one
+/// of them leaves the router's LAN address alone.
+#[test]
+fn private_addresses_behind_a_router_are_remote_nodes_not_the_routers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("behind-router.pcap");
+    capture_behind_a_router(&pcap);
+    let s = spind().arg("--replay").arg(pcap.to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    wait_replayed(&s);
+    let devices = s.call("list_devices", json!({}));
+    let router = devices.as_array().unwrap().iter().find(|d| d["mac"] == ROUTER_MAC).expect("router device").clone();
+    assert_eq!(router["ips"], json!(["192.168.8.1"]), "the router's device holds only its own address: {router}");
+    let client = devices.as_array().unwrap().iter().find(|d| d["mac"] == CLIENT_MAC).expect("client device");
+    assert_eq!(client["ips"], json!(["192.168.8.100"]));
+
+    let flows = s.call("list_device_flows", json!({"device": CLIENT_MAC}));
+    let mut remotes = Vec::new();
+    for f in flows.as_array().unwrap() {
+        let n = s.call("get_device_data", json!({"node": f["to"]}));
+        if n["mac"].is_null() {
+            remotes.push(n);
+        }
+    }
+    let ips: BTreeSet<String> = remotes.iter().map(|n| n["ips"].to_string()).collect();
+    assert_eq!(
+        ips,
+        BTreeSet::from([r#"["10.20.30.40"]"#.to_string(), r#"["192.168.50.7"]"#.to_string()]),
+        "{remotes:?}"
+    );
+
+    let vpn = remotes.iter().find(|n| n["ips"] == json!(["10.20.30.40"])).unwrap();
+    s.call("add_iplist_node", json!({"list": "block", "node": vpn["id"]}));
+    assert_eq!(s.call("list_iplist", json!({"list": "block"})), json!(["10.20.30.40"]));
+    assert!(
+        s.call("get_device_data", json!({"node": router["id"]}))["is_blocked"].is_null(),
+        "the router is not blocked"
+    );
+}

@@ -12,33 +12,45 @@ use testbed::spind::Spind;
 use testbed::{root_or_skip, wait_for};
 
 use crate::common::spind;
+use crate::extsrc_input::pkt_info;
 
 struct Router {
     topo: Topology,
     spind: Option<Spind>,
     state: tempfile::TempDir,
     leases: std::path::PathBuf,
+    /// Extra command-line arguments of spind (SPIN's flags).
+    args: Vec<String>,
 }
 
 impl Router {
     fn new() -> Router {
+        Router::with_args(&[])
+    }
+
+    /// spind in the router started with these extra arguments (e.g. `-e SOCKET`, `-P`).
+    fn with_args(args: &[&str]) -> Router {
         let mut topo = Topology::new();
         topo.start_services();
         let state = tempfile::tempdir().unwrap();
         let leases = topo.work.path().join("dhcp.leases");
         std::fs::write(&leases, format!("{} {CLIENT_MAC} {CLIENT_V4} kims-laptop 01:{CLIENT_MAC}\n", 4_000_000_000u64))
             .unwrap();
-        let mut r = Router { topo, spind: None, state, leases };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut r = Router { topo, spind: None, state, leases, args };
         r.start_spind();
         r
     }
 
     fn start_spind(&mut self) {
-        let s = spind()
+        let mut b = spind()
             .netns(&self.topo.router)
             .state_dir(self.state.path())
-            .config_line(&format!("dhcp_leases_file = {}", self.leases.display()))
-            .spawn();
+            .config_line(&format!("dhcp_leases_file = {}", self.leases.display()));
+        for a in &self.args {
+            b = b.arg(a.clone());
+        }
+        let s = b.spawn();
         let port = s.http_port;
         self.topo.in_router(move || {
             wait_for("spind's web port in the router", Duration::from_secs(30), || {
@@ -237,4 +249,95 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
             _ => {}
         }
     }
+}
+
+/// Whether `table inet spin` exists in the router namespace.
+fn spin_table(r: &Router) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
+        .output()
+        .unwrap();
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn send_extsrc(sock: &std::path::Path, msg: &[u8]) {
+    testbed::wait_for("spind's extsrc socket", Duration::from_secs(10), || sock.exists().then_some(()));
+    std::os::unix::net::UnixDatagram::unbound().unwrap().send_to(msg, sock).unwrap();
+}
+
+/// SPIN 1.0 on a router runs `spind -c CONF -j SOCKET -e SOCKET -o`: `-e` adds the extsrc input
+/// beside the kernel's, it does not replace them (reference §5.3, §4.5). The router still reports
+/// conntrack flows, enforces blocks in nftables, and takes extsrc messages too.
+#[test]
+fn an_extsrc_socket_without_passive_mode_keeps_the_kernel_inputs_and_the_firewall() {
+    if !root_or_skip("an_extsrc_socket_without_passive_mode_keeps_the_kernel_inputs_and_the_firewall") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("extsrc.sock");
+    let r = Router::with_args(&["-e", sock.to_str().unwrap()]);
+    let sub = r.subscribe();
+    let v4 = r.topo.curl("http://198.51.100.10/file1m", "10").expect("IPv4 download");
+    let msgs = sub.collect_until("the download in conntrack's traffic messages", Duration::from_secs(15), |got| {
+        let Some(client) = latest_node_info(got, |n| n["mac"] == CLIENT_MAC) else { return false };
+        let Some(server) = latest_node_info(got, |n| n["ips"].to_string().contains("\"198.51.100.10\"")) else {
+            return false;
+        };
+        flow_bytes(got, client["id"].as_u64().unwrap(), server["id"].as_u64().unwrap(), 80) >= v4
+    });
+    assert!(!msgs.is_empty());
+
+    // The extsrc input works beside the kernel's.
+    send_extsrc(&sock, &pkt_info([192, 168, 8, 100], [203, 0, 113, 99], 8443, 777, 3));
+    sub.collect_until("the extsrc flow", Duration::from_secs(10), |got| {
+        got.iter().any(|m| m.command() == "traffic" && m.json()["result"]["flows"].to_string().contains("\"size\":777"))
+    });
+
+    // And blocks are enforced by the kernel.
+    assert!(spin_table(&r).is_some(), "no table inet spin with -e");
+    let server = r.node_with_ip("198.51.100.10");
+    r.call("add_iplist_node", json!({"list": "block", "node": server}));
+    assert!(blocked_now(&r, "http://198.51.100.10/file100k"), "the block is not enforced with -e");
+    assert!(spin_table(&r).unwrap().contains("198.51.100.10"));
+}
+
+/// `-P -e SOCKET` (SPIN's passive mode, §7.2's acceptance command line): extsrc is the only input
+/// and the firewall is never touched, also when something is blocked.
+#[test]
+fn passive_mode_with_extsrc_reads_only_extsrc_and_touches_no_firewall() {
+    if !root_or_skip("passive_mode_with_extsrc_reads_only_extsrc_and_touches_no_firewall") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("extsrc.sock");
+    let r = Router::with_args(&["-P", "-e", sock.to_str().unwrap()]);
+    let sub = r.subscribe();
+    assert_eq!(r.topo.dig("www.example.test", "A"), "198.51.100.10");
+    assert!(r.topo.curl("http://198.51.100.10/file100k", "5").is_some());
+    // conntrack would have reported the download within a second or two.
+    std::thread::sleep(Duration::from_millis(2500));
+    send_extsrc(&sock, &pkt_info([192, 168, 8, 100], [203, 0, 113, 99], 8443, 777, 3));
+    let msgs = sub.collect_until("the extsrc flow", Duration::from_secs(10), |got| {
+        got.iter().any(|m| m.command() == "traffic" && m.json()["result"]["flows"].to_string().contains("\"size\":777"))
+    });
+    for m in &msgs {
+        let v = m.json();
+        assert_ne!(m.command(), "dnsquery", "a DNS copy from the kernel in passive mode: {v}");
+        if m.command() == "traffic" {
+            for f in v["result"]["flows"].as_array().unwrap() {
+                assert_eq!(f["size"], 777, "a flow that did not come from extsrc: {v}");
+            }
+        }
+        if let Some(n) = m.topic.strip_prefix("SPIN/traffic/node/") {
+            assert!(
+                !m.payload.is_empty() && !m.json()["result"]["mac"].is_string(),
+                "a device from the kernel's neighbours: node {n} {v}"
+            );
+        }
+    }
+    assert!(spin_table(&r).is_none(), "passive mode created table inet spin");
+    r.call("add_iplist_ip", json!({"list": "block", "ip": "198.51.100.10"}));
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10"]));
+    assert!(spin_table(&r).is_none(), "a block in passive mode touched the firewall");
+    assert!(r.topo.curl("http://198.51.100.10/file100k", "5").is_some(), "passive mode dropped traffic");
 }

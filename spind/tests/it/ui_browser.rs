@@ -1,5 +1,6 @@
 //! The web UI in a real browser (Debian's chromium, headless, driven through chromedriver),
-//! against the real spind replaying `basic.pcap`: the graph shows the device and the named
+//! against the real spind replaying `basic.pcap` (the page finds the broker at `/mqtt` on the
+//! web port, without query parameters): the graph shows the device and the named
 //! services, clicking a node opens its details, Block reaches spind's block list, a rename
 //! survives a reload, a flow can be blocked from its edge; and 500 nodes with 2,000 edges under
 //! live updates (the frame-time bounds are `cargo xtask bench`'s, never asserted here).
@@ -62,14 +63,17 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let s = replayed_spind();
+    // The broker's WebSocket listener is on a port of its own (not SPIN's 1884), and the page
+    // is opened without ?mqtt_port=: it finds the broker at /mqtt on the web port.
+    assert_ne!(s.ws_port, 1884);
     let origin = spind_ui_origin(s.http_port);
-    let url = format!("{origin}/?mqtt_port={}", s.ws_port);
+    let url = format!("{origin}/");
     let b = Browser::start(1280, 800);
     b.goto(&url);
 
     // Connected over MQTT/WebSocket, and the device and both named services are in the graph.
     b.wait_js(
-        "the UI to connect to spind's broker",
+        "the UI to connect to spind's broker through /mqtt on the web port",
         Duration::from_secs(30),
         "window.spinState && window.spinState.connection() === 'connected'",
     );

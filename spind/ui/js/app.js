@@ -449,12 +449,17 @@
   }
 
   // ---- connection ---------------------------------------------------------------------------------
+  // spind serves the broker's WebSocket at /mqtt on its own web port (also under TLS), so the
+  // page finds it whatever pubsub_websocket_port is. ?mqtt_host= / ?mqtt_port= still point the
+  // UI at another broker, as in SPIN's app (a port without host: this host; a host without
+  // port: SPIN's 1884).
   function brokerUrl() {
-    if (location.protocol === "https:") return `wss://${location.host}/mqtt`;
-    const host = params.get("mqtt_host") || location.hostname;
-    const port = parseInt(params.get("mqtt_port") || "1884", 10);
-    const h6 = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
-    return `ws://${h6}:${port}/mqtt`;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const host = params.get("mqtt_host"), port = params.get("mqtt_port");
+    if (!host && !port) return `${scheme}://${location.host}/mqtt`;
+    const h = host || location.hostname;
+    const h6 = h.includes(":") && !h.startsWith("[") ? `[${h}]` : h;
+    return `${scheme}://${h6}:${parseInt(port || "1884", 10)}/mqtt`;
   }
 
   function setConn(state, detail) {

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [replay|router|all]`: the figures the README quotes, measured on this
+//! `cargo xtask bench [replay|router|ui|all]`: the figures the README quotes, measured on this
 //! machine with the release build of spind. Writes `target/bench/report.md`.
 //!
 //! - `replay` ([`replay`]): replay throughput and RSS, idle RSS, binary size;
@@ -6,12 +6,14 @@
 //!   CPU and RSS at 1,000 / 10,000 / 50,000 UDP flows, flows per `traffic` message, DNS at
 //!   5,000 queries/s (dnsquery coverage, client loss and latency with and without spind,
 //!   DNS answer to node update latency), next to SPIN 1.0's figures and the targets;
+//! - `ui` ([`ui`], chromium): the web UI's frame times under 500 nodes and 2,000 edges;
 //! - `image` ([`image`], root, Debian; not part of `all`: it builds an image from nothing):
 //!   the x86_64 image cold and rebuilt after a spind change, with stage times and sizes.
 
 mod image;
 mod replay;
 mod router;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -21,8 +23,8 @@ use runner::cmd;
 pub fn run(args: &[String]) -> Result<()> {
     let what = match args {
         [] => "all",
-        [a] if ["replay", "router", "all", "image"].contains(&a.as_str()) => a.as_str(),
-        _ => bail!("usage: cargo xtask bench [replay|router|all|image] (got {args:?})"),
+        [a] if ["replay", "router", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
+        _ => bail!("usage: cargo xtask bench [replay|router|ui|all|image] (got {args:?})"),
     };
     if what == "image" {
         if let Some(why) = crate::test::image_missing() {
@@ -36,7 +38,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("{report}\n(written to {})", path.display());
         return Ok(());
     }
-    if what != "replay" && !runner::host::is_root() {
+    if (what == "router" || what == "all") && !runner::host::is_root() {
         bail!("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` without root");
     }
     let (sh, cargo) = (crate::shell()?, imagebuild::cargo());
@@ -48,12 +50,12 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let path = dir.join("report.md");
 
-    if what != "router" {
+    if what == "replay" || what == "all" {
         let report = replay::run(&bin, &dir).map_err(anyhow::Error::msg)?;
         std::fs::write(&path, &report)?;
         println!("{report}\n(written to {})", path.display());
     }
-    if what != "replay" {
+    if what == "router" || what == "all" {
         let report = router::run(&bin, &dir).map_err(anyhow::Error::msg)?;
         // Appended: `all` puts it after the replay table, `router` alone keeps an earlier one.
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -63,6 +65,9 @@ pub fn run(args: &[String]) -> Result<()> {
         text.push_str(&report);
         std::fs::write(&path, &text)?;
         println!("{report}\n(appended to {})", path.display());
+    }
+    if what == "ui" || what == "all" {
+        ui::run(&bin, &dir).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

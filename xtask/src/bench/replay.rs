@@ -1,7 +1,8 @@
 //! `cargo xtask bench replay`: the replay, idle and size figures the README quotes.
 //!
 //! - replay: a generated capture of 1,000,000 packets between 100 LAN devices and 9,900 internet
-//!   hosts (one DNS query and answer per host, then TCP traffic) is replayed by the release
+//!   hosts (an ARP announcement per device and the router first, as a LAN shows its devices,
+//!   then one DNS query and answer per host and TCP traffic) is replayed by the release
 //!   spind as fast as possible (`--replay-speed 0 --exit-after-replay`): wall time and peak RSS
 //!   (from wait4's rusage, so the broker and every thread count);
 //! - idle: a spind with its broker, web server and extsrc socket, idle for 5 s: VmRSS;
@@ -204,7 +205,7 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
     let router_mac = [0x02, 0, 0, 0, 0, 1];
     let router_ip = [192, 168, 1, 1];
     let start: u64 = 1_700_000_000 * 1_000_000;
-    let total = u64::from(REMOTES) * u64::from(PACKETS_PER_REMOTE + 2);
+    let total = u64::from(DEVICES) + 1 + u64::from(REMOTES) * u64::from(PACKETS_PER_REMOTE + 2);
     // 10,000 packets per second of capture time.
     let step_us = 100;
     let mut n: u64 = 0;
@@ -219,6 +220,25 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         *n += 1;
         Ok(())
     };
+    // spind takes a frame's source address as its sender's only on the LAN's own subnet, which
+    // the capture shows through ARP (a router's MAC also carries remote hosts).
+    for d in 0..=DEVICES {
+        let (mac, ip) = if d == DEVICES {
+            (router_mac, router_ip)
+        } else {
+            ([0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8], [192, 168, 1, 10 + d as u8])
+        };
+        buf.clear();
+        buf.extend_from_slice(&[0xff; 6]);
+        buf.extend_from_slice(&mac);
+        // Gratuitous ARP reply: sender = target = the announced address.
+        buf.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+        buf.extend_from_slice(&mac);
+        buf.extend_from_slice(&ip);
+        buf.extend_from_slice(&[0xff; 6]);
+        buf.extend_from_slice(&ip);
+        put(&mut w, &buf, &mut n)?;
+    }
     for r in 0..REMOTES {
         let d = r % DEVICES;
         let dev_mac = [0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8];

@@ -5,7 +5,7 @@
 use super::testutil::{core_in, on_topic};
 use super::*;
 use crate::model::event::{DnsData, DnsRecord};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -304,4 +304,423 @@ fn a_busy_interval_is_split_into_bounded_traffic_messages() {
         let n = t["result"]["flows"].as_array().unwrap().len() as u64;
         assert_eq!((t["result"]["total_size"].as_u64(), t["result"]["total_count"].as_u64()), (Some(n * 100), Some(n)));
     }
+}
+
+// ---- a decision the household took is never reversed by the daemon ---------------------------
+
+fn answer(time: Timestamp, name: &str, addrs: &[&str]) -> Event {
+    Event::DnsAnswer {
+        time,
+        qname: name.into(),
+        records: addrs.iter().map(|a| DnsRecord { owner: name.into(), ttl: 300, data: DnsData::Addr(ip(a)) }).collect(),
+    }
+}
+
+fn block_list(core: &Core) -> String {
+    messages::ip_list_result(&core.op_list_iplist(ListKind::Block)).to_string()
+}
+
+fn node_of(core: &Core, addr: &str) -> NodeId {
+    core.nodes().by_ip(&ip(addr)).unwrap_or_else(|| panic!("no node has {addr}"))
+}
+
+fn blocked(core: &Core, addr: &str) -> bool {
+    core.nodes().get(node_of(core, addr)).unwrap().on_list(ListKind::Block)
+}
+
+/// The reported defect: block a node, remove each of its addresses by hand until the block list
+/// is empty, and the next DNS answer for its name put the removed address (and the answer's new
+/// one) back on the list, because the node's flag survived. A node whose addresses were all
+/// removed is no longer blocked, and that is saved.
+#[test]
+fn removing_every_address_of_a_blocked_node_unblocks_it_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut core = core_with_device(dir.path(), CoreSettings::default());
+        run(&mut core, answer(1001, "tracker.test.", &["203.0.113.1"]));
+        let id = node_of(&core, "203.0.113.1");
+        core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut Vec::new()).unwrap();
+        assert_eq!(block_list(&core), r#"["203.0.113.1"]"#);
+        core.op_iplist_ip("block", ListKind::Block, "203.0.113.1", false, &mut Vec::new()).unwrap();
+        assert_eq!(block_list(&core), "[]");
+        assert!(!blocked(&core, "203.0.113.1"), "a node with no address left on the list is not blocked");
+
+        let out = run(&mut core, answer(1002, "tracker.test.", &["203.0.113.1", "2001:db8::66"]));
+        assert_eq!(block_list(&core), "[]", "the DNS answer put addresses back on the block list");
+        assert!(on_topic(&out, "SPIN/traffic").iter().all(|m| !m.starts_with(r#"{"command":"block""#)), "{out:?}");
+        let info = on_topic(&out, &format!("SPIN/traffic/node/{id}"));
+        assert!(info.iter().all(|i| !i.contains("is_blocked")), "{info:?}");
+    }
+    // And after a restart (the node store) nothing comes back either.
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1003, "tracker.test.", &["203.0.113.1"]));
+    assert_eq!(block_list(&core), "[]");
+    assert!(!blocked(&core, "203.0.113.1"));
+}
+
+/// What "a blocked node's later addresses are blocked too" means once the user removed some of
+/// its addresses by hand: the node stays blocked and its new addresses join the list, but the
+/// removed ones stay off it, whatever later observation touches the node: a DNS answer, a flow,
+/// a merge, a lease change, expiry ticks, a restart.
+#[test]
+fn a_hand_removed_address_stays_off_the_list_while_the_node_keeps_its_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let leases = dir.path().join("leases");
+    {
+        let mut core = core_with_device(dir.path(), CoreSettings { retain_time: 100, ..Default::default() });
+        run(&mut core, answer(1001, "tracker.test.", &["203.0.113.1", "203.0.113.2"]));
+        let id = node_of(&core, "203.0.113.1");
+        core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut Vec::new()).unwrap();
+        core.op_iplist_ip("block", ListKind::Block, "203.0.113.1", false, &mut Vec::new()).unwrap();
+        assert_eq!(block_list(&core), r#"["203.0.113.2"]"#);
+        assert!(blocked(&core, "203.0.113.2"), "one address left: the node is still blocked");
+
+        // DNS: the answer's new address joins, the removed one does not.
+        run(&mut core, answer(1002, "tracker.test.", &["203.0.113.1", "203.0.113.3"]));
+        assert_eq!(block_list(&core), r#"["203.0.113.2","203.0.113.3"]"#);
+        // A flow to the removed address.
+        run(&mut core, Event::Flows { time: 1003, flows: vec![flow(DEV, "203.0.113.1", 443, 60, 1)], local: false });
+        // A merge: another name's node (id above) glues into it through a shared address.
+        run(&mut core, answer(1004, "other.test.", &["198.51.100.77"]));
+        let out = run(&mut core, answer(1004, "other.test.", &["203.0.113.3"]));
+        assert!(!on_topic(&out, "SPIN/traffic/admin").is_empty(), "the nodes merged: {out:?}");
+        assert_eq!(block_list(&core), r#"["198.51.100.77","203.0.113.2","203.0.113.3"]"#);
+        // A lease change renames a node, and the clock runs past expiry.
+        std::fs::write(&leases, format!("4000000000 {DEV_MAC} {DEV} tv *\n")).unwrap();
+        for t in 1005..1300 {
+            run(&mut core, Event::Tick { time: t });
+        }
+        assert_eq!(block_list(&core), r#"["198.51.100.77","203.0.113.2","203.0.113.3"]"#);
+        assert!(blocked(&core, "203.0.113.1"), "the blocked node is kept");
+    }
+    // A restart recreates the blocked node with all its addresses: the removed one stays off.
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    run(&mut core, Event::Tick { time: 1001 });
+    assert_eq!(block_list(&core), r#"["198.51.100.77","203.0.113.2","203.0.113.3"]"#);
+    assert!(blocked(&core, "203.0.113.1"));
+    // Only an explicit add puts it back.
+    core.op_iplist_ip("block", ListKind::Block, "203.0.113.1", true, &mut Vec::new()).unwrap();
+    core.op_iplist_ip("block", ListKind::Block, "203.0.113.1", false, &mut Vec::new()).unwrap();
+    core.op_iplist_node("block", ListKind::Block, node_of(&core, "203.0.113.1") as i64, true, &mut Vec::new()).unwrap();
+    assert_eq!(block_list(&core), r#"["198.51.100.77","203.0.113.1","203.0.113.2","203.0.113.3"]"#);
+}
+
+/// A device's new address from the neighbour table joins its list, the one the user removed
+/// does not come back with it.
+#[test]
+fn a_neighbour_of_a_blocked_device_brings_back_no_removed_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, Event::Neighbour { time: 1001, ip: ip("fd00:8::100"), mac: mac(DEV_MAC) });
+    let dev = node_of(&core, DEV);
+    core.op_iplist_node("block", ListKind::Block, dev as i64, true, &mut Vec::new()).unwrap();
+    core.op_iplist_ip("block", ListKind::Block, DEV, false, &mut Vec::new()).unwrap();
+    run(&mut core, Event::Neighbour { time: 1002, ip: ip(DEV), mac: mac(DEV_MAC) });
+    run(&mut core, Event::Neighbour { time: 1003, ip: ip("fd00:8::101"), mac: mac(DEV_MAC) });
+    assert_eq!(block_list(&core), r#"["fd00:8::100","fd00:8::101"]"#);
+}
+
+/// `remove_iplist_node` takes the node's addresses off the list; a merge with a node that is
+/// still blocked (the other node's decision) does not put them back.
+#[test]
+fn an_unblocked_node_merged_into_a_blocked_one_keeps_its_addresses_unblocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1001, "a.test.", &["192.0.2.1"]));
+    run(&mut core, answer(1001, "b.test.", &["192.0.2.2"]));
+    let (a, b) = (node_of(&core, "192.0.2.1"), node_of(&core, "192.0.2.2"));
+    let out = &mut Vec::new();
+    core.op_iplist_node("block", ListKind::Block, a as i64, true, out).unwrap();
+    core.op_iplist_node("block", ListKind::Block, b as i64, true, out).unwrap();
+    core.op_iplist_node("block", ListKind::Block, b as i64, false, out).unwrap();
+    assert_eq!(block_list(&core), r#"["192.0.2.1"]"#);
+    // b.test now also answers with a's address: the two nodes become one, blocked (a's flag).
+    run(&mut core, answer(1002, "b.test.", &["192.0.2.1", "192.0.2.3"]));
+    assert_eq!(node_of(&core, "192.0.2.2"), node_of(&core, "192.0.2.1"));
+    assert_eq!(block_list(&core), r#"["192.0.2.1","192.0.2.3"]"#, "192.0.2.2 came back");
+}
+
+/// A device renamed by the user keeps the new name: an old name of one of its addresses in
+/// names.conf does not name it again (it did after a restart, when a flow of the address came
+/// before the neighbour entry), nor does a DHCP lease, nor a merge.
+#[test]
+fn a_renamed_device_keeps_its_new_name_whatever_comes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("names.conf"), format!("name: {DEV} old name\n")).unwrap();
+    {
+        let mut core = core_with_device(dir.path(), CoreSettings::default());
+        let dev = node_of(&core, DEV);
+        assert_eq!(core.nodes().get(dev).unwrap().name.as_deref(), Some("old name"));
+        core.op_set_device_name(dev as i64, "new name", &mut Vec::new()).unwrap();
+        let names = std::fs::read_to_string(dir.path().join("names.conf")).unwrap();
+        assert_eq!(names, format!("name: {DEV_MAC} new name\n"));
+    }
+    std::fs::write(dir.path().join("leases"), format!("4000000000 {DEV_MAC} {DEV} dhcp-name *\n")).unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    // After a restart the device's address is seen before its MAC.
+    let out =
+        run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    assert!(out.iter().all(|p| !String::from_utf8_lossy(&p.payload).contains("old name")), "{out:?}");
+    let out = run(&mut core, Event::Neighbour { time: 1002, ip: ip(DEV), mac: mac(DEV_MAC) });
+    let dev = core.nodes().by_mac(&mac(DEV_MAC)).unwrap();
+    assert_eq!(core.nodes().get(dev).unwrap().name.as_deref(), Some("new name"), "{out:?}");
+    for t in 1003..1010 {
+        run(&mut core, Event::Tick { time: t });
+    }
+    assert_eq!(core.nodes().get(dev).unwrap().name.as_deref(), Some("new name"));
+
+    // A node without a MAC is named by its addresses; merged into another node, it keeps the name.
+    run(&mut core, answer(1010, "printer.test.", &["192.0.2.50"]));
+    run(&mut core, answer(1011, "cloud.test.", &["192.0.2.51"]));
+    let p = node_of(&core, "192.0.2.51");
+    core.op_set_device_name(p as i64, "my cloud", &mut Vec::new()).unwrap();
+    run(&mut core, answer(1012, "cloud.test.", &["192.0.2.50"]));
+    assert_eq!(core.nodes().get(node_of(&core, "192.0.2.51")).unwrap().name.as_deref(), Some("my cloud"));
+}
+
+/// `reset_iplist_ignore` is a fresh start: no node is ignored as a whole any more, so no later
+/// address of one joins the list, neither now nor after a restart.
+#[test]
+fn a_reset_ignore_list_stays_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut core = core_with_device(dir.path(), CoreSettings::default());
+        run(&mut core, answer(1001, "chatty.test.", &["192.0.2.9"]));
+        let id = node_of(&core, "192.0.2.9");
+        core.op_iplist_node("ignore", ListKind::Ignore, id as i64, true, &mut Vec::new()).unwrap();
+        core.op_reset_iplist_ignore(&[ip("127.0.0.1")], &mut Vec::new()).unwrap();
+        run(&mut core, answer(1002, "chatty.test.", &["192.0.2.10"]));
+        assert_eq!(messages::ip_list_result(&core.op_list_iplist(ListKind::Ignore)).to_string(), r#"["127.0.0.1"]"#);
+    }
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1003, "chatty.test.", &["192.0.2.9", "192.0.2.11"]));
+    assert_eq!(messages::ip_list_result(&core.op_list_iplist(ListKind::Ignore)).to_string(), r#"["127.0.0.1"]"#);
+    assert!(!core.nodes().get(node_of(&core, "192.0.2.9")).unwrap().on_list(ListKind::Ignore));
+}
+
+/// A flow block the user lifted does not come back: not when its node merges with a node whose
+/// (older) block would carry over, and not after a restart. A block set after an unblock wins
+/// the other way round.
+#[test]
+fn a_lifted_flow_block_is_not_brought_back_by_a_merge_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut core = core_with_device(dir.path(), CoreSettings::default());
+        run(&mut core, answer(1001, "s1.test.", &["192.0.2.1"]));
+        run(&mut core, answer(1001, "s2.test.", &["192.0.2.2"]));
+        let (s1, s2) = (node_of(&core, "192.0.2.1") as i64, node_of(&core, "192.0.2.2") as i64);
+        let out = &mut Vec::new();
+        core.op_set_flow_block(1, s2, true, out).unwrap();
+        core.op_set_flow_block(1, s1, true, out).unwrap();
+        core.op_set_flow_block(1, s1, false, out).unwrap();
+        assert_eq!(core.op_get_flow_block(), [(1, s2 as u64)]);
+        // s2.test now answers with s1's address: s2 merges into s1, and the later decision about
+        // the device and s1 (unblocked) wins over the older block of s2.
+        run(&mut core, answer(1002, "s2.test.", &["192.0.2.1"]));
+        assert_eq!(node_of(&core, "192.0.2.2"), s1 as u64);
+        assert_eq!(core.op_get_flow_block(), [], "the merge brought back a block the user lifted");
+    }
+    let core = core_in(dir.path(), CoreSettings::default());
+    assert_eq!(core.op_get_flow_block(), []);
+
+    // Blocked after the unblock: the block is the later decision and survives the merge.
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1001, "s1.test.", &["192.0.2.1"]));
+    run(&mut core, answer(1001, "s2.test.", &["192.0.2.2"]));
+    let (s1, s2) = (node_of(&core, "192.0.2.1") as i64, node_of(&core, "192.0.2.2") as i64);
+    let out = &mut Vec::new();
+    core.op_set_flow_block(1, s1, true, out).unwrap();
+    core.op_set_flow_block(1, s1, false, out).unwrap();
+    core.op_set_flow_block(1, s2, true, out).unwrap();
+    run(&mut core, answer(1002, "s2.test.", &["192.0.2.1"]));
+    assert_eq!(core.op_get_flow_block(), [(1, s1 as u64)]);
+}
+
+// ---- a failed write is an error, and memory stays what is on disk -----------------------------
+
+/// Makes writing `files` (names relative to the state directory) impossible, as a full or broken
+/// disk would: a directory where each one's temp file must go (this works for root too, whom
+/// file modes do not stop). Returns the obstacles, to remove them again.
+fn unwritable(dir: &std::path::Path, files: &[&str]) -> Vec<std::path::PathBuf> {
+    files
+        .iter()
+        .map(|f| {
+            let p = dir.join(format!("{f}.tmp-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_list_change_that_cannot_be_saved_is_refused_and_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1001, "tracker.test.", &["203.0.113.1"]));
+    let id = node_of(&core, "203.0.113.1");
+    let obstacles = unwritable(dir.path(), &["block.list"]);
+    let mut out = Vec::new();
+    let e = core.op_iplist_ip("block", ListKind::Block, "192.0.2.1", true, &mut out).unwrap_err();
+    assert_eq!(e.code, -3);
+    assert!(e.message.contains("block.list") && e.message.contains("nothing was changed"), "{}", e.message);
+    assert_eq!(block_list(&core), "[]", "memory must match the disk");
+    assert!(out.is_empty(), "nothing published for a change that did not happen: {out:?}");
+    let e = core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut out).unwrap_err();
+    assert_eq!(e.code, -3);
+    assert_eq!(block_list(&core), "[]");
+    assert!(!blocked(&core, "203.0.113.1"), "the node's flag was kept");
+    assert!(out.is_empty());
+
+    // The node store too: the flag cannot be saved, so the list entry is not made either.
+    for o in &obstacles {
+        std::fs::remove_dir(o).unwrap();
+    }
+    let obstacles = unwritable(dir.path(), &[&format!("nodestore/{id}")]);
+    assert_eq!(core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut out).unwrap_err().code, -3);
+    assert_eq!(block_list(&core), "[]");
+    assert!(!std::fs::read_to_string(dir.path().join("block.list")).unwrap_or_default().contains("203.0.113.1"));
+    for o in &obstacles {
+        std::fs::remove_dir(o).unwrap();
+    }
+    core.op_iplist_node("block", ListKind::Block, id as i64, true, &mut out).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "203.0.113.1\n");
+    let on_disk = core_in(dir.path(), CoreSettings::default());
+    assert_eq!(block_list(&on_disk), r#"["203.0.113.1"]"#);
+}
+
+#[test]
+fn a_name_or_flow_block_that_cannot_be_saved_is_refused_and_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    let obstacles = unwritable(dir.path(), &["names.conf", "nodepair.list"]);
+    let mut out = Vec::new();
+    assert_eq!(core.op_set_device_name(1, "laptop", &mut out).unwrap_err().code, -3);
+    assert_eq!(core.nodes().get(1).unwrap().name, None);
+    assert!(!dir.path().join("names.conf").exists());
+    assert_eq!(core.op_set_flow_block(1, 2, true, &mut out).unwrap_err().code, -3);
+    assert_eq!(core.op_get_flow_block(), []);
+    assert!(out.is_empty(), "{out:?}");
+    for o in &obstacles {
+        std::fs::remove_dir(o).unwrap();
+    }
+    core.op_set_device_name(1, "laptop", &mut out).unwrap();
+    core.op_set_flow_block(1, 2, true, &mut out).unwrap();
+    let on_disk = core_in(dir.path(), CoreSettings::default());
+    assert_eq!(on_disk.op_get_flow_block().len(), 1);
+}
+
+/// A write caused by an observation (a blocked node's new address) has nobody to answer: memory
+/// keeps the block (it is the household's decision) and the write is tried again every second
+/// until the disk takes it.
+#[test]
+fn a_write_caused_by_an_observation_is_retried_until_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    run(&mut core, answer(1001, "tracker.test.", &["203.0.113.1"]));
+    core.op_iplist_node("block", ListKind::Block, node_of(&core, "203.0.113.1") as i64, true, &mut Vec::new()).unwrap();
+    let obstacles = unwritable(dir.path(), &["block.list"]);
+    run(&mut core, answer(1002, "tracker.test.", &["203.0.113.2"]));
+    assert_eq!(block_list(&core), r#"["203.0.113.1","203.0.113.2"]"#);
+    assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "203.0.113.1\n");
+    // A control operation on the same file while it waits still needs its own write: refused.
+    let e = core.op_iplist_ip("block", ListKind::Block, "192.0.2.5", true, &mut Vec::new()).unwrap_err();
+    assert_eq!(e.code, -3);
+    assert_eq!(block_list(&core), r#"["203.0.113.1","203.0.113.2"]"#);
+    run(&mut core, Event::Tick { time: 1003 });
+    for o in &obstacles {
+        std::fs::remove_dir(o).unwrap();
+    }
+    run(&mut core, Event::Tick { time: 1004 });
+    run(&mut core, Event::Tick { time: 1005 });
+    assert_eq!(std::fs::read_to_string(dir.path().join("block.list")).unwrap(), "203.0.113.1\n203.0.113.2\n");
+}
+
+/// The same through a directory whose mode forbids writing (for a user other than root; root
+/// is not stopped by modes, and the obstacles above cover it).
+#[test]
+fn a_read_only_state_directory_refuses_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+    let probe = std::fs::File::create(dir.path().join("probe")).is_ok();
+    if probe {
+        // Running as root: the mode does not apply; make the writes fail the other way.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("probe"));
+        unwritable(dir.path(), &["allow.list"]);
+    }
+    let e = core.op_iplist_ip("allow", ListKind::Allow, "192.0.2.7", true, &mut Vec::new()).unwrap_err();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(e.code, -3);
+    assert_eq!(core.op_list_iplist(ListKind::Allow), []);
+}
+
+// ---- node updates go out at once, and only when they say something new -----------------------
+
+/// A DNS answer's node change is published by the event itself: the `nodeInfo` carrying the
+/// name and the answered address is in the answer's own output, no `Tick` needed.
+#[test]
+fn a_dns_answer_publishes_its_node_at_once_without_a_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let has = |out: &[Publish], name: &str, addr: &str| {
+        out.iter().any(|p| {
+            let t = String::from_utf8_lossy(&p.payload);
+            p.topic.starts_with(NODE_TOPIC_PREFIX) && p.retain && t.contains(name) && t.contains(&format!("\"{addr}\""))
+        })
+    };
+    // A never-seen name, answered without its query having been seen.
+    let out = run(&mut core, answer(1001, "fresh.test.", &["198.51.100.44"]));
+    assert!(has(&out, "fresh.test.", "198.51.100.44"), "{out:?}");
+    // A queried name: the query announces the name, the answer at once the address with it.
+    run(&mut core, Event::DnsQuery { time: 1001, client: ip(DEV), qname: "asked.test.".into() });
+    let out = run(&mut core, answer(1001, "asked.test.", &["2001:db8::44"]));
+    assert!(has(&out, "asked.test.", "2001:db8::44"), "{out:?}");
+    // An address already known from a flow gets the name at once too.
+    run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "203.0.113.44", 443, 60, 1)], local: false });
+    let out = run(&mut core, answer(1001, "late.test.", &["203.0.113.44"]));
+    assert!(has(&out, "late.test.", "203.0.113.44"), "{out:?}");
+}
+
+/// A node is published when what its `nodeInfo` says changes, not again on the following ticks
+/// while only its `lastseen` moves (traffic every second), and not for a change that does not
+/// show (the ignore flag); `lastseen` alone is refreshed after `LASTSEEN_REFRESH` seconds.
+#[test]
+fn an_unchanged_node_is_not_published_again_on_the_next_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let node_infos = |out: &[Publish]| out.iter().filter(|p| p.topic.starts_with(NODE_TOPIC_PREFIX)).count();
+    let out =
+        run(&mut core, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+    assert_eq!(node_infos(&out), 1, "the new remote node");
+    let mut later = Vec::new();
+    for t in 1002..1002 + LASTSEEN_REFRESH - 5 {
+        later.extend(run(
+            &mut core,
+            Event::Flows { time: t, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false },
+        ));
+        later.extend(run(&mut core, Event::Neighbour { time: t, ip: ip(DEV), mac: mac(DEV_MAC) }));
+        later.extend(run(&mut core, Event::Tick { time: t }));
+    }
+    assert_eq!(node_infos(&later), 0, "unchanged nodes republished: {:?}", &later[..later.len().min(3)]);
+
+    // Ignoring a node changes nothing its nodeInfo says: only the list goes out.
+    let mut out = Vec::new();
+    core.op_iplist_node("ignore", ListKind::Ignore, 2, true, &mut out).unwrap();
+    assert_eq!(node_infos(&out), 0, "{out:?}");
+
+    // Activity for LASTSEEN_REFRESH seconds: one refresh of each active node, with its lastseen.
+    let mut refresh = Vec::new();
+    let start = 1002 + LASTSEEN_REFRESH - 5;
+    for t in start..start + 30 {
+        run(&mut core, Event::Flows { time: t, flows: vec![flow(DEV, "198.51.100.10", 80, 60, 1)], local: false });
+        refresh.extend(run(&mut core, Event::Tick { time: t }));
+    }
+    let infos: Vec<String> = on_topic(&refresh, "SPIN/traffic/node/2");
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    let lastseen = serde_json::from_str::<Value>(&infos[0]).unwrap()["result"]["lastseen"].as_i64().unwrap();
+    assert!(lastseen >= 1001 + LASTSEEN_REFRESH, "{}", infos[0]);
 }
