@@ -95,7 +95,7 @@ impl Neigh {
             Err(e) => return Err(e),
         };
         let time = now();
-        for m in messages::<Buffer>(&self.buf[..n]) {
+        for m in messages::<Buffer>(&self.buf[..n]).flatten() {
             match reply(&m) {
                 Reply::Data(RTM_NEWNEIGH, payload) => {
                     if let Some(Neighbour { ifindex, ip, mac }) = neighbour(payload.as_ref()) {

@@ -83,18 +83,19 @@ pub(crate) fn reply<P>(m: &Nlmsghdr<u16, P>) -> Reply<'_, P> {
     }
 }
 
-/// The messages of one datagram as typed neli messages. A header whose length does not fit
-/// ends the iteration (neli would be handed a length it cannot take), as does a message neli
-/// cannot parse; both are logged.
-pub(crate) fn messages<P>(data: &[u8]) -> impl Iterator<Item = Nlmsghdr<u16, P>> + '_
+/// The messages of one datagram as typed neli messages. A message neli cannot parse is yielded
+/// as its error and ends the iteration, as does (silently but for a debug log) a header whose
+/// length does not fit: neli would be handed a length it cannot take.
+pub(crate) fn messages<P>(data: &[u8]) -> impl Iterator<Item = Result<Nlmsghdr<u16, P>, DeError>> + '_
 where
     P: Size + FromBytesWithInput<Input = usize> + Debug,
 {
     let mut cursor = Cursor::new(data);
+    let mut done = false;
     std::iter::from_fn(move || {
         let at = cursor.position() as usize;
         let rest = &data[at.min(data.len())..];
-        if rest.len() < NLMSG_HDRLEN {
+        if done || rest.len() < NLMSG_HDRLEN {
             return None;
         }
         let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -102,13 +103,12 @@ where
             log::debug!("malformed netlink message header (length {len} of {} bytes)", rest.len());
             return None;
         }
-        match Nlmsghdr::<u16, P>::from_bytes(&mut cursor) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                log::debug!("malformed netlink message (type {}): {e}", u16::from_ne_bytes([rest[4], rest[5]]));
-                None
-            }
+        let parsed = Nlmsghdr::<u16, P>::from_bytes(&mut cursor);
+        if let Err(e) = &parsed {
+            log::debug!("malformed netlink message (type {}): {e}", u16::from_ne_bytes([rest[4], rest[5]]));
+            done = true;
         }
+        Some(parsed)
     })
 }
 
@@ -295,7 +295,7 @@ impl NlSocket {
         let seq = self.send(kind, NlmF::ACK, payload)?;
         loop {
             let n = self.recv(buf)?;
-            for m in messages::<P>(&buf[..n]) {
+            for m in messages::<P>(&buf[..n]).flatten() {
                 if *m.nl_seq() != seq {
                     continue;
                 }
@@ -306,5 +306,35 @@ impl NlSocket {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netlink message of `kind` with `payload`, padded to 4 bytes (the length field is not).
+    fn msg(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut m = ((NLMSG_HDRLEN + payload.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]); // flags, seq, pid
+        m.extend_from_slice(payload);
+        m.resize(align4(m.len()), 0);
+        m
+    }
+
+    #[test]
+    fn a_message_neli_cannot_parse_is_reported_and_ends_the_datagram() {
+        let good = msg(0x0400, &[2, 0, 0, 41]); // an NFLOG packet message for group 41
+        let short = msg(0x0400, &[2, 0]); // its nfgenmsg cut short
+        let data = [good.clone(), short, good].concat();
+        let got: Vec<Result<Option<u16>, DeError>> =
+            messages::<Nfgenmsg>(&data).map(|m| m.map(|m| m.get_payload().map(Nfgenmsg::res_id))).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].as_ref().ok(), Some(&Some(41)));
+        assert!(got[1].is_err());
+        // The in-place view stops only at a header that does not fit.
+        assert_eq!(raw_messages(&data).count(), 3);
+        assert_eq!(raw_messages(&data[..data.len() - 1]).count(), 2);
     }
 }

@@ -129,6 +129,10 @@ impl Nflog {
         };
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         for m in messages::<Nfgenmsg>(&self.buf[..n]) {
+            let Ok(m) = m else {
+                st.malformed += 1;
+                continue;
+            };
             let msg = match reply(&m) {
                 Reply::Data(k, msg) if k == u16::from(NetfilterMsg::LogPacket) => msg,
                 Reply::Overrun => {

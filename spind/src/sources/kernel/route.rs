@@ -206,7 +206,7 @@ impl WanSet {
             let seq = self.sock.send(RTM_GETROUTE, NlmF::DUMP, all)?;
             'dump: loop {
                 let n = self.sock.recv(&mut self.buf)?;
-                for m in messages::<Buffer>(&self.buf[..n]) {
+                for m in messages::<Buffer>(&self.buf[..n]).flatten() {
                     if *m.nl_seq() != seq {
                         continue;
                     }
@@ -251,7 +251,7 @@ impl WanSet {
         let mut found = None;
         loop {
             let n = self.sock.recv(&mut self.buf)?;
-            for m in messages::<Buffer>(&self.buf[..n]) {
+            for m in messages::<Buffer>(&self.buf[..n]).flatten() {
                 if *m.nl_seq() != seq {
                     continue;
                 }
