@@ -9,7 +9,8 @@
 //!
 //! The library's public face is what the binary and the integration tests need: the daemon's
 //! entry point, and the enforcer with the policy it enforces (the nftables namespace tests drive
-//! it directly). Everything else is `pub(crate)`.
+//! it directly); and the pure parsers of kernel messages for fuzz targets ([`kernel_parsers`]).
+//! Everything else is `pub(crate)`.
 
 mod daemon;
 pub mod enforcer;
@@ -18,3 +19,4 @@ pub(crate) mod sources;
 pub(crate) mod transports;
 
 pub use daemon::main_with_args;
+pub use sources::kernel::parsers as kernel_parsers;

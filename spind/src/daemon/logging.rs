@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use nix::syslog::{Facility, LogFlags, Severity};
 
 /// Syslog threshold (0..=7) → `log` filter: 7 debug, 6 info, 5 and 4 warn, 3 and below error.
 pub fn level_filter(syslog_level: u8) -> LevelFilter {
@@ -20,12 +21,12 @@ pub fn level_filter(syslog_level: u8) -> LevelFilter {
     }
 }
 
-fn syslog_priority(level: Level) -> libc::c_int {
+fn syslog_priority(level: Level) -> Severity {
     match level {
-        Level::Error => libc::LOG_ERR,
-        Level::Warn => libc::LOG_WARNING,
-        Level::Info => libc::LOG_INFO,
-        Level::Debug | Level::Trace => libc::LOG_DEBUG,
+        Level::Error => Severity::LOG_ERR,
+        Level::Warn => Severity::LOG_WARNING,
+        Level::Info => Severity::LOG_INFO,
+        Level::Debug | Level::Trace => Severity::LOG_DEBUG,
     }
 }
 
@@ -43,9 +44,8 @@ impl Logger {
             None => None,
         };
         if syslog && !to_stdout {
-            // The ident must outlive every syslog() call: a static C string.
-            // SAFETY: pointer to a NUL-terminated static string; the flags are plain constants.
-            unsafe { libc::openlog(c"spind".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+            // The ident must outlive every syslog() call: nix takes only a static C string.
+            nix::syslog::openlog(Some(c"spind"), LogFlags::LOG_PID, Facility::LOG_DAEMON)?;
         }
         Ok(Logger { filter: level_filter(level), to_stdout, file, syslog: syslog && !to_stdout })
     }
@@ -80,12 +80,10 @@ impl Log for Logger {
             }
         }
         if self.syslog {
-            // Interior NULs would truncate the C string; replace them.
+            // Interior NULs would make the message no C string; replace them.
             let msg = record.args().to_string().replace('\0', " ");
-            if let Ok(c) = std::ffi::CString::new(msg) {
-                // SAFETY: "%s" with one valid C string argument; never pass the message as format.
-                unsafe { libc::syslog(syslog_priority(record.level()), c"%s".as_ptr(), c.as_ptr()) };
-            }
+            // nix passes the message as the argument of "%s", never as the format.
+            let _ = nix::syslog::syslog(syslog_priority(record.level()), &msg);
         }
     }
 
@@ -122,7 +120,7 @@ mod tests {
         assert_eq!(level_filter(4), LevelFilter::Warn);
         assert_eq!(level_filter(3), LevelFilter::Error);
         assert_eq!(level_filter(0), LevelFilter::Error);
-        assert_eq!(syslog_priority(Level::Warn), libc::LOG_WARNING);
+        assert_eq!(syslog_priority(Level::Warn) as libc::c_int, libc::LOG_WARNING);
     }
 
     fn record<'a>(level: Level, target: &'a str, args: std::fmt::Arguments<'a>) -> Record<'a> {

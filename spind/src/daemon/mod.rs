@@ -33,12 +33,37 @@ use cli::Options;
 use config::Config;
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Whether a stop signal asks the core loop to stop (once everything is up) or ends spind at
+/// once (during start-up, as the signal's default action would).
+static STOP_BY_CORE_LOOP: AtomicBool = AtomicBool::new(false);
 
 /// What the JSON-RPC methods ask of this host (its addresses come from the kernel).
 const HOST: rpc::Host = rpc::Host { own_addresses: kernel::host_addresses };
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+/// SIGTERM and SIGINT are taken by a thread (`sigwait`) rather than a handler: blocked here in
+/// the main thread before any other thread starts (every thread inherits the mask; children
+/// such as `nft` get a clean one from std). Before [`STOP_BY_CORE_LOOP`] is set the signal
+/// ends spind as its default action would; after, it sets [`STOP`].
+fn take_stop_signals() -> anyhow::Result<()> {
+    use nix::sys::signal::{raise, SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block().context("cannot block SIGTERM and SIGINT")?;
+    std::thread::Builder::new()
+        .name("spind-signals".into())
+        .spawn(move || loop {
+            let Ok(sig) = set.wait() else { continue };
+            if STOP_BY_CORE_LOOP.load(Ordering::SeqCst) {
+                STOP.store(true, Ordering::SeqCst);
+            } else {
+                // Unblocked on this thread only, the raised signal takes its default action.
+                let _ = set.thread_unblock();
+                let _ = raise(sig);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }
 
 pub fn wall_clock() -> Timestamp {
@@ -159,6 +184,7 @@ fn kernel_settings(cfg: &Config) -> kernel::KernelSettings {
 }
 
 fn run(opts: Options) -> anyhow::Result<()> {
+    take_stop_signals()?;
     let (cfg, warnings) = load_config(&opts)?;
     if opts.print_config {
         print!("{}", cfg.print());
@@ -263,11 +289,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
         info!("extsrc input on tcp {addr}");
     }
 
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
+    // From here on SIGTERM and SIGINT stop the core loop, which then cleans up.
+    STOP_BY_CORE_LOOP.store(true, Ordering::SeqCst);
 
     let mut out = Vec::new();
     core.startup(&mut out);

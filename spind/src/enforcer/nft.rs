@@ -47,7 +47,6 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -182,35 +181,30 @@ impl Nft {
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // Opened here (close-on-exec) and entered in the child between fork and exec.
-        let ns_file = match &self.netns {
+        // A child starts in the network namespace of the thread that forks it: enter the
+        // namespace on a short-lived thread and spawn from there (no code between fork and exec).
+        let spawned = match &self.netns {
             Some(path) => {
-                Some(std::fs::File::open(path).map_err(|error| NftError::Netns { path: path.clone(), error })?)
+                let file = std::fs::File::open(path).map_err(|error| NftError::Netns { path: path.clone(), error })?;
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| cmd.spawn())
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the thread that starts nft panicked")))
+                })
             }
-            None => None,
+            None => cmd.spawn(),
         };
-        if let Some(file) = &ns_file {
-            use std::os::fd::AsRawFd as _;
-            let fd = file.as_raw_fd();
-            // SAFETY: only an async-signal-safe system call runs in the forked child.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let mut child = cmd.spawn().map_err(|error| {
+        let mut child = spawned.map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
                 NftError::NotInstalled { program: self.program.clone() }
             } else {
                 NftError::Io { what: format!("cannot run {}", self.program.display()), error }
             }
         })?;
-        drop(ns_file);
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("piped stdin");
             // nft reads the whole script before it writes anything, so this cannot deadlock. A

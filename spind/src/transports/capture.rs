@@ -1,18 +1,22 @@
 //! Per-device packet capture (SPIN's "old style" `tcpdump_start`): every Ethernet frame whose
 //! source or destination is one MAC, as a pcap stream. SPIN ran `tcpdump -s 1600 -w - ether host
-//! <mac>` through a shell; here it is an `AF_PACKET`/`SOCK_RAW` socket with a classic BPF filter
-//! (the MAC is also checked again in user space), no shell and no tcpdump.
+//! <mac>` through a shell; here it is an `AF_PACKET`/`SOCK_RAW` socket (socket2) with a classic
+//! BPF filter (the MAC is also checked again in user space), no shell and no tcpdump; frames and
+//! their link-layer addresses are read with nix's `recvmsg`.
 //!
 //! The socket listens on all interfaces. Frames seen on a bridge port are skipped because the
 //! bridge device sees them too (otherwise everything a LAN device sends to the router would be
 //! in the file twice); non-Ethernet interfaces (loopback, tun, ...) are skipped.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, IoSliceMut, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::socket::{recvmsg, LinkAddr, MsgFlags};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 
 use crate::model::event::MacAddr;
 
@@ -73,10 +77,10 @@ impl std::fmt::Display for CaptureError {
 
 /// An `AF_PACKET` socket that returns the frames of one MAC.
 pub struct PacketSocket {
-    fd: OwnedFd,
+    sock: Socket,
     mac: MacAddr,
     buf: Vec<u8>,
-    bridge_ports: HashMap<i32, bool>,
+    bridge_ports: HashMap<usize, bool>,
 }
 
 /// One received frame.
@@ -88,23 +92,15 @@ pub struct Frame<'a> {
 
 impl PacketSocket {
     pub fn open(mac: MacAddr) -> Result<PacketSocket, CaptureError> {
-        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
-        // SAFETY: plain socket(2) call; the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => CaptureError::NoPermission,
-                _ => CaptureError::Io(e),
-            });
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = PacketSocket { fd, mac, buf: vec![0u8; 65536 + 64], bridge_ports: HashMap::new() };
+        let all = Protocol::from(i32::from((libc::ETH_P_ALL as u16).to_be()));
+        // socket2 opens it close-on-exec.
+        let sock = Socket::new(Domain::PACKET, Type::RAW, Some(all)).map_err(|e| match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => CaptureError::NoPermission,
+            _ => CaptureError::Io(e),
+        })?;
+        let s = PacketSocket { sock, mac, buf: vec![0u8; 65536 + 64], bridge_ports: HashMap::new() };
         s.attach_filter().map_err(CaptureError::Io)?;
-        // `as _`: libc's suseconds_t alias is deprecated on musl.
-        let tv = libc::timeval { tv_sec: 0, tv_usec: POLL.as_micros() as _ };
-        setsockopt(&s.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).map_err(CaptureError::Io)?;
+        s.sock.set_read_timeout(Some(POLL)).map_err(CaptureError::Io)?;
         Ok(s)
     }
 
@@ -118,7 +114,7 @@ impl PacketSocket {
         const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
         const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
         const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-        let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let ins = SockFilter::new;
         let prog = [
             ins(LD_W_ABS, 0, 0, 2),    // 0: dst bytes 2..6
             ins(JEQ_K, 0, 2, lo),      // 1: -> 2 | 4
@@ -131,39 +127,34 @@ impl PacketSocket {
             ins(RET_K, 0, 0, 262_144), // 8: whole frame (truncated in user space, length kept)
             ins(RET_K, 0, 0, 0),       // 9: drop
         ];
-        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
-        setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+        self.sock.attach_filter(&prog)
     }
 
     /// The next frame of the device, or `None` after about [`POLL`] without one.
     pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
         loop {
-            // SAFETY: an all-zero sockaddr_ll is valid; recvfrom writes at most `len` bytes.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr() as *mut libc::c_void,
-                    self.buf.len(),
-                    libc::MSG_TRUNC,
-                    &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut len,
-                )
+            // MSG_TRUNC: the length on the wire, also when the frame did not fit the buffer.
+            let received = {
+                let mut iov = [IoSliceMut::new(&mut self.buf)];
+                recvmsg::<LinkAddr>(self.sock.as_raw_fd(), &mut iov, None, MsgFlags::MSG_TRUNC)
+                    .map(|m| (m.bytes, m.address))
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Ok(None),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            let orig = n as usize;
+            let (orig, from) = match received {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Ok(None),
+                        _ => Err(e),
+                    };
+                }
+            };
             let got = orig.min(self.buf.len());
-            if sll.sll_hatype != libc::ARPHRD_ETHER
+            let Some(from) = from else { continue };
+            if from.hatype() != libc::ARPHRD_ETHER
                 || !frame_matches(&self.buf[..got], &self.mac)
-                || self.is_bridge_port(sll.sll_ifindex)
+                || self.is_bridge_port(from.ifindex())
             {
                 continue;
             }
@@ -171,36 +162,11 @@ impl PacketSocket {
         }
     }
 
-    fn is_bridge_port(&mut self, ifindex: i32) -> bool {
+    fn is_bridge_port(&mut self, ifindex: usize) -> bool {
         *self.bridge_ports.entry(ifindex).or_insert_with(|| {
-            let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-            // SAFETY: the buffer has IF_NAMESIZE bytes, as if_indextoname requires.
-            let p = unsafe { libc::if_indextoname(ifindex as libc::c_uint, name.as_mut_ptr()) };
-            if p.is_null() {
-                return false;
-            }
-            // SAFETY: if_indextoname wrote a NUL-terminated name.
-            let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+            let Ok(name) = nix::net::if_::if_indextoname(ifindex as libc::c_uint) else { return false };
             std::path::Path::new("/sys/class/net").join(name.to_string_lossy().as_ref()).join("brport").exists()
         })
-    }
-}
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live T of the given size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

@@ -23,7 +23,8 @@ const MODEL_ALONE: &str =
 const NO_CORE_IN_TRANSPORTS: &str =
     "transports/ never name the Core: requests go to the core's channel as Input::Rpc (transports/rpc_link)";
 const KERNEL_ACCESS: &str = "only sources/kernel, enforcer/ and transports/capture open kernel sockets \
-     (libc::socket, AF_NETLINK, AF_PACKET, SOCK_RAW, getifaddrs) or run commands (std::process::Command, nft)";
+     (libc::socket, AF_NETLINK, AF_PACKET, SOCK_RAW, getifaddrs, neli, socket2's Domain::PACKET) or run commands \
+     (std::process::Command, nft)";
 const CONFIG_NO_KERNEL: &str = "daemon/config reads text and asks no kernel: it does not import sources/";
 const CACHE_IN_MODEL: &str = "nothing but the model names the NodeCache (only the core mutates it)";
 const ENFORCER_TAKES_POLICY: &str =
@@ -92,9 +93,17 @@ fn check_file(rel: &str, text: &str) -> Vec<Violation> {
     }
     let kernel_allowed = rel.starts_with("sources/kernel/") || room == "enforcer" || rel == "transports/capture.rs";
     if !kernel_allowed {
-        for needle in
-            ["libc::socket", "AF_NETLINK", "AF_PACKET", "SOCK_RAW", "getifaddrs", "process::Command", "Command::new"]
-        {
+        for needle in [
+            "libc::socket",
+            "AF_NETLINK",
+            "AF_PACKET",
+            "SOCK_RAW",
+            "getifaddrs",
+            "process::Command",
+            "Command::new",
+            "neli::",
+            "Domain::PACKET",
+        ] {
             if code.contains(needle) {
                 flag(KERNEL_ACCESS, format!("uses `{needle}`"));
             }

@@ -90,6 +90,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     std::thread::sleep(Duration::from_secs(1));
     sub.clear();
     let cpu0 = cpu_ticks(pid)?;
+    let nflog0 = thread_ticks(pid, "spind-nflog");
     let t0 = Instant::now();
     let first = DNS_RATE * DNS_SECS;
     // SPIND_BENCH_PERF=1: profile spind during the DNS load (use a binary with symbols).
@@ -106,6 +107,8 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     }
     std::thread::sleep(Duration::from_secs(2));
     let dns_cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
+    let nflog_cpu = cpu_percent(thread_ticks(pid, "spind-nflog").saturating_sub(nflog0), t0.elapsed());
+    eprintln!("xtask:   with spind: cpu {dns_cpu:.2}% (NFLOG thread {nflog_cpu:.2}%)");
     let status = proc_status(pid)?;
     let msgs = sub.take();
     // Nothing changes now: every nodeInfo in these seconds is an unchanged node published again.
@@ -123,7 +126,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let answered: Vec<u64> = answered.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     let dns = DnsResult::evaluate(&base, &with, first, &answered, &msgs, republished);
     eprintln!("xtask: router bench took {:.0} s", started.elapsed().as_secs_f64());
-    Ok(report(&flows, &dns, dns_cpu, &status))
+    Ok(report(&flows, &dns, (dns_cpu, nflog_cpu), &status))
 }
 
 // ---- namespaces ---------------------------------------------------------------------------
@@ -315,6 +318,25 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
     Ok(utime + stime)
 }
 
+/// utime + stime of spind's threads named `name` (`/proc/PID/task/TID/comm`), in clock ticks:
+/// what the kernel sources (`spind-conntrack`, `spind-nflog`) cost apart from the rest.
+fn thread_ticks(pid: u32, name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let mut ticks = 0;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some(i) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[i + 2..].split_whitespace().collect();
+        ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    ticks
+}
+
 fn cpu_percent(ticks: u64, elapsed: Duration) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -500,6 +522,8 @@ fn parse_line(line: &str, out: &mut Vec<Seen>) {
 struct FlowResult {
     n: u32,
     cpu: f64,
+    /// CPU of the conntrack thread alone (dump, parse, hand-over).
+    ct_cpu: f64,
     mem: Mem,
     /// Flows in each `traffic` message of the measuring window.
     per_msg: Vec<u32>,
@@ -636,12 +660,14 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
         sub.clear();
     }
     let cpu0 = cpu_ticks(pid)?;
+    let ct0 = thread_ticks(pid, "spind-conntrack");
     let t0 = Instant::now();
     let w0 = unix_ns();
     let c0 = count.load(Ordering::Relaxed);
     std::thread::sleep(MEASURE);
     let c1 = count.load(Ordering::Relaxed);
     let cpu = cpu_percent(cpu_ticks(pid)? - cpu0, t0.elapsed());
+    let ct_cpu = cpu_percent(thread_ticks(pid, "spind-conntrack").saturating_sub(ct0), t0.elapsed());
     let w1 = unix_ns();
     let mem = proc_status(pid)?;
     let conntrack = conntrack_count(&net.router);
@@ -667,7 +693,7 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
     let secs = (w1 - w0) as f64 / 1e9;
     let sent_per_s = (c1 - c0) as f64 / secs;
     eprintln!(
-        "xtask:   {n} flows: cpu {cpu:.2}%, rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent, {} distinct flows, message gaps (ms) {gaps:?}",
+        "xtask:   {n} flows: cpu {cpu:.2}% (conntrack thread {ct_cpu:.2}%), rss {} kB (hwm {} kB), {} traffic messages, flows/msg {:?}, conntrack {conntrack}, {sent} datagrams sent, {} distinct flows, message gaps (ms) {gaps:?}",
         mem.rss_kb,
         mem.hwm_kb,
         per_msg.len(),
@@ -677,6 +703,7 @@ fn flow_run(net: &Net, pid: u32, sub: Option<&Subscriber>, n: u32) -> Result<Flo
     Ok(FlowResult {
         n,
         cpu,
+        ct_cpu,
         mem,
         per_msg,
         packets_per_s: packets as f64 / secs,
@@ -953,7 +980,7 @@ fn fmt_n(n: u64) -> String {
     out
 }
 
-fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> String {
+fn report(flows: &[FlowResult], dns: &DnsResult, (dns_cpu, nflog_cpu): (f64, f64), after: &Mem) -> String {
     let mut r = String::new();
     r.push_str(
         "Live router (network namespaces: client — router with NAT — server; spind release build in the router, \
@@ -972,6 +999,11 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
             "| CPU (one core) at {} UDP flows{who} | {:.1}% | {spin} | {target} |\n",
             fmt_n(f.n.into()),
             f.cpu
+        ));
+        r.push_str(&format!(
+            "| of it the conntrack thread (dump, parse, hand-over) at {} flows{who} | {:.1}% | – | – |\n",
+            fmt_n(f.n.into()),
+            f.ct_cpu
         ));
         let rss_target = if f.n == 10_000 { "< 16 MB" } else { "–" };
         r.push_str(&format!(
@@ -1032,7 +1064,7 @@ fn report(flows: &[FlowResult], dns: &DnsResult, dns_cpu: f64, after: &Mem) -> S
         dns.republished
     ));
     r.push_str(&format!(
-        "| CPU during the DNS load; RSS after it (VmRSS / VmHWM) | {dns_cpu:.1}%; {:.1} / {:.1} MB | – | – |\n",
+        "| CPU during the DNS load (of it the NFLOG thread); RSS after it (VmRSS / VmHWM) | {dns_cpu:.1}% ({nflog_cpu:.1}%); {:.1} / {:.1} MB | – | – |\n",
         after.rss_kb as f64 / 1024.0,
         after.hwm_kb as f64 / 1024.0
     ));

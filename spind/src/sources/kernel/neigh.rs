@@ -5,7 +5,7 @@
 //! Entries on a WAN interface (the ISP's gateway, other modems on the segment) are not devices
 //! and produce nothing: see [`super::route`]. The same socket also receives the route
 //! notifications that tell when the WAN interfaces may have changed, in order with the
-//! neighbour notifications.
+//! neighbour notifications. Entries are neli's `Ndmsg`; [`neighbour`] is the pure parser of one.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,24 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
+use neli::consts::nl::NlmF;
+use neli::consts::rtnl::{Nda, Ntf, Nud, RtAddrFamily, Rtn};
+use neli::consts::socket::NlFamily;
+use neli::rtnl::{Ndmsg, NdmsgBuilder};
+use neli::types::Buffer;
+
+use super::netlink::{self, messages, reply, NlSocket, Reply};
 use super::route::{self, WanInterfaces, WanSet, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
-use super::{
-    now, Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_RTNL, NLMSG_ERROR, NLM_F_DUMP,
-    NLM_F_REQUEST,
-};
+use super::{now, KernelError, SourceCounters, FIX_RTNL};
 use crate::model::event::{Event, Input, MacAddr};
 
-const NETLINK_ROUTE: libc::c_int = 0;
 const RTNLGRP_NEIGH: u32 = 3;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
-const NDA_DST: u16 = 1;
-const NDA_LLADDR: u16 = 2;
-const NUD_INCOMPLETE: u16 = 0x01;
-const NUD_FAILED: u16 = 0x20;
-const NTF_PROXY: u8 = 0x08;
-/// sizeof(struct ndmsg): family u8, pad u8, pad u16, ifindex i32, state u16, flags u8, type u8.
-const NDMSG_LEN: usize = 12;
 
 const RCVBUF: usize = 1 << 20;
 const READ_BUF: usize = 64 << 10;
@@ -44,19 +40,20 @@ pub struct Neigh {
 }
 
 fn open_and_dump(follow_routes: bool) -> io::Result<NlSocket> {
-    let mut sock = NlSocket::open(NETLINK_ROUTE)?;
-    sock.set_rcvbuf(RCVBUF);
     // Subscribe before dumping: nothing that changes during the dump is missed.
-    sock.add_membership(RTNLGRP_NEIGH)?;
-    if follow_routes {
-        sock.add_membership(RTNLGRP_IPV4_ROUTE)?;
-        sock.add_membership(RTNLGRP_IPV6_ROUTE)?;
-    }
+    let groups: &[u32] =
+        if follow_routes { &[RTNLGRP_NEIGH, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE] } else { &[RTNLGRP_NEIGH] };
+    let mut sock = NlSocket::open(NlFamily::Route, groups)?;
+    sock.set_rcvbuf(RCVBUF);
     sock.set_recv_timeout(Duration::from_millis(500))?;
-    let seq = sock.next_seq();
-    let mut req = MsgBuilder::new(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP).raw(&[0u8; NDMSG_LEN]).finish();
-    req[8..12].copy_from_slice(&seq.to_ne_bytes());
-    sock.send(&req)?;
+    let all = NdmsgBuilder::default()
+        .ndm_family(RtAddrFamily::Unspecified)
+        .ndm_index(0)
+        .ndm_state(Nud::empty())
+        .ndm_type(Rtn::Unspec)
+        .build()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    sock.send(RTM_GETNEIGH, NlmF::DUMP, all)?;
     Ok(sock)
 }
 
@@ -98,26 +95,20 @@ impl Neigh {
             Err(e) => return Err(e),
         };
         let time = now();
-        for m in NlMsgs::new(&self.buf[..n]) {
-            match m.kind {
-                RTM_NEWNEIGH => {
-                    if let Some((ip, mac)) = parse_neigh(m.payload) {
-                        let ifindex = neigh_ifindex(m.payload);
-                        if ifindex.is_some_and(|i| self.wan.is_wan(i)) {
-                            log::trace!(
-                                "neighbour {ip} ({mac}) is on WAN interface #{}: not a device",
-                                ifindex.unwrap_or(0)
-                            );
+        for m in messages::<Buffer>(&self.buf[..n]).flatten() {
+            match reply(&m) {
+                Reply::Data(RTM_NEWNEIGH, payload) => {
+                    if let Some(Neighbour { ifindex, ip, mac }) = neighbour(payload.as_ref()) {
+                        if self.wan.is_wan(ifindex) {
+                            log::trace!("neighbour {ip} ({mac}) is on WAN interface #{ifindex}: not a device");
                         } else {
                             out.push(Event::Neighbour { time, ip, mac });
                         }
                     }
                 }
-                k if route::is_route_msg(k) => self.wan.route_changed(m.payload),
-                NLMSG_ERROR => {
-                    if let Some(e) = m.error_code().filter(|&e| e != 0) {
-                        log::warn!("neighbour table dump failed: {}", io::Error::from_raw_os_error(e));
-                    }
+                Reply::Data(k, payload) if route::is_route_msg(k) => self.wan.route_changed(payload.as_ref()),
+                Reply::Failed(e) => {
+                    log::warn!("neighbour table dump failed: {}", io::Error::from_raw_os_error(e));
                 }
                 // RTM_DELNEIGH: SPIN never forgets a mapping (and a stale one is still true).
                 _ => {}
@@ -155,32 +146,34 @@ impl Neigh {
     }
 }
 
-/// The interface index of an RTM_NEWNEIGH payload.
-pub(crate) fn neigh_ifindex(payload: &[u8]) -> Option<i32> {
-    let b = payload.get(4..8)?;
-    Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+/// A neighbour entry that identifies a device: its interface, address and MAC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: i32,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
 }
 
-/// `(ip, mac)` of an RTM_NEWNEIGH payload when it identifies a device.
-pub(crate) fn parse_neigh(payload: &[u8]) -> Option<(IpAddr, MacAddr)> {
-    let hdr = payload.get(..NDMSG_LEN)?;
-    let family = hdr[0] as libc::c_int;
-    let state = u16::from_ne_bytes([hdr[8], hdr[9]]);
-    let flags = hdr[10];
-    if state & (NUD_INCOMPLETE | NUD_FAILED) != 0 || flags & NTF_PROXY != 0 {
+/// Parses one `RTM_NEWNEIGH` payload (`ndmsg` and attributes). `None` unless it identifies a
+/// device: a complete entry (not failed, not a proxy) with a unicast MAC and a usable address;
+/// and for malformed input.
+pub fn neighbour(payload: &[u8]) -> Option<Neighbour> {
+    let nd: Ndmsg = netlink::payload(payload).ok()?;
+    if nd.ndm_state().intersects(Nud::INCOMPLETE | Nud::FAILED) || nd.ndm_flags().contains(Ntf::PROXY) {
         return None;
     }
     let (mut ip, mut mac) = (None, None);
-    for (kind, data) in Attrs::new(&payload[NDMSG_LEN..]) {
-        match kind {
-            NDA_DST => {
-                ip = match (family, data.len()) {
-                    (libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?))),
-                    (libc::AF_INET6, 16) => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?))),
+    for a in nd.rtattrs().iter() {
+        let data = a.rta_payload().as_ref();
+        match *a.rta_type() {
+            Nda::Dst => {
+                ip = match (*nd.ndm_family(), data.len()) {
+                    (RtAddrFamily::Inet, 4) => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(data).ok()?))),
+                    (RtAddrFamily::Inet6, 16) => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?))),
                     _ => None,
                 }
             }
-            NDA_LLADDR if data.len() == 6 => mac = Some(MacAddr(data.try_into().ok()?)),
+            Nda::Lladdr if data.len() == 6 => mac = Some(MacAddr(data.try_into().ok()?)),
             _ => {}
         }
     }
@@ -189,7 +182,7 @@ pub(crate) fn parse_neigh(payload: &[u8]) -> Option<(IpAddr, MacAddr)> {
         IpAddr::V4(a) => !(a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.is_unspecified()),
         IpAddr::V6(a) => !(a.is_loopback() || a.is_multicast() || a.is_unspecified()),
     };
-    (usable_ip && mac.is_unicast()).then_some((ip, mac))
+    (usable_ip && mac.is_unicast()).then_some(Neighbour { ifindex: *nd.ndm_index(), ip, mac })
 }
 
 pub(crate) fn check() -> Result<(), KernelError> {
@@ -200,6 +193,10 @@ pub(crate) fn check() -> Result<(), KernelError> {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    // The wire numbers, written out: the messages below are built by hand, not by neli.
+    const NDA_DST: u16 = 1;
+    const NDA_LLADDR: u16 = 2;
 
     fn msg(family: u8, state: u16, dst: &[u8], mac: &[u8]) -> Vec<u8> {
         let mut p = vec![family, 0, 0, 0, 2, 0, 0, 0];
@@ -219,19 +216,22 @@ mod unit_tests {
     #[test]
     fn neighbour_entries() {
         let mac = [2, 0, 0, 0, 0, 1];
-        let (ip, m) = parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &mac)).unwrap();
-        assert_eq!(ip, "10.0.0.5".parse::<IpAddr>().unwrap());
-        assert_eq!(m, MacAddr(mac));
-        assert_eq!(neigh_ifindex(&msg(2, 0x02, &[10, 0, 0, 5], &mac)), Some(2));
-        assert!(parse_neigh(&msg(2, 0x20, &[10, 0, 0, 5], &mac)).is_none()); // FAILED
-        assert!(parse_neigh(&msg(2, 0x02, &[10, 0, 0, 5], &[1, 0, 0x5e, 0, 0, 1])).is_none()); // multicast MAC
-        assert!(parse_neigh(&msg(2, 0x02, &[127, 0, 0, 1], &mac)).is_none());
-        assert!(parse_neigh(&msg(7, 0x02, &[10, 0, 0, 5], &mac)).is_none()); // bridge fdb
+        let n = neighbour(&msg(2, 0x02, &[10, 0, 0, 5], &mac)).unwrap();
+        assert_eq!(n.ip, "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(n.mac, MacAddr(mac));
+        assert_eq!(n.ifindex, 2);
+        assert!(neighbour(&msg(2, 0x20, &[10, 0, 0, 5], &mac)).is_none()); // FAILED
+        assert!(neighbour(&msg(2, 0x02, &[10, 0, 0, 5], &[1, 0, 0x5e, 0, 0, 1])).is_none()); // multicast MAC
+        assert!(neighbour(&msg(2, 0x02, &[127, 0, 0, 1], &mac)).is_none());
+        assert!(neighbour(&msg(7, 0x02, &[10, 0, 0, 5], &mac)).is_none()); // bridge fdb
         let v6 = "fe80::1".parse::<Ipv6Addr>().unwrap().octets();
-        assert!(parse_neigh(&msg(10, 0x04, &v6, &mac)).is_some());
+        assert!(neighbour(&msg(10, 0x04, &v6, &mac)).is_some());
         let full = msg(10, 0x04, &v6, &mac);
         for cut in 0..full.len() {
-            let _ = parse_neigh(&full[..cut]);
+            let _ = neighbour(&full[..cut]);
+            let mut q = full.clone();
+            q[cut] ^= 0xff;
+            let _ = neighbour(&q);
         }
     }
 }

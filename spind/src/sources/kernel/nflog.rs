@@ -6,7 +6,9 @@
 //! - [`NflogKind::Blocked`]: packets dropped by the block rules, each one [`Event::Blocked`].
 //!
 //! Each group is bound with copy mode "whole packet" and a queue threshold of 1, so the kernel
-//! sends every packet at once (its default batches them for up to a second).
+//! sends every packet at once (its default batches them for up to a second). Messages are typed
+//! neli messages ([`Nfgenmsg`], neli's NFLOG constants); [`nflog_packet`] is the pure parser of
+//! one packet message.
 
 use std::io;
 use std::net::IpAddr;
@@ -16,27 +18,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
-use super::{
-    Attrs, KernelError, MsgBuilder, NlMsgs, NlSocket, SourceCounters, FIX_NFLOG, NLMSG_ERROR, NLMSG_OVERRUN, NLM_F_ACK,
-    NLM_F_REQUEST,
-};
+use neli::consts::netfilter::{LogCmd, LogCopyMode, NetfilterMsg, NfLogAttr, NfLogCfg};
+use neli::consts::nl::NlmF;
+use neli::consts::socket::NlFamily;
+use neli::types::GenlBuffer;
+
+use super::netlink::{self, attr, messages, reply, Nfgenmsg, NlSocket, Reply};
+use super::{KernelError, SourceCounters, FIX_NFLOG};
 use crate::model::event::{Event, FlowSample, Input, Timestamp};
 use crate::sources::packet::{Decoder, LinkType};
-
-const NETLINK_NETFILTER: libc::c_int = 12;
-const NFNL_SUBSYS_ULOG: u16 = 4;
-const NFULNL_MSG_PACKET: u16 = 0;
-const NFULNL_MSG_CONFIG: u16 = 1;
-
-const NFULA_CFG_CMD: u16 = 1;
-const NFULA_CFG_MODE: u16 = 2;
-const NFULA_CFG_TIMEOUT: u16 = 4;
-const NFULA_CFG_QTHRESH: u16 = 5;
-const NFULNL_CFG_CMD_BIND: u8 = 1;
-const NFULNL_CFG_CMD_UNBIND: u8 = 2;
-const NFULNL_COPY_PACKET: u8 = 2;
-
-const NFULA_PAYLOAD: u16 = 9;
 
 /// Receive buffer of the socket: bursts of DNS packets while the thread is descheduled.
 const RCVBUF: usize = 4 << 20;
@@ -70,23 +60,23 @@ pub struct Nflog {
     scratch: Vec<Event>,
 }
 
-fn config_msg(group: u16, cmd: Option<u8>, packet_mode: bool) -> Vec<u8> {
-    let mut b = MsgBuilder::new((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK)
-        .nfgen(libc::AF_UNSPEC as u8, group);
+/// The configuration request for `group`: a command (bind, unbind) and, with `packet_mode`,
+/// whole packets with a queue threshold of 1.
+fn config_msg(group: u16, cmd: Option<LogCmd>, packet_mode: bool) -> io::Result<Nfgenmsg> {
+    let mut attrs = GenlBuffer::new();
     if let Some(c) = cmd {
-        b = b.attr(NFULA_CFG_CMD, &[c]);
+        attrs.push(attr(NfLogCfg::Cmd.into(), &[c.into()])?);
     }
     if packet_mode {
         // struct nfulnl_msg_config_mode { __be32 copy_range; __u8 copy_mode; __u8 _pad; } (packed)
         let mut mode = [0u8; 6];
         mode[..4].copy_from_slice(&0xffffu32.to_be_bytes());
-        mode[4] = NFULNL_COPY_PACKET;
-        b = b
-            .attr(NFULA_CFG_MODE, &mode)
-            .attr(NFULA_CFG_QTHRESH, &1u32.to_be_bytes())
-            .attr(NFULA_CFG_TIMEOUT, &1u32.to_be_bytes()); // 1/100 s
+        mode[4] = LogCopyMode::Packet.into();
+        attrs.push(attr(NfLogCfg::Mode.into(), &mode)?);
+        attrs.push(attr(NfLogCfg::QThresh.into(), &1u32.to_be_bytes())?);
+        attrs.push(attr(NfLogCfg::Timeout.into(), &1u32.to_be_bytes())?); // 1/100 s
     }
-    b.finish()
+    Ok(Nfgenmsg::new(libc::AF_UNSPEC as u8, group, attrs))
 }
 
 fn bind_error(group: u16, err: io::Error) -> KernelError {
@@ -103,13 +93,13 @@ fn bind_error(group: u16, err: io::Error) -> KernelError {
 impl Nflog {
     /// Opens a socket and binds each group (copy whole packets, queue threshold 1).
     pub fn open(groups: &[(u16, NflogKind)]) -> Result<Nflog, KernelError> {
-        let mut sock =
-            NlSocket::open(NETLINK_NETFILTER).map_err(|e| KernelError::from_io("open NFLOG netlink", FIX_NFLOG, e))?;
+        let mut sock = NlSocket::open(NlFamily::Netfilter, &[])
+            .map_err(|e| KernelError::from_io("open NFLOG netlink", FIX_NFLOG, e))?;
         sock.set_rcvbuf(RCVBUF);
         let mut buf = vec![0u8; READ_BUF];
         for &(group, _) in groups {
-            let mut msg = config_msg(group, Some(NFULNL_CFG_CMD_BIND), true);
-            sock.request_ack(&mut msg, &mut buf).map_err(|e| bind_error(group, e))?;
+            let msg = config_msg(group, Some(LogCmd::Bind), true).map_err(|e| bind_error(group, e))?;
+            sock.request_ack(NetfilterMsg::LogConfig, msg, &mut buf).map_err(|e| bind_error(group, e))?;
         }
         Ok(Nflog { sock, groups: groups.to_vec(), buf, decoder: Decoder::new(), scratch: Vec::new() })
     }
@@ -138,28 +128,25 @@ impl Nflog {
             Err(e) => return Err(e),
         };
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        for m in NlMsgs::new(&self.buf[..n]) {
-            match m.kind {
-                k if k == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET => {}
-                NLMSG_OVERRUN => {
-                    st.enobufs += 1;
-                    continue;
-                }
-                NLMSG_ERROR => {
-                    if let Some(e) = m.error_code().filter(|&e| e != 0) {
-                        log::debug!("NFLOG: netlink error {}", io::Error::from_raw_os_error(e));
-                    }
-                    continue;
-                }
-                _ => continue,
-            }
-            let Some(hdr) = m.payload.get(..4) else {
+        for m in messages::<Nfgenmsg>(&self.buf[..n]) {
+            let Ok(m) = m else {
                 st.malformed += 1;
                 continue;
             };
-            let group = u16::from_be_bytes([hdr[2], hdr[3]]);
-            let Some(kind) = self.groups.iter().find(|g| g.0 == group).map(|g| g.1) else { continue };
-            let Some(payload) = Attrs::new(&m.payload[4..]).find(|a| a.0 == NFULA_PAYLOAD).map(|a| a.1) else {
+            let msg = match reply(&m) {
+                Reply::Data(k, msg) if k == u16::from(NetfilterMsg::LogPacket) => msg,
+                Reply::Overrun => {
+                    st.enobufs += 1;
+                    continue;
+                }
+                Reply::Failed(e) => {
+                    log::debug!("NFLOG: netlink error {}", io::Error::from_raw_os_error(e));
+                    continue;
+                }
+                _ => continue,
+            };
+            let Some(kind) = self.groups.iter().find(|g| g.0 == msg.res_id()).map(|g| g.1) else { continue };
+            let Some(payload) = logged_packet(msg) else {
                 st.malformed += 1;
                 continue;
             };
@@ -221,14 +208,29 @@ impl Drop for Nflog {
     fn drop(&mut self) {
         // The kernel unbinds when the socket closes; saying so explicitly is tidier.
         for &(group, _) in &self.groups {
-            let _ = self.sock.send(&config_msg(group, Some(NFULNL_CFG_CMD_UNBIND), false));
+            if let Ok(msg) = config_msg(group, Some(LogCmd::Unbind), false) {
+                let _ = self.sock.send(NetfilterMsg::LogConfig, NlmF::empty(), msg);
+            }
         }
     }
 }
 
+/// The packet (`NFULA_PAYLOAD`) of a parsed NFLOG packet message.
+fn logged_packet(msg: &Nfgenmsg) -> Option<&[u8]> {
+    let payload = u16::from(NfLogAttr::Payload);
+    msg.attrs.iter().find(|a| *a.nla_type().nla_type() == payload).map(|a| a.nla_payload().as_ref())
+}
+
+/// Parses one NFLOG packet message (the payload of its netlink message: nfgenmsg and
+/// attributes): its group and the logged IP packet. `None` when malformed or without a packet.
+pub fn nflog_packet(payload: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let msg = netlink::payload::<Nfgenmsg>(payload).ok()?;
+    Some((msg.res_id(), logged_packet(&msg)?.to_vec()))
+}
+
 /// One blocked packet as a sample: addresses and ports of the packet itself, `bytes` = its L4
 /// payload length, 1 packet.
-pub(crate) fn blocked_sample(ip_packet: &[u8]) -> Option<FlowSample> {
+pub fn blocked_sample(ip_packet: &[u8]) -> Option<FlowSample> {
     let pkt = LaxSlicedPacket::from_ip(ip_packet).ok()?;
     let (src, dst, ip_payload) = match &pkt.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
@@ -292,11 +294,31 @@ mod unit_tests {
     #[test]
     fn packet_mode_config_asks_for_every_packet_at_once() {
         // Without NFULA_CFG_QTHRESH=1 the kernel batches NFLOG messages (~1 s late).
-        let msg = config_msg(41, None, true);
-        let attrs: Vec<(u16, Vec<u8>)> = Attrs::new(&msg[16 + 4..]).map(|(k, d)| (k, d.to_vec())).collect();
-        assert!(attrs.contains(&(NFULA_CFG_QTHRESH, 1u32.to_be_bytes().to_vec())), "{attrs:?}");
-        assert!(attrs.contains(&(NFULA_CFG_TIMEOUT, 1u32.to_be_bytes().to_vec())), "{attrs:?}");
-        assert_eq!(u16::from_be_bytes([msg[18], msg[19]]), 41, "group in the nfgenmsg header");
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        neli::ToBytes::to_bytes(&config_msg(41, None, true).unwrap(), &mut bytes).unwrap();
+        let msg = netlink::payload::<Nfgenmsg>(bytes.get_ref()).unwrap();
+        let attrs: Vec<(u16, Vec<u8>)> =
+            msg.attrs.iter().map(|a| (*a.nla_type().nla_type(), a.nla_payload().as_ref().to_vec())).collect();
+        assert!(attrs.contains(&(NfLogCfg::QThresh.into(), 1u32.to_be_bytes().to_vec())), "{attrs:?}");
+        assert!(attrs.contains(&(NfLogCfg::Timeout.into(), 1u32.to_be_bytes().to_vec())), "{attrs:?}");
+        assert_eq!(u16::from_be_bytes([bytes.get_ref()[2], bytes.get_ref()[3]]), 41, "group in the nfgenmsg header");
+        assert_eq!(msg.res_id(), 41);
+    }
+
+    #[test]
+    fn packet_messages_give_group_and_packet() {
+        let mut attrs = GenlBuffer::new();
+        attrs.push(attr(NfLogAttr::Payload.into(), &[0x45, 0, 0, 20]).unwrap());
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        neli::ToBytes::to_bytes(&Nfgenmsg::new(libc::AF_INET as u8, 42, attrs), &mut bytes).unwrap();
+        let full = bytes.into_inner();
+        assert_eq!(nflog_packet(&full), Some((42, vec![0x45, 0, 0, 20])));
+        for cut in 0..full.len() {
+            let _ = nflog_packet(&full[..cut]);
+            let mut q = full.clone();
+            q[cut] ^= 0xff;
+            let _ = nflog_packet(&q);
+        }
     }
 
     #[test]

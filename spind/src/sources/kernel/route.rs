@@ -13,13 +13,20 @@
 //! resolved to indexes over rtnetlink (`RTM_GETLINK`) on the same refreshes, so an interface
 //! created later (PPPoE) or re-created is found. Resolving over the socket rather than with
 //! `if_nametoindex` asks the socket's network namespace, not the calling thread's (the same
-//! in the daemon; not in tests that move sockets between namespaces).
+//! in the daemon; not in tests that move sockets between namespaces). Routes and links are
+//! neli's `Rtmsg` and `Ifinfomsg`; [`default_route_oifs`] and [`link`] are their pure parsers.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::{Attrs, MsgBuilder, NlMsgs, NlSocket, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use neli::consts::nl::NlmF;
+use neli::consts::rtnl::{Ifla, RtAddrFamily, RtScope, RtTable, Rta, Rtn, Rtprot};
+use neli::consts::socket::NlFamily;
+use neli::rtnl::{Ifinfomsg, IfinfomsgBuilder, RtattrBuilder, Rtmsg, RtmsgBuilder};
+use neli::types::{Buffer, RtBuffer};
+
+use super::netlink::{self, messages, reply, NlSocket, Reply};
 
 pub(crate) const RTNLGRP_IPV4_ROUTE: u32 = 7;
 pub(crate) const RTNLGRP_IPV6_ROUTE: u32 = 11;
@@ -29,22 +36,12 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_GETROUTE: u16 = 26;
 const RT_TABLE_MAIN: u32 = 254;
-const RTN_UNICAST: u8 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
-const IFLA_IFNAME: u16 = 3;
-/// sizeof(struct rtmsg): family, dst_len, src_len, tos, table, protocol, scope, type, flags u32.
-const RTMSG_LEN: usize = 12;
-/// sizeof(struct ifinfomsg): family, pad, type u16, index i32, flags u32, change u32.
-const IFINFOMSG_LEN: usize = 16;
 /// sizeof(struct rtnexthop): len u16, flags u8, hops u8, ifindex i32.
 const RTNH_LEN: usize = 8;
 
 /// Longest time a WAN set is trusted before the next neighbour triggers a new dump.
 pub const MAX_AGE: Duration = Duration::from_secs(10);
 
-const NETLINK_ROUTE: libc::c_int = 0;
 const READ_BUF: usize = 64 << 10;
 
 /// The `wan_interfaces` setting.
@@ -89,7 +86,7 @@ pub struct WanSet {
 impl WanSet {
     /// Opens the query socket (in the calling thread's network namespace) and reads the set.
     pub fn open(mode: WanInterfaces) -> io::Result<WanSet> {
-        let sock = NlSocket::open(NETLINK_ROUTE)?;
+        let sock = NlSocket::open(NlFamily::Route, &[])?;
         sock.set_recv_timeout(Duration::from_secs(2))?;
         let mut w = WanSet {
             mode,
@@ -194,27 +191,29 @@ impl WanSet {
     /// Interfaces of unicast default routes in the main table, IPv4 and IPv6.
     fn default_route_interfaces(&mut self) -> io::Result<BTreeSet<i32>> {
         let mut set = BTreeSet::new();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            let mut hdr = [0u8; RTMSG_LEN];
-            hdr[0] = family;
-            let mut req = MsgBuilder::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP).raw(&hdr).finish();
-            let seq = self.sock.next_seq();
-            req[8..12].copy_from_slice(&seq.to_ne_bytes());
-            self.sock.send(&req)?;
+        for family in [RtAddrFamily::Inet, RtAddrFamily::Inet6] {
+            let all = RtmsgBuilder::default()
+                .rtm_family(family)
+                .rtm_dst_len(0)
+                .rtm_src_len(0)
+                .rtm_tos(0)
+                .rtm_table(RtTable::Unspec)
+                .rtm_protocol(Rtprot::Unspec)
+                .rtm_scope(RtScope::Universe)
+                .rtm_type(Rtn::Unspec)
+                .build()
+                .map_err(invalid)?;
+            let seq = self.sock.send(RTM_GETROUTE, NlmF::DUMP, all)?;
             'dump: loop {
                 let n = self.sock.recv(&mut self.buf)?;
-                for m in NlMsgs::new(&self.buf[..n]) {
-                    if m.seq != seq {
+                for m in messages::<Buffer>(&self.buf[..n]).flatten() {
+                    if *m.nl_seq() != seq {
                         continue;
                     }
-                    match m.kind {
-                        NLMSG_DONE => break 'dump,
-                        NLMSG_ERROR => match m.error_code() {
-                            Some(0) => break 'dump,
-                            Some(e) => return Err(io::Error::from_raw_os_error(e)),
-                            None => return Err(io::Error::new(io::ErrorKind::InvalidData, "short netlink error")),
-                        },
-                        RTM_NEWROUTE => default_route_oifs(m.payload, &mut set),
+                    match reply(&m) {
+                        Reply::Done => break 'dump,
+                        Reply::Failed(e) => return Err(io::Error::from_raw_os_error(e)),
+                        Reply::Data(RTM_NEWROUTE, payload) => set.extend(default_route_oifs(payload.as_ref())),
                         _ => {}
                     }
                 }
@@ -230,36 +229,38 @@ impl WanSet {
 
     /// Asks for one link by index or name: `(index, name)`, `None` when there is no such link.
     fn link(&mut self, index: i32, name: Option<&str>) -> io::Result<Option<(i32, String)>> {
-        let mut ifi = [0u8; IFINFOMSG_LEN];
-        ifi[4..8].copy_from_slice(&index.to_ne_bytes());
-        let mut b = MsgBuilder::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK).raw(&ifi);
+        let mut attrs = RtBuffer::new();
         if let Some(name) = name {
             let mut z = name.as_bytes().to_vec();
             z.push(0);
-            b = b.attr(IFLA_IFNAME, &z);
+            attrs.push(
+                RtattrBuilder::default()
+                    .rta_type(Ifla::Ifname)
+                    .rta_payload(Buffer::from(z))
+                    .build()
+                    .map_err(invalid)?,
+            );
         }
-        let mut req = b.finish();
-        let seq = self.sock.next_seq();
-        req[8..12].copy_from_slice(&seq.to_ne_bytes());
-        self.sock.send(&req)?;
+        let one = IfinfomsgBuilder::default()
+            .ifi_family(RtAddrFamily::Unspecified)
+            .ifi_index(index)
+            .rtattrs(attrs)
+            .build()
+            .map_err(invalid)?;
+        let seq = self.sock.send(RTM_GETLINK, NlmF::ACK, one)?;
         let mut found = None;
         loop {
             let n = self.sock.recv(&mut self.buf)?;
-            for m in NlMsgs::new(&self.buf[..n]) {
-                if m.seq != seq {
+            for m in messages::<Buffer>(&self.buf[..n]).flatten() {
+                if *m.nl_seq() != seq {
                     continue;
                 }
-                match m.kind {
+                match reply(&m) {
                     // The acknowledgement follows the reply.
-                    RTM_NEWLINK => found = parse_link(m.payload),
-                    NLMSG_ERROR => {
-                        return match m.error_code() {
-                            Some(0) => Ok(found),
-                            Some(libc::ENODEV) => Ok(None),
-                            Some(e) => Err(io::Error::from_raw_os_error(e)),
-                            None => Err(io::Error::new(io::ErrorKind::InvalidData, "short netlink error")),
-                        };
-                    }
+                    Reply::Data(RTM_NEWLINK, payload) => found = link(payload.as_ref()),
+                    Reply::Done => return Ok(found),
+                    Reply::Failed(libc::ENODEV) => return Ok(None),
+                    Reply::Failed(e) => return Err(io::Error::from_raw_os_error(e)),
                     _ => {}
                 }
             }
@@ -267,48 +268,66 @@ impl WanSet {
     }
 }
 
-/// `(index, name)` of an `RTM_NEWLINK` payload.
-fn parse_link(payload: &[u8]) -> Option<(i32, String)> {
-    let b = payload.get(4..8)?;
-    let index = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-    let name = Attrs::new(payload.get(IFINFOMSG_LEN..)?)
-        .find(|(k, _)| *k == IFLA_IFNAME)
-        .map(|(_, d)| String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned())
-        .unwrap_or_default();
-    Some((index, name))
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-/// Adds the output interfaces of an `RTM_NEWROUTE` payload to `set` when it is a unicast
-/// default route of the main table (a source-specific one counts: OpenWrt's IPv6 default
-/// routes are `default from <prefix>`).
-pub(crate) fn default_route_oifs(payload: &[u8], set: &mut BTreeSet<i32>) {
-    let Some(hdr) = payload.get(..RTMSG_LEN) else { return };
-    let family = hdr[0] as libc::c_int;
-    if (family != libc::AF_INET && family != libc::AF_INET6) || hdr[1] != 0 || hdr[7] != RTN_UNICAST {
-        return;
+/// Parses one `RTM_NEWLINK` payload (`ifinfomsg` and attributes): `(index, name)`; the name is
+/// empty when the message has none. `None` for malformed input.
+pub fn link(payload: &[u8]) -> Option<(i32, String)> {
+    let l: Ifinfomsg = netlink::payload(payload).ok()?;
+    let name = l
+        .rtattrs()
+        .iter()
+        .find(|a| *a.rta_type() == Ifla::Ifname)
+        .map(|a| {
+            let d = a.rta_payload().as_ref();
+            String::from_utf8_lossy(d.split(|&c| c == 0).next().unwrap_or(d)).into_owned()
+        })
+        .unwrap_or_default();
+    Some((*l.ifi_index(), name))
+}
+
+/// Parses one `RTM_NEWROUTE` payload (`rtmsg` and attributes): the output interfaces when it
+/// is a unicast default route of the main table (a source-specific one counts: OpenWrt's IPv6
+/// default routes are `default from <prefix>`), else none. Malformed input: none.
+pub fn default_route_oifs(payload: &[u8]) -> Vec<i32> {
+    let Ok(r) = netlink::payload::<Rtmsg>(payload) else { return Vec::new() };
+    let family = *r.rtm_family();
+    if (family != RtAddrFamily::Inet && family != RtAddrFamily::Inet6)
+        || *r.rtm_dst_len() != 0
+        || *r.rtm_type() != Rtn::Unicast
+    {
+        return Vec::new();
     }
-    let mut table = hdr[4] as u32;
+    let mut table = u32::from(u8::from(*r.rtm_table()));
     let mut oifs = Vec::new();
-    for (kind, data) in Attrs::new(&payload[RTMSG_LEN..]) {
-        match kind {
-            RTA_TABLE if data.len() == 4 => table = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]),
-            RTA_OIF if data.len() == 4 => oifs.push(i32::from_ne_bytes([data[0], data[1], data[2], data[3]])),
-            RTA_MULTIPATH => {
-                let mut rest = data;
-                while rest.len() >= RTNH_LEN {
-                    let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
-                    if len < RTNH_LEN || len > rest.len() {
-                        break;
-                    }
-                    oifs.push(i32::from_ne_bytes([rest[4], rest[5], rest[6], rest[7]]));
-                    rest = rest.get(super::align4(len)..).unwrap_or(&[]);
-                }
-            }
+    for a in r.rtattrs().iter() {
+        let data = a.rta_payload().as_ref();
+        match *a.rta_type() {
+            Rta::Table if data.len() == 4 => table = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]),
+            Rta::Oif if data.len() == 4 => oifs.push(i32::from_ne_bytes([data[0], data[1], data[2], data[3]])),
+            Rta::Multipath => next_hop_oifs(data, &mut oifs),
             _ => {}
         }
     }
-    if table == RT_TABLE_MAIN {
-        set.extend(oifs.into_iter().filter(|&i| i > 0));
+    if table != RT_TABLE_MAIN {
+        return Vec::new();
+    }
+    oifs.retain(|&i| i > 0);
+    oifs
+}
+
+/// The interfaces of an `RTA_MULTIPATH` attribute: a list of `struct rtnexthop` (neli has no
+/// type for it), each followed by its own attributes.
+fn next_hop_oifs(mut rest: &[u8], oifs: &mut Vec<i32>) {
+    while rest.len() >= RTNH_LEN {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        if len < RTNH_LEN || len > rest.len() {
+            break;
+        }
+        oifs.push(i32::from_ne_bytes([rest[4], rest[5], rest[6], rest[7]]));
+        rest = rest.get(netlink::align4(len)..).unwrap_or(&[]);
     }
 }
 
@@ -320,6 +339,11 @@ pub(crate) fn is_route_msg(kind: u16) -> bool {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    // The wire numbers, written out: the messages below are built by hand, not by neli.
+    const RTA_OIF: u16 = 4;
+    const RTA_MULTIPATH: u16 = 9;
+    const RTA_TABLE: u16 = 15;
 
     fn route(family: u8, dst_len: u8, table: u8, kind: u8, attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
         let mut p = vec![family, dst_len, 0, 0, table, 4, 0, kind, 0, 0, 0, 0];
@@ -335,8 +359,7 @@ mod unit_tests {
     }
 
     fn oifs(payload: &[u8]) -> Vec<i32> {
-        let mut s = BTreeSet::new();
-        default_route_oifs(payload, &mut s);
+        let s: BTreeSet<i32> = default_route_oifs(payload).into_iter().collect();
         s.into_iter().collect()
     }
 
@@ -362,6 +385,23 @@ mod unit_tests {
         let full = route(10, 0, 254, 1, &[(RTA_MULTIPATH, mp), oif(2)]);
         for cut in 0..full.len() {
             let _ = oifs(&full[..cut]);
+            let mut q = full.clone();
+            q[cut] ^= 0xff;
+            let _ = oifs(&q);
+        }
+    }
+
+    #[test]
+    fn links() {
+        let mut p = vec![0u8; 16];
+        p[4..8].copy_from_slice(&7i32.to_ne_bytes());
+        p.extend_from_slice(&9u16.to_ne_bytes());
+        p.extend_from_slice(&3u16.to_ne_bytes()); // IFLA_IFNAME
+        p.extend_from_slice(b"wan0\0\0\0\0");
+        assert_eq!(link(&p), Some((7, "wan0".to_string())));
+        assert_eq!(link(&p[..16]), Some((7, String::new())));
+        for cut in 0..p.len() {
+            let _ = link(&p[..cut]);
         }
     }
 

@@ -374,9 +374,9 @@ fn router(tag: &str, default_via_wan: bool) -> (Netns, Netns, Netns) {
 }
 
 fn ifindex(ns: &Netns, name: &str) -> i32 {
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid C string; resolved in the namespace of the thread that ns.run enters.
-    ns.run(|| unsafe { libc::if_nametoindex(c.as_ptr()) }) as i32
+    // Resolved in the namespace of the thread that ns.run enters.
+    let name = name.to_string();
+    ns.run(move || nix::net::if_::if_nametoindex(name.as_str()).unwrap_or(0)) as i32
 }
 
 /// Which of `peers` a [`Neigh`] reports after the router pinged them (the router's entries for
@@ -557,12 +557,11 @@ fn start_sources_feeds_flows_ticks_dns_and_neighbours() {
 
 /// CPU time (user, system) of the calling thread.
 fn thread_cpu() -> (Duration, Duration) {
-    // SAFETY: zeroed rusage is valid; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let d = |tv: libc::timeval| Duration::from_micros(tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64);
-    (d(ru.ru_utime), d(ru.ru_stime))
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let ru = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
+    let d = |tv: nix::sys::time::TimeVal| Duration::from_micros(tv.num_microseconds() as u64);
+    (d(ru.user_time()), d(ru.system_time()))
 }
 
 /// Measures dump_and_zero with 10k and 50k live UDP entries that all have traffic.
@@ -616,25 +615,7 @@ fn conntrack_dump_cost_10k_50k() {
 
 /// Drops CAP_NET_ADMIN from the calling thread's effective set (capabilities are per thread).
 fn drop_net_admin() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header { version: 0x2008_0522, pid: 0 };
-    let mut d = [Data::default(); 2];
-    // SAFETY: valid header and two data structs (capability version 3).
-    assert_eq!(unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) }, 0);
-    d[0].effective &= !(1 << 12);
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) }, 0);
+    caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_NET_ADMIN).expect("capset");
 }
 
 #[test]
