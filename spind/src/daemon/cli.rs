@@ -64,6 +64,9 @@ pub struct Options {
     pub http_port: Option<u16>,
     /// `--websocket-port PORT`: overrides `pubsub_websocket_port` (also after `-p`).
     pub websocket_port: Option<u16>,
+    /// `--set-password USER`: read a password from stdin, store it in `spinweb_password_file`
+    /// and exit.
+    pub set_password: Option<String>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             remove_firewall: false,
             http_port: None,
             websocket_port: None,
+            set_password: None,
         }
     }
 }
@@ -141,6 +145,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Options, C
             Long("remove-firewall") => o.remove_firewall = true,
             Long("http-port") => o.http_port = Some(port(p.value()?, "--http-port", 65535)?),
             Long("websocket-port") => o.websocket_port = Some(port(p.value()?, "--websocket-port", 65535)?),
+            Long("set-password") => o.set_password = Some(string(p.value()?, "--set-password")?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -309,6 +314,8 @@ More options:
   --remove-firewall      remove spind's firewall rules and exit
   --http-port PORT       web server port (overrides spinweb_port)
   --websocket-port PORT  MQTT websocket port (overrides pubsub_websocket_port)
+  --set-password USER    read USER's new password (one line) from standard input, store
+                         it in spinweb_password_file and exit
   --help, --version      same as -h, -v
 "
 }

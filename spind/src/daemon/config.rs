@@ -196,7 +196,8 @@ config_keys! {
     spinweb_tls_certificate_file: String = "";
     /// PEM private key.
     spinweb_tls_key_file: String = "";
-    /// Enables HTTP Basic auth.
+    /// The admin account (`user:$6$...` lines): login and HTTP Basic auth. "" = none, which
+    /// only a spind listening on loopback alone may run with.
     spinweb_password_file: String = "";
     /// Our own: where lists, `names.conf`, `nodepair.list` and `nodestore/` live.
     state_dir: PathBuf = "/etc/spin";
@@ -210,6 +211,12 @@ config_keys! {
     /// Our own: extra directory of static files served by the web server after the built-in UI
     /// (e.g. SPIN's original `static/`, whose bubble app is then at `/spin_graph/`); "" = none.
     spinweb_static_dir: PathBuf = "";
+    /// Our own: the first-run password that lets the browser set the admin password while none
+    /// exists.
+    spinweb_first_run_password_file: PathBuf = "/etc/spin/first-run-password";
+    /// Our own: comma-separated extra host names under which the web server may be reached
+    /// (besides its addresses, the host name, `localhost` and `*.lan`); other `Host`s get 421.
+    spinweb_hostnames: String = "";
 }
 
 /// Why a configuration could not be read.
@@ -391,7 +398,8 @@ spinweb_password_file =
         assert_eq!(
             &out[SPIN_DEFAULTS.len()..],
             "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
-             wan_interfaces = \nspinweb_static_dir = \n"
+             wan_interfaces = \nspinweb_static_dir = \n\
+             spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

@@ -87,6 +87,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         println!("{}", cli::version_text());
         return 0;
     }
+    if let Some(user) = &opts.set_password {
+        return match set_password(&opts, user) {
+            Ok(path) => {
+                eprintln!("spind: password of {user} stored in {}", path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("spind: {e:#}");
+                1
+            }
+        };
+    }
     match run(opts) {
         Ok(()) => 0,
         Err(e) => {
@@ -95,6 +107,44 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             1
         }
     }
+}
+
+/// `--set-password USER`: one line from standard input into the password file.
+fn set_password(opts: &Options, user: &str) -> anyhow::Result<std::path::PathBuf> {
+    let (cfg, _) = load_config(opts)?;
+    let path = password_file(&cfg).context("no password file")?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    if pw.is_empty() {
+        bail!("refusing an empty password (give it as one line on standard input)");
+    }
+    crate::transports::auth::set_password(&path, user, pw)?;
+    Ok(path)
+}
+
+/// `spinweb_password_file`, or `<state_dir>/spinweb.passwd` when it is not set.
+fn password_file(cfg: &Config) -> Option<std::path::PathBuf> {
+    Some(if cfg.spinweb_password_file.is_empty() {
+        cfg.state_dir.join(DEFAULT_PASSWORD_FILE_NAME)
+    } else {
+        std::path::PathBuf::from(&cfg.spinweb_password_file)
+    })
+}
+
+/// The password file used when `spinweb_password_file` is not set.
+pub const DEFAULT_PASSWORD_FILE_NAME: &str = "spinweb.passwd";
+
+/// The password file the web server uses: the configured one; without one, on a non-loopback
+/// listener (or when `--set-password` wrote one), `<state_dir>/spinweb.passwd`; otherwise none
+/// (the laptop demo, loopback only, runs open).
+fn effective_password_file(cfg: &Config, addrs: &[SocketAddr]) -> Option<std::path::PathBuf> {
+    if !cfg.spinweb_password_file.is_empty() {
+        return password_file(cfg);
+    }
+    let default = cfg.state_dir.join(DEFAULT_PASSWORD_FILE_NAME);
+    (addrs.iter().any(|a| !a.ip().is_loopback()) || default.exists()).then_some(default)
 }
 
 /// OpenWrt keeps the settings in UCI; SPIN used it instead of spind.conf when present.
@@ -165,9 +215,18 @@ fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::H
             .and_then(|mut a| a.next()),
     };
     Ok(http::HttpSettings {
-        addrs,
+        addrs: addrs.clone(),
         static_dir: (!cfg.spinweb_static_dir.as_os_str().is_empty()).then(|| cfg.spinweb_static_dir.clone()),
-        password_file: path(&cfg.spinweb_password_file),
+        password_file: effective_password_file(cfg, &addrs),
+        first_run_password_file: (!cfg.spinweb_first_run_password_file.as_os_str().is_empty())
+            .then(|| cfg.spinweb_first_run_password_file.clone()),
+        hostnames: cfg
+            .spinweb_hostnames
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         tls,
         mqtt_websocket,
     })
@@ -275,6 +334,13 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let web = listen_addrs(&cfg, cfg.spinweb_port)?;
     let web_settings = http_settings(&cfg, web.clone())?;
     let scheme = if web_settings.tls.is_some() { "https" } else { "http" };
+    match &web_settings.password_file {
+        None => warn!(
+            "no admin password: the web server listens on loopback only and lets every local user \
+             in (set one with spind --set-password admin)"
+        ),
+        Some(p) => info!("admin account in {}", p.display()),
+    }
     http::serve(&web_settings, tx.clone())?;
     for a in &web {
         info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");

@@ -1,4 +1,5 @@
-//! HTTP Basic auth for the web server (SPIN's `spinweb_password_file`).
+//! The admin account of the web server (SPIN's `spinweb_password_file`): HTTP Basic auth,
+//! login sessions, the failed-login limit and writing the file (`spind --set-password`).
 //!
 //! The file has one `user:hash[:...]` line per user, as SPIN (which checked with `crypt_r`) and
 //! mosquitto 1.x's `mosquitto_passwd` write them. Accepted hashes:
@@ -10,12 +11,24 @@
 //!
 //! Checking a crypt hash costs 5000 SHA-512 rounds (milliseconds on a router), so a successful
 //! `Authorization` value is remembered (as a SHA-512 digest, not in clear) until the file changes.
-//! The file is re-read when its modification time or size changes.
+//! The file is re-read when its modification time or size changes. A line that is not
+//! `user:$hash` is skipped with a warning naming it; the other lines still work. A missing file
+//! (or one without users) means "no admin yet": the web server then serves only first-run setup.
+//!
+//! Sessions: a login (form or setup) gets a random 256-bit token, kept in memory with its expiry
+//! ([`SESSION_TTL`]); a change of the password file ends every session.
+//!
+//! Failed logins (Basic, form, setup) are counted per client address; from the
+//! [`FREE_FAILURES`]th failure on, that address is refused (429 with `Retry-After`) for a time
+//! that doubles with each further failure, up to [`MAX_LOCKOUT`]. Unknown users cost as much as
+//! known ones and get the same answer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha512};
@@ -27,10 +40,45 @@ pub const REALM: &str = "SPIN";
 /// At most this many remembered credentials (a few users with a few browsers).
 const CACHE_MAX: usize = 64;
 
+/// How long a login session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// At most this many sessions at once (the oldest goes first).
+const MAX_SESSIONS: usize = 256;
+/// Failures from one address before it is slowed down.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest wait imposed on one address.
+pub const MAX_LOCKOUT: Duration = Duration::from_secs(900);
+/// Addresses remembered by the limiter (a flood of addresses evicts the oldest entries).
+const MAX_TRACKED: usize = 4096;
+/// The session cookie's name.
+pub const COOKIE: &str = "spind_session";
+
 /// A password file and the credentials already checked against it.
 pub struct Auth {
     path: PathBuf,
     state: Mutex<State>,
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
+    limiter: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    until: Option<Instant>,
+    last: Instant,
+}
+
+/// The outcome of checking a request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The admin (user name).
+    Admin(String),
+    /// No credentials at all.
+    Missing,
+    /// Wrong or malformed credentials.
+    Refused,
+    /// Too many failures from this address: wait this many seconds.
+    Limited(u64),
 }
 
 struct State {
@@ -44,13 +92,148 @@ struct State {
 impl Auth {
     /// Reads the password file; an unreadable file is an error at start-up (the user asked for
     /// auth, so serving without it would be wrong).
+    /// A missing file is "no admin yet" (first-run setup).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
-        let (users, stamp) = read_users(path)
-            .map_err(|e| anyhow::anyhow!("cannot read spinweb_password_file {}: {e}", path.display()))?;
+        let (users, stamp) = match read_users(path) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
+            Err(e) => anyhow::bail!("cannot read spinweb_password_file {}: {e}", path.display()),
+        };
         if users.is_empty() {
-            log::warn!("spinweb_password_file {} has no users: every request will be refused", path.display());
+            log::warn!(
+                "spinweb_password_file {} has no users: only first-run setup is served until an admin \
+                 password is set (in the browser with the first-run password, or with spind --set-password)",
+                path.display()
+            );
         }
-        Ok(Auth { path: path.to_path_buf(), state: Mutex::new(State { stamp, users, good: HashSet::new() }) })
+        Ok(Auth {
+            path: path.to_path_buf(),
+            state: Mutex::new(State { stamp, users, good: HashSet::new() }),
+            sessions: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The password file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether an admin password exists (otherwise only setup is served).
+    pub fn has_users(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.refresh(&mut st);
+        !st.users.is_empty()
+    }
+
+    /// Checks a user name and password (constant work whether or not the user exists).
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        let users = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.refresh(&mut st);
+            st.users.clone()
+        };
+        let hash = users.iter().find(|(u, _)| ct_eq(u.as_bytes(), user.as_bytes())).map(|(_, h)| h.as_str());
+        verify(password, hash.unwrap_or(DUMMY)) && hash.is_some()
+    }
+
+    /// The credentials of a request: a session cookie (from the `Cookie` header) or Basic auth,
+    /// with the failed-login limit for `peer`.
+    pub fn verdict(&self, authorization: Option<&str>, cookie: Option<&str>, peer: Option<IpAddr>) -> Verdict {
+        if let Some(user) = cookie.and_then(session_token).and_then(|t| self.session_user(t)) {
+            return Verdict::Admin(user);
+        }
+        if let Some(wait) = self.limited(peer) {
+            return Verdict::Limited(wait);
+        }
+        let Some(value) = authorization else {
+            return if cookie.and_then(session_token).is_some() { Verdict::Refused } else { Verdict::Missing };
+        };
+        match decode_basic(value) {
+            Some((user, _)) if self.check(Some(value)) => {
+                self.succeeded(peer);
+                Verdict::Admin(user)
+            }
+            _ => {
+                self.failed(peer);
+                Verdict::Refused
+            }
+        }
+    }
+
+    /// Seconds `peer` must still wait, if it is locked out.
+    pub fn limited(&self, peer: Option<IpAddr>) -> Option<u64> {
+        let peer = peer?;
+        let lim = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let until = lim.get(&peer)?.until?;
+        let now = Instant::now();
+        (until > now).then(|| (until - now).as_secs().max(1))
+    }
+
+    /// Counts a failed login from `peer`.
+    pub fn failed(&self, peer: Option<IpAddr>) {
+        let Some(peer) = peer else { return };
+        let now = Instant::now();
+        let mut lim = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        if lim.len() >= MAX_TRACKED && !lim.contains_key(&peer) {
+            if let Some(oldest) = lim.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k) {
+                lim.remove(&oldest);
+            }
+        }
+        let f = lim.entry(peer).or_insert(Failures { count: 0, until: None, last: now });
+        // A quiet day forgives.
+        if now.duration_since(f.last) > Duration::from_secs(24 * 3600) {
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
+        if f.count >= FREE_FAILURES {
+            let exp = (f.count - FREE_FAILURES).min(16);
+            let wait = Duration::from_secs(1u64 << exp).min(MAX_LOCKOUT);
+            f.until = Some(now + wait);
+            log::warn!("{} failed logins from {peer}: refusing it for {} s", f.count, wait.as_secs());
+        }
+    }
+
+    /// A successful login from `peer` clears its failures.
+    pub fn succeeded(&self, peer: Option<IpAddr>) {
+        if let Some(peer) = peer {
+            self.limiter.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+        }
+    }
+
+    /// Starts a session for `user`; returns its token.
+    pub fn new_session(&self, user: &str) -> std::io::Result<String> {
+        let token = random_hex(32)?;
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        s.retain(|_, (_, exp)| *exp > now);
+        if s.len() >= MAX_SESSIONS {
+            if let Some(oldest) = s.iter().min_by_key(|(_, (_, exp))| *exp).map(|(k, _)| k.clone()) {
+                s.remove(&oldest);
+            }
+        }
+        s.insert(token.clone(), (user.to_string(), now + SESSION_TTL));
+        Ok(token)
+    }
+
+    /// Ends the session of a `Cookie` header, if any.
+    pub fn end_session(&self, cookie: Option<&str>) {
+        if let Some(t) = cookie.and_then(session_token) {
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(t);
+        }
+    }
+
+    fn session_user(&self, token: &str) -> Option<String> {
+        // Refresh first: a changed password file ends every session.
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.refresh(&mut st);
+        }
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        // The map lookup hashes the token; the final comparison is constant-time.
+        let (key, (user, exp)) = s.get_key_value(token)?;
+        (ct_eq(key.as_bytes(), token.as_bytes()) && *exp > Instant::now()).then(|| user.clone())
     }
 
     /// Whether the value of an `Authorization` header (if any) grants access.
@@ -71,9 +254,7 @@ impl Auth {
             return false;
         };
         // Unknown users cost as much as known ones, so timing does not tell who exists.
-        const DUMMY: &str =
-            "$6$spindummysalt$ETT6/HK0p26fo8NkK7.0wugbHSsTauGjKneLSN3WVHXqqZNVvFS6.EKGJsAic/uc90XSo7UmeG8/e0Df1zuSR0";
-        let hash = users.iter().find(|(u, _)| *u == user).map(|(_, h)| h.as_str());
+        let hash = users.iter().find(|(u, _)| ct_eq(u.as_bytes(), user.as_bytes())).map(|(_, h)| h.as_str());
         let ok = verify(&password, hash.unwrap_or(DUMMY)) && hash.is_some();
         if ok {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,6 +276,10 @@ impl Auth {
                 st.users = users;
                 st.stamp = stamp;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                st.users.clear();
+                st.stamp = None;
+            }
             Err(e) => {
                 // Fail closed: nobody gets in until the file is readable again.
                 log::warn!("cannot re-read spinweb_password_file {}: {e}", self.path.display());
@@ -103,7 +288,104 @@ impl Auth {
             }
         }
         st.good.clear();
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+}
+
+/// Unknown users are checked against this, so they cost as much as known ones.
+const DUMMY: &str =
+    "$6$spindummysalt$ETT6/HK0p26fo8NkK7.0wugbHSsTauGjKneLSN3WVHXqqZNVvFS6.EKGJsAic/uc90XSo7UmeG8/e0Df1zuSR0";
+
+/// The session token in a `Cookie` header (`spind_session=<64 hex digits>`).
+pub fn session_token(cookie: &str) -> Option<&str> {
+    cookie.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k.trim() == COOKIE && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then_some(v)
+    })
+}
+
+/// `n` random bytes from the kernel, as hex.
+pub fn random_hex(n: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A new SHA-512-crypt hash (`$6$<16 salt characters>$...`, 5000 rounds) of `password`.
+pub fn hash_password(password: &str) -> std::io::Result<String> {
+    use sha_crypt::PasswordHasher;
+    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut raw = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
+    let salt: Vec<u8> = raw.iter().map(|b| ALPHABET[(*b & 63) as usize]).collect();
+    ShaCrypt::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| std::io::Error::other(format!("cannot hash the password: {e}")))
+}
+
+/// Why a password cannot be stored.
+pub fn password_problem(user: &str, password: &str) -> Option<&'static str> {
+    if user.is_empty() || user.contains([':', '\n', '\r']) || user.chars().any(char::is_control) {
+        return Some("the user name must not be empty or contain ':' or control characters");
+    }
+    if password.is_empty() {
+        return Some("the password must not be empty");
+    }
+    if password.contains(['\n', '\r']) {
+        return Some("the password must be one line");
+    }
+    None
+}
+
+/// Sets `user`'s password in the file at `path`: other users' lines (and comments) are kept,
+/// the file is written to a temporary file (mode 0600) and renamed over the old one.
+pub fn set_password(path: &Path, user: &str, password: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(p) = password_problem(user, password) {
+        anyhow::bail!("{p}");
+    }
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let line = format!("{user}:{}", hash_password(password)?);
+    let mut out = String::new();
+    let mut replaced = false;
+    for l in old.lines() {
+        if l.split(':').next() == Some(user) && l.contains(':') {
+            if !replaced {
+                out.push_str(&line);
+                out.push('\n');
+                replaced = true;
+            }
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    if !replaced {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(out.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write {}: {e}", path.display())
+    })
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -116,21 +398,34 @@ type Users = Vec<(String, String)>;
 fn read_users(path: &Path) -> std::io::Result<(Users, Option<(SystemTime, u64)>)> {
     let stamp = file_stamp(path);
     let text = std::fs::read_to_string(path)?;
-    Ok((parse_users(&text), stamp))
+    let (users, bad) = parse_users_checked(&text);
+    for b in bad {
+        log::warn!("spinweb_password_file {}: {b}; skipped", path.display());
+    }
+    Ok((users, stamp))
 }
 
-/// `user:hash[:anything]` lines; blank lines and `#` comments are skipped.
-pub fn parse_users(text: &str) -> Users {
-    text.lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let user = parts.next()?;
-            let hash = parts.next()?;
-            Some((user.to_string(), hash.to_string()))
-        })
-        .collect()
+/// The users of a password file (`user:hash[:anything]` lines; blank lines and `#` comments are
+/// skipped), and one message per line that is not `user:$hash[:...]`
+/// (naming the line; the line itself is not quoted, it may hold a password).
+pub fn parse_users_checked(text: &str) -> (Users, Vec<String>) {
+    let mut users = Vec::new();
+    let mut bad = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim_end_matches('\r');
+        if l.trim().is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let mut parts = l.splitn(3, ':');
+        let user = parts.next().unwrap_or("");
+        match parts.next() {
+            Some(hash) if !user.is_empty() && hash.starts_with('$') => users.push((user.to_string(), hash.to_string())),
+            Some(_) if user.is_empty() => bad.push(format!("line {}: no user name", i + 1)),
+            Some(_) => bad.push(format!("line {} (user {user:?}): the hash is not a crypt hash ($6$...)", i + 1)),
+            None => bad.push(format!("line {}: not user:hash", i + 1)),
+        }
+    }
+    (users, bad)
 }
 
 /// The user and password of a `Basic` `Authorization` value.
@@ -174,7 +469,7 @@ fn verify_mosquitto1(password: &str, hash: &str) -> Option<bool> {
 }
 
 /// Compares without an early exit.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -234,5 +529,80 @@ mod tests {
         // Changing the file drops the cache.
         std::fs::write(&f, "other:$6$x$y\n").unwrap();
         assert!(!a.check(Some(&good)));
+    }
+
+    #[test]
+    fn bad_lines_are_named_and_good_lines_still_work() {
+        let text = "nocolon\n:$6$x$y\nplain:secret\n# c\nadmin:$6$a$b\n";
+        let (users, bad) = parse_users_checked(text);
+        assert_eq!(users, vec![("admin".to_string(), "$6$a$b".to_string())]);
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad[0].starts_with("line 1"), "{bad:?}");
+        assert!(bad[1].starts_with("line 2"), "{bad:?}");
+        assert!(bad[2].starts_with("line 3") && !bad[2].contains("secret"), "{bad:?}");
+    }
+
+    #[test]
+    fn set_password_keeps_others_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "# mine\nother:$6$saltsalt$x\nadmin:$6$old$old\n").unwrap();
+        set_password(&f, "admin", "n3w").unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(text.starts_with("# mine\nother:$6$saltsalt$x\nadmin:$6$"), "{text}");
+        assert_eq!(text.lines().count(), 3);
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        let a = Auth::load(&f).unwrap();
+        assert!(a.check_password("admin", "n3w"));
+        assert!(!a.check_password("admin", "old"));
+        assert!(set_password(&f, "admin", "").is_err());
+        assert!(set_password(&f, "a:b", "x").is_err());
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), text, "a refused change writes nothing");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn missing_file_is_setup_and_sessions_end_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        let a = Auth::load(&f).unwrap();
+        assert!(!a.has_users());
+        set_password(&f, "admin", "pw").unwrap();
+        assert!(a.has_users());
+        let t = a.new_session("admin").unwrap();
+        let cookie = format!("x=1; {COOKIE}={t}");
+        assert_eq!(a.verdict(None, Some(&cookie), None), Verdict::Admin("admin".into()));
+        assert_eq!(a.verdict(None, Some(&format!("{COOKIE}=zz")), None), Verdict::Missing);
+        a.end_session(Some(&cookie));
+        assert_eq!(a.verdict(None, Some(&cookie), None), Verdict::Refused);
+        let t = a.new_session("admin").unwrap();
+        let cookie = format!("{COOKIE}={t}");
+        std::thread::sleep(Duration::from_millis(20)); // mtime granularity
+        set_password(&f, "admin", "pw2").unwrap();
+        assert_eq!(a.verdict(None, Some(&cookie), None), Verdict::Refused, "a new password ends sessions");
+    }
+
+    #[test]
+    fn failures_lock_an_address_out_with_growing_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        set_password(&f, "admin", "pw").unwrap();
+        let a = Auth::load(&f).unwrap();
+        let peer: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
+        let other: Option<IpAddr> = Some("192.0.2.8".parse().unwrap());
+        let bad = format!("Basic {}", Base64::encode_string(b"admin:nope"));
+        let good = format!("Basic {}", Base64::encode_string(b"admin:pw"));
+        for _ in 0..FREE_FAILURES - 1 {
+            assert_eq!(a.verdict(Some(&bad), None, peer), Verdict::Refused);
+        }
+        assert_eq!(a.verdict(Some(&bad), None, peer), Verdict::Refused);
+        assert!(matches!(a.verdict(Some(&good), None, peer), Verdict::Limited(_)), "even the right password waits");
+        assert_eq!(a.verdict(Some(&good), None, other), Verdict::Admin("admin".into()), "per address");
+        a.failed(peer);
+        a.failed(peer);
+        let w = a.limited(peer).unwrap();
+        assert!(w >= 3, "the wait grows: {w}");
+        assert_eq!(a.verdict(Some("Basic !!!"), None, other), Verdict::Refused);
     }
 }

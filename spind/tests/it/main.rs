@@ -10,6 +10,7 @@
 
 mod common;
 mod extsrc_input;
+mod http_admin;
 mod http_auth_tls;
 mod http_capture;
 mod http_routes;

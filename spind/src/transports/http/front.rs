@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::transports::auth::{Auth, REALM};
+use super::access::{self, Hosts, PEER_HEADER, TLS_HEADER};
+use crate::transports::auth::{Auth, Verdict, REALM};
 
 /// Connections served at once (per server, all addresses); more are closed right away.
 const MAX_CONNECTIONS: usize = 256;
@@ -36,6 +37,8 @@ pub struct Front {
     pub internal: std::os::unix::net::SocketAddr,
     pub tls: Option<TlsConfig>,
     pub auth: Option<Arc<Auth>>,
+    /// The names the router answers to (`Host` check for `/mqtt`).
+    pub hosts: Hosts,
     /// The broker's MQTT-over-WebSocket listener.
     pub mqtt_ws: Option<SocketAddr>,
     pub active: AtomicUsize,
@@ -184,35 +187,55 @@ fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
             Client::Tls(Box::new(rustls::StreamOwned::new(conn, sock)))
         }
     };
+    let peer = client.sock().peer_addr().ok().map(|a| a.ip());
     let head = read_head(&mut client)?;
     if head.is_empty() {
         return Ok(());
     }
+    if !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        return raw_reply(
+            &mut client,
+            "431 Request Header Fields Too Large",
+            "",
+            "<html><body>Request head too large.</body></html>",
+        );
+    }
     if is_mqtt_upgrade(&head) {
-        return mqtt_proxy(client, &head, front);
+        return mqtt_proxy(client, &head, front, peer);
     }
     let mut inner = UnixStream::connect_addr(&front.internal)?;
-    inner.write_all(&one_request_only(&head))?;
+    let tls = !matches!(client, Client::Plain(_));
+    inner.write_all(&one_request_only(&head, peer, tls))?;
     client.sock().set_read_timeout(None)?;
     client.sock().set_write_timeout(None)?;
     pump(client, &mut inner)
 }
 
-/// The request head with `Connection: close`: tiny_http serves each keep-alive connection on one
+/// The request head with `Connection: close` and the client's address and transport in
+/// [`PEER_HEADER`] and [`TLS_HEADER`] (a client's own headers of those names are dropped):
+/// tiny_http serves each keep-alive connection on one
 /// of its pool threads for as long as the connection lives, and its check for a free thread
 /// races when several connections arrive at once (a browser opens six), so a request could wait
 /// forever behind idle keep-alive connections. One request per connection never holds a thread.
-fn one_request_only(head: &[u8]) -> Vec<u8> {
+fn one_request_only(head: &[u8], peer: Option<std::net::IpAddr>, tls: bool) -> Vec<u8> {
     let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { return head.to_vec() };
     let mut out = Vec::with_capacity(head.len() + 20);
     for (i, line) in head[..end].split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let is_connection = line.len() > 11 && line[..11].eq_ignore_ascii_case(b"connection:");
-        if i > 0 && is_connection {
+        let named = |n: &str| {
+            line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n.as_bytes()) && line[n.len()] == b':'
+        };
+        if i > 0 && (named("connection") || named(PEER_HEADER) || named(TLS_HEADER)) {
             continue;
         }
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(p) = peer {
+        out.extend_from_slice(format!("{PEER_HEADER}: {p}\r\n").as_bytes());
+    }
+    if tls {
+        out.extend_from_slice(format!("{TLS_HEADER}: 1\r\n").as_bytes());
     }
     out.extend_from_slice(b"Connection: close\r\n\r\n");
     out.extend_from_slice(&head[end + 4..]);
@@ -256,9 +279,10 @@ fn is_mqtt_upgrade(head: &[u8]) -> bool {
 }
 
 fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
+    let security: String = access::SECURITY_HEADERS.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let msg = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-         Connection: close\r\n{extra}\r\n{body}",
+         Connection: close\r\n{security}{extra}\r\n{body}",
         body.len()
     );
     c.write_all(msg.as_bytes())?;
@@ -267,16 +291,42 @@ fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Resul
 
 /// Forwards a WebSocket upgrade to the broker as it came and then copies bytes both ways; the
 /// broker's `101` goes back to the client, so the handshake is the broker's own.
-fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front) -> io::Result<()> {
+/// The upgrade needs the router's `Host`, a same-origin `Origin` (browsers always send one on
+/// WebSocket requests) and, with a password file, the admin's session cookie or Basic auth.
+fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::net::IpAddr>) -> io::Result<()> {
     let text = String::from_utf8_lossy(head);
+    let h = |n| head_header(&text, n);
+    if let Some(r) = access::browser_checks(&front.hosts, h("Host"), h("Origin"), None, true) {
+        let status = if r.status == 421 { "421 Misdirected Request" } else { "403 Forbidden" };
+        return raw_reply(&mut client, status, "", &String::from_utf8_lossy(&r.body));
+    }
     if let Some(auth) = &front.auth {
-        if !auth.check(head_header(&text, "Authorization")) {
+        if !auth.has_users() {
             return raw_reply(
                 &mut client,
-                "401 Unauthorized",
-                &format!("WWW-Authenticate: Basic realm=\"{REALM}\"\r\n"),
-                "<html><body>Go away.</body></html>",
+                "503 Service Unavailable",
+                "",
+                "<html><body>This router has no admin password yet: open /setup.</body></html>",
             );
+        }
+        match auth.verdict(h("Authorization"), h("Cookie"), peer) {
+            Verdict::Admin(_) => {}
+            Verdict::Limited(secs) => {
+                return raw_reply(
+                    &mut client,
+                    "429 Too Many Requests",
+                    &format!("Retry-After: {secs}\r\n"),
+                    "<html><body>Too many failed logins.</body></html>",
+                )
+            }
+            Verdict::Missing | Verdict::Refused => {
+                return raw_reply(
+                    &mut client,
+                    "401 Unauthorized",
+                    &format!("WWW-Authenticate: Basic realm=\"{REALM}\"\r\n"),
+                    "<html><body>Log in first.</body></html>",
+                )
+            }
         }
     }
     let Some(addr) = front.mqtt_ws else {
@@ -426,11 +476,12 @@ mod tests {
 
     #[test]
     fn forwarded_requests_ask_for_close_and_keep_their_body() {
-        let head =
-            b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}";
+        let head = b"POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nconnection: keep-alive\r\n\
+                     X-Spind-Peer: 10.0.0.1\r\nx-spind-tls: 1\r\nContent-Length: 2\r\n\r\n{}";
         assert_eq!(
-            String::from_utf8_lossy(&one_request_only(head)),
-            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            String::from_utf8_lossy(&one_request_only(head, Some("192.0.2.1".parse().unwrap()), false)),
+            "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Spind-Peer: 192.0.2.1\r\n\
+             Connection: close\r\n\r\n{}"
         );
     }
 }

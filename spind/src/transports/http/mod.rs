@@ -7,11 +7,15 @@
 //! handed to one tiny_http server on an internal socket, served by a few worker threads. Requests
 //! are routed through [`routes`]; streaming handlers (packet capture) get their own thread.
 //!
+//! Every request first passes [`access::gate`] (`Host`, origin, the admin's credentials), and
+//! every response carries [`access::SECURITY_HEADERS`].
+//!
 //! Routes (GET also takes HEAD; SPIN §2.5):
 //! * any `POST`: JSON-RPC; `GET /spin_api/jsonrpc[/]`: 405;
 //! * `/spin_api/tcpdump_start?device=MAC`: pcap stream of the device's frames, until
 //!   `/spin_api/tcpdump_stop?device=MAC`; `/spin_api/tcpdump_status?device=MAC`: JSON status;
 //!   `/spin_api/capture?device=MAC` and `/spin_api/tcpdump?device=MAC`: a small capture page;
+//! * `/login`, `/logout`, `/setup`, `/password`: the admin account ([`access`]);
 //! * everything else: static files (the built-in UI, then `spinweb_static_dir`); not found: 404
 //!   for paths ending in `/`, otherwise `302 Location: ./` (as SPIN);
 //! * other methods: 400.
@@ -21,6 +25,7 @@
 //! `xhttp.response` is always text and it calls `JSON.parse` on it itself: the content type does
 //! not matter to it (SPIN sent `text/html`), and no jQuery auto-parsing is involved.
 
+pub mod access;
 pub mod front;
 pub mod statics;
 
@@ -37,7 +42,7 @@ use anyhow::anyhow;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::model::event::{Input, MacAddr};
-use crate::transports::auth::{Auth, REALM};
+use crate::transports::auth::Auth;
 use crate::transports::capture::{CaptureError, Captures};
 use crate::transports::rpc_link::{self, MAX_REQUEST, TOO_LARGE_REPLY};
 use statics::{Lookup, StaticRequest, Statics};
@@ -58,8 +63,12 @@ pub struct HttpSettings {
     pub addrs: Vec<SocketAddr>,
     /// `spinweb_static_dir`: extra files (e.g. SPIN's original `static/` directory).
     pub static_dir: Option<PathBuf>,
-    /// `spinweb_password_file`: Basic auth on every request.
+    /// `spinweb_password_file`: the admin account (login, Basic auth); `None`: open.
     pub password_file: Option<PathBuf>,
+    /// `spinweb_first_run_password_file`: what proves physical access at first-run setup.
+    pub first_run_password_file: Option<PathBuf>,
+    /// `spinweb_hostnames`: extra names the router answers to.
+    pub hostnames: Vec<String>,
     /// HTTPS instead of HTTP.
     pub tls: Option<TlsFiles>,
     /// The broker's MQTT-over-WebSocket listener, for `/mqtt` on the web port.
@@ -79,7 +88,7 @@ pub struct Ctx {
     /// The core's input channel (for JSON-RPC).
     pub core: Sender<Input>,
     pub statics: Statics,
-    pub auth: Option<Arc<Auth>>,
+    pub access: access::Access,
     pub captures: Captures,
 }
 
@@ -151,6 +160,8 @@ fn get(path: &'static str, handler: Handler) -> Route {
 pub fn routes() -> Vec<Route> {
     use Handler::{Reply as R, Stream as S};
     vec![
+        get("/password", R(access::password_page)),
+        Route { method: Method::Post, path: PathMatch::Exact("/password"), handler: R(access::password_page) },
         // Any POST is JSON-RPC, whatever the path (as spinweb did).
         Route { method: Method::Post, path: PathMatch::Any, handler: R(rpc_post) },
         get("/spin_api/jsonrpc", R(rpc_get)),
@@ -159,6 +170,7 @@ pub fn routes() -> Vec<Route> {
         get("/spin_api/tcpdump_stop", R(tcpdump_stop)),
         get("/spin_api/tcpdump_status", R(tcpdump_status)),
         get("/spin_api/capture", R(capture_page)),
+        get("/spin_api/capture.js", R(capture_js)),
         get("/spin_api/tcpdump", R(capture_page)),
         get("/spin_api/capture_start", R(mqtt_capture)),
         get("/spin_api/capture_stop", R(mqtt_capture)),
@@ -191,7 +203,10 @@ pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHa
         .map_err(|e| anyhow!("cannot create the web server's internal socket: {e}"))?;
     let server = Arc::new(Server::from_listener(unix, None).map_err(|e| anyhow!("cannot start the web server: {e}"))?);
 
-    let ctx = Arc::new(Ctx { core, statics, auth: auth.clone(), captures: Captures::default() });
+    let hosts = access::Hosts::new(&s.addrs, &s.hostnames);
+    let access =
+        access::Access { auth: auth.clone(), first_run_file: s.first_run_password_file.clone(), hosts: hosts.clone() };
+    let ctx = Arc::new(Ctx { core, statics, access, captures: Captures::default() });
     let table: Arc<[Route]> = routes().into();
     let mut handles = Vec::new();
     for i in 0..WORKERS {
@@ -199,7 +214,8 @@ pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHa
         handles.push(thread::Builder::new().name(format!("http-{i}")).spawn(move || worker(&server, &table, &ctx))?);
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let front = Arc::new(front::Front { internal, tls, auth, mqtt_ws: s.mqtt_websocket, active: AtomicUsize::new(0) });
+    let front =
+        Arc::new(front::Front { internal, tls, auth, hosts, mqtt_ws: s.mqtt_websocket, active: AtomicUsize::new(0) });
     for (listener, addr) in listeners.into_iter().zip(&s.addrs) {
         log::info!("web server listening on {scheme}://{addr}/");
         let f = front.clone();
@@ -247,14 +263,9 @@ pub fn header<'a>(req: &'a Request, name: &'static str) -> Option<&'a str> {
     req.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
 }
 
-/// Auth, then the routing table: the handler to run, or the reply when none runs.
+/// Access, then the routing table: the handler to run, or the reply when none runs.
 fn route(req: &mut Request, table: &[Route], ctx: &Ctx) -> Result<Handler, Reply> {
-    if let Some(auth) = &ctx.auth {
-        if !auth.check(header(req, "Authorization")) {
-            return Err(Reply::html(401, "<html><body>Go away.</body></html>")
-                .with_header("WWW-Authenticate", format!("Basic realm=\"{REALM}\"")));
-        }
-    }
+    access::gate(req, &ctx.access)?;
     let url = req.url().to_string();
     let path = url_path(&url);
     let method = req.method().clone();
@@ -271,7 +282,8 @@ fn route(req: &mut Request, table: &[Route], ctx: &Ctx) -> Result<Handler, Reply
 
 fn to_response(r: Reply) -> Response<std::io::Cursor<Vec<u8>>> {
     let mut resp = Response::from_data(r.body).with_status_code(r.status);
-    let headers = std::iter::once(("Content-Type", r.content_type.to_string())).chain(r.headers);
+    let security = access::SECURITY_HEADERS.iter().map(|(k, v)| (*k, v.to_string()));
+    let headers = std::iter::once(("Content-Type", r.content_type.to_string())).chain(r.headers).chain(security);
     for (name, value) in headers {
         match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             Ok(h) => resp.add_header(h),
@@ -399,9 +411,10 @@ fn tcpdump_start(req: Request, ctx: Arc<Ctx>) {
     let head = format!(
         "HTTP/1.{} 200 OK\r\nContent-Type: {PCAP_TYPE}\r\n\
          Content-Disposition: attachment; filename=\"{file}\"\r\nCache-Control: no-store\r\n\
-         {}Connection: close\r\n\r\n",
+         {}{}Connection: close\r\n\r\n",
         if chunked { 1 } else { 0 },
         if chunked { "Transfer-Encoding: chunked\r\n" } else { "" },
+        access::SECURITY_HEADERS.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>(),
     );
     let result = (|| {
         w.write_all(head.as_bytes())?;
@@ -499,8 +512,12 @@ const CAPTURE_PAGE: &str = r#"<!DOCTYPE html>
 <p><a class="b" id="start" href="tcpdump_start?device=_MAC_" download>Start</a>
 <button id="stop">Stop</button></p>
 <p id="status">&nbsp;</p>
-<script>
-const dev = "_MAC_";
+<script src="capture.js" data-device="_MAC_" id="capture-js"></script>
+</body></html>
+"#;
+
+/// The capture page's script (a file of its own: the CSP allows no inline script).
+const CAPTURE_JS: &str = r#"const dev = document.getElementById("capture-js").dataset.device;
 document.getElementById("stop").onclick = () => fetch("tcpdump_stop?device=" + dev).then(poll);
 function poll() {
   fetch("tcpdump_status?device=" + dev).then(r => r.json()).then(s => {
@@ -510,9 +527,11 @@ function poll() {
 }
 poll();
 setInterval(poll, 2000);
-</script>
-</body></html>
 "#;
+
+fn capture_js(_req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
+    Reply::new(200, "text/javascript; charset=utf-8", CAPTURE_JS)
+}
 
 #[cfg(test)]
 mod tests {
@@ -545,7 +564,7 @@ mod tests {
 
     fn post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
@@ -553,7 +572,7 @@ mod tests {
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
-        exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), b"")
+        exchange(addr, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"), b"")
     }
 
     #[test]
@@ -586,7 +605,7 @@ mod tests {
         assert_eq!(status, 302);
         assert!(headers.contains("Location: ./"), "{headers}");
         assert_eq!(get(addr, "/nope/").0, 404);
-        let (status, _, _) = exchange(addr, "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"");
+        let (status, _, _) = exchange(addr, "DELETE / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", b"");
         assert_eq!(status, 400);
     }
 
@@ -600,7 +619,7 @@ mod tests {
         // Chunked (length unknown up front) is limited too.
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let head = "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+        let head = "POST /spin_api/jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\
                     Connection: close\r\n\r\n";
         s.write_all(head.as_bytes()).unwrap();
         for _ in 0..20 {

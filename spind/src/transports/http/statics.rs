@@ -59,6 +59,11 @@ pub struct Statics {
     gz: Mutex<HashMap<String, Option<Arc<Vec<u8>>>>>,
 }
 
+/// A file of the built-in UI.
+pub fn builtin(name: &str) -> Option<Vec<u8>> {
+    Ui::get(name).map(|f| f.data.into_owned())
+}
+
 impl Statics {
     pub fn new(dir: Option<&Path>) -> anyhow::Result<Statics> {
         let dir = match dir {
