@@ -204,6 +204,11 @@ impl Auth {
 
     /// Starts a session for `user`; returns its token.
     pub fn new_session(&self, user: &str) -> std::io::Result<String> {
+        // A password just written must not end this session at the next request.
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.refresh(&mut st);
+        }
         let token = random_hex(32)?;
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

@@ -25,7 +25,7 @@ fn basic(user: &str, pw: &str) -> String {
 fn ask(addr: SocketAddr, method: &str, target: &str, headers: &[&str], body: &str) -> Resp {
     let mut r = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
-        r.push_str(&format!("Host: {}\r\n", addr.ip()));
+        r.push_str(&format!("Host: {addr}\r\n"));
     }
     for h in headers {
         r.push_str(h);
@@ -44,7 +44,7 @@ fn ask(addr: SocketAddr, method: &str, target: &str, headers: &[&str], body: &st
 fn ws(addr: SocketAddr, extra: &[&str]) -> String {
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let up = http::ws_upgrade(extra).replace("Host: 127.0.0.1", &format!("Host: {}", addr.ip()));
+    let up = http::ws_upgrade(extra).replace("Host: 127.0.0.1", &format!("Host: {addr}"));
     c.write_all(up.as_bytes()).unwrap();
     http::read_head(&mut c)
 }
@@ -64,9 +64,10 @@ fn only_the_admin_controls_a_router_on_the_lan() {
         return;
     }
     let ns = Netns::new("auth");
-    ns.exec(&["ip", "link", "add", "lan0", "type", "dummy"]);
+    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
     ns.exec(&["ip", "addr", "add", &format!("{ADDR}/24"), "dev", "lan0"]);
     ns.exec(&["ip", "link", "set", "lan0", "up"]);
+    ns.exec(&["ip", "link", "set", "lan1", "up"]);
     let dir = tempfile::tempdir().unwrap();
     let first_run = dir.path().join("first-run-password");
     std::fs::write(&first_run, "horse-battery-42\n").unwrap();
@@ -107,7 +108,7 @@ fn only_the_admin_controls_a_router_on_the_lan() {
         let form = "first_run=horse-battery-42&user=admin&password=n3w-secret&password2=n3w-secret";
         let foreign = ask(addr, "POST", "/setup", &["Origin: http://evil.example"], form);
         assert_eq!(foreign.status, 403, "setup from a foreign page");
-        let r = ask(addr, "POST", "/setup", &[&format!("Origin: http://{ADDR}")], form);
+        let r = ask(addr, "POST", "/setup", &[&format!("Origin: http://{addr}")], form);
         assert_eq!(r.status, 303, "{}", r.text());
         let set = r.header("set-cookie").unwrap();
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="), "{set}");
@@ -281,6 +282,6 @@ fn a_loopback_spind_without_a_password_says_it_is_open() {
     let s = crate::common::passive(&[]);
     assert_eq!(http::get(s.http_port, "/spin_api/tcpdump_status?device=02:00:00:00:00:01").status, 200);
     assert!(s.log_text().contains("no admin password"), "{}", s.log_text());
-    let r = http::req(s.http_port, "GET", "/", &["Host: rebind.example"]);
+    let r = http::raw(s.http_port, b"GET / HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 421, "DNS rebinding is refused on loopback too");
 }
