@@ -95,7 +95,7 @@ impl Hosts {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
             return false;
         }
-        name.ends_with(".lan") || self.names.iter().any(|n| *n == name)
+        name.ends_with(".lan") || self.names.contains(&name)
     }
 }
 
