@@ -327,3 +327,91 @@ fn ui_asks_for_credentials_when_the_broker_refuses() {
     );
     assert_eq!(b.text("#conn"), "Live");
 }
+
+/// The household's first visit in chromium: a router with a password file but no admin yet
+/// serves the setup page; the first-run password sets the admin password and logs in; the
+/// graph appears, a service is blocked, and logging out leads back to the login page.
+#[test]
+fn ui_first_run_setup_login_graph_block_logout() {
+    if !browser_available("ui_first_run_setup_login_graph_block_logout") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let first_run = dir.path().join("first-run-password");
+    std::fs::write(&first_run, "tulip-river-7\n").unwrap();
+    let pw = dir.path().join("passwd");
+    let s = spind()
+        .arg("--replay")
+        .arg(fixture("basic.pcap").to_str().unwrap())
+        .arg("--replay-speed")
+        .arg("0")
+        .config_line(&format!("spinweb_password_file = {}", pw.display()))
+        .config_line(&format!("spinweb_first_run_password_file = {}", first_run.display()))
+        .start();
+    wait_for("the replay to finish", Duration::from_secs(60), || {
+        s.log_text().contains("replay finished").then_some(())
+    });
+    let sock = s.rpc_socket();
+    let block_list = || -> Value {
+        let a = testbed::http::rpc_unix(
+            &sock,
+            br#"{"jsonrpc":"2.0","id":1,"method":"list_iplist","params":{"list":"block"}}"#,
+        );
+        serde_json::from_str::<Value>(&a).unwrap()["result"].clone()
+    };
+    let origin = format!("http://127.0.0.1:{}", s.http_port);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{origin}/"));
+    b.wait_js(
+        "the setup page",
+        Duration::from_secs(20),
+        "location.pathname === '/setup' && !!document.querySelector('#first_run')",
+    );
+    b.type_into("#first_run", "tulip-river-7");
+    b.type_into("#password", "my own pass");
+    b.type_into("#password2", "my own pass");
+    b.click("#setup");
+    b.wait_js(
+        "the UI, connected through /mqtt with the session",
+        Duration::from_secs(30),
+        "location.pathname === '/' && window.spinState && window.spinState.connection() === 'connected'",
+    );
+    assert!(std::fs::read_to_string(&pw).unwrap().starts_with("admin:$6$"));
+    let expr = format!(
+        "window.spinState.nodes().filter(n => n.shown).map(n => n.label).includes('{CLIENT_MAC}') && \
+         window.spinState.nodes().some(n => n.shown && n.label === 'www.example.test')"
+    );
+    b.wait_js("the graph", Duration::from_secs(30), &expr);
+    let www = click_node(&b, "www.example.test");
+    b.wait_js(
+        "the service's details",
+        Duration::from_secs(10),
+        "document.querySelector('#panel-title').textContent === 'www.example.test'",
+    );
+    b.click("#panel button[data-action=block]");
+    b.wait_js(
+        "the service drawn as blocked",
+        Duration::from_secs(10),
+        &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked)"),
+    );
+    wait_for("the block in spind's list", Duration::from_secs(10), || {
+        block_list().as_array().is_some_and(|l| l.contains(&json!("198.51.100.10"))).then_some(())
+    });
+    b.click("#logout");
+    b.wait_js(
+        "the login page",
+        Duration::from_secs(10),
+        "location.pathname === '/login' && !!document.querySelector('#password')",
+    );
+    b.goto(&format!("{origin}/"));
+    b.wait_js("the login page again: the session is gone", Duration::from_secs(10), "location.pathname === '/login'");
+    // Logging in with the new password brings the UI back.
+    b.type_into("#password", "my own pass");
+    b.click("#login");
+    b.wait_js(
+        "the UI after login",
+        Duration::from_secs(30),
+        "location.pathname === '/' && window.spinState && window.spinState.connection() === 'connected'",
+    );
+}

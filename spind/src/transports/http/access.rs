@@ -19,6 +19,9 @@ use super::{header, url_path, Reply};
 use crate::transports::auth::{self, Auth, Verdict, COOKIE, REALM, SESSION_TTL};
 
 /// Headers on every response (also the front's own and the capture stream's).
+/// `Referrer-Policy: same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+/// `Origin: null` with the router's own form posts, the same as a sandboxed foreign page, so the
+/// origin check could not tell them apart; `same-origin` still sends nothing to other sites.
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     (
         "Content-Security-Policy",
@@ -26,7 +29,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
          connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
     ),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
     ("X-Content-Type-Options", "nosniff"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 ];
@@ -165,7 +168,13 @@ pub fn gate(req: &mut Request, access: &Access) -> Result<(), Reply> {
     {
         return Err(r);
     }
-    let Some(auth) = &access.auth else { return Ok(()) };
+    let Some(auth) = &access.auth else {
+        // Open (loopback demo): the account pages have nothing to do.
+        return match path.as_str() {
+            "/login" | "/logout" | "/setup" | "/password" => Err(see_other("/")),
+            _ => Ok(()),
+        };
+    };
     if public(&path) {
         return Err(account_page(req, &path, auth, access));
     }
