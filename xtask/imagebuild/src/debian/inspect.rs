@@ -287,8 +287,9 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
     r.check(
         conf.contains("spinweb_interfaces = 192.168.8.1")
             && conf.contains("state_dir = /etc/spin")
-            && conf.contains("dhcp_leases_file = /var/lib/misc/dnsmasq.leases"),
-        "spind.conf: LAN address, state dir, dnsmasq leases",
+            && conf.contains("dhcp_leases_file = /var/lib/misc/dnsmasq.leases")
+            && conf.contains("spinweb_password_file = /etc/spin/spinweb.passwd"),
+        "spind.conf: LAN address, state dir, dnsmasq leases, the admin's password file",
     );
     let nft = cat("/etc/nftables.conf");
     r.check(
