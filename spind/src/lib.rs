@@ -18,5 +18,8 @@ pub mod model;
 pub(crate) mod sources;
 pub(crate) mod transports;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use daemon::main_with_args;
 pub use sources::kernel::parsers as kernel_parsers;
