@@ -9,6 +9,7 @@
 //! No test asserts a timing bound: those are in `cargo xtask bench`.
 
 mod common;
+mod crash_restart;
 mod extsrc_input;
 mod http_auth_tls;
 mod http_capture;
