@@ -14,6 +14,7 @@ mod extsrc_input;
 mod http_auth_tls;
 mod http_capture;
 mod http_routes;
+mod malformed_floods;
 mod nft_netns;
 mod replay_stream;
 mod router_netns;
