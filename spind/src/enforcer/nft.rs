@@ -518,16 +518,26 @@ impl NftEnforcer {
         self.apply_and_record(s)
     }
 
+    /// Applies `script` and records how the kernel shows it. The table is in force once `nft`
+    /// succeeded: failing to read the generation or the listing afterwards is logged, not an
+    /// error of the change (the next heal then compares the listing and re-applies if needed).
     fn apply_and_record(&mut self, script: String) -> Result<(), NftError> {
         self.nft.apply_script(&script)?;
-        let generation = self.nft.generation()?;
-        let table = self.nft.stateless_table()?;
+        let generation = self.nft.generation().unwrap_or_else(|e| {
+            log::warn!("{e}");
+            0
+        });
+        let table = self.nft.stateless_table().unwrap_or_else(|e| {
+            log::warn!("{e}");
+            None
+        });
         self.last = Some(Applied { script, generation, table });
         Ok(())
     }
 
     /// Restores the last applied table if the kernel's differs from it; what was wrong, if
-    /// anything. Costs one netlink round trip while no table changed anywhere.
+    /// anything. Costs one netlink round trip while no table changed anywhere. A restore that
+    /// fails is tried again on the next call.
     pub fn heal_table(&mut self) -> Result<Option<&'static str>, NftError> {
         let Some(applied) = self.last.as_mut() else { return Ok(None) };
         let generation = self.nft.generation()?;
@@ -535,14 +545,13 @@ impl NftEnforcer {
             return Ok(None);
         }
         let table = self.nft.stateless_table()?;
-        if table == applied.table {
+        if table.is_some() && table == applied.table {
             // Another table changed, or ours was changed and changed back.
             applied.generation = generation;
             return Ok(None);
         }
         let what = if table.is_none() { "table inet spin was removed" } else { "table inet spin was changed" };
-        let script = std::mem::take(&mut applied.script);
-        self.last = None;
+        let script = applied.script.clone();
         self.apply_and_record(script)?;
         Ok(Some(what))
     }
