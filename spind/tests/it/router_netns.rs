@@ -253,10 +253,8 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
 
 /// Whether `table inet spin` exists in the router namespace.
 fn spin_table(r: &Router) -> Option<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
-        .output()
-        .unwrap();
+    let out = testbed::netns::sh_lenient(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
+        .expect("ip netns exec ... nft");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

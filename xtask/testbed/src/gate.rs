@@ -22,9 +22,9 @@ pub fn opted_out(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
 }
 
+/// Whether we run as root (the runner's check, which `cargo xtask` uses too).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    runner::host::is_root()
 }
 
 /// True when a test that needs root (network namespaces, packet sockets, nftables) may go on.

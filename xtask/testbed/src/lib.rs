@@ -26,6 +26,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use gate::{is_root, root_or_skip};
+/// The runner every command of the test bed goes through (`runner::cmd!`, spawned children).
+pub use runner;
 
 /// A TCP port that was free a moment ago on 127.0.0.1 (it may be handed out twice: callers that
 /// bind it retry on "address in use").

@@ -3,9 +3,10 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
+use runner::{cmd, Stream};
 use serde_json::Value;
 
 use crate::free_port;
@@ -84,24 +85,17 @@ impl SpindBuilder {
         )
         .unwrap();
         let log = dir.path().join("spind.log");
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.binary);
-                c
-            }
-            None => Command::new(&self.binary),
+        let shell = crate::netns::shell();
+        let (binary, rpc, args) = (&self.binary, dir.path().join("rpc.sock"), &self.args);
+        let cmd = match &self.netns {
+            // `ip netns exec` execs spind in place: the child's pid is spind's.
+            Some(ns) => cmd!(shell, "ip netns exec {ns} {binary} -c {conf} -j {rpc} {args...}"),
+            None => cmd!(shell, "{binary} -c {conf} -j {rpc} {args...}"),
         };
+        let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let child = cmd
-            .arg("-c")
-            .arg(&conf)
-            .arg("-j")
-            .arg(dir.path().join("rpc.sock"))
-            .args(&self.args)
-            .stdout(Stdio::from(std::fs::File::create(dir.path().join("stdout")).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("start spind");
+            .spawn(Stream::File(stdout), Stream::File(std::fs::File::create(&log).unwrap()))
+            .unwrap_or_else(|e| panic!("start spind: {e}"));
         Spind { child, dir, mqtt_port, ws_port, http_port, log }
     }
 }
@@ -152,7 +146,8 @@ impl Drop for Spind {
     }
 }
 
-/// Sends signal `sig` to `pid` with kill(1).
+/// Sends signal `sig` to `pid`.
 pub fn kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    // SAFETY: kill(2) has no memory preconditions; callers name their own child.
+    unsafe { libc::kill(pid as i32, sig) };
 }
