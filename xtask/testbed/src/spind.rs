@@ -20,6 +20,8 @@ pub struct Spind {
     pub ws_port: u16,
     pub http_port: u16,
     pub log: PathBuf,
+    /// Waited for outside std (`wait_rusage`): nothing left to kill.
+    reaped: bool,
 }
 
 pub struct SpindBuilder {
@@ -30,13 +32,23 @@ pub struct SpindBuilder {
     pub state_dir: Option<PathBuf>,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// `log_loglevel` (7, debug, unless set: tests want the whole story in a failure report;
+    /// benchmarks measure at the production level).
+    pub log_level: u8,
 }
 
 impl SpindBuilder {
     /// Runs `binary` with a config of its own (free ports, a temporary state directory, log
     /// level 7 to `spind.log`) and `-j` on a socket in that directory.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
-        SpindBuilder { binary: binary.into(), config: String::new(), args: Vec::new(), state_dir: None, netns: None }
+        SpindBuilder {
+            binary: binary.into(),
+            config: String::new(),
+            args: Vec::new(),
+            state_dir: None,
+            netns: None,
+            log_level: 7,
+        }
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -55,16 +67,30 @@ impl SpindBuilder {
         self
     }
 
+    pub fn log_level(mut self, level: u8) -> Self {
+        self.log_level = level;
+        self
+    }
+
     pub fn state_dir(mut self, p: &Path) -> Self {
         self.state_dir = Some(p.to_path_buf());
         self
     }
 
-    /// Starts spind and waits until its web server answers.
+    /// Starts spind and waits until its web server answers (in its namespace, if it has one).
     pub fn start(self) -> Spind {
+        let netns = self.netns.clone();
         let s = self.spawn();
         let port = s.http_port;
-        crate::wait_for("spind's HTTP port", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).ok());
+        let wait = move || {
+            crate::wait_for("spind's HTTP port", Duration::from_secs(20), || {
+                TcpStream::connect(("127.0.0.1", port)).ok()
+            });
+        };
+        match netns {
+            Some(ns) => crate::netns::in_netns(&ns, wait),
+            None => wait(),
+        }
         s
     }
 
@@ -77,8 +103,9 @@ impl SpindBuilder {
         std::fs::write(
             &conf,
             format!(
-                "log_usesyslog = 0\nlog_loglevel = 7\npubsub_port = {mqtt_port}\npubsub_websocket_port = {ws_port}\n\
+                "log_usesyslog = 0\nlog_loglevel = {}\npubsub_port = {mqtt_port}\npubsub_websocket_port = {ws_port}\n\
                  spinweb_port = {http_port}\nstate_dir = {}\n{}",
+                self.log_level,
                 state.display(),
                 self.config
             ),
@@ -96,7 +123,7 @@ impl SpindBuilder {
         let child = cmd
             .spawn(Stream::File(stdout), Stream::File(std::fs::File::create(&log).unwrap()))
             .unwrap_or_else(|e| panic!("start spind: {e}"));
-        Spind { child, dir, mqtt_port, ws_port, http_port, log }
+        Spind { child, dir, mqtt_port, ws_port, http_port, log, reaped: false }
     }
 }
 
@@ -125,6 +152,38 @@ impl Spind {
         let _ = self.wait_exit(Duration::from_secs(10));
     }
 
+    /// Waits for spind to exit by itself: its exit code (128 + the signal if one ended it) and
+    /// its peak RSS in KiB (wait4's rusage: every thread, the broker included).
+    pub fn wait_rusage(&mut self) -> std::io::Result<(i32, i64)> {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid value of the plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own child with valid out-pointers.
+        let r = unsafe { libc::wait4(self.child.id() as i32, &mut status, 0, &mut usage) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        self.reaped = true;
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+        Ok((code, usage.ru_maxrss))
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `grace`; never panics (for clean-up
+    /// paths). Whether it exited by itself.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        kill(self.child.id(), 15);
+        let end = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
     /// A JSON-RPC call over HTTP POST; returns the parsed reply.
     pub fn rpc(&self, method: &str, params: Value) -> Value {
         rpc_http(self.http_port, method, params)
@@ -138,8 +197,10 @@ impl Spind {
 
 impl Drop for Spind {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
         if std::thread::panicking() {
             eprintln!("---- spind log ----\n{}", self.log_text());
         }
