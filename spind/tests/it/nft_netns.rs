@@ -22,8 +22,8 @@ use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
 use spind::model::addr::IpNet;
 use spind::model::policy::{Enforcer, PairBlock, Policy};
 use testbed::netns::{enter_netns, in_netns, ns_cmd, shell};
-use testbed::runner::{Stdin, Stream};
 use testbed::root_or_skip;
+use testbed::runner::{Stdin, Stream};
 
 const DNS_GROUP: u16 = 5;
 const BLOCK_GROUP: u16 = 6;

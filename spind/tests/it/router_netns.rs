@@ -253,8 +253,9 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
 
 /// Whether `table inet spin` exists in the router namespace.
 fn spin_table(r: &Router) -> Option<String> {
-    let out = testbed::netns::sh_lenient(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
-        .expect("ip netns exec ... nft");
+    let out =
+        testbed::netns::sh_lenient(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
+            .expect("ip netns exec ... nft");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

@@ -51,7 +51,8 @@ pub fn sh_lenient(args: &[&str]) -> Option<Output> {
     cmd!(shell, "{program} {rest...}").output().ok()
 }
 
-/// One network namespace (loopback up), deleted on drop, also when a test fails.
+/// One network namespace (loopback up), deleted on drop (with whatever still runs in it), also
+/// when a test fails.
 pub struct Netns {
     pub name: String,
 }
@@ -64,10 +65,19 @@ impl Netns {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name =
             format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
+        Netns::create(&name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The namespace `name` (loopback up), made anew: a stale one of that name (from an
+    /// interrupted run) is removed first, with whatever still runs in it. For fixed names (the
+    /// QEMU tests' `spinq-lan`, `spinq-wan`).
+    pub fn create(name: &str) -> Result<Netns, String> {
+        remove(name);
+        let shell = shell();
+        cmd!(shell, "ip netns add {name}").read()?;
+        let ns = Netns { name: name.to_string() };
+        cmd!(shell, "ip -n {name} link set lo up").read()?;
+        Ok(ns)
     }
 
     /// Runs a command inside the namespace; it must succeed.
@@ -102,7 +112,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = sh_lenient(&["ip", "netns", "del", &self.name]);
+        remove(&self.name);
     }
 }
 
