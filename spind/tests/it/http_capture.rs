@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
 
-use testbed::netns::{ns_cmd, sh_lenient, shell};
+use testbed::netns::{ns_cmd, shell, Netns};
 use testbed::runner::{Shell, Stream};
 
 use crate::common;
@@ -22,22 +22,20 @@ fn sh(args: &[&str]) {
     testbed::netns::sh(args);
 }
 
-/// Three namespaces, deleted on drop.
+/// Three namespaces of the test bed, deleted on drop.
 struct Net {
     a: String,
     b: String,
     c: String,
     shell: Shell,
+    _ns: [Netns; 3],
 }
 
 impl Net {
     fn new() -> Net {
-        let id = std::process::id();
-        let n = Net { a: format!("spcap{id}a"), b: format!("spcap{id}b"), c: format!("spcap{id}c"), shell: shell() };
-        for ns in [&n.a, &n.b, &n.c] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
+        let ns = [Netns::new("capa"), Netns::new("capb"), Netns::new("capc")];
+        let (a, b, c) = (ns[0].name.clone(), ns[1].name.clone(), ns[2].name.clone());
+        let n = Net { a, b, c, shell: shell(), _ns: ns };
         for (peer, ifa, ifb, mac, net) in
             [(&n.b, "va", "vb", DEV_S, "10.77.1"), (&n.c, "vc", "vd", "02:5e:00:00:00:02", "10.77.2")]
         {
@@ -78,14 +76,6 @@ impl Net {
             .arg(format!("http://127.0.0.1:{PORT}/spin_api/tcpdump_start?device={DEV_S}"))
             .spawn(Stream::Null, Stream::Null)
             .unwrap()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b, &self.c] {
-            let _ = sh_lenient(&["ip", "netns", "del", ns]);
-        }
     }
 }
 

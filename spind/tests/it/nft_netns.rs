@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
 use spind::model::addr::IpNet;
 use spind::model::policy::{Enforcer, PairBlock, Policy};
-use testbed::netns::{enter_netns, in_netns, ns_cmd, shell};
+use testbed::netns::{enter_netns, in_netns, ns_cmd, shell, Netns};
 use testbed::root_or_skip;
 use testbed::runner::{Stdin, Stream};
 
@@ -41,9 +41,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// The four namespaces and the server; removed on drop.
+/// The four namespaces (the test bed's) and the server; removed on drop.
 struct Topo {
     c1: String,
     c2: String,
@@ -51,22 +49,23 @@ struct Topo {
     s: String,
     stop: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
+    /// Removed after the servers have stopped (fields drop after `Drop::drop`).
+    _ns: [Netns; 4],
 }
 
 impl Topo {
     fn new() -> Topo {
-        let p = format!("spnft{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let ns = [Netns::new("nftc1"), Netns::new("nftc2"), Netns::new("nftr"), Netns::new("nfts")];
         let mut t = Topo {
-            c1: format!("{p}c1"),
-            c2: format!("{p}c2"),
-            r: format!("{p}r"),
-            s: format!("{p}s"),
+            c1: ns[0].name.clone(),
+            c2: ns[1].name.clone(),
+            r: ns[2].name.clone(),
+            s: ns[3].name.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
+            _ns: ns,
         };
         for ns in [&t.c1, &t.c2, &t.r, &t.s] {
-            run(&["ip", "netns", "add", ns]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             // No duplicate address detection: addresses (link-local too) usable at once.
             let out = ns_cmd(&shell(), ns, "sysctl")
                 .args(["-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
@@ -210,9 +209,6 @@ impl Drop for Topo {
         self.stop.store(true, Ordering::Relaxed);
         for h in self.servers.drain(..) {
             let _ = h.join();
-        }
-        for ns in [&self.c1, &self.c2, &self.r, &self.s] {
-            let _ = testbed::netns::sh_lenient(&["ip", "netns", "del", ns]);
         }
     }
 }
