@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Child;
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -136,6 +137,9 @@ impl Subscription {
 pub struct Subscriber {
     pub client: Client,
     pub msgs: Receiver<Msg>,
+    /// The client thread stops retrying once this is gone (a dropped subscriber of a broker that
+    /// went away would otherwise retry for ever).
+    _alive: Arc<()>,
 }
 
 impl Subscriber {
@@ -153,6 +157,8 @@ impl Subscriber {
         let (tx, msgs) = mpsc::channel();
         let (acked_tx, acked) = mpsc::channel();
         let c2 = client.clone();
+        let alive = Arc::new(());
+        let watched = Arc::downgrade(&alive);
         thread::spawn(move || {
             sub.drive(&c2, conn, |ev| match ev {
                 Event::Message(m) => tx.send(m).is_ok(),
@@ -160,11 +166,12 @@ impl Subscriber {
                     let _ = acked_tx.send(());
                     true
                 }
-                Event::Connected | Event::Error(_) => true,
+                Event::Connected => true,
+                Event::Error(_) => watched.strong_count() > 0,
             })
         });
         acked.recv_timeout(Duration::from_secs(20)).expect("MQTT subscription acknowledged");
-        Subscriber { client, msgs }
+        Subscriber { client, msgs, _alive: alive }
     }
 
     /// Everything received until `done` says the stream is complete (or the timeout).
