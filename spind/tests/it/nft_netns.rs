@@ -611,3 +611,41 @@ fn the_startup_check_changes_nothing_and_errors_name_the_fix() {
     assert!(msg.contains("nowhere"), "{msg}");
     assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
 }
+
+#[test]
+fn a_flushed_or_altered_table_is_restored_and_other_tables_are_left_alone() {
+    if !root_or_skip("a_flushed_or_altered_table_is_restored_and_other_tables_are_left_alone") {
+        return;
+    }
+    let t = Topo::new();
+    let nft = t.nft();
+    let policy = Policy { block: vec![net("10.9.2.2")], ..Default::default() };
+    let mut e = t.enforcer();
+    e.apply(&policy).unwrap();
+    assert_eq!(e.heal().unwrap(), None, "nothing changed: nothing to restore");
+    let applied = nft.stateless_table().unwrap().expect("table applied");
+
+    // Traffic changes counters, not the table.
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+    assert_eq!(e.heal().unwrap(), None, "counters are no change");
+
+    // Another firewall's table comes and goes: ours is not touched, nothing is restored.
+    run(&["ip", "netns", "exec", &t.r, "nft", "add", "table", "ip", "someone_else"]);
+    assert_eq!(e.heal().unwrap(), None);
+    assert!(nft.list_table_text().is_ok());
+
+    // `nft flush ruleset` (an admin reloading another firewall): the block is gone ...
+    run(&["ip", "netns", "exec", &t.r, "nft", "flush", "ruleset"]);
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
+    // ... until the next check puts it back, the same as applied.
+    assert_eq!(e.heal().unwrap(), Some("table inet spin was removed"));
+    assert_eq!(nft.stateless_table().unwrap().as_deref(), Some(applied.as_str()));
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+
+    // A set emptied behind our back is a changed table.
+    run(&["ip", "netns", "exec", &t.r, "nft", "flush", "set", "inet", "spin", "block4"]);
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
+    assert_eq!(e.heal().unwrap(), Some("table inet spin was changed"));
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+    assert_eq!(e.heal().unwrap(), None, "restored: nothing more to do");
+}
