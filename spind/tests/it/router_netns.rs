@@ -282,10 +282,9 @@ fn a_block_comes_back_by_itself_after_the_ruleset_is_flushed() {
 
 /// Whether `table inet spin` exists in the router namespace.
 fn spin_table(r: &Router) -> Option<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
-        .output()
-        .unwrap();
+    let out =
+        testbed::netns::sh_lenient(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
+            .expect("ip netns exec ... nft");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
