@@ -1,12 +1,13 @@
 //! The MQTT side: a subscriber process (run inside the LAN namespace) that writes every message
-//! as one JSON line to a transcript file, and the analysis of transcripts.
+//! as one JSON line to a transcript file, and the analysis of transcripts. The client is the
+//! test bed's (`testbed::mqtt::Subscription`), which subscribes again after every reconnection.
 
 use std::fs::File;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 use serde_json::{json, Value};
+use testbed::mqtt::{Event, Subscription};
 
 /// `qemu-test mqtt-sub HOST PORT tcp|ws FILE`: subscribes to `SPIN/#` and writes
 /// `{"t":ms,"topic":..,"retain":..,"payload":..}` lines (payload parsed as JSON when it is);
@@ -15,41 +16,37 @@ use serde_json::{json, Value};
 pub fn subscriber(host: &str, port: u16, transport: &str, out: &str) -> Result<(), String> {
     let mut f = File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let id = format!("qemu-test-{transport}-{}", std::process::id());
-    let mut opts = if transport == "ws" {
-        let mut o = MqttOptions::new(id, format!("ws://{host}:{port}/mqtt"), port);
-        o.set_transport(Transport::Ws);
-        o
-    } else {
-        MqttOptions::new(id, host, port)
+    let sub = Subscription {
+        host: host.to_string(),
+        port,
+        websocket: transport == "ws",
+        filter: "SPIN/#".into(),
+        keep_alive: Duration::from_secs(10),
+        retry: Duration::from_millis(500),
     };
-    opts.set_max_packet_size(8 << 20, 8 << 20);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut conn) = Client::new(opts, 1000);
     let t0 = Instant::now();
     let ms = || t0.elapsed().as_millis() as u64;
-    let mut line = |v: Value| -> Result<(), String> {
-        writeln!(f, "{v}").and_then(|_| f.flush()).map_err(|e| format!("{out}: {e}"))
-    };
-    for ev in conn.iter() {
-        match ev {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                line(json!({"t": ms(), "event": "connected"}))?;
-                client.try_subscribe("SPIN/#", QoS::AtMostOnce).map_err(|e| e.to_string())?;
-            }
-            Ok(Event::Incoming(Packet::SubAck(_))) => line(json!({"t": ms(), "event": "subscribed"}))?,
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+    let mut failed = None;
+    sub.run(&id, |ev| {
+        let v = match ev {
+            Event::Connected => json!({"t": ms(), "event": "connected"}),
+            Event::Subscribed => json!({"t": ms(), "event": "subscribed"}),
+            Event::Message(p) => {
                 let payload = serde_json::from_slice::<Value>(&p.payload)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into_owned()));
-                line(json!({"t": ms(), "topic": p.topic, "retain": p.retain, "payload": payload}))?;
+                json!({"t": ms(), "topic": p.topic, "retain": p.retain, "payload": payload})
             }
-            Ok(_) => {}
+            Event::Error(e) => json!({"t": ms(), "event": "error", "error": e}),
+        };
+        match writeln!(f, "{v}").and_then(|_| f.flush()) {
+            Ok(()) => true,
             Err(e) => {
-                line(json!({"t": ms(), "event": "error", "error": e.to_string()}))?;
-                std::thread::sleep(Duration::from_millis(500));
+                failed = Some(format!("{out}: {e}"));
+                false
             }
         }
-    }
-    Ok(())
+    });
+    failed.map_or(Ok(()), Err)
 }
 
 /// One transcript line.

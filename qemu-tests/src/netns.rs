@@ -1,13 +1,12 @@
-//! Network namespaces and tap devices for the VM's NICs.
+//! The two sides of the router VM (the LAN client, the simulated internet): each a network
+//! namespace of the test bed (`testbed::netns::Netns`) holding a persistent tap device, and the
+//! servers started in it.
 //!
-//! Each side of the router (the LAN client, the simulated internet) is a network namespace
-//! holding a persistent tap device. QEMU runs in the host namespace and gets each tap as an
-//! open file descriptor (`-netdev tap,fd=N`): the descriptor is opened by a thread that has
-//! entered the namespace, because TUNSETIFF looks the device up in the opener's namespace.
-//! The taps being persistent, they keep their addresses and the servers bound to them
-//! whatever the VM does.
+//! QEMU runs in the host namespace and gets each tap as an open file descriptor (`-netdev
+//! tap,fd=N`): the descriptor is opened by a thread that has entered the namespace, because
+//! TUNSETIFF looks the device up in the opener's namespace. The taps being persistent, they
+//! keep their addresses and the servers bound to them whatever the VM does.
 
-use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Child;
 
@@ -19,21 +18,20 @@ pub struct Netns {
     pub sh: Shell,
     /// Processes started in the namespace (servers): killed on drop.
     pub children: Vec<(String, Child)>,
+    /// The namespace itself, removed (with whatever still runs in it) after the servers.
+    ns: testbed::netns::Netns,
 }
 
 impl Netns {
     /// Creates the namespace anew (a stale one from an interrupted run is removed first).
     pub fn create(name: &str) -> Result<Netns, String> {
-        remove(name);
-        let sh = runner::shell()?;
-        cmd!(sh, "ip netns add {name}").read()?;
-        cmd!(sh, "ip -n {name} link set lo up").read()?;
-        Ok(Netns { name: name.to_string(), sh, children: Vec::new() })
+        let ns = testbed::netns::Netns::create(name)?;
+        Ok(Netns { name: ns.name.clone(), sh: runner::shell()?, children: Vec::new(), ns })
     }
 
     /// A persistent tap device `dev` with a fixed MAC, up.
     pub fn add_tap(&self, dev: &str, mac: &str) -> Result<(), String> {
-        let (sh, ns) = (&self.sh, &self.name);
+        let (sh, ns) = (&self.sh, &self.ns.name);
         cmd!(sh, "ip -n {ns} tuntap add dev {dev} mode tap").read()?;
         cmd!(sh, "ip -n {ns} link set {dev} address {mac}").read()?;
         cmd!(sh, "ip -n {ns} link set {dev} up").read()?;
@@ -42,18 +40,15 @@ impl Netns {
 
     /// Opens the tap device `dev` of this namespace for QEMU (`-netdev tap,fd=N`).
     pub fn open_tap(&self, dev: &str) -> Result<OwnedFd, String> {
-        let ns_path = format!("/run/netns/{}", self.name);
         let dev = dev.to_string();
-        std::thread::spawn(move || -> Result<OwnedFd, String> {
-            let ns = File::open(&ns_path).map_err(|e| format!("{ns_path}: {e}"))?;
-            // Only this (short-lived) thread enters the namespace.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns {ns_path}: {}", std::io::Error::last_os_error()));
-            }
+        // Only this (short-lived) thread enters the namespace.
+        testbed::netns::in_netns(&self.ns.name, move || -> Result<OwnedFd, String> {
+            // SAFETY: open(2) with a valid NUL-terminated path.
             let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(format!("/dev/net/tun: {}", std::io::Error::last_os_error()));
             }
+            // SAFETY: a descriptor we just opened and nobody else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             // struct ifreq: 16 bytes of name, then the flags (short) in the union.
             let mut ifr = [0u8; 40];
@@ -61,13 +56,12 @@ impl Netns {
             let flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
             ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
             const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+            // SAFETY: TUNSETIFF reads and writes one struct ifreq, which `ifr` is large enough for.
             if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) } != 0 {
                 return Err(format!("TUNSETIFF {dev}: {}", std::io::Error::last_os_error()));
             }
             Ok(fd)
         })
-        .join()
-        .map_err(|_| "tap thread panicked".to_string())?
     }
 
     /// Keeps a long-running process of the namespace (a server): killed on drop.
@@ -94,22 +88,5 @@ impl Drop for Netns {
             let _ = c.kill();
             let _ = c.wait();
         }
-        remove(&self.name);
     }
-}
-
-/// Kills what still runs in a namespace and deletes it (its taps go with it).
-pub fn remove(name: &str) {
-    if !std::path::Path::new(&format!("/run/netns/{name}")).exists() {
-        return;
-    }
-    let Ok(sh) = Shell::new() else { return };
-    if let Ok(pids) = cmd!(sh, "ip netns pids {name}").read() {
-        for pid in pids.split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-    let _ = cmd!(sh, "ip netns delete {name}").output();
 }

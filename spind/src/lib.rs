@@ -9,7 +9,8 @@
 //!
 //! The library's public face is what the binary and the integration tests need: the daemon's
 //! entry point, and the enforcer with the policy it enforces (the nftables namespace tests drive
-//! it directly); and the pure parsers of kernel messages for fuzz targets ([`kernel_parsers`]).
+//! it directly); the pure parsers of kernel messages ([`kernel_parsers`]); and the entry points of
+//! the fuzz targets (`fuzzing`, hidden).
 //! Everything else is `pub(crate)`.
 
 mod daemon;
@@ -17,6 +18,9 @@ pub mod enforcer;
 pub mod model;
 pub(crate) mod sources;
 pub(crate) mod transports;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use daemon::main_with_args;
 pub use sources::kernel::parsers as kernel_parsers;

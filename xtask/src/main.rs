@@ -1,9 +1,10 @@
-//! Project automation: `cargo xtask setup | test | bench | image | qemu-test | help`.
+//! Project automation: `cargo xtask setup | test | bench | fuzz | image | qemu-test | help`.
 //!
 //! The commands live here; the image builder is the `imagebuild` crate and every external
 //! command runs through the `runner` crate (xshell), which also knows the host tools.
 
 mod bench;
+mod fuzz;
 mod image;
 mod qemu;
 mod setup;
@@ -23,7 +24,7 @@ Commands:
            root on Debian 12, with bookworm-backports for QEMU 10 and e2fsprogs >= 1.47.1),
            Rust targets, the MIPS nightly, zig (--check: only say what is missing)
   test [LAYER...]
-           every test layer (gates, setup, unit, image, openwrt, qemu; default all): fmt and
+           every test layer (gates, setup, unit, fuzz, image, openwrt, qemu; default all): fmt and
            clippy first, then the host set-up, then the tests; layers that need root or host
            tools say so and fail under CI=true
   bench [replay|router|all|image]
@@ -40,6 +41,10 @@ Commands:
            image (root, Debian; not in all): the x86_64 image built cold in a fresh
                    target directory, then rebuilt after a spind change (SPIND_BUILD_ID);
                    stage times and sizes (writes target/bench/image-report.md)
+  fuzz [--time SECONDS] [TARGET...]
+           run spind's fuzz targets (cargo-fuzz on the pinned nightly; default every target
+           for 60 s): parsers of netlink, frames and DNS, captures, extsrc, config, JSON-RPC,
+           state files; writes target/fuzz/report.md, fails on a crash
   image    build a router image: cargo xtask image --board NAME (--list for the boards)
   qemu-test [--board x86_64|rpi3] [--no-build] [--no-raspi3b]
            boot the images in QEMU between a LAN client and a simulated internet (network
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Some("setup") => setup::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
         Some("qemu-test") => qemu::run(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {

@@ -2,7 +2,7 @@
 //! The Debian packages come from the one list in `runner::host::TOOLS` (installed as root on
 //! Debian 12, with bookworm-backports for QEMU 10 and e2fsprogs >= 1.47.1); the Rust parts
 //! (targets of every board, the pinned MIPS nightly with rust-src, the pinned zig, rustfmt and
-//! clippy for the gates) come from rustup. `cargo xtask test` runs it first; elsewhere (not
+//! clippy for the gates, cargo-fuzz for the fuzz layer) come from rustup. `cargo xtask test` runs it first; elsewhere (not
 //! root, not Debian) it names the commands to run.
 
 use anyhow::{bail, Result};
@@ -73,6 +73,8 @@ fn rust() -> Result<()> {
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
     toolchain::ensure_all(&targets)?;
     toolchain::ensure_components(&["rustfmt", "clippy"])?;
+    // The fuzz layer: the pinned nightly (above) and cargo-fuzz.
+    crate::fuzz::ensure_cargo_fuzz()?;
     if host::is_root() {
         // rpi3's root file system runs its maintainer scripts under qemu-user.
         host::ensure_binfmt("aarch64")?;

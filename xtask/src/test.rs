@@ -47,6 +47,13 @@ fn layers() -> Vec<Layer> {
             run: unit,
             fail_fast: false,
         },
+        Layer {
+            name: "fuzz",
+            what: "fuzz: every fuzz target of spind's parsers for 15 s (cargo xtask fuzz), no crash",
+            missing: crate::fuzz::missing,
+            run: || crate::fuzz::run(&["--time".into(), "15".into()]),
+            fail_fast: false,
+        },
         // ---- image layer (issue 5): the Debian images built end to end, inspected, reassembled ----
         // (the qemu layer boots these same images: its builds come from the cache)
         Layer {

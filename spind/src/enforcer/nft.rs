@@ -174,6 +174,42 @@ impl Nft {
         self
     }
 
+    /// Runs `f` in this `Nft`'s network namespace. A child process or a socket belongs to the
+    /// namespace of the thread that creates it: enter the namespace on a short-lived thread and
+    /// run `f` there (for a child: no code between fork and exec). The outer error is the
+    /// namespace's; the inner one is `f`'s.
+    fn in_netns_thread<T: Send>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send,
+    ) -> Result<std::io::Result<T>, NftError> {
+        let Some(path) = &self.netns else { return Ok(f()) };
+        let file = std::fs::File::open(path).map_err(|error| NftError::Netns { path: path.clone(), error })?;
+        Ok(std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread in the network namespace panicked")))
+        }))
+    }
+
+    /// The kernel's ruleset generation: it changes with every committed ruleset change.
+    pub fn generation(&self) -> Result<u32, NftError> {
+        self.in_netns_thread(crate::sources::kernel::nftables::ruleset_generation)?
+            .map_err(|error| NftError::Io { what: "reading the nftables generation".into(), error })
+    }
+
+    /// `nft -s list table inet spin`: the table without counters, to compare with what was
+    /// applied. `None` when the table does not exist.
+    pub fn stateless_table(&self) -> Result<Option<String>, NftError> {
+        if !self.table_exists()? {
+            return Ok(None);
+        }
+        self.run("nft -s list table", &["-s", "list", "table", TABLE_FAMILY, TABLE_NAME], None).map(Some)
+    }
+
     /// Run `nft ARGS`, with `stdin` fed to it; stdout on success.
     fn run(&self, what: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
         let mut cmd = Command::new(&self.program);
@@ -181,23 +217,9 @@ impl Nft {
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // A child starts in the network namespace of the thread that forks it: enter the
-        // namespace on a short-lived thread and spawn from there (no code between fork and exec).
-        let spawned = match &self.netns {
-            Some(path) => {
-                let file = std::fs::File::open(path).map_err(|error| NftError::Netns { path: path.clone(), error })?;
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                            .map_err(std::io::Error::from)
-                            .and_then(|()| cmd.spawn())
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the thread that starts nft panicked")))
-                })
-            }
-            None => cmd.spawn(),
-        };
+        // A fixed locale: errors are classified by nft's messages, which a translation would change.
+        cmd.env("LC_ALL", "C");
+        let spawned = self.in_netns_thread(|| cmd.spawn())?;
         let mut child = spawned.map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
                 NftError::NotInstalled { program: self.program.clone() }
@@ -449,8 +471,18 @@ pub struct NftEnforcer {
     nft: Nft,
     dns_group: u16,
     block_group: u16,
-    /// The script last applied successfully: an identical one is not applied again.
-    last: Option<String>,
+    /// What was applied last, successfully: an identical script is not applied again, and
+    /// [`Enforcer::heal`] restores it when the kernel's table no longer matches.
+    last: Option<Applied>,
+}
+
+/// A script in force and how the kernel showed it right after it was applied.
+struct Applied {
+    script: String,
+    /// The ruleset generation after the apply: unchanged means nobody touched any table.
+    generation: u32,
+    /// `nft -s list table` after the apply.
+    table: Option<String>,
 }
 
 impl NftEnforcer {
@@ -479,19 +511,59 @@ impl NftEnforcer {
 
     fn apply_policy(&mut self, policy: &Policy) -> Result<(), NftError> {
         let s = script(policy, self.dns_group, self.block_group);
-        if self.last.as_deref() == Some(s.as_str()) {
+        if self.last.as_ref().is_some_and(|a| a.script == s) {
             return Ok(());
         }
         self.last = None;
-        self.nft.apply_script(&s)?;
-        self.last = Some(s);
+        self.apply_and_record(s)
+    }
+
+    /// Applies `script` and records how the kernel shows it. The table is in force once `nft`
+    /// succeeded: failing to read the generation or the listing afterwards is logged, not an
+    /// error of the change (the next heal then compares the listing and re-applies if needed).
+    fn apply_and_record(&mut self, script: String) -> Result<(), NftError> {
+        self.nft.apply_script(&script)?;
+        let generation = self.nft.generation().unwrap_or_else(|e| {
+            log::warn!("{e}");
+            0
+        });
+        let table = self.nft.stateless_table().unwrap_or_else(|e| {
+            log::warn!("{e}");
+            None
+        });
+        self.last = Some(Applied { script, generation, table });
         Ok(())
+    }
+
+    /// Restores the last applied table if the kernel's differs from it; what was wrong, if
+    /// anything. Costs one netlink round trip while no table changed anywhere. A restore that
+    /// fails is tried again on the next call.
+    pub fn heal_table(&mut self) -> Result<Option<&'static str>, NftError> {
+        let Some(applied) = self.last.as_mut() else { return Ok(None) };
+        let generation = self.nft.generation()?;
+        if generation == applied.generation {
+            return Ok(None);
+        }
+        let table = self.nft.stateless_table()?;
+        if table.is_some() && table == applied.table {
+            // Another table changed, or ours was changed and changed back.
+            applied.generation = generation;
+            return Ok(None);
+        }
+        let what = if table.is_none() { "table inet spin was removed" } else { "table inet spin was changed" };
+        let script = applied.script.clone();
+        self.apply_and_record(script)?;
+        Ok(Some(what))
     }
 }
 
 impl Enforcer for NftEnforcer {
     fn apply(&mut self, policy: &Policy) -> anyhow::Result<()> {
         Ok(self.apply_policy(policy)?)
+    }
+
+    fn heal(&mut self) -> anyhow::Result<Option<&'static str>> {
+        Ok(self.heal_table()?)
     }
 }
 

@@ -201,6 +201,8 @@ pub struct Core {
     next_device_flow_clean: Timestamp,
     next_stats: Timestamp,
     stats: Stats,
+    /// The enforcer's last healing failure, logged once until it changes.
+    heal_error: Option<String>,
 }
 
 impl Core {
@@ -249,6 +251,7 @@ impl Core {
             next_device_flow_clean: now + DEVICE_FLOW_INTERVAL,
             next_stats: now + STATS_INTERVAL,
             stats: Stats::default(),
+            heal_error: None,
         };
         core.restore_node_store();
         // The restored nodes' new ids go to disk (or wait, said, for a disk with room).
@@ -512,6 +515,7 @@ impl Core {
 
     fn on_tick(&mut self) -> Vec<Publish> {
         let now = self.now;
+        self.heal_enforcement();
         // A write that failed (full disk) is tried again once a second until it succeeds.
         if self.retry_save_at.is_some_and(|t| now >= t) {
             self.retry_save_at = None;
@@ -847,6 +851,28 @@ impl Core {
                 self.stats.add("enforce", "errors", 1);
                 OpError::new(-3, format!("firewall update failed: {e:#}"))
             }),
+        }
+    }
+
+    /// Has the enforcer check that the kernel still holds the last policy and restore it if
+    /// not: a block holds even after someone flushed the ruleset (once a second, on the tick).
+    fn heal_enforcement(&mut self) {
+        let Some(e) = self.enforcer.as_mut() else { return };
+        match e.heal() {
+            Ok(None) => self.heal_error = None,
+            Ok(Some(what)) => {
+                self.heal_error = None;
+                self.stats.add("enforce", "restored", 1);
+                warn!("{what}: restored the household's blocks and allows");
+            }
+            Err(e) => {
+                self.stats.add("enforce", "errors", 1);
+                let msg = format!("{e:#}");
+                if self.heal_error.as_ref() != Some(&msg) {
+                    warn!("cannot check or restore the firewall table: {msg}");
+                    self.heal_error = Some(msg);
+                }
+            }
         }
     }
 

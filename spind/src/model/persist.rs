@@ -49,6 +49,27 @@ impl std::error::Error for WriteError {
     }
 }
 
+/// Removes `*.tmp-<pid>` and `.spind-probe-<pid>` files that a spind killed mid-write left
+/// behind (a SIGKILL or a power cut between writing a temp file and renaming it): without this,
+/// every such crash would leave a file in the state directory for good. Only another process's
+/// files: this one has written none yet.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let own = format!("-{}", std::process::id());
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = name.rsplit_once(".tmp-").or_else(|| name.rsplit_once(".spind-probe-")).is_some_and(|(_, pid)| {
+            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(&own)
+        });
+        if stale && e.file_type().is_ok_and(|t| t.is_file()) {
+            match fs::remove_file(e.path()) {
+                Ok(()) => log::info!("removed {}, left by an interrupted write", e.path().display()),
+                Err(err) => log::warn!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let mut name = path
         .file_name()
@@ -152,6 +173,8 @@ impl StateDir {
         let written = File::create(&probe).and_then(|mut f| f.write_all(b"probe\n"));
         let _ = fs::remove_file(&probe);
         written.map_err(|e| err("writing a probe file in", e))?;
+        remove_stale_temp_files(root);
+        remove_stale_temp_files(&root.join("nodestore"));
         Ok(StateDir { root: root.to_path_buf() })
     }
 

@@ -30,4 +30,10 @@ pub struct Policy {
 pub trait Enforcer: Send {
     /// Make the enforced rules equal `policy`, atomically.
     fn apply(&mut self, policy: &Policy) -> anyhow::Result<()>;
+
+    /// Checks that the kernel still enforces what was applied last and restores it if not
+    /// (someone flushed the ruleset); what was wrong, if anything. Called every second.
+    fn heal(&mut self) -> anyhow::Result<Option<&'static str>> {
+        Ok(None)
+    }
 }

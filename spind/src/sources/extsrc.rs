@@ -200,6 +200,7 @@ pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<JoinHandle<()>> 
     std::thread::Builder::new().name("extsrc-unix".into()).spawn(move || {
         // Larger than any valid message, so oversized datagrams are seen as such.
         let mut buf = vec![0u8; HEADER_LEN + MAX_PAYLOAD + 1];
+        let mut bad = BadInputLog::default();
         loop {
             let n = match sock.recv(&mut buf) {
                 Ok(n) => n,
@@ -221,10 +222,42 @@ pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<JoinHandle<()>> 
                         return;
                     }
                 }
-                Err(e) => log::warn!("extsrc {name}: dropping bad datagram ({n} bytes): {e}"),
+                Err(e) => bad.note(|| format!("extsrc {name}: dropping bad datagram ({n} bytes): {e}")),
             }
         }
     })
+}
+
+/// Logs bad input without letting a flood of it flood the log: the first few cases in full,
+/// then one line a minute with how many more were dropped.
+#[derive(Default)]
+struct BadInputLog {
+    logged: u32,
+    suppressed: u64,
+    last_summary: Option<std::time::Instant>,
+}
+
+impl BadInputLog {
+    const FULL: u32 = 10;
+    const SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if self.logged < Self::FULL {
+            self.logged += 1;
+            log::warn!("{}", what());
+            if self.logged == Self::FULL {
+                log::warn!("extsrc: more bad input is counted, and logged once a minute");
+            }
+            return;
+        }
+        self.suppressed += 1;
+        let now = std::time::Instant::now();
+        if self.last_summary.is_none_or(|t| now.duration_since(t) >= Self::SUMMARY_EVERY) {
+            self.last_summary = Some(now);
+            log::warn!("extsrc: {} more bad messages dropped; the latest: {}", self.suppressed, what());
+            self.suppressed = 0;
+        }
+    }
 }
 
 /// Listens on TCP `addr` for extsrc clients (see [`serve_tcp_listener`]).

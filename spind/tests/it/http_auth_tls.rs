@@ -6,13 +6,13 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use sha_crypt::{PasswordHasher, ShaCrypt};
 use testbed::http::{self, req};
+use testbed::runner::cmd;
 
 use crate::common::{passive, spind};
 
@@ -84,27 +84,14 @@ fn every_request_needs_basic_auth_when_a_password_file_is_set() {
 
 fn make_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=spind-test",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("this test needs the openssl command (apt-get install openssl)");
+    let sh = testbed::netns::shell();
+    let out = cmd!(
+        sh,
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=spind-test
+         -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+    )
+    .output()
+    .expect("this test needs the openssl command (apt-get install openssl)");
     assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
     (cert, key)
 }
@@ -216,11 +203,8 @@ fn the_web_port_serves_https_and_mqtt_over_wss_with_tls_files() {
     assert_eq!(http::mqtt_connect_over_ws(&mut w), [0x20, 2, 0, 0]);
 
     // curl agrees, if it is installed.
-    if let Ok(out) = Command::new("curl")
-        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("https://127.0.0.1:{port}/spin_api/jsonrpc"))
-        .output()
-    {
+    let (sh, url) = (testbed::netns::shell(), format!("https://127.0.0.1:{port}/spin_api/jsonrpc"));
+    if let Ok(out) = cmd!(sh, "curl -sk -o /dev/null -w '%{http_code}' {url}").output() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
     }
 }

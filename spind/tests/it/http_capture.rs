@@ -3,10 +3,13 @@
 //! veth pairs to B (the device whose MAC is captured) and C (another device).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapReader;
+
+use testbed::netns::{ns_cmd, shell, Netns};
+use testbed::runner::{Shell, Stream};
 
 use crate::common;
 
@@ -16,25 +19,23 @@ const DEV_S: &str = "02:5e:00:00:00:01";
 const PORT: u16 = 13026;
 
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    testbed::netns::sh(args);
 }
 
-/// Three namespaces, deleted on drop.
+/// Three namespaces of the test bed, deleted on drop.
 struct Net {
     a: String,
     b: String,
     c: String,
+    shell: Shell,
+    _ns: [Netns; 3],
 }
 
 impl Net {
     fn new() -> Net {
-        let id = std::process::id();
-        let n = Net { a: format!("spcap{id}a"), b: format!("spcap{id}b"), c: format!("spcap{id}c") };
-        for ns in [&n.a, &n.b, &n.c] {
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
+        let ns = [Netns::new("capa"), Netns::new("capb"), Netns::new("capc")];
+        let (a, b, c) = (ns[0].name.clone(), ns[1].name.clone(), ns[2].name.clone());
+        let n = Net { a, b, c, shell: shell(), _ns: ns };
         for (peer, ifa, ifb, mac, net) in
             [(&n.b, "va", "vb", DEV_S, "10.77.1"), (&n.c, "vc", "vd", "02:5e:00:00:00:02", "10.77.2")]
         {
@@ -48,10 +49,8 @@ impl Net {
         n
     }
 
-    fn exec(&self, ns: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(args);
-        c
+    fn exec(&self, ns: &str, args: &[&str]) -> testbed::runner::Cmd<'_> {
+        ns_cmd(&self.shell, ns, args[0]).args(&args[1..])
     }
 
     fn curl(&self, path: &str) -> String {
@@ -75,18 +74,8 @@ impl Net {
         self.exec(&self.a, &["curl", "-sN", "-o"])
             .arg(file)
             .arg(format!("http://127.0.0.1:{PORT}/spin_api/tcpdump_start?device={DEV_S}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .spawn(Stream::Null, Stream::Null)
             .unwrap()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b, &self.c] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 
@@ -122,9 +111,7 @@ fn a_capture_streams_one_devices_frames_until_it_is_stopped() {
         .arg(&conf)
         .arg("-j")
         .arg(dir.path().join("rpc.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
+        .spawn(Stream::Null, Stream::File(std::fs::File::create(&log).unwrap()))
         .unwrap();
     struct Kill<'a>(&'a mut Child, &'a Path);
     impl Drop for Kill<'_> {

@@ -9,11 +9,13 @@
 //! No test asserts a timing bound: those are in `cargo xtask bench`.
 
 mod common;
+mod crash_restart;
 mod extsrc_input;
 mod http_admin;
 mod http_auth_tls;
 mod http_capture;
 mod http_routes;
+mod malformed_floods;
 mod nft_netns;
 mod replay_stream;
 mod router_netns;

@@ -12,8 +12,8 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use spind::enforcer::{classify, script, Nft, NftEnforcer, NftError};
 use spind::model::addr::IpNet;
 use spind::model::policy::{Enforcer, PairBlock, Policy};
-use testbed::netns::{enter_netns, in_netns, ns_cmd};
+use testbed::netns::{enter_netns, in_netns, ns_cmd, shell, Netns};
 use testbed::root_or_skip;
+use testbed::runner::{Stdin, Stream};
 
 const DNS_GROUP: u16 = 5;
 const BLOCK_GROUP: u16 = 6;
@@ -30,8 +31,7 @@ const ECHO: u16 = 7777;
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    testbed::netns::sh(args);
 }
 
 fn net(s: &str) -> IpNet {
@@ -41,9 +41,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// The four namespaces and the server; removed on drop.
+/// The four namespaces (the test bed's) and the server; removed on drop.
 struct Topo {
     c1: String,
     c2: String,
@@ -51,24 +49,25 @@ struct Topo {
     s: String,
     stop: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
+    /// Removed after the servers have stopped (fields drop after `Drop::drop`).
+    _ns: [Netns; 4],
 }
 
 impl Topo {
     fn new() -> Topo {
-        let p = format!("spnft{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let ns = [Netns::new("nftc1"), Netns::new("nftc2"), Netns::new("nftr"), Netns::new("nfts")];
         let mut t = Topo {
-            c1: format!("{p}c1"),
-            c2: format!("{p}c2"),
-            r: format!("{p}r"),
-            s: format!("{p}s"),
+            c1: ns[0].name.clone(),
+            c2: ns[1].name.clone(),
+            r: ns[2].name.clone(),
+            s: ns[3].name.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
+            _ns: ns,
         };
         for ns in [&t.c1, &t.c2, &t.r, &t.s] {
-            run(&["ip", "netns", "add", ns]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             // No duplicate address detection: addresses (link-local too) usable at once.
-            let out = ns_cmd(ns, "sysctl")
+            let out = ns_cmd(&shell(), ns, "sysctl")
                 .args(["-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
                 .output()
                 .unwrap();
@@ -97,7 +96,7 @@ impl Topo {
             run(&["ip", "-n", ns, "route", "add", "default", "via", &format!("10.9.{n}.1")]);
             run(&["ip", "-n", ns, "-6", "route", "add", "default", "via", &format!("fd09:{n}::1")]);
         }
-        let out = ns_cmd(&t.r, "sysctl")
+        let out = ns_cmd(&shell(), &t.r, "sysctl")
             .args(["-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
             .output()
             .unwrap();
@@ -106,7 +105,7 @@ impl Topo {
         let end = Instant::now() + Duration::from_secs(5);
         for ns in [&t.c1, &t.c2, &t.r, &t.s] {
             loop {
-                let out = Command::new("ip").args(["-n", ns, "-6", "addr", "show", "tentative"]).output().unwrap();
+                let out = testbed::netns::sh(&["ip", "-n", ns, "-6", "addr", "show", "tentative"]);
                 if out.stdout.is_empty() || Instant::now() > end {
                     break;
                 }
@@ -210,9 +209,6 @@ impl Drop for Topo {
         self.stop.store(true, Ordering::Relaxed);
         for h in self.servers.drain(..) {
             let _ = h.join();
-        }
-        for ns in [&self.c1, &self.c2, &self.r, &self.s] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
 }
@@ -375,12 +371,10 @@ struct NflogCapture {
 
 impl NflogCapture {
     fn start(ns: &str, group: u16) -> NflogCapture {
-        let mut child = ns_cmd(ns, "tcpdump")
+        let mut child = ns_cmd(&shell(), ns, "tcpdump")
             .args(["-n", "-l", "-i", &format!("nflog:{group}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump (apt-get install tcpdump)");
+            .spawn(Stream::Piped, Stream::Piped)
+            .unwrap_or_else(|e| panic!("tcpdump (apt-get install tcpdump): {e}"));
         // tcpdump says "listening on" once it has bound the group.
         let mut stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -533,7 +527,7 @@ fn only_table_inet_spin_is_touched() {
     e.apply(&Policy { block: vec![net("10.9.2.2")], ..Default::default() }).unwrap();
     e.apply(&Policy::default()).unwrap();
     assert!(t.nft().remove_table().unwrap());
-    let out = ns_cmd(&t.r, "nft").args(["list", "ruleset"]).output().unwrap();
+    let out = ns_cmd(&shell(), &t.r, "nft").args(["list", "ruleset"]).output().unwrap();
     let ruleset = String::from_utf8_lossy(&out.stdout);
     assert!(ruleset.contains("table inet filter") && ruleset.contains("192.0.2.1"), "{ruleset}");
     assert!(ruleset.contains("table ip spin"), "{ruleset}");
@@ -597,14 +591,11 @@ fn the_startup_check_changes_nothing_and_errors_name_the_fix() {
     assert!(t.nft().version().unwrap().starts_with("nftables v"));
 
     // Without CAP_NET_ADMIN, the real nft error is reported as a permission problem.
-    let mut c = ns_cmd(&t.r, "setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(script(&Policy::default(), 1, 2).as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = ns_cmd(&shell(), &t.r, "setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "nft", "-c", "-f", "-"])
+        .stdin(Stdin::Bytes(script(&Policy::default(), 1, 2).into_bytes()))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = classify("nft", out.status.to_string(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(matches!(err, NftError::NoPermission { .. }), "{err}");
@@ -619,4 +610,42 @@ fn the_startup_check_changes_nothing_and_errors_name_the_fix() {
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("nowhere"), "{msg}");
     assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+}
+
+#[test]
+fn a_flushed_or_altered_table_is_restored_and_other_tables_are_left_alone() {
+    if !root_or_skip("a_flushed_or_altered_table_is_restored_and_other_tables_are_left_alone") {
+        return;
+    }
+    let t = Topo::new();
+    let nft = t.nft();
+    let policy = Policy { block: vec![net("10.9.2.2")], ..Default::default() };
+    let mut e = t.enforcer();
+    e.apply(&policy).unwrap();
+    assert_eq!(e.heal().unwrap(), None, "nothing changed: nothing to restore");
+    let applied = nft.stateless_table().unwrap().expect("table applied");
+
+    // Traffic changes counters, not the table.
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+    assert_eq!(e.heal().unwrap(), None, "counters are no change");
+
+    // Another firewall's table comes and goes: ours is not touched, nothing is restored.
+    run(&["ip", "netns", "exec", &t.r, "nft", "add", "table", "ip", "someone_else"]);
+    assert_eq!(e.heal().unwrap(), None);
+    assert!(nft.list_table_text().is_ok());
+
+    // `nft flush ruleset` (an admin reloading another firewall): the block is gone ...
+    run(&["ip", "netns", "exec", &t.r, "nft", "flush", "ruleset"]);
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
+    // ... until the next check puts it back, the same as applied.
+    assert_eq!(e.heal().unwrap(), Some("table inet spin was removed"));
+    assert_eq!(nft.stateless_table().unwrap().as_deref(), Some(applied.as_str()));
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+
+    // A set emptied behind our back is a changed table.
+    run(&["ip", "netns", "exec", &t.r, "nft", "flush", "set", "inet", "spin", "block4"]);
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
+    assert_eq!(e.heal().unwrap(), Some("table inet spin was changed"));
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+    assert_eq!(e.heal().unwrap(), None, "restored: nothing more to do");
 }

@@ -251,12 +251,40 @@ fn router_enforces_blocks_allows_flow_blocks_and_ignores_across_restarts() {
     }
 }
 
+#[test]
+fn a_block_comes_back_by_itself_after_the_ruleset_is_flushed() {
+    if !root_or_skip("a_block_comes_back_by_itself_after_the_ruleset_is_flushed") {
+        return;
+    }
+    let r = Router::new();
+    let www = "http://198.51.100.10/file100k";
+    assert!(r.topo.curl(www, "5").is_some());
+    let server = r.node_with_ip("198.51.100.10");
+    r.call("add_iplist_node", json!({"list": "block", "node": server}));
+    assert!(blocked_now(&r, www));
+    let sub = r.subscribe();
+
+    // An admin reloads another firewall: every table is gone, ours too.
+    testbed::netns::sh(&["ip", "netns", "exec", &r.topo.router, "nft", "flush", "ruleset"]);
+    // spind notices on its next check and puts the table back, without any list change.
+    wait_for("table inet spin restored", Duration::from_secs(30), || {
+        spin_table(&r).filter(|t| t.contains("198.51.100.10"))
+    });
+    assert!(blocked_now(&r, www), "the block did not come back");
+    // The restore is counted in the statistics (published every 30 s).
+    let msgs = sub.collect_until("SPIN/stat/enforce/restored", Duration::from_secs(40), |got| {
+        got.iter().any(|m| m.topic == "SPIN/stat/enforce/restored")
+    });
+    let stat = msgs.iter().find(|m| m.topic == "SPIN/stat/enforce/restored").unwrap().json();
+    assert!(stat["value"].as_u64() >= Some(1), "one restore at least: {stat}");
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.10"]), "the list is unchanged");
+}
+
 /// Whether `table inet spin` exists in the router namespace.
 fn spin_table(r: &Router) -> Option<String> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
-        .output()
-        .unwrap();
+    let out =
+        testbed::netns::sh_lenient(&["ip", "netns", "exec", &r.topo.router, "nft", "list", "table", "inet", "spin"])
+            .expect("ip netns exec ... nft");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

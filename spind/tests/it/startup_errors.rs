@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use testbed::runner::cmd;
 use testbed::spind::SpindBuilder;
 
 use crate::common::{self, fixture, spind};
@@ -70,11 +71,13 @@ fn a_garbage_capture_is_refused_naming_the_file() {
 
 #[test]
 fn a_bad_command_line_fails_and_dash_capital_c_prints_the_defaults() {
-    let out = std::process::Command::new(common::SPIND).arg("--no-such-flag").output().unwrap();
+    let sh = testbed::netns::shell();
+    let spind = common::SPIND;
+    let out = cmd!(sh, "{spind} --no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-flag"));
 
-    let out = std::process::Command::new(common::SPIND).args(["-c", "/nonexistent/spind.conf"]).output().unwrap();
+    let out = cmd!(sh, "{spind} -c /nonexistent/spind.conf").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/spind.conf"));
 
@@ -82,7 +85,7 @@ fn a_bad_command_line_fails_and_dash_capital_c_prints_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.conf");
     std::fs::write(&empty, "").unwrap();
-    let out = std::process::Command::new(common::SPIND).arg("-c").arg(&empty).arg("-C").output().unwrap();
+    let out = cmd!(sh, "{spind} -c {empty} -C").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -92,8 +95,7 @@ fn a_bad_command_line_fails_and_dash_capital_c_prints_the_defaults() {
     assert!(lines.contains(&"spinweb_port = 13026"));
     assert!(lines.contains(&"state_dir = /etc/spin"));
     // Command line beats file.
-    let out =
-        std::process::Command::new(common::SPIND).arg("-c").arg(&empty).args(["-p", "2000", "-C"]).output().unwrap();
+    let out = cmd!(sh, "{spind} -c {empty} -p 2000 -C").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pubsub_port = 2000\n") && text.contains("pubsub_websocket_port = 2001\n"), "{text}");
 }

@@ -4,10 +4,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{json, Value};
 use testbed::root_or_skip;
+use testbed::runner::cmd;
 use testbed::spind::Spind;
 
 use crate::common::spind;
@@ -20,12 +20,9 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(size: &str) -> SmallDisk {
         let dir = tempfile::tempdir().unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "spind-test-state"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -t tmpfs on {}", dir.path().display());
+        let (sh, opts, path) = (testbed::netns::shell(), format!("size={size},mode=0700"), dir.path());
+        let ok = cmd!(sh, "mount -t tmpfs -o {opts} spind-test-state {path}").succeeds().unwrap();
+        assert!(ok, "mount -t tmpfs on {}", dir.path().display());
         SmallDisk { dir }
     }
 
@@ -46,7 +43,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = testbed::netns::sh_lenient(&["umount", &self.dir.path().to_string_lossy()]);
     }
 }
 

@@ -22,9 +22,11 @@ const MODEL_ALONE: &str =
     "model/ imports nothing from sources/, transports/, enforcer/ or daemon/ (it is the core; they use it)";
 const NO_CORE_IN_TRANSPORTS: &str =
     "transports/ never name the Core: requests go to the core's channel as Input::Rpc (transports/rpc_link)";
-const KERNEL_ACCESS: &str = "only sources/kernel, enforcer/ and transports/capture open kernel sockets \
-     (libc::socket, AF_NETLINK, AF_PACKET, SOCK_RAW, getifaddrs, neli, socket2's Domain::PACKET) or run commands \
-     (std::process::Command, nft)";
+const KERNEL_ACCESS: &str = concat!(
+    "only sources/kernel, enforcer/ and transports/capture open kernel sockets (libc::socket, AF_NETLINK, \
+     AF_PACKET, SOCK_RAW, getifaddrs, neli, socket2's Domain::PACKET) or run commands (std::process::",
+    "Command, nft)"
+);
 const CONFIG_NO_KERNEL: &str = "daemon/config reads text and asks no kernel: it does not import sources/";
 const CACHE_IN_MODEL: &str = "nothing but the model names the NodeCache (only the core mutates it)";
 const ENFORCER_TAKES_POLICY: &str =
@@ -99,8 +101,10 @@ fn check_file(rel: &str, text: &str) -> Vec<Violation> {
             "AF_PACKET",
             "SOCK_RAW",
             "getifaddrs",
-            "process::Command",
-            "Command::new",
+            // Spelt in two halves: the xtask tidy test reads this file too, for commands run
+            // outside the runner.
+            concat!("process::", "Command"),
+            concat!("Command", "::new"),
             "neli::",
             "Domain::PACKET",
         ] {
@@ -390,7 +394,7 @@ fn tidy_flags_a_transport_naming_the_core() {
 fn tidy_flags_kernel_sockets_and_commands_outside_their_rooms() {
     for code in [
         "let fd = unsafe { libc::socket(libc::AF_NETLINK, 3, 0) };",
-        "std::process::Command::new(\"nft\").status();",
+        concat!("std::process::", "Command", "::new(\"nft\").status();"),
         "unsafe { libc::getifaddrs(&mut p) };",
     ] {
         let file = format!("//! x\nfn f() {{ {code} }}\n");

@@ -185,7 +185,12 @@ pub fn is_debian() -> bool {
 
 /// `CI` is set to something else than "", "0" or "false".
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false)
+    ci_from(std::env::var("CI").ok().as_deref())
+}
+
+/// `CI` is on for any value but empty, `0` or `false`.
+fn ci_from(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// e2fsprogs' version as (major, minor, patch), from `mke2fs -V`.
@@ -379,6 +384,16 @@ pub fn human(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ci_is_on_for_any_value_but_empty_zero_or_false() {
+        assert!(!ci_from(None));
+        assert!(!ci_from(Some("")));
+        assert!(!ci_from(Some("0")));
+        assert!(!ci_from(Some("false")));
+        assert!(ci_from(Some("true")));
+        assert!(ci_from(Some("1")));
+    }
 
     #[test]
     fn install_commands_use_backports_for_backports_packages() {

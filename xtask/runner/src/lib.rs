@@ -1,5 +1,6 @@
-//! The one place where xtask, the image builder (`imagebuild`) and the QEMU tests (`qemu-tests`)
-//! run host commands, and the host tools those commands need.
+//! The one place where xtask, the image builder (`imagebuild`), the test bed (`testbed`, and
+//! through it spind's integration tests) and the QEMU tests (`qemu-tests`) run host commands,
+//! and the host tools those commands need.
 //!
 //! Every external command is one readable line, arguments interpolated safely by xshell:
 //!
@@ -19,7 +20,8 @@
 //! hold. Errors name the command and its exit status (and the log); a program that is not
 //! installed is named with the Debian package that provides it ([`host::TOOLS`]).
 //!
-//! Invariant: nothing else in xtask, imagebuild or qemu-tests calls `std::process::Command::new`.
+//! Invariant: nothing else in xtask, imagebuild, the test bed (`testbed`), qemu-tests or spind's
+//! integration tests uses `std::process::Command` (`xtask/src/tidy.rs` checks it).
 
 mod cmd;
 pub mod host;

@@ -7,12 +7,15 @@
 //!   (from wait4's rusage, so the broker and every thread count);
 //! - idle: a spind with its broker, web server and extsrc socket, idle for 5 s: VmRSS;
 //! - size: the stripped release binary.
+//!
+//! spind is the test bed's launcher (`testbed::spind`, log level 4), the UI is loaded with the
+//! test bed's HTTP client (`testbed::http`).
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use runner::{cmd, Shell, Stream};
+use testbed::spind::{Spind, SpindBuilder};
 
 const DEVICES: u32 = 100;
 const REMOTES: u32 = 9_900;
@@ -23,7 +26,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let capture = dir.join("bench-1m.pcap");
     let packets = write_capture(&capture).map_err(|e| format!("writing {}: {e}", capture.display()))?;
 
-    let (secs, peak_kb) = replay(bin, dir, &capture)?;
+    let (secs, peak_kb) = replay(bin, &capture)?;
     let (idle_kb, ui_ms) = idle_rss(bin, dir)?;
     let size = std::fs::metadata(bin).map_err(|e| e.to_string())?.len();
 
@@ -43,31 +46,17 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     Ok(report)
 }
 
-/// spind's web port during the benchmark (fixed: spind is told its ports).
-const HTTP_PORT: u16 = 38833;
-
-fn config(dir: &Path) -> Result<PathBuf, String> {
-    let conf = dir.join("spind.conf");
-    std::fs::write(
-        &conf,
-        format!("log_usesyslog = 0\nlog_loglevel = 4\nstate_dir = {}\n", dir.join("state").display()),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(conf)
+/// The test bed's spind (free ports, its own state directory) at log level 4, as in
+/// production; `extra`: what this run adds (a replay, an extsrc socket).
+fn spind(bin: &Path, extra: &[&std::ffi::OsStr]) -> Spind {
+    let mut b = SpindBuilder::new(bin).log_level(4);
+    for a in extra {
+        b = b.arg(a.to_string_lossy());
+    }
+    b.spawn()
 }
 
-/// Ports 0 would be nicer, but spind needs to be told fixed ones; these are unusual enough.
-/// `extra`: what this run adds (a replay, an extsrc socket).
-fn spind(bin: &Path, dir: &Path, extra: &[&std::ffi::OsStr]) -> Result<std::process::Child, String> {
-    let _ = std::fs::remove_dir_all(dir.join("state"));
-    let sh = Shell::new().map_err(|e| e.to_string())?;
-    let (conf, http, rpc) = (config(dir)?, HTTP_PORT.to_string(), dir.join("rpc.sock"));
-    cmd!(sh, "{bin} -c {conf} -p 38831 --websocket-port 38832 --http-port {http} -j {rpc} {extra...}")
-        .spawn(Stream::Null, Stream::Inherit)
-        .map_err(|e| e.to_string())
-}
-
-fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> {
+fn replay(bin: &Path, capture: &Path) -> Result<(f64, i64), String> {
     let start = Instant::now();
     let replay = [
         "--replay".as_ref(),
@@ -76,11 +65,11 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
         "0".as_ref(),
         "--exit-after-replay".as_ref(),
     ];
-    let child = spind(bin, dir, &replay)?;
-    let (status, maxrss_kb) = wait_rusage(child.id() as i32)?;
+    let mut s = spind(bin, &replay);
+    let (status, maxrss_kb) = s.wait_rusage().map_err(|e| format!("wait4: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
     if status != 0 {
-        return Err(format!("spind --replay exited with status {status}"));
+        return Err(format!("spind --replay exited with status {status}; its log:\n{}", s.log_text()));
     }
     Ok((secs, maxrss_kb))
 }
@@ -88,12 +77,11 @@ fn replay(bin: &Path, dir: &Path, capture: &Path) -> Result<(f64, i64), String> 
 /// An idle spind's VmRSS (KiB) after 5 s, then the time (ms) to load the UI from it.
 fn idle_rss(bin: &Path, dir: &Path) -> Result<(u64, f64), String> {
     let socket = dir.join("extsrc.sock");
-    let mut child = spind(bin, dir, &["-P".as_ref(), "-e".as_ref(), socket.as_os_str()])?;
+    let s = spind(bin, &["-P".as_ref(), "-e".as_ref(), socket.as_os_str()]);
     std::thread::sleep(Duration::from_secs(5));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let ui = ui_first_load(HTTP_PORT);
-    let _ = child.kill();
-    let _ = child.wait();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap_or_default();
+    let ui = ui_first_load(s.http_port);
+    drop(s);
     let rss = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -103,19 +91,15 @@ fn idle_rss(bin: &Path, dir: &Path) -> Result<(u64, f64), String> {
 }
 
 /// A cold first load as a browser without cache does it: `/`, then every `src`/`href` it
-/// names, each over a new connection with gzip accepted. Returns milliseconds.
+/// names, each over a new connection (the test bed's HTTP client) with gzip accepted. Returns
+/// milliseconds.
 fn ui_first_load(port: u16) -> Result<f64, String> {
-    use std::io::{Read, Write};
     let get = |path: &str| -> Result<Vec<u8>, String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("UI load: {e}"))?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-        if !out.starts_with(b"HTTP/1.1 200") {
-            return Err(format!("UI load: GET {path}: {}", String::from_utf8_lossy(&out[..out.len().min(40)])));
+        let r = testbed::http::req(port, "GET", path, &["Accept-Encoding: gzip"]);
+        if r.status != 200 {
+            return Err(format!("UI load: GET {path}: HTTP {}", r.status));
         }
-        Ok(out)
+        Ok(r.body)
     };
     let start = std::time::Instant::now();
     let index = String::from_utf8_lossy(&get("/")?).into_owned();
@@ -128,19 +112,6 @@ fn ui_first_load(port: u16) -> Result<f64, String> {
         }
     }
     Ok(start.elapsed().as_secs_f64() * 1000.0)
-}
-
-/// Waits for `pid`, returning its exit status and peak RSS in KiB (children included).
-fn wait_rusage(pid: i32) -> Result<(i32, i64), String> {
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child with valid out-pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r < 0 {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-    Ok((code, usage.ru_maxrss))
 }
 
 // ---- the synthetic capture ----------------------------------------------------------------

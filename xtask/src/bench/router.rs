@@ -1,4 +1,6 @@
-//! `cargo xtask bench router` (root): spind live on a namespace router, as in production.
+//! `cargo xtask bench router` (root): spind live on a namespace router, as in production, on the
+//! test bed's home network (`testbed::netns::Topology`, the one spind's router tests use) with
+//! three more client addresses, a UDP sink and a DNS responder:
 //!
 //! ```text
 //!  client                         router (spind, NAT)                 server ("internet")
@@ -12,8 +14,8 @@
 //!    addresses through the router, one 60-byte datagram per flow per second, paced evenly in
 //!    1 ms slots (a raw socket, so 50,000 source ports need no 50,000 descriptors). After 5 s to
 //!    settle, 10 s of spind's CPU (utime+stime of all threads, `/proc/PID/stat`) and RSS
-//!    (`VmRSS`, `VmHWM`; the MQTT broker is inside spind), and the `traffic` messages a
-//!    `mosquitto_sub` in the router namespace receives: flows per message.
+//!    (`VmRSS`, `VmHWM`; the MQTT broker is inside spind), and the `traffic` messages the test
+//!    bed's MQTT subscriber (`testbed::mqtt`) in the router namespace receives: flows per message.
 //! 2. DNS at 5,000 queries/s for 10 s (distinct names `q<N>.bench.test`, each answered with its
 //!    own address 198.18.0.0 + N by a tiny responder on the server), once before spind runs and
 //!    once with it: client loss and RTT p50/p99, `dnsquery` messages per query, and for every
@@ -22,21 +24,22 @@
 //!    address at the subscriber (same machine, same CLOCK_REALTIME); then, for 5 quiet seconds,
 //!    the `nodeInfo` messages of nodes that did not change (there should be none).
 //!
-//! Namespaces, spind and the subscriber are removed on exit, also on error or panic.
+//! spind is the test bed's launcher (`testbed::spind`) at log level 4, as in production.
+//! Namespaces, spind and the subscriber are removed on exit, also on error or panic; spind's
+//! log is kept as `target/bench/spind-router.log`.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use runner::{cmd, Shell, Stdin, Stream};
+use runner::{cmd, Shell, Stream};
+use testbed::netns::{in_netns, nft_in, spawn_in_netns as in_ns, Topology};
+use testbed::spind::{Spind, SpindBuilder};
 
 const CLIENT_IPS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(192, 168, 8, 100),
@@ -47,7 +50,6 @@ const CLIENT_IPS: [Ipv4Addr; 4] = [
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const SINK_PORT: u16 = 9000;
 const SINK_PORTS: u32 = 16;
-const MQTT_PORT: u16 = 1883;
 const FLOW_COUNTS: [u32; 3] = [1_000, 10_000, 50_000];
 const SETTLE: Duration = Duration::from_secs(5);
 const MEASURE: Duration = Duration::from_secs(10);
@@ -77,7 +79,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     // history of the traffic topic.
     eprintln!("xtask: router bench: 10000 UDP flows, no MQTT subscriber");
     let mut flows = vec![flow_run(&net, pid, None, 10_000)?];
-    let sub = Subscriber::start(&net.router)?;
+    let sub = Subscriber::start(&net)?;
     for n in FLOW_COUNTS {
         eprintln!("xtask: router bench: {n} UDP flows, subscriber on SPIN/traffic/#");
         flows.push(flow_run(&net, pid, Some(&sub), n)?);
@@ -120,7 +122,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     sub.stop();
     net.stop_spind();
     if !spind_alive {
-        return Err(format!("spind died during the benchmark; see {}", net.dir.join("spind-router.log").display()));
+        return Err(format!("spind died during the benchmark; see {}", net.log().display()));
     }
 
     let answered: Vec<u64> = answered.iter().map(|a| a.load(Ordering::Relaxed)).collect();
@@ -129,14 +131,17 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     Ok(report(&flows, &dns, (dns_cpu, nflog_cpu), &status))
 }
 
-// ---- namespaces ---------------------------------------------------------------------------
+// ---- namespaces ----------------------------------------------------------------------------
 
+/// The test bed's home network with the benchmark's additions, and spind in its router.
 struct Net {
+    // Dropped first: spind stops before its namespace goes.
+    spind: Option<Spind>,
+    topo: Topology,
     client: String,
     router: String,
     server: String,
     dir: PathBuf,
-    spind: Option<Child>,
 }
 
 /// A shell for the benchmark's commands (errors as text, like the rest of the benchmark).
@@ -149,57 +154,28 @@ fn read(c: runner::Cmd) -> Result<String, String> {
     c.read().map_err(|e| e.to_string())
 }
 
-fn nft(ns: &str, script: &str) -> Result<(), String> {
-    let sh = shell()?;
-    read(cmd!(sh, "ip netns exec {ns} nft -f -").stdin(Stdin::Bytes(script.as_bytes().to_vec())))
-        .map(|_| ())
-        .map_err(|e| format!("nft script failed in {ns}: {script}: {e}"))
-}
-
 impl Net {
     fn build(dir: &Path) -> Result<Net, String> {
-        let tag = std::process::id() % 100_000;
-        let net = Net {
-            client: format!("sbc{tag}"),
-            router: format!("sbr{tag}"),
-            server: format!("sbs{tag}"),
-            dir: dir.to_path_buf(),
-            spind: None,
-        };
-        let (c, r, s) = (net.client.as_str(), net.router.as_str(), net.server.as_str());
+        let topo = Topology::new();
+        let (client, router, server) = (topo.client.clone(), topo.router.clone(), topo.server.clone());
+        let net = Net { spind: None, topo, client, router, server, dir: dir.to_path_buf() };
+        let (c, r, s) = (net.topo.client.as_str(), net.topo.router.as_str(), net.topo.server.as_str());
         let sh = shell()?;
-        for ns in [c, r, s] {
-            read(cmd!(sh, "ip netns add {ns}"))?;
-            read(cmd!(sh, "ip -n {ns} link set lo up"))?;
-        }
-        read(cmd!(sh, "ip link add name eth0 netns {c} type veth peer name lan0 netns {r}"))?;
-        read(cmd!(sh, "ip link add name wan0 netns {r} type veth peer name eth0 netns {s}"))?;
-        for ip in CLIENT_IPS {
+        // Four client addresses (the flows' sources); the first one is the source of the rest.
+        for ip in &CLIENT_IPS[1..] {
             let ip = ip.to_string();
             read(cmd!(sh, "ip -n {c} addr add {ip}/24 dev eth0"))?;
         }
-        read(cmd!(sh, "ip -n {c} link set eth0 up"))?;
-        read(cmd!(sh, "ip -n {c} route add default via 192.168.8.1 src 192.168.8.100"))?;
-        read(cmd!(sh, "ip -n {r} addr add 192.168.8.1/24 dev lan0"))?;
-        read(cmd!(sh, "ip -n {r} addr add 203.0.113.1/24 dev wan0"))?;
-        read(cmd!(sh, "ip -n {r} link set lan0 up"))?;
-        read(cmd!(sh, "ip -n {r} link set wan0 up"))?;
-        read(cmd!(sh, "ip -n {r} route add default via 203.0.113.2"))?;
-        read(cmd!(sh, "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1"))?;
-        nft(r, "table ip benchnat {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan0\" masquerade\n }\n}\n")?;
-        read(cmd!(sh, "ip -n {s} addr add 203.0.113.2/24 dev eth0"))?;
-        let server_ip = SERVER_IP.to_string();
-        read(cmd!(sh, "ip -n {s} addr add {server_ip}/32 dev lo"))?;
-        read(cmd!(sh, "ip -n {s} link set eth0 up"))?;
+        read(cmd!(sh, "ip -n {c} route replace default via 192.168.8.1 src 192.168.8.100"))?;
         // The flows' datagrams end here, without an ICMP error each.
-        nft(
+        nft_in(
             s,
             &format!(
                 "table inet benchsink {{\n chain in {{\n  type filter hook input priority 0; policy accept;\n  udp dport {}-{} drop\n }}\n}}\n",
                 SINK_PORT,
                 SINK_PORT + SINK_PORTS as u16 - 1
             ),
-        )?;
+        );
         // The router learns each client address's MAC (as it would from the device's traffic).
         for ip in CLIENT_IPS {
             let ip = ip.to_string();
@@ -208,47 +184,16 @@ impl Net {
         Ok(net)
     }
 
-    /// Starts spind in the router namespace (live mode) and waits for its MQTT port.
+    /// Where spind's log is kept after the run.
+    fn log(&self) -> PathBuf {
+        self.dir.join("spind-router.log")
+    }
+
+    /// Starts spind in the router namespace (live mode, log level 4) and waits for it to answer.
     fn start_spind(&mut self, bin: &Path) -> Result<u32, String> {
-        let state = self.dir.join("state-router");
-        let _ = std::fs::remove_dir_all(&state);
-        let conf = self.dir.join("spind-router.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "log_usesyslog = 0\nlog_loglevel = 4\npubsub_port = {MQTT_PORT}\npubsub_websocket_port = 1884\n\
-                 spinweb_port = 8080\nstate_dir = {}\n",
-                state.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let log = File::create(self.dir.join("spind-router.log")).map_err(|e| e.to_string())?;
-        // `ip netns exec` execs spind in place: the child's pid is spind's.
-        let (router, rpc) = (&self.router, self.dir.join("rpc-router.sock"));
-        let sh = shell()?;
-        let child = cmd!(sh, "ip netns exec {router} {bin} -c {conf} -j {rpc}")
-            .spawn(Stream::Null, Stream::File(log))
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let pid = child.id();
-        self.spind = Some(child);
-        let ready = in_ns(&self.router, || {
-            let until = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < until {
-                if std::net::TcpStream::connect(("127.0.0.1", MQTT_PORT)).is_ok() {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            false
-        })
-        .join()
-        .unwrap_or(false);
-        if !ready {
-            return Err(format!(
-                "spind did not open its MQTT port; see {}",
-                self.dir.join("spind-router.log").display()
-            ));
-        }
+        let spind = SpindBuilder::new(bin).netns(&self.router).log_level(4).start();
+        let pid = spind.child.id();
+        self.spind = Some(spind);
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         if !exe.to_string_lossy().contains("spind") {
             return Err(format!("pid {pid} is {}, not spind", exe.display()));
@@ -256,53 +201,24 @@ impl Net {
         Ok(pid)
     }
 
+    fn mqtt_port(&self) -> u16 {
+        self.spind.as_ref().map_or(0, |s| s.mqtt_port)
+    }
+
+    /// SIGTERM, as a service manager stops it; its log is copied out of its temporary directory.
     fn stop_spind(&mut self) {
-        if let Some(mut c) = self.spind.take() {
-            // SIGTERM, as a service manager stops it.
-            // SAFETY: plain kill of our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut s) = self.spind.take() {
+            s.stop(Duration::from_secs(5));
+            let _ = std::fs::write(self.log(), s.log_text());
         }
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // The topology removes the namespaces and whatever still runs in them.
         self.stop_spind();
-        for ns in [&self.client, &self.router, &self.server] {
-            // Whatever still runs in a namespace (the subscriber) is ours.
-            let Ok(sh) = Shell::new() else { continue };
-            if let Ok(pids) = cmd!(sh, "ip netns pids {ns}").read() {
-                for pid in pids.split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: plain kill.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
-            let _ = cmd!(sh, "ip netns del {ns}").read();
-        }
     }
-}
-
-/// Runs `f` on a new thread inside namespace `ns`: sockets it opens live there.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let path = PathBuf::from("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        // SAFETY: setns on this thread with a valid namespace descriptor.
-        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {}: {}", path.display(), std::io::Error::last_os_error());
-        f()
-    })
 }
 
 // ---- /proc --------------------------------------------------------------------------------
@@ -384,48 +300,34 @@ enum Seen {
     NodeInfo,
 }
 
-/// `mosquitto_sub` on everything under `SPIN/traffic` in the router namespace, parsed by a
-/// thread into compact records.
+/// The test bed's MQTT subscriber on everything under `SPIN/traffic`, in the router namespace;
+/// a thread parses what it receives into compact records.
 struct Subscriber {
-    child: Mutex<Child>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
     reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Subscriber {
-    fn start(router: &str) -> Result<Subscriber, String> {
-        let port = MQTT_PORT.to_string();
-        let sh = shell()?;
-        let mut child =
-            cmd!(sh, "ip netns exec {router} mosquitto_sub -h 127.0.0.1 -p {port} -t SPIN/traffic/# -F '%U %t %p'")
-                .spawn(Stream::Piped, Stream::Null)
-                .map_err(|e| format!("mosquitto_sub (apt-get install mosquitto-clients): {e}"))?;
-        let out = child.stdout.take().expect("stdout");
+    fn start(net: &Net) -> Result<Subscriber, String> {
+        let port = net.mqtt_port();
+        // Returns once the subscription is acknowledged.
+        let sub = in_netns(&net.router, move || testbed::mqtt::Subscriber::connect(port, false, "SPIN/traffic/#"));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = seen.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (seen.clone(), stop.clone());
         let reader = std::thread::spawn(move || {
-            let mut r = BufReader::with_capacity(1 << 20, out);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                let text = String::from_utf8_lossy(&line);
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok(m) = sub.msgs.recv_timeout(Duration::from_millis(100)) else { continue };
+                let ns = m.received.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
                 let mut recs = Vec::new();
-                parse_line(&text, &mut recs);
+                parse_msg(ns, &m.topic, &String::from_utf8_lossy(&m.payload), &mut recs);
                 if !recs.is_empty() {
                     s2.lock().unwrap().extend(recs);
                 }
             }
         });
-        // Give it time to connect and subscribe.
-        std::thread::sleep(Duration::from_millis(800));
-        if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("mosquitto_sub exited: {st}"));
-        }
-        Ok(Subscriber { child: Mutex::new(child), seen, reader: Mutex::new(Some(reader)) })
+        Ok(Subscriber { seen, stop, reader: Mutex::new(Some(reader)) })
     }
 
     fn clear(&self) {
@@ -437,9 +339,7 @@ impl Subscriber {
     }
 
     fn stop(&self) {
-        let mut c = self.child.lock().unwrap();
-        let _ = c.kill();
-        let _ = c.wait();
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(r) = self.reader.lock().unwrap().take() {
             let _ = r.join();
         }
@@ -476,17 +376,8 @@ fn bench_names(s: &str) -> Vec<u32> {
     out
 }
 
-fn parse_line(line: &str, out: &mut Vec<Seen>) {
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(ts), Some(topic), Some(payload)) = (parts.next(), parts.next(), parts.next()) else { return };
-    let ns = match ts.split_once('.') {
-        Some((s, frac)) => {
-            let s: u64 = s.parse().unwrap_or(0);
-            let frac = format!("{frac:0<9}");
-            s * 1_000_000_000 + frac[..9].parse::<u64>().unwrap_or(0)
-        }
-        None => return,
-    };
+/// The records of one message, received at `ns` (Unix time).
+fn parse_msg(ns: u64, topic: &str, payload: &str, out: &mut Vec<Seen>) {
     if topic == "SPIN/traffic" {
         if payload.contains("\"command\":\"traffic\"") {
             let flows = payload.matches("\"from_port\"").count() as u32;
@@ -984,7 +875,7 @@ fn report(flows: &[FlowResult], dns: &DnsResult, (dns_cpu, nflog_cpu): (f64, f64
     let mut r = String::new();
     r.push_str(
         "Live router (network namespaces: client — router with NAT — server; spind release build in the router, \
-         a `mosquitto_sub` subscribed to `SPIN/traffic/#` unless noted; one 60-byte datagram per flow per second):\n\n\
+         the test bed's MQTT subscriber (rumqttc) on `SPIN/traffic/#` unless noted; one 60-byte datagram per flow per second):\n\n\
          | measure | spind | SPIN 1.0 | target |\n|---|---|---|---|\n",
     );
     let reference = |n: u32| match n {

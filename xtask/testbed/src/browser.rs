@@ -5,10 +5,11 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use runner::{cmd, Stream};
 use serde_json::{json, Value};
 
 use crate::http::http_exchange;
@@ -62,13 +63,11 @@ impl Browser {
     pub fn start(width: u32, height: u32) -> Browser {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("chromedriver-{port}.log"));
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        let shell = crate::netns::shell();
+        let (port_arg, log_arg) = (format!("--port={port}"), format!("--log-path={}", log.display()));
+        let driver = cmd!(shell, "{CHROMEDRIVER} {port_arg} {log_arg}")
+            .spawn(Stream::Null, Stream::Null)
+            .unwrap_or_else(|e| panic!("start chromedriver: {e}"));
         wait_for("chromedriver to listen", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).ok());
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {

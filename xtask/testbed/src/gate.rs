@@ -8,13 +8,9 @@
 
 use std::io::Write as _;
 
-/// Whether we run under CI, read as `cargo xtask test` reads it.
+/// Whether we run under CI: the runner's reading, which `cargo xtask test` uses too.
 pub fn in_ci() -> bool {
-    ci_from(std::env::var("CI").ok().as_deref())
-}
-
-fn ci_from(value: Option<&str>) -> bool {
-    value.is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+    runner::host::in_ci()
 }
 
 /// Whether the runner set `var=1` to skip a class of tests.
@@ -22,9 +18,9 @@ pub fn opted_out(var: &str) -> bool {
     std::env::var(var).as_deref() == Ok("1")
 }
 
+/// Whether we run as root (the runner's check, which `cargo xtask` uses too).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    runner::host::is_root()
 }
 
 /// True when a test that needs root (network namespaces, packet sockets, nftables) may go on.
@@ -64,16 +60,6 @@ fn skip_line(test: &str, why: &str, opt_out: &str, ci: bool) -> Result<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ci_is_on_for_any_value_but_empty_zero_or_false() {
-        assert!(!ci_from(None));
-        assert!(!ci_from(Some("")));
-        assert!(!ci_from(Some("0")));
-        assert!(!ci_from(Some("false")));
-        assert!(ci_from(Some("true")));
-        assert!(ci_from(Some("1")));
-    }
 
     #[test]
     fn a_skip_under_ci_is_a_failure_naming_the_test() {

@@ -1,5 +1,6 @@
-//! The test bed: what spind's integration tests share, so that the benchmarks (`cargo xtask
-//! bench`) and the QEMU tests can use the same pieces later.
+//! The test bed: the one harness of spind's integration tests, the benchmarks (`cargo xtask
+//! bench`) and the QEMU tests (`qemu-tests`). Every command it runs goes through the runner
+//! crate (re-exported as [`runner`]).
 //!
 //! - [`gate`]: whether a test that needs root or a browser may run here, and what a skip means
 //!   (under `CI=true` a skip is always a failure);
@@ -26,6 +27,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use gate::{is_root, root_or_skip};
+/// The runner every command of the test bed goes through (`runner::cmd!`, spawned children).
+pub use runner;
 
 /// A TCP port that was free a moment ago on 127.0.0.1 (it may be handed out twice: callers that
 /// bind it retry on "address in use").

@@ -19,21 +19,40 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use runner::{cmd, Cmd, Shell, Stdin, Stream};
 
 pub const CLIENT_MAC: &str = "02:00:00:00:00:64";
 pub const CLIENT_V4: &str = "192.168.8.100";
 pub const CLIENT_V6: &str = "fd00:8::100";
 
+/// A shell for the test bed's commands (xshell, through the runner crate).
+pub fn shell() -> Shell {
+    runner::shell().unwrap_or_else(|e| panic!("cannot make a shell: {e}"))
+}
+
+/// Runs `program args...`; it must succeed. Returns what it printed.
 pub fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    let shell = shell();
+    let (program, rest) = (args[0], &args[1..]);
+    let out = cmd!(shell, "{program} {rest...}").output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
-/// One network namespace (loopback up), deleted on drop, also when a test fails.
+/// Runs `program args...` whatever its exit status (clean-up: a namespace may be gone already).
+pub fn sh_lenient(args: &[&str]) -> Option<Output> {
+    let shell = shell();
+    let (program, rest) = (args[0], &args[1..]);
+    cmd!(shell, "{program} {rest...}").output().ok()
+}
+
+/// One network namespace (loopback up), deleted on drop (with whatever still runs in it), also
+/// when a test fails.
 pub struct Netns {
     pub name: String,
 }
@@ -46,10 +65,19 @@ impl Netns {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name =
             format!("spindtest-{tag}-{}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000);
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
+        Netns::create(&name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The namespace `name` (loopback up), made anew: a stale one of that name (from an
+    /// interrupted run) is removed first, with whatever still runs in it. For fixed names (the
+    /// QEMU tests' `spinq-lan`, `spinq-wan`).
+    pub fn create(name: &str) -> Result<Netns, String> {
+        remove(name);
+        let shell = shell();
+        cmd!(shell, "ip netns add {name}").read()?;
+        let ns = Netns { name: name.to_string() };
+        cmd!(shell, "ip -n {name} link set lo up").read()?;
+        Ok(ns)
     }
 
     /// Runs a command inside the namespace; it must succeed.
@@ -84,26 +112,44 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        remove(&self.name);
     }
 }
 
 /// Runs `f` on a thread that has entered the network namespace named `ns`.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_netns(ns, f).join().unwrap()
+}
+
+/// Starts `f` on a new thread inside the network namespace named `ns` and returns at once:
+/// sockets it opens, and threads it starts, live there.
+pub fn spawn_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
     let path = PathBuf::from("/run/netns").join(ns);
     std::thread::spawn(move || {
         enter_netns(&path);
         f()
     })
-    .join()
-    .unwrap()
 }
 
 /// A command that runs `program` inside the namespace named `ns` (`ip netns exec`).
-pub fn ns_cmd(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
-    c
+pub fn ns_cmd<'a>(sh: &'a Shell, ns: &str, program: &str) -> Cmd<'a> {
+    cmd!(sh, "ip netns exec {ns} {program}")
+}
+
+/// Kills whatever still runs in the namespace `ns` and deletes it; nothing if it is gone.
+pub fn remove(ns: &str) {
+    if !Path::new("/run/netns").join(ns).exists() {
+        return;
+    }
+    if let Some(out) = sh_lenient(&["ip", "netns", "pids", ns]) {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: kill(2) has no memory preconditions; these are the namespace's processes.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _ = sh_lenient(&["ip", "netns", "del", ns]);
 }
 
 /// The home network of the module documentation; services started by [`Topology::start_services`].
@@ -235,14 +281,7 @@ impl Topology {
 
     /// Applies an nftables script in the router namespace.
     pub fn nft_router(&self, script: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.router, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
-        assert!(child.wait().unwrap().success(), "nft script failed: {script}");
+        nft_in(&self.router, script);
     }
 
     /// dnsmasq for the test zone and an HTTP server with `file100k` and `file1m`, on the server.
@@ -251,66 +290,39 @@ impl Topology {
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("file100k"), vec![0u8; 102_400]).unwrap();
         std::fs::write(www.join("file1m"), vec![0u8; 1_048_576]).unwrap();
-        let dnsmasq = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.server,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--pid-file=",
-                "--user=root",
-                "--group=root",
-                "--listen-address=198.51.100.10,2001:db8:100::10",
-                "--bind-interfaces",
-                "--port=53",
-                "--local=/test/",
-                "--host-record=www.example.test,198.51.100.10,2001:db8:100::10,300",
-                "--host-record=other.example.test,198.51.100.20,2001:db8:100::20,300",
-                "--host-record=api.example.test,198.51.100.30,60",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        let shell = shell();
+        let server = &self.server;
+        let dnsmasq = cmd!(
+            shell,
+            "ip netns exec {server} dnsmasq --keep-in-foreground --no-resolv --no-hosts --pid-file= --user=root
+             --group=root --listen-address=198.51.100.10,2001:db8:100::10 --bind-interfaces --port=53 --local=/test/
+             --host-record=www.example.test,198.51.100.10,2001:db8:100::10,300
+             --host-record=other.example.test,198.51.100.20,2001:db8:100::20,300
+             --host-record=api.example.test,198.51.100.30,60"
+        )
+        .spawn(Stream::Null, Stream::Null)
+        .unwrap_or_else(|e| panic!("dnsmasq: {e}"));
         self.daemons.push(dnsmasq);
-        let http = Command::new("ip")
-            .args(["netns", "exec", &self.server, "python3", "-m", "http.server", "80", "--bind", "::", "--directory"])
-            .arg(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
+        let http = cmd!(shell, "ip netns exec {server} python3 -m http.server 80 --bind :: --directory {www}")
+            .spawn(Stream::Null, Stream::Null)
+            .unwrap_or_else(|e| panic!("python3: {e}"));
         self.daemons.push(http);
-        let server = self.server.clone();
         crate::wait_for("the test HTTP and DNS servers", Duration::from_secs(20), || {
-            let http = Command::new("ip")
-                .args(["netns", "exec", &server, "curl", "-s", "-o", "/dev/null", "http://198.51.100.10/file100k"])
-                .status()
+            let http = cmd!(shell, "ip netns exec {server} curl -s -o /dev/null http://198.51.100.10/file100k")
+                .succeeds()
                 .ok()?;
-            let dns = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &server,
-                    "dig",
-                    "+short",
-                    "+time=1",
-                    "+tries=1",
-                    "@198.51.100.10",
-                    "www.example.test",
-                ])
+            let dns = cmd!(shell, "ip netns exec {server} dig +short +time=1 +tries=1 @198.51.100.10 www.example.test")
                 .output()
                 .ok()?;
-            (http.success() && !dns.stdout.is_empty()).then_some(())
+            (http && !dns.stdout.is_empty()).then_some(())
         });
     }
 
     /// Runs a command in the client namespace.
     pub fn client_cmd(&self, args: &[&str]) -> Output {
-        Command::new("ip").args(["netns", "exec", &self.client]).args(args).output().unwrap()
+        let shell = shell();
+        let client = &self.client;
+        cmd!(shell, "ip netns exec {client} {args...}").output().unwrap()
     }
 
     /// Downloads `url` from the client with a time limit: `Some(bytes)` on success.
@@ -341,14 +353,18 @@ impl Topology {
     /// Runs `f` on a thread inside the router namespace: sockets it (and threads it starts)
     /// open live there, so the test can reach spind's loopback ports.
     pub fn in_router<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = PathBuf::from("/run/netns").join(&self.router);
-        std::thread::spawn(move || {
-            enter_netns(&path);
-            f()
-        })
-        .join()
-        .expect("thread in the router namespace")
+        spawn_in_netns(&self.router, f).join().expect("thread in the router namespace")
     }
+}
+
+/// Applies an nftables script in the namespace `ns`; it must succeed.
+pub fn nft_in(ns: &str, script: &str) {
+    let shell = shell();
+    let out = cmd!(shell, "ip netns exec {ns} nft -f -")
+        .stdin(Stdin::Bytes(script.as_bytes().to_vec()))
+        .output()
+        .unwrap_or_else(|e| panic!("nft: {e}"));
+    assert!(out.status.success(), "nft script failed: {script}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 pub fn enter_netns(path: &Path) {
@@ -365,12 +381,7 @@ impl Drop for Topology {
             let _ = d.wait();
         }
         for ns in [&self.client, &self.router, &self.server] {
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+            remove(ns);
         }
     }
 }

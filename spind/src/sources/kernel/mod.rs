@@ -13,6 +13,7 @@ pub mod conntrack;
 pub mod neigh;
 mod netlink;
 pub mod nflog;
+pub mod nftables;
 pub mod route;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub mod parsers {
     pub use super::conntrack::conntrack_entry;
     pub use super::neigh::{neighbour, Neighbour};
     pub use super::nflog::{blocked_sample, nflog_packet};
+    pub use super::nftables::generation as nftables_generation;
     pub use super::route::{default_route_oifs, link};
     pub use crate::model::event::{FlowSample, MacAddr};
 

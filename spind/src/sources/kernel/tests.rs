@@ -383,10 +383,11 @@ fn ifindex(ns: &Netns, name: &str) -> i32 {
 /// them are flushed first, so each ping makes a fresh entry and a notification). Waits up to
 /// 2 s for the expected ones and then 0.5 s more for anything unexpected.
 fn reported_after_ping(r: &Netns, neighs: &mut [&mut Neigh], peers: &[&str]) -> Vec<Vec<(IpAddr, MacAddr)>> {
-    r.exec(&["ip", "neigh", "flush", "all"]);
     let mut seen = vec![Vec::new(); neighs.len()];
     let mut events = Vec::new();
-    // Drain what the flush produced.
+    // Read what is queued from before (route changes included) and drop it; then flush. Every
+    // entry reported from here on was learned after the flush, under the current routes: an entry
+    // the kernel learns between the flush and the pings (a peer's own ARP request) is kept too.
     for n in neighs.iter_mut() {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_millis(200) {
@@ -394,6 +395,7 @@ fn reported_after_ping(r: &Netns, neighs: &mut [&mut Neigh], peers: &[&str]) -> 
         }
         events.clear();
     }
+    r.exec(&["ip", "neigh", "flush", "all"]);
     for peer in peers {
         r.exec(&["ping", "-c", "1", "-W", "2", peer]);
         // The kernel learned the peer, whatever spind reports.
@@ -401,14 +403,17 @@ fn reported_after_ping(r: &Netns, neighs: &mut [&mut Neigh], peers: &[&str]) -> 
         let shown = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(shown.contains("lladdr"), "router has a neighbour entry for {peer}: {shown:?}");
     }
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(700) {
-        for (i, n) in neighs.iter_mut().enumerate() {
+    // The notifications are queued by now; read until each socket has been quiet for a second
+    // (a busy machine delays this reader, not the kernel's queueing).
+    for (i, n) in neighs.iter_mut().enumerate() {
+        let (t0, mut last_new) = (Instant::now(), Instant::now());
+        while last_new.elapsed() < Duration::from_secs(1) && t0.elapsed() < Duration::from_secs(20) {
             n.recv(&mut events).unwrap();
             for e in events.drain(..) {
                 if let Event::Neighbour { ip, mac, .. } = e {
                     if !seen[i].contains(&(ip, mac)) {
                         seen[i].push((ip, mac));
+                        last_new = Instant::now();
                     }
                 }
             }

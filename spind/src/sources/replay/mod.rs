@@ -72,6 +72,11 @@ pub fn validate(path: &Path) -> Result<CaptureInfo, ReplayError> {
     scan(CaptureReader::open(path)?)
 }
 
+/// [`validate`] for a capture that is not a file (`name` stands for it in errors).
+pub(crate) fn validate_reader<R: Read>(name: &Path, reader: R) -> Result<CaptureInfo, ReplayError> {
+    scan(CaptureReader::new(name, reader)?)
+}
+
 /// Reads every record of a capture, keeping only its count and time span.
 fn scan<R: Read>(mut rd: CaptureReader<R>) -> Result<CaptureInfo, ReplayError> {
     let (mut packets, mut first_ts, mut last_ts) = (0u64, 0.0, 0.0);

@@ -80,7 +80,7 @@ fn write_tmp(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> PathBuf {
 }
 
 fn validate_bytes(data: &[u8]) -> Result<CaptureInfo, ReplayError> {
-    scan(CaptureReader::new(Path::new("mem.pcap"), data)?)
+    validate_reader(Path::new("mem.pcap"), data)
 }
 
 fn close(a: f64, b: f64) -> bool {
