@@ -6,12 +6,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use testbed::http::{self, Resp};
 use testbed::netns::Netns;
+use testbed::runner::cmd;
+use testbed::runner::Stdin;
 
 use crate::common::{spind, SPIND};
 
@@ -232,16 +233,9 @@ fn only_the_admin_controls_a_router_on_the_lan() {
 }
 
 fn set_password(conf: &std::path::Path, input: &[u8]) -> (i32, String) {
-    let mut c = Command::new(SPIND)
-        .arg("-c")
-        .arg(conf)
-        .args(["--set-password", "admin"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input).unwrap();
-    let out = c.wait_with_output().unwrap();
+    let sh = testbed::netns::shell();
+    let spind = SPIND;
+    let out = cmd!(sh, "{spind} -c {conf} --set-password admin").stdin(Stdin::Bytes(input.to_vec())).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
