@@ -41,6 +41,9 @@ pub const SERVER_NAME: &str = "www.example.test";
 pub const SERVER_V4: &str = "198.51.100.80";
 pub const SERVER_V6: &str = "2001:db8:80::80";
 const FILE: &str = "file-2m.bin";
+/// The web admin account the suite sets up through the first-run page.
+const ADMIN_USER: &str = "admin";
+const ADMIN_PASSWORD: &str = "qemu-household-7";
 /// spind's log (with the services around it) from the journal, over the serial console.
 const JOURNAL: &str =
     "journalctl -b --no-pager -o short-monotonic -u spind -u dnsmasq -u systemd-networkd -u nftables -u spin-ready | tail -n 1000";
@@ -316,18 +319,54 @@ fn download_ok(env: &Env, family: &str, url: &str) -> Result<u64, String> {
 
 fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let url = format!("http://{ROUTER}:13026/spin_api/jsonrpc");
-    let ns = &env.lan.name;
-    let text = cmd!(
-        env.lan.sh,
-        "ip netns exec {ns} curl -sS --max-time 30 -X POST -H 'Content-Type: application/json' --data {body} {url}"
-    )
-    .read()?;
+    let (code, text) = web(
+        env,
+        &[
+            "-u",
+            &format!("{ADMIN_USER}:{ADMIN_PASSWORD}"),
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+        ],
+        "/spin_api/jsonrpc",
+    )?;
+    if code != "200" {
+        return Err(format!("{method}: HTTP {code}: {text}"));
+    }
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{method}: reply is not JSON ({e}): {text}"))?;
     if v.get("error").is_some() {
         return Err(format!("{method} {params}: error reply {}", v["error"]));
     }
     Ok(v.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// One request from the LAN to the router's web port (`curl ARGS http://192.168.8.1:13026PATH`):
+/// the HTTP status and the body.
+fn web(env: &Env, args: &[&str], path: &str) -> Result<(String, String), String> {
+    let url = format!("http://{ROUTER}:13026{path}");
+    let ns = &env.lan.name;
+    let out =
+        cmd!(env.lan.sh, "ip netns exec {ns} curl -sS --max-time 30 -w '\\n%{http_code}' {args...} {url}").read()?;
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", out.as_str()));
+    Ok((code.trim().to_string(), body.to_string()))
+}
+
+/// The first-run set-up form posted from the LAN with `first_run` as the console's password.
+fn setup_admin(env: &Env, first_run: &str) -> Result<(String, String), String> {
+    let fields = [
+        format!("first_run={first_run}"),
+        format!("user={ADMIN_USER}"),
+        format!("password={ADMIN_PASSWORD}"),
+        format!("password2={ADMIN_PASSWORD}"),
+    ];
+    let mut args = Vec::new();
+    for f in &fields {
+        args.extend(["--data-urlencode", f.as_str()]);
+    }
+    web(env, &args, "/setup")
 }
 
 fn dig(env: &Env, qtype: &str) -> Result<Vec<String>, String> {
@@ -575,16 +614,43 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
     report.notes.push(format!("IPv6: {summary}"));
     let _ = marks;
 
-    report.step("the web UI answers on the LAN address (http://192.168.8.1:13026/)", || {
+    report.step("before the first-run setup: the LAN can change no list, only set up", || {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "add_iplist_ip", "params": {"list": "block", "ip": "192.0.2.77"}}).to_string();
+        let (code, text) = web(env, &["-X", "POST", "-H", "Content-Type: application/json", "--data", &body], "/spin_api/jsonrpc")?;
+        if code == "200" {
+            return Err(format!("JSON-RPC without an admin answered 200: {text}"));
+        }
+        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
+        if code == "200" {
+            return Err("the first-run password opened JSON-RPC as a login".into());
+        }
+        Ok(())
+    })?;
+    report.step("first-run setup from the LAN with the console's first-run password", || {
+        let (code, text) = setup_admin(env, "not-the-password")?;
+        if code != "401" {
+            return Err(format!("setup with a wrong first-run password: HTTP {code} (want 401): {text}"));
+        }
+        let (code, text) = setup_admin(env, &pw)?;
+        if code != "303" {
+            return Err(format!("setup with the console's first-run password: HTTP {code} (want 303): {text}"));
+        }
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        if list.as_array().is_some_and(|a| a.iter().any(|x| x == "192.0.2.77")) {
+            return Err(format!("the refused change before setup was made: {list}"));
+        }
+        Ok(())
+    })?;
+    report.step("the web UI answers the admin on the LAN address (http://192.168.8.1:13026/)", || {
+        let (code, _) = web(env, &[], "/spin_api/jsonrpc")?;
+        if code != "401" {
+            return Err(format!("JSON-RPC without credentials after setup: HTTP {code} (want 401)"));
+        }
         let body = out.join("ui-index.html");
-        let ns = &env.lan.name;
-        let code = cmd!(
-            env.lan.sh,
-            "ip netns exec {ns} curl -sS --max-time 30 -o {body} -w '%{http_code}' http://{ROUTER}:13026/"
-        )
-        .read()?;
+        let body_arg = body.display().to_string();
+        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{ADMIN_PASSWORD}"), "-o", &body_arg], "/")?;
         let html = fs::read_to_string(&body).unwrap_or_default().to_lowercase();
-        if code.trim() != "200" || !html.contains("<html") {
+        if code != "200" || !html.contains("<html") {
             return Err(format!("GET / answered HTTP {code} with {} bytes (want 200 and an HTML page)", html.len()));
         }
         Ok(())
@@ -715,6 +781,18 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
                     })
                     .then_some(()))
             })?;
+        }
+        Ok(())
+    })?;
+    report.step("after the reboot: the admin password holds, the first-run password opens nothing", || {
+        rpc(env, "list_iplist", json!({"list": "allow"}))?;
+        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
+        if code != "401" {
+            return Err(format!("the first-run password as a login after setup: HTTP {code} (want 401)"));
+        }
+        let (code, _) = setup_admin(env, &pw)?;
+        if code != "409" {
+            return Err(format!("setup again with the first-run password: HTTP {code} (want 409)"));
         }
         Ok(())
     })?;
