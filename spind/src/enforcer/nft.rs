@@ -520,7 +520,7 @@ pub struct NftEnforcer {
     dns_group: u16,
     block_group: u16,
     /// The NFQUEUE of DNS queries and the name rules its verdict thread applies.
-    dns_queue: Option<(u16, crate::enforcer::dnsqueue::SharedMatcher)>,
+    dns_queue: Option<(u16, bool, crate::enforcer::dnsqueue::SharedMatcher)>,
     /// The script last applied successfully: an identical one is not applied again.
     last: Option<String>,
 }
@@ -544,12 +544,21 @@ impl NftEnforcer {
     /// next [`Enforcer::apply`] on.
     pub fn start_dns_queue(&mut self, queue_num: u16) -> std::io::Result<crate::enforcer::dnsqueue::DnsQueue> {
         let probe = script_at(&probe_policy(), self.dns_group, self.block_group, Some(queue_num), wall_clock());
-        self.nft
-            .run("nft -c (DNS queue check)", &["-c", "-f", "-"], Some(&probe))
-            .map_err(|e| std::io::Error::other(format!("{e} (kernel module nft_queue, OpenWrt: kmod-nft-queue)")))?;
+        // Without nft_queue in the kernel the table cannot queue; the thread still serves the
+        // queue (another ruleset may feed it) and the flow path still holds.
+        let queue_rule = match self.nft.run("nft -c (DNS queue check)", &["-c", "-f", "-"], Some(&probe)) {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!(
+                    "the kernel cannot queue DNS from nftables (module nft_queue, OpenWrt: kmod-nft-queue): \
+                     name rules cut only the addresses of blocked names; {e}"
+                );
+                false
+            }
+        };
         let shared = crate::enforcer::dnsqueue::SharedMatcher::default();
         let q = crate::enforcer::dnsqueue::start(queue_num, shared.clone())?;
-        self.dns_queue = Some((queue_num, shared));
+        self.dns_queue = Some((queue_num, queue_rule, shared));
         self.last = None;
         Ok(q)
     }
@@ -565,12 +574,12 @@ impl NftEnforcer {
     }
 
     fn apply_policy(&mut self, policy: &Policy) -> Result<(), NftError> {
-        if let Some((_, shared)) = &self.dns_queue {
+        if let Some((_, _, shared)) = &self.dns_queue {
             if let Ok(mut m) = shared.write() {
                 *m = policy.names.clone();
             }
         }
-        let queue = self.dns_queue.as_ref().map(|(q, _)| *q);
+        let queue = self.dns_queue.as_ref().filter(|(_, rule, _)| *rule).map(|(q, _, _)| *q);
         let s = script_at(policy, self.dns_group, self.block_group, queue, wall_clock());
         if self.last.as_deref() == Some(s.as_str()) {
             return Ok(());
