@@ -233,7 +233,7 @@ pub struct Core {
     resolved: HashMap<IpAddr, Resolved>,
     /// The name blocks last enforced, by address (`None`: every device), for deciding blocks
     /// without a kernel.
-    name_blocked: HashMap<IpAddr, Vec<Option<[u8; 6]>>>,
+    name_blocked: HashMap<IpAddr, Vec<(Option<[u8; 6]>, Timestamp)>>,
 }
 
 impl Core {
@@ -385,7 +385,7 @@ impl Core {
         let cut = |dev: &IpAddr, remote: &IpAddr| {
             self.name_blocked.get(remote).is_some_and(|ds| {
                 let mac = self.neighbours.get(dev).map(|m| m.0);
-                ds.iter().any(|d| d.is_none() || *d == mac)
+                ds.iter().any(|(d, expires)| *expires > self.now && (d.is_none() || *d == mac))
             })
         };
         cut(a, b) || cut(b, a)
@@ -1023,7 +1023,7 @@ impl Core {
         let policy = self.policy();
         self.name_blocked.clear();
         for b in &policy.name_blocks {
-            self.name_blocked.entry(b.ip).or_default().push(b.device);
+            self.name_blocked.entry(b.ip).or_default().push((b.device, b.expires));
         }
         match self.enforcer.as_mut() {
             None => Ok(()),
