@@ -194,6 +194,9 @@ struct Resolved {
     expires: Timestamp,
 }
 
+/// A name block as last enforced: for one device (or every device, `None`), until when.
+type NameBlocked = (Option<[u8; 6]>, Timestamp);
+
 pub struct Core {
     settings: CoreSettings,
     nodes: NodeCache,
@@ -233,7 +236,7 @@ pub struct Core {
     resolved: HashMap<IpAddr, Resolved>,
     /// The name blocks last enforced, by address (`None`: every device), for deciding blocks
     /// without a kernel.
-    name_blocked: HashMap<IpAddr, Vec<(Option<[u8; 6]>, Timestamp)>>,
+    name_blocked: HashMap<IpAddr, Vec<NameBlocked>>,
 }
 
 impl Core {
