@@ -134,11 +134,17 @@ struct Dirty {
     names: bool,
     node_store: bool,
     name_rules: bool,
+    /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
+    name_resolved: bool,
 }
 
 impl Dirty {
     fn any(&self) -> bool {
-        self.names || self.node_store || self.name_rules || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
+        self.names
+            || self.node_store
+            || self.name_rules
+            || self.name_resolved
+            || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
     fn or(self, other: Dirty) -> Dirty {
@@ -149,6 +155,7 @@ impl Dirty {
             names: self.names || other.names,
             node_store: self.node_store || other.node_store,
             name_rules: self.name_rules || other.name_rules,
+            name_resolved: self.name_resolved || other.name_resolved,
         }
     }
 }
@@ -276,10 +283,25 @@ impl Core {
                 rules
             }
         };
+        let mut resolved = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(state.name_resolved_file()) {
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(ip), Some(exp)) =
+                    (f.next().and_then(|s| s.parse().ok()), f.next().and_then(|s| s.parse().ok()))
+                else {
+                    continue;
+                };
+                let names: Vec<String> = f.take(RESOLVED_NAMES_MAX).map(str::to_string).collect();
+                if exp > now && !names.is_empty() {
+                    resolved.insert(ip, Resolved { names, expires: exp });
+                }
+            }
+        }
         let mut core = Core {
             name_rules,
             matcher: Arc::default(),
-            resolved: HashMap::new(),
+            resolved,
             name_blocked: HashMap::new(),
             settings,
             nodes: NodeCache::new(),
@@ -608,6 +630,7 @@ impl Core {
         }
         if blocked {
             self.enforce_pending = true;
+            self.dirty.name_resolved = true;
         }
     }
 
@@ -634,6 +657,19 @@ impl Core {
             self.matcher = Arc::new(m);
             self.enforce_pending = true;
         }
+    }
+
+    /// `names.resolved`: the remembered addresses that a rule blocks now, one per line
+    /// (`address expires name...`), so that the kernel's blocks are rebuilt after a restart.
+    fn name_resolved_text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .resolved
+            .iter()
+            .filter(|(_, r)| r.expires > self.now && r.names.iter().any(|n| self.blocked_for_anyone(n)))
+            .map(|(ip, r)| format!("{ip} {} {}\n", r.expires, r.names.join(" ")))
+            .collect();
+        lines.sort();
+        lines.concat()
     }
 
     fn name_rules_msg(&self) -> Publish {
@@ -950,6 +986,9 @@ impl Core {
         }
         if d.name_rules {
             files.push((self.state.name_rules_file(), self.name_rules.file_text().into_bytes()));
+        }
+        if d.name_resolved || d.name_rules {
+            files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
         }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));

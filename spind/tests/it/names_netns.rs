@@ -321,4 +321,11 @@ fn name_blocks_cut_cached_addresses_and_cname_cloaks_and_hold_without_spind() {
     h.kill9_spind();
     assert!(!h.dev2_downloads("http://198.51.100.10/file100k"), "the kernel set still cuts the address");
     assert_eq!(h.dig(2, "other.example.test", "A"), "198.51.100.20");
+
+    // Restarted, spind rebuilds its table (whole, before its web port opens) with the saved
+    // name blocks: no new answer needed.
+    h.start_spind();
+    let table = h.nft_list();
+    assert!(table.contains(&format!("{DEVICE2_MAC} . 198.51.100.10 timeout")), "{table}");
+    assert!(!h.dev2_downloads("http://198.51.100.10/file100k"), "still cut after the restart");
 }

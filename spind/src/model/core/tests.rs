@@ -787,3 +787,27 @@ fn name_rules_block_resolved_addresses_without_a_kernel() {
     run(&mut core, Event::Tick { time: 1750 + NAME_BLOCK_MIN_TTL });
     assert_eq!(flows(&mut core, 1750 + NAME_BLOCK_MIN_TTL, DEV, "198.51.100.20"), 0, "then it expires");
 }
+
+/// The addresses of blocked names are saved, so a restart rebuilds their kernel blocks before
+/// any new answer (an app's cached address stays cut).
+#[test]
+fn name_blocks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings.clone());
+    let mut out = Vec::new();
+    let rule = crate::model::namerules::parse_rule("video.example", "block", &[], None, None).unwrap();
+    core.op_add_name_rule(rule, &mut out).unwrap();
+    run(
+        &mut core,
+        dns_answer_ev(1000, "www.video.example.", &[("www.video.example.", DnsData::Addr(ip("198.51.100.10")))]),
+    );
+    run(&mut core, dns_answer_ev(1000, "other.example.", &[("other.example.", DnsData::Addr(ip("198.51.100.20")))]));
+    let text = std::fs::read_to_string(dir.path().join("names.resolved")).unwrap();
+    assert_eq!(text, "198.51.100.10 1300 www.video.example\n", "only what a rule blocks");
+    drop(core);
+    let mut again = core_with_device(dir.path(), settings);
+    let out =
+        run(&mut again, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 443, 1, 1)], local: false });
+    assert_eq!(blocked_count(&out), 1);
+}
