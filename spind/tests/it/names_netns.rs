@@ -79,7 +79,7 @@ impl Home {
                 "--pid-file=",
                 "--user=root",
                 "--group=root",
-                "--listen-address=192.168.8.1,192.168.9.1",
+                "--listen-address=192.168.8.1,192.168.9.1,fd00:8::1",
                 "--bind-interfaces",
                 "--cache-size=0",
                 "--server=198.51.100.10",
@@ -138,6 +138,10 @@ impl Home {
     /// `dig +short` from device 1 or 2 at its router.
     fn dig(&self, device: u8, name: &str, qtype: &str) -> String {
         let server = if device == 1 { "@192.168.8.1" } else { "@192.168.9.1" };
+        self.dig_at(device, server, name, qtype)
+    }
+
+    fn dig_at(&self, device: u8, server: &str, name: &str, qtype: &str) -> String {
         let out = Command::new("ip")
             .args(["netns", "exec", self.ns(device), "dig", "+short", "+time=2", "+tries=1", server, name, qtype])
             .output()
@@ -173,13 +177,13 @@ impl Home {
         }
         let log = self.spind.as_ref().unwrap().log_text();
         assert!(log.contains("cannot queue DNS from nftables"), "no queue rule and no reason given: {log}");
-        for proto in ["udp", "tcp"] {
+        for (tables, proto) in [("iptables", "udp"), ("iptables", "tcp"), ("ip6tables", "udp"), ("ip6tables", "tcp")] {
             sh(&[
                 "ip",
                 "netns",
                 "exec",
                 &self.topo.router,
-                "iptables",
+                tables,
                 "-A",
                 "INPUT",
                 "!",
@@ -223,6 +227,9 @@ fn name_rules_answer_blocked_queries_per_device_and_pass_the_rest() {
     assert_eq!(h.dig(1, "www.example.test", "AAAA"), "::");
     assert_eq!(h.dig(1, "Example.Test", "A"), "0.0.0.0");
     assert_eq!(h.dig(2, "www.example.test", "A"), "198.51.100.10", "the other device still resolves");
+    // Over IPv6 too (the answer goes out through the IPv6 raw socket).
+    assert_eq!(h.dig_at(1, "@fd00:8::1", "www.example.test", "AAAA"), "::");
+    assert_eq!(h.dig_at(1, "@fd00:8::1", "tracker.test", "A"), "198.51.100.30");
 
     // An allow beats the block of a parent name.
     h.call("add_name_rule", json!({"name": "other.example.test", "action": "allow"}));
