@@ -190,7 +190,8 @@ const DNS_QUEUE: u16 = 53;
 /// Local time of a unix time, as the C library sees the time zone (`TZ`, `/etc/localtime`;
 /// OpenWrt's musl reads `/etc/TZ`), for name-rule schedules.
 fn local_time(t: Timestamp) -> LocalTime {
-    let time = t as libc::time_t;
+    // The C type is inferred (naming `libc::time_t` is deprecated on musl).
+    let time = t as _;
     // SAFETY: localtime_r writes only into `tm`, which lives on this stack; a zeroed `tm` is a
     // valid value of the plain C struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
