@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::model::event::{MacAddr, Timestamp};
 use crate::model::policy::NameMatcher;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Block,
@@ -182,16 +183,16 @@ impl NameRule {
 }
 
 /// A rule as JSON: in `list_name_rules`, on MQTT and in `namerules.json`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct NameRuleJson {
     pub id: u64,
     pub name: String,
     pub action: Action,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Timestamp>,
 }
 
@@ -243,7 +244,7 @@ pub struct NameRules {
     next_id: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct FileJson {
     next_id: u64,
     rules: Vec<NameRuleJson>,
@@ -293,27 +294,31 @@ impl NameRules {
     /// The file's text.
     pub fn file_text(&self) -> String {
         let f = FileJson { next_id: self.next_id, rules: self.to_json() };
-        serde_json::to_string_pretty(&f).expect("rules serialize") + "\n"
+        serde_json::to_string(&f).expect("rules serialize") + "\n"
     }
 
     /// Reads the file's text; a rule that no longer parses is reported and left out.
     pub fn from_file_text(text: &str) -> Result<(NameRules, Vec<String>), String> {
-        let f: FileJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let mut out = NameRules { rules: BTreeMap::new(), next_id: f.next_id };
+        // Read through `Value` (already in the binary) rather than a derived Deserialize.
+        let f: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let next_id = f["next_id"].as_u64().ok_or("no next_id")?;
+        let rules = f["rules"].as_array().ok_or("no rules")?;
+        let mut out = NameRules { rules: BTreeMap::new(), next_id };
         let mut warnings = Vec::new();
-        for j in f.rules {
-            let action = match j.action {
-                Action::Block => "block",
-                Action::Allow => "allow",
+        for j in rules {
+            let Some(id) = j["id"].as_u64() else {
+                warnings.push(format!("a name rule without an id: {j}"));
+                continue;
             };
-            let devices: Vec<&str> = j.devices.iter().map(String::as_str).collect();
-            match parse_rule(&j.name, action, &devices, j.schedule.as_deref(), j.until) {
+            let devices: Vec<&str> = j["devices"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let (name, action) = (j["name"].as_str().unwrap_or(""), j["action"].as_str().unwrap_or(""));
+            match parse_rule(name, action, &devices, j["schedule"].as_str(), j["until"].as_i64()) {
                 Ok(mut r) => {
-                    r.id = j.id;
-                    out.next_id = out.next_id.max(j.id + 1);
-                    out.rules.insert(j.id, r);
+                    r.id = id;
+                    out.next_id = out.next_id.max(id + 1);
+                    out.rules.insert(id, r);
                 }
-                Err((field, e)) => warnings.push(format!("name rule {}: {field}: {e}", j.id)),
+                Err((field, e)) => warnings.push(format!("name rule {id}: {field}: {e}")),
             }
         }
         Ok((out, warnings))
