@@ -673,7 +673,7 @@ impl Core {
     }
 
     fn name_rules_msg(&self) -> Publish {
-        self.traffic_msg(messages::name_rules(&self.name_rules.to_json()))
+        self.traffic_msg(messages::name_rules(&self.name_rules.to_value()))
     }
 
     /// The addresses that blocked names resolved to, per device or for every device. An

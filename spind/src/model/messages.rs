@@ -200,7 +200,7 @@ pub fn list(command: &str, entries: &[String]) -> String {
 }
 
 /// `nameRules`: every name rule, after each change and at start.
-pub fn name_rules(rules: &[crate::model::namerules::NameRuleJson]) -> String {
+pub fn name_rules(rules: &Value) -> String {
     envelope("nameRules", Some(rules))
 }
 

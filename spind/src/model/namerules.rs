@@ -244,12 +244,6 @@ pub struct NameRules {
     next_id: u64,
 }
 
-#[derive(Serialize)]
-struct FileJson {
-    next_id: u64,
-    rules: Vec<NameRuleJson>,
-}
-
 impl NameRules {
     pub fn add(&mut self, mut rule: NameRule) -> u64 {
         self.next_id = self.next_id.max(1);
@@ -265,6 +259,12 @@ impl NameRules {
 
     pub fn to_json(&self) -> Vec<NameRuleJson> {
         self.rules.values().map(NameRuleJson::of).collect()
+    }
+
+    /// The rules as one JSON value: the one serialization that the messages, the RPC result
+    /// and the file share (each a copy of the code costs binary size).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self.to_json()).unwrap_or_default()
     }
 
     /// The rules that hold at `now`, compiled; `neighbours` gives the addresses of the devices
@@ -293,8 +293,8 @@ impl NameRules {
 
     /// The file's text.
     pub fn file_text(&self) -> String {
-        let f = FileJson { next_id: self.next_id, rules: self.to_json() };
-        serde_json::to_string(&f).expect("rules serialize") + "\n"
+        let f = serde_json::json!({"next_id": self.next_id, "rules": self.to_value()});
+        f.to_string() + "\n"
     }
 
     /// Reads the file's text; a rule that no longer parses is reported and left out.

@@ -231,7 +231,7 @@ fn call(
             let rule = name_rule_arg(p)?;
             core.op_add_name_rule(rule, out).map(|id| Some(json!({ "id": id })))
         }
-        "list_name_rules" => Ok(Some(result_value(core.op_list_name_rules()))),
+        "list_name_rules" => Ok(Some(core.op_list_name_rules())),
         "remove_name_rule" => none(core.op_remove_name_rule(int(p, "id"), out)),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }

@@ -13,7 +13,7 @@ use super::{Core, DeviceFlowRow, DeviceFlowTraffic, OpError, OpResult, Undo};
 use crate::model::addr::IpNet;
 use crate::model::event::{MacAddr, Publish};
 use crate::model::flowblocks::pair;
-use crate::model::namerules::{NameRule, NameRuleJson};
+use crate::model::namerules::NameRule;
 use crate::model::nodes::{Candidate, ListKind, Node, NodeId};
 
 impl Core {
@@ -365,8 +365,8 @@ impl Core {
         self.commit(undo, out, vec![msg])
     }
 
-    pub fn op_list_name_rules(&self) -> Vec<NameRuleJson> {
-        self.name_rules.to_json()
+    pub fn op_list_name_rules(&self) -> serde_json::Value {
+        self.name_rules.to_value()
     }
 
     fn name_rules_changed(&mut self) {
