@@ -23,6 +23,7 @@ use log::{error, info, warn};
 use crate::enforcer;
 use crate::model::core::{Core, CoreSettings};
 use crate::model::event::{Event, Input, Publish, RpcReply, Timestamp};
+use crate::model::namerules::LocalTime;
 use crate::model::names::Names;
 use crate::model::persist::StateDir;
 use crate::model::policy::Enforcer;
@@ -242,6 +243,25 @@ fn kernel_settings(cfg: &Config) -> kernel::KernelSettings {
     }
 }
 
+/// The NFQUEUE number of DNS queries to the router (queues are per network namespace).
+const DNS_QUEUE: u16 = 53;
+
+/// Local time of a unix time, as the C library sees the time zone (`TZ`, `/etc/localtime`;
+/// OpenWrt's musl reads `/etc/TZ`), for name-rule schedules.
+fn local_time(t: Timestamp) -> LocalTime {
+    // The C type is inferred (naming `libc::time_t` is deprecated on musl).
+    let time = t as _;
+    // SAFETY: localtime_r writes only into `tm`, which lives on this stack; a zeroed `tm` is a
+    // valid value of the plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if !ok {
+        return LocalTime::utc(t);
+    }
+    // tm_wday: 0 = Sunday; LocalTime: 0 = Monday.
+    LocalTime { weekday: ((tm.tm_wday + 6) % 7) as u8, minute: (tm.tm_hour * 60 + tm.tm_min) as u16 }
+}
+
 fn run(opts: Options) -> anyhow::Result<()> {
     take_stop_signals()?;
     let (cfg, warnings) = load_config(&opts)?;
@@ -270,8 +290,18 @@ fn run(opts: Options) -> anyhow::Result<()> {
     if plan.kernel {
         kernel::check()?;
     }
+    let mut _dns_queue = None;
     let enforcer: Option<Box<dyn Enforcer>> = if plan.enforcer {
-        Some(Box::new(enforcer::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?))
+        let mut e = enforcer::NftEnforcer::new(cfg.iptable_queue_dns, cfg.iptable_queue_block)?;
+        // Name rules on the DNS path; without NFQUEUE they still hold on the flow path.
+        match e.start_dns_queue(DNS_QUEUE) {
+            Ok(q) => {
+                info!("DNS queries to this router are judged by the name rules (NFQUEUE {DNS_QUEUE})");
+                _dns_queue = Some(q);
+            }
+            Err(e) => warn!("no DNS verdicts for name rules (only their addresses are blocked): {e}"),
+        }
+        Some(Box::new(e))
     } else {
         None
     };
@@ -291,6 +321,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         dots_log_only: cfg.dots_log_only,
         // Without the kernel nobody drops packets: decide and report blocks here.
         simulate_blocking: !plan.enforcer,
+        local_time,
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.

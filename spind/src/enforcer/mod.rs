@@ -6,6 +6,7 @@
 //! `nft` (and nothing else does, outside `sources/kernel` and `transports/capture`'s sockets) and
 //! never touches a table other than its own.
 
+pub mod dnsqueue;
 mod nft;
 
-pub use nft::{classify, remove_table, script, Nft, NftEnforcer, NftError};
+pub use nft::{classify, remove_table, script, script_at, Nft, NftEnforcer, NftError};

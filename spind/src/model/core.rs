@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use log::{info, warn};
 
@@ -13,10 +14,11 @@ use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publis
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::lists::Lists;
 use crate::model::messages::{self, FlowJson};
+use crate::model::namerules::{LocalTime, NameRules};
 use crate::model::names::Names;
 use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
 use crate::model::persist::{self, StateDir, WriteError};
-use crate::model::policy::{Enforcer, PairBlock, Policy};
+use crate::model::policy::{Enforcer, NameBlock, NameMatcher, NameVerdict, PairBlock, Policy};
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -40,6 +42,14 @@ const MAX_FLOWS_PER_MESSAGE: usize = 1000;
 const DEVICE_FLOW_KEEP: usize = 10;
 /// Records idle this long may be dropped (SPIN: 120 periods of 15 s).
 const DEVICE_FLOW_MAX_IDLE: i64 = 1800;
+/// An address a blocked name resolved to stays blocked at least this long (seconds), however
+/// short the answer's TTL: apps keep addresses longer than DNS says.
+pub const NAME_BLOCK_MIN_TTL: i64 = 300;
+/// At most this many resolved addresses are remembered for name rules (a bound on memory; the
+/// oldest expire first).
+const RESOLVED_MAX: usize = 65_536;
+/// Names remembered per address (a CDN address serves many names).
+const RESOLVED_NAMES_MAX: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct CoreSettings {
@@ -54,6 +64,9 @@ pub struct CoreSettings {
     /// No kernel enforces the lists (replay, passive mode): decide blocks here and publish
     /// `blocked` instead of `traffic` for blocked flows.
     pub simulate_blocking: bool,
+    /// Local time of a unix time, for name-rule schedules (the daemon asks the C library; the
+    /// default, UTC, is the tests').
+    pub local_time: fn(Timestamp) -> LocalTime,
 }
 
 impl Default for CoreSettings {
@@ -65,6 +78,7 @@ impl Default for CoreSettings {
             dots_enabled: false,
             dots_log_only: false,
             simulate_blocking: false,
+            local_time: LocalTime::utc,
         }
     }
 }
@@ -119,11 +133,18 @@ struct Dirty {
     withdrawn: [bool; 3],
     names: bool,
     node_store: bool,
+    name_rules: bool,
+    /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
+    name_resolved: bool,
 }
 
 impl Dirty {
     fn any(&self) -> bool {
-        self.names || self.node_store || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
+        self.names
+            || self.node_store
+            || self.name_rules
+            || self.name_resolved
+            || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
     fn or(self, other: Dirty) -> Dirty {
@@ -133,6 +154,8 @@ impl Dirty {
             withdrawn: either(self.withdrawn, other.withdrawn),
             names: self.names || other.names,
             node_store: self.node_store || other.node_store,
+            name_rules: self.name_rules || other.name_rules,
+            name_resolved: self.name_resolved || other.name_resolved,
         }
     }
 }
@@ -144,6 +167,7 @@ struct Undo {
     withdrawn: Lists,
     flows: FlowDecisions,
     names: Names,
+    name_rules: NameRules,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -169,6 +193,16 @@ struct FlowKey {
     src_port: u16,
     dst_port: u16,
 }
+
+/// The names an address was last given for (a DNS answer's whole CNAME chain), until when.
+#[derive(Clone, Debug)]
+struct Resolved {
+    names: Vec<String>,
+    expires: Timestamp,
+}
+
+/// A name block as last enforced: for one device (or every device, `None`), until when.
+type NameBlocked = (Option<[u8; 6]>, Timestamp);
 
 pub struct Core {
     settings: CoreSettings,
@@ -203,6 +237,15 @@ pub struct Core {
     stats: Stats,
     /// The enforcer's last healing failure, logged once until it changes.
     heal_error: Option<String>,
+    /// The user's name rules, and the compiled ones that hold now.
+    name_rules: NameRules,
+    matcher: Arc<NameMatcher>,
+    /// What every address was recently resolved from, so that a name rule also cuts the
+    /// addresses its names resolved to (cached by apps), CNAME chains included.
+    resolved: HashMap<IpAddr, Resolved>,
+    /// The name blocks last enforced, by address (`None`: every device), for deciding blocks
+    /// without a kernel.
+    name_blocked: HashMap<IpAddr, Vec<NameBlocked>>,
 }
 
 impl Core {
@@ -229,7 +272,39 @@ impl Core {
             read(&state.list_file(kind.name()), &mut lists, kind);
             read(&state.withdrawn_file(kind.name()), &mut withdrawn, kind);
         }
+        let name_rules = match std::fs::read_to_string(state.name_rules_file()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NameRules::default(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.name_rules_file().display()),
+            Ok(text) => {
+                let (rules, warnings) = NameRules::from_file_text(&text).map_err(|e| {
+                    anyhow::anyhow!("{}: {e} (fix or remove the file)", state.name_rules_file().display())
+                })?;
+                for w in warnings {
+                    warn!("{}: {w}", state.name_rules_file().display());
+                }
+                rules
+            }
+        };
+        let mut resolved = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(state.name_resolved_file()) {
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(ip), Some(exp)) =
+                    (f.next().and_then(|s| s.parse().ok()), f.next().and_then(|s| s.parse().ok()))
+                else {
+                    continue;
+                };
+                let names: Vec<String> = f.take(RESOLVED_NAMES_MAX).map(str::to_string).collect();
+                if exp > now && !names.is_empty() {
+                    resolved.insert(ip, Resolved { names, expires: exp });
+                }
+            }
+        }
         let mut core = Core {
+            name_rules,
+            matcher: Arc::default(),
+            resolved,
+            name_blocked: HashMap::new(),
             settings,
             nodes: NodeCache::new(),
             lists,
@@ -254,6 +329,7 @@ impl Core {
             heal_error: None,
         };
         core.restore_node_store();
+        core.matcher = Arc::new(core.compile_name_rules());
         // The restored nodes' new ids go to disk (or wait, said, for a disk with room).
         if core.dirty.any() {
             if let Err(e) = core.save() {
@@ -279,6 +355,7 @@ impl Core {
         for kind in ListKind::ALL {
             msgs.push(self.list_msg(kind, kind.name()));
         }
+        msgs.push(self.name_rules_msg());
         self.emit(out, msgs);
     }
 
@@ -327,7 +404,19 @@ impl Core {
             return false;
         }
         let block = self.lists.get(ListKind::Block);
-        block.contains(a) || block.contains(b) || self.flows.is_blocked(&pair(na, nb))
+        block.contains(a) || block.contains(b) || self.flows.is_blocked(&pair(na, nb)) || self.name_blocks_flow(a, b)
+    }
+
+    /// Whether a name block cuts traffic from `a` to `b` (or back): `b` is an address of a
+    /// blocked name, for every device or for `a`'s.
+    fn name_blocks_flow(&self, a: &IpAddr, b: &IpAddr) -> bool {
+        let cut = |dev: &IpAddr, remote: &IpAddr| {
+            self.name_blocked.get(remote).is_some_and(|ds| {
+                let mac = self.neighbours.get(dev).map(|m| m.0);
+                ds.iter().any(|(d, expires)| *expires > self.now && (d.is_none() || *d == mac))
+            })
+        };
+        cut(a, b) || cut(b, a)
     }
 
     fn on_flows(&mut self, time: Timestamp, flows: Vec<FlowSample>, local: bool) -> Vec<Publish> {
@@ -487,7 +576,11 @@ impl Core {
 
     fn on_dns_answer(&mut self, time: Timestamp, qname: &str, records: &[DnsRecord]) -> Vec<Publish> {
         self.stats.add("dns", "answers", 1);
-        for (ip, ttl) in Self::resolve_chain(qname, records) {
+        let resolved = Self::resolve_chain(qname, records);
+        if !resolved.is_empty() {
+            self.remember_resolved(time, qname, records, &resolved);
+        }
+        for (ip, ttl) in resolved {
             let mac = self.neighbours.get(&ip).copied();
             let name = self.names.lookup(mac.as_ref(), &[ip]).map(str::to_string);
             self.nodes.add(
@@ -502,6 +595,123 @@ impl Core {
             );
         }
         Vec::new()
+    }
+
+    /// Remembers which names (the whole CNAME chain) the answer's addresses belong to; if a name
+    /// rule blocks one of them, the addresses are enforced at once.
+    fn remember_resolved(&mut self, time: Timestamp, qname: &str, records: &[DnsRecord], ips: &[(IpAddr, u32)]) {
+        let mut chain = vec![qname.trim_end_matches('.').to_ascii_lowercase()];
+        for r in records {
+            if let DnsData::Cname(target) = &r.data {
+                let t = target.trim_end_matches('.').to_ascii_lowercase();
+                if !chain.contains(&t) {
+                    chain.push(t);
+                }
+            }
+        }
+        chain.truncate(RESOLVED_NAMES_MAX);
+        let blocked = chain.iter().any(|n| self.blocked_for_anyone(n));
+        if self.resolved.len() >= RESOLVED_MAX {
+            self.resolved.retain(|_, r| r.expires > time);
+        }
+        for &(ip, ttl) in ips {
+            let expires = time + i64::from(ttl).max(NAME_BLOCK_MIN_TTL);
+            if self.resolved.len() >= RESOLVED_MAX && !self.resolved.contains_key(&ip) {
+                self.stats.add("names", "resolved-dropped", 1);
+                continue;
+            }
+            let e = self.resolved.entry(ip).or_insert_with(|| Resolved { names: Vec::new(), expires });
+            e.expires = e.expires.max(expires);
+            for n in &chain {
+                if !e.names.contains(n) {
+                    if e.names.len() >= RESOLVED_NAMES_MAX {
+                        e.names.remove(0);
+                    }
+                    e.names.push(n.clone());
+                }
+            }
+        }
+        if blocked {
+            self.enforce_pending = true;
+            self.dirty.name_resolved = true;
+        }
+    }
+
+    /// Whether a rule that holds now blocks `name` for some device.
+    fn blocked_for_anyone(&self, name: &str) -> bool {
+        if self.matcher.is_empty() {
+            return false;
+        }
+        let n = name.as_bytes();
+        self.matcher.decide(n, None) == Some(NameVerdict::Block)
+            || self.matcher.devices().into_iter().any(|d| self.matcher.decide(n, Some(d)) == Some(NameVerdict::Block))
+    }
+
+    /// The name rules that hold now, compiled.
+    fn compile_name_rules(&self) -> NameMatcher {
+        self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter())
+    }
+
+    /// Re-evaluates schedules and expiry (and the addresses of the devices rules name): a
+    /// change goes to the enforcer.
+    pub(crate) fn refresh_name_rules(&mut self) {
+        let m = self.compile_name_rules();
+        if *self.matcher != m {
+            self.matcher = Arc::new(m);
+            self.enforce_pending = true;
+        }
+    }
+
+    /// `names.resolved`: the remembered addresses that a rule blocks now, one per line
+    /// (`address expires name...`), so that the kernel's blocks are rebuilt after a restart.
+    fn name_resolved_text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .resolved
+            .iter()
+            .filter(|(_, r)| r.expires > self.now && r.names.iter().any(|n| self.blocked_for_anyone(n)))
+            .map(|(ip, r)| format!("{ip} {} {}\n", r.expires, r.names.join(" ")))
+            .collect();
+        lines.sort();
+        lines.concat()
+    }
+
+    fn name_rules_msg(&self) -> Publish {
+        self.traffic_msg(messages::name_rules(&self.name_rules.to_value()))
+    }
+
+    /// The addresses that blocked names resolved to, per device or for every device. An
+    /// address is blocked for all only if no device has an exception for it; otherwise for
+    /// each known device it is blocked for.
+    fn name_blocks(&self) -> Vec<NameBlock> {
+        if self.matcher.is_empty() {
+            return Vec::new();
+        }
+        let named = self.matcher.devices();
+        let mut known: Vec<[u8; 6]> = self.nodes.devices().iter().filter_map(|n| n.mac.map(|m| m.0)).collect();
+        known.extend(&named);
+        known.sort();
+        known.dedup();
+        let m = &self.matcher;
+        let blocks = |r: &Resolved, d| r.names.iter().any(|n| m.decide(n.as_bytes(), d) == Some(NameVerdict::Block));
+        let mut out = Vec::new();
+        for (ip, r) in &self.resolved {
+            if r.expires <= self.now {
+                continue;
+            }
+            let all = blocks(r, None);
+            if all && named.iter().all(|d| blocks(r, Some(*d))) {
+                out.push(NameBlock { device: None, ip: *ip, expires: r.expires });
+                continue;
+            }
+            let devices = if all { &known } else { &named };
+            for d in devices {
+                if blocks(r, Some(*d)) {
+                    out.push(NameBlock { device: Some(*d), ip: *ip, expires: r.expires });
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     fn on_neighbour(&mut self, time: Timestamp, ip: IpAddr, mac: MacAddr) -> Vec<Publish> {
@@ -522,6 +732,10 @@ impl Core {
         }
         if self.names.reload_leases() {
             self.apply_names();
+        }
+        self.refresh_name_rules();
+        if now >= self.next_expiry {
+            self.resolved.retain(|_, r| r.expires > now);
         }
         if now >= self.next_device_flow_clean {
             self.next_device_flow_clean = now + DEVICE_FLOW_INTERVAL;
@@ -774,6 +988,12 @@ impl Core {
                 files.push((self.state.withdrawn_file(kind.name()), text.into_bytes()));
             }
         }
+        if d.name_rules {
+            files.push((self.state.name_rules_file(), self.name_rules.file_text().into_bytes()));
+        }
+        if d.name_resolved || d.name_rules {
+            files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -839,12 +1059,18 @@ impl Core {
                 .blocked()
                 .map(|(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
                 .collect(),
+            names: self.matcher.clone(),
+            name_blocks: self.name_blocks(),
         }
     }
 
     fn enforce(&mut self) -> OpResult<()> {
         self.enforce_pending = false;
         let policy = self.policy();
+        self.name_blocked.clear();
+        for b in &policy.name_blocks {
+            self.name_blocked.entry(b.ip).or_default().push((b.device, b.expires));
+        }
         match self.enforcer.as_mut() {
             None => Ok(()),
             Some(e) => e.apply(&policy).map_err(|e| {

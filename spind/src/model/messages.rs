@@ -199,6 +199,11 @@ pub fn list(command: &str, entries: &[String]) -> String {
     envelope(command, Some(entries))
 }
 
+/// `nameRules`: every name rule, after each change and at start.
+pub fn name_rules(rules: &Value) -> String {
+    envelope("nameRules", Some(rules))
+}
+
 pub fn server_restart() -> String {
     envelope::<Value>("serverRestart", None)
 }

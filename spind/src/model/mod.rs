@@ -16,6 +16,7 @@ pub(crate) mod event;
 pub(crate) mod flowblocks;
 pub(crate) mod lists;
 pub(crate) mod messages;
+pub(crate) mod namerules;
 pub(crate) mod names;
 pub(crate) mod nodes;
 pub(crate) mod persist;

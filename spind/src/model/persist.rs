@@ -1,5 +1,5 @@
 //! The files spind reads and writes: crash-safe replacement, the state directory layout
-//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `nodepair.list`, `nodestore/`), the
+//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `names.resolved`, `nodepair.list`, `nodestore/`), the
 //! list file and node-store formats, and OpenWrt's UCI files (read for names and the config).
 //!
 //! Everything spind persists is small and rewritten whole, so "write a temp file, fsync, rename"
@@ -208,6 +208,16 @@ impl StateDir {
     /// again with an older decision).
     pub fn nodeunpair_file(&self) -> PathBuf {
         self.root.join("nodeunpair.list")
+    }
+
+    /// `<root>/namerules.json` (the name rules, issue 13).
+    pub fn name_rules_file(&self) -> PathBuf {
+        self.root.join("namerules.json")
+    }
+
+    /// `<root>/names.resolved` (addresses of blocked names with their expiry and names).
+    pub fn name_resolved_file(&self) -> PathBuf {
+        self.root.join("names.resolved")
     }
 
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).

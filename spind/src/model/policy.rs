@@ -4,8 +4,15 @@
 //! [`Enforcer`], which makes the kernel match it in one atomic step (nftables on a router).
 //! Without a kernel (replay, passive mode) there is no enforcer and the core decides blocks
 //! itself, so the UI and tools still see `blocked` traffic.
+//!
+//! Name rules reach the enforcer twice: as a [`NameMatcher`] of the rules that hold *now* (the
+//! core re-evaluates schedules and expiry every second), which the DNS verdict thread applies
+//! to each query without allocating, and as [`NameBlock`]s, the addresses that blocked names
+//! resolved to, which go into kernel sets with a timeout.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::model::addr::IpNet;
 use crate::model::nodes::NodeId;
@@ -19,12 +26,107 @@ pub struct PairBlock {
     pub ips2: Vec<IpAddr>,
 }
 
+/// An address a blocked name resolved to: traffic to it is cut, from one device (by MAC) or
+/// from every device, until `expires` (unix time).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NameBlock {
+    pub device: Option<[u8; 6]>,
+    pub ip: IpAddr,
+    pub expires: i64,
+}
+
+/// What a name rule says about a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameVerdict {
+    Block,
+    Allow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NameEntry {
+    /// `None`: every device.
+    devices: Option<Box<[[u8; 6]]>>,
+    allow: bool,
+}
+
+/// The name rules that hold now, compiled for lookups that allocate nothing: a name (lowercase,
+/// without the trailing dot) matches itself and every name below it; the most specific matching
+/// name decides, and at one name an allow beats a block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameMatcher {
+    names: HashMap<Box<[u8]>, Vec<NameEntry>>,
+    /// Addresses of the devices the rules name (from the neighbour table), for a query that
+    /// carries no link-layer address.
+    device_ips: HashMap<IpAddr, [u8; 6]>,
+}
+
+impl NameMatcher {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds a rule for `name` (already normalised).
+    pub fn add(&mut self, name: &str, devices: Option<Vec<[u8; 6]>>, allow: bool) {
+        let entry = NameEntry { devices: devices.map(Vec::into_boxed_slice), allow };
+        self.names.entry(name.as_bytes().into()).or_default().push(entry);
+    }
+
+    pub fn add_device_ip(&mut self, ip: IpAddr, mac: [u8; 6]) {
+        self.device_ips.insert(ip, mac);
+    }
+
+    /// The device a packet came from: its link-layer source, or what its address says.
+    pub fn device_of(&self, mac: Option<[u8; 6]>, src: Option<IpAddr>) -> Option<[u8; 6]> {
+        mac.or_else(|| src.and_then(|ip| self.device_ips.get(&ip).copied()))
+    }
+
+    /// The verdict for `qname` (lowercase ASCII, no trailing dot) asked by `device` (`None`:
+    /// only rules for every device apply). `None`: no rule matches.
+    pub fn decide(&self, qname: &[u8], device: Option<[u8; 6]>) -> Option<NameVerdict> {
+        let mut rest = qname;
+        loop {
+            if let Some(entries) = self.names.get(rest) {
+                let applies = |e: &&NameEntry| match &e.devices {
+                    None => true,
+                    Some(ds) => device.is_some_and(|d| ds.contains(&d)),
+                };
+                let mut any = false;
+                let mut allow = false;
+                for e in entries.iter().filter(applies) {
+                    any = true;
+                    allow |= e.allow;
+                }
+                if any {
+                    return Some(if allow { NameVerdict::Allow } else { NameVerdict::Block });
+                }
+            }
+            match rest.iter().position(|&b| b == b'.') {
+                Some(i) => rest = &rest[i + 1..],
+                None => return None,
+            }
+        }
+    }
+
+    /// Every device some rule names.
+    pub fn devices(&self) -> Vec<[u8; 6]> {
+        let mut out: Vec<[u8; 6]> =
+            self.names.values().flatten().filter_map(|e| e.devices.as_deref()).flatten().copied().collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub block: Vec<IpNet>,
     /// Never blocked, even when the peer is.
     pub allow: Vec<IpNet>,
     pub pairs: Vec<PairBlock>,
+    /// The name rules that hold now, for the DNS verdict path.
+    pub names: Arc<NameMatcher>,
+    /// Addresses of blocked names, for the flow path.
+    pub name_blocks: Vec<NameBlock>,
 }
 
 pub trait Enforcer: Send {
@@ -35,5 +137,44 @@ pub trait Enforcer: Send {
     /// (someone flushed the ruleset); what was wrong, if anything. Called every second.
     fn heal(&mut self) -> anyhow::Result<Option<&'static str>> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    #[test]
+    fn a_name_matches_itself_and_below_the_most_specific_decides() {
+        let mut m = NameMatcher::default();
+        m.add("video.example", None, false);
+        m.add("ok.video.example", None, true);
+        m.add("kids.example", Some(vec![A]), false);
+        let d = |q: &str, dev| m.decide(q.as_bytes(), dev);
+        assert_eq!(d("video.example", None), Some(NameVerdict::Block));
+        assert_eq!(d("www.video.example", Some(B)), Some(NameVerdict::Block));
+        assert_eq!(d("xvideo.example", None), None, "a label boundary, not a string suffix");
+        assert_eq!(d("example", None), None);
+        assert_eq!(d("ok.video.example", None), Some(NameVerdict::Allow), "allow beats the parent's block");
+        assert_eq!(d("a.ok.video.example", None), Some(NameVerdict::Allow));
+        assert_eq!(d("kids.example", Some(A)), Some(NameVerdict::Block));
+        assert_eq!(d("www.kids.example", Some(B)), None, "another device");
+        assert_eq!(d("kids.example", None), None, "an unknown device gets only the rules for all");
+        assert_eq!(m.devices(), [A]);
+    }
+
+    #[test]
+    fn at_one_name_allow_beats_block() {
+        let mut m = NameMatcher::default();
+        m.add("x.example", None, false);
+        m.add("x.example", Some(vec![B]), true);
+        assert_eq!(m.decide(b"x.example", Some(A)), Some(NameVerdict::Block));
+        assert_eq!(m.decide(b"x.example", Some(B)), Some(NameVerdict::Allow));
+        m.add_device_ip("192.0.2.9".parse().unwrap(), B);
+        assert_eq!(m.device_of(None, Some("192.0.2.9".parse().unwrap())), Some(B));
+        assert_eq!(m.device_of(Some(A), Some("192.0.2.9".parse().unwrap())), Some(A));
     }
 }

@@ -13,6 +13,7 @@ use crate::model::messages::{
     device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
     RpcMethodJson,
 };
+use crate::model::namerules::{parse_rule, NameRule};
 use crate::model::nodes::ListKind;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,16 +44,19 @@ use ArgType::{Complex as C, Integer as I, String as S};
 const METHODS: &[Method] = &[
     Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
+    Method { name: "add_name_rule", args: &[("name", S), ("action", S)], result: ResultType::Complex },
     Method { name: "dots_signal", args: &[("dots_signal", C)], result: ResultType::None },
     Method { name: "get_device_data", args: &[("node", I)], result: ResultType::Complex },
     Method { name: "get_flow_block", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
+    Method { name: "list_name_rules", args: &[], result: ResultType::Complex },
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
+    Method { name: "remove_name_rule", args: &[("id", I)], result: ResultType::None },
     Method { name: "reset_iplist_ignore", args: &[], result: ResultType::None },
     Method {
         name: "set_device_flow_block",
@@ -62,6 +66,14 @@ const METHODS: &[Method] = &[
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
 ];
+
+/// Arguments a method may be given besides its own (methods of spin-rs, not SPIN's): listed
+/// after the required ones by `list_rpc_methods`.
+const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)])];
+
+fn optional_args(method: &str) -> &'static [(&'static str, ArgType)] {
+    OPTIONAL.iter().find(|(m, _)| *m == method).map(|(_, a)| *a).unwrap_or(&[])
+}
 
 fn type_name(t: ArgType) -> &'static str {
     match t {
@@ -87,12 +99,28 @@ fn err(code: i64, message: &str) -> OpError {
 /// request parameter with every declared argument in turn and reports the outcome of the *last*
 /// comparison (so a wrongly typed first argument says "No such argument registered", §2.2).
 fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
-    if params.len() != m.args.len() {
+    let optional = optional_args(m.name);
+    if let Some((missing, _)) = m.args.iter().find(|(a, _)| !params.contains_key(*a)) {
+        if !optional.is_empty() {
+            return Err(err(-1, &format!("Missing argument '{missing}'")));
+        }
+    }
+    if params.len() < m.args.len() || params.len() > m.args.len() + optional.len() {
         return Err(err(-1, "Wrong number of arguments"));
     }
     for (name, value) in params {
+        // spin-rs's own methods name the argument that is wrong.
+        if !optional.is_empty() {
+            match m.args.iter().chain(optional).find(|(a, _)| a == name) {
+                None => return Err(err(-1, &format!("No such argument registered: '{name}'"))),
+                Some((_, t)) if !matches_type(value, *t) => {
+                    return Err(err(-1, &format!("Invalid '{name}': expected {}", type_name(*t))))
+                }
+                Some(_) => continue,
+            }
+        }
         let mut outcome = Err(err(-1, "No such argument registered"));
-        for (arg, t) in m.args {
+        for (arg, t) in m.args.iter().chain(optional) {
             if arg == name && matches_type(value, *t) {
                 outcome = Ok(());
                 break;
@@ -125,12 +153,37 @@ fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
     Ok((name, kind))
 }
 
+/// The rule `add_name_rule` describes; a bad field is named in the error.
+fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
+    let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
+    let devices: Vec<&str> = match p.get("devices") {
+        None => Vec::new(),
+        Some(Value::Array(a)) if a.len() <= 256 => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
+            .collect::<OpResult<_>>()?,
+        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
+    };
+    let until = match p.get("until") {
+        None => None,
+        Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| bad("until", "expected a unix time in seconds"))?),
+    };
+    let schedule = p.get("schedule").and_then(Value::as_str);
+    parse_rule(string(p, "name"), string(p, "action"), &devices, schedule, until)
+        .map_err(|(field, why)| bad(field, &why))
+}
+
 fn list_rpc_methods() -> Vec<RpcMethodJson> {
     METHODS
         .iter()
         .map(|m| RpcMethodJson {
             name: m.name,
-            args: m.args.iter().map(|(n, t)| RpcArgJson { name: n, kind: type_name(*t) }).collect(),
+            args: m
+                .args
+                .iter()
+                .chain(optional_args(m.name))
+                .map(|(n, t)| RpcArgJson { name: n, kind: type_name(*t) })
+                .collect(),
             result_type: match m.result {
                 ResultType::Integer => "integer",
                 // SPIN reports "none" results as complex.
@@ -174,6 +227,12 @@ fn call(
         "get_flow_block" => Ok(Some(flow_blocks_result(&core.op_get_flow_block()))),
         "node_add_ip" => core.op_node_add_ip(int(p, "node"), string(p, "ipaddr"), out).map(|id| Some(json!(id))),
         "dots_signal" => none(core.op_dots_signal(&p["dots_signal"], out)),
+        "add_name_rule" => {
+            let rule = name_rule_arg(p)?;
+            core.op_add_name_rule(rule, out).map(|id| Some(json!({ "id": id })))
+        }
+        "list_name_rules" => Ok(Some(core.op_list_name_rules())),
+        "remove_name_rule" => none(core.op_remove_name_rule(int(p, "id"), out)),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }
 }

@@ -88,6 +88,8 @@ pub const TOOLS: &[Tool] = &[
     prog("ping", "iputils-ping", &[SpindTests]),
     prog("nft", "nftables", &[SpindTests]),
     prog("conntrack", "conntrack", &[SpindTests]),
+    // The name-rule tests queue DNS with iptables' NFQUEUE target where the kernel lacks nft_queue.
+    prog("iptables", "iptables", &[SpindTests]),
     prog("dnsmasq", "dnsmasq-base", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("dig", "dnsutils", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("curl", "curl", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm, ImageBuilder]),

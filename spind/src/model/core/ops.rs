@@ -13,6 +13,7 @@ use super::{Core, DeviceFlowRow, DeviceFlowTraffic, OpError, OpResult, Undo};
 use crate::model::addr::IpNet;
 use crate::model::event::{MacAddr, Publish};
 use crate::model::flowblocks::pair;
+use crate::model::namerules::NameRule;
 use crate::model::nodes::{Candidate, ListKind, Node, NodeId};
 
 impl Core {
@@ -25,6 +26,7 @@ impl Core {
             withdrawn: self.withdrawn.clone(),
             flows: self.flows.clone(),
             names: self.names.clone(),
+            name_rules: self.name_rules.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
             // The operation marks what it changes on a clean slate, so that `commit` knows
@@ -40,6 +42,10 @@ impl Core {
         self.withdrawn = u.withdrawn;
         self.flows = u.flows;
         self.names = u.names;
+        if self.name_rules != u.name_rules {
+            self.name_rules = u.name_rules;
+            self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        }
         if let Some((id, ip)) = u.added_ip {
             self.nodes.remove_ip(id, &ip);
         }
@@ -333,5 +339,39 @@ impl Core {
             vec![self.list_msg(ListKind::Block, "block")]
         };
         self.commit(undo, out, msgs)
+    }
+}
+
+impl Core {
+    /// `add_name_rule`: a checked rule ([`crate::model::namerules::parse_rule`]) gets the next
+    /// id, is saved, and holds from now (within its schedule and until its end).
+    pub fn op_add_name_rule(&mut self, rule: NameRule, out: &mut Vec<Publish>) -> OpResult<u64> {
+        let undo = self.undo_point();
+        let id = self.name_rules.add(rule);
+        self.name_rules_changed();
+        let msg = self.name_rules_msg();
+        self.commit(undo, out, vec![msg])?;
+        Ok(id)
+    }
+
+    pub fn op_remove_name_rule(&mut self, id: i64, out: &mut Vec<Publish>) -> OpResult<()> {
+        let undo = self.undo_point();
+        if !self.name_rules.remove(u64::try_from(id).unwrap_or(0)) {
+            self.undo(undo);
+            return Err(OpError::new(-1, "Unknown name rule id"));
+        }
+        self.name_rules_changed();
+        let msg = self.name_rules_msg();
+        self.commit(undo, out, vec![msg])
+    }
+
+    pub fn op_list_name_rules(&self) -> serde_json::Value {
+        self.name_rules.to_value()
+    }
+
+    fn name_rules_changed(&mut self) {
+        self.dirty.name_rules = true;
+        self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        self.enforce_pending = true;
     }
 }

@@ -724,3 +724,90 @@ fn an_unchanged_node_is_not_published_again_on_the_next_ticks() {
     let lastseen = serde_json::from_str::<Value>(&infos[0]).unwrap()["result"]["lastseen"].as_i64().unwrap();
     assert!(lastseen >= 1001 + LASTSEEN_REFRESH, "{}", infos[0]);
 }
+
+fn dns_answer_ev(time: Timestamp, qname: &str, records: &[(&str, DnsData)]) -> Event {
+    Event::DnsAnswer {
+        time,
+        qname: qname.into(),
+        records: records.iter().map(|(o, d)| DnsRecord { owner: (*o).into(), ttl: 60, data: d.clone() }).collect(),
+    }
+}
+
+fn blocked_count(out: &[Publish]) -> usize {
+    on_topic(out, "SPIN/traffic").iter().filter(|m| m.contains(r#""command":"blocked""#)).count()
+}
+
+/// Replay mode (no kernel): name rules are decided here, on the addresses their names resolved
+/// to, CNAME chains included, per device, within schedules and until their end.
+#[test]
+fn name_rules_block_resolved_addresses_without_a_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings);
+    run(&mut core, Event::Neighbour { time: 1000, ip: ip("192.168.8.101"), mac: mac("02:00:00:00:00:65") });
+    let addr = |s: &str| DnsData::Addr(ip(s));
+    run(&mut core, dns_answer_ev(1000, "www.video.example.", &[("www.video.example.", addr("198.51.100.10"))]));
+    // An innocent name whose chain passes through a tracker's.
+    run(
+        &mut core,
+        dns_answer_ev(
+            1000,
+            "metrics.shop.example.",
+            &[
+                ("metrics.shop.example.", DnsData::Cname("t.tracker.example.".into())),
+                ("t.tracker.example.", addr("198.51.100.30")),
+            ],
+        ),
+    );
+    let flows = |core: &mut Core, t, src: &str, dst: &str| {
+        blocked_count(&run(core, Event::Flows { time: t, flows: vec![flow(src, dst, 443, 100, 1)], local: false }))
+    };
+    assert_eq!(flows(&mut core, 1001, DEV, "198.51.100.10"), 0, "no rule yet");
+    let mut out = Vec::new();
+    let rule = |name: &str, devices: &[&str], schedule: Option<&str>, until| {
+        crate::model::namerules::parse_rule(name, "block", devices, schedule, until).unwrap()
+    };
+    core.op_add_name_rule(rule("video.example", &[DEV_MAC], None, None), &mut out).unwrap();
+    core.op_add_name_rule(rule("tracker.example", &[], None, Some(1100)), &mut out).unwrap();
+    assert_eq!(flows(&mut core, 1002, DEV, "198.51.100.10"), 1, "the device's flow to a blocked name's address");
+    assert_eq!(flows(&mut core, 1002, "192.168.8.101", "198.51.100.10"), 0, "another device");
+    assert_eq!(flows(&mut core, 1002, "192.168.8.101", "198.51.100.30"), 1, "CNAME cloaking, for everyone");
+    // `until` passes: the tracker rule ends by itself.
+    run(&mut core, Event::Tick { time: 1100 });
+    assert_eq!(flows(&mut core, 1101, "192.168.8.101", "198.51.100.30"), 0, "the rule has ended");
+    // A schedule: 1970-01-01 was a Thursday; the clock is UTC in tests.
+    core.op_add_name_rule(rule("other.example", &[], Some("Th 00:30-01:00"), None), &mut out).unwrap();
+    run(&mut core, dns_answer_ev(1750, "other.example.", &[("other.example.", addr("198.51.100.20"))]));
+    assert_eq!(flows(&mut core, 1751, DEV, "198.51.100.20"), 0, "00:29 on Thursday: outside the window");
+    run(&mut core, Event::Tick { time: 1800 });
+    assert_eq!(flows(&mut core, 1801, DEV, "198.51.100.20"), 1, "00:30: inside");
+    // The address's block outlives a short TTL by NAME_BLOCK_MIN_TTL, then expires.
+    run(&mut core, Event::Tick { time: 1750 + NAME_BLOCK_MIN_TTL - 1 });
+    assert_eq!(flows(&mut core, 1750 + NAME_BLOCK_MIN_TTL - 1, DEV, "198.51.100.20"), 1, "a TTL of 60 s held 300 s");
+    run(&mut core, Event::Tick { time: 1750 + NAME_BLOCK_MIN_TTL });
+    assert_eq!(flows(&mut core, 1750 + NAME_BLOCK_MIN_TTL, DEV, "198.51.100.20"), 0, "then it expires");
+}
+
+/// The addresses of blocked names are saved, so a restart rebuilds their kernel blocks before
+/// any new answer (an app's cached address stays cut).
+#[test]
+fn name_blocks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings.clone());
+    let mut out = Vec::new();
+    let rule = crate::model::namerules::parse_rule("video.example", "block", &[], None, None).unwrap();
+    core.op_add_name_rule(rule, &mut out).unwrap();
+    run(
+        &mut core,
+        dns_answer_ev(1000, "www.video.example.", &[("www.video.example.", DnsData::Addr(ip("198.51.100.10")))]),
+    );
+    run(&mut core, dns_answer_ev(1000, "other.example.", &[("other.example.", DnsData::Addr(ip("198.51.100.20")))]));
+    let text = std::fs::read_to_string(dir.path().join("names.resolved")).unwrap();
+    assert_eq!(text, "198.51.100.10 1300 www.video.example\n", "only what a rule blocks");
+    drop(core);
+    let mut again = core_with_device(dir.path(), settings);
+    let out =
+        run(&mut again, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 443, 1, 1)], local: false });
+    assert_eq!(blocked_count(&out), 1);
+}

@@ -94,28 +94,35 @@ fn list_rpc_methods_names_every_method_sorted() {
         [
             "add_iplist_ip",
             "add_iplist_node",
+            "add_name_rule",
             "dots_signal",
             "get_device_data",
             "get_flow_block",
             "list_device_flows",
             "list_devices",
             "list_iplist",
+            "list_name_rules",
             "list_rpc_methods",
             "node_add_ip",
             "remove_iplist_ip",
             "remove_iplist_node",
+            "remove_name_rule",
             "reset_iplist_ignore",
             "set_device_flow_block",
             "set_device_name",
             "set_flow_block"
         ]
     );
-    let set_flow = &r["result"][15];
+    let set_flow = &r["result"][18];
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][9]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(r["result"][11]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(
+        r["result"][2].to_string(),
+        r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
+    );
 }
 
 #[test]
@@ -209,4 +216,68 @@ fn reset_iplist_ignore_puts_the_hosts_own_addresses_on_an_empty_ignore_list() {
         rpc(&mut core, r#"{"jsonrpc":"2.0","id":3,"method":"list_iplist","params":{"list":"ignore"}}"#).unwrap(),
         r#"{"jsonrpc":"2.0","id":3,"result":["127.0.0.1","::1"]}"#
     );
+}
+
+fn call(core: &mut Core, method: &str, params: &str) -> (Value, Vec<Publish>) {
+    let mut out = Vec::new();
+    let req = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{params}}}"#);
+    let r = handle(core, &req, &HOST, &mut out).unwrap();
+    (serde_json::from_str(&r).unwrap(), out)
+}
+
+#[test]
+fn name_rules_are_added_listed_published_saved_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let (r, out) = call(&mut core, "add_name_rule", r#"{"name":"Video.Example.","action":"block"}"#);
+    assert_eq!(r["result"], serde_json::json!({"id": 1}));
+    let published = on_topic(&out, "SPIN/traffic");
+    assert_eq!(published, [r#"{"command":"nameRules","result":[{"id":1,"name":"video.example","action":"block"}]}"#]);
+    let (r, _) = call(
+        &mut core,
+        "add_name_rule",
+        r#"{"name":"ok.video.example","action":"allow","devices":["02:00:5E:00:00:01"],"schedule":"Mo-Fr 21:00-07:00","until":1795300000}"#,
+    );
+    assert_eq!(r["result"]["id"], 2);
+    let (r, _) = call(&mut core, "list_name_rules", "{}");
+    assert_eq!(
+        r["result"].to_string(),
+        r#"[{"id":1,"name":"video.example","action":"block"},{"id":2,"name":"ok.video.example","action":"allow","devices":["02:00:5e:00:00:01"],"schedule":"Mo-Fr 21:00-07:00","until":1795300000}]"#
+    );
+    // Saved: a new core on the same directory has them.
+    let mut again = core_in(dir.path(), CoreSettings::default());
+    let (r2, _) = call(&mut again, "list_name_rules", "{}");
+    assert_eq!(r2["result"], r["result"]);
+    let (r, out) = call(&mut core, "remove_name_rule", r#"{"id":1}"#);
+    assert!(r.get("error").is_none() && r.get("result").is_none(), "{r}");
+    assert_eq!(on_topic(&out, "SPIN/traffic").len(), 1);
+    let (r, _) = call(&mut core, "remove_name_rule", r#"{"id":1}"#);
+    assert_eq!(r["error"]["message"], "Unknown name rule id");
+    let (r, _) = call(&mut core, "add_name_rule", r#"{"name":"x.example","action":"block"}"#);
+    assert_eq!(r["result"]["id"], 3, "ids are never reused");
+}
+
+#[test]
+fn bad_name_rules_name_the_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    for (params, field) in [
+        (r#"{"name":"a..b","action":"block"}"#, "'name'"),
+        (r#"{"name":"a.b","action":"deny"}"#, "'action'"),
+        (r#"{"name":"a.b","action":"block","devices":["nope"]}"#, "'devices'"),
+        (r#"{"name":"a.b","action":"block","devices":"02:00:00:00:00:01"}"#, "'devices'"),
+        (r#"{"name":"a.b","action":"block","devices":[1]}"#, "'devices'"),
+        (r#"{"name":"a.b","action":"block","schedule":"Mo 25:00-26:00"}"#, "'schedule'"),
+        (r#"{"name":"a.b","action":"block","until":-5}"#, "'until'"),
+        (r#"{"name":"a.b"}"#, "Missing argument 'action'"),
+        (r#"{"name":"a.b","action":"block","colour":"red"}"#, "No such argument"),
+    ] {
+        let (r, out) = call(&mut core, "add_name_rule", params);
+        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{params}: {r}"));
+        assert!(msg.contains(field), "{params}: {msg}");
+        assert!(out.is_empty());
+    }
+    let (r, _) = call(&mut core, "list_name_rules", "{}");
+    assert_eq!(r["result"], serde_json::json!([]));
+    assert!(!dir.path().join("namerules.json").exists());
 }
