@@ -13,6 +13,7 @@ mod extsrc_input;
 mod http_auth_tls;
 mod http_capture;
 mod http_routes;
+mod mqtt_clients;
 mod nft_netns;
 mod replay_stream;
 mod router_netns;
