@@ -195,8 +195,11 @@ impl Tracker {
                 self.status = Status::Ready;
                 Some(previous)
             }
-            ScheduleReason::Ready => {
-                debug_assert!(self.status == Status::Paused(PauseReason::Busy));
+            // spin-rs patch: a `Ready` is only the answer to a Busy pause. Slab ids are reused,
+            // so a stale `Ready` from the link of a connection that was taken over can reach
+            // the new connection on the same id in another state: the debug_assert here
+            // panicked the router (debug builds) and release builds scheduled it wrongly.
+            ScheduleReason::Ready if previous == PauseReason::Busy => {
                 self.status = Status::Ready;
                 Some(previous)
             }
