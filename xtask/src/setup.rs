@@ -36,6 +36,7 @@ pub fn setup() -> Result<()> {
         );
         host::ensure(ALL)?;
     }
+    host::ensure_test_clients()?;
     rust()?;
     eprintln!("xtask setup: the host has every tool the tests and image builds need");
     Ok(())

@@ -102,6 +102,11 @@ pub const TOOLS: &[Tool] = &[
     prog("mosquitto_sub", "mosquitto-clients", &[SpindTests]),
     prog("mosquitto", "mosquitto", &[SpindTests]),
     prog("python3", "python3", &[SpindTests, OpenWrt, QemuTest, QemuTestX86, QemuTestArm]),
+    // The MQTT client tests (spind/tests/it/mqtt_clients.rs): pip for the pinned paho-mqtt,
+    // node and npm for the pinned MQTT.js (Node-RED's client), see [`ensure_test_clients`].
+    prog("pip3", "python3-pip", &[SpindTests]),
+    prog("node", "nodejs", &[SpindTests]),
+    prog("npm", "npm", &[SpindTests]),
     // Debian images: root file systems and disks without mounts or loop devices.
     prog("mmdebstrap", "mmdebstrap", &[Image]),
     prog("sfdisk", "fdisk", &[Image]),
@@ -381,6 +386,55 @@ pub fn human(n: u64) -> String {
     } else {
         format!("{n} B")
     }
+}
+
+/// Where the pinned MQTT test clients live (spind/tests/it/mqtt_clients.rs reads them there).
+pub const TEST_CLIENTS_DIR: &str = "/opt/spin-test-clients";
+/// paho-mqtt, installed with `pip --target {TEST_CLIENTS_DIR}/python`.
+pub const PAHO_MQTT: &str = "paho-mqtt==2.1.0";
+/// MQTT.js, installed with `npm --prefix {TEST_CLIENTS_DIR}/node`.
+pub const MQTT_JS: &str = "mqtt@5.10.1";
+
+/// Installs the pinned paho-mqtt and MQTT.js under [`TEST_CLIENTS_DIR`] unless the pinned
+/// versions are there (root only; elsewhere an error naming the commands).
+pub fn ensure_test_clients() -> Result<()> {
+    let dir = Path::new(TEST_CLIENTS_DIR);
+    let paho_version = PAHO_MQTT.split("==").nth(1).unwrap_or_default();
+    let paho_ok =
+        std::fs::read_to_string(dir.join(format!("python/paho_mqtt-{paho_version}.dist-info/METADATA"))).is_ok();
+    let js_version = MQTT_JS.split('@').nth(1).unwrap_or_default();
+    let js_ok = std::fs::read_to_string(dir.join("node/node_modules/mqtt/package.json"))
+        .map(|t| t.contains(&format!("\"version\": \"{js_version}\"")))
+        .unwrap_or(false);
+    if paho_ok && js_ok {
+        return Ok(());
+    }
+    let python = format!("{TEST_CLIENTS_DIR}/python");
+    let node = format!("{TEST_CLIENTS_DIR}/node");
+    if !is_root() {
+        return Err(Error::Missing {
+            missing: vec![format!("{PAHO_MQTT} and {MQTT_JS} under {TEST_CLIENTS_DIR}")],
+            commands: vec![
+                format!("python3 -m pip install --target {python} {PAHO_MQTT}"),
+                format!("npm install --no-audit --no-fund --prefix {node} {MQTT_JS}"),
+            ],
+        });
+    }
+    let sh = Shell::new()?;
+    if !paho_ok {
+        eprintln!("xtask: installing {PAHO_MQTT} into {python}");
+        cmd!(sh, "python3 -m pip install -q --upgrade --target {python} {PAHO_MQTT}").run()?;
+    }
+    if !js_ok {
+        eprintln!("xtask: installing {MQTT_JS} into {node}");
+        std::fs::create_dir_all(&node).map_err(|source| Error::File {
+            what: "cannot create",
+            path: node.clone().into(),
+            source,
+        })?;
+        cmd!(sh, "npm install --no-audit --no-fund --prefix {node} {MQTT_JS}").run()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
