@@ -18,7 +18,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use log::{info, warn};
@@ -34,14 +34,15 @@ pub const QUEUE_MAX_LEN: u32 = 1024;
 /// The rules the verdict thread applies, swapped whole by the enforcer.
 pub type SharedMatcher = Arc<RwLock<Arc<NameMatcher>>>;
 
-/// What the verdict thread did.
+/// What the verdict thread did. `AtomicUsize`, not `AtomicU64`: 32-bit MIPS (GL.iNet AR150) has
+/// no 64-bit atomics.
 #[derive(Debug, Default)]
 pub struct DnsCounters {
-    pub queries: AtomicU64,
-    pub blocked: AtomicU64,
+    pub queries: AtomicUsize,
+    pub blocked: AtomicUsize,
     /// Not a well-formed DNS query (accepted unchanged).
-    pub malformed: AtomicU64,
-    pub send_errors: AtomicU64,
+    pub malformed: AtomicUsize,
+    pub send_errors: AtomicUsize,
 }
 
 /// A DNS question parsed out of a packet, without allocating.
