@@ -340,6 +340,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
             .collect(),
         websocket_port: cfg.pubsub_websocket_port,
         keepalive_secs: cfg.pubsub_timeout,
+        // The web port's admin account is on (a password file, or a non-loopback listener).
+        rpc: effective_password_file(&cfg, &listen_addrs(&cfg, cfg.spinweb_port)?).is_none(),
     };
     let broker = mqtt::start(&mqtt_settings, tx.clone()).context("cannot start MQTT")?;
     info!(

@@ -50,6 +50,34 @@ fn ws(addr: SocketAddr, extra: &[&str]) -> String {
     http::read_head(&mut c)
 }
 
+/// Publishes `request` on `SPIN/jsonrpc/q` as an anonymous MQTT client (QoS 1, so the broker
+/// has routed it once the PUBACK is in) and collects what arrives on `SPIN/jsonrpc/a` in the
+/// next 3 s: empty when nobody answered.
+fn anonymous_mqtt_rpc(broker: SocketAddr, request: &str) -> Vec<u8> {
+    use crate::mqtt_clients::{connect, packet, string, subscribe};
+    let mut s = TcpStream::connect(broker).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 4];
+    s.write_all(&connect("anonymous-lan-device", 4)).unwrap();
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head, [0x20, 2, 0, 0], "CONNACK accepted");
+    s.write_all(&subscribe(1, &["SPIN/jsonrpc/a"])).unwrap();
+    let mut suback = [0u8; 5];
+    s.read_exact(&mut suback).unwrap();
+    assert_eq!(suback[0], 0x90, "SUBACK");
+    let mut body = Vec::new();
+    string("SPIN/jsonrpc/q", &mut body);
+    body.extend_from_slice(&2u16.to_be_bytes());
+    body.extend_from_slice(request.as_bytes());
+    s.write_all(&packet(0x32, &body)).unwrap();
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x40, "PUBACK");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    answer
+}
+
 fn cookie_of(r: &Resp) -> String {
     let c = r.header("set-cookie").unwrap_or_else(|| panic!("no cookie: {}", r.head));
     c.split(';').next().unwrap().to_string()
@@ -82,6 +110,7 @@ fn only_the_admin_controls_a_router_on_the_lan() {
         .config_line("spinweb_hostnames = spin.example.org")
         .spawn();
     let addr: SocketAddr = format!("{ADDR}:{}", s.http_port).parse().unwrap();
+    let mqtt: SocketAddr = format!("127.0.0.1:{}", s.mqtt_port).parse().unwrap();
     let rpc_sock = s.rpc_socket();
     let blocked = move || http::rpc_unix(&rpc_sock, RPC_LIST).contains("203.0.113.9");
     let log = s.log.clone();
@@ -134,6 +163,10 @@ fn only_the_admin_controls_a_router_on_the_lan() {
         }
         assert_eq!(ask(addr, "POST", "/spin_api/jsonrpc", &[], RPC_BLOCK).status, 401);
         assert!(!blocked(), "an anonymous RPC changed nothing");
+        // Nor does one published anonymously on SPIN/jsonrpc/q: no answer, nothing changed.
+        let answer = anonymous_mqtt_rpc(mqtt, RPC_BLOCK);
+        assert!(answer.is_empty(), "an anonymous MQTT RPC was answered: {answer:?}");
+        assert!(!blocked(), "an anonymous MQTT RPC changed nothing");
         let r = ask(addr, "GET", "/index.html", &[], "");
         assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")));
         let r = ask(addr, "GET", "/js/app.js", &[], "");

@@ -13,11 +13,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+use testbed::runner::{cmd, Cmd, Shell};
 
 use testbed::mqtt::Subscriber;
 use testbed::spind::Spind;
@@ -125,8 +127,8 @@ fn client_file(rel: &str) -> PathBuf {
     p
 }
 
-fn run(what: &str, cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+fn run(what: &str, c: Cmd<'_>) -> Output {
+    let out = c.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     eprintln!(
         "{what}: {}\n{}{}",
         out.status,
@@ -237,10 +239,8 @@ fn paho(mode: &str, port: u16) -> Output {
     let dir = client_file("python");
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(script.path(), PAHO).unwrap();
-    run(
-        &format!("paho {mode}"),
-        Command::new("python3").env("PYTHONPATH", dir).arg(script.path()).arg(mode).arg(port.to_string()),
-    )
+    let (sh, script, port) = (Shell::new().unwrap(), script.path(), port.to_string());
+    run(&format!("paho {mode}"), cmd!(sh, "python3 {script} {mode} {port}").env("PYTHONPATH", dir))
 }
 
 /// Node-RED's MQTT nodes are MQTT.js (pinned): two filters, reconnect every 500 ms, and its
@@ -288,20 +288,20 @@ fn varint(mut n: usize, out: &mut Vec<u8>) {
     }
 }
 
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn packet(first: u8, body: &[u8]) -> Vec<u8> {
     let mut p = vec![first];
     varint(body.len(), &mut p);
     p.extend_from_slice(body);
     p
 }
 
-fn string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn string(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.len() as u16).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
 /// CONNECT, MQTT 3.1.1 (`level` 4) or 5, with a clean session.
-fn connect(client_id: &str, level: u8) -> Vec<u8> {
+pub(crate) fn connect(client_id: &str, level: u8) -> Vec<u8> {
     let mut b = Vec::new();
     string("MQTT", &mut b);
     b.extend_from_slice(&[level, 0x02, 0, 30]);
@@ -312,7 +312,7 @@ fn connect(client_id: &str, level: u8) -> Vec<u8> {
     packet(0x10, &b)
 }
 
-fn subscribe(pkid: u16, filters: &[&str]) -> Vec<u8> {
+pub(crate) fn subscribe(pkid: u16, filters: &[&str]) -> Vec<u8> {
     let mut b = pkid.to_be_bytes().to_vec();
     for f in filters {
         string(f, &mut b);
@@ -350,11 +350,10 @@ fn mqtt_explorer_subscribing_everything_and_sys_stays_connected() {
     s.write_all(&connect("mqtt-explorer-v5", 5)).unwrap();
     s.write_all(&subscribe(1, &["#", "$SYS/#"])).unwrap();
     read_some(&mut s, 1 << 20);
+    let (sh, port) = (Shell::new().unwrap(), b.port().to_string());
     let out = run(
         "mosquitto_sub -V mqttv5",
-        Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &b.port().to_string(), "-V", "mqttv5"])
-            .args(["-t", "#", "-t", "$SYS/#", "-C", "10", "-W", "10"]),
+        cmd!(sh, "mosquitto_sub -h 127.0.0.1 -p {port} -V mqttv5 -t # -t $SYS/# -C 10 -W 10"),
     );
     eprintln!("v5 client exit: {}", out.status);
     b.assert_healthy("MQTT 5 CONNECTs");
@@ -363,11 +362,10 @@ fn mqtt_explorer_subscribing_everything_and_sys_stays_connected() {
 #[test]
 fn mosquitto_sub_of_everything_and_sys_gets_its_messages() {
     let mut b = Busy::start();
+    let (sh, port) = (Shell::new().unwrap(), b.port().to_string());
     let out = run(
         "mosquitto_sub",
-        Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &b.port().to_string(), "-i", "mosq-sub-test"])
-            .args(["-t", "#", "-t", "$SYS/#", "-C", "300", "-W", "120"]),
+        cmd!(sh, "mosquitto_sub -h 127.0.0.1 -p {port} -i mosq-sub-test -t # -t $SYS/# -C 300 -W 120"),
     );
     assert_ok("mosquitto_sub -t '#' -t '$SYS/#'", &out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 300);
@@ -396,10 +394,8 @@ fn node_red_mqtt_js_reconnects_under_load() {
     let modules = client_file("node/node_modules");
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(script.path(), NODE_RED).unwrap();
-    let out = run(
-        "MQTT.js as Node-RED",
-        Command::new("node").env("NODE_PATH", modules).arg(script.path()).arg(b.port().to_string()),
-    );
+    let (sh, script, port) = (Shell::new().unwrap(), script.path(), b.port().to_string());
+    let out = run("MQTT.js as Node-RED", cmd!(sh, "node {script} {port}").env("NODE_PATH", modules));
     assert_ok("MQTT.js as Node-RED", &out);
     b.assert_healthy("Node-RED's reconnects");
 }

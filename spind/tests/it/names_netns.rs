@@ -4,12 +4,13 @@
 //! names with its nftables sets. What the devices see is asserted: dig's answers, curl's
 //! downloads, the bytes a UDP server receives.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use testbed::http::{call_http, rpc_http};
 use testbed::netns::{sh, Topology, CLIENT_MAC};
+use testbed::runner::{cmd, Shell, Stream};
 use testbed::spind::Spind;
 use testbed::{root_or_skip, wait_for};
 
@@ -31,7 +32,8 @@ impl Drop for Home {
     fn drop(&mut self) {
         let _ = self.resolver.kill();
         let _ = self.resolver.wait();
-        let _ = Command::new("ip").args(["netns", "del", &self.dev2]).status();
+        let (sh, dev2) = (Shell::new().unwrap(), &self.dev2);
+        let _ = cmd!(sh, "ip netns del {dev2}").quiet().succeeds();
     }
 }
 
@@ -67,29 +69,24 @@ impl Home {
         sh(&["ip", "-n", &r, "addr", "add", "192.168.9.1/24", "dev", "lan1"]);
         sh(&["ip", "-n", &r, "addr", "add", "192.168.8.2/24", "dev", "lan0"]);
         sh(&["ip", "-n", &r, "link", "set", "lan1", "up"]);
-        let resolver = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &r,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--pid-file=",
-                "--user=root",
-                "--group=root",
-                "--listen-address=192.168.8.1,192.168.9.1,fd00:8::1",
-                "--bind-interfaces",
-                "--cache-size=0",
-                "--server=198.51.100.10",
-                // CNAME cloaking: an innocent name that is an alias of a tracker's.
-                "--host-record=tracker.test,198.51.100.30",
-                "--cname=metrics.shop.test,tracker.test",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let shell = Shell::new().unwrap();
+        let dnsmasq = [
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--user=root",
+            "--group=root",
+            "--listen-address=192.168.8.1,192.168.9.1,fd00:8::1",
+            "--bind-interfaces",
+            "--cache-size=0",
+            "--server=198.51.100.10",
+            // CNAME cloaking: an innocent name that is an alias of a tracker's.
+            "--host-record=tracker.test,198.51.100.30",
+            "--cname=metrics.shop.test,tracker.test",
+        ];
+        let resolver = cmd!(shell, "ip netns exec {r} dnsmasq {dnsmasq...}")
+            .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");
         let state = tempfile::tempdir().unwrap();
         let mut h = Home { topo, dev2, resolver, state, spind: None };
@@ -142,20 +139,15 @@ impl Home {
     }
 
     fn dig_at(&self, device: u8, server: &str, name: &str, qtype: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.ns(device), "dig", "+short", "+time=2", "+tries=1", server, name, qtype])
-            .output()
-            .unwrap();
+        let (sh, ns) = (Shell::new().unwrap(), self.ns(device));
+        let out = cmd!(sh, "ip netns exec {ns} dig +short +time=2 +tries=1 {server} {name} {qtype}").output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Whether device 2 can download from `url` (a short time limit: a cut connection hangs).
     fn dev2_downloads(&self, url: &str) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.dev2, "curl", "-s", "-o", "/dev/null", "--max-time", "3", url])
-            .status()
-            .unwrap()
-            .success()
+        let (sh, dev2) = (Shell::new().unwrap(), &self.dev2);
+        cmd!(sh, "ip netns exec {dev2} curl -s -o /dev/null --max-time 3 {url}").succeeds().unwrap()
     }
 
     /// Whether device 1 can download from `url`.
@@ -203,10 +195,8 @@ impl Home {
     }
 
     fn nft_list(&self) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.topo.router, "nft", "list", "table", "inet", "spin"])
-            .output()
-            .unwrap();
+        let (sh, router) = (Shell::new().unwrap(), &self.topo.router);
+        let out = cmd!(sh, "ip netns exec {router} nft list table inet spin").output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -273,7 +263,8 @@ fn name_rules_answer_blocked_queries_per_device_and_pass_the_rest() {
             "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
              for i in range(80):\n    s.sendto(b'{payload}',('192.168.8.2',53)); time.sleep(0.25)\n"
         );
-        Command::new("ip").args(["netns", "exec", &h.topo.client, "python3", "-c", &code]).spawn().unwrap()
+        let (sh, client) = (Shell::new().unwrap(), &h.topo.client);
+        cmd!(sh, "ip netns exec {client} python3 -c {code}").spawn(Stream::Null, Stream::Null).unwrap()
     };
     let mut senders = vec![send(garbage), send(truncated)];
     let got = server.join().unwrap();
@@ -283,7 +274,8 @@ fn name_rules_answer_blocked_queries_per_device_and_pass_the_rest() {
     }
     let bytes = |s: &str| -> Vec<u8> {
         let code = format!("import sys; sys.stdout.buffer.write(b'{s}')");
-        Command::new("python3").args(["-c", &code]).output().unwrap().stdout
+        let sh = Shell::new().unwrap();
+        cmd!(sh, "python3 -c {code}").output().unwrap().stdout
     };
     assert!(got.contains(&bytes(garbage)) && got.contains(&bytes(truncated)), "{got:?}");
 

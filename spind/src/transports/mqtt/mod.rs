@@ -46,6 +46,10 @@ pub struct MqttSettings {
     pub websocket_port: u16,
     /// `pubsub_timeout`: keepalive towards an external broker, in seconds.
     pub keepalive_secs: u16,
+    /// Whether the embedded broker's clients may send JSON-RPC requests (`SPIN/jsonrpc/q`). Off
+    /// while the web port requires the admin: the broker takes no credentials yet, so any
+    /// device that reaches it could otherwise lift a block the admin set.
+    pub rpc: bool,
 }
 
 impl Default for MqttSettings {
@@ -57,6 +61,7 @@ impl Default for MqttSettings {
             websocket_hosts: vec!["127.0.0.1".into()],
             websocket_port: 1884,
             keepalive_secs: 60,
+            rpc: true,
         }
     }
 }
@@ -201,7 +206,16 @@ mod embedded {
         addrs.extend(&ws);
         wait_listening(&addrs, &broker_thread, Duration::from_secs(10))?;
 
-        link_tx.subscribe(TOPIC_RPC_REQUEST).map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
+        if s.rpc {
+            link_tx
+                .subscribe(TOPIC_RPC_REQUEST)
+                .map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
+        } else {
+            log::info!(
+                "JSON-RPC over MQTT ({TOPIC_RPC_REQUEST}) is off while the admin account is on: the broker takes \
+                 no credentials; use JSON-RPC over HTTP with the admin's credentials"
+            );
+        }
 
         let rx_thread = thread::Builder::new()
             .name("mqtt-link-rx".into())

@@ -16,6 +16,7 @@ fn embedded_settings() -> MqttSettings {
         websocket_hosts: vec!["127.0.0.1".into()],
         websocket_port: free_port(),
         keepalive_secs: 60,
+        rpc: true,
     }
 }
 
