@@ -251,10 +251,12 @@ const DNS_QUEUE: u16 = 53;
 fn local_time(t: Timestamp) -> LocalTime {
     // The C type is inferred (naming `libc::time_t` is deprecated on musl).
     let time = t as _;
-    // SAFETY: localtime_r writes only into `tm`, which lives on this stack; a zeroed `tm` is a
-    // valid value of the plain C struct.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    // SAFETY: a zeroed `tm` is a valid value of the plain C struct, and localtime_r writes only
+    // into `tm`, which lives on this stack.
+    let (ok, tm) = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        (!libc::localtime_r(&time, &mut tm).is_null(), tm)
+    };
     if !ok {
         return LocalTime::utc(t);
     }
