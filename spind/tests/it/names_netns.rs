@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testbed::http::{call_http, rpc_http};
-use testbed::netns::{sh, Topology, CLIENT_MAC};
+use testbed::netns::{sh, Netns, Topology, CLIENT_MAC};
 use testbed::runner::{cmd, Shell, Stream};
 use testbed::spind::Spind;
 use testbed::{root_or_skip, wait_for};
@@ -22,7 +22,8 @@ const DEVICE2_MAC: &str = "02:00:00:00:00:c2";
 /// dnsmasq on the router (192.168.8.1 and 192.168.9.1) forwarding to the server's.
 struct Home {
     topo: Topology,
-    dev2: String,
+    /// Device 2's namespace (removed on drop, with what runs in it).
+    dev2: Netns,
     resolver: Child,
     state: tempfile::TempDir,
     spind: Option<Spind>,
@@ -32,8 +33,6 @@ impl Drop for Home {
     fn drop(&mut self) {
         let _ = self.resolver.kill();
         let _ = self.resolver.wait();
-        let (sh, dev2) = (Shell::new().unwrap(), &self.dev2);
-        let _ = cmd!(sh, "ip netns del {dev2}").quiet().succeeds();
     }
 }
 
@@ -41,10 +40,9 @@ impl Home {
     fn new() -> Home {
         let mut topo = Topology::new();
         topo.start_services();
-        let dev2 = format!("{}d2", topo.client);
+        let dev2_ns = Netns::new("names-d2");
+        let dev2 = dev2_ns.name.clone();
         let r = topo.router.clone();
-        sh(&["ip", "netns", "add", &dev2]);
-        sh(&["ip", "-n", &dev2, "link", "set", "lo", "up"]);
         sh(&[
             "ip",
             "link",
@@ -89,7 +87,7 @@ impl Home {
             .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");
         let state = tempfile::tempdir().unwrap();
-        let mut h = Home { topo, dev2, resolver, state, spind: None };
+        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None };
         wait_for("the router's resolver", Duration::from_secs(20), || {
             (h.dig(1, "www.example.test", "A") == "198.51.100.10").then_some(())
         });
@@ -128,7 +126,7 @@ impl Home {
         if device == 1 {
             &self.topo.client
         } else {
-            &self.dev2
+            &self.dev2.name
         }
     }
 
@@ -146,7 +144,7 @@ impl Home {
 
     /// Whether device 2 can download from `url` (a short time limit: a cut connection hangs).
     fn dev2_downloads(&self, url: &str) -> bool {
-        let (sh, dev2) = (Shell::new().unwrap(), &self.dev2);
+        let (sh, dev2) = (Shell::new().unwrap(), &self.dev2.name);
         cmd!(sh, "ip netns exec {dev2} curl -s -o /dev/null --max-time 3 {url}").succeeds().unwrap()
     }
 

@@ -56,6 +56,24 @@ fn click_node(b: &Browser, label: &str) -> i64 {
     n["id"].as_i64().unwrap()
 }
 
+/// Opens `label`'s panel and presses Block there; waits until the graph draws the node blocked
+/// (`drawn`: a further condition on the node `n`, e.g. its colour). The node's id.
+fn block_from_panel(b: &Browser, label: &str, drawn: &str) -> i64 {
+    let id = click_node(b, label);
+    b.wait_js(
+        "the node's details",
+        Duration::from_secs(10),
+        &format!("document.querySelector('#panel-title').textContent === '{label}'"),
+    );
+    b.click("#panel button[data-action=block]");
+    b.wait_js(
+        "the node drawn as blocked",
+        Duration::from_secs(10),
+        &format!("window.spinState.nodes().some(n => n.id === {id} && n.blocked && {drawn})"),
+    );
+    id
+}
+
 #[test]
 fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     if !browser_available("ui_shows_the_replayed_graph_and_acts_through_spind") {
@@ -117,18 +135,7 @@ fn ui_shows_the_replayed_graph_and_acts_through_spind() {
     );
 
     // Block a service from its panel: drawn blocked, and in spind's block list with all its addresses.
-    let www = click_node(&b, "www.example.test");
-    b.wait_js(
-        "the service's details",
-        Duration::from_secs(10),
-        "document.querySelector('#panel-title').textContent === 'www.example.test'",
-    );
-    b.click("#panel button[data-action=block]");
-    b.wait_js(
-        "the service drawn as blocked",
-        Duration::from_secs(10),
-        &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked && n.fill === '#dc2626')"),
-    );
+    let www = block_from_panel(&b, "www.example.test", "n.fill === '#dc2626'");
     let ips = s.call("get_device_data", json!({"node": www}))["ips"].clone();
     let block = s.call("list_iplist", json!({"list": "block"}));
     for ip in ips.as_array().unwrap() {
@@ -383,18 +390,7 @@ fn ui_first_run_setup_login_graph_block_logout() {
          window.spinState.nodes().some(n => n.shown && n.label === 'www.example.test')"
     );
     b.wait_js("the graph", Duration::from_secs(30), &expr);
-    let www = click_node(&b, "www.example.test");
-    b.wait_js(
-        "the service's details",
-        Duration::from_secs(10),
-        "document.querySelector('#panel-title').textContent === 'www.example.test'",
-    );
-    b.click("#panel button[data-action=block]");
-    b.wait_js(
-        "the service drawn as blocked",
-        Duration::from_secs(10),
-        &format!("window.spinState.nodes().some(n => n.id === {www} && n.blocked)"),
-    );
+    block_from_panel(&b, "www.example.test", "true");
     wait_for("the block in spind's list", Duration::from_secs(10), || {
         block_list().as_array().is_some_and(|l| l.contains(&json!("198.51.100.10"))).then_some(())
     });
