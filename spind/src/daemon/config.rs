@@ -166,6 +166,9 @@ config_keys! {
     pubsub_timeout: u16 = "60";
     /// Run our own broker.
     pubsub_run_mosquitto: bool = "1";
+    /// Our own: anonymous clients on the embedded broker's LAN listeners may subscribe (not
+    /// publish) while the admin account is on; for SPIN's bubble app without its login. Off.
+    pubsub_anonymous_read: bool = "0";
     /// Password file for the websocket listeners ("" = anonymous).
     pubsub_run_password_file: String = "";
     /// Pid file of a spawned broker.
@@ -373,6 +376,7 @@ pubsub_websocket_port = 1884
 pubsub_channel_traffic = SPIN/traffic
 pubsub_timeout = 60
 pubsub_run_mosquitto = 1
+pubsub_anonymous_read = 0
 pubsub_run_password_file = 
 pubsub_run_pid_file = /tmp/mosquitto.pid
 pubsub_run_user = 

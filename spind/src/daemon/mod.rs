@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -29,6 +30,7 @@ use crate::model::persist::StateDir;
 use crate::model::policy::Enforcer;
 use crate::model::rpc;
 use crate::sources::{extsrc, kernel, replay};
+use crate::transports::auth::Auth;
 use crate::transports::{http, mqtt, rpc_socket};
 use cli::Options;
 use config::Config;
@@ -218,7 +220,6 @@ fn http_settings(cfg: &Config, addrs: Vec<SocketAddr>) -> anyhow::Result<http::H
     Ok(http::HttpSettings {
         addrs: addrs.clone(),
         static_dir: (!cfg.spinweb_static_dir.as_os_str().is_empty()).then(|| cfg.spinweb_static_dir.clone()),
-        password_file: effective_password_file(cfg, &addrs),
         first_run_password_file: (!cfg.spinweb_first_run_password_file.as_os_str().is_empty())
             .then(|| cfg.spinweb_first_run_password_file.clone()),
         hostnames: cfg
@@ -342,10 +343,28 @@ fn run(opts: Options) -> anyhow::Result<()> {
             .collect(),
         websocket_port: cfg.pubsub_websocket_port,
         keepalive_secs: cfg.pubsub_timeout,
-        // The web port's admin account is on (a password file, or a non-loopback listener).
-        rpc: effective_password_file(&cfg, &listen_addrs(&cfg, cfg.spinweb_port)?).is_none(),
     };
-    let broker = mqtt::start(&mqtt_settings, tx.clone()).context("cannot start MQTT")?;
+    let web = listen_addrs(&cfg, cfg.spinweb_port)?;
+    // One admin account for the web server and the embedded broker: on as soon as one of
+    // their listeners is not on loopback (or a password file is configured).
+    let listeners: Vec<SocketAddr> = web.iter().copied().chain(mqtt::listen_addresses(&mqtt_settings)?).collect();
+    let password_file = effective_password_file(&cfg, &listeners);
+    let auth = match &password_file {
+        Some(p) => Some(Arc::new(Auth::load(p)?)),
+        None => None,
+    };
+    if !cfg.pubsub_run_password_file.is_empty() {
+        warn!("pubsub_run_password_file is not used: the embedded broker takes the admin account's credentials");
+    }
+    let broker_access = mqtt::BrokerAccess {
+        auth: auth.clone(),
+        anonymous_read: cfg.pubsub_anonymous_read,
+        traffic_topic: cfg.pubsub_channel_traffic.clone(),
+    };
+    if cfg.pubsub_anonymous_read && auth.is_some() {
+        warn!("pubsub_anonymous_read is on: every LAN device may read all MQTT traffic (not change anything)");
+    }
+    let broker = mqtt::start(&mqtt_settings, &broker_access, tx.clone()).context("cannot start MQTT")?;
     info!(
         "MQTT on {}:{} ({}), WebSocket on port {}",
         cfg.pubsub_host,
@@ -366,17 +385,16 @@ fn run(opts: Options) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot serve JSON-RPC on {}", opts.rpc_socket.display())),
     };
-    let web = listen_addrs(&cfg, cfg.spinweb_port)?;
     let web_settings = http_settings(&cfg, web.clone())?;
     let scheme = if web_settings.tls.is_some() { "https" } else { "http" };
-    match &web_settings.password_file {
+    match &password_file {
         None => warn!(
-            "no admin password: the web server listens on loopback only and lets every local user \
-             in (set one with spind --set-password admin)"
+            "no admin password: the web server and the MQTT broker listen on loopback only and let \
+             every local user in (set one with spind --set-password admin)"
         ),
-        Some(p) => info!("admin account in {}", p.display()),
+        Some(p) => info!("admin account in {} (web server and MQTT broker)", p.display()),
     }
-    http::serve(&web_settings, tx.clone())?;
+    http::serve(&web_settings, auth, tx.clone())?;
     for a in &web {
         info!("web UI and JSON-RPC on {scheme}://{a}/ (MQTT WebSocket also at /mqtt)");
     }

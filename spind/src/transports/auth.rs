@@ -16,9 +16,11 @@
 //! (or one without users) means "no admin yet": the web server then serves only first-run setup.
 //!
 //! Sessions: a login (form or setup) gets a random 256-bit token, kept in memory with its expiry
-//! ([`SESSION_TTL`]); a change of the password file ends every session.
+//! ([`SESSION_TTL`]); a change of the password file ends every session. Each session also has
+//! its own random MQTT password, which the web UI fetches (`/spin_api/mqtt_login`) to log in to
+//! the broker: the session cookie itself stays `HttpOnly`.
 //!
-//! Failed logins (Basic, form, setup) are counted per client address; from the
+//! Failed logins (Basic, form, setup, MQTT) are counted per client address; from the
 //! [`FREE_FAILURES`]th failure on, that address is refused (429 with `Retry-After`) for a time
 //! that doubles with each further failure, up to [`MAX_LOCKOUT`]. Unknown users cost as much as
 //! known ones and get the same answer.
@@ -57,8 +59,16 @@ pub const COOKIE: &str = "spind_session";
 pub struct Auth {
     path: PathBuf,
     state: Mutex<State>,
-    sessions: Mutex<HashMap<String, (String, Instant)>>,
+    sessions: Mutex<HashMap<String, Session>>,
     limiter: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+/// A login session, keyed by its cookie token.
+struct Session {
+    user: String,
+    expires: Instant,
+    /// The session's MQTT password (random, not derived from the cookie).
+    mqtt: String,
 }
 
 #[derive(Clone, Copy)]
@@ -210,15 +220,16 @@ impl Auth {
             self.refresh(&mut st);
         }
         let token = random_hex(32)?;
+        let mqtt = random_hex(32)?;
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        s.retain(|_, (_, exp)| *exp > now);
+        s.retain(|_, v| v.expires > now);
         if s.len() >= MAX_SESSIONS {
-            if let Some(oldest) = s.iter().min_by_key(|(_, (_, exp))| *exp).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.expires).map(|(k, _)| k.clone()) {
                 s.remove(&oldest);
             }
         }
-        s.insert(token.clone(), (user.to_string(), now + SESSION_TTL));
+        s.insert(token.clone(), Session { user: user.to_string(), expires: now + SESSION_TTL, mqtt });
         Ok(token)
     }
 
@@ -237,8 +248,49 @@ impl Auth {
         }
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // The map lookup hashes the token; the final comparison is constant-time.
-        let (key, (user, exp)) = s.get_key_value(token)?;
-        (ct_eq(key.as_bytes(), token.as_bytes()) && *exp > Instant::now()).then(|| user.clone())
+        let (key, v) = s.get_key_value(token)?;
+        (ct_eq(key.as_bytes(), token.as_bytes()) && v.expires > Instant::now()).then(|| v.user.clone())
+    }
+
+    /// The MQTT user name and password of the session in a `Cookie` header.
+    pub fn mqtt_credentials(&self, cookie: Option<&str>) -> Option<(String, String)> {
+        let token = cookie.and_then(session_token)?;
+        let user = self.session_user(token)?;
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Some((user, s.get(token)?.mqtt.clone()))
+    }
+
+    /// An MQTT CONNECT's user name and password from `peer`: a live session's MQTT password
+    /// (what the web UI uses) or the admin's password, with the failed-login limit.
+    pub fn mqtt_login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Verdict {
+        if self.mqtt_session(user, password) {
+            return Verdict::Admin(user.to_string());
+        }
+        if let Some(wait) = self.limited(peer) {
+            return Verdict::Limited(wait);
+        }
+        if self.check_password(user, password) {
+            self.succeeded(peer);
+            Verdict::Admin(user.to_string())
+        } else {
+            self.failed(peer);
+            Verdict::Refused
+        }
+    }
+
+    /// Whether `password` is the MQTT password of a live session of `user`.
+    fn mqtt_session(&self, user: &str, password: &str) -> bool {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.refresh(&mut st);
+        }
+        let now = Instant::now();
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        // Every session is compared (constant-time each), so timing tells nothing about which.
+        s.values().fold(false, |found, v| {
+            let hit = ct_eq(v.mqtt.as_bytes(), password.as_bytes()) & ct_eq(v.user.as_bytes(), user.as_bytes());
+            found | (hit && v.expires > now)
+        })
     }
 
     /// Whether the value of an `Authorization` header (if any) grants access.

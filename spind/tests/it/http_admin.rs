@@ -52,7 +52,8 @@ fn ws(addr: SocketAddr, extra: &[&str]) -> String {
 
 /// Publishes `request` on `SPIN/jsonrpc/q` as an anonymous MQTT client (QoS 1, so the broker
 /// has routed it once the PUBACK is in) and collects what arrives on `SPIN/jsonrpc/a` in the
-/// next 3 s: empty when nobody answered.
+/// next 3 s: empty when nobody answered. A broker on the LAN refuses the CONNECT itself (5, not
+/// authorized): then nothing was published (`mqtt_admin` tests the broker's side in full).
 fn anonymous_mqtt_rpc(broker: SocketAddr, request: &str) -> Vec<u8> {
     use crate::mqtt_clients::{connect, packet, string, subscribe};
     let mut s = TcpStream::connect(broker).unwrap();
@@ -60,6 +61,9 @@ fn anonymous_mqtt_rpc(broker: SocketAddr, request: &str) -> Vec<u8> {
     let mut head = [0u8; 4];
     s.write_all(&connect("anonymous-lan-device", 4)).unwrap();
     s.read_exact(&mut head).unwrap();
+    if head == [0x20, 2, 0, 5] {
+        return Vec::new();
+    }
     assert_eq!(head, [0x20, 2, 0, 0], "CONNACK accepted");
     s.write_all(&subscribe(1, &["SPIN/jsonrpc/a"])).unwrap();
     let mut suback = [0u8; 5];
@@ -105,12 +109,13 @@ fn only_the_admin_controls_a_router_on_the_lan() {
         .netns(&ns.name)
         .arg("-P")
         .config_line(&format!("spinweb_interfaces = {ADDR}"))
+        .config_line(&format!("pubsub_host = {ADDR}"))
         .config_line(&format!("spinweb_password_file = {}", pwfile.display()))
         .config_line(&format!("spinweb_first_run_password_file = {}", first_run.display()))
         .config_line("spinweb_hostnames = spin.example.org")
         .spawn();
     let addr: SocketAddr = format!("{ADDR}:{}", s.http_port).parse().unwrap();
-    let mqtt: SocketAddr = format!("127.0.0.1:{}", s.mqtt_port).parse().unwrap();
+    let mqtt: SocketAddr = format!("{ADDR}:{}", s.mqtt_port).parse().unwrap();
     let rpc_sock = s.rpc_socket();
     let blocked = move || http::rpc_unix(&rpc_sock, RPC_LIST).contains("203.0.113.9");
     let log = s.log.clone();

@@ -469,16 +469,46 @@
     el.textContent = text;
     el.title = detail || text;
     el.dataset.state = state;
-    if (state === "unauthorized") askCredentials("The message broker refused the connection (" + (detail || "not authorized") + ").");
+    if (state === "unauthorized") brokerRefused(detail);
+  }
+
+  // On the LAN the broker needs the admin: the login session's own MQTT password (the session
+  // cookie is HttpOnly, so the page asks /spin_api/mqtt_login for it), or what the user typed.
+  async function sessionMqttLogin() {
+    if (params.get("mqtt_host")) return null;
+    try {
+      const r = await fetch("/spin_api/mqtt_login", { credentials: "same-origin", cache: "no-store" });
+      const j = r.ok ? await r.json() : {};
+      return j.username ? j : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // A refused session password may just be old (a new login): fetch it again once; only a
+  // refusal of a fresh one, or of typed credentials, asks the user.
+  async function brokerRefused(detail) {
+    const why = "The message broker refused the connection (" + (detail || "not authorized") + ").";
+    if (S.creds || !mqtt) return askCredentials(why);
+    const s = await sessionMqttLogin();
+    if (s && s.password !== S.mqttPassword) {
+      S.mqttPassword = s.password;
+      mqtt.setCredentials(s.username, s.password);
+      mqtt.reconnect();
+    } else {
+      askCredentials(why);
+    }
   }
 
   let mqtt = null;
-  function startMqtt() {
+  async function startMqtt() {
+    const s = S.creds ? null : await sessionMqttLogin();
+    if (s) S.mqttPassword = s.password;
     mqtt = new MqttClient({
       url: brokerUrl(),
       clientId: "spind-ui-" + Math.random().toString(36).slice(2, 10),
-      username: S.creds && S.creds.user,
-      password: S.creds && S.creds.pass,
+      username: S.creds ? S.creds.user : s && s.username,
+      password: S.creds ? S.creds.pass : s && s.password,
       keepalive: 30,
       topics: ["SPIN/traffic/#"],
       onMessage,

@@ -63,8 +63,6 @@ pub struct HttpSettings {
     pub addrs: Vec<SocketAddr>,
     /// `spinweb_static_dir`: extra files (e.g. SPIN's original `static/` directory).
     pub static_dir: Option<PathBuf>,
-    /// `spinweb_password_file`: the admin account (login, Basic auth); `None`: open.
-    pub password_file: Option<PathBuf>,
     /// `spinweb_first_run_password_file`: what proves physical access at first-run setup.
     pub first_run_password_file: Option<PathBuf>,
     /// `spinweb_hostnames`: extra names the router answers to.
@@ -174,6 +172,7 @@ pub fn routes() -> Vec<Route> {
         get("/spin_api/tcpdump", R(capture_page)),
         get("/spin_api/capture_start", R(mqtt_capture)),
         get("/spin_api/capture_stop", R(mqtt_capture)),
+        get("/spin_api/mqtt_login", R(mqtt_login)),
         get("/mqtt", R(mqtt_plain_get)),
         Route { method: Method::Get, path: PathMatch::Any, handler: R(static_file) },
     ]
@@ -185,13 +184,10 @@ static INTERNAL_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// Starts the web server. Everything is checked and bound before anything runs, so a failure
 /// (a busy address, unreadable TLS or password files) leaves nothing half-started.
-pub fn serve(s: &HttpSettings, core: Sender<Input>) -> anyhow::Result<Vec<JoinHandle<()>>> {
+/// `auth` is the admin account (login, Basic auth; shared with the MQTT broker); `None`: open.
+pub fn serve(s: &HttpSettings, auth: Option<Arc<Auth>>, core: Sender<Input>) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let tls = match &s.tls {
         Some(t) => Some(front::tls_config(&t.certificate, &t.key)?),
-        None => None,
-    };
-    let auth = match &s.password_file {
-        Some(p) => Some(Arc::new(Auth::load(p)?)),
         None => None,
     };
     let statics = Statics::new(s.static_dir.as_deref())?;
@@ -476,6 +472,18 @@ fn tcpdump_status(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
     Reply::new(200, "application/json", body.to_string()).with_header("Cache-Control", "no-store")
 }
 
+/// `/spin_api/mqtt_login`: the MQTT user name and password of the caller's login session, for
+/// the web UI's broker connection (its cookie is `HttpOnly`). `{}` when there is nothing to
+/// give: no admin account (the broker needs no credentials) or Basic auth (use those).
+fn mqtt_login(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
+    let creds = ctx.access.auth.as_ref().and_then(|a| a.mqtt_credentials(header(req, "Cookie")));
+    let body = match creds {
+        Some((user, password)) => serde_json::json!({"username": user, "password": password}),
+        None => serde_json::json!({}),
+    };
+    Reply::new(200, "application/json", body.to_string()).with_header("Cache-Control", "no-store")
+}
+
 /// SPIN's "new style" capture published hex over MQTT for its capture page; not done here.
 fn mqtt_capture(_req: &mut Request, _path: &str, _ctx: &Ctx) -> Reply {
     Reply::html(
@@ -544,7 +552,7 @@ mod tests {
 
     fn start() -> SocketAddr {
         let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        serve(&HttpSettings::plain(vec![addr]), fake_core()).unwrap();
+        serve(&HttpSettings::plain(vec![addr]), None, fake_core()).unwrap();
         addr
     }
 
@@ -643,7 +651,7 @@ mod tests {
     fn bind_error_names_the_address() {
         let busy = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = busy.local_addr().unwrap();
-        let err = serve(&HttpSettings::plain(vec![addr]), fake_core()).unwrap_err();
+        let err = serve(&HttpSettings::plain(vec![addr]), None, fake_core()).unwrap_err();
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 }

@@ -9,7 +9,7 @@
 //! Embedded mode: an MQTT 3.1.1 TCP listener on `host:port` (spind's own side, tools) and one
 //! MQTT-over-WebSocket listener per `websocket_hosts` entry (browsers, `ws://host:1884/mqtt`).
 //! spind itself talks to the broker through rumqttd's in-process link, so it never depends on
-//! its own TCP listener.
+//! its own TCP listener. Who may connect and publish is decided in [`access`].
 
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +22,9 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::model::event::{Input, Publish};
 use crate::transports::rpc_link;
+
+pub mod access;
+pub use access::BrokerAccess;
 
 /// Topic on which JSON-RPC requests arrive.
 pub const TOPIC_RPC_REQUEST: &str = "SPIN/jsonrpc/q";
@@ -46,10 +49,6 @@ pub struct MqttSettings {
     pub websocket_port: u16,
     /// `pubsub_timeout`: keepalive towards an external broker, in seconds.
     pub keepalive_secs: u16,
-    /// Whether the embedded broker's clients may send JSON-RPC requests (`SPIN/jsonrpc/q`). Off
-    /// while the web port requires the admin: the broker takes no credentials yet, so any
-    /// device that reaches it could otherwise lift a block the admin set.
-    pub rpc: bool,
 }
 
 impl Default for MqttSettings {
@@ -61,7 +60,6 @@ impl Default for MqttSettings {
             websocket_hosts: vec!["127.0.0.1".into()],
             websocket_port: 1884,
             keepalive_secs: 60,
-            rpc: true,
         }
     }
 }
@@ -95,11 +93,11 @@ impl MqttHandle {
 /// Start the MQTT side: embedded broker or connection to an external one.
 ///
 /// Embedded: fails with a clear error if a listener address cannot be bound, and returns only
-/// once all listeners accept connections. External: retries the first connection 60 times, 1 s
-/// apart, then fails.
-pub fn start(s: &MqttSettings, core: Sender<Input>) -> anyhow::Result<MqttHandle> {
+/// once all listeners accept connections; `access` guards its listeners. External: retries the
+/// first connection 60 times, 1 s apart, then fails (that broker does its own access control).
+pub fn start(s: &MqttSettings, access: &BrokerAccess, core: Sender<Input>) -> anyhow::Result<MqttHandle> {
     if s.embedded {
-        embedded::start(s, core)
+        embedded::start(s, access, core)
     } else {
         external::start(s, core, 60)
     }
@@ -108,6 +106,19 @@ pub fn start(s: &MqttSettings, core: Sender<Input>) -> anyhow::Result<MqttHandle
 /// Forward one request payload to the core. False if the core has gone.
 fn forward_rpc(core: &Sender<Input>, payload: &[u8]) -> bool {
     rpc_link::send_for_mqtt(core, String::from_utf8_lossy(payload).into_owned()).is_ok()
+}
+
+/// The embedded broker's listeners: TCP first, then the WebSocket ones (none for an external
+/// broker).
+pub fn listen_addresses(s: &MqttSettings) -> anyhow::Result<Vec<SocketAddr>> {
+    if !s.embedded {
+        return Ok(Vec::new());
+    }
+    let mut addrs = vec![resolve(&s.host, s.port)?];
+    for h in &s.websocket_hosts {
+        addrs.push(resolve(h, s.websocket_port)?);
+    }
+    Ok(addrs)
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -150,7 +161,7 @@ mod embedded {
         }
     }
 
-    fn server(name: String, listen: SocketAddr) -> rumqttd::ServerSettings {
+    fn server(name: String, listen: SocketAddr, access: &BrokerAccess) -> rumqttd::ServerSettings {
         rumqttd::ServerSettings {
             name,
             listen,
@@ -165,15 +176,15 @@ mod embedded {
                 auth: None,
                 external_auth: None,
                 dynamic_filters: false,
+                access: Some(access.handler(listen)),
             },
         }
     }
 
-    pub fn start(s: &MqttSettings, core: Sender<Input>) -> anyhow::Result<MqttHandle> {
+    pub fn start(s: &MqttSettings, access: &BrokerAccess, core: Sender<Input>) -> anyhow::Result<MqttHandle> {
         quiet_broker_logs();
-        let tcp = resolve(&s.host, s.port)?;
-        let ws: Vec<SocketAddr> =
-            s.websocket_hosts.iter().map(|h| resolve(h, s.websocket_port)).collect::<anyhow::Result<_>>()?;
+        let addrs = listen_addresses(s)?;
+        let (tcp, ws) = (addrs[0], addrs[1..].to_vec());
 
         // rumqttd binds inside its own threads and only logs a failure, so find out here.
         // Hold all test sockets at once so duplicate addresses are caught too.
@@ -186,9 +197,10 @@ mod embedded {
         }
 
         let mut config = rumqttd::Config { router: router_config(), ..Default::default() };
-        config.v4 = Some(HashMap::from([("tcp".to_string(), server("mqtt-tcp".into(), tcp))]));
-        config.ws =
-            Some(ws.iter().enumerate().map(|(i, a)| (format!("ws{i}"), server(format!("mqtt-ws{i}"), *a))).collect());
+        config.v4 = Some(HashMap::from([("tcp".to_string(), server("mqtt-tcp".into(), tcp, access))]));
+        config.ws = Some(
+            ws.iter().enumerate().map(|(i, a)| (format!("ws{i}"), server(format!("mqtt-ws{i}"), *a, access))).collect(),
+        );
 
         let mut broker = rumqttd::Broker::new(config);
         let (mut link_tx, link_rx) =
@@ -202,20 +214,9 @@ mod embedded {
             })
             .context("cannot start the MQTT broker thread")?;
 
-        let mut addrs = vec![tcp];
-        addrs.extend(&ws);
         wait_listening(&addrs, &broker_thread, Duration::from_secs(10))?;
 
-        if s.rpc {
-            link_tx
-                .subscribe(TOPIC_RPC_REQUEST)
-                .map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
-        } else {
-            log::info!(
-                "JSON-RPC over MQTT ({TOPIC_RPC_REQUEST}) is off while the admin account is on: the broker takes \
-                 no credentials; use JSON-RPC over HTTP with the admin's credentials"
-            );
-        }
+        link_tx.subscribe(TOPIC_RPC_REQUEST).map_err(|e| anyhow!("cannot subscribe to {TOPIC_RPC_REQUEST}: {e}"))?;
 
         let rx_thread = thread::Builder::new()
             .name("mqtt-link-rx".into())

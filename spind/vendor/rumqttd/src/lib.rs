@@ -152,7 +152,41 @@ pub struct ConnectionSettings {
     pub external_auth: Option<AuthHandler>,
     #[serde(default)]
     pub dynamic_filters: bool,
+    // spin-rs patch: who may connect and publish, decided by the embedding application.
+    #[serde(skip)]
+    pub access: Option<AccessHandler>,
 }
+
+// spin-rs patch: access control by the embedding application. `auth`/`external_auth` can only
+// say yes or no to a user name and password; a router must also know the client's address (to
+// slow down password guessing), answer anonymous clients with a proper CONNACK, and keep
+// clients off topics that only the application publishes (including their wills).
+/// What a CONNECT asks for, as an [`AccessHandler`] sees it.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    /// The client's address (None for transports without one).
+    pub peer: Option<std::net::SocketAddr>,
+    pub client_id: String,
+    /// User name and password, if the CONNECT carried them.
+    pub login: Option<(String, String)>,
+}
+
+/// A topic filter for a granted connection: true if it may publish on the topic.
+pub type PublishCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The answer of an [`AccessHandler`].
+pub enum AccessDecision {
+    /// The client may connect; its publishes (and its will) on topics for which `may_publish`
+    /// is false are dropped (QoS 0), acknowledged and dropped (QoS 1) or end the connection
+    /// (QoS 2, a will).
+    Granted { may_publish: PublishCheck },
+    /// CONNACK `BadUserNamePassword` (true) or `NotAuthorized` (false), then the connection is
+    /// closed.
+    Refused { bad_login: bool },
+}
+
+/// Decides every CONNECT of a listener. Called on a blocking thread (it may hash passwords).
+pub type AccessHandler = Arc<dyn Fn(AccessRequest) -> AccessDecision + Send + Sync>;
 
 impl ConnectionSettings {
     pub fn set_auth_handler<F, O>(&mut self, auth_fn: F)
@@ -177,6 +211,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("auth", &self.auth)
             .field("external_auth", &self.external_auth.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
+            .field("access", &self.access.is_some())
             .finish()
     }
 }

@@ -4,7 +4,8 @@ use crate::link::network::Network;
 use crate::local::LinkBuilder;
 use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
 use crate::router::{Event, Notification};
-use crate::{ConnectionId, ConnectionSettings};
+use crate::{AccessDecision, AccessRequest, ConnectionId, ConnectionSettings, PublishCheck};
+use crate::protocol::{PubAck, PubAckReason, QoS};
 
 use flume::{RecvError, SendError, Sender, TrySendError};
 use std::cmp::min;
@@ -43,6 +44,9 @@ pub enum Error {
     ConnectionAck(String),
     #[error("Authentication error")]
     InvalidAuth,
+    // spin-rs patch
+    #[error("QoS 2 publish on a topic the client may not use")]
+    NotAuthorizedPublish,
     #[error("Channel try send error")]
     TrySend(#[from] TrySendError<(ConnectionId, Event)>),
     #[error("Link error = {0}")]
@@ -58,6 +62,8 @@ pub struct RemoteLink<P> {
     link_rx: LinkRx,
     notifications: VecDeque<Notification>,
     pub(crate) will_delay_interval: u32,
+    // spin-rs patch: the topics this client may publish on (None: all).
+    may_publish: Option<PublishCheck>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -68,6 +74,7 @@ impl<P: Protocol> RemoteLink<P> {
         connect_packet: Packet,
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
+        may_publish: Option<PublishCheck>,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -122,6 +129,7 @@ impl<P: Protocol> RemoteLink<P> {
             link_rx,
             notifications: VecDeque::with_capacity(100),
             will_delay_interval,
+            may_publish,
         })
     }
 
@@ -134,12 +142,24 @@ impl<P: Protocol> RemoteLink<P> {
             select! {
                 o = self.network.read() => {
                     let packet = o?;
+                    let mut refused = Vec::new();
                     let len = {
                         let mut buffer = self.link_tx.buffer();
+                        let first_new = buffer.len();
                         buffer.push_back(packet);
                         self.network.readv(&mut buffer)?;
+                        // spin-rs patch: publishes on topics this client may not use never
+                        // reach the router.
+                        if let Some(may_publish) = &self.may_publish {
+                            refused = refuse_publishes(&mut buffer, first_new, may_publish)?;
+                        }
                         buffer.len()
                     };
+                    for pkid in refused {
+                        // MQTT 3.1.1 §3.3.5: acknowledge, and drop the message.
+                        let ack = PubAck { pkid, reason: PubAckReason::NotAuthorized };
+                        self.network.write(Packet::PubAck(ack, None)).await?;
+                    }
 
                     trace!("Packets read from network, count = {}", len);
                     self.link_tx.notify().await?;
@@ -169,12 +189,47 @@ impl<P: Protocol> RemoteLink<P> {
     }
 }
 
+// spin-rs patch: removes the publishes from `buffer[first_new..]` that `may_publish` refuses;
+// returns the packet ids of the refused QoS 1 publishes (to acknowledge). A refused QoS 2
+// publish ends the connection: its handshake cannot be completed without the router.
+fn refuse_publishes(
+    buffer: &mut VecDeque<Packet>,
+    first_new: usize,
+    may_publish: &PublishCheck,
+) -> Result<Vec<u16>, Error> {
+    let mut refused = Vec::new();
+    let mut i = first_new;
+    while i < buffer.len() {
+        let allowed = match &buffer[i] {
+            Packet::Publish(p, _) => match std::str::from_utf8(&p.topic) {
+                Ok(topic) => may_publish(topic),
+                Err(_) => false,
+            },
+            _ => true,
+        };
+        if allowed {
+            i += 1;
+            continue;
+        }
+        if let Some(Packet::Publish(p, _)) = buffer.remove(i) {
+            match p.qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => refused.push(p.pkid),
+                QoS::ExactlyOnce => return Err(Error::NotAuthorizedPublish),
+            }
+        }
+    }
+    Ok(refused)
+}
+
 /// Read MQTT connect packet from network and verify it.
 /// authentication and checks are done here.
+// spin-rs patch: `peer` and the returned publish check (with `ConnectionSettings::access`).
 pub async fn mqtt_connect<P>(
     config: Arc<ConnectionSettings>,
     network: &mut Network<P>,
-) -> Result<Packet, Error>
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(Packet, Option<PublishCheck>), Error>
 where
     P: Protocol,
 {
@@ -195,7 +250,43 @@ where
 
     Span::current().record("client_id", &connect.client_id);
 
-    handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+    // spin-rs patch: an access handler replaces `auth`/`external_auth`.
+    let mut may_publish = None;
+    if let Some(access) = config.access.clone() {
+        let request = AccessRequest {
+            peer,
+            client_id: connect.client_id.clone(),
+            login: login.as_ref().map(|l| (l.username.clone(), l.password.clone())),
+        };
+        let decision = tokio::task::spawn_blocking(move || access(request))
+            .await
+            .map_err(|_| Error::InvalidAuth)?;
+        let will_topic = match &packet {
+            Packet::Connect(_, _, Some(will), _, _) => Some(will.topic.clone()),
+            _ => None,
+        };
+        let code = match decision {
+            AccessDecision::Granted { may_publish: check } => {
+                let will_ok = will_topic
+                    .map_or(true, |t| std::str::from_utf8(&t).map_or(false, |t| check(t)));
+                if will_ok {
+                    may_publish = Some(check);
+                    None
+                } else {
+                    Some(ConnectReturnCode::NotAuthorized)
+                }
+            }
+            AccessDecision::Refused { bad_login: true } => Some(ConnectReturnCode::BadUserNamePassword),
+            AccessDecision::Refused { bad_login: false } => Some(ConnectReturnCode::NotAuthorized),
+        };
+        if let Some(code) = code {
+            let ack = ConnAck { session_present: false, code };
+            network.write(Packet::ConnAck(ack, None)).await?;
+            return Err(Error::InvalidAuth);
+        }
+    } else {
+        handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+    }
 
     // When keep_alive feature is disabled client can live forever, which is not good in
     // distributed broker context so currenlty we don't allow it.
@@ -219,7 +310,7 @@ where
     }
 
     // Ok((connect, props, lastwill, lastwill_props))
-    Ok(packet)
+    Ok((packet, may_publish))
 }
 
 async fn handle_auth(
@@ -283,6 +374,7 @@ mod tests {
             auth: None,
             external_auth: None,
             dynamic_filters: false,
+            access: None,
         }
     }
 

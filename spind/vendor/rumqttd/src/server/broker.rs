@@ -435,6 +435,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                             stream,
                             protocol,
                             self.awaiting_will_handler.clone(),
+                            Some(addr),
                         )
                         .instrument(tracing::info_span!(
                             "websocket_link",
@@ -451,6 +452,7 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                         network,
                         protocol,
                         self.awaiting_will_handler.clone(),
+                        Some(addr),
                     )
                     .instrument(tracing::error_span!(
                         "remote_link",
@@ -496,6 +498,7 @@ async fn remote<P: Protocol>(
     stream: Box<dyn N>,
     protocol: P,
     will_handlers: Arc<Mutex<HashMap<String, Sender<AwaitingWill>>>>,
+    peer: Option<std::net::SocketAddr>,
 ) {
     let mut network = Network::new(
         stream,
@@ -506,7 +509,8 @@ async fn remote<P: Protocol>(
 
     let dynamic_filters = config.dynamic_filters;
 
-    let connect_packet = match mqtt_connect(config, &mut network).await {
+    // spin-rs patch: the peer address and publish check for `ConnectionSettings::access`.
+    let (connect_packet, may_publish) = match mqtt_connect(config, &mut network, peer).await {
         Ok(p) => p,
         Err(e) => {
             error!(error=?e, "Error while handling MQTT connect packet");
@@ -558,6 +562,7 @@ async fn remote<P: Protocol>(
         connect_packet,
         dynamic_filters,
         assigned_client_id,
+        may_publish,
     )
     .await
     {
