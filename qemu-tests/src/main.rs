@@ -13,7 +13,8 @@ qemu-test run --board BOARD --images DIR --out DIR [--no-raspi3b] [--no-uefi|--u
     --no-uefi      x86_64: skip the disk's boot under UEFI (OVMF, -M q35) to the ready marker
                    and the root login that checks systemd-boot started it
     --uefi-only    x86_64: only that UEFI boot, not the end-to-end run before it
-qemu-test mqtt-sub HOST PORT tcp|ws FILE    MQTT transcript of SPIN/# as JSON lines
+qemu-test mqtt-sub HOST PORT tcp|ws FILE [USER PASSWORD]
+                                            MQTT transcript of SPIN/# as JSON lines
 qemu-test probe ADDR PORT...                TCP connect to each port: open|closed|filtered
 ";
 
@@ -21,9 +22,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
-        Some("mqtt-sub") if args.len() == 5 => {
+        Some("mqtt-sub") if args.len() == 5 || args.len() == 7 => {
             let port = args[2].parse().unwrap_or(1883);
-            qemu_tests::mqtt::subscriber(&args[1], port, &args[3], &args[4])
+            let login = args.get(5).zip(args.get(6)).map(|(u, p)| (u.clone(), p.clone()));
+            qemu_tests::mqtt::subscriber(&args[1], port, &args[3], &args[4], login)
         }
         Some("probe") if args.len() >= 3 => {
             let ports: Vec<u16> = args[2..].iter().filter_map(|p| p.parse().ok()).collect();

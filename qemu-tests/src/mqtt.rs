@@ -9,11 +9,18 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testbed::mqtt::{Event, Subscription};
 
-/// `qemu-test mqtt-sub HOST PORT tcp|ws FILE`: subscribes to `SPIN/#` and writes
+/// `qemu-test mqtt-sub HOST PORT tcp|ws FILE [USER PASSWORD]`: subscribes to `SPIN/#` (as
+/// USER, which the router's broker needs once its admin is set up) and writes
 /// `{"t":ms,"topic":..,"retain":..,"payload":..}` lines (payload parsed as JSON when it is);
 /// `{"t":ms,"event":"subscribed"}` after every SUBACK, `{"event":"error",..}` on connection
 /// errors. Reconnects (and subscribes again) after the router reboots.
-pub fn subscriber(host: &str, port: u16, transport: &str, out: &str) -> Result<(), String> {
+pub fn subscriber(
+    host: &str,
+    port: u16,
+    transport: &str,
+    out: &str,
+    login: Option<(String, String)>,
+) -> Result<(), String> {
     let mut f = File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let id = format!("qemu-test-{transport}-{}", std::process::id());
     let sub = Subscription {
@@ -23,6 +30,7 @@ pub fn subscriber(host: &str, port: u16, transport: &str, out: &str) -> Result<(
         filter: "SPIN/#".into(),
         keep_alive: Duration::from_secs(10),
         retry: Duration::from_millis(500),
+        login,
     };
     let t0 = Instant::now();
     let ms = || t0.elapsed().as_millis() as u64;

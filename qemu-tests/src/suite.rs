@@ -369,6 +369,20 @@ fn setup_admin(env: &Env, first_run: &str) -> Result<(String, String), String> {
     web(env, &args, "/setup")
 }
 
+/// An anonymous MQTT subscriber from the LAN (mosquitto_sub, TCP 1883) is refused: CONNACK
+/// "not authorised".
+fn mqtt_refused(env: &Env, when: &str) -> Result<(), String> {
+    let ns = &env.lan.name;
+    let out = cmd!(env.lan.sh, "ip netns exec {ns} mosquitto_sub -h {ROUTER} -p 1883 -t SPIN/# -C 1 -W 10")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() || !text.to_lowercase().contains("not authori") {
+        return Err(format!("anonymous MQTT from the LAN {when}: not refused as unauthorised: {text:?}"));
+    }
+    Ok(())
+}
+
 fn dig(env: &Env, qtype: &str) -> Result<Vec<String>, String> {
     let ns = &env.lan.name;
     let out =
@@ -511,17 +525,49 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
     let lease = report.step("LAN client: DHCP lease from the router", || lan_dhcp(env))?;
     report.notes.push(format!("LAN client lease {} (gateway {}, DNS {})", lease.ip, lease.router, lease.dns));
 
+    report.step("before the first-run setup: the LAN can change no list, read no MQTT, only set up", || {
+        mqtt_refused(env, "before the setup")?;
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "add_iplist_ip", "params": {"list": "block", "ip": "192.0.2.77"}}).to_string();
+        let (code, text) = web(env, &["-X", "POST", "-H", "Content-Type: application/json", "--data", &body], "/spin_api/jsonrpc")?;
+        if code == "200" {
+            return Err(format!("JSON-RPC without an admin answered 200: {text}"));
+        }
+        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
+        if code == "200" {
+            return Err("the first-run password opened JSON-RPC as a login".into());
+        }
+        Ok(())
+    })?;
+    report.step("first-run setup from the LAN with the console's first-run password", || {
+        let (code, text) = setup_admin(env, "not-the-password")?;
+        if code != "401" {
+            return Err(format!("setup with a wrong first-run password: HTTP {code} (want 401): {text}"));
+        }
+        let (code, text) = setup_admin(env, &pw)?;
+        if code != "303" {
+            return Err(format!("setup with the console's first-run password: HTTP {code} (want 303): {text}"));
+        }
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        if list.as_array().is_some_and(|a| a.iter().any(|x| x == "192.0.2.77")) {
+            return Err(format!("the refused change before setup was made: {list}"));
+        }
+        mqtt_refused(env, "after the setup, without credentials")
+    })?;
+
     let tr = Transcripts {
         files: vec![
             ("MQTT/TCP 1883".into(), out.join("mqtt-tcp.jsonl")),
             ("MQTT/WebSocket 1884".into(), out.join("mqtt-ws.jsonl")),
         ],
     };
-    report.step("LAN client: MQTT subscribers on TCP 1883 and WebSocket 1884 (/mqtt)", || {
+    report.step("LAN client: MQTT subscribers (as the admin) on TCP 1883 and WebSocket 1884 (/mqtt)", || {
         for (transport, port, path) in [("tcp", "1883", &tr.files[0].1), ("ws", "1884", &tr.files[1].1)] {
             let (ns, exe) = (env.lan.name.clone(), &env.opts.exe);
-            let sub = cmd!(env.lan.sh, "ip netns exec {ns} {exe} mqtt-sub {ROUTER} {port} {transport} {path}")
-                .spawn(Stream::Inherit, Stream::Inherit);
+            let sub = cmd!(
+                env.lan.sh,
+                "ip netns exec {ns} {exe} mqtt-sub {ROUTER} {port} {transport} {path} {ADMIN_USER} {ADMIN_PASSWORD}"
+            )
+            .spawn(Stream::Inherit, Stream::Inherit);
             env.lan.keep(&format!("MQTT subscriber ({transport})"), sub)?;
         }
         wait_until(Duration::from_secs(60), "both MQTT subscriptions to be acknowledged", || {
@@ -614,33 +660,6 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
     report.notes.push(format!("IPv6: {summary}"));
     let _ = marks;
 
-    report.step("before the first-run setup: the LAN can change no list, only set up", || {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "add_iplist_ip", "params": {"list": "block", "ip": "192.0.2.77"}}).to_string();
-        let (code, text) = web(env, &["-X", "POST", "-H", "Content-Type: application/json", "--data", &body], "/spin_api/jsonrpc")?;
-        if code == "200" {
-            return Err(format!("JSON-RPC without an admin answered 200: {text}"));
-        }
-        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
-        if code == "200" {
-            return Err("the first-run password opened JSON-RPC as a login".into());
-        }
-        Ok(())
-    })?;
-    report.step("first-run setup from the LAN with the console's first-run password", || {
-        let (code, text) = setup_admin(env, "not-the-password")?;
-        if code != "401" {
-            return Err(format!("setup with a wrong first-run password: HTTP {code} (want 401): {text}"));
-        }
-        let (code, text) = setup_admin(env, &pw)?;
-        if code != "303" {
-            return Err(format!("setup with the console's first-run password: HTTP {code} (want 303): {text}"));
-        }
-        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
-        if list.as_array().is_some_and(|a| a.iter().any(|x| x == "192.0.2.77")) {
-            return Err(format!("the refused change before setup was made: {list}"));
-        }
-        Ok(())
-    })?;
     report.step("the web UI answers the admin on the LAN address (http://192.168.8.1:13026/)", || {
         let (code, _) = web(env, &[], "/spin_api/jsonrpc")?;
         if code != "401" {
@@ -784,18 +803,21 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
         }
         Ok(())
     })?;
-    report.step("after the reboot: the admin password holds, the first-run password opens nothing", || {
-        rpc(env, "list_iplist", json!({"list": "allow"}))?;
-        let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
-        if code != "401" {
-            return Err(format!("the first-run password as a login after setup: HTTP {code} (want 401)"));
-        }
-        let (code, _) = setup_admin(env, &pw)?;
-        if code != "409" {
-            return Err(format!("setup again with the first-run password: HTTP {code} (want 409)"));
-        }
-        Ok(())
-    })?;
+    report.step(
+        "after the reboot: the admin password holds (web, MQTT), the first-run password opens nothing",
+        || {
+            rpc(env, "list_iplist", json!({"list": "allow"}))?;
+            let (code, _) = web(env, &["-u", &format!("{ADMIN_USER}:{pw}")], "/spin_api/jsonrpc")?;
+            if code != "401" {
+                return Err(format!("the first-run password as a login after setup: HTTP {code} (want 401)"));
+            }
+            let (code, _) = setup_admin(env, &pw)?;
+            if code != "409" {
+                return Err(format!("setup again with the first-run password: HTTP {code} (want 409)"));
+            }
+            mqtt_refused(env, "after the reboot, without credentials")
+        },
+    )?;
     report.step("JSON-RPC: unblock the server's node; the download works again", || {
         let node = server_after(env, 0)?;
         rpc(env, "remove_iplist_node", json!({"list": "block", "node": node}))?;

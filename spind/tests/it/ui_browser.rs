@@ -411,3 +411,63 @@ fn ui_first_run_setup_login_graph_block_logout() {
         "location.pathname === '/' && window.spinState && window.spinState.connection() === 'connected'",
     );
 }
+
+/// On a LAN address the broker wants the admin too: the UI logs in to it with its session's MQTT
+/// password (`/spin_api/mqtt_login`), through `/mqtt` on the web port. Chromium and spind run in
+/// one network namespace, so the router's address is not loopback.
+#[test]
+fn ui_on_the_lan_logs_in_to_the_broker_with_its_session() {
+    if !testbed::gate::root_or_skip("ui_on_the_lan_logs_in_to_the_broker_with_its_session")
+        || !browser_available("ui_on_the_lan_logs_in_to_the_broker_with_its_session")
+    {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    const ADDR: &str = "10.78.2.1";
+    let ns = testbed::netns::Netns::new("uilan");
+    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
+    ns.exec(&["ip", "addr", "add", &format!("{ADDR}/24"), "dev", "lan0"]);
+    ns.exec(&["ip", "link", "set", "lan0", "up"]);
+    ns.exec(&["ip", "link", "set", "lan1", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    let conf = dir.path().join("spind.conf");
+    std::fs::write(&conf, format!("spinweb_password_file = {}\nlog_usesyslog = 0\n", pw.display())).unwrap();
+    let (bin, sh) = (crate::common::SPIND, testbed::netns::shell());
+    testbed::runner::cmd!(sh, "{bin} -c {conf} --set-password admin")
+        .stdin(testbed::runner::Stdin::Bytes(b"lan pass 12\n".to_vec()))
+        .output()
+        .unwrap();
+    let s = spind()
+        .netns(&ns.name)
+        .arg("--replay")
+        .arg(fixture("basic.pcap").to_str().unwrap())
+        .arg("--replay-speed")
+        .arg("0")
+        .config_line(&format!("spinweb_interfaces = {ADDR}"))
+        .config_line(&format!("pubsub_host = {ADDR}"))
+        .config_line(&format!("spinweb_password_file = {}", pw.display()))
+        .spawn();
+    let origin = format!("http://{ADDR}:{}", s.http_port);
+    let log = s.log.clone();
+    ns.run(move || {
+        wait_for("spind's web port in the namespace", Duration::from_secs(30), || {
+            std::net::TcpStream::connect((ADDR, s.http_port)).ok()
+        });
+        // Chromium and chromedriver are started from this thread, so they live in the namespace.
+        let b = Browser::start(1280, 800);
+        b.goto(&format!("{origin}/"));
+        b.wait_js("the login page", Duration::from_secs(20), "location.pathname === '/login'");
+        b.type_into("#password", "lan pass 12");
+        b.click("#login");
+        b.wait_js(
+            "the UI, logged in to the LAN broker with the session's MQTT password",
+            Duration::from_secs(30),
+            "location.pathname === '/' && window.spinState && window.spinState.connection() === 'connected'",
+        );
+        let expr = format!("window.spinState.nodes().some(n => n.shown && n.label === '{CLIENT_MAC}')");
+        b.wait_js("the graph from the LAN broker", Duration::from_secs(30), &expr);
+    });
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!text.contains("MQTT: refused"), "the UI was refused by the broker: {text}");
+}

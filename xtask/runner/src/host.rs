@@ -99,7 +99,7 @@ pub const TOOLS: &[Tool] = &[
     prog("chromium", "chromium", &[SpindTests]),
     prog("chromedriver", "chromium-driver", &[SpindTests]),
     prog("openssl", "openssl", &[SpindTests]),
-    prog("mosquitto_sub", "mosquitto-clients", &[SpindTests]),
+    prog("mosquitto_sub", "mosquitto-clients", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("mosquitto", "mosquitto", &[SpindTests]),
     prog("python3", "python3", &[SpindTests, OpenWrt, QemuTest, QemuTestX86, QemuTestArm]),
     // The MQTT client tests (spind/tests/it/mqtt_clients.rs): pip for the pinned paho-mqtt,

@@ -63,6 +63,8 @@ pub struct Subscription {
     pub keep_alive: Duration,
     /// Pause after a connection error before the next attempt.
     pub retry: Duration,
+    /// User name and password for the CONNECT (a broker on a LAN address needs the admin's).
+    pub login: Option<(String, String)>,
 }
 
 impl Subscription {
@@ -75,6 +77,7 @@ impl Subscription {
             filter: filter.into(),
             keep_alive: Duration::from_secs(30),
             retry: Duration::from_millis(100),
+            login: None,
         }
     }
 
@@ -94,6 +97,9 @@ impl Subscription {
             MqttOptions::new(id, self.host.clone(), self.port)
         };
         opts.set_max_packet_size(8 << 20, 8 << 20);
+        if let Some((user, password)) = &self.login {
+            opts.set_credentials(user.clone(), password.clone());
+        }
         opts.set_keep_alive(self.keep_alive);
         Client::new(opts, 1000)
     }

@@ -173,6 +173,7 @@ pub fn verify_ipk(board: &OpenWrtBoard, path: &Path, scratch: &Path) -> Result<(
         ("/etc/init.d/spind", 0o755),
         ("/etc/config/spin", 0o600),
         ("/etc/uci-defaults/90-spind", 0o755),
+        ("/etc/uci-defaults/91-spind-admin", 0o755),
         ("/etc/sysctl.d/90-spind.conf", 0o644),
     ];
     for (file, mode) in files {

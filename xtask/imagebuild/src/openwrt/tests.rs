@@ -154,6 +154,7 @@ fn shell_scripts_parse() {
     for f in [
         "package/etc/init.d/spind",
         "package/etc/uci-defaults/90-spind",
+        "package/etc/uci-defaults/91-spind-admin",
         "control/postinst",
         "control/prerm",
         "overlay/etc/uci-defaults/95-valibox",
@@ -176,6 +177,29 @@ fn shell_scripts_parse() {
         assert!(fw.contains(want), "firewall uci-defaults lacks {want}");
     }
     assert!(!fw.contains("src='wan'"));
+}
+
+/// The first-run password of the OpenWrt package: made once, private, never over an admin.
+#[test]
+fn the_first_run_password_is_made_once_and_never_over_an_admin() {
+    let script = openwrt_dir().join("package/etc/uci-defaults/91-spind-admin");
+    let root = scratch("first-run");
+    let sh = sh();
+    let run = || cmd!(sh, "sh {script}").env("IPKG_INSTROOT", &root).succeeds().unwrap();
+    assert!(run());
+    let file = root.join("etc/spin/first-run-password");
+    let pw = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(pw.trim_end().len(), 12, "{pw:?}");
+    assert!(pw.trim_end().bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(run());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), pw, "kept at the next run");
+    // With an admin password (or after setup), no first-run password is made.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(root.join("etc/spin/spinweb.passwd"), "admin:$6$x$y\n").unwrap();
+    assert!(run());
+    assert!(!file.exists());
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
