@@ -845,9 +845,9 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
     report.step("power cut (QEMU killed) while the LAN adds block-list entries", || {
         let script = format!(
             "i=0; while :; do i=$((i+1)); \
-             if curl -sS --max-time 10 -u '{ADMIN_USER}:{ADMIN_PASSWORD}' -H 'Content-Type: application/json' \
+             r=$(curl -sSf --max-time 10 -u '{ADMIN_USER}:{ADMIN_PASSWORD}' -H 'Content-Type: application/json' \
              --data '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"add_iplist_ip\",\"params\":{{\"list\":\"block\",\"ip\":\"203.0.113.'$i'\"}}}}' \
-             http://{ROUTER}:13026/spin_api/jsonrpc | grep -q '\"result\"'; then echo $i >> {acks}; fi; done",
+             http://{ROUTER}:13026/spin_api/jsonrpc) && case \"$r\" in *error*) ;; *jsonrpc*) echo $i >> {acks};; esac; done",
             acks = acks_file.display()
         );
         let ns = env.lan.name.clone();
