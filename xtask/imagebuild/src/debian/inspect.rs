@@ -330,7 +330,93 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
     // Trimmed: no man pages or docs beyond copyright files.
     let man = debugfs(&dev, "ls /usr/share/man").unwrap_or_default();
     r.check(!man.contains("man1"), "no man pages");
+    check_wifi(b, &dev, r);
     Ok(())
+}
+
+/// The Pi 3 B's and 3 B+'s radios: their firmware and NVRAM files from firmware-brcm80211
+/// (brcmfmac asks for the board-specific name first, then the generic one).
+const BRCM_FIRMWARE: &[&str] = &["brcmfmac43430-sdio.bin", "brcmfmac43455-sdio.bin", "brcmfmac43455-sdio.clm_blob"];
+
+/// A board with `[wifi]`: hostapd, the firmware, the wireless modules (the radio's driver, and
+/// mac80211_hwsim for the QEMU test), the access point's unit started by the radio's device, and
+/// what the first boot's WiFi set-up reads. A board without it has none of the unit.
+fn check_wifi(b: &DebianBoard, dev: &str, r: &mut Report) {
+    let stat = |p: &str| debugfs(dev, &format!("stat {p}")).unwrap_or_default();
+    let cat = |p: &str| debugfs(dev, &format!("cat {p}")).unwrap_or_default();
+    let unit = "/etc/systemd/system/spin-hostapd.service";
+    let Some(w) = &b.wifi else {
+        r.check(!stat(unit).contains("Type: regular"), format!("no WiFi board: no {unit}"));
+        return;
+    };
+    for f in ["/usr/sbin/hostapd", "/usr/sbin/hostapd_cli", "/usr/lib/spin/wifi", unit] {
+        r.check(stat(f).contains("Type: regular"), format!("WiFi: root file system has {f}"));
+    }
+    let device = format!("sys-subsystem-net-devices-{}.device", w.interface);
+    r.check(
+        stat(&format!("/etc/systemd/system/{device}.wants/spin-hostapd.service")).contains("Type: symlink"),
+        format!("WiFi: spin-hostapd.service starts with {device}"),
+    );
+    let u = cat(unit);
+    r.check(
+        u.contains("ExecStart=/usr/sbin/hostapd /etc/spin/hostapd.conf")
+            && u.contains("ExecStartPre=/usr/lib/spin/wifi hostapd-conf")
+            && u.contains(&format!("BindsTo={device}")),
+        format!("WiFi: {unit} writes the configuration and runs hostapd on {}", w.interface),
+    );
+    let board = cat("/etc/spin/board");
+    r.check(
+        board.contains(&format!("WIFI_IF={}\n", w.interface))
+            && board.contains(&format!("WIFI_CHANNEL={}\n", w.channel))
+            && board.contains(&format!("WIFI_COUNTRY={}\n", w.country))
+            && board.contains(&format!("WIFI_HW_MODE={}\n", w.hw_mode())),
+        format!("WiFi: /etc/spin/board has the radio's settings: {board:?}"),
+    );
+    let script = cat("/usr/lib/spin/wifi");
+    r.check(
+        script.contains("wpa_key_mgmt=WPA-PSK SAE")
+            && script.contains("ieee80211w=1")
+            && script.contains("bridge=br-lan"),
+        "WiFi: the generated hostapd configuration is WPA2-PSK + WPA3-SAE with management frame protection, in br-lan",
+    );
+    r.check(
+        cat("/usr/lib/spin/firstboot").contains("/usr/lib/spin/wifi firstboot"),
+        "WiFi: the first boot sets up the network",
+    );
+    if w.firmware_package == "firmware-brcm80211" {
+        let brcm = debugfs(dev, "ls -l /lib/firmware/brcm").unwrap_or_default();
+        for f in BRCM_FIRMWARE {
+            r.check(brcm.contains(f), format!("WiFi: firmware /lib/firmware/brcm/{f}"));
+        }
+    }
+    // The kernel's modules: /lib/modules/VERSION/kernel/...
+    let versions = debugfs(dev, "ls /lib/modules").unwrap_or_default();
+    let version = versions.split_whitespace().find(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()));
+    let Some(version) = version else {
+        r.check(false, format!("WiFi: a kernel version under /lib/modules: {versions:?}"));
+        return;
+    };
+    let k = format!("/lib/modules/{version}/kernel");
+    let has_module = |dir: &str, name: &str| {
+        let listing = debugfs(dev, &format!("ls {k}/{dir}")).unwrap_or_default();
+        listing.split_whitespace().any(|f| f.starts_with(&format!("{name}.ko")))
+    };
+    for (dir, name) in [
+        ("net/wireless", "cfg80211"),
+        ("net/mac80211", "mac80211"),
+        ("drivers/net/wireless/broadcom/brcm80211/brcmfmac", "brcmfmac"),
+        ("drivers/net/wireless/broadcom/brcm80211/brcmutil", "brcmutil"),
+    ] {
+        r.check(has_module(dir, name), format!("WiFi: kernel module {k}/{dir}/{name}.ko*"));
+    }
+    r.check(
+        has_module("drivers/net/wireless", "mac80211_hwsim")
+            || has_module("drivers/net/wireless/virtual", "mac80211_hwsim"),
+        format!("WiFi: kernel module mac80211_hwsim (the QEMU test's radios) under {k}/drivers/net/wireless"),
+    );
+    // The other WiFi drivers stay out.
+    let wireless = debugfs(dev, &format!("ls {k}/drivers/net/wireless")).unwrap_or_default();
+    r.check(!wireless.split_whitespace().any(|d| d == "intel" || d == "realtek"), "WiFi: no other vendors' drivers");
 }
 
 /// The sha256 of what `xz -d` makes of `xz`.
