@@ -327,7 +327,7 @@ fn the_pi_has_wifi_and_a_board_without_the_table_has_none() {
     assert_eq!(w.country, "NL");
     // hostapd and the firmware are installed with the table, once each.
     let p = r.packages();
-    for pkg in ["hostapd", "firmware-brcm80211", "linux-image-arm64"] {
+    for pkg in ["hostapd", "wireless-regdb", "firmware-brcm80211", "linux-image-arm64"] {
         assert_eq!(p.iter().filter(|x| *x == pkg).count(), 1, "{pkg} in {p:?}");
     }
     // The firmware is non-free-firmware.

@@ -24,8 +24,10 @@ pub struct Wifi {
     pub country: String,
 }
 
-/// The packages a WiFi board gets on top of its `debian.packages`.
-pub const WIFI_PACKAGES: &[&str] = &["hostapd"];
+/// The packages a WiFi board gets on top of its `debian.packages` (and the firmware): the
+/// access point, and the regulatory database without which the kernel keeps the world domain
+/// whatever country hostapd sets.
+pub const WIFI_PACKAGES: &[&str] = &["hostapd", "wireless-regdb"];
 
 impl Wifi {
     pub(crate) fn validate(&self, e: &Errors, network: &Network) -> Result<(), BoardError> {
