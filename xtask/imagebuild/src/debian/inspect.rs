@@ -413,7 +413,10 @@ fn check_wifi(b: &DebianBoard, dev: &str, r: &mut Report) {
     }
     // The kernel's modules: /lib/modules/VERSION/kernel/...
     let versions = debugfs(dev, "ls /usr/lib/modules").unwrap_or_default();
-    let version = versions.split_whitespace().find(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()));
+    // `ls` shows inode numbers and record lengths beside the names: a version has dots and dashes.
+    let version = versions
+        .split_whitespace()
+        .find(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()) && v.contains('.') && v.contains('-'));
     let Some(version) = version else {
         r.check(false, format!("WiFi: a kernel version under /usr/lib/modules: {versions:?}"));
         return;
