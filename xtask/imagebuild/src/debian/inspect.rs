@@ -379,11 +379,16 @@ fn check_wifi(b: &DebianBoard, dev: &str, r: &mut Report) {
         format!("WiFi: {unit} writes the configuration and runs hostapd on {}", w.interface),
     );
     let board = cat("/etc/spin/board");
+    let lines: Vec<&str> = board.lines().collect();
     r.check(
-        board.contains(&format!("WIFI_IF={}\n", w.interface))
-            && board.contains(&format!("WIFI_CHANNEL={}\n", w.channel))
-            && board.contains(&format!("WIFI_COUNTRY={}\n", w.country))
-            && board.contains(&format!("WIFI_HW_MODE={}\n", w.hw_mode())),
+        [
+            format!("WIFI_IF={}", w.interface),
+            format!("WIFI_CHANNEL={}", w.channel),
+            format!("WIFI_COUNTRY={}", w.country),
+            format!("WIFI_HW_MODE={}", w.hw_mode()),
+        ]
+        .iter()
+        .all(|want| lines.contains(&want.as_str())),
         format!("WiFi: /etc/spin/board has the radio's settings: {board:?}"),
     );
     let script = cat("/usr/lib/spin/wifi");
