@@ -31,7 +31,9 @@ pub const COUNTRY: &str = "DE";
 const WRONG_PASSPHRASE: &str = "not the passphrase 9";
 /// Where the station's files are on the boot partition (and, copied, in the guest).
 const STATION_DIR: &str = "qemu-wifi";
-const GUEST_DIR: &str = "/run/qemu-wifi";
+/// On the root file system: /run is mounted noexec (by the initramfs) and the DHCP client's
+/// script must run.
+const GUEST_DIR: &str = "/root/qemu-wifi";
 /// The DHCP host name the station sends.
 const STATION_NAME: &str = "spin-wifi-phone";
 const FILE_SIZE: u64 = 2 << 20;
@@ -67,7 +69,7 @@ bound|renew)
     ip -4 route replace default via "$1" dev "$interface"
     mkdir -p /etc/netns/sta
     for d in $dns; do echo "nameserver $d"; done > /etc/netns/sta/resolv.conf
-    printf 'ip=%s\nrouter=%s\ndns=%s\n' "$ip" "$1" "$dns" > /run/qemu-wifi/lease
+    printf 'ip=%s\nrouter=%s\ndns=%s\n' "$ip" "$1" "$dns" > /root/qemu-wifi/lease
     ;;
 esac
 exit 0
@@ -210,7 +212,7 @@ fn lease_resolve_download(vm: &mut Vm) -> Result<StationLease, String> {
         vm,
         &format!(
             "{} && wc -c < {GUEST_DIR}/file; rm -f {GUEST_DIR}/file",
-            sta(&format!("busybox wget -q -T 60 -O {GUEST_DIR}/file http://{SERVER_NAME}/file-2m.bin"))
+            sta(&format!("timeout 240 busybox wget -q -O {GUEST_DIR}/file http://{SERVER_NAME}/file-2m.bin"))
         ),
         Duration::from_secs(300),
     )
@@ -337,11 +339,14 @@ pub(crate) fn steps(env: &mut Env, report: &mut Report, password: &str) -> Resul
     report.step("WiFi: blocking the station's node stops its download; unblocking lets it through", || {
         rpc(env, "add_iplist_node", json!({"list": "block", "node": node}))?;
         let vm = env.vm.as_mut().unwrap();
-        let get = sta(&format!("busybox wget -q -T 10 -O /dev/null http://{SERVER_V4}/index.html"));
+        // `timeout`, not wget's -T: busybox 1.35's wget crashes with -T (exit 139), which would pass
+        // for a blocked download.
+        let get = sta(&format!("timeout 15 busybox wget -q -O /dev/null http://{SERVER_V4}/index.html"));
         let (rc, out) = vm.shell(&get, Duration::from_secs(120))?;
         rpc(env, "remove_iplist_node", json!({"list": "block", "node": node}))?;
-        if rc == 0 {
-            return Err(format!("the blocked station still downloaded: {out}"));
+        // timeout's 124: the download hung (its packets dropped); busybox's 1: refused.
+        if rc == 0 || rc > 124 {
+            return Err(format!("the blocked station's download did not fail as blocked (exit {rc}): {out}"));
         }
         let vm = env.vm.as_mut().unwrap();
         wait_until(Duration::from_secs(60), "the station's download to work again after the unblock", || {
@@ -415,6 +420,7 @@ mod tests {
 
     #[test]
     fn the_settings_and_station_files() {
+        assert!(UDHCPC_SCRIPT.contains(&format!("> {GUEST_DIR}/lease")));
         let s = settings_file();
         assert!(s.contains("wifi_ssid=SPIN QEMU WiFi\r\n") && s.contains("wifi_country=de\r\n"));
         let sae = supplicant_conf("SAE", PASSPHRASE);
