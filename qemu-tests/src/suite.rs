@@ -914,7 +914,18 @@ fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
         stderr_log: out.join("raspi3b-qemu.stderr"),
     };
     let mut vm = Vm::start(spec)?;
-    let r = ready_without_network(report, &vm, &boot, "raspi3b", "the SD image", "the Raspberry Pi 3 (raspi3b) router");
+    let r = ready_without_network(report, &vm, &boot, "raspi3b", "the SD image", "the Raspberry Pi 3 (raspi3b) router")
+        .and_then(|_| {
+            // No settings file on this card: the first boot made a network of its own.
+            report.step(
+                "raspi3b: without spin-admin.txt the first boot shows a SPIN-XXXX network and its passphrase",
+                || {
+                    let line = vm.serial.find_line("SPIN-WIFI network: ").unwrap_or_default();
+                    crate::wifi::generated_network(&line).map(|(ssid, _)| ssid)
+                },
+            )
+        })
+        .map(|ssid| report.notes.push(format!("raspi3b: WiFi network {ssid}")));
     vm.kill();
     r
 }

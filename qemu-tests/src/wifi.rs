@@ -390,6 +390,24 @@ pub(crate) fn steps(env: &mut Env, report: &mut Report, password: &str) -> Resul
     Ok(())
 }
 
+/// The console line of a network the first boot made (`SPIN-WIFI network: SPIN-XXXX
+/// passphrase: P (country CC)`): its name and passphrase, if it is one.
+pub(crate) fn generated_network(line: &str) -> Result<(String, String), String> {
+    let bad = || format!("not the console line of a generated network (SPIN-XXXX, 16-character passphrase): {line:?}");
+    let rest = line.split("SPIN-WIFI network: ").nth(1).ok_or_else(bad)?;
+    let (ssid, rest) = rest.split_once(" passphrase: ").ok_or_else(bad)?;
+    let (pass, _) = rest.split_once(" (country ").ok_or_else(bad)?;
+    let ok = ssid.len() == 9
+        && ssid.starts_with("SPIN-")
+        && ssid[5..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && pass.len() == 16
+        && pass.chars().all(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(bad());
+    }
+    Ok((ssid.to_string(), pass.to_string()))
+}
+
 /// Keeps the station's logs and hostapd's journal with the artifacts.
 pub(crate) fn artifacts(vm: &mut Vm, out: &Path) {
     if let Ok((_, text)) = vm.shell(
@@ -416,6 +434,15 @@ mod tests {
         assert_eq!(boot_partition(&mbr).unwrap(), (8192 * 512, 256 << 20));
         mbr[511] = 0;
         assert!(boot_partition(&mbr).unwrap_err().contains("no MBR"));
+    }
+
+    #[test]
+    fn the_console_line_of_a_generated_network() {
+        let (ssid, pass) =
+            generated_network("SPIN-WIFI network: SPIN-7K3Q passphrase: abcdEFGH2345jkmn (country NL)\r").unwrap();
+        assert_eq!((ssid.as_str(), pass.as_str()), ("SPIN-7K3Q", "abcdEFGH2345jkmn"));
+        assert!(generated_network("SPIN-WIFI network: Home passphrase: as in the settings file (country DE)").is_err());
+        assert!(generated_network("").is_err());
     }
 
     #[test]
