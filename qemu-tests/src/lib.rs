@@ -3,13 +3,15 @@
 //! The suite ([`suite`]) puts the image between two network namespaces: a LAN client and a
 //! simulated internet, each on a tap device of one of the VM's NICs, and checks from the LAN
 //! what spind sees (MQTT over TCP and WebSocket) and enforces (JSON-RPC blocks across a reboot).
-//! The `qemu-test` binary runs it and the small helpers that must run inside a namespace. The
+//! On rpi3 the WiFi step ([`wifi`]) adds the image's access point on simulated radios and a
+//! station in a namespace inside the guest. The `qemu-test` binary runs it and the small helpers that must run inside a namespace. The
 //! namespaces and the MQTT client are the test bed's (`testbed`), commands the runner's.
 
 pub mod mqtt;
 pub mod netns;
 pub mod suite;
 pub mod vm;
+pub mod wifi;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;

@@ -71,7 +71,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    pub(crate) fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         let t = Instant::now();
         eprintln!("qemu-test: {name} ...");
         let r = f();
@@ -134,12 +134,12 @@ pub fn run(opts: &Options) -> Result<Report, (Report, String)> {
     }
 }
 
-struct Env<'a> {
-    opts: &'a Options,
-    wan: Netns,
-    lan: Netns,
-    vm: Option<Vm>,
-    password: Option<String>,
+pub(crate) struct Env<'a> {
+    pub(crate) opts: &'a Options,
+    pub(crate) wan: Netns,
+    pub(crate) lan: Netns,
+    pub(crate) vm: Option<Vm>,
+    pub(crate) password: Option<String>,
 }
 
 fn e2e(opts: &Options, report: &mut Report) -> Result<(), String> {
@@ -168,6 +168,9 @@ fn e2e(opts: &Options, report: &mut Report) -> Result<(), String> {
             .map(|(_, t)| t)
             .unwrap_or_else(|e| format!("could not fetch the journal: {e}\n"));
         let _ = fs::write(out.join("spind.log"), log);
+        if opts.board == "rpi3" {
+            crate::wifi::artifacts(vm, out);
+        }
     }
     if let Some(mut vm) = env.vm.take() {
         vm.kill();
@@ -224,7 +227,11 @@ fn router_wan_v4(out: &Path) -> Option<String> {
         .map(|f| f[2].to_string())
 }
 
-fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> Result<T, String> {
+pub(crate) fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
@@ -317,7 +324,7 @@ fn download_ok(env: &Env, family: &str, url: &str) -> Result<u64, String> {
     Ok(size)
 }
 
-fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
+pub(crate) fn rpc(env: &Env, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let (code, text) = web(
         env,
@@ -492,6 +499,11 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
     report.step("throw-away disk overlay over the image, 1 GiB larger", || {
         vm::overlay(&boot.disk, &overlay, Some(&(raw_size + GROWN_BY).to_string()))
     })?;
+    if env.opts.board == "rpi3" {
+        report.step("WiFi: spin-admin.txt with the network's settings on the overlay's boot partition", || {
+            crate::wifi::prepare_disk(&boot.disk, &overlay, &out)
+        })?;
+    }
     let nics = vec![
         Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
         Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
@@ -830,6 +842,9 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
             Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
         })
     })?;
+    if env.opts.board == "rpi3" {
+        crate::wifi::steps(env, report, &pw)?;
+    }
 
     // A power cut in the middle of list writes: QEMU is killed while the LAN adds entries to
     // the block list one JSON-RPC call after the other; every call that was answered must be
@@ -1001,7 +1016,18 @@ fn raspi3b(opts: &Options, report: &mut Report) -> Result<(), String> {
         stderr_log: out.join("raspi3b-qemu.stderr"),
     };
     let mut vm = Vm::start(spec)?;
-    let r = ready_without_network(report, &vm, &boot, "raspi3b", "the SD image", "the Raspberry Pi 3 (raspi3b) router");
+    let r = ready_without_network(report, &vm, &boot, "raspi3b", "the SD image", "the Raspberry Pi 3 (raspi3b) router")
+        .and_then(|_| {
+            // No settings file on this card: the first boot made a network of its own.
+            report.step(
+                "raspi3b: without spin-admin.txt the first boot shows a SPIN-XXXX network and its passphrase",
+                || {
+                    let line = vm.serial.find_line("SPIN-WIFI network: ").unwrap_or_default();
+                    crate::wifi::generated_network(&line).map(|(ssid, _)| ssid)
+                },
+            )
+        })
+        .map(|ssid| report.notes.push(format!("raspi3b: WiFi network {ssid}")));
     vm.kill();
     r
 }

@@ -24,8 +24,11 @@ cargo xtask qemu-test [--board x86_64|rpi3]... [--no-build] [--no-raspi3b] [--no
   x86_64 boots its disk through SeaBIOS (-M pc), then once more through UEFI (OVMF on -M q35,
   no network) to the ready marker, and a root login checks that systemd-boot started it
   (/sys/firmware/efi, LoaderEntrySelected = spin.conf). rpi3 runs under -M virt (cortex-a53,
-  the image's kernel and root file system) and also boots the SD image under -M raspi3b to the
-  ready marker. Needs root.
+  the image's kernel and root file system) with its WiFi settings in spin-admin.txt on the boot
+  partition: mac80211_hwsim gives two radios, the image's hostapd serves one, a station in a
+  namespace of the guest associates (WPA2-PSK, then SAE), gets a lease, resolves, downloads,
+  shows as a spind device and is blocked, and a wrong passphrase does not associate; then it
+  boots the SD image under -M raspi3b to the ready marker. Needs root.
 
   --board NAME   only this board (repeatable; default: x86_64 and rpi3)
   --no-build     use target/image/BOARD/out/ as it is (default: cargo xtask image --board

@@ -111,12 +111,15 @@ pub const TOOLS: &[Tool] = &[
     prog("mmdebstrap", "mmdebstrap", &[Image]),
     prog("sfdisk", "fdisk", &[Image]),
     prog("mkfs.fat", "dosfstools", &[Image]),
-    prog("mcopy", "mtools", &[Image]),
+    // mtools also for the rpi3 QEMU test's settings file on the boot partition.
+    prog("mcopy", "mtools", &[Image, QemuTestArm]),
     prog("tar", "tar", &[Image, OpenWrt]),
     prog("gzip", "gzip", &[OpenWrt]),
     prog("bsdtar", "libarchive-tools", &[Image]),
     prog("xz", "xz-utils", &[Image, ImageBuilder]),
     prog("qemu-img", "qemu-utils", &[Image, QemuTest, QemuTestX86, QemuTestArm]),
+    // The rpi3 QEMU test writes the boot partition into its disk overlay.
+    prog("qemu-io", "qemu-utils", &[QemuTest, QemuTestArm]),
     prog("sha1sum", "coreutils", &[Image]),
     // mkfs.ext4 -d rootfs.tar needs e2fsprogs >= 1.47.1 (bookworm has 1.47.0) and libarchive.
     backport("mkfs.ext4", "e2fsprogs", &[Image]),

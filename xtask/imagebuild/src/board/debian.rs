@@ -6,6 +6,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::values::{Bootloader, Component, DebianArch, DebianOutput, Fs, Role, Table};
+use super::wifi::{Wifi, WIFI_PACKAGES};
 use super::{BoardError, Errors, Network};
 
 /// A Debian board file.
@@ -30,6 +31,9 @@ pub struct DebianBoard {
     pub network: Network,
     pub kernel: Kernel,
     pub debian: DebianSettings,
+    /// `[wifi]`: the radio as an access point; `None`: no WiFi.
+    #[serde(default)]
+    pub wifi: Option<Wifi>,
     pub disk: Disk,
 }
 
@@ -108,6 +112,9 @@ impl DebianBoard {
         self.validate_kernel(e)?;
         self.validate_debian(e)?;
         self.validate_disk(e)?;
+        if let Some(w) = &self.wifi {
+            w.validate(e, &self.network)?;
+        }
         if self.outputs.contains(&DebianOutput::Ova) && self.arch != DebianArch::Amd64 {
             return Err(e.err("outputs", "ova (VirtualBox) is only allowed for arch = \"amd64\""));
         }
@@ -254,6 +261,19 @@ impl DebianBoard {
     /// Built for another architecture than the host's (qemu-user runs its maintainer scripts).
     pub fn is_foreign(&self) -> bool {
         DebianArch::host() != Some(self.arch)
+    }
+    /// What mmdebstrap installs: `debian.packages`, then for a WiFi board hostapd and the
+    /// radio's firmware (each once).
+    pub fn packages(&self) -> Vec<String> {
+        let mut v = self.debian.packages.clone();
+        if let Some(w) = &self.wifi {
+            for p in WIFI_PACKAGES.iter().map(|p| p.to_string()).chain([w.firmware_package.clone()]) {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+        }
+        v
     }
     pub fn components(&self) -> String {
         self.debian.components.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")

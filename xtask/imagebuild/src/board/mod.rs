@@ -31,6 +31,13 @@
 //! path_exclude = ["/usr/share/man/*"]          # dpkg --path-exclude globs (never unpacked)
 //! path_include = ["/usr/share/doc/*/copyright"] # dpkg --path-include: exceptions to the above
 //!
+//! [wifi]                                       # debian only, optional: the radio as access point
+//! interface = "wlan0"                          # hostapd serves it, bridged into br-lan
+//! firmware_package = "firmware-brcm80211"      # installed with hostapd
+//! band = "2.4"                                 # 2.4 | 5 (GHz)
+//! channel = 6                                  # a channel of the band (2.4: 1-13)
+//! country = "NL"                               # ISO 3166-1 alpha-2 until the user sets theirs
+//!
 //! [disk]                                       # debian only
 //! table = "gpt"                                # gpt | mbr
 //! bootloader = "syslinux+systemd-boot"         # syslinux+systemd-boot (gpt) | raspi-firmware (mbr)
@@ -59,6 +66,7 @@
 mod debian;
 mod openwrt;
 pub mod values;
+mod wifi;
 
 #[cfg(test)]
 mod tests;
@@ -72,6 +80,7 @@ use serde::Deserialize;
 pub use debian::{DebianBoard, DebianSettings, Disk, Kernel, Partition};
 pub use openwrt::{OpenWrtBoard, OpenWrtSettings};
 pub use values::*;
+pub use wifi::{country_ok, Wifi, WIFI_PACKAGES};
 
 /// A validated board file.
 #[derive(Clone, Debug)]

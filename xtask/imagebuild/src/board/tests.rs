@@ -309,3 +309,84 @@ fn unknown_board_lists_the_boards() {
     let e = load("no-such-board").unwrap_err().to_string();
     assert!(e.contains("x86_64") && e.contains("rpi3") && e.contains("glinet-ar150"), "{e}");
 }
+
+/// The shipped rpi3 board with one piece of text replaced (which must exist).
+fn rpi3_with(old: &str, new: &str) -> Result<Board, BoardError> {
+    let text = shipped("rpi3");
+    assert!(text.contains(old), "rpi3.toml has no {old:?}");
+    parse_named("rpi3", &text.replacen(old, new, 1))
+}
+
+#[test]
+fn the_pi_has_wifi_and_a_board_without_the_table_has_none() {
+    let r = debian("rpi3");
+    let w = r.wifi.as_ref().expect("rpi3 has a [wifi] table");
+    assert_eq!(w.interface, "wlan0");
+    assert_eq!(w.firmware_package, "firmware-brcm80211");
+    assert_eq!((w.band, w.channel, w.hw_mode()), (Band::G24, 6, "g"));
+    assert_eq!(w.country, "NL");
+    // hostapd and the firmware are installed with the table, once each.
+    let p = r.packages();
+    for pkg in ["hostapd", "wireless-regdb", "firmware-brcm80211", "linux-image-arm64"] {
+        assert_eq!(p.iter().filter(|x| *x == pkg).count(), 1, "{pkg} in {p:?}");
+    }
+    // The firmware is non-free-firmware.
+    assert!(r.debian.components.contains(&Component::NonFreeFirmware));
+    let x = debian("x86_64");
+    assert!(x.wifi.is_none());
+    assert_eq!(x.packages(), x.debian.packages, "a board without [wifi] installs what it lists");
+    assert!(!x.packages().contains(&"hostapd".to_string()));
+    // The table may go: the board builds as one without WiFi.
+    let text = shipped("rpi3");
+    let (start, end) = (text.find("\n[wifi]\n").unwrap(), text.find("\n[kernel]\n").unwrap());
+    let Board::Debian(b) = parse_named("rpi3", &format!("{}{}", &text[..start], &text[end..])).unwrap() else {
+        panic!("rpi3 is a Debian board")
+    };
+    assert!(b.wifi.is_none());
+    assert!(!b.packages().contains(&"hostapd".to_string()));
+    // 5 GHz.
+    let Board::Debian(b) = rpi3_with("band = \"2.4\"\nchannel = 6", "band = \"5\"\nchannel = 36").unwrap() else {
+        panic!("rpi3 is a Debian board")
+    };
+    assert_eq!(b.wifi.unwrap().hw_mode(), "a");
+}
+
+#[test]
+fn a_bad_wifi_table_names_the_field_and_what_is_allowed() {
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("band = \"2.4\"", "band = \"6\"", "wifi.band", &["\"6\"", "allowed: 2.4, 5"]),
+        ("channel = 6", "channel = 14", "wifi.channel", &["14 is not a channel of the 2.4 GHz band", "1-13"]),
+        ("band = \"2.4\"", "band = \"5\"", "wifi.channel", &["6 is not a channel of the 5 GHz band", "36-64"]),
+        ("channel = 6", "channel = 0", "wifi.channel", &["allowed: 1-13"]),
+        ("country = \"NL\"", "country = \"nl\"", "wifi.country", &["two-letter", "upper case"]),
+        ("country = \"NL\"", "country = \"NLD\"", "wifi.country", &["ISO 3166-1"]),
+        ("country = \"NL\"", "country = \"00\"", "wifi.country", &["such as NL"]),
+        ("interface = \"wlan0\"", "interface = \"eth0\"", "wifi.interface", &["already the WAN"]),
+        ("interface = \"wlan0\"", "interface = \"eth1\"", "wifi.interface", &["a LAN port"]),
+        ("interface = \"wlan0\"", "interface = \"br-lan\"", "wifi.interface", &["the bridge"]),
+        ("interface = \"wlan0\"", "interface = \"wlan 0\"", "wifi.interface", &["1-15 letters"]),
+        (
+            "firmware_package = \"firmware-brcm80211\"",
+            "firmware_package = \"Firmware BRCM\"",
+            "wifi.firmware_package",
+            &["not a Debian package name"],
+        ),
+        // Structural errors: the TOML reader's, naming the key.
+        ("channel = 6", "channel = \"six\"", "", &["invalid type: string"]),
+        ("channel = 6", "channel = 6\nssid = \"home\"", "", &["unknown field `ssid`", "expected one of"]),
+        ("country = \"NL\"\n", "", "", &["missing field `country`"]),
+        ("channel = 6", "channel = 300", "", &["300"]),
+    ];
+    for (from, to, field, expect) in cases {
+        let e = rpi3_with(from, to).expect_err(to);
+        assert_eq!(e.file, Path::new("board-configs/rpi3.toml"));
+        assert_eq!(e.field, *field, "for {to:?}: {e}");
+        let shown = e.to_string();
+        for want in *expect {
+            assert!(shown.contains(want), "for {to:?}: {shown:?} should contain {want:?}");
+        }
+    }
+    // No [wifi] on an OpenWrt board (its radios are OpenWrt's).
+    let e = ar150_with("[openwrt]", "[wifi]\ninterface = \"wlan0\"\n[openwrt]").unwrap_err();
+    assert!(e.message.contains("unknown field `wifi`"), "{e}");
+}

@@ -173,3 +173,8 @@ str_enum! {
     /// `debian.components[]`.
     Component { Main = "main", Contrib = "contrib", NonFree = "non-free", NonFreeFirmware = "non-free-firmware" }
 }
+
+str_enum! {
+    /// `wifi.band`: GHz.
+    Band { G24 = "2.4", G5 = "5" }
+}

@@ -330,7 +330,126 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
     // Trimmed: no man pages or docs beyond copyright files.
     let man = debugfs(&dev, "ls /usr/share/man").unwrap_or_default();
     r.check(!man.contains("man1"), "no man pages");
+    check_wifi(b, &dev, r);
     Ok(())
+}
+
+/// The Pi 3 B's (BCM43430) and 3 B+'s (BCM43455) radios: their firmware and the boards' NVRAM
+/// files from firmware-brcm80211 (brcmfmac asks for the board's name first, from the device
+/// tree's compatible; the 43455's firmware is a link into cypress/).
+const BRCM_FIRMWARE: &[&str] = &[
+    "brcm/brcmfmac43430-sdio.bin",
+    "brcm/brcmfmac43430-sdio.raspberrypi,3-model-b.txt",
+    "brcm/brcmfmac43455-sdio.raspberrypi,3-model-b-plus.txt",
+    "cypress/cyfmac43455-sdio.bin",
+    "cypress/cyfmac43455-sdio.clm_blob",
+];
+
+/// A board with `[wifi]`: hostapd, the firmware, the wireless modules (the radio's driver, and
+/// mac80211_hwsim for the QEMU test), the access point's unit started by the radio's device, and
+/// what the first boot's WiFi set-up reads. A board without it has none of the unit.
+fn check_wifi(b: &DebianBoard, dev: &str, r: &mut Report) {
+    let stat = |p: &str| debugfs(dev, &format!("stat {p}")).unwrap_or_default();
+    let cat = |p: &str| debugfs(dev, &format!("cat {p}")).unwrap_or_default();
+    let unit = "/etc/systemd/system/spin-hostapd.service";
+    let Some(w) = &b.wifi else {
+        r.check(!stat(unit).contains("Type: regular"), format!("no WiFi board: no {unit}"));
+        return;
+    };
+    // The regulatory database is an alternative (a symlink) on Debian. Paths under /usr/lib:
+    // /lib is a link there (merged /usr).
+    let regdb = stat("/usr/lib/firmware/regulatory.db");
+    r.check(
+        regdb.contains("Type: regular") || regdb.contains("Type: symlink"),
+        "WiFi: the regulatory database /usr/lib/firmware/regulatory.db (wireless-regdb)",
+    );
+    for f in ["/usr/sbin/hostapd", "/usr/sbin/hostapd_cli", "/usr/lib/spin/wifi", unit] {
+        r.check(stat(f).contains("Type: regular"), format!("WiFi: root file system has {f}"));
+    }
+    let device = format!("sys-subsystem-net-devices-{}.device", w.interface);
+    r.check(
+        stat(&format!("/etc/systemd/system/{device}.wants/spin-hostapd.service")).contains("Type: symlink"),
+        format!("WiFi: spin-hostapd.service starts with {device}"),
+    );
+    let u = cat(unit);
+    r.check(
+        u.contains("ExecStart=/usr/sbin/hostapd /etc/spin/hostapd.conf")
+            && u.contains("ExecStartPre=/usr/lib/spin/wifi hostapd-conf")
+            && u.contains(&format!("BindsTo={device}")),
+        format!("WiFi: {unit} writes the configuration and runs hostapd on {}", w.interface),
+    );
+    let board = cat("/etc/spin/board");
+    let lines: Vec<&str> = board.lines().collect();
+    r.check(
+        [
+            format!("WIFI_IF={}", w.interface),
+            format!("WIFI_CHANNEL={}", w.channel),
+            format!("WIFI_COUNTRY={}", w.country),
+            format!("WIFI_HW_MODE={}", w.hw_mode()),
+        ]
+        .iter()
+        .all(|want| lines.contains(&want.as_str())),
+        format!("WiFi: /etc/spin/board has the radio's settings: {board:?}"),
+    );
+    let script = cat("/usr/lib/spin/wifi");
+    r.check(
+        script.contains("wpa_key_mgmt=WPA-PSK SAE")
+            && script.contains("ieee80211w=1")
+            && script.contains("bridge=br-lan"),
+        "WiFi: the generated hostapd configuration is WPA2-PSK + WPA3-SAE with management frame protection, in br-lan",
+    );
+    r.check(
+        cat("/usr/lib/spin/firstboot").contains("/usr/lib/spin/wifi firstboot"),
+        "WiFi: the first boot sets up the network",
+    );
+    if w.firmware_package == "firmware-brcm80211" {
+        for f in BRCM_FIRMWARE {
+            let s = stat(&format!("/usr/lib/firmware/{f}"));
+            r.check(
+                s.contains("Type: regular") || (f.ends_with(".bin") && s.contains("Type: symlink")),
+                format!("WiFi: firmware /usr/lib/firmware/{f}"),
+            );
+        }
+        let link = debugfs(dev, "ls -l /usr/lib/firmware/brcm").unwrap_or_default();
+        r.check(
+            link.contains("brcmfmac43455-sdio.bin"),
+            "WiFi: firmware /usr/lib/firmware/brcm/brcmfmac43455-sdio.bin",
+        );
+    }
+    // The kernel's modules: /lib/modules/VERSION/kernel/...
+    let versions = debugfs(dev, "ls /usr/lib/modules").unwrap_or_default();
+    // `ls` shows inode numbers and record lengths beside the names: a version has dots and dashes.
+    let version = versions
+        .split_whitespace()
+        .find(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()) && v.contains('.') && v.contains('-'));
+    let Some(version) = version else {
+        r.check(false, format!("WiFi: a kernel version under /usr/lib/modules: {versions:?}"));
+        return;
+    };
+    let k = format!("/usr/lib/modules/{version}/kernel");
+    let has_module = |dir: &str, name: &str| {
+        let listing = debugfs(dev, &format!("ls {k}/{dir}")).unwrap_or_default();
+        listing.split_whitespace().any(|f| f.starts_with(&format!("{name}.ko")))
+    };
+    for (dir, name) in [
+        ("net/wireless", "cfg80211"),
+        ("net/mac80211", "mac80211"),
+        ("drivers/net/wireless/broadcom/brcm80211/brcmfmac", "brcmfmac"),
+        ("drivers/net/wireless/broadcom/brcm80211/brcmutil", "brcmutil"),
+    ] {
+        r.check(has_module(dir, name), format!("WiFi: kernel module {k}/{dir}/{name}.ko*"));
+    }
+    r.check(
+        has_module("drivers/net/wireless", "mac80211_hwsim")
+            || has_module("drivers/net/wireless/virtual", "mac80211_hwsim"),
+        format!("WiFi: kernel module mac80211_hwsim (the QEMU test's radios) under {k}/drivers/net/wireless"),
+    );
+    // The other WiFi drivers stay out (dpkg keeps their empty folders).
+    r.check(
+        !has_module("drivers/net/wireless/intel/iwlwifi", "iwlwifi")
+            && !has_module("drivers/net/wireless/ath/ath9k", "ath9k"),
+        "WiFi: no other vendors' drivers (iwlwifi, ath9k)",
+    );
 }
 
 /// The sha256 of what `xz -d` makes of `xz`.

@@ -63,11 +63,52 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
     }
     // First boot: systemd creates the machine id (mmdebstrap leaves an empty file).
     v.push(("etc/machine-id".into(), "uninitialized\n".into()));
-    v.push((
-        "etc/spin/board".into(),
-        format!("BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\n", b.name, b.network.wan, b.network.lan.join(" ")),
-    ));
+    let mut board = format!(
+        "BOARD={}\nWAN={}\nLAN_PORTS=\"{}\"\nBOOT_DIR={boot_dir}\n",
+        b.name,
+        b.network.wan,
+        b.network.lan.join(" ")
+    );
+    if let Some(w) = &b.wifi {
+        // Read by /usr/lib/spin/wifi (the first boot's network, hostapd's configuration).
+        board.push_str(&format!(
+            "WIFI_IF={}\nWIFI_HW_MODE={}\nWIFI_CHANNEL={}\nWIFI_COUNTRY={}\n",
+            w.interface,
+            w.hw_mode(),
+            w.channel,
+            w.country
+        ));
+        v.push(("etc/systemd/system/spin-hostapd.service".into(), hostapd_unit(&w.interface)));
+    }
+    v.push(("etc/spin/board".into(), board));
     v
+}
+
+/// The access point's unit: started when the radio's interface appears (the driver loads late,
+/// and in the QEMU test only when mac80211_hwsim is loaded), stopped when it goes.
+fn hostapd_unit(interface: &str) -> String {
+    let device = format!("sys-subsystem-net-devices-{}.device", interface.replace('-', "\\x2d"));
+    format!(
+        "# The router's WiFi access point on {interface}, bridged into br-lan (written by cargo xtask image from\n\
+         # the board's [wifi]). Its configuration is made from /etc/spin/wifi.conf at every start.\n\
+         [Unit]\n\
+         Description=SPIN router WiFi access point (hostapd on {interface})\n\
+         BindsTo={device}\n\
+         After={device} spin-firstboot.service systemd-networkd.service\n\
+         ConditionPathExists=/etc/spin/wifi.conf\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStartPre=/usr/lib/spin/wifi hostapd-conf\n\
+         ExecStart=/usr/sbin/hostapd /etc/spin/hostapd.conf\n\
+         ExecReload=/usr/lib/spin/wifi hostapd-conf\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
+         Restart=on-failure\n\
+         RestartSec=5\n\
+         \n\
+         [Install]\n\
+         WantedBy={device}\n"
+    )
 }
 
 /// Every file of `image/debian/overlay` (relative paths, sorted).
@@ -286,4 +327,199 @@ fn walk_all(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::{load, Board};
+
+    fn debian(name: &str) -> DebianBoard {
+        match load(name).unwrap() {
+            Board::Debian(b) => b,
+            Board::OpenWrt(_) => panic!("{name} is not a Debian board"),
+        }
+    }
+
+    fn file<'a>(files: &'a [(String, String)], path: &str) -> Option<&'a str> {
+        files.iter().find(|(p, _)| p == path).map(|(_, t)| t.as_str())
+    }
+
+    #[test]
+    fn a_wifi_board_gets_the_access_point_unit_and_its_settings() {
+        let files = generated_files(&debian("rpi3"));
+        let board = file(&files, "etc/spin/board").unwrap();
+        for line in [
+            "WIFI_IF=wlan0\n",
+            "WIFI_HW_MODE=g\n",
+            "WIFI_CHANNEL=6\n",
+            "WIFI_COUNTRY=NL\n",
+            "BOOT_DIR=/boot/firmware\n",
+        ] {
+            assert!(board.contains(line), "{line:?} in {board:?}");
+        }
+        let unit = file(&files, "etc/systemd/system/spin-hostapd.service").unwrap();
+        assert!(unit.contains("BindsTo=sys-subsystem-net-devices-wlan0.device\n"), "{unit}");
+        assert!(unit.contains("WantedBy=sys-subsystem-net-devices-wlan0.device\n"), "{unit}");
+        assert!(unit.contains("ExecStart=/usr/sbin/hostapd /etc/spin/hostapd.conf\n"), "{unit}");
+        let x = generated_files(&debian("x86_64"));
+        assert!(!file(&x, "etc/spin/board").unwrap().contains("WIFI_"));
+        assert!(file(&x, "etc/systemd/system/spin-hostapd.service").is_none());
+        assert_eq!(
+            hostapd_unit("wl-a").lines().find(|l| l.starts_with("BindsTo=")),
+            Some("BindsTo=sys-subsystem-net-devices-wl\\x2da.device")
+        );
+    }
+
+    /// A root file system in a temporary directory with the rpi3's board file and a boot
+    /// partition, for `/usr/lib/spin/wifi` (SPIN_ROOT).
+    struct Root(PathBuf);
+
+    impl Root {
+        fn new(name: &str) -> Root {
+            let dir = std::env::temp_dir().join(format!("spin-wifi-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("etc/spin")).unwrap();
+            fs::create_dir_all(dir.join("boot/firmware")).unwrap();
+            let files = generated_files(&debian("rpi3"));
+            fs::write(dir.join("etc/spin/board"), file(&files, "etc/spin/board").unwrap()).unwrap();
+            Root(dir)
+        }
+        /// `wifi ARGS...`: its output (console lines included: SPIN_CONSOLE=echo).
+        fn wifi(&self, args: &[&str]) -> String {
+            let sh = crate::paths::shell().unwrap();
+            let script = image_dir().join("overlay/usr/lib/spin/wifi");
+            let o = cmd!(sh, "sh {script} {args...}")
+                .env("SPIN_ROOT", &self.0)
+                .env("SPIN_CONSOLE", "echo")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "wifi {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        }
+        fn read(&self, p: &str) -> Option<String> {
+            fs::read_to_string(self.0.join(p)).ok()
+        }
+        fn mode(&self, p: &str) -> u32 {
+            fs::metadata(self.0.join(p)).unwrap().mode() & 0o777
+        }
+        fn conf(&self, key: &str) -> Option<String> {
+            let text = self.read("etc/spin/hostapd.conf")?;
+            text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(String::from)
+        }
+    }
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn hex(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_first_boot_takes_the_wifi_settings_from_the_boot_partition() {
+        let root = Root::new("file");
+        let settings = root.0.join("boot/firmware/spin-admin.txt");
+        // Written on Windows: a BOM and CRLF; an admin line and a comment beside the WiFi ones.
+        fs::write(
+            &settings,
+            "\u{feff}admin:$6$salt$hash\r\n# our network\r\nwifi_ssid=Our Home\r\nwifi_passphrase=correct horse 42\r\nwifi_country=de\r\n",
+        )
+        .unwrap();
+        let out = root.wifi(&["firstboot", settings.to_str().unwrap(), "/nonexistent/spin-admin.txt"]);
+        assert!(out.contains("SPIN-WIFI network: Our Home passphrase: as in the settings file (country DE)"), "{out}");
+        assert!(!out.contains("correct horse"), "the user's passphrase is not shown: {out}");
+        assert_eq!(root.conf("ssid2").as_deref(), Some(hex("Our Home").as_str()));
+        assert_eq!(root.conf("wpa_passphrase").as_deref(), Some("correct horse 42"));
+        assert_eq!(root.conf("country_code").as_deref(), Some("DE"));
+        for (k, v) in [
+            ("interface", "wlan0"),
+            ("bridge", "br-lan"),
+            ("driver", "nl80211"),
+            ("ieee80211d", "1"),
+            ("hw_mode", "g"),
+            ("channel", "6"),
+            ("wpa", "2"),
+            ("wpa_key_mgmt", "WPA-PSK SAE"),
+            ("rsn_pairwise", "CCMP"),
+            ("ieee80211w", "1"),
+            ("sae_require_mfp", "1"),
+        ] {
+            assert_eq!(root.conf(k).as_deref(), Some(v), "{k}");
+        }
+        // Secrets are root's only; nothing on the boot partition (the user knows the passphrase).
+        assert_eq!(root.mode("etc/spin/hostapd.conf"), 0o600);
+        assert_eq!(root.mode("etc/spin/wifi.conf"), 0o600);
+        assert!(root.read("boot/firmware/spin-wifi.txt").is_none());
+        // hostapd's start writes the same configuration again from wifi.conf.
+        let first = root.read("etc/spin/hostapd.conf").unwrap();
+        root.wifi(&["hostapd-conf"]);
+        assert_eq!(root.read("etc/spin/hostapd.conf").unwrap(), first);
+        assert!(!root.0.join("etc/spin/hostapd.conf.tmp").exists());
+    }
+
+    #[test]
+    fn a_short_passphrase_is_refused_and_a_random_one_is_used() {
+        let root = Root::new("short");
+        let settings = root.0.join("boot/firmware/spin-admin.txt");
+        fs::write(&settings, "wifi_ssid=Garden\nwifi_passphrase=1234567\n").unwrap();
+        let out = root.wifi(&["firstboot", settings.to_str().unwrap()]);
+        assert!(
+            out.contains("SPIN-WIFI: the WiFi passphrase in the settings file is refused: it must have 8 to 63 printable ASCII characters (it has 7)"),
+            "{out}"
+        );
+        let pass = root.conf("wpa_passphrase").unwrap();
+        assert_eq!(pass.len(), 16, "{pass}");
+        assert_eq!(root.conf("ssid2").as_deref(), Some(hex("Garden").as_str()));
+        assert_eq!(root.conf("country_code").as_deref(), Some("NL"), "the board's default country");
+        assert!(out.contains(&format!("SPIN-WIFI network: Garden passphrase: {pass} (country NL)")), "{out}");
+        let txt = root.read("boot/firmware/spin-wifi.txt").unwrap();
+        assert!(txt.contains(&format!("passphrase: {pass}\r\n")) && txt.contains("Garden"), "{txt}");
+    }
+
+    #[test]
+    fn without_settings_the_network_is_spin_xxxx_with_a_random_passphrase() {
+        let root = Root::new("default");
+        let out = root.wifi(&["firstboot", "/nonexistent/spin-admin.txt"]);
+        let conf = root.read("etc/spin/hostapd.conf").unwrap();
+        let name = conf.lines().find_map(|l| l.strip_prefix("# network name: ")).unwrap().to_string();
+        assert!(
+            name.len() == 9 && name.starts_with("SPIN-") && name[5..].chars().all(|c| c.is_ascii_alphanumeric()),
+            "{name}"
+        );
+        assert_eq!(root.conf("ssid2").unwrap(), hex(&name));
+        let pass = root.conf("wpa_passphrase").unwrap();
+        assert!(pass.len() == 16 && pass.chars().all(|c| c.is_ascii_alphanumeric()), "{pass}");
+        assert_eq!(root.conf("wpa_key_mgmt").as_deref(), Some("WPA-PSK SAE"), "never an open network");
+        assert!(out.contains(&format!("SPIN-WIFI network: {name} passphrase: {pass} (country NL)")), "{out}");
+        let txt = root.read("boot/firmware/spin-wifi.txt").unwrap();
+        assert!(
+            txt.contains(&format!("network (SSID): {name}\r\n")) && txt.contains(&format!("passphrase: {pass}\r\n"))
+        );
+        // Another first boot makes another network.
+        let again = Root::new("default2");
+        again.wifi(&["firstboot"]);
+        assert_ne!(again.conf("wpa_passphrase").unwrap(), pass);
+    }
+
+    #[test]
+    fn bad_names_and_countries_fall_back_to_the_defaults() {
+        let root = Root::new("bad");
+        let settings = root.0.join("boot/firmware/spin-admin.txt");
+        fs::write(
+            &settings,
+            format!("wifi_ssid={}\nwifi_passphrase=long enough\nwifi_country=Netherlands\n", "x".repeat(33)),
+        )
+        .unwrap();
+        let out = root.wifi(&["firstboot", settings.to_str().unwrap()]);
+        assert!(out.contains("the network name in the settings file is not 1-32 printable ASCII characters"), "{out}");
+        assert!(out.contains("the WiFi country \"NETHERLANDS\" is not a two-letter code"), "{out}");
+        assert_eq!(root.conf("country_code").as_deref(), Some("NL"));
+        assert_eq!(root.conf("wpa_passphrase").as_deref(), Some("long enough"));
+        let name = root.read("etc/spin/hostapd.conf").unwrap();
+        assert!(name.contains("# network name: SPIN-"), "{name}");
+    }
 }

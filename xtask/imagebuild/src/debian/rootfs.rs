@@ -14,7 +14,7 @@ fn key(ctx: &Ctx) -> Result<String> {
     let b = ctx.board;
     let d = &b.debian;
     let mut k = Key::new("rootfs");
-    k.add(&b.release).add(b.arch.as_str()).add(&d.mirror).add(b.components()).add(d.packages.join(","));
+    k.add(&b.release).add(b.arch.as_str()).add(&d.mirror).add(b.components()).add(b.packages().join(","));
     k.add(d.path_exclude.join("\n")).add(d.path_include.join("\n"));
     k.add(b.kernel.initramfs_modules.join(" ")).add(ctx.epoch.to_string());
     for hook in ["setup.sh", "customize.sh"] {
@@ -37,7 +37,8 @@ pub fn build(ctx: &Ctx, refresh: bool) -> Result<Stage> {
     let hooks = image_dir().join("hooks");
     let arch = format!("--arch={}", b.arch);
     let components = format!("--components={}", b.components());
-    let include = format!("--include={}", d.packages.join(","));
+    let packages = b.packages();
+    let include = format!("--include={}", packages.join(","));
     let mut filters: Vec<String> = d.path_exclude.iter().map(|g| format!("--dpkgopt=path-exclude={g}")).collect();
     filters.extend(d.path_include.iter().map(|g| format!("--dpkgopt=path-include={g}")));
     let setup_hook = format!("--setup-hook={}", hooks.join("setup.sh").display());
@@ -49,7 +50,7 @@ pub fn build(ctx: &Ctx, refresh: bool) -> Result<Stage> {
     cmd!(sh, "mmdebstrap --variant=minbase --mode=root --format=tar {arch} {components} {include} --dpkgopt=force-confold {filters...} {setup_hook} {customize_hook} {release} {tmp} {mirror}")
         .env("SPIN_INITRAMFS_MODULES", b.kernel.initramfs_modules.join(" "))
         .env("SOURCE_DATE_EPOCH", ctx.epoch.to_string())
-        .run_logged(&format!("mmdebstrap {} {} ({} packages)", b.release, b.arch, d.packages.len()), &log)?;
+        .run_logged(&format!("mmdebstrap {} {} ({} packages)", b.release, b.arch, packages.len()), &log)?;
     fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.display()))?;
     prune(&ctx.dir, "rootfs-", &path);
     Ok(Stage { path, key, cached: false })
