@@ -7,33 +7,30 @@
 //! no build step), so a long `max-age` would keep old scripts in browsers after an upgrade;
 //! revalidation costs one small request per file and the answer is usually a bodiless 304.
 //!
-//! Compression: text files of the built-in UI are gzip-compressed on first request and the result
-//! is kept in memory; they are sent compressed (`Content-Encoding: gzip`, `Vary:
-//! Accept-Encoding`) to clients that accept gzip. On disk, as SPIN did, `<path>.gz` is used for
+//! Compression: text files of the built-in UI are gzip-compressed at build time (`build.rs`) and
+//! embedded only compressed; they are sent as they are (`Content-Encoding: gzip`, `Vary:
+//! Accept-Encoding`) to clients that accept gzip and decompressed for the others. On disk, as SPIN did, `<path>.gz` is used for
 //! `<path>` (sent as is to clients that accept gzip, decompressed for the others).
 //!
 //! Paths: the URL path is percent-decoded once and split on `/`; `.` and `..` segments, NUL,
 //! backslashes and invalid UTF-8 are refused; files on disk must resolve (after symlinks) inside
 //! the directory.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use rust_embed::Embed;
 
 use super::Reply;
 
+/// `ui/` as `build.rs` left it: text files as `<name>.gz`, the others as they are.
 #[derive(Embed)]
-#[folder = "ui/"]
+#[folder = "$OUT_DIR/ui/"]
 struct Ui;
 
 /// Files larger than this are not served from disk (they are read into memory).
 const MAX_DISK_FILE: u64 = 64 << 20;
-/// Smaller files are not worth compressing.
-const MIN_GZIP: usize = 256;
 
 /// A request as far as static files care.
 pub struct StaticRequest<'a> {
@@ -55,13 +52,21 @@ pub enum Lookup {
 pub struct Statics {
     /// Canonical directory on disk, if any.
     dir: Option<PathBuf>,
-    /// Compressed built-in files (`None`: not worth it).
-    gz: Mutex<HashMap<String, Option<Arc<Vec<u8>>>>>,
 }
 
-/// A file of the built-in UI.
+/// A file of the built-in UI (`name`, or `name.gz` decompressed).
 pub fn builtin(name: &str) -> Option<Vec<u8>> {
-    Ui::get(name).map(|f| f.data.into_owned())
+    match Ui::get(name) {
+        Some(f) => Some(f.data.into_owned()),
+        None => gunzip(&Ui::get(&format!("{name}.gz"))?.data),
+    }
+}
+
+/// A gzip member decompressed (at most [`MAX_DISK_FILE`] bytes); None if it is not gzip.
+fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data).take(MAX_DISK_FILE).read_to_end(&mut out).ok()?;
+    Some(out)
 }
 
 impl Statics {
@@ -76,7 +81,7 @@ impl Statics {
             }
             None => None,
         };
-        Ok(Statics { dir, gz: Mutex::new(HashMap::new()) })
+        Ok(Statics { dir })
     }
 
     pub fn lookup(&self, req: &StaticRequest) -> Lookup {
@@ -94,7 +99,10 @@ impl Statics {
         }
         for name in &names {
             if let Some(f) = Ui::get(name) {
-                return Lookup::Found(self.builtin(name, f, req));
+                return Lookup::Found(builtin_reply(name, f, false, req));
+            }
+            if let Some(f) = Ui::get(&format!("{name}.gz")) {
+                return Lookup::Found(builtin_reply(name, f, true, req));
             }
         }
         if let Some(dir) = &self.dir {
@@ -106,26 +114,23 @@ impl Statics {
         }
         Lookup::NotFound
     }
+}
 
-    fn builtin(&self, name: &str, f: rust_embed::EmbeddedFile, req: &StaticRequest) -> Reply {
-        let ctype = content_type(name);
-        let tag = hex(&f.metadata.sha256_hash()[..8]);
-        let gz = if req.accept_gzip && compressible(ctype) { self.gzipped(name, &f.data) } else { None };
-        let (etag, body, encoded) = match gz {
-            Some(z) => (format!("\"{tag}-gz\""), z.as_ref().clone(), true),
-            None => (format!("\"{tag}\""), f.data.into_owned(), false),
-        };
-        finish(ctype, etag, body, encoded, compressible(ctype), req)
-    }
-
-    fn gzipped(&self, name: &str, data: &[u8]) -> Option<Arc<Vec<u8>>> {
-        if let Some(v) = self.gz.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
-            return v.clone();
-        }
-        let z = (data.len() >= MIN_GZIP).then(|| gzip(data)).filter(|z| z.len() < data.len()).map(Arc::new);
-        self.gz.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), z.clone());
-        z
-    }
+/// A built-in file: `packed` when it is embedded gzip-compressed (sent as it is to clients that
+/// take gzip, decompressed for the others).
+fn builtin_reply(name: &str, f: rust_embed::EmbeddedFile, packed: bool, req: &StaticRequest) -> Reply {
+    let ctype = content_type(name);
+    let tag = hex(&f.metadata.sha256_hash()[..8]);
+    let (etag, body, encoded) = match (packed, req.accept_gzip) {
+        (true, true) => (format!("\"{tag}-gz\""), f.data.into_owned(), true),
+        (true, false) => match gunzip(&f.data) {
+            Some(plain) => (format!("\"{tag}\""), plain, false),
+            // Not reached: build.rs wrote it.
+            None => return Reply::new(500, "text/plain; charset=utf-8", "bad built-in file"),
+        },
+        (false, _) => (format!("\"{tag}\""), f.data.into_owned(), false),
+    };
+    finish(ctype, etag, body, encoded, packed || compressible(ctype), req)
 }
 
 /// Builds the reply (or a 304) with the caching headers.
@@ -170,11 +175,10 @@ fn disk_file(dir: &Path, name: &str, req: &StaticRequest) -> Option<Reply> {
     let mut data = std::fs::read(&path).ok()?;
     let is_gz = path.extension().is_some_and(|e| e == "gz") && !name.ends_with(".gz");
     if is_gz && !encoded {
-        let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&data[..]).take(MAX_DISK_FILE).read_to_end(&mut out).is_err() {
+        let Some(out) = gunzip(&data) else {
             log::warn!("{} is not valid gzip", path.display());
             return None;
-        }
+        };
         data = out;
     }
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
@@ -277,7 +281,10 @@ fn compressible(ctype: &str) -> bool {
         || ctype == "image/x-icon"
 }
 
+/// gzip for the tests' fixtures (the shipped UI is compressed by `build.rs`).
+#[cfg(test)]
 pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let _ = e.write_all(data);
     e.finish().unwrap_or_default()
