@@ -325,6 +325,9 @@ fn run(opts: Options) -> anyhow::Result<()> {
         // Without the kernel nobody drops packets: decide and report blocks here.
         simulate_blocking: !plan.enforcer,
         local_time,
+        redirect_dns: cfg.dns_redirect,
+        refuse_dot: cfg.dot_refuse,
+        block_doh: cfg.doh_block,
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.

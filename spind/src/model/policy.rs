@@ -117,6 +117,24 @@ impl NameMatcher {
     }
 }
 
+/// What keeps a plain device from going around the router's resolver (issue 13): DNS to any
+/// other resolver redirected to the router's own, DoT to the internet refused. Each a config
+/// key; `wan` is which interfaces face the internet (from the neighbour source; `None` until it
+/// said, and then neither rule is written: a redirect must never catch queries from outside).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    pub redirect_dns: bool,
+    pub refuse_dot: bool,
+    pub wan: Option<Vec<String>>,
+}
+
+/// A device whose internet (not the LAN) is cut until `until` (unix time): `pause_device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pause {
+    pub device: [u8; 6],
+    pub until: i64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub block: Vec<IpNet>,
@@ -127,6 +145,9 @@ pub struct Policy {
     pub names: Arc<NameMatcher>,
     /// Addresses of blocked names, for the flow path.
     pub name_blocks: Vec<NameBlock>,
+    pub guard: Guard,
+    /// Paused devices, sorted.
+    pub paused: Vec<Pause>,
 }
 
 pub trait Enforcer: Send {
