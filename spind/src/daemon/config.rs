@@ -227,6 +227,9 @@ config_keys! {
     dot_refuse: bool = "1";
     /// Our own: the shipped list of well-known DoH resolver names is blocked for every device.
     doh_block: bool = "1";
+    /// Our own: comma-separated blocklist files (hosts `0.0.0.0 name`, adblock `||name^`, or
+    /// a name a line) whose names are blocked for every device; read at start.
+    blocklist_files: String = "";
 }
 
 /// Why a configuration could not be read.
@@ -411,7 +414,7 @@ spinweb_password_file =
             "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
              wan_interfaces = \nspinweb_static_dir = \n\
              spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
-             dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\n"
+             dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

@@ -73,6 +73,9 @@ pub struct CoreSettings {
     pub refuse_dot: bool,
     /// `doh_block`: the shipped list of DoH resolver names is blocked for every device.
     pub block_doh: bool,
+    /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
+    pub blocklists: Arc<crate::model::blocklist::NameSet>,
+    pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
 }
 
 impl Default for CoreSettings {
@@ -88,6 +91,8 @@ impl Default for CoreSettings {
             redirect_dns: false,
             refuse_dot: false,
             block_doh: false,
+            blocklists: Arc::default(),
+            blocklist_counts: Vec::new(),
         }
     }
 }
@@ -690,6 +695,7 @@ impl Core {
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
         let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
+        m.set_lists(self.settings.blocklists.clone());
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
             for name in crate::model::namerules::doh_resolvers() {

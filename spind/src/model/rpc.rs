@@ -48,6 +48,7 @@ const METHODS: &[Method] = &[
     Method { name: "dots_signal", args: &[("dots_signal", C)], result: ResultType::None },
     Method { name: "get_device_data", args: &[("node", I)], result: ResultType::Complex },
     Method { name: "get_flow_block", args: &[], result: ResultType::Complex },
+    Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
@@ -72,7 +73,7 @@ const METHODS: &[Method] = &[
 
 /// spin-rs's own methods without optional arguments whose errors name the bad argument (SPIN's
 /// methods keep SPIN's messages).
-const NAMES_FIELDS: &[&str] = &["list_paused_devices", "pause_device", "unpause_device"];
+const NAMES_FIELDS: &[&str] = &["list_blocklists", "list_paused_devices", "pause_device", "unpause_device"];
 
 /// Whether errors of `method` name the argument (spin-rs's methods).
 fn names_fields(method: &str) -> bool {
@@ -272,6 +273,7 @@ fn call(
         }
         "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
         "list_paused_devices" => Ok(Some(core.op_list_paused())),
+        "list_blocklists" => Ok(Some(core.op_list_blocklists())),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }
 }

@@ -397,6 +397,14 @@ impl Core {
         self.commit(undo, out, Vec::new())
     }
 
+    /// `list_blocklists`: what each file of `blocklist_files` gave, and the names in force.
+    pub fn op_list_blocklists(&self) -> serde_json::Value {
+        serde_json::json!({
+            "names": self.settings.blocklists.len(),
+            "lists": self.settings.blocklist_counts,
+        })
+    }
+
     /// `list_paused_devices`: `[{"device": MAC, "until": T}, ...]`.
     pub fn op_list_paused(&self) -> serde_json::Value {
         self.paused

@@ -98,6 +98,7 @@ fn list_rpc_methods_names_every_method_sorted() {
             "dots_signal",
             "get_device_data",
             "get_flow_block",
+            "list_blocklists",
             "list_device_flows",
             "list_devices",
             "list_iplist",
@@ -116,12 +117,12 @@ fn list_rpc_methods_names_every_method_sorted() {
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][20];
+    let set_flow = &r["result"][21];
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][12]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(r["result"][13]["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
         r["result"][2].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
