@@ -91,10 +91,23 @@ fn a_hard_coded_resolver_gets_the_routers_answers_dot_is_refused_and_doh_names_a
     assert_ne!(h.dig(2, "dns.google", "A"), "0.0.0.0");
     assert_eq!(h.dig(1, "dns.google", "A"), "0.0.0.0");
 
-    // Each can be switched off.
+    // Each can be switched off. (And a blocklist file, in hosts and adblock lines, blocks its
+    // names for every device; its counts are in list_blocklists.)
     h.kill9_spind();
-    h.config = vec!["dns_redirect = 0".into(), "dot_refuse = 0".into(), "doh_block = 0".into()];
+    let list = h.state.path().join("ads.hosts");
+    std::fs::write(&list, "# ads\n0.0.0.0 ads.test\n||track.test^\nnot a name\n0.0.0.0 ads.test\n").unwrap();
+    h.config = vec![
+        "dns_redirect = 0".into(),
+        "dot_refuse = 0".into(),
+        "doh_block = 0".into(),
+        format!("blocklist_files = {}", list.display()),
+    ];
     h.start_spind();
+    let counts = h.call("list_blocklists", json!({}));
+    assert_eq!(counts["names"], 2, "{counts}");
+    assert_eq!((counts["lists"][0]["skipped"].as_u64(), counts["lists"][0]["duplicates"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(h.dig(2, "www.ads.test", "A"), "0.0.0.0");
+    assert_eq!(h.dig(1, "track.test", "AAAA"), "::");
     let table = table_has(&h, "chain forward");
     assert!(!table.contains("dns-redirect") && !table.contains("dot-refuse"), "{table}");
     assert_eq!(h.dig_at(2, "@198.51.100.10", "tracker.test", "A"), "", "the server's own answer (NXDOMAIN)");
