@@ -345,10 +345,7 @@ fn probe_policy() -> Policy {
 /// [`probe_policy`] with the DNS redirect and the DoT refusal (which need nft_nat, nft_redir,
 /// nft_fib and nft_reject).
 fn probe_guard_policy() -> Policy {
-    Policy {
-        guard: Guard { redirect_dns: true, refuse_dot: true, wan: Some(vec!["probe0".into()]) },
-        ..probe_policy()
-    }
+    Policy { guard: Guard { redirect_dns: true, refuse_dot: true, wan: Some(vec!["probe0".into()]) }, ..probe_policy() }
 }
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as IPv4: the kernel sees such traffic as IPv4.
@@ -587,10 +584,8 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
                 "\t\tether saddr @paused {to_internet}counter reject with icmpx admin-prohibited comment \"paused\""
             );
             if dot_refused(&policy.guard) {
-                let _ = writeln!(
-                    s,
-                    "\t\t{to_internet}tcp dport 853 counter reject with tcp reset comment \"dot-refuse\""
-                );
+                let _ =
+                    writeln!(s, "\t\t{to_internet}tcp dport 853 counter reject with tcp reset comment \"dot-refuse\"");
             }
             let _ = writeln!(s, "\t\tjump names");
         }
@@ -1031,9 +1026,15 @@ mod tests {
         // The queue (priority dstnat - 10) sees the query before the redirect (dstnat - 5).
         let pre = chain(&s, "dns_prerouting");
         assert_eq!(pre.len(), 3);
-        assert!(pre[2].starts_with("iifname != @wan ") && pre[2].contains("fib daddr type != local counter queue num 53 bypass"));
+        assert!(
+            pre[2].starts_with("iifname != @wan ")
+                && pre[2].contains("fib daddr type != local counter queue num 53 bypass")
+        );
         let fwd = chain(&s, "forward");
-        assert!(fwd.contains(&"oifname @wan tcp dport 853 counter reject with tcp reset comment \"dot-refuse\""), "{fwd:?}");
+        assert!(
+            fwd.contains(&"oifname @wan tcp dport 853 counter reject with tcp reset comment \"dot-refuse\""),
+            "{fwd:?}"
+        );
         assert!(fwd.iter().position(|l| l.contains("dot-refuse")) < fwd.iter().position(|l| *l == "jump names"));
     }
 
@@ -1067,10 +1068,13 @@ mod tests {
         assert_eq!(elements(&s, "paused"), ["02:00:00:00:00:64 timeout 600s"], "an ended pause is left out");
         assert!(s.contains("set paused {\n\t\ttype ether_addr; flags timeout;"));
         let fwd = chain(&s, "forward");
-        assert!(fwd.contains(&"ether saddr @paused oifname @wan counter reject with icmpx admin-prohibited comment \"paused\""));
+        assert!(fwd.contains(
+            &"ether saddr @paused oifname @wan counter reject with icmpx admin-prohibited comment \"paused\""
+        ));
         // Not known yet: everything forwarded from the device (a pause holds from the start).
         let s = script_at(&Policy { paused: p.paused.clone(), ..Default::default() }, 1, 2, None, 1000);
-        assert!(chain(&s, "forward").contains(&"ether saddr @paused counter reject with icmpx admin-prohibited comment \"paused\""));
+        assert!(chain(&s, "forward")
+            .contains(&"ether saddr @paused counter reject with icmpx admin-prohibited comment \"paused\""));
         assert_eq!(s.matches(" drop ").count(), 1, "block_verdict still the only drop");
     }
 

@@ -175,7 +175,9 @@ pub fn load_files(setting: &str) -> (NameSet, Vec<ListCounts>) {
     for path in setting.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match std::fs::File::open(Path::new(path)) {
             Ok(f) => counts.push(load(std::io::BufReader::with_capacity(64 << 10, f), path, &mut set)),
-            Err(e) => counts.push(ListCounts { file: path.to_string(), error: Some(e.to_string()), ..Default::default() }),
+            Err(e) => {
+                counts.push(ListCounts { file: path.to_string(), error: Some(e.to_string()), ..Default::default() })
+            }
         }
     }
     set.shrink_to_fit();
@@ -248,7 +250,7 @@ mod tests {
             .map(|_| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 let b = (x >> 16) as u8;
-                if b % 61 == 0 {
+                if b.is_multiple_of(61) {
                     b'\n'
                 } else if b.is_ascii_alphanumeric() {
                     b'#' // never a name: a junk line is a comment or skipped

@@ -262,7 +262,8 @@ fn call(
         "pause_device" => {
             let device = device_arg(p)?;
             let now = core.now();
-            let until = p["until"].as_i64().ok_or_else(|| err(-1, "Invalid 'until': expected a unix time in seconds"))?;
+            let until =
+                p["until"].as_i64().ok_or_else(|| err(-1, "Invalid 'until': expected a unix time in seconds"))?;
             if until <= now {
                 return Err(err(-1, &format!("Invalid 'until': {until} has passed (now {now})")));
             }

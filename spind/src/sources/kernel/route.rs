@@ -131,7 +131,8 @@ impl WanSet {
 
     /// Reads the set again when a default route changed or it is older than [`MAX_AGE`].
     pub fn refresh_if_stale(&mut self) {
-        if self.mode != WanInterfaces::Disabled && (self.dirty || self.refreshed.is_none_or(|t| t.elapsed() >= MAX_AGE)) {
+        if self.mode != WanInterfaces::Disabled && (self.dirty || self.refreshed.is_none_or(|t| t.elapsed() >= MAX_AGE))
+        {
             self.refresh();
         }
     }
