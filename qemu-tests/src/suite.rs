@@ -830,6 +830,86 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
             Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
         })
     })?;
+
+    // A power cut in the middle of list writes: QEMU is killed while the LAN adds entries to
+    // the block list one JSON-RPC call after the other; every call that was answered must be
+    // there after the next boot, and the block of the server must hold.
+    report.step("JSON-RPC: block the server again; the download fails", || {
+        rpc(env, "add_iplist_ip", json!({"list": "block", "ip": SERVER_V4}))?;
+        wait_until(Duration::from_secs(20), "the download to fail", || {
+            let (rc, _, _) = download(env, "-4", &url, 3)?;
+            Ok((rc != 0).then_some(()))
+        })
+    })?;
+    let acks_file = out.join("power-cut-acks.txt");
+    report.step("power cut (QEMU killed) while the LAN adds block-list entries", || {
+        let script = format!(
+            "i=0; while :; do i=$((i+1)); \
+             r=$(curl -sSf --max-time 10 -u '{ADMIN_USER}:{ADMIN_PASSWORD}' -H 'Content-Type: application/json' \
+             --data '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"add_iplist_ip\",\"params\":{{\"list\":\"block\",\"ip\":\"203.0.113.'$i'\"}}}}' \
+             http://{ROUTER}:13026/spin_api/jsonrpc) && case \"$r\" in *error*) ;; *jsonrpc*) echo $i >> {acks};; esac; done",
+            acks = acks_file.display()
+        );
+        let ns = env.lan.name.clone();
+        let mut writer = cmd!(env.lan.sh, "ip netns exec {ns} sh -c {script}")
+            .spawn(Stream::Null, Stream::Null)
+            .map_err(|e| format!("cannot start the list writer: {e}"))?;
+        let acked = || fs::read_to_string(&acks_file).unwrap_or_default().lines().count();
+        let waited = wait_until(Duration::from_secs(120), "five list entries acknowledged", || {
+            Ok((acked() >= 5).then_some(()))
+        });
+        // Power off with writes still going on.
+        env.vm.as_mut().unwrap().kill();
+        let _ = writer.kill();
+        let _ = writer.wait();
+        waited?;
+        Ok(acked())
+    })?;
+    report.notes.push(format!(
+        "power cut after {acked} acknowledged list writes",
+        acked = fs::read_to_string(&acks_file).unwrap_or_default().lines().count()
+    ));
+    report.step("boot after the power cut", || {
+        let nics = vec![
+            Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
+            Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
+        ];
+        let spec = VmSpec {
+            machine,
+            boot,
+            disk: overlay.clone(),
+            nics,
+            accel,
+            efi_vars: None,
+            serial_log: out.join("serial-after-power-cut.log"),
+            stderr_log: out.join("qemu-after-power-cut.stderr"),
+        };
+        env.vm = Some(Vm::start(spec)?);
+        env.vm.as_ref().unwrap().wait_ready(
+            &boot.ready_marker,
+            boot_timeout,
+            "the router to be ready after the power cut",
+        )
+    })?;
+    report.step("after the power cut: every acknowledged entry is listed, the server's block holds", || {
+        let list = rpc(env, "list_iplist", json!({"list": "block"}))?;
+        let listed: Vec<&str> =
+            list.as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let acked = fs::read_to_string(&acks_file).unwrap_or_default();
+        let lost: Vec<String> = acked
+            .lines()
+            .map(|i| format!("203.0.113.{}", i.trim()))
+            .filter(|ip| !listed.contains(&ip.as_str()))
+            .collect();
+        if !lost.is_empty() || !listed.contains(&SERVER_V4) {
+            return Err(format!("block list after the power cut: {list}; acknowledged but lost: {lost:?}"));
+        }
+        let (rc, _, _) = download(env, "-4", &url, 5)?;
+        if rc == 0 {
+            return Err("the download works after the power cut: the block does not hold".into());
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -119,3 +119,35 @@ pub fn state_files(data: &[u8]) {
     }
     let _ = core_in(&dir);
 }
+
+/// An HTTP request head as the web server's front and access checks read it (tiny_http parses
+/// the rest): the `/mqtt` upgrade test, the one-request rewrite with `X-Spind-Peer`, the `Host`,
+/// `Origin` and `Referer` checks, `Authorization: Basic`, the session cookie, the path and an
+/// `If-None-Match`.
+pub fn http_head(data: &[u8]) {
+    use crate::transports::auth;
+    use crate::transports::http::{access, front, statics};
+    let _ = front::is_mqtt_upgrade(data);
+    let _ = front::one_request_only(data, Some([10, 0, 0, 7].into()), false);
+    let text = String::from_utf8_lossy(data);
+    let h = |n| front::head_header(&text, n);
+    thread_local! {
+        static HOSTS: access::Hosts =
+            access::Hosts::new(&["192.168.8.1:13026".parse().unwrap()], &["spin.example.org".to_string()]);
+    }
+    HOSTS.with(|hosts| {
+        let _ = access::browser_checks(hosts, h("Host"), h("Origin"), h("Referer"), true);
+    });
+    if let Some(v) = h("Authorization") {
+        let _ = auth::decode_basic(v);
+    }
+    if let Some(c) = h("Cookie") {
+        let _ = auth::session_token(c);
+    }
+    if let Some(target) = text.split_whitespace().nth(1) {
+        let _ = statics::sanitize(target);
+    }
+    if let Some(v) = h("If-None-Match") {
+        let _ = statics::etag_matches(v, "\"0123abcd\"");
+    }
+}

@@ -18,6 +18,7 @@ pub const TARGETS: &[(&str, &str)] = &[
     ("config", "spind.conf and UCI files"),
     ("jsonrpc", "JSON-RPC requests, answered by a core"),
     ("state_files", "list, names, node-store, pairs and leases files, loaded by a core"),
+    ("http_head", "HTTP request heads: /mqtt upgrade, Host/Origin/Referer, Basic auth, cookies, paths"),
 ];
 
 /// cargo-fuzz, pinned; installed by `cargo xtask setup`.

@@ -139,9 +139,10 @@ fn password_file(cfg: &Config) -> Option<std::path::PathBuf> {
 /// The password file used when `spinweb_password_file` is not set.
 pub const DEFAULT_PASSWORD_FILE_NAME: &str = "spinweb.passwd";
 
-/// The password file the web server uses: the configured one; without one, on a non-loopback
-/// listener (or when `--set-password` wrote one), `<state_dir>/spinweb.passwd`; otherwise none
-/// (the laptop demo, loopback only, runs open).
+/// The password file of the admin account (web server and embedded broker): the configured
+/// one; without one, when a web or MQTT listener is not on loopback (or when `--set-password`
+/// wrote one), `<state_dir>/spinweb.passwd`; otherwise none (the laptop demo, loopback only,
+/// runs open).
 fn effective_password_file(cfg: &Config, addrs: &[SocketAddr]) -> Option<std::path::PathBuf> {
     if !cfg.spinweb_password_file.is_empty() {
         return password_file(cfg);

@@ -374,3 +374,90 @@ fn passive_mode_with_extsrc_reads_only_extsrc_and_touches_no_firewall() {
     assert!(spin_table(&r).is_none(), "a block in passive mode touched the firewall");
     assert!(r.topo.curl("http://198.51.100.10/file100k", "5").is_some(), "passive mode dropped traffic");
 }
+
+/// Datagrams counted by the server's `inet probe` table (see the test below).
+fn probes_arrived(r: &Router) -> u64 {
+    let out = testbed::netns::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &r.topo.server,
+        "nft",
+        "list",
+        "counter",
+        "inet",
+        "probe",
+        "arrived",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let packets = text.split_whitespace().skip_while(|w| *w != "packets").nth(1);
+    packets.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no probe counter: {text}"))
+}
+
+#[test]
+fn a_restart_under_50000_flows_leaves_no_gap_in_a_block() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    if !root_or_skip("a_restart_under_50000_flows_leaves_no_gap_in_a_block") {
+        return;
+    }
+    let mut r = Router::new();
+    // The server counts what reaches it on the probe port.
+    testbed::netns::nft_in(
+        &r.topo.server,
+        "table inet probe {\n counter arrived {}\n chain input {\n type filter hook input priority 0;\n udp dport 7777 counter name arrived\n }\n}\n",
+    );
+    // A probe from the client to 198.51.100.30:7777 every millisecond, until the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        testbed::netns::spawn_in_netns(&r.topo.client, move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = s.send_to(b"probe", "198.51.100.30:7777");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    wait_for("the probes to reach the server unblocked", Duration::from_secs(20), || {
+        (probes_arrived(&r) > 100).then_some(())
+    });
+    r.call("add_iplist_ip", json!({"list": "block", "ip": "198.51.100.30"}));
+    // Blocked: the counter stands still (two readings a second apart agree).
+    let before = wait_for("the block to stop the probes", Duration::from_secs(20), || {
+        let a = probes_arrived(&r);
+        std::thread::sleep(Duration::from_secs(1));
+        (probes_arrived(&r) == a).then_some(a)
+    });
+
+    // 50,000 other flows through the router, then spind is killed and started again twice
+    // (kill -9, and a stop by SIGTERM) while the load and the probes go on.
+    let count = Arc::new(AtomicU64::new(0));
+    let flows = testbed::load::Flows {
+        sources: vec![CLIENT_V4.parse().unwrap()],
+        dst: "198.51.100.10".parse().unwrap(),
+        dst_port: 9000,
+        dst_ports: 16,
+        n: 50_000,
+    };
+    let load = testbed::load::send_flows(&r.topo.client, flows, stop.clone(), count.clone());
+    wait_for("the load to run", Duration::from_secs(30), || (count.load(Ordering::Relaxed) > 100_000).then_some(()));
+    r.kill_spind();
+    r.start_spind();
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.30"]));
+    let pid = r.spind.as_ref().unwrap().child.id().to_string();
+    let sh = testbed::netns::shell();
+    testbed::runner::cmd!(sh, "kill -TERM {pid}").run().unwrap();
+    let _ = r.spind.as_mut().unwrap().child.wait();
+    r.spind = None;
+    r.start_spind();
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!(["198.51.100.30"]));
+    // A few more seconds of probes against the restarted spind.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    probe.join().unwrap();
+    let sent = load.join().unwrap().expect("the flow load");
+    let after = probes_arrived(&r);
+    assert!(sent > 100_000, "the load sent only {sent} datagrams");
+    assert_eq!(after, before, "{} probes reached the blocked server while spind restarted", after - before);
+}

@@ -38,6 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runner::{cmd, Shell, Stream};
+use testbed::load::{send_flows, Flows};
 use testbed::netns::{in_netns, nft_in, spawn_in_netns as in_ns, Topology};
 use testbed::spind::{Spind, SpindBuilder};
 
@@ -430,90 +431,11 @@ struct FlowResult {
     sent_per_s: f64,
 }
 
-/// An IPv4 + UDP datagram with a 32-byte payload; the kernel fills in the IP checksum and id.
-fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> [u8; 60] {
-    let mut p = [0u8; 60];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&60u16.to_be_bytes());
-    p[6] = 0x40; // DF
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p[20..22].copy_from_slice(&sport.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[24..26].copy_from_slice(&40u16.to_be_bytes());
-    // UDP checksum 0: none (allowed for IPv4).
-    p
-}
-
 /// Keeps `n` flows alive from the client namespace until `stop`: flow i is from
-/// CLIENT_IPS[i % 4]:(10000 + i / 4) to SERVER_IP:(9000 + i % 16), once a second, the
-/// flows spread evenly over 1,000 slots of 1 ms.
+/// CLIENT_IPS[i % 4]:(10000 + i / 4) to SERVER_IP:(9000 + i % 16), once a second.
 fn flow_sender(client: &str, n: u32, stop: Arc<AtomicBool>, count: Arc<AtomicU64>) -> JoinHandle<Result<u64, String>> {
-    in_ns(client, move || {
-        // SAFETY: plain socket syscall; IPPROTO_RAW implies IP_HDRINCL.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
-        if fd < 0 {
-            return Err(format!("raw socket: {}", std::io::Error::last_os_error()));
-        }
-        let packets: Vec<[u8; 60]> = (0..n)
-            .map(|i| {
-                udp_packet(
-                    CLIENT_IPS[(i % 4) as usize],
-                    10_000 + (i / 4) as u16,
-                    SERVER_IP,
-                    SINK_PORT + (i % SINK_PORTS) as u16,
-                )
-            })
-            .collect();
-        // SAFETY: zeroed sockaddr_in is valid; fields set below.
-        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_addr.s_addr = u32::from(SERVER_IP).to_be();
-        let start = Instant::now();
-        let mut sent = 0u64;
-        let mut errors = 0u64;
-        'outer: for second in 0u64.. {
-            for slot in 0..1000u64 {
-                if stop.load(Ordering::Relaxed) {
-                    break 'outer;
-                }
-                let lo = (slot * u64::from(n) / 1000) as usize;
-                let hi = ((slot + 1) * u64::from(n) / 1000) as usize;
-                for p in &packets[lo..hi] {
-                    // SAFETY: valid buffer and address for the duration of the call.
-                    let r = unsafe {
-                        libc::sendto(
-                            fd,
-                            p.as_ptr().cast(),
-                            p.len(),
-                            0,
-                            (&sa as *const libc::sockaddr_in).cast(),
-                            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                        )
-                    };
-                    if r < 0 {
-                        errors += 1;
-                    } else {
-                        sent += 1;
-                    }
-                }
-                count.store(sent, Ordering::Relaxed);
-                let due = start + Duration::from_micros(second * 1_000_000 + (slot + 1) * 1000);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-            }
-        }
-        // SAFETY: our descriptor.
-        unsafe { libc::close(fd) };
-        if errors > sent / 100 {
-            return Err(format!("flow sender: {errors} send errors, {sent} sent"));
-        }
-        Ok(sent)
-    })
+    let flows = Flows { sources: CLIENT_IPS.to_vec(), dst: SERVER_IP, dst_port: SINK_PORT, dst_ports: SINK_PORTS, n };
+    send_flows(client, flows, stop, count)
 }
 
 /// UDP receive-buffer drops (since the namespaces were made) in the client and server.

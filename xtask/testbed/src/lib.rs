@@ -10,6 +10,7 @@
 //! - [`mqtt`]: a real MQTT subscriber (TCP or WebSocket) and Debian's mosquitto as external broker;
 //! - [`http`]: raw HTTP/1.1 requests, JSON-RPC over HTTP and the unix socket, WebSocket handshakes;
 //! - [`browser`]: Debian's chromium through chromedriver, and a stand-in broker for the UI's login;
+//! - [`load`]: tens of thousands of UDP flows at once from a namespace (raw socket);
 //! - [`bench`]: measurements with their bounds, for `cargo xtask bench` (never asserted in tests).
 //!
 //! Nothing here knows spind's internals: tests drive it through its wire protocols only.
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod browser;
 pub mod gate;
 pub mod http;
+pub mod load;
 pub mod mqtt;
 pub mod netns;
 pub mod spind;

@@ -217,7 +217,7 @@ fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
 /// of its pool threads for as long as the connection lives, and its check for a free thread
 /// races when several connections arrive at once (a browser opens six), so a request could wait
 /// forever behind idle keep-alive connections. One request per connection never holds a thread.
-fn one_request_only(head: &[u8], peer: Option<std::net::IpAddr>, tls: bool) -> Vec<u8> {
+pub(crate) fn one_request_only(head: &[u8], peer: Option<std::net::IpAddr>, tls: bool) -> Vec<u8> {
     let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else { return head.to_vec() };
     let mut out = Vec::with_capacity(head.len() + 20);
     for (i, line) in head[..end].split(|&b| b == b'\n').enumerate() {
@@ -265,7 +265,7 @@ pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn is_mqtt_upgrade(head: &[u8]) -> bool {
+pub(crate) fn is_mqtt_upgrade(head: &[u8]) -> bool {
     let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
     let Ok(text) = std::str::from_utf8(&head[..end]) else {
         return false;

@@ -145,7 +145,7 @@ fn finish(ctype: &'static str, etag: String, body: Vec<u8>, encoded: bool, varie
     r
 }
 
-fn etag_matches(header: &str, etag: &str) -> bool {
+pub(crate) fn etag_matches(header: &str, etag: &str) -> bool {
     header.split(',').map(str::trim).any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 

@@ -138,15 +138,34 @@ impl<P: Protocol> Network<P> {
         Ok(())
     }
 
+    // spin-rs patch: a batch is written in pieces of about WRITE_CHUNK bytes, and a buffer
+    // that grew beyond it is given back, so a connection holds one chunk (plus the packet that
+    // overran it), not a whole batch of large messages for as long as the client is slow.
     pub async fn writev(&mut self, packets: VecDeque<Packet>) -> Result<(), Error> {
         for packet in packets {
             Protocol::write(&self.protocol, packet, &mut self.write)?;
+            if self.write.len() >= WRITE_CHUNK {
+                self.flush_write().await?;
+            }
         }
-        self.socket.write_all(&self.write).await?;
+        self.flush_write().await
+    }
+
+    // spin-rs patch
+    async fn flush_write(&mut self) -> Result<(), Error> {
+        if !self.write.is_empty() {
+            self.socket.write_all(&self.write).await?;
+        }
         self.write.clear();
+        if self.write.capacity() > 2 * WRITE_CHUNK {
+            self.write = BytesMut::with_capacity(WRITE_CHUNK);
+        }
         Ok(())
     }
 }
+
+// spin-rs patch: see `Network::writev`.
+const WRITE_CHUNK: usize = 32 * 1024;
 
 pub trait N: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T> N for T where T: AsyncRead + AsyncWrite + Unpin + Send {}

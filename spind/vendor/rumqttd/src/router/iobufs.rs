@@ -98,6 +98,11 @@ impl Outgoing {
         self.data_buffer.clone()
     }
 
+    // spin-rs patch: notifications waiting for the link (see `forward_device_data`).
+    pub(crate) fn pending(&self) -> usize {
+        self.data_buffer.lock().len()
+    }
+
     pub fn free_slots(&self) -> usize {
         MAX_INFLIGHT - self.inflight_buffer.len()
     }

@@ -1486,8 +1486,14 @@ fn forward_device_data(
         request.forward_retained = false;
     }
 
+    // spin-rs patch: read from the log at most what the outgoing buffer has room for. The
+    // buffer is only checked after a read, and a read of up to `max_outgoing_packet_count`
+    // (kept large for the retained messages above) grew each connection's queue to thousands of
+    // entries of a few hundred bytes each: 100 subscribers of a busy topic held 200 MB.
+    let room = (MAX_CHANNEL_CAPACITY as u64).saturating_sub(outgoing.pending() as u64).max(1);
+    let log_slots = inflight_slots.min(room);
     let (next, publishes_from_datalog) =
-        match datalog.native_readv(request.filter_idx, request.cursor, inflight_slots) {
+        match datalog.native_readv(request.filter_idx, request.cursor, log_slots) {
             Ok(v) => v,
             Err(e) => {
                 error!(error = ?e, "Failed to read from commitlog {}", e);
