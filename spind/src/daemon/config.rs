@@ -220,6 +220,16 @@ config_keys! {
     /// Our own: comma-separated extra host names under which the web server may be reached
     /// (besides its addresses, the host name, `localhost` and `*.lan`); other `Host`s get 421.
     spinweb_hostnames: String = "";
+    /// Our own (issue 13): DNS from LAN devices to any other resolver is redirected to the
+    /// router's own (so its name rules hold for a device with a hard-coded resolver).
+    dns_redirect: bool = "1";
+    /// Our own: DNS over TLS (TCP 853) from the LAN to the internet is refused.
+    dot_refuse: bool = "1";
+    /// Our own: the shipped list of well-known DoH resolver names is blocked for every device.
+    doh_block: bool = "1";
+    /// Our own: comma-separated blocklist files (hosts `0.0.0.0 name`, adblock `||name^`, or
+    /// a name a line) whose names are blocked for every device; read at start.
+    blocklist_files: String = "";
 }
 
 /// Why a configuration could not be read.
@@ -403,7 +413,8 @@ spinweb_password_file =
             &out[SPIN_DEFAULTS.len()..],
             "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
              wan_interfaces = \nspinweb_static_dir = \n\
-             spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n"
+             spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
+             dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

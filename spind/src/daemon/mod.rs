@@ -317,6 +317,23 @@ fn run(opts: Options) -> anyhow::Result<()> {
     };
     let state = StateDir::open(&cfg.state_dir)?;
     let names = Names::load(&state.names_file(), &cfg.dhcp_config_file, &cfg.dhcp_leases_file);
+    let loading = std::time::Instant::now();
+    let (blocklists, blocklist_counts) = crate::model::blocklist::load_files(&cfg.blocklist_files);
+    for c in &blocklist_counts {
+        match &c.error {
+            Some(e) => log::warn!("blocklist {}: {e}", c.file),
+            None => log::info!(
+                "blocklist {}: {} names, {} lines skipped, {} duplicates",
+                c.file,
+                c.names,
+                c.skipped,
+                c.duplicates
+            ),
+        }
+    }
+    if !blocklist_counts.is_empty() {
+        log::info!("blocklists: {} names in {} ms", blocklists.len(), loading.elapsed().as_millis());
+    }
     let settings = CoreSettings {
         local_mode: opts.local,
         retain_time: cfg.node_cache_retain_time,
@@ -326,6 +343,11 @@ fn run(opts: Options) -> anyhow::Result<()> {
         // Without the kernel nobody drops packets: decide and report blocks here.
         simulate_blocking: !plan.enforcer,
         local_time,
+        redirect_dns: cfg.dns_redirect,
+        refuse_dot: cfg.dot_refuse,
+        block_doh: cfg.doh_block,
+        blocklists: std::sync::Arc::new(blocklists),
+        blocklist_counts,
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.

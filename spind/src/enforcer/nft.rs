@@ -50,8 +50,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::model::addr::IpNet;
-use crate::model::policy::{Enforcer, NameBlock, Policy};
+use crate::model::addr::{valid_ifname, IpNet};
+use crate::model::policy::{Enforcer, Guard, NameBlock, Pause, Policy};
 
 /// The table spind owns: `table inet spin`.
 pub const TABLE_FAMILY: &str = "inet";
@@ -100,7 +100,8 @@ impl fmt::Display for NftError {
                 f,
                 "the kernel does not support nftables (nf_tables with sets, concatenations and \
                  NFLOG): enable CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_LOG, \
-                 CONFIG_NFT_LIMIT, CONFIG_NETFILTER_NETLINK_LOG or load nf_tables/nft_log/nfnetlink_log; \
+                 CONFIG_NFT_LIMIT, CONFIG_NFT_REJECT, CONFIG_NETFILTER_NETLINK_LOG or load \
+                 nf_tables/nft_log/nft_reject_inet/nfnetlink_log; \
                  nft said: {}",
                 stderr.trim()
             ),
@@ -336,8 +337,15 @@ fn probe_policy() -> Policy {
             NameBlock { device: None, ip: ip("192.0.2.3"), expires: i64::MAX },
             NameBlock { device: Some([2, 0, 0, 0, 0, 1]), ip: ip("2001:db8:4::1"), expires: i64::MAX },
         ],
+        paused: vec![Pause { device: [2, 0, 0, 0, 0, 2], until: i64::MAX }],
         ..Default::default()
     }
+}
+
+/// [`probe_policy`] with the DNS redirect and the DoT refusal (which need nft_nat, nft_redir,
+/// nft_fib and nft_reject).
+fn probe_guard_policy() -> Policy {
+    Policy { guard: Guard { redirect_dns: true, refuse_dot: true, wan: Some(vec!["probe0".into()]) }, ..probe_policy() }
 }
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as IPv4: the kernel sees such traffic as IPv4.
@@ -433,6 +441,46 @@ fn name_block_elements(policy: &Policy, v4: bool, per_device: bool, now: i64) ->
     out.into_iter().map(|(k, exp)| format!("{k} timeout {}s", (exp - now).clamp(1, 7 * 86_400))).collect()
 }
 
+/// The elements of the `paused` set: each device with the seconds left (ended ones left out).
+fn paused_elements(paused: &[Pause], now: i64) -> Vec<String> {
+    let mut out: Vec<String> = paused
+        .iter()
+        .filter(|p| p.until > now)
+        .map(|p| {
+            let m = p.device;
+            format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} timeout {}s",
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                (p.until - now).clamp(1, 400 * 86_400)
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// An interface name that can go into the script between quotes.
+fn nft_ifname(n: &str) -> bool {
+    valid_ifname(n) && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// Whether the DNS redirect is written: switched on, and the WAN interfaces known (never
+/// before: a redirect must not catch queries from the internet).
+fn dns_redirected(g: &Guard) -> bool {
+    g.redirect_dns && g.wan.as_ref().is_some_and(|w| w.iter().any(|n| nft_ifname(n)))
+}
+
+/// Whether DoT is refused: switched on and the WAN known (`none`: everything forwarded).
+fn dot_refused(g: &Guard) -> bool {
+    g.refuse_dot && g.wan.is_some()
+}
+
 /// [`script`] at a given unix time `now` (name blocks carry the time left), queueing DNS
 /// queries to the router to NFQUEUE `dns_queue` if given (`bypass`: accepted while nobody
 /// listens).
@@ -463,7 +511,15 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
         let elems = name_block_elements(policy, v4, per_device, now);
         write_set(&mut s, name, &format!("type {ty}; flags timeout;"), &elems);
     }
+    write_set(&mut s, "paused", "type ether_addr; flags timeout;", &paused_elements(&policy.paused, now));
+    let wan = policy.guard.wan.as_deref();
+    let wan_names: Vec<String> =
+        wan.unwrap_or_default().iter().filter(|n| nft_ifname(n)).map(|n| format!("\"{n}\"")).collect();
+    write_set(&mut s, "wan", "type ifname;", &wan_names);
     s.push('\n');
+    // "To the internet": out of a WAN interface; with no WAN interface (`wan_interfaces = none`,
+    // or not known yet) every forwarded packet.
+    let to_internet = if wan_names.is_empty() { "" } else { "oifname @wan " };
 
     // Addresses of blocked names, for every device or for one (by its MAC): only forwarded
     // traffic (a device reaching out), so the router's own services stay reachable.
@@ -521,18 +577,59 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
             );
         }
         if hook == "forward" {
+            // A paused device reaches nothing outside (the LAN stays: bridged, not forwarded).
+            // Rejected, not dropped, so apps give up at once.
+            let _ = writeln!(
+                s,
+                "\t\tether saddr @paused {to_internet}counter reject with icmpx admin-prohibited comment \"paused\""
+            );
+            if dot_refused(&policy.guard) {
+                let _ =
+                    writeln!(s, "\t\t{to_internet}tcp dport 853 counter reject with tcp reset comment \"dot-refuse\"");
+            }
             let _ = writeln!(s, "\t\tjump names");
         }
         let _ = writeln!(s, "\t\tjump check");
-        if let (Some(q), "input") = (dns_queue, hook) {
-            // Queries of LAN devices to the router's resolver get their verdict from spind; with
-            // spind stopped (or its queue full) the kernel accepts them.
+        let _ = writeln!(s, "\t}}");
+    }
+
+    let redirect = dns_redirected(&policy.guard);
+    if dns_queue.is_some() || redirect {
+        // Before the redirect (`dstnat`): the queue sees where a query was going, so that
+        // spind's answer to a blocked name comes from the address the device asked.
+        let dns = "meta l4proto { tcp, udp } th dport 53 th sport != 53";
+        let _ = writeln!(s, "\n\tchain dns_prerouting {{");
+        let _ = writeln!(s, "\t\ttype filter hook prerouting priority dstnat - 10; policy accept;");
+        if let Some(q) = dns_queue {
+            // Queries of LAN devices to the router's resolver (and, redirected, to any
+            // resolver) get their verdict from spind; with spind stopped (or its queue full)
+            // the kernel accepts them.
             let _ = writeln!(
                 s,
-                "\t\tiifname != \"lo\" meta l4proto {{ tcp, udp }} th dport 53 th sport != 53 counter \
-                 queue num {q} bypass comment \"dns-queue\""
+                "\t\tiifname != \"lo\" {dns} fib daddr type local counter queue num {q} bypass comment \"dns-queue\""
             );
+            if redirect {
+                let _ = writeln!(
+                    s,
+                    "\t\tiifname != @wan {dns} fib daddr type != local counter queue num {q} bypass \
+                     comment \"dns-queue-redirected\""
+                );
+            }
         }
+        let _ = writeln!(s, "\t}}");
+    }
+    if redirect {
+        // DNS from the LAN to any other resolver goes to the router's own (`redirect`: the
+        // address of the interface it came in on, port 53); the answer goes back from the
+        // address the device asked (conntrack), so a hard-coded resolver gets the router's
+        // answers and its name rules.
+        let _ = writeln!(s, "\n\tchain dns_redirect {{");
+        let _ = writeln!(s, "\t\ttype nat hook prerouting priority dstnat - 5; policy accept;");
+        let _ = writeln!(
+            s,
+            "\t\tiifname != @wan meta l4proto {{ tcp, udp }} th dport 53 fib daddr type != local counter \
+             redirect comment \"dns-redirect\""
+        );
         let _ = writeln!(s, "\t}}");
     }
     let _ = writeln!(s, "}}");
@@ -546,6 +643,9 @@ pub struct NftEnforcer {
     block_group: u16,
     /// The NFQUEUE of DNS queries and the name rules its verdict thread applies.
     dns_queue: Option<(u16, bool, crate::enforcer::dnsqueue::SharedMatcher)>,
+    /// Whether the kernel can redirect DNS and refuse DoT (checked at start); without, the
+    /// policy's guard is left out and the rest still enforced.
+    guard_ok: bool,
     /// What was applied last, successfully: an identical script is not applied again, and
     /// [`Enforcer::heal`] restores it when the kernel's table no longer matches.
     last: Option<Applied>,
@@ -571,7 +671,18 @@ impl NftEnforcer {
     /// As [`NftEnforcer::new`], running `nft` as `nft` says (another namespace or binary).
     pub fn with_nft(nft: Nft, dns_group: u16, block_group: u16) -> Result<NftEnforcer, NftError> {
         nft.check(dns_group, block_group)?;
-        Ok(NftEnforcer { nft, dns_group, block_group, dns_queue: None, last: None })
+        let probe = script(&probe_guard_policy(), dns_group, block_group);
+        let guard_ok = match nft.run("nft -c (DNS redirect check)", &["-c", "-f", "-"], Some(&probe)) {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!(
+                    "the kernel cannot redirect DNS or refuse DoT from nftables (modules nft_nat, nft_redir, \
+                     nft_fib_inet, nft_reject_inet): devices with their own resolver go around the name rules; {e}"
+                );
+                false
+            }
+        };
+        Ok(NftEnforcer { nft, dns_group, block_group, dns_queue: None, guard_ok, last: None })
     }
 
     /// Judges DNS queries to the router by the name rules: binds NFQUEUE `queue_num` in this
@@ -615,7 +726,12 @@ impl NftEnforcer {
             }
         }
         let queue = self.dns_queue.as_ref().filter(|(_, rule, _)| *rule).map(|(q, _, _)| *q);
-        let s = script_at(policy, self.dns_group, self.block_group, queue, wall_clock());
+        let s = if self.guard_ok {
+            script_at(policy, self.dns_group, self.block_group, queue, wall_clock())
+        } else {
+            let unguarded = Policy { guard: Guard::default(), ..policy.clone() };
+            script_at(&unguarded, self.dns_group, self.block_group, queue, wall_clock())
+        };
         if self.last.as_ref().is_some_and(|a| a.script == s) {
             return Ok(());
         }
@@ -733,7 +849,11 @@ mod tests {
         for hook in ["forward", "input", "output"] {
             let c = chain(&s, hook);
             assert_eq!(c[0], format!("type filter hook {hook} priority filter - 10; policy accept;"));
-            let dns: Vec<&str> = c[1..c.len() - 1].iter().copied().filter(|l| *l != "jump names").collect();
+            let dns: Vec<&str> = c[1..c.len() - 1]
+                .iter()
+                .copied()
+                .filter(|l| *l != "jump names" && !l.contains("comment \"paused\""))
+                .collect();
             for rule in &dns {
                 assert!(rule.starts_with("meta l4proto { tcp, udp }"), "{rule}");
                 assert!(rule.contains("log prefix \"spin-dns\" group 5 queue-threshold 1"), "{rule}");
@@ -869,14 +989,93 @@ mod tests {
         assert_eq!(elements(&s, "names4"), ["198.51.100.10 timeout 600s"], "the later expiry; expired left out");
         assert_eq!(elements(&s, "dev_names6"), ["02:00:00:00:00:0a . 2001:db8::1 timeout 10s"]);
         assert!(s.contains("set dev_names4 {\n\t\ttype ether_addr . ipv4_addr; flags timeout;"));
-        let input = chain(&s, "input");
+        let pre = chain(&s, "dns_prerouting");
+        assert_eq!(pre[0], "type filter hook prerouting priority dstnat - 10; policy accept;");
         assert_eq!(
-            *input.last().unwrap(),
-            "iifname != \"lo\" meta l4proto { tcp, udp } th dport 53 th sport != 53 counter queue num 7 bypass \
-             comment \"dns-queue\""
+            pre[1..],
+            ["iifname != \"lo\" meta l4proto { tcp, udp } th dport 53 th sport != 53 fib daddr type local counter \
+              queue num 7 bypass comment \"dns-queue\""],
+            "without the redirect only queries to the router are queued"
         );
         assert!(!script_at(&p, 1, 2, None, 1000).contains("queue num"));
         assert_eq!(chain(&s, "names").len(), 4);
+    }
+
+    fn guarded(wan: Option<&[&str]>) -> Policy {
+        Policy {
+            guard: Guard {
+                redirect_dns: true,
+                refuse_dot: true,
+                wan: wan.map(|w| w.iter().map(|s| s.to_string()).collect()),
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dns_to_other_resolvers_is_redirected_and_queued_first_and_dot_refused_to_the_wan() {
+        let s = script_at(&guarded(Some(&["wan0", "pppoe-wan"])), 1, 2, Some(53), 1000);
+        assert!(s.contains("\tset wan {\n\t\ttype ifname;\n\t\telements = {\n\t\t\t\"wan0\",\n\t\t\t\"pppoe-wan\"\n"));
+        let r = chain(&s, "dns_redirect");
+        assert_eq!(r[0], "type nat hook prerouting priority dstnat - 5; policy accept;");
+        assert_eq!(
+            r[1],
+            "iifname != @wan meta l4proto { tcp, udp } th dport 53 fib daddr type != local counter redirect \
+             comment \"dns-redirect\""
+        );
+        // The queue (priority dstnat - 10) sees the query before the redirect (dstnat - 5).
+        let pre = chain(&s, "dns_prerouting");
+        assert_eq!(pre.len(), 3);
+        assert!(
+            pre[2].starts_with("iifname != @wan ")
+                && pre[2].contains("fib daddr type != local counter queue num 53 bypass")
+        );
+        let fwd = chain(&s, "forward");
+        assert!(
+            fwd.contains(&"oifname @wan tcp dport 853 counter reject with tcp reset comment \"dot-refuse\""),
+            "{fwd:?}"
+        );
+        assert!(fwd.iter().position(|l| l.contains("dot-refuse")) < fwd.iter().position(|l| *l == "jump names"));
+    }
+
+    #[test]
+    fn no_redirect_before_the_wan_is_known_or_without_one_and_each_switch_holds() {
+        for wan in [None, Some(&[][..])] {
+            let s = script_at(&guarded(wan), 1, 2, Some(53), 1000);
+            assert!(!s.contains("dns-redirect") && !s.contains("dns-queue-redirected"), "{wan:?}");
+        }
+        assert!(!script_at(&guarded(None), 1, 2, None, 1000).contains("dot-refuse"));
+        let s = script_at(&guarded(Some(&[])), 1, 2, None, 1000);
+        assert!(chain(&s, "forward").contains(&"tcp dport 853 counter reject with tcp reset comment \"dot-refuse\""));
+        let mut p = guarded(Some(&["wan0"]));
+        p.guard.redirect_dns = false;
+        p.guard.refuse_dot = false;
+        let s = script_at(&p, 1, 2, None, 1000);
+        assert!(!s.contains("dns-redirect") && !s.contains("dot-refuse") && !s.contains("dns_prerouting"));
+        // A name that could break out of its quotes never reaches the script.
+        let s = script_at(&guarded(Some(&["a\"b", "wan0"])), 1, 2, None, 1000);
+        assert_eq!(elements(&s, "wan"), ["\"wan0\""]);
+    }
+
+    #[test]
+    fn paused_devices_are_rejected_towards_the_internet_with_the_time_left() {
+        let mut p = guarded(Some(&["wan0"]));
+        p.paused = vec![
+            Pause { device: [2, 0, 0, 0, 0, 0x64], until: 1600 },
+            Pause { device: [2, 0, 0, 0, 0, 0x65], until: 900 },
+        ];
+        let s = script_at(&p, 1, 2, None, 1000);
+        assert_eq!(elements(&s, "paused"), ["02:00:00:00:00:64 timeout 600s"], "an ended pause is left out");
+        assert!(s.contains("set paused {\n\t\ttype ether_addr; flags timeout;"));
+        let fwd = chain(&s, "forward");
+        assert!(fwd.contains(
+            &"ether saddr @paused oifname @wan counter reject with icmpx admin-prohibited comment \"paused\""
+        ));
+        // Not known yet: everything forwarded from the device (a pause holds from the start).
+        let s = script_at(&Policy { paused: p.paused.clone(), ..Default::default() }, 1, 2, None, 1000);
+        assert!(chain(&s, "forward")
+            .contains(&"ether saddr @paused counter reject with icmpx admin-prohibited comment \"paused\""));
+        assert_eq!(s.matches(" drop ").count(), 1, "block_verdict still the only drop");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::model::namerules::{LocalTime, NameRules};
 use crate::model::names::Names;
 use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
 use crate::model::persist::{self, StateDir, WriteError};
-use crate::model::policy::{Enforcer, NameBlock, NameMatcher, NameVerdict, PairBlock, Policy};
+use crate::model::policy::{Enforcer, Guard, NameBlock, NameMatcher, NameVerdict, PairBlock, Pause, Policy};
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -67,6 +67,15 @@ pub struct CoreSettings {
     /// Local time of a unix time, for name-rule schedules (the daemon asks the C library; the
     /// default, UTC, is the tests').
     pub local_time: fn(Timestamp) -> LocalTime,
+    /// `dns_redirect`: DNS from the LAN to any other resolver goes to the router's own.
+    pub redirect_dns: bool,
+    /// `dot_refuse`: DNS over TLS (TCP 853) from the LAN to the internet is refused.
+    pub refuse_dot: bool,
+    /// `doh_block`: the shipped list of DoH resolver names is blocked for every device.
+    pub block_doh: bool,
+    /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
+    pub blocklists: Arc<crate::model::blocklist::NameSet>,
+    pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
 }
 
 impl Default for CoreSettings {
@@ -79,6 +88,11 @@ impl Default for CoreSettings {
             dots_log_only: false,
             simulate_blocking: false,
             local_time: LocalTime::utc,
+            redirect_dns: false,
+            refuse_dot: false,
+            block_doh: false,
+            blocklists: Arc::default(),
+            blocklist_counts: Vec::new(),
         }
     }
 }
@@ -136,6 +150,7 @@ struct Dirty {
     name_rules: bool,
     /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
     name_resolved: bool,
+    paused: bool,
 }
 
 impl Dirty {
@@ -144,6 +159,7 @@ impl Dirty {
             || self.node_store
             || self.name_rules
             || self.name_resolved
+            || self.paused
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -156,6 +172,7 @@ impl Dirty {
             node_store: self.node_store || other.node_store,
             name_rules: self.name_rules || other.name_rules,
             name_resolved: self.name_resolved || other.name_resolved,
+            paused: self.paused || other.paused,
         }
     }
 }
@@ -168,6 +185,7 @@ struct Undo {
     flows: FlowDecisions,
     names: Names,
     name_rules: NameRules,
+    paused: BTreeMap<MacAddr, Timestamp>,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -246,6 +264,10 @@ pub struct Core {
     /// The name blocks last enforced, by address (`None`: every device), for deciding blocks
     /// without a kernel.
     name_blocked: HashMap<IpAddr, Vec<NameBlocked>>,
+    /// The interfaces facing the internet, as the neighbour source last said (`None`: not yet).
+    wan: Option<Vec<String>>,
+    /// Paused devices (`pause_device`) and until when; kept in `paused.list`.
+    paused: BTreeMap<MacAddr, Timestamp>,
 }
 
 impl Core {
@@ -300,7 +322,23 @@ impl Core {
                 }
             }
         }
+        let mut paused = BTreeMap::new();
+        if let Ok(text) = std::fs::read_to_string(state.paused_file()) {
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let mut f = line.split_whitespace();
+                match (f.next().and_then(|m| m.parse::<MacAddr>().ok()), f.next().and_then(|t| t.parse().ok())) {
+                    (Some(mac), Some(until)) => {
+                        if until > now {
+                            paused.insert(mac, until);
+                        }
+                    }
+                    _ => warn!("{}: not 'MAC UNTIL', skipped: {line}", state.paused_file().display()),
+                }
+            }
+        }
         let mut core = Core {
+            wan: None,
+            paused,
             name_rules,
             matcher: Arc::default(),
             resolved,
@@ -368,6 +406,13 @@ impl Core {
             Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
             Event::Blocked { time, packet } => self.on_blocked(time, &packet),
             Event::Tick { .. } => self.on_tick(),
+            Event::WanInterfaces { names } => {
+                if self.wan.as_ref() != Some(&names) {
+                    self.wan = Some(names);
+                    self.enforce_pending = true;
+                }
+                Vec::new()
+            }
             Event::ReplayFinished { packets, .. } => {
                 info!("replay finished: {packets} packets, {} nodes", self.nodes.len());
                 Vec::new()
@@ -649,7 +694,15 @@ impl Core {
 
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
-        self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter())
+        let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
+        m.set_lists(self.settings.blocklists.clone());
+        if self.settings.block_doh {
+            // After the user's rules: at one name the user's allow beats this block.
+            for name in crate::model::namerules::doh_resolvers() {
+                m.add(name, None, false);
+            }
+        }
+        m
     }
 
     /// Re-evaluates schedules and expiry (and the addresses of the devices rules name): a
@@ -673,6 +726,11 @@ impl Core {
             .collect();
         lines.sort();
         lines.concat()
+    }
+
+    /// `paused.list`: one paused device a line, `MAC UNTIL`.
+    fn paused_text(&self) -> String {
+        self.paused.iter().map(|(mac, until)| format!("{mac} {until}\n")).collect()
     }
 
     fn name_rules_msg(&self) -> Publish {
@@ -734,6 +792,13 @@ impl Core {
             self.apply_names();
         }
         self.refresh_name_rules();
+        // A pause ends by itself (the kernel's element times out too); the file follows.
+        let before = self.paused.len();
+        self.paused.retain(|_, until| *until > now);
+        if self.paused.len() != before {
+            self.dirty.paused = true;
+            self.enforce_pending = true;
+        }
         if now >= self.next_expiry {
             self.resolved.retain(|_, r| r.expires > now);
         }
@@ -994,6 +1059,9 @@ impl Core {
         if d.name_resolved || d.name_rules {
             files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
         }
+        if d.paused {
+            files.push((self.state.paused_file(), self.paused_text().into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -1061,6 +1129,17 @@ impl Core {
                 .collect(),
             names: self.matcher.clone(),
             name_blocks: self.name_blocks(),
+            guard: Guard {
+                redirect_dns: self.settings.redirect_dns,
+                refuse_dot: self.settings.refuse_dot,
+                wan: self.wan.clone(),
+            },
+            paused: self
+                .paused
+                .iter()
+                .filter(|(_, until)| **until > self.now)
+                .map(|(mac, until)| Pause { device: mac.0, until: *until })
+                .collect(),
         }
     }
 

@@ -114,6 +114,9 @@ pub enum Event {
     Neighbour { time: Timestamp, ip: IpAddr, mac: MacAddr },
     /// One packet dropped by the block rules; `packet.bytes` is its L4 payload, `packets` 1.
     Blocked { time: Timestamp, packet: FlowSample },
+    /// The interfaces that face the internet now (by name; empty: none), from the neighbour
+    /// source: where the enforcer's redirect and refusals apply.
+    WanInterfaces { names: Vec<String> },
     /// The clock advanced (drives expiry, statistics, device-flow ageing). Sent about once a second.
     Tick { time: Timestamp },
     /// A replayed capture has been fully delivered.
@@ -123,6 +126,8 @@ pub enum Event {
 impl Event {
     pub fn time(&self) -> Timestamp {
         match self {
+            // Not an observation of the clock.
+            Event::WanInterfaces { .. } => Timestamp::MIN,
             Event::Flows { time, .. }
             | Event::DnsQuery { time, .. }
             | Event::DnsAnswer { time, .. }

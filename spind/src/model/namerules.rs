@@ -164,6 +164,16 @@ pub fn normalise_name(name: &str) -> Result<String, String> {
     Ok(n.to_ascii_lowercase())
 }
 
+/// The shipped list of well-known DoH resolver names (`spind/data/doh-resolvers.txt`, its
+/// sources noted there): blocked for every device while `doh_block` is on.
+const DOH_RESOLVERS: &str = include_str!("../../data/doh-resolvers.txt");
+
+/// The names of [`DOH_RESOLVERS`], without comments; each is a valid, normalised name (a unit
+/// test checks).
+pub fn doh_resolvers() -> impl Iterator<Item = &'static str> {
+    DOH_RESOLVERS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameRule {
     pub id: u64,
@@ -378,6 +388,20 @@ mod tests {
         // 2026-12-02 13:20 UTC is a Wednesday.
         assert_eq!(LocalTime::utc(1_796_169_600 + 13 * 3600 + 20 * 60), at(2, 13, 20));
         assert_eq!(LocalTime::utc(0), at(3, 0, 0));
+    }
+
+    #[test]
+    fn the_shipped_doh_list_is_valid_normalised_and_without_duplicates() {
+        let names: Vec<&str> = doh_resolvers().collect();
+        assert!(names.len() > 50 && names.contains(&"dns.google") && names.contains(&"cloudflare-dns.com"));
+        for n in &names {
+            assert_eq!(normalise_name(n).as_deref(), Ok(*n));
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        assert!(!names.contains(&"google.com") && !names.contains(&"quad9.net"), "never a provider's main domain");
     }
 
     #[test]

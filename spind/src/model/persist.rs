@@ -220,6 +220,11 @@ impl StateDir {
         self.root.join("names.resolved")
     }
 
+    /// Paused devices (`pause_device`): `MAC UNTIL` a line.
+    pub fn paused_file(&self) -> PathBuf {
+        self.root.join("paused.list")
+    }
+
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).
     pub fn nodestore_dir(&self) -> PathBuf {
         self.root.join("nodestore")

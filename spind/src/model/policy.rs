@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::addr::IpNet;
+use crate::model::blocklist::NameSet;
 use crate::model::nodes::NodeId;
 
 /// All traffic between the addresses of two nodes is blocked (a flow block).
@@ -58,11 +59,19 @@ pub struct NameMatcher {
     /// Addresses of the devices the rules name (from the neighbour table), for a query that
     /// carries no link-layer address.
     device_ips: HashMap<IpAddr, [u8; 6]>,
+    /// The blocklists' names, blocked for every device: shared, not copied, by every compile.
+    lists: Arc<NameSet>,
 }
 
 impl NameMatcher {
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.names.is_empty() && self.lists.is_empty()
+    }
+
+    /// Blocks the names of the blocklists for every device (below a rule of the user's at a
+    /// more specific name, and beaten by the user's allow at the same name).
+    pub fn set_lists(&mut self, lists: Arc<NameSet>) {
+        self.lists = lists;
     }
 
     /// Adds a rule for `name` (already normalised).
@@ -100,6 +109,9 @@ impl NameMatcher {
                     return Some(if allow { NameVerdict::Allow } else { NameVerdict::Block });
                 }
             }
+            if self.lists.contains(rest) {
+                return Some(NameVerdict::Block);
+            }
             match rest.iter().position(|&b| b == b'.') {
                 Some(i) => rest = &rest[i + 1..],
                 None => return None,
@@ -117,6 +129,24 @@ impl NameMatcher {
     }
 }
 
+/// What keeps a plain device from going around the router's resolver (issue 13): DNS to any
+/// other resolver redirected to the router's own, DoT to the internet refused. Each a config
+/// key; `wan` is which interfaces face the internet (from the neighbour source; `None` until it
+/// said, and then neither rule is written: a redirect must never catch queries from outside).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    pub redirect_dns: bool,
+    pub refuse_dot: bool,
+    pub wan: Option<Vec<String>>,
+}
+
+/// A device whose internet (not the LAN) is cut until `until` (unix time): `pause_device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pause {
+    pub device: [u8; 6],
+    pub until: i64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub block: Vec<IpNet>,
@@ -127,6 +157,9 @@ pub struct Policy {
     pub names: Arc<NameMatcher>,
     /// Addresses of blocked names, for the flow path.
     pub name_blocks: Vec<NameBlock>,
+    pub guard: Guard,
+    /// Paused devices, sorted.
+    pub paused: Vec<Pause>,
 }
 
 pub trait Enforcer: Send {
@@ -164,6 +197,22 @@ mod tests {
         assert_eq!(d("www.kids.example", Some(B)), None, "another device");
         assert_eq!(d("kids.example", None), None, "an unknown device gets only the rules for all");
         assert_eq!(m.devices(), [A]);
+    }
+
+    #[test]
+    fn blocklist_names_block_below_themselves_and_the_users_rules_come_first() {
+        let mut m = NameMatcher::default();
+        assert!(m.is_empty());
+        let lists: NameSet = ["ads.example", "x.example"].iter().map(|n| n.as_bytes().into()).collect();
+        m.set_lists(Arc::new(lists));
+        assert!(!m.is_empty());
+        m.add("ok.ads.example", None, true);
+        m.add("x.example", Some(vec![A]), true);
+        assert_eq!(m.decide(b"www.ads.example", Some(B)), Some(NameVerdict::Block));
+        assert_eq!(m.decide(b"ok.ads.example", None), Some(NameVerdict::Allow), "a more specific allow");
+        assert_eq!(m.decide(b"x.example", Some(A)), Some(NameVerdict::Allow), "the user's allow at the same name");
+        assert_eq!(m.decide(b"x.example", Some(B)), Some(NameVerdict::Block));
+        assert_eq!(m.decide(b"example", None), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use crate::model::core::{Core, OpError, OpResult};
-use crate::model::event::Publish;
+use crate::model::event::{MacAddr, Publish};
 use crate::model::lists::list_by_prefix;
 use crate::model::messages::{
     device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
@@ -48,12 +48,15 @@ const METHODS: &[Method] = &[
     Method { name: "dots_signal", args: &[("dots_signal", C)], result: ResultType::None },
     Method { name: "get_device_data", args: &[("node", I)], result: ResultType::Complex },
     Method { name: "get_flow_block", args: &[], result: ResultType::Complex },
+    Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
     Method { name: "list_name_rules", args: &[], result: ResultType::Complex },
+    Method { name: "list_paused_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
+    Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "remove_name_rule", args: &[("id", I)], result: ResultType::None },
@@ -65,7 +68,20 @@ const METHODS: &[Method] = &[
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+    Method { name: "unpause_device", args: &[("device", S)], result: ResultType::None },
 ];
+
+/// spin-rs's own methods without optional arguments whose errors name the bad argument (SPIN's
+/// methods keep SPIN's messages).
+const NAMES_FIELDS: &[&str] = &["list_blocklists", "list_paused_devices", "pause_device", "unpause_device"];
+
+/// Whether errors of `method` name the argument (spin-rs's methods).
+fn names_fields(method: &str) -> bool {
+    !optional_args(method).is_empty() || NAMES_FIELDS.contains(&method)
+}
+
+/// The furthest ahead a pause may end (seconds from now).
+const PAUSE_MAX: i64 = 366 * 86_400;
 
 /// Arguments a method may be given besides its own (methods of spin-rs, not SPIN's): listed
 /// after the required ones by `list_rpc_methods`.
@@ -101,7 +117,7 @@ fn err(code: i64, message: &str) -> OpError {
 fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
     let optional = optional_args(m.name);
     if let Some((missing, _)) = m.args.iter().find(|(a, _)| !params.contains_key(*a)) {
-        if !optional.is_empty() {
+        if names_fields(m.name) {
             return Err(err(-1, &format!("Missing argument '{missing}'")));
         }
     }
@@ -110,7 +126,7 @@ fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
     }
     for (name, value) in params {
         // spin-rs's own methods name the argument that is wrong.
-        if !optional.is_empty() {
+        if names_fields(m.name) {
             match m.args.iter().chain(optional).find(|(a, _)| a == name) {
                 None => return Err(err(-1, &format!("No such argument registered: '{name}'"))),
                 Some((_, t)) if !matches_type(value, *t) => {
@@ -173,6 +189,16 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
         .map_err(|(field, why)| bad(field, &why))
 }
 
+/// The device of `pause_device`/`unpause_device`: a unicast MAC.
+fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
+    let text = string(p, "device");
+    let mac: MacAddr = text.parse().map_err(|e| err(-1, &format!("Invalid 'device': '{text}': {e}")))?;
+    if !mac.is_unicast() {
+        return Err(err(-1, &format!("Invalid 'device': '{text}' is not a device's (unicast) address")));
+    }
+    Ok(mac)
+}
+
 fn list_rpc_methods() -> Vec<RpcMethodJson> {
     METHODS
         .iter()
@@ -233,6 +259,22 @@ fn call(
         }
         "list_name_rules" => Ok(Some(core.op_list_name_rules())),
         "remove_name_rule" => none(core.op_remove_name_rule(int(p, "id"), out)),
+        "pause_device" => {
+            let device = device_arg(p)?;
+            let now = core.now();
+            let until =
+                p["until"].as_i64().ok_or_else(|| err(-1, "Invalid 'until': expected a unix time in seconds"))?;
+            if until <= now {
+                return Err(err(-1, &format!("Invalid 'until': {until} has passed (now {now})")));
+            }
+            if until > now + PAUSE_MAX {
+                return Err(err(-1, &format!("Invalid 'until': {until} is more than a year ahead")));
+            }
+            none(core.op_pause_device(device, until, out))
+        }
+        "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
+        "list_paused_devices" => Ok(Some(core.op_list_paused())),
+        "list_blocklists" => Ok(Some(core.op_list_blocklists())),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }
 }

@@ -10,6 +10,7 @@
 
 mod common;
 mod crash_restart;
+mod dns_guard_netns;
 mod extsrc_input;
 mod http_admin;
 mod http_auth_tls;

@@ -16,17 +16,19 @@ use testbed::{root_or_skip, wait_for};
 
 use crate::common::spind;
 
-const DEVICE2_MAC: &str = "02:00:00:00:00:c2";
+pub(crate) const DEVICE2_MAC: &str = "02:00:00:00:00:c2";
 
 /// The topology plus a second device (`dev2`, 192.168.9.100 on the router's `lan1`) and a
 /// dnsmasq on the router (192.168.8.1 and 192.168.9.1) forwarding to the server's.
-struct Home {
-    topo: Topology,
+pub(crate) struct Home {
+    pub(crate) topo: Topology,
     /// Device 2's namespace (removed on drop, with what runs in it).
-    dev2: Netns,
+    pub(crate) dev2: Netns,
     resolver: Child,
-    state: tempfile::TempDir,
-    spind: Option<Spind>,
+    pub(crate) state: tempfile::TempDir,
+    pub(crate) spind: Option<Spind>,
+    /// Extra `spind.conf` lines of the next start.
+    pub(crate) config: Vec<String>,
 }
 
 impl Drop for Home {
@@ -37,7 +39,7 @@ impl Drop for Home {
 }
 
 impl Home {
-    fn new() -> Home {
+    pub(crate) fn new() -> Home {
         let mut topo = Topology::new();
         topo.start_services();
         let dev2_ns = Netns::new("names-d2");
@@ -87,7 +89,7 @@ impl Home {
             .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");
         let state = tempfile::tempdir().unwrap();
-        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None };
+        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None, config: Vec::new() };
         wait_for("the router's resolver", Duration::from_secs(20), || {
             (h.dig(1, "www.example.test", "A") == "198.51.100.10").then_some(())
         });
@@ -95,8 +97,12 @@ impl Home {
         h
     }
 
-    fn start_spind(&mut self) {
-        let s = spind().netns(&self.topo.router).state_dir(self.state.path()).spawn();
+    pub(crate) fn start_spind(&mut self) {
+        let mut b = spind().netns(&self.topo.router).state_dir(self.state.path());
+        for line in &self.config {
+            b = b.config_line(line);
+        }
+        let s = b.spawn();
         let port = s.http_port;
         self.topo.in_router(move || {
             wait_for("spind's web port in the router", Duration::from_secs(30), || {
@@ -106,18 +112,18 @@ impl Home {
         self.spind = Some(s);
     }
 
-    fn kill9_spind(&mut self) {
+    pub(crate) fn kill9_spind(&mut self) {
         let mut s = self.spind.take().unwrap();
         let _ = s.child.kill();
         let _ = s.child.wait();
     }
 
-    fn call(&self, method: &'static str, params: Value) -> Value {
+    pub(crate) fn call(&self, method: &'static str, params: Value) -> Value {
         let port = self.spind.as_ref().unwrap().http_port;
         self.topo.in_router(move || call_http(port, method, params))
     }
 
-    fn rpc(&self, method: &'static str, params: Value) -> Value {
+    pub(crate) fn rpc(&self, method: &'static str, params: Value) -> Value {
         let port = self.spind.as_ref().unwrap().http_port;
         self.topo.in_router(move || rpc_http(port, method, params))
     }
@@ -131,25 +137,25 @@ impl Home {
     }
 
     /// `dig +short` from device 1 or 2 at its router.
-    fn dig(&self, device: u8, name: &str, qtype: &str) -> String {
+    pub(crate) fn dig(&self, device: u8, name: &str, qtype: &str) -> String {
         let server = if device == 1 { "@192.168.8.1" } else { "@192.168.9.1" };
         self.dig_at(device, server, name, qtype)
     }
 
-    fn dig_at(&self, device: u8, server: &str, name: &str, qtype: &str) -> String {
+    pub(crate) fn dig_at(&self, device: u8, server: &str, name: &str, qtype: &str) -> String {
         let (sh, ns) = (Shell::new().unwrap(), self.ns(device));
         let out = cmd!(sh, "ip netns exec {ns} dig +short +time=2 +tries=1 {server} {name} {qtype}").output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Whether device 2 can download from `url` (a short time limit: a cut connection hangs).
-    fn dev2_downloads(&self, url: &str) -> bool {
+    pub(crate) fn dev2_downloads(&self, url: &str) -> bool {
         let (sh, dev2) = (Shell::new().unwrap(), &self.dev2.name);
         cmd!(sh, "ip netns exec {dev2} curl -s -o /dev/null --max-time 3 {url}").succeeds().unwrap()
     }
 
     /// Whether device 1 can download from `url`.
-    fn dev1_downloads(&self, url: &str) -> bool {
+    pub(crate) fn dev1_downloads(&self, url: &str) -> bool {
         self.topo.curl(url, "3").is_some()
     }
 
@@ -157,7 +163,13 @@ impl Home {
     /// own rule, or, on a kernel without nft_queue (spind then says so and its table has no
     /// such rule), through iptables' NFQUEUE target with the same number and bypass, standing
     /// in for it: the verdicts are spind's either way.
-    fn ensure_dns_queue(&self) {
+    pub(crate) fn ensure_dns_queue(&self) {
+        self.ensure_dns_queue_at("filter", "INPUT");
+    }
+
+    /// [`Home::ensure_dns_queue`] with the stand-in in `table`'s `chain`: `mangle PREROUTING`
+    /// queues before the DNS redirect (`nat`), as spind's own rule does.
+    pub(crate) fn ensure_dns_queue_at(&self, ipt_table: &str, chain: &str) {
         let table = wait_for("table inet spin", Duration::from_secs(20), || {
             let t = self.nft_list();
             t.contains("chain input").then_some(t)
@@ -174,8 +186,10 @@ impl Home {
                 "exec",
                 &self.topo.router,
                 tables,
+                "-t",
+                ipt_table,
                 "-A",
-                "INPUT",
+                chain,
                 "!",
                 "-i",
                 "lo",
@@ -192,7 +206,7 @@ impl Home {
         }
     }
 
-    fn nft_list(&self) -> String {
+    pub(crate) fn nft_list(&self) -> String {
         let (sh, router) = (Shell::new().unwrap(), &self.topo.router);
         let out = cmd!(sh, "ip netns exec {router} nft list table inet spin").output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()

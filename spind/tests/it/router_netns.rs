@@ -46,7 +46,10 @@ impl Router {
         let mut b = spind()
             .netns(&self.topo.router)
             .state_dir(self.state.path())
-            .config_line(&format!("dhcp_leases_file = {}", self.leases.display()));
+            .config_line(&format!("dhcp_leases_file = {}", self.leases.display()))
+            // This router has no resolver of its own: the client asks the server's, as SPIN's
+            // users did, and spind observes it (the redirect is `dns_guard_netns`'s).
+            .config_line("dns_redirect = 0");
         for a in &self.args {
             b = b.arg(a.clone());
         }

@@ -192,7 +192,8 @@ impl Net {
 
     /// Starts spind in the router namespace (live mode, log level 4) and waits for it to answer.
     fn start_spind(&mut self, bin: &Path) -> Result<u32, String> {
-        let spind = SpindBuilder::new(bin).netns(&self.router).log_level(4).start();
+        // The clients ask the server's resolver (the router has none): no DNS redirect.
+        let spind = SpindBuilder::new(bin).netns(&self.router).log_level(4).config_line("dns_redirect = 0").start();
         let pid = spind.child.id();
         self.spind = Some(spind);
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();

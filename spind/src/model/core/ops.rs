@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{Core, DeviceFlowRow, DeviceFlowTraffic, OpError, OpResult, Undo};
 use crate::model::addr::IpNet;
-use crate::model::event::{MacAddr, Publish};
+use crate::model::event::{MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::pair;
 use crate::model::namerules::NameRule;
 use crate::model::nodes::{Candidate, ListKind, Node, NodeId};
@@ -27,6 +27,7 @@ impl Core {
             flows: self.flows.clone(),
             names: self.names.clone(),
             name_rules: self.name_rules.clone(),
+            paused: self.paused.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
             // The operation marks what it changes on a clean slate, so that `commit` knows
@@ -46,6 +47,7 @@ impl Core {
             self.name_rules = u.name_rules;
             self.matcher = std::sync::Arc::new(self.compile_name_rules());
         }
+        self.paused = u.paused;
         if let Some((id, ip)) = u.added_ip {
             self.nodes.remove_ip(id, &ip);
         }
@@ -367,6 +369,49 @@ impl Core {
 
     pub fn op_list_name_rules(&self) -> serde_json::Value {
         self.name_rules.to_value()
+    }
+
+    /// The core's clock (unix time).
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// `pause_device`: cuts the device's internet until `until` (a later call replaces the time).
+    pub fn op_pause_device(&mut self, device: MacAddr, until: Timestamp, out: &mut Vec<Publish>) -> OpResult<()> {
+        let undo = self.undo_point();
+        self.paused.insert(device, until);
+        self.dirty.paused = true;
+        self.enforce_pending = true;
+        self.commit(undo, out, Vec::new())
+    }
+
+    /// `unpause_device`; error -1 when the device is not paused.
+    pub fn op_unpause_device(&mut self, device: MacAddr, out: &mut Vec<Publish>) -> OpResult<()> {
+        let undo = self.undo_point();
+        if self.paused.remove(&device).is_none() {
+            self.undo(undo);
+            return Err(OpError::new(-1, "That device is not paused"));
+        }
+        self.dirty.paused = true;
+        self.enforce_pending = true;
+        self.commit(undo, out, Vec::new())
+    }
+
+    /// `list_blocklists`: what each file of `blocklist_files` gave, and the names in force.
+    pub fn op_list_blocklists(&self) -> serde_json::Value {
+        serde_json::json!({
+            "names": self.settings.blocklists.len(),
+            "lists": self.settings.blocklist_counts,
+        })
+    }
+
+    /// `list_paused_devices`: `[{"device": MAC, "until": T}, ...]`.
+    pub fn op_list_paused(&self) -> serde_json::Value {
+        self.paused
+            .iter()
+            .filter(|(_, until)| **until > self.now)
+            .map(|(mac, until)| serde_json::json!({"device": mac.to_string(), "until": until}))
+            .collect()
     }
 
     fn name_rules_changed(&mut self) {

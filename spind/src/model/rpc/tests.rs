@@ -98,27 +98,31 @@ fn list_rpc_methods_names_every_method_sorted() {
             "dots_signal",
             "get_device_data",
             "get_flow_block",
+            "list_blocklists",
             "list_device_flows",
             "list_devices",
             "list_iplist",
             "list_name_rules",
+            "list_paused_devices",
             "list_rpc_methods",
             "node_add_ip",
+            "pause_device",
             "remove_iplist_ip",
             "remove_iplist_node",
             "remove_name_rule",
             "reset_iplist_ignore",
             "set_device_flow_block",
             "set_device_name",
-            "set_flow_block"
+            "set_flow_block",
+            "unpause_device"
         ]
     );
-    let set_flow = &r["result"][18];
+    let set_flow = &r["result"][21];
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][11]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(r["result"][13]["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
         r["result"][2].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
@@ -280,4 +284,53 @@ fn bad_name_rules_name_the_field_and_change_nothing() {
     let (r, _) = call(&mut core, "list_name_rules", "{}");
     assert_eq!(r["result"], serde_json::json!([]));
     assert!(!dir.path().join("namerules.json").exists());
+}
+
+#[test]
+fn a_pause_is_listed_saved_ended_by_its_time_or_by_unpause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let (r, _) = call(&mut core, "pause_device", r#"{"device":"02:00:00:00:00:64","until":1600}"#);
+    assert!(r.get("error").is_none() && r.get("result").is_none(), "{r}");
+    call(&mut core, "pause_device", r#"{"device":"02:00:00:00:00:65","until":5000}"#);
+    let (r, _) = call(&mut core, "list_paused_devices", "{}");
+    let want = serde_json::json!([{"device": "02:00:00:00:00:64", "until": 1600}, {"device": "02:00:00:00:00:65", "until": 5000}]);
+    assert_eq!(r["result"], want);
+    // Saved: a restart keeps both.
+    let mut again = core_in(dir.path(), CoreSettings::default());
+    assert_eq!(call(&mut again, "list_paused_devices", "{}").0["result"], want);
+    // `until` passes: the pause ends by itself, on disk too.
+    let mut out = Vec::new();
+    core.handle(crate::model::event::Event::Tick { time: 1600 }, &mut out);
+    let (r, _) = call(&mut core, "list_paused_devices", "{}");
+    assert_eq!(r["result"], serde_json::json!([{"device": "02:00:00:00:00:65", "until": 5000}]));
+    assert_eq!(std::fs::read_to_string(dir.path().join("paused.list")).unwrap(), "02:00:00:00:00:65 5000\n");
+    let (r, _) = call(&mut core, "unpause_device", r#"{"device":"02:00:00:00:00:65"}"#);
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(call(&mut core, "list_paused_devices", "{}").0["result"], serde_json::json!([]));
+    let (r, _) = call(&mut core, "unpause_device", r#"{"device":"02:00:00:00:00:65"}"#);
+    assert_eq!(r["error"]["message"], "That device is not paused");
+}
+
+#[test]
+fn bad_pauses_name_the_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    for (method, params, field) in [
+        ("pause_device", r#"{"device":"nope","until":2000}"#, "Invalid 'device'"),
+        ("pause_device", r#"{"device":"ff:ff:ff:ff:ff:ff","until":2000}"#, "Invalid 'device'"),
+        ("pause_device", r#"{"device":"02:00:00:00:00:64","until":999}"#, "Invalid 'until'"),
+        ("pause_device", r#"{"device":"02:00:00:00:00:64","until":99999999999}"#, "Invalid 'until'"),
+        ("pause_device", r#"{"device":"02:00:00:00:00:64","until":"soon"}"#, "Invalid 'until'"),
+        ("pause_device", r#"{"device":"02:00:00:00:00:64"}"#, "Missing argument 'until'"),
+        ("unpause_device", r#"{"device":7}"#, "Invalid 'device'"),
+        ("unpause_device", r#"{"mac":"02:00:00:00:00:64"}"#, "Missing argument 'device'"),
+    ] {
+        let (r, out) = call(&mut core, method, params);
+        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{params}: {r}"));
+        assert!(msg.contains(field), "{params}: {msg}");
+        assert!(out.is_empty());
+    }
+    assert_eq!(call(&mut core, "list_paused_devices", "{}").0["result"], serde_json::json!([]));
+    assert!(!dir.path().join("paused.list").exists());
 }

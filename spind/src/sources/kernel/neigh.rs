@@ -120,7 +120,18 @@ impl Neigh {
     pub(crate) fn run_until(mut self, tx: Sender<Input>, counters: &SourceCounters, stop: &AtomicBool) {
         let mut events = Vec::new();
         let mut failures = 0u32;
+        let mut wan_sent: Option<Vec<String>> = None;
         while !stop.load(Ordering::Relaxed) {
+            // The WAN interfaces go to the core too: the enforcer's DNS redirect and DoT and
+            // pause refusals apply to what faces the internet.
+            self.wan.refresh_if_stale();
+            if wan_sent.as_deref() != Some(self.wan.names()) {
+                let names = self.wan.names().to_vec();
+                wan_sent = Some(names.clone());
+                if tx.send(Input::Event(Event::WanInterfaces { names })).is_err() {
+                    return;
+                }
+            }
             match self.recv(&mut events) {
                 Ok(overruns) => {
                     failures = 0;

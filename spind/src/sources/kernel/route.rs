@@ -79,6 +79,8 @@ pub struct WanSet {
     wan: BTreeSet<i32>,
     /// The set last written to the log (changes are logged).
     last_logged: Option<BTreeSet<i32>>,
+    /// The names of the interfaces in `wan`, read when the set changed.
+    names: Vec<String>,
     refreshed: Option<Instant>,
     dirty: bool,
 }
@@ -94,6 +96,7 @@ impl WanSet {
             buf: vec![0; READ_BUF],
             wan: BTreeSet::new(),
             last_logged: None,
+            names: Vec::new(),
             refreshed: None,
             dirty: true,
         };
@@ -124,6 +127,19 @@ impl WanSet {
             self.refresh();
         }
         self.wan.contains(&ifindex)
+    }
+
+    /// Reads the set again when a default route changed or it is older than [`MAX_AGE`].
+    pub fn refresh_if_stale(&mut self) {
+        if self.mode != WanInterfaces::Disabled && (self.dirty || self.refreshed.is_none_or(|t| t.elapsed() >= MAX_AGE))
+        {
+            self.refresh();
+        }
+    }
+
+    /// The names of the WAN interfaces (an interface whose name cannot be read is left out).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The current set (for tests).
@@ -161,6 +177,14 @@ impl WanSet {
             Ok(set) => {
                 self.wan = set;
                 if self.last_logged.as_ref() != Some(&self.wan) {
+                    let wan: Vec<i32> = self.wan.iter().copied().collect();
+                    self.names = wan
+                        .into_iter()
+                        .filter_map(|i| match self.link(i, None) {
+                            Ok(Some((_, name))) if !name.is_empty() => Some(name),
+                            _ => None,
+                        })
+                        .collect();
                     log::info!("neighbours on WAN interfaces are not devices; WAN interfaces now: {}", self.describe());
                     self.last_logged = Some(self.wan.clone());
                 }
