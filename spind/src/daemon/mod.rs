@@ -24,6 +24,7 @@ use log::{error, info, warn};
 use crate::enforcer;
 use crate::model::core::{Core, CoreSettings};
 use crate::model::event::{Event, Input, Publish, RpcReply, Timestamp};
+use crate::model::history::HistorySettings;
 use crate::model::namerules::LocalTime;
 use crate::model::names::Names;
 use crate::model::persist::StateDir;
@@ -325,6 +326,13 @@ fn run(opts: Options) -> anyhow::Result<()> {
         // Without the kernel nobody drops packets: decide and report blocks here.
         simulate_blocking: !plan.enforcer,
         local_time,
+        history: HistorySettings {
+            enabled: cfg.history,
+            hourly_days: cfg.history_hourly_days,
+            daily_days: cfg.history_daily_days,
+            max_bytes: (cfg.history_max_size as u64) << 20,
+            learning_days: cfg.history_learning_days,
+        },
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.
@@ -439,6 +447,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
     }
     drop(tx);
     core_loop(&mut core, &rx, &broker, opts.exit_after_replay);
+    core.shutdown();
     if rpc_socket_served {
         let _ = std::fs::remove_file(&opts.rpc_socket);
     }
