@@ -233,6 +233,8 @@ config_keys! {
     history_max_size: i64 = "64", MEGABYTES;
     /// Our own: days a new device learns its services before `new_service` alerts.
     history_learning_days: i64 = "7", LEARNING_DAYS;
+    /// Our own: POST every alert as JSON to this `http://` URL ("" = none).
+    alert_webhook_url: String = "";
 }
 
 /// Why a configuration could not be read.
@@ -418,7 +420,7 @@ spinweb_password_file =
              wan_interfaces = \nspinweb_static_dir = \n\
              spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
              history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
-             history_learning_days = 7\n"
+             history_learning_days = 7\nalert_webhook_url = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();
