@@ -11,6 +11,7 @@
 mod common;
 mod crash_restart;
 mod extsrc_input;
+mod history_alerts;
 mod history_netns;
 mod http_admin;
 mod http_auth_tls;
