@@ -382,7 +382,7 @@ impl Core {
     fn alert_msgs(&mut self, msgs: &mut Vec<Publish>) {
         for a in self.history.take_fresh_alerts() {
             info!("alert {}: {}", a.kind, a.detail);
-            msgs.push(Publish::new(ALERTS_TOPIC, serde_json::to_string(&a).unwrap_or_default(), false));
+            msgs.push(Publish::new(ALERTS_TOPIC, a.to_json().to_string(), false));
         }
     }
 

@@ -106,7 +106,7 @@ impl Core {
     /// `list_alerts`: alerts since a time, oldest first.
     pub fn op_list_alerts(&self, since: i64) -> OpResult<Value> {
         self.history_unavailable()?;
-        Ok(json!(self.history.alerts_since(since)))
+        Ok(Value::Array(self.history.alerts_since(since).iter().map(|a| a.to_json()).collect()))
     }
 
     /// `ack_alert`: marks an alert as read (saved; a failed save answers -3 and changes nothing).

@@ -10,13 +10,13 @@ pub mod store;
 mod tests;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use log::{info, warn};
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::model::event::{FlowSample, MacAddr, Timestamp};
 use crate::model::persist;
@@ -39,6 +39,10 @@ const PENDING_KEEP: usize = 500_000;
 pub const PEAK_FACTOR: u64 = 10;
 pub const PEAK_MIN_BYTES: u64 = 50_000_000;
 const BASELINE_HOURS: u32 = 168;
+/// Hours of bytes and blocked packets kept per device (the baseline and a day).
+const RING_HOURS: u32 = BASELINE_HOURS + 24;
+/// The alert kinds (the index of the daily count per device).
+const KINDS: [&str; 5] = ["new_device", "new_service", "traffic_peak", "blocked_attempts", "store_corrupt"];
 /// `blocked_attempts`: this many blocked packets of one device within one hour.
 pub const BLOCKED_ATTEMPTS: u64 = 100;
 /// Alerts of one kind for one device per UTC day, at most.
@@ -64,15 +68,72 @@ impl Default for HistorySettings {
 }
 
 /// One alert (`list_alerts`, `SPIN/alerts`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
     pub id: u64,
     pub time: Timestamp,
     pub kind: String,
     pub device: Option<String>,
     pub detail: String,
-    #[serde(default)]
     pub acked: bool,
+}
+
+// By hand, not serde's derive: its deserializer for one struct cost more binary than this.
+impl Alert {
+    pub fn to_json(&self) -> Value {
+        json!({"id": self.id, "time": self.time, "kind": self.kind, "device": self.device,
+            "detail": self.detail, "acked": self.acked})
+    }
+
+    fn from_json(v: &Value) -> Option<Alert> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(Alert {
+            id: v.get("id")?.as_u64()?,
+            time: v.get("time")?.as_i64()?,
+            kind: text("kind")?,
+            device: text("device"),
+            detail: text("detail").unwrap_or_default(),
+            acked: v.get("acked").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+/// What the history knows of one device: when it was first seen, its bytes and blocked packets
+/// of the last [`RING_HOURS`] hours (slot `hour % RING_HOURS`: the hour, bytes, blocked), and
+/// its alerts of each kind on one day (the daily bound).
+struct DeviceState {
+    mac: MacAddr,
+    first_seen: Timestamp,
+    hours: Vec<(u32, u64, u64)>,
+    alerts: [(i64, u32); KINDS.len()],
+}
+
+impl DeviceState {
+    fn new(mac: MacAddr, first_seen: Timestamp) -> DeviceState {
+        DeviceState { mac, first_seen, hours: Vec::new(), alerts: [(0, 0); KINDS.len()] }
+    }
+
+    /// Adds to an hour; returns its blocked packets before and after.
+    fn add_hour(&mut self, hour: u32, bytes: u64, blocked: u64) -> (u64, u64) {
+        if self.hours.is_empty() {
+            self.hours = vec![(u32::MAX, 0, 0); RING_HOURS as usize];
+        }
+        let slot = &mut self.hours[(hour % RING_HOURS) as usize];
+        if slot.0 != hour {
+            *slot = (hour, 0, 0);
+        }
+        let before = slot.2;
+        slot.1 += bytes;
+        slot.2 += blocked;
+        (before, slot.2)
+    }
+
+    fn bytes_in_hour(&self, hour: u32) -> u64 {
+        match self.hours.get((hour % RING_HOURS) as usize) {
+            Some(&(h, bytes, _)) if h == hour => bytes,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,18 +169,15 @@ pub struct History {
     /// Why writing stopped, while it fails (said once).
     paused: Option<String>,
     dropped: u64,
-    /// Days whose totals are in `days.bin` (their hourly file is compacted).
-    days_done: BTreeSet<i64>,
+    /// Days whose totals are in `days.bin` (their hourly file is compacted), ascending.
+    days_done: Vec<i64>,
     compacted_through: i64,
-    devices: BTreeMap<MacAddr, Timestamp>,
+    /// The known devices, by MAC (sorted: looked up by binary search).
+    devices: Vec<DeviceState>,
     services: HashSet<u64>,
-    /// Per device, bytes and blocked packets per hour of the last week and a day.
-    hourly: HashMap<MacAddr, BTreeMap<u32, (u64, u64)>>,
     evaluated_hour: u32,
     alerts: Vec<Alert>,
     next_alert_id: u64,
-    /// Alerts per (device, kind) on a day, for the daily bound.
-    alert_counts: HashMap<(MacAddr, &'static str), (i64, u32)>,
     /// Alerts raised and not yet handed to the core for publishing.
     fresh: Vec<Alert>,
     /// Devices and alerts not yet on disk.
@@ -164,15 +222,13 @@ impl History {
             next_flush: now + FLUSH_INTERVAL,
             paused: None,
             dropped: 0,
-            days_done: BTreeSet::new(),
+            days_done: Vec::new(),
             compacted_through: i64::MIN,
-            devices: BTreeMap::new(),
+            devices: Vec::new(),
             services: HashSet::new(),
-            hourly: HashMap::new(),
             evaluated_hour: hour_of(now).saturating_sub(1),
             alerts: Vec::new(),
             next_alert_id: 1,
-            alert_counts: HashMap::new(),
             fresh: Vec::new(),
             meta_dirty: false,
             cap_warned: false,
@@ -192,31 +248,37 @@ impl History {
             for line in text.lines() {
                 let mut f = line.split_whitespace();
                 if let (Some(Ok(mac)), Some(Ok(t))) = (f.next().map(str::parse), f.next().map(str::parse)) {
-                    self.devices.insert(mac, t);
+                    self.device_mut(mac, t);
                 }
             }
         }
         if let Ok(text) = std::fs::read_to_string(&alerts_file) {
-            match serde_json::from_str::<Vec<Alert>>(&text) {
-                Ok(a) => self.alerts = a,
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Array(a)) => self.alerts = a.iter().filter_map(Alert::from_json).collect(),
+                Ok(_) => warn!("{}: not a list of alerts; the alerts start afresh", alerts_file.display()),
                 Err(e) => warn!("{}: {e}; the alerts start afresh", alerts_file.display()),
             }
         }
         self.next_alert_id = self.alerts.iter().map(|a| a.id + 1).max().unwrap_or(1);
         let Some(store) = self.store.as_mut() else { return };
         let days_file = store.days_file();
-        self.days_done = store.read(&days_file).iter().map(|r| day_of_hour(r.hour)).collect();
+        let mut done: Vec<i64> = store.read(&days_file).iter().map(|r| day_of_hour(r.hour)).collect();
+        done.sort_unstable();
+        done.dedup();
         // What the devices used (new_service) and their hourly totals (the peak baselines).
-        let base_from = hour_of(now).saturating_sub(BASELINE_HOURS + 24);
+        let base_from = hour_of(now).saturating_sub(RING_HOURS);
+        let mut records = Vec::new();
         for day in store.hour_days() {
             let path = store.hour_file(day);
-            for r in store.read(&path) {
-                self.services.insert(service_hash(&r.device, &r.remote));
-                if r.hour >= base_from {
-                    let e = self.hourly.entry(r.device).or_default().entry(r.hour).or_default();
-                    e.0 += r.counters.bytes();
-                    e.1 += r.counters.blocked;
-                }
+            records.extend(store.read(&path));
+        }
+        self.days_done = done;
+        for r in records {
+            self.services.insert(service_hash(&r.device, &r.remote));
+            // A device in the history is known, even if devices.txt was lost.
+            let d = self.device_mut(r.device, i64::from(r.hour) * 3600);
+            if r.hour >= base_from {
+                d.add_hour(r.hour, r.counters.bytes(), r.counters.blocked);
             }
         }
         self.compact(now);
@@ -271,12 +333,28 @@ impl History {
         }
     }
 
+    /// The state of a device, added (first seen at `time`) if new.
+    fn device_mut(&mut self, mac: MacAddr, time: Timestamp) -> &mut DeviceState {
+        let i = match self.devices.binary_search_by(|d| d.mac.cmp(&mac)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.devices.insert(i, DeviceState::new(mac, time));
+                i
+            }
+        };
+        &mut self.devices[i]
+    }
+
+    fn device(&self, mac: &MacAddr) -> Option<&DeviceState> {
+        self.devices.binary_search_by(|d| d.mac.cmp(mac)).ok().map(|i| &self.devices[i])
+    }
+
     /// A device was seen (a neighbour entry, a flow): a MAC never seen before raises `new_device`.
     pub fn device_seen(&mut self, time: Timestamp, mac: MacAddr) {
-        if self.store.is_none() || self.devices.contains_key(&mac) || self.devices.len() >= DEVICES_KEEP {
+        if self.store.is_none() || self.device(&mac).is_some() || self.devices.len() >= DEVICES_KEEP {
             return;
         }
-        self.devices.insert(mac, time);
+        self.device_mut(mac, time);
         self.meta_dirty = true;
         self.raise(time, "new_device", Some(mac), format!("{mac} joined the network for the first time"));
         // Written at once: a restart must not announce it again.
@@ -286,7 +364,8 @@ impl History {
     fn raise(&mut self, time: Timestamp, kind: &'static str, device: Option<MacAddr>, detail: String) {
         if let Some(mac) = device {
             let day = time.div_euclid(86_400);
-            let c = self.alert_counts.entry((mac, kind)).or_insert((day, 0));
+            let k = KINDS.iter().position(|x| *x == kind).unwrap_or(0);
+            let c = &mut self.device_mut(mac, time).alerts[k];
             if c.0 != day {
                 *c = (day, 0);
             }
@@ -323,8 +402,8 @@ impl History {
         if !self.meta_dirty {
             return true;
         }
-        let devices: String = self.devices.iter().map(|(m, t)| format!("{m} {t}\n")).collect();
-        let alerts = serde_json::to_vec(&self.alerts).unwrap_or_default();
+        let devices: String = self.devices.iter().map(|d| format!("{} {}\n", d.mac, d.first_seen)).collect();
+        let alerts = Value::Array(self.alerts.iter().map(Alert::to_json).collect()).to_string().into_bytes();
         match persist::write_files(&[(devices_file, devices.into_bytes()), (alerts_file, alerts)]) {
             Ok(()) => {
                 self.meta_dirty = false;
@@ -362,22 +441,23 @@ impl History {
         let records = self.resolve_pending(remote_key);
         self.learn(now, &records);
         self.unwritten.extend(records);
-        self.unwritten = store::merge(std::mem::take(&mut self.unwritten));
-        let mut by_day: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
-        for r in self.unwritten.drain(..) {
-            by_day.entry(day_of_hour(r.hour)).or_default().push(r);
-        }
+        // Merged, so in hour order: each day's records are one run.
+        let all = store::merge(std::mem::take(&mut self.unwritten));
         let store = self.store.as_ref().expect("checked above");
         let mut failed: Option<String> = None;
-        for (day, recs) in by_day {
+        let mut i = 0;
+        while i < all.len() {
+            let day = day_of_hour(all[i].hour);
+            let n = all[i..].iter().take_while(|r| day_of_hour(r.hour) == day).count();
+            let recs = &all[i..i + n];
+            i += n;
             if failed.is_none() {
-                if let Err(e) = store.append(&store.hour_file(day), &recs) {
-                    failed = Some(e.to_string());
-                } else {
-                    continue;
+                match store.append(&store.hour_file(day), recs) {
+                    Ok(()) => continue,
+                    Err(e) => failed = Some(e.to_string()),
                 }
             }
-            self.unwritten.extend(recs);
+            self.unwritten.extend_from_slice(recs);
         }
         let meta_ok = self.save_meta();
         match failed {
@@ -398,18 +478,12 @@ impl History {
     }
 
     fn resolve_pending(&mut self, remote_key: &dyn Fn(IpAddr) -> String) -> Vec<Record> {
-        let mut names: HashMap<IpAddr, String> = HashMap::new();
-        let mut out: HashMap<(u32, MacAddr, String), Counters> = HashMap::new();
-        for (k, c) in self.pending.drain() {
-            let name = names.entry(k.remote).or_insert_with(|| remote_key(k.remote)).clone();
-            out.entry((k.hour, k.device, name)).or_default().add(&c);
-        }
-        let mut records: Vec<Record> = out
-            .into_iter()
-            .map(|((hour, device, remote), counters)| Record { hour, device, remote, counters })
+        let records: Vec<Record> = self
+            .pending
+            .drain()
+            .map(|(k, counters)| Record { hour: k.hour, device: k.device, remote: remote_key(k.remote), counters })
             .collect();
-        records.sort_by(|a, b| (a.hour, a.device, &a.remote).cmp(&(b.hour, b.device, &b.remote)));
-        records
+        store::merge(records)
     }
 
     /// The alerts that follow from a flushed interval: new services, peaks, blocked attempts.
@@ -417,12 +491,8 @@ impl History {
         let learning = self.settings.learning_days * 86_400;
         for r in records {
             self.device_seen(now, r.device);
-            let e = self.hourly.entry(r.device).or_default().entry(r.hour).or_default();
-            e.0 += r.counters.bytes();
-            let before = e.1;
-            e.1 += r.counters.blocked;
-            if before < BLOCKED_ATTEMPTS && e.1 >= BLOCKED_ATTEMPTS {
-                let n = e.1;
+            let (before, n) = self.device_mut(r.device, now).add_hour(r.hour, r.counters.bytes(), r.counters.blocked);
+            if before < BLOCKED_ATTEMPTS && n >= BLOCKED_ATTEMPTS {
                 self.raise(
                     now,
                     "blocked_attempts",
@@ -434,7 +504,7 @@ impl History {
                 continue;
             }
             if self.services.insert(service_hash(&r.device, &r.remote)) {
-                let learned = self.devices.get(&r.device).is_some_and(|first| now - first >= learning);
+                let learned = self.device(&r.device).is_some_and(|d| now - d.first_seen >= learning);
                 if learned {
                     self.raise(
                         now,
@@ -459,22 +529,21 @@ impl History {
         }
         self.evaluated_hour = current - 1;
         let mut peaks = Vec::new();
-        for (mac, hours) in &mut self.hourly {
-            let first = self.devices.get(mac).map_or(current, |t| hour_of(*t));
-            for h in from..current {
-                let Some(&(bytes, _)) = hours.get(&h) else { continue };
+        for d in &self.devices {
+            let first = hour_of(d.first_seen);
+            // Only the hours the ring still holds.
+            for h in from.max(current.saturating_sub(24))..current {
+                let bytes = d.bytes_in_hour(h);
                 let start = h.saturating_sub(BASELINE_HOURS).max(first);
-                if h < start + 24 || bytes < PEAK_MIN_BYTES {
+                if bytes < PEAK_MIN_BYTES || h < start + 24 {
                     continue;
                 }
-                let total: u64 = hours.range(start..h).map(|(_, v)| v.0).sum();
+                let total: u64 = (start..h).map(|x| d.bytes_in_hour(x)).sum();
                 let mean = total / u64::from(h - start);
                 if bytes >= mean.saturating_mul(PEAK_FACTOR) {
-                    peaks.push((*mac, h, bytes, mean));
+                    peaks.push((d.mac, h, bytes, mean));
                 }
             }
-            let keep_from = current.saturating_sub(BASELINE_HOURS + 24);
-            hours.retain(|h, _| *h >= keep_from);
         }
         for (mac, h, bytes, mean) in peaks {
             self.raise(
@@ -503,7 +572,7 @@ impl History {
         for day in store.hour_days() {
             let path = store.hour_file(day);
             let expired = day < today - self.settings.hourly_days;
-            if day < today && !self.days_done.contains(&day) {
+            if day < today && self.days_done.binary_search(&day).is_err() {
                 let merged = store::merge(store.read(&path));
                 new_totals.extend(store::day_totals(&merged));
                 if !expired {
@@ -512,7 +581,9 @@ impl History {
                         return;
                     }
                 }
-                self.days_done.insert(day);
+                if let Err(i) = self.days_done.binary_search(&day) {
+                    self.days_done.insert(i, day);
+                }
             }
             if expired {
                 store.remove(&path);
@@ -555,7 +626,7 @@ impl History {
         from: Timestamp,
         to: Timestamp,
         remote_key: &dyn Fn(IpAddr) -> String,
-        skip_days: &BTreeSet<i64>,
+        skip_days: &[i64],
     ) -> Vec<Record> {
         let (h0, h1) = (hour_of(from), hour_of(to.saturating_add(3599)));
         let mut out = Vec::new();
@@ -591,32 +662,37 @@ impl History {
         remotes: Option<&[String]>,
         remote_key: &dyn Fn(IpAddr) -> String,
     ) -> Vec<Bucket> {
-        let mut buckets: BTreeMap<Timestamp, Counters> = BTreeMap::new();
-        let bucket = match resolution {
-            Resolution::Hour => 3600,
-            Resolution::Day => 86_400,
+        // Buckets are records of one remote (""), summed by `merge`.
+        let mut buckets: Vec<Record> = Vec::new();
+        let hours_per_bucket = match resolution {
+            Resolution::Hour => 1,
+            Resolution::Day => 24,
         };
-        let mut skip = BTreeSet::new();
+        let mut skip = Vec::new();
         if resolution == Resolution::Day && remotes.is_none() {
             if let Some(store) = self.store.as_mut() {
                 let days_file = store.days_file();
                 for r in store.read(&days_file) {
                     let t = i64::from(r.hour) * 3600;
                     if r.device == device && t + 86_400 > from && t < to {
-                        buckets.entry(t).or_default().add(&r.counters);
-                        skip.insert(day_of_hour(r.hour));
+                        skip.push(day_of_hour(r.hour));
+                        buckets.push(r);
                     }
                 }
             }
         }
-        for r in self.hour_records(device, from, to, remote_key, &skip) {
+        for mut r in self.hour_records(device, from, to, remote_key, &skip) {
             if remotes.is_some_and(|keys| !keys.contains(&r.remote)) {
                 continue;
             }
-            let t = i64::from(r.hour) * 3600;
-            buckets.entry(t - t.rem_euclid(bucket)).or_default().add(&r.counters);
+            r.hour -= r.hour % hours_per_bucket;
+            r.remote.clear();
+            buckets.push(r);
         }
-        buckets.into_iter().map(|(time, counters)| Bucket { time, counters }).collect()
+        store::merge(buckets)
+            .into_iter()
+            .map(|r| Bucket { time: i64::from(r.hour) * 3600, counters: r.counters })
+            .collect()
     }
 
     /// `top_services`: a device's remotes in `[from, to)` with their totals, most bytes first.
@@ -627,13 +703,15 @@ impl History {
         to: Timestamp,
         remote_key: &dyn Fn(IpAddr) -> String,
     ) -> Vec<(String, Counters)> {
-        let mut sums: HashMap<String, Counters> = HashMap::new();
-        for r in self.hour_records(device, from, to, remote_key, &BTreeSet::new()) {
-            sums.entry(r.remote).or_default().add(&r.counters);
+        let mut records = self.hour_records(device, from, to, remote_key, &[]);
+        for r in &mut records {
+            r.hour = 0;
         }
-        let mut out: Vec<(String, Counters)> = sums.into_iter().collect();
-        out.sort_by(|a, b| b.1.bytes().cmp(&a.1.bytes()).then_with(|| a.0.cmp(&b.0)));
-        out
+        let mut out = store::merge(records);
+        store::sort_records(&mut out, |a, b| {
+            b.counters.bytes().cmp(&a.counters.bytes()).then_with(|| a.remote.cmp(&b.remote))
+        });
+        out.into_iter().map(|r| (r.remote, r.counters)).collect()
     }
 
     /// `list_alerts`: the alerts since `since`, oldest first.

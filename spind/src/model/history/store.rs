@@ -11,7 +11,7 @@
 //! which the next open drops (the file is cut back to the last whole batch). Damage anywhere else
 //! is corruption: the file is moved aside (`<name>.corrupt-<time>`) and a fresh one started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -350,28 +350,43 @@ impl Store {
     }
 }
 
-/// Sums records with the same hour, device and remote (compaction), in a stable order.
-pub fn merge(records: Vec<Record>) -> Vec<Record> {
-    let mut sums: BTreeMap<(u32, MacAddr, String), Counters> = BTreeMap::new();
-    for r in records {
-        sums.entry((r.hour, r.device, r.remote)).or_default().add(&r.counters);
+/// Records in (hour, device, remote) order.
+pub fn by_key(a: &Record, b: &Record) -> Ordering {
+    (a.hour, a.device, &a.remote).cmp(&(b.hour, b.device, &b.remote))
+}
+
+/// Sorts records. Every sort of the history goes through this one function with a function
+/// pointer, so the sort is compiled once (each closure would be a copy: binary size).
+pub fn sort_records(v: &mut [Record], cmp: fn(&Record, &Record) -> Ordering) {
+    v.sort_unstable_by(cmp);
+}
+
+/// Sums records with the same hour, device and remote (compaction), in [`by_key`] order.
+pub fn merge(mut v: Vec<Record>) -> Vec<Record> {
+    sort_records(&mut v, by_key);
+    let mut out: Vec<Record> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(l) if l.hour == r.hour && l.device == r.device && l.remote == r.remote => l.counters.add(&r.counters),
+            _ => out.push(r),
+        }
     }
-    sums.into_iter().map(|((hour, device, remote), counters)| Record { hour, device, remote, counters }).collect()
+    out
 }
 
 /// Each device's total per day of some hourly records.
 pub fn day_totals(records: &[Record]) -> Vec<Record> {
-    let mut sums: HashMap<(u32, MacAddr), Counters> = HashMap::new();
-    for r in records {
-        let day_hour = r.hour - r.hour % 24;
-        sums.entry((day_hour, r.device)).or_default().add(&r.counters);
-    }
-    let mut out: Vec<Record> = sums
-        .into_iter()
-        .map(|((hour, device), counters)| Record { hour, device, remote: String::new(), counters })
-        .collect();
-    out.sort_by_key(|r| (r.hour, r.device));
-    out
+    merge(
+        records
+            .iter()
+            .map(|r| Record {
+                hour: r.hour - r.hour % 24,
+                device: r.device,
+                remote: String::new(),
+                counters: r.counters,
+            })
+            .collect(),
+    )
 }
 
 /// The UTC day of an hour number.
