@@ -172,6 +172,8 @@ pub struct History {
     /// Days whose totals are in `days.bin` (their hourly file is compacted), ascending.
     days_done: Vec<i64>,
     compacted_through: i64,
+    /// The hour whose first flush merged the current day's file.
+    merged_hour: u32,
     /// The known devices, by MAC (sorted: looked up by binary search).
     devices: Vec<DeviceState>,
     services: HashSet<u64>,
@@ -224,6 +226,7 @@ impl History {
             dropped: 0,
             days_done: Vec::new(),
             compacted_through: i64::MIN,
+            merged_hour: hour_of(now),
             devices: Vec::new(),
             services: HashSet::new(),
             evaluated_hour: hour_of(now).saturating_sub(1),
@@ -469,6 +472,7 @@ impl History {
             }
             None => {}
         }
+        self.merge_today(now);
         if self.dropped > 0 {
             warn!("history: {} samples dropped while the history could not be written", self.dropped);
             self.dropped = 0;
@@ -556,6 +560,22 @@ impl History {
                     bytes / mean.max(1)
                 ),
             );
+        }
+    }
+
+    /// Once an hour, the current day's file is merged (one record per device, remote and hour
+    /// instead of one per minute): the file stays about the size of the day's records.
+    fn merge_today(&mut self, now: Timestamp) {
+        let hour = hour_of(now);
+        if hour == self.merged_hour || self.paused.is_some() {
+            return;
+        }
+        self.merged_hour = hour;
+        let Some(store) = self.store.as_mut() else { return };
+        let path = store.hour_file(day_of_hour(hour));
+        let merged = store::merge(store.read(&path));
+        if let Err(e) = store.replace(&path, &merged) {
+            warn!("history: cannot merge today's file: {e}");
         }
     }
 

@@ -241,3 +241,37 @@ fn records_keep_their_fields_through_merge_and_day_totals() {
     let totals = store::day_totals(&merged);
     assert_eq!(totals, vec![Record { hour: 24, remote: String::new(), ..record(24, "", 11) }]);
 }
+
+/// Disk figures for the README: 50 devices with 20 remotes each, active every minute of an
+/// hour, written once a minute; then merged at the hour.
+#[test]
+fn the_current_day_is_merged_every_hour_to_one_record_per_device_remote_and_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = open(dir.path(), T0);
+    let names = |ip: IpAddr| format!("service-{}.example-cdn.com", ip.to_string().rsplit('.').next().unwrap());
+    let file = dir.path().join(format!("history/hours-{}.bin", T0 / 86_400));
+    let mut written = 0;
+    for minute in 0..60 {
+        let t = T0 + minute * 60;
+        for d in 0..50u8 {
+            for r in 0..20u8 {
+                let mut s = sample(150_000, 140_000);
+                s.src = IpAddr::from([192, 168, 1, d]);
+                s.dst = IpAddr::from([203, 0, 113, r]);
+                h.flow(t + 1, &s, (Some(MacAddr([2, 0, 0, 0, 0, d])), None), false);
+            }
+        }
+        let before = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        h.flush(t + 59, &names);
+        written += fs::metadata(&file).unwrap().len() - before;
+    }
+    let unmerged = fs::metadata(&file).unwrap().len();
+    h.flush(T0 + 3600 + 30, &names);
+    let merged = fs::metadata(&file).unwrap().len();
+    let Parsed::Ok { records, .. } = store::parse(&fs::read(&file).unwrap()) else { panic!() };
+    assert_eq!(records.len(), 50 * 20);
+    eprintln!(
+        "one hour, 1,000 device-remote pairs: {written} bytes appended, file {unmerged} -> {merged} bytes merged"
+    );
+    assert!(merged * 30 < unmerged, "{merged} vs {unmerged}");
+}
