@@ -33,7 +33,7 @@ const SERVICES_KEEP: usize = 500_000;
 /// Distinct connections counted per hour (the set is cleared every hour).
 const FLOWS_SEEN_KEEP: usize = 1_000_000;
 /// Unwritten (device, remote, hour) entries kept while writes fail; more are dropped and counted.
-const PENDING_KEEP: usize = 500_000;
+const PENDING_KEEP: usize = 100_000;
 /// `traffic_peak`: an hour is a peak when the device moved at least this many times its mean
 /// hourly bytes of the week before, and at least [`PEAK_MIN_BYTES`], with a day of history.
 pub const PEAK_FACTOR: u64 = 10;
