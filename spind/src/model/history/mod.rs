@@ -462,6 +462,12 @@ impl History {
             }
             self.unwritten.extend_from_slice(recs);
         }
+        // While writes fail, memory is bounded too: the oldest hours go first.
+        if self.unwritten.len() > PENDING_KEEP {
+            let extra = self.unwritten.len() - PENDING_KEEP;
+            self.unwritten.drain(..extra);
+            self.dropped += extra as u64;
+        }
         let meta_ok = self.save_meta();
         match failed {
             Some(why) => self.pause(why),
