@@ -91,6 +91,9 @@ struct Limit<T> {
 const LOG_LEVEL: Limit<u8> = Limit { allowed: "a syslog level 0..=7", ok: |v| *v <= 7 };
 const PORT: Limit<u16> = Limit { allowed: "a port 1..=65535", ok: |v| *v >= 1 };
 const SECONDS: Limit<i64> = Limit { allowed: "a number of seconds >= 0", ok: |v| *v >= 0 };
+const DAYS: Limit<i64> = Limit { allowed: "a number of days 1..=10000", ok: |v| (1..=10_000).contains(v) };
+const LEARNING_DAYS: Limit<i64> = Limit { allowed: "a number of days 0..=10000", ok: |v| (0..=10_000).contains(v) };
+const MEGABYTES: Limit<i64> = Limit { allowed: "a size in MB 1..=1000000", ok: |v| (1..=1_000_000).contains(v) };
 const IFNAMES: Limit<String> = Limit {
     allowed: "comma-separated interface names, empty (automatic) or none",
     ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::model::addr::valid_ifname),
@@ -230,6 +233,18 @@ config_keys! {
     /// Our own: comma-separated blocklist files (hosts `0.0.0.0 name`, adblock `||name^`, or
     /// a name a line) whose names are blocked for every device; read at start.
     blocklist_files: String = "";
+    /// Our own: keep the per-device history and alerts under `state_dir/history/`.
+    history: bool = "1";
+    /// Our own: days of hourly history (per device and remote service).
+    history_hourly_days: i64 = "30", DAYS;
+    /// Our own: days of daily per-device totals.
+    history_daily_days: i64 = "400", DAYS;
+    /// Our own: the history's size cap in MB (the oldest hourly days go first).
+    history_max_size: i64 = "64", MEGABYTES;
+    /// Our own: days a new device learns its services before `new_service` alerts.
+    history_learning_days: i64 = "7", LEARNING_DAYS;
+    /// Our own: POST every alert as JSON to this `http://` URL ("" = none).
+    alert_webhook_url: String = "";
 }
 
 /// Why a configuration could not be read.
@@ -414,7 +429,9 @@ spinweb_password_file =
             "state_dir = /etc/spin\ndhcp_leases_file = /var/dhcp.leases\ndhcp_config_file = /etc/config/dhcp\n\
              wan_interfaces = \nspinweb_static_dir = \n\
              spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
-             dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n"
+             dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n\
+             history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
+             history_learning_days = 7\nalert_webhook_url = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

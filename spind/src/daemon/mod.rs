@@ -22,8 +22,9 @@ use anyhow::{bail, Context};
 use log::{error, info, warn};
 
 use crate::enforcer;
-use crate::model::core::{Core, CoreSettings};
+use crate::model::core::{Core, CoreSettings, ALERTS_TOPIC};
 use crate::model::event::{Event, Input, Publish, RpcReply, Timestamp};
+use crate::model::history::HistorySettings;
 use crate::model::namerules::LocalTime;
 use crate::model::names::Names;
 use crate::model::persist::StateDir;
@@ -31,7 +32,7 @@ use crate::model::policy::Enforcer;
 use crate::model::rpc;
 use crate::sources::{extsrc, kernel, replay};
 use crate::transports::auth::Auth;
-use crate::transports::{http, mqtt, rpc_socket};
+use crate::transports::{http, mqtt, rpc_socket, webhook};
 use cli::Options;
 use config::Config;
 
@@ -348,6 +349,13 @@ fn run(opts: Options) -> anyhow::Result<()> {
         block_doh: cfg.doh_block,
         blocklists: std::sync::Arc::new(blocklists),
         blocklist_counts,
+        history: HistorySettings {
+            enabled: cfg.history,
+            hourly_days: cfg.history_hourly_days,
+            daily_days: cfg.history_daily_days,
+            max_bytes: (cfg.history_max_size as u64) << 20,
+            learning_days: cfg.history_learning_days,
+        },
     };
     let start_time = capture.as_ref().map(|c| c.first_ts as Timestamp).unwrap_or_else(wall_clock);
     // In live mode this rebuilds `table inet spin` from the persisted lists before anything else.
@@ -434,9 +442,18 @@ fn run(opts: Options) -> anyhow::Result<()> {
     // From here on SIGTERM and SIGINT stop the core loop, which then cleans up.
     STOP_BY_CORE_LOOP.store(true, Ordering::SeqCst);
 
+    let webhook = match cfg.alert_webhook_url.as_str() {
+        "" => None,
+        url => {
+            let hook = webhook::Webhook::start(webhook::Url::parse(url)?)?;
+            info!("alerts are also POSTed to {url}");
+            Some(hook)
+        }
+    };
+    let outputs = Outputs { broker: &broker, webhook: webhook.as_ref() };
     let mut out = Vec::new();
     core.startup(&mut out);
-    publish_all(&broker, &mut out);
+    publish_all(&outputs, &mut out);
 
     // Kept alive for the daemon's lifetime; the conntrack thread also drives the clock.
     let mut _kernel_sources = None;
@@ -461,7 +478,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
         spawn_ticker(tx.clone());
     }
     drop(tx);
-    core_loop(&mut core, &rx, &broker, opts.exit_after_replay);
+    core_loop(&mut core, &rx, &outputs, opts.exit_after_replay);
+    core.shutdown();
     if rpc_socket_served {
         let _ = std::fs::remove_file(&opts.rpc_socket);
     }
@@ -479,13 +497,24 @@ fn spawn_ticker(tx: Sender<Input>) {
     });
 }
 
-fn publish_all(broker: &mqtt::MqttHandle, out: &mut Vec<Publish>) {
+/// Where the core's messages go: the broker, and alerts also to the webhook.
+struct Outputs<'a> {
+    broker: &'a mqtt::MqttHandle,
+    webhook: Option<&'a webhook::Webhook>,
+}
+
+fn publish_all(outputs: &Outputs, out: &mut Vec<Publish>) {
     for p in out.drain(..) {
-        broker.publish(p);
+        if let Some(hook) = outputs.webhook {
+            if p.topic == ALERTS_TOPIC {
+                hook.send(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+        outputs.broker.publish(p);
     }
 }
 
-fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, exit_after_replay: bool) {
+fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, exit_after_replay: bool) {
     let mut out = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
         let input = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -497,7 +526,7 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, e
             Input::Event(ev) => {
                 let finished = matches!(ev, Event::ReplayFinished { .. });
                 core.handle(ev, &mut out);
-                publish_all(broker, &mut out);
+                publish_all(outputs, &mut out);
                 if finished && exit_after_replay {
                     break;
                 }
@@ -514,7 +543,7 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, broker: &mqtt::MqttHandle, e
                         }
                     }
                 }
-                publish_all(broker, &mut out);
+                publish_all(outputs, &mut out);
             }
         }
     }

@@ -12,6 +12,7 @@ use log::{info, warn};
 use crate::model::addr::IpNet;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::{pair, FlowDecisions};
+use crate::model::history::{History, HistorySettings};
 use crate::model::lists::Lists;
 use crate::model::messages::{self, FlowJson};
 use crate::model::namerules::{LocalTime, NameRules};
@@ -23,6 +24,8 @@ use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
 pub const ADMIN_TOPIC: &str = "SPIN/traffic/admin";
+/// Where alerts are published (not retained; `list_alerts` has them).
+pub const ALERTS_TOPIC: &str = "SPIN/alerts";
 
 const EXPIRY_INTERVAL: i64 = 60;
 /// A node's `nodeInfo` goes out when what it says changes, at once; a change of `lastseen`
@@ -76,6 +79,8 @@ pub struct CoreSettings {
     /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
     pub blocklists: Arc<crate::model::blocklist::NameSet>,
     pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
+    /// The per-device history and its alerts (`history_*` keys).
+    pub history: HistorySettings,
 }
 
 impl Default for CoreSettings {
@@ -93,6 +98,9 @@ impl Default for CoreSettings {
             block_doh: false,
             blocklists: Arc::default(),
             blocklist_counts: Vec::new(),
+            // Off unless asked for: the daemon turns it on from `history` (default 1); the
+            // core's tests of SPIN's messages see only those.
+            history: HistorySettings { enabled: false, ..HistorySettings::default() },
         }
     }
 }
@@ -268,6 +276,8 @@ pub struct Core {
     wan: Option<Vec<String>>,
     /// Paused devices (`pause_device`) and until when; kept in `paused.list`.
     paused: BTreeMap<MacAddr, Timestamp>,
+    /// The per-device history and alerts (its files are state files of the core's).
+    history: History,
 }
 
 impl Core {
@@ -336,9 +346,11 @@ impl Core {
                 }
             }
         }
+        let history = History::open(settings.history.clone(), &state.history_dir(), now);
         let mut core = Core {
             wan: None,
             paused,
+            history,
             name_rules,
             matcher: Arc::default(),
             resolved,
@@ -394,12 +406,27 @@ impl Core {
             msgs.push(self.list_msg(kind, kind.name()));
         }
         msgs.push(self.name_rules_msg());
+        self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
+    }
+
+    /// At shutdown: the history's last interval goes to disk.
+    pub fn shutdown(&mut self) {
+        let nodes = &self.nodes;
+        self.history.flush(self.now, &|ip| remote_key(nodes, ip));
+    }
+
+    /// The alerts raised since the last call, as `SPIN/alerts` messages.
+    fn alert_msgs(&mut self, msgs: &mut Vec<Publish>) {
+        for a in self.history.take_fresh_alerts() {
+            info!("alert {}: {}", a.kind, a.detail);
+            msgs.push(Publish::new(ALERTS_TOPIC, a.to_json().to_string(), false));
+        }
     }
 
     pub fn handle(&mut self, ev: Event, out: &mut Vec<Publish>) {
         self.now = self.now.max(ev.time());
-        let msgs = match ev {
+        let mut msgs = match ev {
             Event::Flows { time, flows, local } => self.on_flows(time, flows, local),
             Event::DnsQuery { time, client, qname } => self.on_dns_query(time, client, &qname),
             Event::DnsAnswer { time, qname, records } => self.on_dns_answer(time, &qname, &records),
@@ -418,7 +445,13 @@ impl Core {
                 Vec::new()
             }
         };
+        self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
+    }
+
+    /// The MACs of two nodes (`None` for a node that is not a device).
+    fn macs(&self, a: NodeId, b: NodeId) -> (Option<MacAddr>, Option<MacAddr>) {
+        (self.nodes.get(a).and_then(|n| n.mac), self.nodes.get(b).and_then(|n| n.mac))
     }
 
     // ---- observations -------------------------------------------------------------------
@@ -473,7 +506,10 @@ impl Core {
             let src = self.node_for_ip(s.src, time);
             let dst = self.node_for_ip(s.dst, time);
             self.record_device_flow(src, dst, s, time);
-            if self.settings.simulate_blocking && self.blocks(&s.src, &s.dst, src, dst) {
+            let is_blocked = self.settings.simulate_blocking && self.blocks(&s.src, &s.dst, src, dst);
+            let macs = self.macs(src, dst);
+            self.history.flow(time, s, macs, is_blocked);
+            if is_blocked {
                 blocked.push(s.clone());
                 continue;
             }
@@ -566,9 +602,13 @@ impl Core {
         self.traffic_msg(messages::blocked(Some(&f)))
     }
 
-    fn on_blocked(&mut self, _time: Timestamp, packet: &FlowSample) -> Vec<Publish> {
+    fn on_blocked(&mut self, time: Timestamp, packet: &FlowSample) -> Vec<Publish> {
         // Unlike SPIN, both sides always get a node, so the message always has a result.
-        vec![self.blocked_msg(packet)]
+        let msg = self.blocked_msg(packet);
+        let (src, dst) = (self.node_for_ip(packet.src, time), self.node_for_ip(packet.dst, time));
+        let macs = self.macs(src, dst);
+        self.history.flow(time, packet, macs, true);
+        vec![msg]
     }
 
     fn on_dns_query(&mut self, time: Timestamp, client: IpAddr, qname: &str) -> Vec<Publish> {
@@ -778,6 +818,9 @@ impl Core {
         }
         let name = self.names.lookup(Some(&mac), &[ip]).map(str::to_string);
         self.nodes.add(Candidate { mac: Some(mac), ips: vec![ip], name, last_seen: time, ..Default::default() }, time);
+        if mac.is_unicast() {
+            self.history.device_seen(time, mac);
+        }
         Vec::new()
     }
 
@@ -798,6 +841,10 @@ impl Core {
         if self.paused.len() != before {
             self.dirty.paused = true;
             self.enforce_pending = true;
+        }
+        if self.history.flush_due(now) {
+            let nodes = &self.nodes;
+            self.history.flush(now, &|ip| remote_key(nodes, ip));
         }
         if now >= self.next_expiry {
             self.resolved.retain(|_, r| r.expires > now);
@@ -1192,6 +1239,17 @@ impl Core {
     }
 }
 
+/// How the history names a remote address: the DNS name of its node (the shortest, without
+/// the trailing dot), else the address.
+pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
+    nodes
+        .by_ip(&ip)
+        .and_then(|id| nodes.get(id))
+        .and_then(|n| n.sorted_domains().first().map(|d| d.trim_end_matches('.').to_ascii_lowercase()))
+        .unwrap_or_else(|| ip.to_string())
+}
+
+mod history_ops;
 mod ops;
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,9 @@ pub struct FlowSample {
     pub icmp_type: u8,
     pub bytes: u64,
     pub packets: u64,
+    /// The part of `bytes` that went from `dst` back to `src` (conntrack's reply counter; 0 where
+    /// each sample is one packet from `src`, as in a replay). For the history's bytes each way.
+    pub reply_bytes: u64,
 }
 
 /// A resource record of a DNS answer that matters to the node model.

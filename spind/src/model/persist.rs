@@ -1,5 +1,5 @@
 //! The files spind reads and writes: crash-safe replacement, the state directory layout
-//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `names.resolved`, `nodepair.list`, `nodestore/`), the
+//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `names.resolved`, `nodepair.list`, `nodestore/`, `history/`), the
 //! list file and node-store formats, and OpenWrt's UCI files (read for names and the config).
 //!
 //! Everything spind persists is small and rewritten whole, so "write a temp file, fsync, rename"
@@ -181,6 +181,14 @@ impl StateDir {
     #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `<root>/history/`: the per-device history and alerts (`model::history`), with what
+    /// interrupted writes left there cleared.
+    pub fn history_dir(&self) -> PathBuf {
+        let dir = self.root.join("history");
+        remove_stale_temp_files(&dir);
+        dir
     }
 
     /// `<root>/<name>.list`, e.g. `block.list`.

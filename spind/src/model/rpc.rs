@@ -42,12 +42,19 @@ use ArgType::{Complex as C, Integer as I, String as S};
 
 /// Sorted by name (the order `list_rpc_methods` reports).
 const METHODS: &[Method] = &[
+    Method { name: "ack_alert", args: &[("id", I)], result: ResultType::None },
     Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "add_name_rule", args: &[("name", S), ("action", S)], result: ResultType::Complex },
     Method { name: "dots_signal", args: &[("dots_signal", C)], result: ResultType::None },
     Method { name: "get_device_data", args: &[("node", I)], result: ResultType::Complex },
     Method { name: "get_flow_block", args: &[], result: ResultType::Complex },
+    Method {
+        name: "get_history",
+        args: &[("device", S), ("from", I), ("to", I), ("resolution", S)],
+        result: ResultType::Complex,
+    },
+    Method { name: "list_alerts", args: &[("since", I)], result: ResultType::Complex },
     Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
@@ -68,27 +75,35 @@ const METHODS: &[Method] = &[
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+    Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
     Method { name: "unpause_device", args: &[("device", S)], result: ResultType::None },
 ];
-
-/// spin-rs's own methods without optional arguments whose errors name the bad argument (SPIN's
-/// methods keep SPIN's messages).
-const NAMES_FIELDS: &[&str] = &["list_blocklists", "list_paused_devices", "pause_device", "unpause_device"];
-
-/// Whether errors of `method` name the argument (spin-rs's methods).
-fn names_fields(method: &str) -> bool {
-    !optional_args(method).is_empty() || NAMES_FIELDS.contains(&method)
-}
 
 /// The furthest ahead a pause may end (seconds from now).
 const PAUSE_MAX: i64 = 366 * 86_400;
 
-/// Arguments a method may be given besides its own (methods of spin-rs, not SPIN's): listed
-/// after the required ones by `list_rpc_methods`.
-const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)])];
+/// The methods of spin-rs, not SPIN's (their errors name the wrong argument), with the
+/// arguments they may be given besides their own: listed after the required ones by
+/// `list_rpc_methods`.
+const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
+    ("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)]),
+    ("ack_alert", &[]),
+    ("get_history", &[("node", I)]),
+    ("list_alerts", &[]),
+    ("list_blocklists", &[]),
+    ("list_paused_devices", &[]),
+    ("pause_device", &[]),
+    ("top_services", &[]),
+    ("unpause_device", &[]),
+];
 
 fn optional_args(method: &str) -> &'static [(&'static str, ArgType)] {
     OPTIONAL.iter().find(|(m, _)| *m == method).map(|(_, a)| *a).unwrap_or(&[])
+}
+
+/// A method of spin-rs's own (not SPIN's).
+fn own_method(method: &str) -> bool {
+    OPTIONAL.iter().any(|(m, _)| *m == method)
 }
 
 fn type_name(t: ArgType) -> &'static str {
@@ -116,8 +131,9 @@ fn err(code: i64, message: &str) -> OpError {
 /// comparison (so a wrongly typed first argument says "No such argument registered", §2.2).
 fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
     let optional = optional_args(m.name);
+    let own = own_method(m.name);
     if let Some((missing, _)) = m.args.iter().find(|(a, _)| !params.contains_key(*a)) {
-        if names_fields(m.name) {
+        if own {
             return Err(err(-1, &format!("Missing argument '{missing}'")));
         }
     }
@@ -126,7 +142,7 @@ fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
     }
     for (name, value) in params {
         // spin-rs's own methods name the argument that is wrong.
-        if names_fields(m.name) {
+        if own {
             match m.args.iter().chain(optional).find(|(a, _)| a == name) {
                 None => return Err(err(-1, &format!("No such argument registered: '{name}'"))),
                 Some((_, t)) if !matches_type(value, *t) => {
@@ -156,6 +172,11 @@ fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
 fn int(params: &Map<String, Value>, name: &str) -> i64 {
     let v = params[name].as_f64().unwrap_or(0.0).trunc();
     v.clamp(i32::MIN as f64, i32::MAX as f64) as i64
+}
+
+/// An integer argument of spin-rs's own methods (times need more than 32 bits).
+fn int64(params: &Map<String, Value>, name: &str) -> i64 {
+    params[name].as_i64().unwrap_or_else(|| params[name].as_f64().unwrap_or(0.0) as i64)
 }
 
 fn string<'a>(params: &'a Map<String, Value>, name: &str) -> &'a str {
@@ -275,6 +296,18 @@ fn call(
         "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
         "list_paused_devices" => Ok(Some(core.op_list_paused())),
         "list_blocklists" => Ok(Some(core.op_list_blocklists())),
+        "get_history" => core
+            .op_get_history(
+                string(p, "device"),
+                int64(p, "from"),
+                int64(p, "to"),
+                string(p, "resolution"),
+                p.get("node").map(|_| int64(p, "node")),
+            )
+            .map(Some),
+        "top_services" => core.op_top_services(string(p, "device"), int64(p, "from"), int64(p, "to")).map(Some),
+        "list_alerts" => core.op_list_alerts(int64(p, "since")).map(Some),
+        "ack_alert" => none(core.op_ack_alert(int64(p, "id"))),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }
 }

@@ -166,6 +166,8 @@ fn pkt_info(p: &[u8], now: Timestamp) -> Result<Event, ExtsrcError> {
         icmp_type: p[38],
         bytes: u64_at(40),
         packets: u64_at(48),
+        // SPIN's pkt_info has one byte count: its direction is the sample's.
+        reply_bytes: 0,
     };
     Ok(Event::Flows { time: now, flows: vec![sample], local: true })
 }
@@ -415,6 +417,7 @@ mod tests {
                 icmp_type: 0,
                 bytes: 1500,
                 packets: 3,
+                reply_bytes: 0,
             };
             assert_eq!(ev, Event::Flows { time: 99, flows: vec![sample], local: true });
         }

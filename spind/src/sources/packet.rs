@@ -160,6 +160,8 @@ struct Conn {
     icmp_type: u8,
     /// Counters of second `sec` only.
     bytes: u64,
+    /// Of `bytes`, those sent by the `b` side (the reply when the `a` side initiated).
+    bytes_b: u64,
     packets: u64,
     /// Second the counters belong to (also the last second with traffic, for expiry).
     sec: i64,
@@ -459,6 +461,7 @@ impl Decoder {
                 init_is_a: if l4.syn_ack { !src_is_a } else { src_is_a },
                 icmp_type: l4.icmp_type,
                 bytes: 0,
+                bytes_b: 0,
                 packets: 0,
                 sec: i64::MIN,
             }),
@@ -466,10 +469,14 @@ impl Decoder {
         if conn.sec != sec {
             conn.sec = sec;
             conn.bytes = 0;
+            conn.bytes_b = 0;
             conn.packets = 0;
             self.active.push(key);
         }
         conn.bytes += bytes;
+        if !src_is_a {
+            conn.bytes_b += bytes;
+        }
         conn.packets += 1;
     }
 
@@ -495,6 +502,7 @@ impl Decoder {
                 icmp_type: c.icmp_type,
                 bytes: c.bytes,
                 packets: c.packets,
+                reply_bytes: if c.init_is_a { c.bytes_b } else { c.bytes - c.bytes_b },
             });
         }
         if !flows.is_empty() {

@@ -1,7 +1,8 @@
 //! The transports room: the control plane and the outputs to clients. JSON-RPC over the unix
 //! socket ([`rpc_socket`]), HTTP ([`http`]: `POST /spin_api/jsonrpc`, the web UI, captures) and
 //! MQTT ([`mqtt`]: the embedded broker or an external one, `SPIN/jsonrpc/q`), the web server's
-//! Basic auth ([`auth`]) and per-device packet capture ([`capture`]).
+//! Basic auth ([`auth`]), per-device packet capture ([`capture`]) and the alert webhook
+//! ([`webhook`]).
 //!
 //! Transports never name the core: a JSON-RPC request is handed over as an `Input::Rpc` through
 //! [`rpc_link`], and the core's answers and messages come back as strings and `Publish`es.
@@ -14,3 +15,4 @@ pub(crate) mod http;
 pub(crate) mod mqtt;
 pub(crate) mod rpc_link;
 pub(crate) mod rpc_socket;
+pub(crate) mod webhook;

@@ -12,6 +12,8 @@ mod common;
 mod crash_restart;
 mod dns_guard_netns;
 mod extsrc_input;
+mod history_alerts;
+mod history_netns;
 mod http_admin;
 mod http_auth_tls;
 mod http_capture;

@@ -14,17 +14,17 @@ use testbed::{root_or_skip, wait_for};
 use crate::common::spind;
 use crate::extsrc_input::pkt_info;
 
-struct Router {
-    topo: Topology,
-    spind: Option<Spind>,
-    state: tempfile::TempDir,
+pub(crate) struct Router {
+    pub(crate) topo: Topology,
+    pub(crate) spind: Option<Spind>,
+    pub(crate) state: tempfile::TempDir,
     leases: std::path::PathBuf,
     /// Extra command-line arguments of spind (SPIN's flags).
     args: Vec<String>,
 }
 
 impl Router {
-    fn new() -> Router {
+    pub(crate) fn new() -> Router {
         Router::with_args(&[])
     }
 
@@ -42,7 +42,7 @@ impl Router {
         r
     }
 
-    fn start_spind(&mut self) {
+    pub(crate) fn start_spind(&mut self) {
         let mut b = spind()
             .netns(&self.topo.router)
             .state_dir(self.state.path())
@@ -63,16 +63,16 @@ impl Router {
         self.spind = Some(s);
     }
 
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.spind.as_ref().unwrap().http_port
     }
 
-    fn call(&self, method: &'static str, params: Value) -> Value {
+    pub(crate) fn call(&self, method: &'static str, params: Value) -> Value {
         let port = self.port();
         self.topo.in_router(move || call_http(port, method, params))
     }
 
-    fn rpc(&self, method: &'static str, params: Value) -> Value {
+    pub(crate) fn rpc(&self, method: &'static str, params: Value) -> Value {
         let port = self.port();
         self.topo.in_router(move || rpc_http(port, method, params))
     }
@@ -92,7 +92,7 @@ impl Router {
         })
     }
 
-    fn kill_spind(&mut self) {
+    pub(crate) fn kill_spind(&mut self) {
         let mut s = self.spind.take().unwrap();
         let _ = s.child.kill();
         let _ = s.child.wait();

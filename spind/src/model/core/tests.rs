@@ -25,6 +25,7 @@ fn flow(src: &str, dst: &str, dport: u16, bytes: u64, packets: u64) -> FlowSampl
         icmp_type: 0,
         bytes,
         packets,
+        reply_bytes: 0,
     }
 }
 

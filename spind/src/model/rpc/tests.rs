@@ -92,12 +92,15 @@ fn list_rpc_methods_names_every_method_sorted() {
     assert_eq!(
         names,
         [
+            "ack_alert",
             "add_iplist_ip",
             "add_iplist_node",
             "add_name_rule",
             "dots_signal",
             "get_device_data",
             "get_flow_block",
+            "get_history",
+            "list_alerts",
             "list_blocklists",
             "list_device_flows",
             "list_devices",
@@ -114,17 +117,18 @@ fn list_rpc_methods_names_every_method_sorted() {
             "set_device_flow_block",
             "set_device_name",
             "set_flow_block",
+            "top_services",
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][21];
+    let set_flow = &r["result"][24];
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][13]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(r["result"][16]["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
-        r["result"][2].to_string(),
+        r["result"][3].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
 }
@@ -333,4 +337,83 @@ fn bad_pauses_name_the_field_and_change_nothing() {
     }
     assert_eq!(call(&mut core, "list_paused_devices", "{}").0["result"], serde_json::json!([]));
     assert!(!dir.path().join("paused.list").exists());
+}
+
+fn history_core(dir: &std::path::Path) -> Core {
+    use crate::model::history::HistorySettings;
+    core_in(dir, CoreSettings { history: HistorySettings::default(), ..CoreSettings::default() })
+}
+
+#[test]
+fn history_of_a_device_is_answered_with_the_unwritten_interval_and_alerts_are_listed_and_acked() {
+    use crate::model::event::{Event, FlowSample};
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = history_core(dir.path());
+    let mut out = Vec::new();
+    let dev = "02:00:00:00:00:07";
+    core.handle(
+        Event::Neighbour { time: 1000, ip: "192.168.8.7".parse().unwrap(), mac: dev.parse().unwrap() },
+        &mut out,
+    );
+    let alerts = on_topic(&out, "SPIN/alerts");
+    assert_eq!(alerts.len(), 1, "{out:?}");
+    assert!(alerts[0].contains(r#""kind":"new_device""#) && alerts[0].contains(dev), "{}", alerts[0]);
+    let sample = FlowSample {
+        protocol: 6,
+        src: "192.168.8.7".parse().unwrap(),
+        dst: "198.51.100.10".parse().unwrap(),
+        src_port: 40000,
+        dst_port: 80,
+        icmp_type: 0,
+        bytes: 10_000,
+        packets: 12,
+        reply_bytes: 9_000,
+    };
+    core.handle(Event::Flows { time: 1001, flows: vec![sample], local: false }, &mut out);
+    let (r, _) =
+        call(&mut core, "get_history", &format!(r#"{{"device":"{dev}","from":0,"to":7200,"resolution":"hour"}}"#));
+    assert_eq!(
+        r["result"],
+        json!([{"time": 0, "bytes_in": 9000, "bytes_out": 1000, "packets": 12, "connections": 1, "blocked": 0}])
+    );
+    let (r, _) = call(&mut core, "top_services", &format!(r#"{{"device":"{dev}","from":0,"to":7200}}"#));
+    assert_eq!(r["result"][0]["name"], "198.51.100.10");
+    assert_eq!(r["result"][0]["bytes_in"], 9000);
+    let (r, _) = call(&mut core, "list_alerts", r#"{"since":0}"#);
+    let id = r["result"][0]["id"].as_u64().unwrap();
+    assert_eq!(r["result"][0]["kind"], "new_device");
+    let (r, _) = call(&mut core, "ack_alert", &format!(r#"{{"id":{id}}}"#));
+    assert!(r.get("error").is_none(), "{r}");
+    let (r, _) = call(&mut core, "list_alerts", r#"{"since":0}"#);
+    assert_eq!(r["result"][0]["acked"], true);
+}
+
+#[test]
+fn bad_history_arguments_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = history_core(dir.path());
+    let cases = [
+        ("get_history", r#"{"device":"nope","from":0,"to":10,"resolution":"hour"}"#, "Invalid 'device'"),
+        ("get_history", r#"{"device":"02:00:00:00:00:07","from":10,"to":5,"resolution":"hour"}"#, "Invalid 'to'"),
+        (
+            "get_history",
+            r#"{"device":"02:00:00:00:00:07","from":0,"to":5,"resolution":"week"}"#,
+            "Invalid 'resolution'",
+        ),
+        (
+            "get_history",
+            r#"{"device":"02:00:00:00:00:07","from":0,"to":5,"resolution":"day","node":999}"#,
+            "Invalid 'node'",
+        ),
+        ("get_history", r#"{"device":"02:00:00:00:00:07","from":"x","to":5,"resolution":"day"}"#, "Invalid 'from'"),
+        ("get_history", r#"{"device":"02:00:00:00:00:07","to":5,"resolution":"day"}"#, "Missing argument 'from'"),
+        ("top_services", r#"{"device":"02:00:00:00:00:07","from":-1,"to":5}"#, "Invalid 'from'"),
+        ("ack_alert", r#"{"id":42}"#, "Invalid 'id'"),
+        ("list_alerts", r#"{"since":"yesterday"}"#, "Invalid 'since'"),
+    ];
+    for (method, params, want) in cases {
+        let (r, _) = call(&mut core, method, params);
+        let msg = r["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(msg.starts_with(want), "{method} {params}: {r}");
+    }
 }

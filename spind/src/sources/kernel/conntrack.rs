@@ -170,7 +170,7 @@ impl Conntrack {
 pub fn conntrack_entry(payload: &[u8]) -> Option<FlowSample> {
     let attrs = payload.get(4..)?;
     let mut tuple = None;
-    let (mut packets, mut bytes) = (0u64, 0u64);
+    let (mut packets, mut bytes, mut reply_bytes) = (0u64, 0u64, 0u64);
     for (kind, data) in Attrs::new(attrs) {
         match kind {
             CTA_TUPLE_ORIG => tuple = Some(data),
@@ -178,7 +178,13 @@ pub fn conntrack_entry(payload: &[u8]) -> Option<FlowSample> {
                 for (k, d) in Attrs::new(data) {
                     match k {
                         CTA_COUNTERS_PACKETS => packets = packets.saturating_add(be_u64(d).unwrap_or(0)),
-                        CTA_COUNTERS_BYTES => bytes = bytes.saturating_add(be_u64(d).unwrap_or(0)),
+                        CTA_COUNTERS_BYTES => {
+                            let b = be_u64(d).unwrap_or(0);
+                            bytes = bytes.saturating_add(b);
+                            if kind == CTA_COUNTERS_REPLY {
+                                reply_bytes = reply_bytes.saturating_add(b);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -219,7 +225,17 @@ pub fn conntrack_entry(payload: &[u8]) -> Option<FlowSample> {
             _ => {}
         }
     }
-    Some(FlowSample { protocol: protocol?, src: src?, dst: dst?, src_port, dst_port, icmp_type, bytes, packets })
+    Some(FlowSample {
+        protocol: protocol?,
+        src: src?,
+        dst: dst?,
+        src_port,
+        dst_port,
+        icmp_type,
+        bytes,
+        packets,
+        reply_bytes,
+    })
 }
 
 fn be_u16(b: &[u8]) -> Option<u16> {

@@ -252,6 +252,7 @@ pub fn blocked_sample(ip_packet: &[u8]) -> Option<FlowSample> {
         icmp_type: 0,
         bytes: ip_payload.payload.len() as u64,
         packets: 1,
+        reply_bytes: 0,
     };
     match &pkt.transport {
         Some(TransportSlice::Udp(u)) => {

@@ -274,7 +274,8 @@ fn nflog_reports_dns_queries_answers_and_blocked_packets() {
             dst_port: 7777,
             icmp_type: 0,
             bytes: 33,
-            packets: 1
+            packets: 1,
+            reply_bytes: 0
         }
     );
     std::thread::scope(|s| {

@@ -15,6 +15,8 @@
 //! * `/spin_api/tcpdump_start?device=MAC`: pcap stream of the device's frames, until
 //!   `/spin_api/tcpdump_stop?device=MAC`; `/spin_api/tcpdump_status?device=MAC`: JSON status;
 //!   `/spin_api/capture?device=MAC` and `/spin_api/tcpdump?device=MAC`: a small capture page;
+//! * `/spin_api/export?device=MAC&from=T1&to=T2&format=csv|json`: the device's hourly history
+//!   (`get_history`) as a download;
 //! * `/login`, `/logout`, `/setup`, `/password`: the admin account ([`access`]);
 //! * everything else: static files (the built-in UI, then `spinweb_static_dir`); not found: 404
 //!   for paths ending in `/`, otherwise `302 Location: ./` (as SPIN);
@@ -173,6 +175,7 @@ pub fn routes() -> Vec<Route> {
         get("/spin_api/capture_start", R(mqtt_capture)),
         get("/spin_api/capture_stop", R(mqtt_capture)),
         get("/spin_api/mqtt_login", R(mqtt_login)),
+        get("/spin_api/export", R(export)),
         get("/mqtt", R(mqtt_plain_get)),
         Route { method: Method::Get, path: PathMatch::Any, handler: R(static_file) },
     ]
@@ -365,6 +368,58 @@ fn device_param(url: &str) -> Option<MacAddr> {
         let v = v.replace("%3A", ":").replace("%3a", ":");
         v.parse::<MacAddr>().ok()
     })
+}
+
+/// A query parameter's value (`%3A`/`%3a` decoded: MACs).
+fn query_param<'a>(url: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let query = url.split_once('?')?.1.split('#').next()?;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| if v.contains('%') { v.replace("%3A", ":").replace("%3a", ":").into() } else { v.into() })
+    })
+}
+
+/// `GET /spin_api/export?device=MAC&from=T1&to=T2&format=csv|json`: the device's hourly history
+/// (what `get_history` answers), as CSV or JSON to download.
+fn export(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
+    let url = req.url().to_string();
+    let bad = |why: &str| Reply::new(400, "text/plain; charset=utf-8", format!("Bad request: {why}\n"));
+    let Some(device) = device_param(&url) else { return bad("give the device as ?device=xx:xx:xx:xx:xx:xx") };
+    let time = |name| query_param(&url, name).and_then(|v| v.parse::<i64>().ok());
+    let (Some(from), Some(to)) = (time("from"), time("to")) else {
+        return bad("give 'from' and 'to' as unix times in seconds");
+    };
+    let format = query_param(&url, "format").unwrap_or("json".into()).into_owned();
+    if format != "csv" && format != "json" {
+        return bad("'format' is csv or json");
+    }
+    let request = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "get_history",
+        "params": {"device": device.to_string(), "from": from, "to": to, "resolution": "hour"}});
+    let answer = match rpc_link::ask(&ctx.core, request.to_string()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return Reply::new(502, "text/plain; charset=utf-8", "no answer from the core\n"),
+        Err(e) => return Reply::new(502, "text/plain; charset=utf-8", format!("{e}\n")),
+    };
+    let value: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let Some(rows) = value.get("result").and_then(|r| r.as_array()) else {
+        let why = value.pointer("/error/message").and_then(|m| m.as_str()).unwrap_or("no result");
+        return bad(why);
+    };
+    let file = format!("spin-history-{}-{from}-{to}", device.to_string().replace(':', ""));
+    if format == "json" {
+        return Reply::new(200, "application/json", serde_json::Value::Array(rows.clone()).to_string())
+            .with_header("Content-Disposition", format!("attachment; filename=\"{file}.json\""));
+    }
+    const COLUMNS: [&str; 6] = ["time", "bytes_in", "bytes_out", "packets", "connections", "blocked"];
+    let mut csv = COLUMNS.join(",");
+    csv.push('\n');
+    for r in rows {
+        let cells: Vec<String> = COLUMNS.iter().map(|c| r.get(*c).map(|v| v.to_string()).unwrap_or_default()).collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    Reply::new(200, "text/csv; charset=utf-8", csv)
+        .with_header("Content-Disposition", format!("attachment; filename=\"{file}.csv\""))
 }
 
 fn bad_device() -> Reply {
