@@ -47,7 +47,7 @@ const ADMIN_PASSWORD: &str = "qemu-household-7";
 /// spind's log (with the services around it) from the journal, over the serial console.
 const JOURNAL: &str =
     "journalctl -b --no-pager -o short-monotonic -u spind -u dnsmasq -u systemd-networkd -u nftables -u spin-ready | tail -n 1000";
-const FILE_SIZE: u64 = 2 << 20;
+pub(crate) const FILE_SIZE: u64 = 2 << 20;
 
 pub struct Options {
     pub board: String,
@@ -504,21 +504,7 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
             crate::wifi::prepare_disk(&boot.disk, &overlay, &out)
         })?;
     }
-    let nics = vec![
-        Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
-        Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
-    ];
-    let spec = VmSpec {
-        machine,
-        boot,
-        disk: overlay.clone(),
-        nics,
-        accel,
-        efi_vars: None,
-        serial_log: out.join("serial.log"),
-        stderr_log: out.join("qemu.stderr"),
-    };
-    env.vm = Some(Vm::start(spec)?);
+    env.vm = Some(start_router(env, machine, boot, &overlay, accel, "")?);
     let boot_timeout = Duration::from_secs(if accel == "kvm" { 180 } else { 480 });
     let pw = report.step("first boot: the first-boot root password on the serial console", || {
         first_boot_password(env.vm.as_ref().unwrap(), boot_timeout)
@@ -885,21 +871,7 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
         acked = fs::read_to_string(&acks_file).unwrap_or_default().lines().count()
     ));
     report.step("boot after the power cut", || {
-        let nics = vec![
-            Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
-            Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
-        ];
-        let spec = VmSpec {
-            machine,
-            boot,
-            disk: overlay.clone(),
-            nics,
-            accel,
-            efi_vars: None,
-            serial_log: out.join("serial-after-power-cut.log"),
-            stderr_log: out.join("qemu-after-power-cut.stderr"),
-        };
-        env.vm = Some(Vm::start(spec)?);
+        env.vm = Some(start_router(env, machine, boot, &overlay, accel, "-after-power-cut")?);
         env.vm.as_ref().unwrap().wait_ready(
             &boot.ready_marker,
             boot_timeout,
@@ -926,6 +898,33 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
         Ok(())
     })?;
     Ok(())
+}
+
+/// The router VM on `disk`, its WAN and LAN taps opened anew (they are persistent), its
+/// console in `serial{suffix}.log` and QEMU's errors in `qemu{suffix}.stderr`.
+fn start_router(
+    env: &Env,
+    machine: Machine,
+    boot: &BootInfo,
+    disk: &Path,
+    accel: &str,
+    suffix: &str,
+) -> Result<Vm, String> {
+    let nics = vec![
+        Nic { fd: env.wan.open_tap(WAN_TAP)?, mac: VM_WAN_MAC.into() },
+        Nic { fd: env.lan.open_tap(LAN_TAP)?, mac: VM_LAN_MAC.into() },
+    ];
+    let out = &env.opts.out;
+    Vm::start(VmSpec {
+        machine,
+        boot,
+        disk: disk.to_path_buf(),
+        nics,
+        accel,
+        efi_vars: None,
+        serial_log: out.join(format!("serial{suffix}.log")),
+        stderr_log: out.join(format!("qemu{suffix}.stderr")),
+    })
 }
 
 /// How much larger than the image the test disk is.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use runner::cmd;
 use serde_json::json;
 
-use crate::suite::{rpc, wait_until, Env, Report, SERVER_NAME, SERVER_V4};
+use crate::suite::{rpc, wait_until, Env, Report, FILE_SIZE, SERVER_NAME, SERVER_V4};
 use crate::vm::Vm;
 
 /// The network the settings file asks for: a name with spaces, a passphrase with spaces and a
@@ -36,7 +36,6 @@ const STATION_DIR: &str = "qemu-wifi";
 const GUEST_DIR: &str = "/root/qemu-wifi";
 /// The DHCP host name the station sends.
 const STATION_NAME: &str = "spin-wifi-phone";
-const FILE_SIZE: u64 = 2 << 20;
 
 /// The first-run settings file as a user writes it (with Windows line ends).
 pub fn settings_file() -> String {

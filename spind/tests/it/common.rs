@@ -51,3 +51,65 @@ pub fn passive(lines: &[&str]) -> Spind {
     }
     panic!("spind did not start: ports kept colliding");
 }
+
+/// A namespace `tag` with the LAN address `addr`/24 on a veth pair (so spind's listeners there
+/// are not on loopback: the admin account applies).
+pub fn lan_namespace(tag: &str, addr: &str) -> testbed::netns::Netns {
+    let ns = testbed::netns::Netns::new(tag);
+    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
+    ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "lan0"]);
+    ns.exec(&["ip", "link", "set", "lan0", "up"]);
+    ns.exec(&["ip", "link", "set", "lan1", "up"]);
+    ns
+}
+
+/// A spind in `ns` with its web server and MQTT broker on `addr` and the admin account in
+/// `password_file`.
+pub fn lan_spind(ns: &testbed::netns::Netns, addr: &str, password_file: &Path) -> SpindBuilder {
+    spind()
+        .netns(&ns.name)
+        .config_line(&format!("spinweb_interfaces = {addr}"))
+        .config_line(&format!("pubsub_host = {addr}"))
+        .config_line(&format!("spinweb_password_file = {}", password_file.display()))
+}
+
+/// `spind --set-password admin` with `password` on standard input, writing `password_file`.
+pub fn set_admin_password(password_file: &Path, password: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("spind.conf");
+    std::fs::write(&conf, format!("spinweb_password_file = {}\nlog_usesyslog = 0\n", password_file.display())).unwrap();
+    let sh = testbed::netns::shell();
+    let out = testbed::runner::cmd!(sh, "{SPIND} -c {conf} --set-password admin")
+        .stdin(testbed::runner::Stdin::Bytes(format!("{password}\n").into_bytes()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "--set-password: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One HTTP/1.1 request to `addr` (from the calling thread's namespace), `Connection: close`;
+/// `headers` are whole lines; a `Host` of `addr` unless one is given.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &str,
+) -> testbed::http::Resp {
+    use std::io::{Read, Write};
+    let mut r = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        r.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(r.as_bytes());
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    testbed::http::parse(&resp)
+}

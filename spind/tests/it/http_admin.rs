@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use testbed::http::{self, Resp};
-use testbed::netns::Netns;
 use testbed::runner::cmd;
 use testbed::runner::Stdin;
 
-use crate::common::{spind, SPIND};
+use crate::common::SPIND;
 
 const ADDR: &str = "10.77.0.1";
 
@@ -22,25 +21,7 @@ fn basic(user: &str, pw: &str) -> String {
     format!("Authorization: Basic {}", Base64::encode_string(format!("{user}:{pw}").as_bytes()))
 }
 
-/// One request to `addr` (from inside the namespace); `headers` are whole lines.
-fn ask(addr: SocketAddr, method: &str, target: &str, headers: &[&str], body: &str) -> Resp {
-    let mut r = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if !headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
-        r.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for h in headers {
-        r.push_str(h);
-        r.push_str("\r\n");
-    }
-    r.push_str("\r\n");
-    r.push_str(body);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let _ = s.write_all(r.as_bytes());
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    http::parse(&resp)
-}
+use crate::common::http_request as ask;
 
 fn ws(addr: SocketAddr, extra: &[&str]) -> String {
     let mut c = TcpStream::connect(addr).unwrap();
@@ -96,21 +77,13 @@ fn only_the_admin_controls_a_router_on_the_lan() {
     if !testbed::gate::root_or_skip("only_the_admin_controls_a_router_on_the_lan") {
         return;
     }
-    let ns = Netns::new("auth");
-    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
-    ns.exec(&["ip", "addr", "add", &format!("{ADDR}/24"), "dev", "lan0"]);
-    ns.exec(&["ip", "link", "set", "lan0", "up"]);
-    ns.exec(&["ip", "link", "set", "lan1", "up"]);
+    let ns = crate::common::lan_namespace("auth", ADDR);
     let dir = tempfile::tempdir().unwrap();
     let first_run = dir.path().join("first-run-password");
     std::fs::write(&first_run, "horse-battery-42\n").unwrap();
     let pwfile = dir.path().join("passwd");
-    let s = spind()
-        .netns(&ns.name)
+    let s = crate::common::lan_spind(&ns, ADDR, &pwfile)
         .arg("-P")
-        .config_line(&format!("spinweb_interfaces = {ADDR}"))
-        .config_line(&format!("pubsub_host = {ADDR}"))
-        .config_line(&format!("spinweb_password_file = {}", pwfile.display()))
         .config_line(&format!("spinweb_first_run_password_file = {}", first_run.display()))
         .config_line("spinweb_hostnames = spin.example.org")
         .spawn();

@@ -10,9 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use testbed::http;
-use testbed::netns::Netns;
 
-use crate::common::spind;
+use crate::common::{http_request, lan_namespace, lan_spind, set_admin_password};
 use crate::mqtt_clients::{packet, string, subscribe};
 
 /// A raw MQTT 3.1.1 client over TCP or over a WebSocket (binary frames, zero mask).
@@ -213,33 +212,19 @@ const RPC_BLOCK: &str =
     r#"{"jsonrpc":"2.0","id":77,"method":"add_iplist_ip","params":{"list":"block","ip":"203.0.113.77"}}"#;
 const RPC_LIST: &[u8] = br#"{"jsonrpc":"2.0","id":2,"method":"list_iplist","params":{"list":"block"}}"#;
 
-/// A namespace with a LAN address `addr` on a veth (so it is not loopback).
-fn lan(name: &str, addr: &str) -> Netns {
-    let ns = Netns::new(name);
-    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
-    ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "lan0"]);
-    ns.exec(&["ip", "link", "set", "lan0", "up"]);
-    ns.exec(&["ip", "link", "set", "lan1", "up"]);
-    ns
-}
-
 #[test]
 fn the_broker_on_the_lan_belongs_to_the_admin() {
     if !testbed::gate::root_or_skip("the_broker_on_the_lan_belongs_to_the_admin") {
         return;
     }
     const ADDR: &str = "10.78.0.1";
-    let ns = lan("mqttauth", ADDR);
+    let ns = lan_namespace("mqttauth", ADDR);
     let dir = tempfile::tempdir().unwrap();
     let first_run = dir.path().join("first-run-password");
     std::fs::write(&first_run, "first-run-7\n").unwrap();
     let pwfile = dir.path().join("passwd");
-    let s = spind()
-        .netns(&ns.name)
+    let s = lan_spind(&ns, ADDR, &pwfile)
         .arg("-P")
-        .config_line(&format!("spinweb_interfaces = {ADDR}"))
-        .config_line(&format!("pubsub_host = {ADDR}"))
-        .config_line(&format!("spinweb_password_file = {}", pwfile.display()))
         .config_line(&format!("spinweb_first_run_password_file = {}", first_run.display()))
         .spawn();
     let web: SocketAddr = format!("{ADDR}:{}", s.http_port).parse().unwrap();
@@ -346,25 +331,11 @@ fn anonymous_read_only_is_an_opt_in_that_changes_nothing() {
         return;
     }
     const ADDR: &str = "10.78.1.1";
-    let ns = lan("mqttanon", ADDR);
+    let ns = lan_namespace("mqttanon", ADDR);
     let dir = tempfile::tempdir().unwrap();
     let pwfile = dir.path().join("passwd");
-    let conf = dir.path().join("spind.conf");
-    std::fs::write(&conf, format!("spinweb_password_file = {}\nlog_usesyslog = 0\n", pwfile.display())).unwrap();
-    let spind_bin = crate::common::SPIND;
-    let sh = testbed::netns::shell();
-    testbed::runner::cmd!(sh, "{spind_bin} -c {conf} --set-password admin")
-        .stdin(testbed::runner::Stdin::Bytes(format!("{}\n", ADMIN.1).into_bytes()))
-        .output()
-        .unwrap();
-    let s = spind()
-        .netns(&ns.name)
-        .arg("-P")
-        .config_line(&format!("spinweb_interfaces = {ADDR}"))
-        .config_line(&format!("pubsub_host = {ADDR}"))
-        .config_line(&format!("spinweb_password_file = {}", pwfile.display()))
-        .config_line("pubsub_anonymous_read = 1")
-        .spawn();
+    set_admin_password(&pwfile, ADMIN.1);
+    let s = lan_spind(&ns, ADDR, &pwfile).arg("-P").config_line("pubsub_anonymous_read = 1").spawn();
     let web: SocketAddr = format!("{ADDR}:{}", s.http_port).parse().unwrap();
     let tcp: SocketAddr = format!("{ADDR}:{}", s.mqtt_port).parse().unwrap();
     let rpc_sock = s.rpc_socket();
@@ -396,32 +367,13 @@ fn anonymous_read_only_is_an_opt_in_that_changes_nothing() {
 }
 
 fn get(addr: SocketAddr, target: &str, headers: &[&str]) -> http::Resp {
-    request(addr, "GET", target, headers, "")
+    http_request(addr, "GET", target, headers, "")
 }
 
 fn post(addr: SocketAddr, target: &str, headers: &[&str], body: &str) -> http::Resp {
-    request(addr, "POST", target, headers, body)
+    http_request(addr, "POST", target, headers, body)
 }
 
 fn setup(addr: SocketAddr, origin: &str, form: &str) -> http::Resp {
     post(addr, "/setup", &[origin, "Content-Type: application/x-www-form-urlencoded"], form)
-}
-
-fn request(addr: SocketAddr, method: &str, target: &str, headers: &[&str], body: &str) -> http::Resp {
-    let mut r = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        r.push_str(h);
-        r.push_str("\r\n");
-    }
-    r.push_str("\r\n");
-    r.push_str(body);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let _ = s.write_all(r.as_bytes());
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    http::parse(&resp)
 }

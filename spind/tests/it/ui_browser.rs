@@ -424,29 +424,15 @@ fn ui_on_the_lan_logs_in_to_the_broker_with_its_session() {
     }
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     const ADDR: &str = "10.78.2.1";
-    let ns = testbed::netns::Netns::new("uilan");
-    ns.exec(&["ip", "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"]);
-    ns.exec(&["ip", "addr", "add", &format!("{ADDR}/24"), "dev", "lan0"]);
-    ns.exec(&["ip", "link", "set", "lan0", "up"]);
-    ns.exec(&["ip", "link", "set", "lan1", "up"]);
+    let ns = crate::common::lan_namespace("uilan", ADDR);
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("passwd");
-    let conf = dir.path().join("spind.conf");
-    std::fs::write(&conf, format!("spinweb_password_file = {}\nlog_usesyslog = 0\n", pw.display())).unwrap();
-    let (bin, sh) = (crate::common::SPIND, testbed::netns::shell());
-    testbed::runner::cmd!(sh, "{bin} -c {conf} --set-password admin")
-        .stdin(testbed::runner::Stdin::Bytes(b"lan pass 12\n".to_vec()))
-        .output()
-        .unwrap();
-    let s = spind()
-        .netns(&ns.name)
+    crate::common::set_admin_password(&pw, "lan pass 12");
+    let s = crate::common::lan_spind(&ns, ADDR, &pw)
         .arg("--replay")
         .arg(fixture("basic.pcap").to_str().unwrap())
         .arg("--replay-speed")
         .arg("0")
-        .config_line(&format!("spinweb_interfaces = {ADDR}"))
-        .config_line(&format!("pubsub_host = {ADDR}"))
-        .config_line(&format!("spinweb_password_file = {}", pw.display()))
         .spawn();
     let origin = format!("http://{ADDR}:{}", s.http_port);
     let log = s.log.clone();
