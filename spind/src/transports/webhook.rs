@@ -60,7 +60,8 @@ impl Url {
 /// The sending side of the webhook thread.
 pub struct Webhook {
     tx: SyncSender<String>,
-    dropped: std::sync::atomic::AtomicU64,
+    /// `AtomicUsize`, not `AtomicU64`: 32-bit MIPS (GL.iNet AR150) has no 64-bit atomics.
+    dropped: std::sync::atomic::AtomicUsize,
 }
 
 impl Webhook {

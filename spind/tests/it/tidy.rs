@@ -29,6 +29,8 @@ const KERNEL_ACCESS: &str = concat!(
 );
 const CONFIG_NO_KERNEL: &str = "daemon/config reads text and asks no kernel: it does not import sources/";
 const CACHE_IN_MODEL: &str = "nothing but the model names the NodeCache (only the core mutates it)";
+const NO_64BIT_ATOMICS: &str =
+    "no AtomicU64/AtomicI64: 32-bit MIPS (GL.iNet AR150) has no 64-bit atomics (AtomicUsize, or a Mutex)";
 const ENFORCER_TAKES_POLICY: &str =
     "enforcer/ takes the Policy and decides nothing: from model/ it uses only model::policy and model::addr";
 
@@ -111,6 +113,11 @@ fn check_file(rel: &str, text: &str) -> Vec<Violation> {
             if code.contains(needle) {
                 flag(KERNEL_ACCESS, format!("uses `{needle}`"));
             }
+        }
+    }
+    for atomic in ["AtomicU64", "AtomicI64"] {
+        if has_word(&code, atomic) {
+            flag(NO_64BIT_ATOMICS, format!("uses `{atomic}`"));
         }
     }
     if rel == "daemon/config.rs" {
@@ -361,6 +368,18 @@ fn tidy_flags_a_file_without_its_doc_comment() {
     assert_eq!(v.len(), 1, "{v:?}");
     assert_eq!(v[0].rule, DOC);
     assert!(check_file("model/stats.rs", "\n//! Counters.\nuse std::fmt;\n").is_empty());
+}
+
+#[test]
+fn tidy_flags_a_64_bit_atomic_that_mips_lacks() {
+    let v =
+        check_file("transports/webhook.rs", "//! Hook.\nstatic N: std::sync::atomic::AtomicU64 = AtomicU64::new(0);\n");
+    assert!(!v.is_empty() && v.iter().all(|x| x.rule == NO_64BIT_ATOMICS), "{v:?}");
+    assert!(check_file(
+        "transports/webhook.rs",
+        "//! Hook.\n// not `AtomicU64`\nuse std::sync::atomic::AtomicUsize;\n"
+    )
+    .is_empty());
 }
 
 #[test]
