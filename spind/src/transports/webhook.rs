@@ -145,8 +145,8 @@ pub fn post(url: &Url, body: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
     use std::net::TcpListener;
+    use testbed::http::answer_one;
 
     #[test]
     fn urls_are_parsed_and_bad_ones_refused() {
@@ -161,29 +161,6 @@ mod tests {
         }
     }
 
-    /// Reads one request: its first line and its body.
-    fn accept_one(l: &TcpListener, status: &str) -> (String, String) {
-        let (s, _) = l.accept().unwrap();
-        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-        let mut first = String::new();
-        r.read_line(&mut first).unwrap();
-        let mut len = 0;
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).unwrap();
-            if h == "\r\n" {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).unwrap();
-        (&s).write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap();
-        (first, String::from_utf8(body).unwrap())
-    }
-
     #[test]
     fn an_alert_reaches_a_local_http_server_after_a_refusal() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -191,9 +168,9 @@ mod tests {
         let hook = Webhook::start(url).unwrap();
         hook.send(r#"{"id":1,"kind":"new_device"}"#.into());
         // The first try is refused with a 503: the thread tries again.
-        let (first, _) = accept_one(&l, "503 Service Unavailable");
+        let (first, _) = answer_one(&l, "503 Service Unavailable");
         assert_eq!(first, "POST /hook HTTP/1.1\r\n");
-        let (_, body) = accept_one(&l, "204 No Content");
+        let (_, body) = answer_one(&l, "204 No Content");
         assert_eq!(body, r#"{"id":1,"kind":"new_device"}"#);
     }
 

@@ -2,37 +2,14 @@
 //! `new_device` goes to the webhook (a local HTTP server, refusing the first try) and to
 //! `list_alerts`; replayed again on the same state, the device is not new again.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use testbed::http::answer_one;
 use testbed::netns::CLIENT_MAC;
 
 use crate::common::{fixture, spind};
-
-/// Accepts one HTTP request, answers it with `status`, and returns its request line and body.
-fn serve_one(l: &TcpListener, status: &str) -> (String, String) {
-    let (s, _) = l.accept().unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut first = String::new();
-    r.read_line(&mut first).unwrap();
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h == "\r\n" || h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
-    (&s).write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-    (first, String::from_utf8(body).unwrap())
-}
 
 fn new_device_alerts(s: &testbed::spind::Spind) -> Vec<Value> {
     let all = s.call("list_alerts", json!({"since": 0}));
@@ -55,11 +32,11 @@ fn a_new_device_reaches_the_webhook_once_and_not_again_after_a_restart() {
     };
     let mut s = replay().start();
     // Alerts come in the order they were raised; the device's is among them.
-    let (first, _) = serve_one(&hook, "503 Service Unavailable");
+    let (first, _) = answer_one(&hook, "503 Service Unavailable");
     assert_eq!(first, "POST /hook HTTP/1.1\r\n");
     let mut bodies = Vec::new();
     while !bodies.iter().any(|b: &Value| b["kind"] == "new_device" && b["device"] == CLIENT_MAC) {
-        let (_, body) = serve_one(&hook, "200 OK");
+        let (_, body) = answer_one(&hook, "200 OK");
         bodies.push(serde_json::from_str(&body).unwrap());
     }
     testbed::wait_for("the replay to finish", Duration::from_secs(60), || {

@@ -189,3 +189,29 @@ pub fn mqtt_connect_over_ws(s: &mut (impl Read + Write)) -> Vec<u8> {
     s.read_exact(&mut payload).unwrap();
     payload
 }
+
+/// Accepts one HTTP/1.1 request on `l`, answers it with `status` (for example `"204 No
+/// Content"`) and an empty body, and returns its request line and body: a stand-in receiver
+/// for what spind sends out (the alert webhook).
+pub fn answer_one(l: &std::net::TcpListener, status: &str) -> (String, String) {
+    use std::io::BufRead;
+    let (s, _) = l.accept().unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (&s).write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    (first, String::from_utf8(body).unwrap())
+}

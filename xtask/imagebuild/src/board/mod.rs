@@ -187,6 +187,15 @@ pub fn names() -> Vec<String> {
     v
 }
 
+/// A shipped Debian board, for the tests of the modules that build from one.
+#[cfg(test)]
+pub(crate) fn debian_for_tests(name: &str) -> DebianBoard {
+    match load(name).unwrap() {
+        Board::Debian(b) => b,
+        Board::OpenWrt(_) => panic!("{name} is not a Debian board"),
+    }
+}
+
 /// Reads and validates `board-configs/NAME.toml`.
 pub fn load(name: &str) -> anyhow::Result<Board> {
     let file = dir().join(format!("{name}.toml"));

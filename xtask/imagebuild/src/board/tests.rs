@@ -5,12 +5,7 @@ use std::path::Path;
 
 use super::*;
 
-fn debian(name: &str) -> DebianBoard {
-    match load(name).unwrap() {
-        Board::Debian(b) => b,
-        Board::OpenWrt(_) => panic!("{name} is not a Debian board"),
-    }
-}
+use super::debian_for_tests as debian;
 
 fn openwrt(name: &str) -> OpenWrtBoard {
     match load(name).unwrap() {

@@ -309,14 +309,7 @@ fn set_mtimes(dir: &Path, epoch: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{load, Board};
-
-    fn debian(name: &str) -> DebianBoard {
-        match load(name).unwrap() {
-            Board::Debian(b) => b,
-            Board::OpenWrt(_) => panic!("{name} is not a Debian board"),
-        }
-    }
+    use crate::board::debian_for_tests as debian;
 
     #[test]
     fn layouts_are_aligned_and_fit() {

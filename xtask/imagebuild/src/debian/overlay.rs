@@ -332,14 +332,7 @@ fn walk_all(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{load, Board};
-
-    fn debian(name: &str) -> DebianBoard {
-        match load(name).unwrap() {
-            Board::Debian(b) => b,
-            Board::OpenWrt(_) => panic!("{name} is not a Debian board"),
-        }
-    }
+    use crate::board::debian_for_tests as debian;
 
     fn file<'a>(files: &'a [(String, String)], path: &str) -> Option<&'a str> {
         files.iter().find(|(p, _)| p == path).map(|(_, t)| t.as_str())
