@@ -236,6 +236,7 @@ fn check_root_fs(b: &DebianBoard, disk: &Path, work: &Path, r: &mut Report) -> R
         "/etc/spin/spind.conf",
         "/etc/systemd/system/spind.service",
         "/etc/systemd/system/spin-firstboot.service",
+        "/etc/systemd/system/spin-firstboot.service.d/boot-partition.conf",
         "/etc/systemd/system/spin-ready.service",
         "/etc/systemd/system/spin-growroot.service",
         "/usr/lib/spin/firstboot",

@@ -61,6 +61,17 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
             ),
         ));
     }
+    // The boot partition is mounted `nofail`, so local-fs.target does not wait for it: the first
+    // boot must, as it reads spin-admin.txt there and writes spin-wifi.txt (without this, under
+    // load the settings file was not yet there and the first boot made a network of its own).
+    v.push((
+        "etc/systemd/system/spin-firstboot.service.d/boot-partition.conf".into(),
+        format!(
+            "# Written by cargo xtask image: the first boot reads and writes the boot partition ({boot_dir}).\n\
+             [Unit]\nAfter={}\n",
+            mount_unit(boot_dir)
+        ),
+    ));
     // First boot: systemd creates the machine id (mmdebstrap leaves an empty file).
     v.push(("etc/machine-id".into(), "uninitialized\n".into()));
     let mut board = format!(
@@ -82,6 +93,13 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
     }
     v.push(("etc/spin/board".into(), board));
     v
+}
+
+/// systemd's mount unit of an absolute path (`systemd-escape --path --suffix=mount`, for the
+/// plain paths boards use): `/boot/firmware` → `boot-firmware.mount`.
+fn mount_unit(path: &str) -> String {
+    let escaped: Vec<String> = path.trim_matches('/').split('/').map(|c| c.replace('-', "\\x2d")).collect();
+    format!("{}.mount", escaped.join("-"))
 }
 
 /// The access point's unit: started when the radio's interface appears (the driver loads late,
@@ -336,6 +354,21 @@ mod tests {
 
     fn file<'a>(files: &'a [(String, String)], path: &str) -> Option<&'a str> {
         files.iter().find(|(p, _)| p == path).map(|(_, t)| t.as_str())
+    }
+
+    #[test]
+    fn the_first_boot_waits_for_the_boot_partition_of_the_fstab() {
+        for (board, unit) in [("rpi3", "boot-firmware.mount"), ("x86_64", "boot-efi.mount")] {
+            let files = generated_files(&debian(board));
+            let fstab = file(&files, "etc/fstab").unwrap();
+            let boot = fstab.lines().find(|l| l.contains(" vfat ")).unwrap();
+            let dir = boot.split_whitespace().nth(1).unwrap();
+            assert!(boot.contains("nofail"), "{boot}");
+            assert_eq!(mount_unit(dir), unit);
+            let dropin = file(&files, "etc/systemd/system/spin-firstboot.service.d/boot-partition.conf").unwrap();
+            assert!(dropin.lines().any(|l| l == format!("After={unit}")), "{board}: {dropin}");
+        }
+        assert_eq!(mount_unit("/srv/my-boot/"), "srv-my\\x2dboot.mount");
     }
 
     #[test]
