@@ -4,7 +4,8 @@
 //!  the router VM (-M virt)
 //!  mac80211_hwsim radios=2
 //!   wlan0 ── hostapd (spin-hostapd.service, the image's) ── br-lan 192.168.8.1 ── dnsmasq, spind
-//!   wlan1 ── netns sta: wpa_supplicant (WPA2-PSK, then SAE, then a wrong passphrase),
+//!   wlan1 ── netns sta: wpa_supplicant (WPA2-PSK, then SAE, then a wrong passphrase, then
+//!            the old and the new network after set_wifi renamed it),
 //!            busybox udhcpc, nslookup, wget from the simulated internet
 //! ```
 //!
@@ -29,6 +30,9 @@ pub const SSID: &str = "SPIN QEMU WiFi";
 pub const PASSPHRASE: &str = "qemu wifi passphrase 9";
 pub const COUNTRY: &str = "DE";
 const WRONG_PASSPHRASE: &str = "not the passphrase 9";
+/// What the UI's WiFi dialog changes the network to (`set_wifi`), applied without a reboot.
+const NEW_SSID: &str = "SPIN QEMU renamed";
+const NEW_PASSPHRASE: &str = "renamed passphrase 7";
 /// Where the station's files are on the boot partition (and, copied, in the guest).
 const STATION_DIR: &str = "qemu-wifi";
 /// On the root file system: /run is mounted noexec (by the initramfs) and the DHCP client's
@@ -45,14 +49,14 @@ pub fn settings_file() -> String {
     )
 }
 
-fn supplicant_conf(key_mgmt: &str, passphrase: &str) -> String {
+fn supplicant_conf(key_mgmt: &str, ssid: &str, passphrase: &str) -> String {
     // Channel 6 only (2437 MHz): the board's channel; a full scan costs seconds under TCG.
     let security = match key_mgmt {
         "SAE" => format!("    key_mgmt=SAE\n    sae_password=\"{passphrase}\"\n    ieee80211w=2\n"),
         _ => format!("    key_mgmt=WPA-PSK\n    psk=\"{passphrase}\"\n    proto=RSN\n    pairwise=CCMP\n"),
     };
     format!(
-        "ctrl_interface=DIR={GUEST_DIR}/ctrl\nupdate_config=0\n\nnetwork={{\n    ssid=\"{SSID}\"\n    scan_ssid=1\n    scan_freq=2437\n{security}}}\n"
+        "ctrl_interface=DIR={GUEST_DIR}/ctrl\nupdate_config=0\n\nnetwork={{\n    ssid=\"{ssid}\"\n    scan_ssid=1\n    scan_freq=2437\n{security}}}\n"
     )
 }
 
@@ -80,9 +84,10 @@ fn boot_files(dir: &Path) -> Result<Vec<String>, String> {
     fs::create_dir_all(&station).map_err(|e| e.to_string())?;
     let w = |p: &Path, text: &str| fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()));
     w(&dir.join("spin-admin.txt"), &settings_file())?;
-    w(&station.join("psk.conf"), &supplicant_conf("WPA-PSK", PASSPHRASE))?;
-    w(&station.join("sae.conf"), &supplicant_conf("SAE", PASSPHRASE))?;
-    w(&station.join("wrong.conf"), &supplicant_conf("WPA-PSK", WRONG_PASSPHRASE))?;
+    w(&station.join("psk.conf"), &supplicant_conf("WPA-PSK", SSID, PASSPHRASE))?;
+    w(&station.join("sae.conf"), &supplicant_conf("SAE", SSID, PASSPHRASE))?;
+    w(&station.join("wrong.conf"), &supplicant_conf("WPA-PSK", SSID, WRONG_PASSPHRASE))?;
+    w(&station.join("renamed.conf"), &supplicant_conf("WPA-PSK", NEW_SSID, NEW_PASSPHRASE))?;
     w(&station.join("udhcpc.script"), UDHCPC_SCRIPT)?;
     Ok(vec![dir.join("spin-admin.txt").display().to_string(), station.display().to_string()])
 }
@@ -335,6 +340,28 @@ pub(crate) fn steps(env: &mut Env, report: &mut Report, password: &str) -> Resul
     })?;
     report.notes.push(format!("WiFi station: spind device node {node}"));
 
+    report.step(
+        "WiFi: get_wifi (the UI's WiFi dialog) shows the running network and the station with its node",
+        || {
+            let w = rpc(env, "get_wifi", json!({}))?;
+            let client = w["clients"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(&mac))));
+            let ok = w["available"] == true
+                && w["running"] == true
+                && w["ssid"] == SSID
+                && w["broadcast_ssid"] == SSID
+                && w["country"] == COUNTRY
+                && client.is_some_and(|c| c["node"] == node);
+            if !ok || w.to_string().contains(PASSPHRASE) {
+                return Err(format!(
+                    "get_wifi does not show {SSID} running with {mac} as node {node} (or shows the passphrase): {w}"
+                ));
+            }
+            Ok(())
+        },
+    )?;
+
     report.step("WiFi: blocking the station's node stops its download; unblocking lets it through", || {
         rpc(env, "add_iplist_node", json!({"list": "block", "node": node}))?;
         let vm = env.vm.as_mut().unwrap();
@@ -383,6 +410,54 @@ pub(crate) fn steps(env: &mut Env, report: &mut Report, password: &str) -> Resul
         if status.lines().any(|l| l.trim() == "wpa_state=COMPLETED") {
             return Err(format!("the station with a wrong passphrase is associated: {status}"));
         }
+        let _ = vm.shell(&sta(&format!("wpa_cli -p {GUEST_DIR}/ctrl -i wlan1 terminate")), Duration::from_secs(30));
+        Ok(())
+    })?;
+
+    report.step(
+        "WiFi: set_wifi (the UI's WiFi dialog) renames the network and changes its passphrase without a reboot",
+        || {
+            let r = rpc(env, "set_wifi", json!({"ssid": NEW_SSID, "passphrase": NEW_PASSPHRASE}))?;
+            if r["applied"] != true || !r["message"].as_str().unwrap_or("").contains("must reconnect") {
+                return Err(format!("set_wifi: {r}"));
+            }
+            let vm = env.vm.as_mut().unwrap();
+            let mut last = String::new();
+            // spin-wifi-apply.path sees the file change and restarts spin-hostapd.
+            wait_until(Duration::from_secs(120), "hostapd to broadcast the new name", || {
+                last = vm.shell("hostapd_cli -p /run/hostapd -i wlan0 status 2>&1", Duration::from_secs(30))?.1;
+                let lines: Vec<&str> = last.lines().map(str::trim).collect();
+                Ok((lines.contains(&"state=ENABLED") && lines.contains(&format!("ssid[0]={NEW_SSID}").as_str()))
+                    .then_some(()))
+            })
+            .map_err(|e| format!("{e}: {}", last.trim()))?;
+            let conf = guest(vm, "cat /etc/spin/hostapd.conf", Duration::from_secs(30))?;
+            if !conf.lines().any(|l| l.trim() == format!("wpa_passphrase={NEW_PASSPHRASE}")) {
+                return Err(format!("hostapd.conf lacks the new passphrase:\n{conf}"));
+            }
+            let w = rpc(env, "get_wifi", json!({}))?;
+            if w["running"] != true || w["broadcast_ssid"] != NEW_SSID {
+                return Err(format!("get_wifi after the change: {w}"));
+            }
+            Ok(())
+        },
+    )?;
+
+    report.step("WiFi: the old settings no longer associate; the new name and passphrase do, with a lease", || {
+        let vm = env.vm.as_mut().unwrap();
+        start_supplicant(vm, "psk")?;
+        // Several scans on channel 6 (seconds each under TCG) without the old network.
+        std::thread::sleep(Duration::from_secs(20));
+        let status = wpa_status(vm)?;
+        if status.lines().any(|l| l.trim() == "wpa_state=COMPLETED") {
+            return Err(format!("the station associated with the old name and passphrase: {status}"));
+        }
+        start_supplicant(vm, "renamed")?;
+        let km = associated(vm, "renamed")?;
+        if km != "WPA2-PSK" {
+            return Err(format!("the station associated with key_mgmt={km}, not WPA2-PSK"));
+        }
+        lease_resolve_download(vm)?;
         let _ = vm.shell(&sta(&format!("wpa_cli -p {GUEST_DIR}/ctrl -i wlan1 terminate")), Duration::from_secs(30));
         Ok(())
     })?;
@@ -449,11 +524,12 @@ mod tests {
         assert!(UDHCPC_SCRIPT.contains(&format!("> {GUEST_DIR}/lease")));
         let s = settings_file();
         assert!(s.contains("wifi_ssid=SPIN QEMU WiFi\r\n") && s.contains("wifi_country=de\r\n"));
-        let sae = supplicant_conf("SAE", PASSPHRASE);
+        let sae = supplicant_conf("SAE", SSID, PASSPHRASE);
         assert!(
             sae.contains("key_mgmt=SAE") && sae.contains("ieee80211w=2") && sae.contains("ssid=\"SPIN QEMU WiFi\"")
         );
-        let psk = supplicant_conf("WPA-PSK", WRONG_PASSPHRASE);
+        let psk = supplicant_conf("WPA-PSK", NEW_SSID, WRONG_PASSPHRASE);
+        assert!(psk.contains(&format!("ssid=\"{NEW_SSID}\"")));
         assert!(psk.contains("key_mgmt=WPA-PSK") && psk.contains(&format!("psk=\"{WRONG_PASSPHRASE}\"")));
     }
 }

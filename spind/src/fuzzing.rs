@@ -93,7 +93,7 @@ pub fn jsonrpc(data: &[u8]) {
             *cell = core_in(&dir).map(|c| (dir, c));
         }
         let Some((_, core)) = cell.as_mut() else { return };
-        let host = Host { own_addresses: Vec::new };
+        let host = Host { own_addresses: Vec::new, wifi: None };
         let mut out = Vec::new();
         let _ = rpc::handle(core, request, &host, &mut out);
     });

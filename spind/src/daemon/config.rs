@@ -245,6 +245,13 @@ config_keys! {
     history_learning_days: i64 = "7", LEARNING_DAYS;
     /// Our own: POST every alert as JSON to this `http://` URL ("" = none).
     alert_webhook_url: String = "";
+    /// Our own: the router's WiFi network (`ssid=`, `passphrase=`, `country=` lines; the image's
+    /// `/etc/spin/wifi.conf`, which it applies by restarting hostapd when the file changes).
+    /// `get_wifi`/`set_wifi` and the UI's WiFi dialog use it; "" = this router has no WiFi.
+    wifi_settings_file: PathBuf = "";
+    /// Our own: hostapd's control interface directory (its `ctrl_interface`), asked for the
+    /// access point's state and clients.
+    wifi_control_dir: PathBuf = "/run/hostapd";
 }
 
 /// Why a configuration could not be read.
@@ -431,7 +438,8 @@ spinweb_password_file =
              spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
              dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n\
              history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
-             history_learning_days = 7\nalert_webhook_url = \n"
+             history_learning_days = 7\nalert_webhook_url = \n\
+             wifi_settings_file = \nwifi_control_dir = /run/hostapd\n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

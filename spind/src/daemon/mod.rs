@@ -9,6 +9,7 @@
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod logging;
+pub(crate) mod wifi;
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
@@ -40,9 +41,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// Whether a stop signal asks the core loop to stop (once everything is up) or ends spind at
 /// once (during start-up, as the signal's default action would).
 static STOP_BY_CORE_LOOP: AtomicBool = AtomicBool::new(false);
-
-/// What the JSON-RPC methods ask of this host (its addresses come from the kernel).
-const HOST: rpc::Host = rpc::Host { own_addresses: kernel::host_addresses };
 
 /// SIGTERM and SIGINT are taken by a thread (`sigwait`) rather than a handler: blocked here in
 /// the main thread before any other thread starts (every thread inherits the mask; children
@@ -478,7 +476,16 @@ fn run(opts: Options) -> anyhow::Result<()> {
         spawn_ticker(tx.clone());
     }
     drop(tx);
-    core_loop(&mut core, &rx, &outputs, opts.exit_after_replay);
+    // What the JSON-RPC methods ask of this host: its addresses (from the kernel) and its WiFi.
+    let access_point = (!cfg.wifi_settings_file.as_os_str().is_empty()).then(|| wifi::Wifi {
+        settings_file: cfg.wifi_settings_file.clone(),
+        control_dir: cfg.wifi_control_dir.clone(),
+    });
+    let host = rpc::Host {
+        own_addresses: kernel::host_addresses,
+        wifi: access_point.as_ref().map(|w| w as &dyn crate::model::wifi::AccessPoint),
+    };
+    core_loop(&mut core, &rx, &outputs, &host, opts.exit_after_replay);
     core.shutdown();
     if rpc_socket_served {
         let _ = std::fs::remove_file(&opts.rpc_socket);
@@ -514,7 +521,7 @@ fn publish_all(outputs: &Outputs, out: &mut Vec<Publish>) {
     }
 }
 
-fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, exit_after_replay: bool) {
+fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, host: &rpc::Host, exit_after_replay: bool) {
     let mut out = Vec::new();
     while !STOP.load(Ordering::SeqCst) {
         let input = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -532,7 +539,7 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, exit_afte
                 }
             }
             Input::Rpc { request, reply } => {
-                let answer = rpc::handle(core, &request, &HOST, &mut out);
+                let answer = rpc::handle(core, &request, host, &mut out);
                 match reply {
                     RpcReply::Channel(back) => {
                         let _ = back.send(answer);

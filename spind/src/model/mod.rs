@@ -26,3 +26,4 @@ pub(crate) mod persist;
 pub mod policy;
 pub(crate) mod rpc;
 pub(crate) mod stats;
+pub(crate) mod wifi;

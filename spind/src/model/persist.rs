@@ -29,6 +29,29 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     write_files(&[(path.to_path_buf(), data.to_vec())]).map_err(|e| e.source)
 }
 
+/// Replaces `path` with `data` atomically, readable by its owner only (mode 0600 from the
+/// start: a secret such as a password hash or a WiFi passphrase is never briefly world-readable).
+/// The temp file is `.<name>.tmp<pid>` beside it; on an error it is removed and the old file kept.
+pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
 /// A file of the state directory could not be written (a full or read-only file system, a
 /// path in the way). Nothing of the batch it belonged to was replaced.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use crate::model::messages::{
 };
 use crate::model::namerules::{parse_rule, NameRule};
 use crate::model::nodes::ListKind;
+use crate::model::wifi::{check_country, check_passphrase, check_ssid, AccessPoint, WifiSettings};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ArgType {
@@ -54,6 +55,7 @@ const METHODS: &[Method] = &[
         args: &[("device", S), ("from", I), ("to", I), ("resolution", S)],
         result: ResultType::Complex,
     },
+    Method { name: "get_wifi", args: &[], result: ResultType::Complex },
     Method { name: "list_alerts", args: &[("since", I)], result: ResultType::Complex },
     Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
@@ -75,6 +77,7 @@ const METHODS: &[Method] = &[
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+    Method { name: "set_wifi", args: &[("ssid", S)], result: ResultType::Complex },
     Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
     Method { name: "unpause_device", args: &[("device", S)], result: ResultType::None },
 ];
@@ -89,10 +92,12 @@ const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)]),
     ("ack_alert", &[]),
     ("get_history", &[("node", I)]),
+    ("get_wifi", &[]),
     ("list_alerts", &[]),
     ("list_blocklists", &[]),
     ("list_paused_devices", &[]),
     ("pause_device", &[]),
+    ("set_wifi", &[("passphrase", S), ("country", S)]),
     ("top_services", &[]),
     ("unpause_device", &[]),
 ];
@@ -308,6 +313,8 @@ fn call(
         "top_services" => core.op_top_services(string(p, "device"), int64(p, "from"), int64(p, "to")).map(Some),
         "list_alerts" => core.op_list_alerts(int64(p, "since")).map(Some),
         "ack_alert" => none(core.op_ack_alert(int64(p, "id"))),
+        "get_wifi" => Ok(Some(get_wifi(core, host.wifi)?)),
+        "set_wifi" => set_wifi(p, host.wifi).map(Some),
         other => unreachable!("method {other} is in the table but not dispatched"),
     }
 }
@@ -324,10 +331,84 @@ fn error_reply(id: Option<&Value>, e: &OpError) -> String {
 
 /// What the methods need to know about the host besides the core's state, asked for only when a
 /// method needs it (the model does no I/O of its own).
-pub struct Host {
+pub struct Host<'a> {
     /// This host's own addresses (`reset_iplist_ignore` puts them on the ignore list, as SPIN's
     /// `spin_list_ips` did).
     pub own_addresses: fn() -> Vec<IpAddr>,
+    /// The router's WiFi access point, on boards that have one (`wifi_settings_file`).
+    pub wifi: Option<&'a dyn AccessPoint>,
+}
+
+/// `get_wifi`: the network (never its passphrase: replies travel over MQTT too), whether hostapd
+/// runs and what it broadcasts, and its clients with their device nodes (`node` is null for a
+/// client not seen on the LAN yet). `{"available": false}` on a router without WiFi.
+fn get_wifi(core: &Core, wifi: Option<&dyn AccessPoint>) -> OpResult<Value> {
+    let Some(ap) = wifi else { return Ok(json!({ "available": false })) };
+    let Some(s) = ap.settings().map_err(|e| err(-1, &format!("Cannot read the WiFi settings: {e}")))? else {
+        return Ok(json!({ "available": false }));
+    };
+    let status = ap.status();
+    let clients: Vec<Value> = status
+        .iter()
+        .flat_map(|st| &st.stations)
+        .map(|sta| {
+            let node = core.op_device_of_mac(&sta.mac);
+            json!({
+                "mac": sta.mac.to_string(),
+                "node": node.map(|n| n.id),
+                "name": node.and_then(|n| n.name.clone()),
+                "connected_time": sta.connected_time,
+                "signal": sta.signal,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "available": true,
+        "ssid": s.ssid,
+        "country": s.country,
+        "running": status.as_ref().is_some_and(|st| st.state == "ENABLED"),
+        "state": status.as_ref().map(|st| st.state.clone()),
+        "broadcast_ssid": status.as_ref().map(|st| st.ssid.clone()),
+        "channel": status.as_ref().and_then(|st| st.channel),
+        "clients": clients,
+    }))
+}
+
+/// `set_wifi` `{"ssid", "passphrase"?, "country"?}` (absent: unchanged): checked, stored; the
+/// image restarts the access point when the file changes, and every client must reconnect.
+fn set_wifi(p: &Map<String, Value>, wifi: Option<&dyn AccessPoint>) -> OpResult<Value> {
+    let bad = |field: &str, why: String| err(-1, &format!("Invalid '{field}': {why}"));
+    let ap = wifi.ok_or_else(|| err(-1, "This router has no WiFi access point"))?;
+    let old = ap
+        .settings()
+        .map_err(|e| err(-1, &format!("Cannot read the WiFi settings: {e}")))?
+        .ok_or_else(|| err(-1, "This router has no WiFi access point"))?;
+    let ssid = string(p, "ssid").to_string();
+    check_ssid(&ssid).map_err(|e| bad("ssid", e))?;
+    let passphrase = match p.get("passphrase").and_then(Value::as_str) {
+        Some(pass) => {
+            check_passphrase(pass).map_err(|e| bad("passphrase", e))?;
+            pass.to_string()
+        }
+        None => old.passphrase.clone(),
+    };
+    let country = match p.get("country").and_then(Value::as_str) {
+        Some(c) => check_country(c).map_err(|e| bad("country", e))?,
+        None => old.country.clone(),
+    };
+    let new = WifiSettings { ssid, passphrase, country };
+    if new == old {
+        return Ok(json!({ "applied": false, "message": "The WiFi settings are unchanged." }));
+    }
+    ap.store(&new).map_err(|e| err(-1, &format!("The WiFi settings were not saved: {e}")))?;
+    Ok(json!({
+        "applied": true,
+        "message": format!(
+            "Saved. The access point restarts with the network '{}'; every WiFi device must reconnect{}.",
+            new.ssid,
+            if new.passphrase != old.passphrase { " with the new passphrase" } else { "" }
+        ),
+    }))
 }
 
 /// Answers one request. `None` means nothing is sent back (a successful notification whose

@@ -26,7 +26,7 @@
 //! known ones and get the same answer.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,6 +35,8 @@ use std::time::{Duration, Instant, SystemTime};
 use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha512};
 use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+use crate::model::persist::write_private;
 
 /// The realm sent in `WWW-Authenticate`.
 pub const REALM: &str = "SPIN";
@@ -398,7 +400,6 @@ pub fn password_problem(user: &str, password: &str) -> Option<&'static str> {
 /// Sets `user`'s password in the file at `path`: other users' lines (and comments) are kept,
 /// the file is written to a temporary file (mode 0600) and renamed over the old one.
 pub fn set_password(path: &Path, user: &str, password: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(p) = password_problem(user, password) {
         anyhow::bail!("{p}");
     }
@@ -426,23 +427,7 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> anyhow::Result<(
         out.push_str(&line);
         out.push('\n');
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(out.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot write {}: {e}", path.display())
-    })
+    write_private(path, out.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {

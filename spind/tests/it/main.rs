@@ -30,3 +30,4 @@ mod startup_errors;
 mod state_disk;
 mod tidy;
 mod ui_browser;
+mod wifi_rpc;

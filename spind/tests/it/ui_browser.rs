@@ -457,3 +457,71 @@ fn ui_on_the_lan_logs_in_to_the_broker_with_its_session() {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     assert!(!text.contains("MQTT: refused"), "the UI was refused by the broker: {text}");
 }
+
+/// The WiFi dialog of a router with an access point (`wifi_settings_file`): it shows the network
+/// (hostapd not running on this host: no radio), refuses a short passphrase with WPA's rule and
+/// leaves the settings untouched, and saves a new name and passphrase (0600) saying that every
+/// device must reconnect. The restart of the real hostapd is the rpi3 QEMU test's.
+#[test]
+fn ui_wifi_dialog_shows_the_network_and_changes_it() {
+    use std::os::unix::fs::PermissionsExt;
+    if !browser_available("ui_wifi_dialog_shows_the_network_and_changes_it") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("wifi.conf");
+    let before = "ssid=SPIN-AB12\npassphrase=first passphrase\ncountry=NL\n";
+    std::fs::write(&settings, before).unwrap();
+    let s = spind()
+        .arg("--replay")
+        .arg(fixture("basic.pcap").to_str().unwrap())
+        .arg("--replay-speed")
+        .arg("0")
+        .config_line(&format!("wifi_settings_file = {}", settings.display()))
+        .config_line(&format!("wifi_control_dir = {}", dir.path().join("hostapd").display()))
+        .start();
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
+    b.wait_js(
+        "the WiFi button",
+        Duration::from_secs(30),
+        "window.spinState && window.spinState.bootstrapped() && !document.querySelector('#show-wifi').hidden",
+    );
+    b.click("#show-wifi");
+    b.wait_js(
+        "the WiFi dialog with the network",
+        Duration::from_secs(10),
+        "document.querySelector('#wifi').open && document.querySelector('#wifi-ssid').value === 'SPIN-AB12'",
+    );
+    assert!(b.text("#wifi-state").contains("not running"), "{}", b.text("#wifi-state"));
+    assert_eq!(b.text("#wifi-clients"), "No device is connected.");
+    assert_eq!(b.js("return document.querySelector('#wifi-pass').value;", json!([])), "", "the passphrase is not sent");
+
+    b.type_into("#wifi-pass", "1234567");
+    b.click("#wifi-save");
+    b.wait_js(
+        "the passphrase refused",
+        Duration::from_secs(10),
+        "document.querySelector('#wifi-message').textContent.includes('8 to 63')",
+    );
+    assert!(b.text("#wifi-message").starts_with("Not saved: Invalid 'passphrase'"), "{}", b.text("#wifi-message"));
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), before, "nothing changed");
+
+    b.type_into("#wifi-ssid", "Our Home");
+    b.type_into("#wifi-pass", "correct horse 42");
+    b.click("#wifi-pass-show");
+    assert_eq!(b.js("return document.querySelector('#wifi-pass').type;", json!([])), "text");
+    b.click("#wifi-save");
+    b.wait_js(
+        "the settings saved",
+        Duration::from_secs(10),
+        "document.querySelector('#wifi-message').textContent.includes('must reconnect')",
+    );
+    let saved = std::fs::read_to_string(&settings).unwrap();
+    assert!(saved.contains("\nssid=Our Home\npassphrase=correct horse 42\ncountry=NL\n"), "{saved}");
+    assert_eq!(std::fs::metadata(&settings).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(s.call("get_wifi", json!({}))["ssid"], "Our Home");
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}

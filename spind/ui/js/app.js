@@ -437,6 +437,7 @@
       }));
       syncAll();
       S.bootstrapped = true;
+      showWifiButton();
     } catch (e) {
       if (e.code !== 401) toast("Could not load the current state: " + e.message, true);
     }
@@ -753,6 +754,71 @@
     await rpc("reset_iplist_ignore");
     setList("ignore", (await rpc("list_iplist", { list: "ignore" })) || []);
   }));
+
+  // ---- WiFi (routers with an access point: get_wifi/set_wifi) ----------------------------------
+  async function showWifiButton() {
+    const w = await rpc("get_wifi").catch(() => null);
+    $("#show-wifi").hidden = !(w && w.available);
+  }
+
+  function ago(seconds) {
+    if (seconds == null) return "";
+    if (seconds < 120) return `${seconds} s`;
+    if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+    return `${Math.round(seconds / 3600)} h`;
+  }
+
+  function renderWifi(w, fillForm) {
+    $("#wifi-state").textContent = !w.available ? "This router has no WiFi network."
+      : w.running ? `Broadcasting “${w.broadcast_ssid}” on channel ${w.channel}, country ${w.country}.`
+        : `The access point is not running${w.state ? ` (${w.state})` : ""}: network “${w.ssid}”, country ${w.country}.`;
+    const clients = w.clients || [];
+    $("#wifi-clients").replaceChildren(...(clients.length ? clients.map((c) => h("li", null,
+      h("span", null, c.node != null ? label(c.node) : c.mac, h("small", null, ` ${c.mac}${c.connected_time != null ? ", connected " + ago(c.connected_time) : ""}${c.signal != null ? `, ${c.signal} dBm` : ""}`)),
+      c.node != null ? h("button", { type: "button", onclick: () => { $("#wifi").close(); select({ type: "node", id: c.node }); } }, "Show") : null))
+      : [h("li", null, "No device is connected.")]));
+    if (fillForm && w.available) {
+      $("#wifi-ssid").value = w.ssid;
+      $("#wifi-country").value = w.country;
+      $("#wifi-pass").value = "";
+    }
+  }
+
+  async function loadWifi(fillForm) {
+    try {
+      renderWifi(await rpc("get_wifi"), fillForm);
+    } catch (e) {
+      $("#wifi-state").textContent = "Could not load the WiFi state: " + e.message;
+    }
+  }
+
+  $("#show-wifi").addEventListener("click", () => {
+    $("#wifi-message").textContent = "";
+    if (!$("#wifi").open) $("#wifi").showModal();
+    loadWifi(true);
+  });
+  $("#wifi-close").addEventListener("click", () => $("#wifi").close());
+  $("#wifi-pass-show").addEventListener("change", (e) => ($("#wifi-pass").type = e.target.checked ? "text" : "password"));
+  $("#wifi-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const msg = $("#wifi-message");
+    const params = { ssid: $("#wifi-ssid").value, country: $("#wifi-country").value };
+    if ($("#wifi-pass").value) params.passphrase = $("#wifi-pass").value;
+    $("#wifi-save").disabled = true;
+    try {
+      const r = await rpc("set_wifi", params);
+      msg.className = "";
+      msg.textContent = r.message;
+      $("#wifi-pass").value = "";
+      // The access point restarts in the background: show its state as it comes back.
+      for (const ms of [2000, 5000, 10000]) setTimeout(() => $("#wifi").open && loadWifi(false), ms);
+    } catch (err) {
+      msg.className = "error";
+      msg.textContent = "Not saved: " + err.message;
+    } finally {
+      $("#wifi-save").disabled = false;
+    }
+  });
 
   function updateListCounts() {
     for (const l of LISTS) $(`#show-${l} .count`).textContent = String(S.lists[l].size);

@@ -93,6 +93,11 @@ impl Core {
         self.nodes.devices()
     }
 
+    /// The device node of a MAC (a WiFi client, for `get_wifi`), if it was seen.
+    pub fn op_device_of_mac(&self, mac: &MacAddr) -> Option<&Node> {
+        self.nodes.by_mac(mac).and_then(|id| self.nodes.get(id))
+    }
+
     pub fn op_get_device_data(&self, node: i64) -> OpResult<&Node> {
         self.node(u64::try_from(node).unwrap_or(0))
     }

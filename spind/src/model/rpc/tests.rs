@@ -4,9 +4,10 @@
 use super::*;
 use crate::model::core::testutil::{core_in, on_topic};
 use crate::model::core::CoreSettings;
+use crate::model::event::Event;
 
 /// The host as the tests see it: one loopback address per family.
-const HOST: Host = Host { own_addresses: || vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()] };
+const HOST: Host = Host { own_addresses: || vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()], wifi: None };
 
 fn rpc(core: &mut Core, req: &str) -> Option<String> {
     let mut out = Vec::new();
@@ -100,6 +101,7 @@ fn list_rpc_methods_names_every_method_sorted() {
             "get_device_data",
             "get_flow_block",
             "get_history",
+            "get_wifi",
             "list_alerts",
             "list_blocklists",
             "list_device_flows",
@@ -117,16 +119,17 @@ fn list_rpc_methods_names_every_method_sorted() {
             "set_device_flow_block",
             "set_device_name",
             "set_flow_block",
+            "set_wifi",
             "top_services",
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][24];
+    let set_flow = &r["result"][25];
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][16]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(r["result"][17]["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
         r["result"][3].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
@@ -346,7 +349,7 @@ fn history_core(dir: &std::path::Path) -> Core {
 
 #[test]
 fn history_of_a_device_is_answered_with_the_unwritten_interval_and_alerts_are_listed_and_acked() {
-    use crate::model::event::{Event, FlowSample};
+    use crate::model::event::FlowSample;
     let dir = tempfile::tempdir().unwrap();
     let mut core = history_core(dir.path());
     let mut out = Vec::new();
@@ -416,4 +419,117 @@ fn bad_history_arguments_name_the_field() {
         let msg = r["error"]["message"].as_str().unwrap_or_default().to_string();
         assert!(msg.starts_with(want), "{method} {params}: {r}");
     }
+}
+
+/// The access point as `get_wifi`/`set_wifi` see it: settings in memory, hostapd's status given.
+struct FakeAccessPoint {
+    settings: std::cell::RefCell<Option<crate::model::wifi::WifiSettings>>,
+    status: Option<crate::model::wifi::ApStatus>,
+}
+
+impl crate::model::wifi::AccessPoint for FakeAccessPoint {
+    fn settings(&self) -> Result<Option<crate::model::wifi::WifiSettings>, String> {
+        Ok(self.settings.borrow().clone())
+    }
+    fn status(&self) -> Option<crate::model::wifi::ApStatus> {
+        self.status.clone()
+    }
+    fn store(&self, s: &crate::model::wifi::WifiSettings) -> Result<(), String> {
+        *self.settings.borrow_mut() = Some(s.clone());
+        Ok(())
+    }
+}
+
+fn home_network() -> crate::model::wifi::WifiSettings {
+    crate::model::wifi::WifiSettings { ssid: "Home".into(), passphrase: "old passphrase".into(), country: "NL".into() }
+}
+
+fn wifi_rpc(core: &mut Core, ap: &FakeAccessPoint, req: &str) -> Value {
+    let host = Host { own_addresses: Vec::new, wifi: Some(ap) };
+    let mut out = Vec::new();
+    serde_json::from_str(&handle(core, req, &host, &mut out).unwrap()).unwrap()
+}
+
+#[test]
+fn get_wifi_shows_the_network_and_its_clients_as_device_nodes() {
+    use crate::model::wifi::{ApStatus, Station};
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let req = r#"{"jsonrpc":"2.0","id":1,"method":"get_wifi"}"#;
+    assert_eq!(rpc(&mut core, req).unwrap(), r#"{"jsonrpc":"2.0","id":1,"result":{"available":false}}"#);
+    let no_file = FakeAccessPoint { settings: None.into(), status: None };
+    assert_eq!(wifi_rpc(&mut core, &no_file, req)["result"], json!({"available": false}));
+
+    let known: MacAddr = "02:00:00:00:01:00".parse().unwrap();
+    let mut out = Vec::new();
+    core.handle(Event::Neighbour { time: 1000, ip: "192.168.8.7".parse().unwrap(), mac: known }, &mut out);
+    let node = core.op_device_of_mac(&known).expect("the neighbour is a device").id;
+    let ap = FakeAccessPoint {
+        settings: Some(home_network()).into(),
+        status: Some(ApStatus {
+            state: "ENABLED".into(),
+            ssid: "Home".into(),
+            channel: Some(6),
+            stations: vec![
+                Station { mac: known, connected_time: Some(5), signal: Some(-30) },
+                Station { mac: "02:00:00:00:02:00".parse().unwrap(), connected_time: None, signal: None },
+            ],
+        }),
+    };
+    let r = wifi_rpc(&mut core, &ap, req)["result"].clone();
+    assert_eq!(
+        r,
+        json!({"available": true, "ssid": "Home", "country": "NL", "running": true, "state": "ENABLED",
+               "broadcast_ssid": "Home", "channel": 6, "clients": [
+                   {"mac": "02:00:00:00:01:00", "node": node, "name": null, "connected_time": 5, "signal": -30},
+                   {"mac": "02:00:00:00:02:00", "node": null, "name": null, "connected_time": null, "signal": null}]})
+    );
+    assert!(!r.to_string().contains("old passphrase"), "the passphrase is never sent");
+    let stopped = FakeAccessPoint { settings: Some(home_network()).into(), status: None };
+    let r = wifi_rpc(&mut core, &stopped, req)["result"].clone();
+    assert_eq!((r["running"].clone(), r["clients"].clone()), (json!(false), json!([])));
+}
+
+#[test]
+fn set_wifi_checks_then_stores_and_says_that_clients_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let ap = FakeAccessPoint { settings: Some(home_network()).into(), status: None };
+    let call = |core: &mut Core, params: &str| {
+        wifi_rpc(core, &ap, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"set_wifi","params":{params}}}"#))
+    };
+    for (params, message) in [
+        (
+            r#"{"ssid":"Home","passphrase":"1234567"}"#,
+            "Invalid 'passphrase': the passphrase must have 8 to 63 printable ASCII characters (it has 7)",
+        ),
+        (r#"{"ssid":""}"#, "Invalid 'ssid': the network name must have 1 to 32 printable ASCII characters (it has 0)"),
+        (
+            r#"{"ssid":"Home","country":"Holland"}"#,
+            "Invalid 'country': 'Holland' is not a two-letter country code such as NL",
+        ),
+        (r#"{"ssid":"Home","passphrase":8}"#, "Invalid 'passphrase': expected string"),
+        (r#"{"passphrase":"12345678"}"#, "Missing argument 'ssid'"),
+    ] {
+        assert_eq!(call(&mut core, params)["error"]["message"], message, "{params}");
+        assert_eq!(*ap.settings.borrow(), Some(home_network()), "nothing stored after {params}");
+    }
+    let r = call(&mut core, r#"{"ssid":"Home"}"#);
+    assert_eq!(r["result"]["applied"], false, "{r}");
+    let r = call(&mut core, r#"{"ssid":"Garden","passphrase":"new passphrase","country":"de"}"#);
+    assert_eq!(r["result"]["applied"], true, "{r}");
+    assert!(r["result"]["message"].as_str().unwrap().contains("must reconnect with the new passphrase"), "{r}");
+    let stored = ap.settings.borrow().clone().unwrap();
+    assert_eq!(
+        (stored.ssid.as_str(), stored.passphrase.as_str(), stored.country.as_str()),
+        ("Garden", "new passphrase", "DE")
+    );
+    // Only the name: the passphrase and country stay.
+    call(&mut core, r#"{"ssid":"Attic"}"#);
+    assert_eq!(ap.settings.borrow().as_ref().unwrap().passphrase, "new passphrase");
+
+    let none = Host { own_addresses: Vec::new, wifi: None };
+    let mut out = Vec::new();
+    let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"set_wifi","params":{"ssid":"x"}}"#, &none, &mut out);
+    assert!(r.unwrap().contains("This router has no WiFi access point"));
 }

@@ -403,6 +403,17 @@ fn check_wifi(b: &DebianBoard, dev: &str, r: &mut Report) {
         cat("/usr/lib/spin/firstboot").contains("/usr/lib/spin/wifi firstboot"),
         "WiFi: the first boot sets up the network",
     );
+    // Changed in the UI (set_wifi): spind writes the settings, the path unit restarts hostapd.
+    r.check(
+        cat("/etc/spin/spind.conf").lines().any(|l| l.trim() == "wifi_settings_file = /etc/spin/wifi.conf"),
+        "WiFi: spind.conf names the settings file (the UI's WiFi dialog)",
+    );
+    r.check(
+        cat("/etc/systemd/system/spin-wifi-apply.path").contains("PathChanged=/etc/spin/wifi.conf")
+            && cat("/etc/systemd/system/spin-wifi-apply.service").contains("try-restart spin-hostapd.service")
+            && stat("/etc/systemd/system/multi-user.target.wants/spin-wifi-apply.path").contains("Type: symlink"),
+        "WiFi: spin-wifi-apply.path (enabled) restarts hostapd when /etc/spin/wifi.conf changes",
+    );
     if w.firmware_package == "firmware-brcm80211" {
         for f in BRCM_FIRMWARE {
             let s = stat(&format!("/usr/lib/firmware/{f}"));

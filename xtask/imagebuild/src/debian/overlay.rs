@@ -90,6 +90,7 @@ pub(super) fn generated_files(b: &DebianBoard) -> Vec<(String, String)> {
             w.country
         ));
         v.push(("etc/systemd/system/spin-hostapd.service".into(), hostapd_unit(&w.interface)));
+        v.extend(wifi_apply_units());
     }
     v.push(("etc/spin/board".into(), board));
     v
@@ -127,6 +128,38 @@ fn hostapd_unit(interface: &str) -> String {
          [Install]\n\
          WantedBy={device}\n"
     )
+}
+
+/// spind's `set_wifi` (the UI's WiFi dialog) rewrites /etc/spin/wifi.conf; these restart the
+/// access point when it changes, so that the new name and passphrase hold without a reboot
+/// (`try-restart`: an access point that is not running, no radio, stays stopped).
+fn wifi_apply_units() -> Vec<(String, String)> {
+    vec![
+        (
+            "etc/systemd/system/spin-wifi-apply.path".into(),
+            "# Written by cargo xtask image: a change of the WiFi settings (spind's set_wifi) restarts the access point.\n\
+             [Unit]\n\
+             Description=SPIN router: watch the WiFi settings\n\
+             \n\
+             [Path]\n\
+             PathChanged=/etc/spin/wifi.conf\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n"
+                .into(),
+        ),
+        (
+            "etc/systemd/system/spin-wifi-apply.service".into(),
+            "# Written by cargo xtask image: started by spin-wifi-apply.path when /etc/spin/wifi.conf changes.\n\
+             [Unit]\n\
+             Description=SPIN router: apply the changed WiFi settings (restart hostapd)\n\
+             \n\
+             [Service]\n\
+             Type=oneshot\n\
+             ExecStart=/bin/systemctl try-restart spin-hostapd.service\n"
+                .into(),
+        ),
+    ]
 }
 
 /// Every file of `image/debian/overlay` (relative paths, sorted).
@@ -388,9 +421,15 @@ mod tests {
         assert!(unit.contains("BindsTo=sys-subsystem-net-devices-wlan0.device\n"), "{unit}");
         assert!(unit.contains("WantedBy=sys-subsystem-net-devices-wlan0.device\n"), "{unit}");
         assert!(unit.contains("ExecStart=/usr/sbin/hostapd /etc/spin/hostapd.conf\n"), "{unit}");
+        // A changed settings file (the UI's set_wifi) restarts the access point.
+        let watch = file(&files, "etc/systemd/system/spin-wifi-apply.path").unwrap();
+        assert!(watch.contains("PathChanged=/etc/spin/wifi.conf\n") && watch.contains("WantedBy=multi-user.target\n"));
+        let apply = file(&files, "etc/systemd/system/spin-wifi-apply.service").unwrap();
+        assert!(apply.contains("ExecStart=/bin/systemctl try-restart spin-hostapd.service\n"), "{apply}");
         let x = generated_files(&debian("x86_64"));
         assert!(!file(&x, "etc/spin/board").unwrap().contains("WIFI_"));
         assert!(file(&x, "etc/systemd/system/spin-hostapd.service").is_none());
+        assert!(file(&x, "etc/systemd/system/spin-wifi-apply.path").is_none());
         assert_eq!(
             hostapd_unit("wl-a").lines().find(|l| l.starts_with("BindsTo=")),
             Some("BindsTo=sys-subsystem-net-devices-wl\\x2da.device")
