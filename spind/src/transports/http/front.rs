@@ -7,12 +7,12 @@
 //! tiny_http cannot do either itself: its TLS is rustls 0.20 (unmaintained, with known
 //! advisories) and an upgraded tiny_http stream cannot be read and written from two threads,
 //! which a WebSocket proxy needs. Each connection here is one thread that moves bytes both ways
-//! with `poll`. Dead clients are noticed by TCP keepalive (about two minutes), not by an idle
+//! with `poll` (nix). Dead clients are noticed by TCP keepalive (about two minutes), not by an idle
 //! timeout, so a long packet capture of a quiet device is not cut off.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::access::{self, Hosts, PEER_HEADER, TLS_HEADER};
 use crate::transports::auth::{Auth, Verdict, REALM};
@@ -156,7 +157,7 @@ impl Write for Client {
 }
 
 /// Where a connection's bytes go.
-trait Upstream: Read + Write + AsRawFd {
+trait Upstream: Read + Write + AsFd {
     fn shutdown_write(&self);
 }
 
@@ -351,18 +352,16 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::
     pump(client, &mut up)
 }
 
+/// TCP keepalive after a minute of silence, then every 10 s, six times: a dead client is
+/// noticed in about two minutes.
 fn set_keepalive(s: &TcpStream) {
-    let fd = s.as_raw_fd();
-    let opt = |level, name, v: libc::c_int| {
-        // SAFETY: setsockopt with a pointer to a live c_int.
-        unsafe {
-            libc::setsockopt(fd, level, name, &v as *const _ as *const libc::c_void, 4);
-        }
-    };
-    opt(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    opt(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
-    opt(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
-    opt(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 6);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&keepalive) {
+        log::debug!("TCP keepalive: {e}");
+    }
 }
 
 /// Copies bytes both ways until either side closes.
@@ -384,21 +383,19 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
                 s.conn.write_tls(&mut s.sock)?;
             }
         }
-        let mut fds = [
-            libc::pollfd { fd: client.sock().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: up.as_raw_fd() as RawFd, events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: two valid pollfd entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+        let (client_ready, up_ready) = {
+            let mut fds =
+                [PollFd::new(client.sock().as_fd(), PollFlags::POLLIN), PollFd::new(up.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
-            return Err(e);
-        }
-        let ready = |i: usize| fds[i].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-        if ready(0) {
+            let wake = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| r.intersects(wake));
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if client_ready {
             match &mut client {
                 Client::Plain(s) => {
                     let n = s.read(&mut buf)?;
@@ -423,7 +420,7 @@ fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
                 }
             }
         }
-        if ready(1) {
+        if up_ready {
             let n = up.read(&mut buf)?;
             if n == 0 {
                 match &mut client {
