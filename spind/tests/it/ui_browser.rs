@@ -518,6 +518,7 @@ fn ui_wifi_dialog_shows_the_network_and_changes_it() {
         Duration::from_secs(10),
         "document.querySelector('#wifi-message').textContent.includes('must reconnect')",
     );
+    b.screenshot(&artifacts_dir().join("ui-wifi.png"));
     let saved = std::fs::read_to_string(&settings).unwrap();
     assert!(saved.contains("\nssid=Our Home\npassphrase=correct horse 42\ncountry=NL\n"), "{saved}");
     assert_eq!(std::fs::metadata(&settings).unwrap().permissions().mode() & 0o777, 0o600);
