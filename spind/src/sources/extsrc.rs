@@ -17,22 +17,23 @@
 //! version. Extsrc flows always behave as local mode (`local: true`), and carry spind's clock.
 
 use std::fmt;
-use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, Input, MacAddr, Timestamp};
 use crate::sources::packet::name_to_string;
+use crate::transports::net;
 
 /// SPIN's extsrc TCP port.
 pub const DEFAULT_TCP_PORT: u16 = 20867;
@@ -183,9 +184,9 @@ fn dns_pkt_info(p: &[u8]) -> Result<(IpAddr, String, u32), ExtsrcError> {
 }
 
 /// Listens on a unix datagram socket at `path` (a stale socket file is replaced; mode 0600).
-/// Each datagram holds one message; bad ones are logged and dropped. The thread ends when the
-/// receiver of `tx` is gone (noticed at the next datagram).
-pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<JoinHandle<()>> {
+/// Each datagram holds one message; bad ones are logged and dropped. The task (on the
+/// transports' runtime) ends when the receiver of `tx` is gone (noticed at the next datagram).
+pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
         Ok(_) => {
@@ -198,13 +199,17 @@ pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<JoinHandle<()>> 
     }
     let sock = UnixDatagram::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    sock.set_nonblocking(true)?;
+    let rt = net::handle()?;
+    let _in_runtime = rt.enter();
+    let sock = tokio::net::UnixDatagram::from_std(sock)?;
     let name = path.display().to_string();
-    std::thread::Builder::new().name("extsrc-unix".into()).spawn(move || {
+    rt.spawn(async move {
         // Larger than any valid message, so oversized datagrams are seen as such.
         let mut buf = vec![0u8; HEADER_LEN + MAX_PAYLOAD + 1];
         let mut bad = BadInputLog::default();
         loop {
-            let n = match sock.recv(&mut buf) {
+            let n = match sock.recv(&mut buf).await {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -227,7 +232,8 @@ pub fn serve_unix(path: &Path, tx: Sender<Input>) -> io::Result<JoinHandle<()>> 
                 Err(e) => bad.note(|| format!("extsrc {name}: dropping bad datagram ({n} bytes): {e}")),
             }
         }
-    })
+    });
+    Ok(())
 }
 
 /// Logs bad input without letting a flood of it flood the log: the first few cases in full,
@@ -263,48 +269,52 @@ impl BadInputLog {
 }
 
 /// Listens on TCP `addr` for extsrc clients (see [`serve_tcp_listener`]).
-pub fn serve_tcp(addr: SocketAddr, tx: Sender<Input>) -> io::Result<JoinHandle<()>> {
+pub fn serve_tcp(addr: SocketAddr, tx: Sender<Input>) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     serve_tcp_listener(listener, tx)
 }
 
-/// Accepts extsrc clients on `listener`, a thread per client reading a stream of messages.
-/// A bad message, or a message cut off by the end of the stream, closes that client only.
-pub fn serve_tcp_listener(listener: TcpListener, tx: Sender<Input>) -> io::Result<JoinHandle<()>> {
+/// Accepts extsrc clients on `listener`, a task per client (on the transports' runtime)
+/// reading a stream of messages. A bad message, or a message cut off by the end of the stream,
+/// closes that client only.
+pub fn serve_tcp_listener(listener: TcpListener, tx: Sender<Input>) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let rt = net::handle()?;
+    let _in_runtime = rt.enter();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let clients = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new().name("extsrc-tcp".into()).spawn(move || {
-        for conn in listener.incoming() {
-            let stream = match conn {
-                Ok(s) => s,
+    rt.spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
                 Err(e) => {
                     log::warn!("extsrc: accept failed: {e}");
+                    // E.g. out of file descriptors: do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
             if clients.load(Ordering::SeqCst) >= MAX_TCP_CLIENTS {
                 log::warn!("extsrc: too many clients, refusing {peer}");
                 continue;
             }
             clients.fetch_add(1, Ordering::SeqCst);
             let (tx, clients) = (tx.clone(), clients.clone());
-            let spawned = std::thread::Builder::new().name("extsrc-client".into()).spawn(move || {
-                serve_client(stream, &peer, &tx);
+            tokio::spawn(async move {
+                serve_client(stream, &peer.to_string(), &tx).await;
                 clients.fetch_sub(1, Ordering::SeqCst);
             });
-            if let Err(e) = spawned {
-                log::error!("extsrc: cannot start client thread: {e}");
-            }
         }
-    })
+    });
+    Ok(())
 }
 
-fn serve_client(mut stream: TcpStream, peer: &str, tx: &Sender<Input>) {
+async fn serve_client(mut stream: tokio::net::TcpStream, peer: &str, tx: &Sender<Input>) {
     log::info!("extsrc: client {peer} connected");
     let mut pending: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = match stream.read(&mut chunk) {
+        let n = match stream.read(&mut chunk).await {
             Ok(0) => {
                 if !pending.is_empty() {
                     log::warn!("extsrc: client {peer} closed inside a message ({} bytes pending)", pending.len());
@@ -333,7 +343,7 @@ fn serve_client(mut stream: TcpStream, peer: &str, tx: &Sender<Input>) {
                 Err(ExtsrcError::Incomplete) => break,
                 Err(e) => {
                     log::warn!("extsrc: client {peer}: {e}; closing the connection");
-                    let _ = stream.shutdown(Shutdown::Both);
+                    let _ = stream.shutdown().await;
                     return;
                 }
             }
@@ -345,7 +355,8 @@ fn serve_client(mut stream: TcpStream, peer: &str, tx: &Sender<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
     use std::sync::mpsc;
     use std::time::Duration;
 

@@ -8,33 +8,40 @@
 //! made it world-writable, letting any local user change the firewall).
 
 use std::fs;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::model::event::Input;
+use crate::transports::net;
 use crate::transports::rpc_link::{self, MAX_REQUEST, TOO_LARGE_REPLY};
 
-/// Time a client has to deliver its whole request.
+/// Time a client has to deliver its whole request (and to take the answer).
 pub const READ_DEADLINE: Duration = Duration::from_secs(5);
-/// Connections served at once; more are refused (each holds a thread).
+/// Connections served at once; more are refused.
 const MAX_CONNECTIONS: usize = 64;
 
-/// Bind `path` (replacing a stale socket file), make it mode 0660 and serve connections on a
-/// background thread.
-pub fn serve(path: &Path, core: Sender<Input>) -> io::Result<JoinHandle<()>> {
+/// Bind `path` (replacing a stale socket file), make it mode 0660 and serve connections on the
+/// transports' runtime ([`net`]), a task per connection.
+pub fn serve(path: &Path, core: Sender<Input>) -> io::Result<()> {
     remove_stale(path)?;
     let listener = UnixListener::bind(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind JSON-RPC socket {}: {e}", path.display())))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
-    let shown = path.display().to_string();
-    thread::Builder::new().name("rpc-unix".into()).spawn(move || accept_loop(listener, core, shown))
+    listener.set_nonblocking(true)?;
+    let rt = net::handle()?;
+    let _in_runtime = rt.enter();
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    rt.spawn(accept_loop(listener, core, path.display().to_string()));
+    Ok(())
 }
 
 /// Remove a socket file left by a previous run, but never a live socket or a non-socket file.
@@ -53,15 +60,15 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     fs::remove_file(path)
 }
 
-fn accept_loop(listener: UnixListener, core: Sender<Input>, path: String) {
+async fn accept_loop(listener: tokio::net::UnixListener, core: Sender<Input>, path: String) {
     let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
             Err(e) => {
                 log::warn!("JSON-RPC socket {path}: accept failed: {e}");
                 // E.g. out of file descriptors: do not spin.
-                thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -70,17 +77,13 @@ fn accept_loop(listener: UnixListener, core: Sender<Input>, path: String) {
             continue;
         }
         active.fetch_add(1, Ordering::Relaxed);
-        let (core, active2) = (core.clone(), active.clone());
-        let spawned = thread::Builder::new().name("rpc-unix-conn".into()).spawn(move || {
-            if let Err(e) = handle(stream, &core) {
+        let (core, active) = (core.clone(), active.clone());
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, core).await {
                 log::debug!("JSON-RPC connection: {e}");
             }
-            active2.fetch_sub(1, Ordering::Relaxed);
-        });
-        if let Err(e) = spawned {
-            log::warn!("JSON-RPC socket {path}: cannot start a thread: {e}");
             active.fetch_sub(1, Ordering::Relaxed);
-        }
+        });
     }
 }
 
@@ -97,24 +100,15 @@ pub(crate) enum ReadOutcome {
 
 /// Read one request: stop as soon as the bytes form a complete JSON text (or definitely are not
 /// JSON), at EOF, at the deadline or at the size limit.
-pub(crate) fn read_request<R: Read>(
-    stream: &mut R,
-    mut set_timeout: impl FnMut(Duration) -> io::Result<()>,
-    deadline: Instant,
-) -> io::Result<ReadOutcome> {
+pub(crate) async fn read_request(stream: &mut (impl AsyncRead + Unpin), deadline: Instant) -> io::Result<ReadOutcome> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        set_timeout(left)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-            Err(e) => return Err(e),
+        let n = match timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => return Err(e),
         };
         if n == 0 {
             break;
@@ -134,41 +128,44 @@ pub(crate) fn read_request<R: Read>(
     Ok(if buf.is_empty() { ReadOutcome::Empty } else { ReadOutcome::Request(buf) })
 }
 
-fn handle(mut stream: UnixStream, core: &Sender<Input>) -> io::Result<()> {
-    let deadline = Instant::now() + READ_DEADLINE;
-    let timeout_stream = stream.try_clone()?;
-    let outcome = read_request(&mut stream, |d| timeout_stream.set_read_timeout(Some(d)), deadline)?;
-    stream.set_write_timeout(Some(READ_DEADLINE))?;
-    match outcome {
-        ReadOutcome::Empty => Ok(()),
-        ReadOutcome::TooLarge => {
-            stream.write_all(TOO_LARGE_REPLY.as_bytes())?;
-            stream.write_all(b"\n")
-        }
+async fn handle(mut stream: tokio::net::UnixStream, core: Sender<Input>) -> io::Result<()> {
+    let outcome = read_request(&mut stream, Instant::now() + READ_DEADLINE).await?;
+    let reply = match outcome {
+        ReadOutcome::Empty => return Ok(()),
+        ReadOutcome::TooLarge => TOO_LARGE_REPLY.to_string(),
         ReadOutcome::Request(bytes) => {
             let request = String::from_utf8_lossy(&bytes).into_owned();
-            match rpc_link::ask(core, request) {
-                Ok(Some(answer)) => {
-                    // One buffer, one write: the client sees the whole answer at once.
-                    let mut out = answer.into_bytes();
-                    out.push(b'\n');
-                    stream.write_all(&out)
-                }
-                Ok(None) => Ok(()),
+            // The core answers through a blocking channel: wait for it off the runtime's thread.
+            let answer =
+                tokio::task::spawn_blocking(move || rpc_link::ask(&core, request)).await.map_err(io::Error::other)?;
+            match answer {
+                Ok(Some(answer)) => answer,
+                Ok(None) => return Ok(()),
                 Err(e) => {
                     log::warn!("JSON-RPC request over unix socket not answered: {e}");
-                    Ok(())
+                    return Ok(());
                 }
             }
         }
-    }
+    };
+    // One buffer, one write: the client sees the whole answer at once.
+    let mut out = reply.into_bytes();
+    out.push(b'\n');
+    let send = async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    };
+    timeout(READ_DEADLINE, send)
+        .await
+        .map_err(|_| io::Error::new(ErrorKind::TimedOut, "the client does not take the answer"))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, Read, Write};
     use std::net::Shutdown;
+    use std::thread;
 
     use crate::transports::rpc_link::fake_core;
 
@@ -274,10 +271,11 @@ mod tests {
 
     #[test]
     fn silent_client_times_out() {
-        let (mut a, _b) = UnixStream::pair().unwrap();
-        let a2 = a.try_clone().unwrap();
-        let out = read_request(&mut a, |d| a2.set_read_timeout(Some(d)), Instant::now() + Duration::from_millis(300))
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let out = rt.block_on(async {
+            let (mut a, _b) = tokio::net::UnixStream::pair().unwrap();
+            read_request(&mut a, Instant::now() + Duration::from_millis(300)).await.unwrap()
+        });
         assert_eq!(out, ReadOutcome::Empty);
     }
 }

@@ -6,25 +6,26 @@
 //!
 //! tiny_http cannot do either itself: its TLS is rustls 0.20 (unmaintained, with known
 //! advisories) and an upgraded tiny_http stream cannot be read and written from two threads,
-//! which a WebSocket proxy needs. Each connection here is one thread that moves bytes both ways
-//! with `poll` (nix). Dead clients are noticed by TCP keepalive (about two minutes), not by an idle
-//! timeout, so a long packet capture of a quiet device is not cut off.
+//! which a WebSocket proxy needs. So this side is tokio's: a task per connection on the
+//! transports' runtime (`transports::net`; TLS through tokio-rustls, the bytes moved both ways
+//! by `tokio::io::copy`), instead of a thread per connection polling two sockets. Dead
+//! clients are noticed by TCP keepalive (about two minutes), not by an idle timeout, so a long
+//! packet capture of a quiet device is not cut off.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
 
 use super::access::{self, Hosts, PEER_HEADER, TLS_HEADER};
 use crate::transports::auth::{Auth, Verdict, REALM};
+use crate::transports::net;
 
 /// Connections served at once (per server, all addresses); more are closed right away.
 const MAX_CONNECTIONS: usize = 256;
@@ -80,116 +81,71 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
     Ok(Arc::new(cfg))
 }
 
-/// Accepts connections until the listener fails.
-pub fn accept_loop(listener: TcpListener, front: Arc<Front>) {
-    for conn in listener.incoming() {
-        let conn = match conn {
+/// Serves every listener on the transports' runtime ([`net`]): each connection is a task.
+pub fn spawn(listeners: Vec<TcpListener>, front: Arc<Front>) -> io::Result<()> {
+    let rt = net::handle()?;
+    let _in_runtime = rt.enter();
+    for l in listeners {
+        l.set_nonblocking(true)?;
+        rt.spawn(accept_loop(tokio::net::TcpListener::from_std(l)?, front.clone()));
+    }
+    Ok(())
+}
+
+/// Accepts connections for as long as spind runs.
+async fn accept_loop(listener: tokio::net::TcpListener, front: Arc<Front>) {
+    loop {
+        let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 log::debug!("accept: {e}");
                 // EMFILE and friends: do not spin.
-                thread::sleep(Duration::from_millis(100));
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         if front.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             front.active.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("too many web connections; closing one from {:?}", conn.peer_addr());
+            log::warn!("too many web connections; closing one from {peer}");
             continue;
         }
         let f = front.clone();
-        let spawned = thread::Builder::new().name("http-conn".into()).spawn(move || {
-            let peer = conn.peer_addr().ok();
-            if let Err(e) = connection(conn, &f) {
-                log::debug!("web connection from {peer:?}: {e}");
+        tokio::spawn(async move {
+            if let Err(e) = connection(conn, &f).await {
+                log::debug!("web connection from {peer}: {e}");
             }
             f.active.fetch_sub(1, Ordering::SeqCst);
         });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a thread for a web connection: {e}");
-            front.active.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
+
+/// A byte stream of either side: the client (plain or TLS), the broker, tiny_http.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The client side of a connection, with or without TLS.
-enum Client {
-    Plain(TcpStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+type Client = Box<dyn Stream>;
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what}: no answer within {HEAD_TIMEOUT:?}"))
 }
 
-impl Client {
-    fn sock(&self) -> &TcpStream {
-        match self {
-            Client::Plain(s) => s,
-            #[cfg(feature = "tls")]
-            Client::Tls(s) => &s.sock,
-        }
-    }
-}
-
-impl Read for Client {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Client::Plain(s) => s.read(buf),
-            #[cfg(feature = "tls")]
-            Client::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Client {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Client::Plain(s) => s.write(buf),
-            #[cfg(feature = "tls")]
-            Client::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Client::Plain(s) => s.flush(),
-            #[cfg(feature = "tls")]
-            Client::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Where a connection's bytes go.
-trait Upstream: Read + Write + AsFd {
-    fn shutdown_write(&self);
-}
-
-impl Upstream for UnixStream {
-    fn shutdown_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-impl Upstream for TcpStream {
-    fn shutdown_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
-
-fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
+async fn connection(sock: tokio::net::TcpStream, front: &Front) -> io::Result<()> {
     sock.set_nodelay(true)?;
     set_keepalive(&sock);
-    sock.set_read_timeout(Some(HEAD_TIMEOUT))?;
-    sock.set_write_timeout(Some(HEAD_TIMEOUT))?;
-    let mut client = match &front.tls {
-        None => Client::Plain(sock),
+    let peer = sock.peer_addr().ok().map(|a| a.ip());
+    let mut client: Client = match &front.tls {
+        None => Box::new(sock),
         #[cfg(not(feature = "tls"))]
         Some(never) => match *never {},
         #[cfg(feature = "tls")]
         Some(cfg) => {
-            let conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-            Client::Tls(Box::new(rustls::StreamOwned::new(conn, sock)))
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+            Box::new(timeout(HEAD_TIMEOUT, acceptor.accept(sock)).await.map_err(|_| timed_out("TLS handshake"))??)
         }
     };
-    let peer = client.sock().peer_addr().ok().map(|a| a.ip());
-    let head = read_head(&mut client)?;
+    let tls = front.tls.is_some();
+    let head = timeout(HEAD_TIMEOUT, read_head(&mut client)).await.map_err(|_| timed_out("request head"))??;
     if head.is_empty() {
         return Ok(());
     }
@@ -199,17 +155,18 @@ fn connection(sock: TcpStream, front: &Front) -> io::Result<()> {
             "431 Request Header Fields Too Large",
             "",
             "<html><body>Request head too large.</body></html>",
-        );
+        )
+        .await;
     }
     if is_mqtt_upgrade(&head) {
-        return mqtt_proxy(client, &head, front, peer);
+        return mqtt_proxy(client, &head, front, peer).await;
     }
-    let mut inner = UnixStream::connect_addr(&front.internal)?;
-    let tls = !matches!(client, Client::Plain(_));
-    inner.write_all(&one_request_only(&head, peer, tls))?;
-    client.sock().set_read_timeout(None)?;
-    client.sock().set_write_timeout(None)?;
-    pump(client, &mut inner)
+    // An abstract unix socket (tokio connects only to paths): connected at once, then handed over.
+    let inner = std::os::unix::net::UnixStream::connect_addr(&front.internal)?;
+    inner.set_nonblocking(true)?;
+    let mut inner = tokio::net::UnixStream::from_std(inner)?;
+    inner.write_all(&one_request_only(&head, peer, tls)).await?;
+    pump(client, inner).await
 }
 
 /// The request head with `Connection: close` and the client's address and transport in
@@ -245,11 +202,11 @@ pub(crate) fn one_request_only(head: &[u8], peer: Option<std::net::IpAddr>, tls:
 
 /// Reads until the end of the first request head (or `MAX_HEAD` bytes, or EOF); returns all
 /// bytes read, which may include the start of a body.
-fn read_head(c: &mut Client) -> io::Result<Vec<u8>> {
+async fn read_head(c: &mut Client) -> io::Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while head.len() < MAX_HEAD && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = c.read(&mut buf)?;
+        let n = c.read(&mut buf).await?;
         if n == 0 {
             break;
         }
@@ -279,27 +236,30 @@ pub(crate) fn is_mqtt_upgrade(head: &[u8]) -> bool {
         && head_header(text, "Upgrade").is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
 }
 
-fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
+async fn raw_reply(c: &mut Client, status: &str, extra: &str, body: &str) -> io::Result<()> {
     let security: String = access::SECURITY_HEADERS.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let msg = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n{security}{extra}\r\n{body}",
         body.len()
     );
-    c.write_all(msg.as_bytes())?;
-    c.flush()
+    let send = async {
+        c.write_all(msg.as_bytes()).await?;
+        c.shutdown().await
+    };
+    timeout(HEAD_TIMEOUT, send).await.map_err(|_| timed_out("reply"))?
 }
 
 /// Forwards a WebSocket upgrade to the broker as it came and then copies bytes both ways; the
 /// broker's `101` goes back to the client, so the handshake is the broker's own.
 /// The upgrade needs the router's `Host`, a same-origin `Origin` (browsers always send one on
 /// WebSocket requests) and, with a password file, the admin's session cookie or Basic auth.
-fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::net::IpAddr>) -> io::Result<()> {
+async fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::net::IpAddr>) -> io::Result<()> {
     let text = String::from_utf8_lossy(head);
     let h = |n| head_header(&text, n);
     if let Some(r) = access::browser_checks(&front.hosts, h("Host"), h("Origin"), None, true) {
         let status = if r.status == 421 { "421 Misdirected Request" } else { "403 Forbidden" };
-        return raw_reply(&mut client, status, "", &String::from_utf8_lossy(&r.body));
+        return raw_reply(&mut client, status, "", &String::from_utf8_lossy(&r.body)).await;
     }
     if let Some(auth) = &front.auth {
         if !auth.has_users() {
@@ -308,7 +268,8 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::
                 "503 Service Unavailable",
                 "",
                 "<html><body>This router has no admin password yet: open /setup.</body></html>",
-            );
+            )
+            .await;
         }
         match auth.verdict(h("Authorization"), h("Cookie"), peer) {
             Verdict::Admin(_) => {}
@@ -319,6 +280,7 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::
                     &format!("Retry-After: {secs}\r\n"),
                     "<html><body>Too many failed logins.</body></html>",
                 )
+                .await
             }
             Verdict::Missing | Verdict::Refused => {
                 return raw_reply(
@@ -327,13 +289,17 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::
                     &format!("WWW-Authenticate: Basic realm=\"{REALM}\"\r\n"),
                     "<html><body>Log in first.</body></html>",
                 )
+                .await
             }
         }
     }
     let Some(addr) = front.mqtt_ws else {
-        return raw_reply(&mut client, "404 Not Found", "", "<html><body>No MQTT WebSocket here.</body></html>");
+        return raw_reply(&mut client, "404 Not Found", "", "<html><body>No MQTT WebSocket here.</body></html>").await;
     };
-    let mut up = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+    let connected = timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer within 5 s")));
+    let mut up = match connected {
         Ok(s) => s,
         Err(e) => {
             log::warn!("MQTT WebSocket proxy: cannot reach the broker at {addr}: {e}");
@@ -342,19 +308,18 @@ fn mqtt_proxy(mut client: Client, head: &[u8], front: &Front, peer: Option<std::
                 "502 Bad Gateway",
                 "",
                 "<html><body>MQTT broker not reachable.</body></html>",
-            );
+            )
+            .await;
         }
     };
     up.set_nodelay(true)?;
-    up.write_all(head)?;
-    client.sock().set_read_timeout(None)?;
-    client.sock().set_write_timeout(None)?;
-    pump(client, &mut up)
+    up.write_all(head).await?;
+    pump(client, up).await
 }
 
 /// TCP keepalive after a minute of silence, then every 10 s, six times: a dead client is
 /// noticed in about two minutes.
-fn set_keepalive(s: &TcpStream) {
+fn set_keepalive(s: &tokio::net::TcpStream) {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(60))
         .with_interval(Duration::from_secs(10))
@@ -364,96 +329,28 @@ fn set_keepalive(s: &TcpStream) {
     }
 }
 
-/// Copies bytes both ways until either side closes.
-fn pump(mut client: Client, up: &mut dyn Upstream) -> io::Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        #[cfg(feature = "tls")]
-        if let Client::Tls(s) = &mut client {
-            // Plain text rustls already has (e.g. read together with the head).
-            loop {
-                match s.conn.reader().read(&mut buf) {
-                    Ok(0) => return close_tls(s, up),
-                    Ok(n) => up.write_all(&buf[..n])?,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            while s.conn.wants_write() {
-                s.conn.write_tls(&mut s.sock)?;
-            }
-        }
-        let (client_ready, up_ready) = {
-            let mut fds =
-                [PollFd::new(client.sock().as_fd(), PollFlags::POLLIN), PollFd::new(up.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let wake = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
-            let ready = |f: &PollFd| f.revents().is_some_and(|r| r.intersects(wake));
-            (ready(&fds[0]), ready(&fds[1]))
-        };
-        if client_ready {
-            match &mut client {
-                Client::Plain(s) => {
-                    let n = s.read(&mut buf)?;
-                    if n == 0 {
-                        up.shutdown_write();
-                        return Ok(());
-                    }
-                    up.write_all(&buf[..n])?;
-                }
-                #[cfg(feature = "tls")]
-                Client::Tls(s) => {
-                    let n = s.conn.read_tls(&mut s.sock)?;
-                    if n == 0 {
-                        up.shutdown_write();
-                        return Ok(());
-                    }
-                    if let Err(e) = s.conn.process_new_packets() {
-                        // Send the alert, then give up.
-                        let _ = s.conn.write_tls(&mut s.sock);
-                        return Err(io::Error::other(e));
-                    }
-                }
-            }
-        }
-        if up_ready {
-            let n = up.read(&mut buf)?;
-            if n == 0 {
-                match &mut client {
-                    Client::Plain(s) => {
-                        let _ = s.shutdown(Shutdown::Write);
-                    }
-                    #[cfg(feature = "tls")]
-                    Client::Tls(s) => {
-                        s.conn.send_close_notify();
-                        while s.conn.wants_write() {
-                            s.conn.write_tls(&mut s.sock)?;
-                        }
-                    }
-                }
-                return Ok(());
-            }
-            client.write_all(&buf[..n])?;
-            client.flush()?;
+/// Copies bytes both ways. The client's end of sending (a half close) is passed on and the
+/// answer still read; when the upstream closes, the client's side is closed (TLS: close_notify)
+/// and the connection ends.
+async fn pump(client: Client, up: impl Stream) -> io::Result<()> {
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut up_read, mut up_write) = tokio::io::split(up);
+    let to_client = async {
+        tokio::io::copy(&mut up_read, &mut client_write).await?;
+        client_write.shutdown().await
+    };
+    let to_up = async {
+        tokio::io::copy(&mut client_read, &mut up_write).await?;
+        up_write.shutdown().await
+    };
+    tokio::pin!(to_client, to_up);
+    tokio::select! {
+        done = &mut to_client => done,
+        sent = &mut to_up => {
+            sent?;
+            to_client.await
         }
     }
-}
-
-#[cfg(feature = "tls")]
-fn close_tls(
-    s: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
-    up: &mut dyn Upstream,
-) -> io::Result<()> {
-    up.shutdown_write();
-    s.conn.send_close_notify();
-    while s.conn.wants_write() {
-        s.conn.write_tls(&mut s.sock)?;
-    }
-    Ok(())
 }
 
 /// Binds every address first, so a failure leaves nothing listening; the error names it.

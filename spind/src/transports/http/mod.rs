@@ -215,11 +215,10 @@ pub fn serve(s: &HttpSettings, auth: Option<Arc<Auth>>, core: Sender<Input>) -> 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let front =
         Arc::new(front::Front { internal, tls, auth, hosts, mqtt_ws: s.mqtt_websocket, active: AtomicUsize::new(0) });
-    for (listener, addr) in listeners.into_iter().zip(&s.addrs) {
+    for addr in &s.addrs {
         log::info!("web server listening on {scheme}://{addr}/");
-        let f = front.clone();
-        handles.push(thread::Builder::new().name("http-accept".into()).spawn(move || front::accept_loop(listener, f))?);
     }
+    front::spawn(listeners, front)?;
     Ok(handles)
 }
 
