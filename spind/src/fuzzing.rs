@@ -7,10 +7,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use crate::daemon::config::Config;
+use crate::model::blocklist;
 use crate::model::core::{Core, CoreSettings};
 use crate::model::names::Names;
 use crate::model::persist::StateDir;
 use crate::model::rpc::{self, Host};
+use crate::model::wifi;
 use crate::sources::packet::{Decoder, LinkType};
 use crate::sources::{extsrc, kernel::parsers};
 
@@ -59,11 +61,23 @@ pub fn extsrc(mut data: &[u8]) {
     }
 }
 
-/// A spind.conf and a UCI file.
+/// A spind.conf, a UCI file and the WiFi settings file (and the same text as hostapd's replies).
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = Config::parse(&text, "fuzz.conf");
     let _ = Config::parse_uci(&text, "fuzz.uci");
+    if let Some(s) = wifi::parse_settings(&text) {
+        let _ = (wifi::check_ssid(&s.ssid), wifi::check_passphrase(&s.passphrase), wifi::check_country(&s.country));
+    }
+    let _ = wifi::parse_status(&text);
+    let _ = wifi::parse_station(&text);
+}
+
+/// A blocklist file (hosts, adblock `||name^` or a name a line) as `blocklist_files` loads it.
+pub fn blocklist(data: &[u8]) {
+    let mut set = blocklist::NameSet::new();
+    let counts = blocklist::load(data, "fuzz.list", &mut set);
+    assert_eq!(counts.names, set.len(), "every name counted once");
 }
 
 thread_local! {

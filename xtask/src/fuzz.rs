@@ -15,10 +15,11 @@ pub const TARGETS: &[(&str, &str)] = &[
     ("frame", "captured frames: Ethernet, Linux cooked, loopback, raw IP, then IP, TCP/UDP, DNS"),
     ("capture", "pcap and pcapng files as replay reads them"),
     ("extsrc", "streams of extsrc messages"),
-    ("config", "spind.conf and UCI files"),
+    ("config", "spind.conf, UCI and WiFi settings files, hostapd's replies"),
     ("jsonrpc", "JSON-RPC requests, answered by a core"),
     ("state_files", "list, names, node-store, pairs and leases files, loaded by a core"),
     ("http_head", "HTTP request heads: /mqtt upgrade, Host/Origin/Referer, Basic auth, cookies, paths"),
+    ("blocklist", "blocklist files: hosts, adblock rules, a name a line"),
 ];
 
 /// cargo-fuzz, pinned; installed by `cargo xtask setup`.
