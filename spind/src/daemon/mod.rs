@@ -31,6 +31,7 @@ use crate::model::names::Names;
 use crate::model::persist::StateDir;
 use crate::model::policy::Enforcer;
 use crate::model::rpc;
+use crate::model::wifi::AccessPoint;
 use crate::sources::{extsrc, kernel, replay};
 use crate::transports::auth::Auth;
 use crate::transports::{http, mqtt, rpc_socket, webhook};
@@ -480,11 +481,10 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let access_point = (!cfg.wifi_settings_file.as_os_str().is_empty()).then(|| wifi::Wifi {
         settings_file: cfg.wifi_settings_file.clone(),
         control_dir: cfg.wifi_control_dir.clone(),
+        reply_timeout: wifi::REPLY_TIMEOUT,
     });
-    let host = rpc::Host {
-        own_addresses: kernel::host_addresses,
-        wifi: access_point.as_ref().map(|w| w as &dyn crate::model::wifi::AccessPoint),
-    };
+    let host =
+        rpc::Host { own_addresses: kernel::host_addresses, wifi: access_point.as_ref().map(|w| w as &dyn AccessPoint) };
     core_loop(&mut core, &rx, &outputs, &host, opts.exit_after_replay);
     core.shutdown();
     if rpc_socket_served {

@@ -15,15 +15,17 @@ use crate::model::wifi::{
     parse_settings, parse_station, parse_status, settings_text, AccessPoint, ApStatus, WifiSettings,
 };
 
-/// How long the core waits for hostapd per request: it answers in microseconds, and the core
-/// thread must not hang on a stuck one.
-const REPLY_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long the core waits for hostapd per request ([`Wifi::reply_timeout`] in the daemon): it
+/// answers in microseconds, and the core thread must not hang on a stuck one.
+pub const REPLY_TIMEOUT: Duration = Duration::from_millis(300);
 /// At most this many clients are listed (a guard against a reply loop).
 const MAX_STATIONS: usize = 256;
 
 pub struct Wifi {
     pub settings_file: PathBuf,
     pub control_dir: PathBuf,
+    /// Per request to hostapd ([`REPLY_TIMEOUT`]).
+    pub reply_timeout: Duration,
 }
 
 impl AccessPoint for Wifi {
@@ -38,7 +40,7 @@ impl AccessPoint for Wifi {
     }
 
     fn status(&self) -> Option<ApStatus> {
-        let link = Control::open(&self.control_dir)?;
+        let link = Control::open(&self.control_dir, self.reply_timeout)?;
         let mut status = parse_status(&link.ask("STATUS")?);
         let mut reply = link.ask("STA-FIRST");
         while let Some(sta) = reply.as_deref().and_then(parse_station) {
@@ -66,7 +68,7 @@ struct Control {
 
 impl Control {
     /// Connects to the first control socket in `dir` (hostapd makes one per interface).
-    fn open(dir: &Path) -> Option<Control> {
+    fn open(dir: &Path, reply_timeout: Duration) -> Option<Control> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)
             .ok()?
@@ -85,7 +87,7 @@ impl Control {
         let socket = UnixDatagram::bind(&local).ok()?;
         let control = Control { socket, local };
         control.socket.connect(target).ok()?;
-        control.socket.set_read_timeout(Some(REPLY_TIMEOUT)).ok()?;
+        control.socket.set_read_timeout(Some(reply_timeout)).ok()?;
         Some(control)
     }
 
@@ -125,7 +127,11 @@ mod tests {
     #[test]
     fn settings_are_stored_privately_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let wifi = Wifi { settings_file: dir.path().join("wifi.conf"), control_dir: dir.path().join("none") };
+        let wifi = Wifi {
+            settings_file: dir.path().join("wifi.conf"),
+            control_dir: dir.path().join("none"),
+            reply_timeout: REPLY_TIMEOUT,
+        };
         assert_eq!(wifi.settings(), Ok(None), "no file: no WiFi");
         let s = WifiSettings { ssid: "Home".into(), passphrase: "12345678".into(), country: "NL".into() };
         wifi.store(&s).unwrap();
@@ -149,7 +155,12 @@ mod tests {
                 ("STA-NEXT 02:00:00:00:02:00", ""),
             ],
         );
-        let wifi = Wifi { settings_file: dir.path().join("wifi.conf"), control_dir: dir.path().to_path_buf() };
+        // A deadline far from what a busy machine could need: this is not a timing test.
+        let wifi = Wifi {
+            settings_file: dir.path().join("wifi.conf"),
+            control_dir: dir.path().to_path_buf(),
+            reply_timeout: Duration::from_secs(30),
+        };
         let st = wifi.status().unwrap();
         server.join().unwrap();
         assert_eq!((st.state.as_str(), st.ssid.as_str(), st.channel), ("ENABLED", "Home", Some(6)));

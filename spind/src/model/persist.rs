@@ -29,27 +29,11 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     write_files(&[(path.to_path_buf(), data.to_vec())]).map_err(|e| e.source)
 }
 
-/// Replaces `path` with `data` atomically, readable by its owner only (mode 0600 from the
-/// start: a secret such as a password hash or a WiFi passphrase is never briefly world-readable).
-/// The temp file is `.<name>.tmp<pid>` beside it; on an error it is removed and the old file kept.
+/// Replaces `path` with `data` atomically, readable by its owner only: the temp file is made
+/// mode 0600, so a secret (a password hash, a WiFi passphrase) is never briefly world-readable.
+/// Otherwise as [`write_files`] (its temp-file name, so an interrupted write is cleaned up too).
 pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    write_files_with_mode(&[(path.to_path_buf(), data.to_vec())], 0o600).map_err(|e| e.source)
 }
 
 /// A file of the state directory could not be written (a full or read-only file system, a
@@ -109,6 +93,12 @@ fn temp_path(path: &Path) -> io::Result<PathBuf> {
 /// is either on disk whole or not at all. (A rename needs no space; a power cut between two
 /// renames leaves each file whole, old or new.)
 pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> Result<(), WriteError> {
+    // The usual mode for new files, less the umask.
+    write_files_with_mode(files, 0o666)
+}
+
+fn write_files_with_mode(files: &[(PathBuf, Vec<u8>)], mode: u32) -> Result<(), WriteError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |path: &Path, source| WriteError { path: path.to_path_buf(), source };
     let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
     let cleanup = |temps: &[PathBuf]| {
@@ -119,7 +109,7 @@ pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> Result<(), WriteError> {
     for (path, data) in files {
         let tmp = temp_path(path).map_err(|e| err(path, e))?;
         // Only remove what we created: the temp path may be something else entirely.
-        let mut f = match OpenOptions::new().write(true).create(true).truncate(true).open(&tmp) {
+        let mut f = match OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp) {
             Ok(f) => f,
             Err(e) => {
                 cleanup(&temps);

@@ -348,8 +348,9 @@ fn get_wifi(core: &Core, wifi: Option<&dyn AccessPoint>) -> OpResult<Value> {
         return Ok(json!({ "available": false }));
     };
     let status = ap.status();
-    let clients: Vec<Value> = status
-        .iter()
+    let st = status.as_ref();
+    let clients: Vec<Value> = st
+        .into_iter()
         .flat_map(|st| &st.stations)
         .map(|sta| {
             let node = core.op_device_of_mac(&sta.mac);
@@ -366,10 +367,10 @@ fn get_wifi(core: &Core, wifi: Option<&dyn AccessPoint>) -> OpResult<Value> {
         "available": true,
         "ssid": s.ssid,
         "country": s.country,
-        "running": status.as_ref().is_some_and(|st| st.state == "ENABLED"),
-        "state": status.as_ref().map(|st| st.state.clone()),
-        "broadcast_ssid": status.as_ref().map(|st| st.ssid.clone()),
-        "channel": status.as_ref().and_then(|st| st.channel),
+        "running": st.is_some_and(|st| st.state == "ENABLED"),
+        "state": st.map(|st| &st.state),
+        "broadcast_ssid": st.map(|st| &st.ssid),
+        "channel": st.and_then(|st| st.channel),
         "clients": clients,
     }))
 }
