@@ -35,7 +35,15 @@ pub use runner;
 /// A TCP port that was free a moment ago on 127.0.0.1 (it may be handed out twice: callers that
 /// bind it retry on "address in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different TCP ports that were free a moment ago on 127.0.0.1: every listener is held
+/// until all are picked, so the kernel cannot hand the same one out twice (three separate
+/// [`free_port`] calls once gave spind the same port for its web server and its MQTT WebSocket).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// Polls `f` until it returns `Some`, or panics naming what it waited for.
@@ -49,5 +57,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_distinct_and_bindable() {
+        for _ in 0..50 {
+            let ports = super::free_ports::<3>();
+            assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
+            for p in ports {
+                std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use runner::{cmd, Stream};
 use serde_json::Value;
 
-use crate::free_port;
+use crate::free_ports;
 use crate::http::{call_http, rpc_http};
 
 /// A running spind with its own ports and state directory; killed on drop.
@@ -97,7 +97,7 @@ impl SpindBuilder {
     /// Starts spind without waiting (for tests of start-up failures).
     pub fn spawn(self) -> Spind {
         let dir = tempfile::tempdir().unwrap();
-        let (mqtt_port, ws_port, http_port) = (free_port(), free_port(), free_port());
+        let [mqtt_port, ws_port, http_port] = free_ports();
         let state = self.state_dir.clone().unwrap_or_else(|| dir.path().join("state"));
         let conf = dir.path().join("spind.conf");
         std::fs::write(
