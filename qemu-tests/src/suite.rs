@@ -828,6 +828,10 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
             Ok((rc == 0 && code == "200" && size == FILE_SIZE).then_some(()))
         })
     })?;
+    report.step(
+        "JSON-RPC from the LAN: a name rule blocks example.test; the router answers 0.0.0.0 and cuts the cached address",
+        || name_rule_from_the_lan(env, &url),
+    )?;
     if env.opts.board == "rpi3" {
         crate::wifi::steps(env, report, &pw)?;
     }
@@ -902,6 +906,46 @@ fn e2e_vm(env: &mut Env, report: &mut Report, boot: &BootInfo, machine: Machine,
 
 /// The router VM on `disk`, its WAN and LAN taps opened anew (they are persistent), its
 /// console in `serial{suffix}.log` and QEMU's errors in `qemu{suffix}.stderr`.
+/// A name rule added from the LAN (issue 13) on the image's own kernel and dnsmasq: the
+/// router's resolver answers `0.0.0.0` for the name and a name below it (NFQUEUE verdict), a
+/// download by the address the LAN resolved just before is cut (the kernel's name sets), and
+/// removing the rule lifts both.
+fn name_rule_from_the_lan(env: &Env, url: &str) -> Result<(), String> {
+    // The router sees the name's answer first, as an app that cached it would have.
+    let a = dig(env, "A")?;
+    if a != [SERVER_V4] {
+        return Err(format!("A {SERVER_NAME} before the rule: {a:?}, expected [{SERVER_V4}]"));
+    }
+    let by_address = format!("http://{SERVER_V4}/{FILE}");
+    download_ok(env, "-4", &by_address)?;
+    let added = rpc(env, "add_name_rule", json!({"name": "example.test", "action": "block"}))?;
+    let id = added["id"].as_u64().ok_or_else(|| format!("add_name_rule answered {added}, no id"))?;
+    let rules = rpc(env, "list_name_rules", json!({}))?;
+    if !rules.as_array().is_some_and(|a| a.iter().any(|r| r["id"] == id && r["name"] == "example.test")) {
+        return Err(format!("list_name_rules after add_name_rule: {rules}, lacks rule {id}"));
+    }
+    wait_until(Duration::from_secs(20), "the router to answer 0.0.0.0 for the blocked name", || {
+        Ok((dig(env, "A")? == ["0.0.0.0"]).then_some(()))
+    })?;
+    let (rc, code, _) = download(env, "-4", url, 5)?;
+    if rc == 0 && code == "200" {
+        return Err(format!("download by the blocked name succeeded ({url})"));
+    }
+    wait_until(Duration::from_secs(20), "the download by the cached address to fail", || {
+        let (rc, code, _) = download(env, "-4", &by_address, 3)?;
+        Ok((rc != 0 || code != "200").then_some(()))
+    })?;
+    rpc(env, "remove_name_rule", json!({"id": id}))?;
+    wait_until(Duration::from_secs(20), "the name to resolve again after remove_name_rule", || {
+        Ok((dig(env, "A")? == [SERVER_V4]).then_some(()))
+    })?;
+    wait_until(Duration::from_secs(20), "downloads by name and by address to work again", || {
+        let (rc1, c1, s1) = download(env, "-4", url, 30)?;
+        let (rc2, c2, s2) = download(env, "-4", &by_address, 30)?;
+        Ok((rc1 == 0 && c1 == "200" && s1 == FILE_SIZE && rc2 == 0 && c2 == "200" && s2 == FILE_SIZE).then_some(()))
+    })
+}
+
 fn start_router(
     env: &Env,
     machine: Machine,

@@ -32,18 +32,47 @@ pub use gate::{is_root, root_or_skip};
 /// The runner every command of the test bed goes through (`runner::cmd!`, spawned children).
 pub use runner;
 
-/// A TCP port that was free a moment ago on 127.0.0.1 (it may be handed out twice: callers that
-/// bind it retry on "address in use").
+/// A TCP port that was free a moment ago on 127.0.0.1 and that no other caller in this process
+/// gets (see [`free_ports`]).
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` different TCP ports that were free a moment ago on 127.0.0.1: every listener is held
-/// until all are picked, so the kernel cannot hand the same one out twice (three separate
-/// [`free_port`] calls once gave spind the same port for its web server and its MQTT WebSocket).
+/// `N` different TCP ports, free a moment ago on every address, that no other caller in this
+/// process gets. They come from a counter below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`): a port the kernel picks for `bind(0)` or for an outgoing
+/// connection's source is in that range and may be handed out again as soon as it is released,
+/// which once gave a spind started by one test an MQTT port that a parallel test's client had
+/// just taken as its source port ("Address already in use").
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    std::array::from_fn(|_| next_free_port())
+}
+
+fn next_free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let (low, high) = test_port_range();
+    let span = u32::from(high - low);
+    // Start where another test process (a second test binary run at the same time) is unlikely to.
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % span));
+    for _ in 0..span {
+        let port = low + (next.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port in {low}..{high}");
+}
+
+/// The ports the test bed hands out: from 10,000 up to the start of the ephemeral range (at most
+/// 32,768, Linux's default start).
+fn test_port_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    (10_000, ephemeral_start.clamp(12_000, 32_768))
 }
 
 /// Polls `f` until it returns `Some`, or panics naming what it waited for.
@@ -63,10 +92,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 #[cfg(test)]
 mod tests {
     #[test]
-    fn free_ports_are_distinct() {
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let (low, high) = super::test_port_range();
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            let ports = super::free_ports::<3>();
-            assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
+            for port in super::free_ports::<3>() {
+                assert!((low..high).contains(&port), "{port} outside {low}..{high}");
+                assert!(seen.insert(port), "{port} handed out twice");
+            }
         }
     }
 }
