@@ -20,7 +20,8 @@ cargo xtask qemu-test [--board x86_64|rpi3]... [--no-build] [--no-raspi3b] [--no
   simulated internet made of network namespaces, and checks from the LAN side: DHCP, DNS and
   HTTP through the router (IPv4 NAT and IPv6), spind's MQTT stream (TCP 1883 and WebSocket
   1884: device node with MAC and DHCP name, server node with the queried name, traffic bytes,
-  dnsquery), JSON-RPC blocking across a reboot, the web UI, and that nothing is open on the WAN.
+  dnsquery), JSON-RPC blocking across a reboot, a name rule (the router answers 0.0.0.0 and cuts
+  the cached address), the web UI, and that nothing is open on the WAN.
   x86_64 boots its disk through SeaBIOS (-M pc), then once more through UEFI (OVMF on -M q35,
   no network) to the ready marker, and a root login checks that systemd-boot started it
   (/sys/firmware/efi, LoaderEntrySelected = spin.conf). rpi3 runs under -M virt (cortex-a53,
