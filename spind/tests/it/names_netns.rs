@@ -340,3 +340,63 @@ fn name_blocks_cut_cached_addresses_and_cname_cloaks_and_hold_without_spind() {
     assert!(table.contains(&format!("{DEVICE2_MAC} . 198.51.100.10 timeout")), "{table}");
     assert!(!h.dev2_downloads("http://198.51.100.10/file100k"), "still cut after the restart");
 }
+
+#[test]
+fn a_rule_ends_by_itself_at_its_until_and_a_full_queue_fails_open() {
+    if !root_or_skip("a_rule_ends_by_itself_at_its_until_and_a_full_queue_fails_open") {
+        return;
+    }
+    let h = Home::new();
+    h.ensure_dns_queue();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+
+    // `until` a few seconds ahead: blocked now, resolving again after it without any call.
+    let until = now() + 8;
+    h.call("add_name_rule", json!({"name": "api.example.test", "action": "block", "until": until}));
+    assert_eq!(h.dig(1, "api.example.test", "A"), "0.0.0.0", "blocked before its end");
+    wait_for("the rule to end by itself", Duration::from_secs(40), || {
+        (h.dig(1, "api.example.test", "A") == "198.51.100.30").then_some(())
+    });
+    assert!(now() >= until, "the name resolved again before the rule's end");
+
+    // spind stopped (SIGSTOP: its queue socket stays bound, nobody reads it): once the kernel's
+    // queue or the socket is full, further queries are accepted without a verdict (fail-open),
+    // so DNS keeps answering. Without fail-open not one of them would be answered.
+    let pid = h.spind.as_ref().unwrap().child.id().to_string();
+    sh(&["kill", "-STOP", &pid]);
+    let answered = flood_queries(&h, "tracker.test", 3000);
+    sh(&["kill", "-CONT", &pid]);
+    eprintln!("{answered} of 3000 queries answered while spind was stopped");
+    assert!(answered >= 500, "{answered} of 3000 queries answered while spind did not read its queue");
+    // And spind goes on judging the queries once it runs again.
+    h.call("add_name_rule", json!({"name": "tracker.test", "action": "block"}));
+    wait_for("spind's verdicts after SIGCONT", Duration::from_secs(30), || {
+        (h.dig(1, "tracker.test", "A") == "0.0.0.0").then_some(())
+    });
+}
+
+/// Sends `count` A queries for `name` (answered by the router's dnsmasq itself) from device 1
+/// to the router as fast as they go, reading answers in between and for 3 s after; how many
+/// different queries were answered.
+fn flood_queries(h: &Home, name: &str, count: u32) -> usize {
+    let code = format!(
+        "import socket,struct,time,select\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setblocking(False)\n\
+         qname=b''.join(bytes([len(p)])+p for p in b'{name}'.split(b'.'))+b'\\0'\n\
+         got=set(); i=0; end=None\n\
+         while end is None or time.time()<end:\n\
+         \x20   if i<{count}:\n\
+         \x20       try:\n\
+         \x20           s.sendto(struct.pack('>HHHHHH',i,0x0100,1,0,0,0)+qname+struct.pack('>HH',1,1),('192.168.8.1',53)); i+=1\n\
+         \x20       except BlockingIOError: pass\n\
+         \x20       if i=={count}: end=time.time()+3\n\
+         \x20   r,_,_=select.select([s],[],[],0.0005 if i<{count} else 0.1)\n\
+         \x20   while r:\n\
+         \x20       try: got.add(struct.unpack('>H',s.recv(2048)[:2])[0])\n\
+         \x20       except BlockingIOError: break\n\
+         print(len(got))\n"
+    );
+    let (sh, client) = (Shell::new().unwrap(), &h.topo.client);
+    let out = cmd!(sh, "ip netns exec {client} python3 -c {code}").read().unwrap();
+    out.trim().parse().unwrap_or_else(|_| panic!("query flood printed {out:?}"))
+}
