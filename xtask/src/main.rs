@@ -50,8 +50,23 @@ Commands:
            boot the images in QEMU between a LAN client and a simulated internet (network
            namespaces; root) and check DHCP, DNS, NAT, spind's MQTT stream, blocking across a
            reboot, the UI, the closed WAN (--help for more)
+  oui [IN [OUT]]
+           the vendor file spind's oui_file reads, from the IEEE registry (IN: default
+           /usr/share/ieee-data/oui.txt, Debian's ieee-data; OUT: default oui.bin)
   help     this text
 ";
+
+/// `cargo xtask oui [IN [OUT]]`.
+fn oui(args: &[String]) -> Result<()> {
+    let input = args.first().map(String::as_str).unwrap_or(imagebuild::oui::IEEE_OUI_TXT);
+    let output = args.get(1).map(String::as_str).unwrap_or("oui.bin");
+    if args.len() > 2 {
+        bail!("usage: cargo xtask oui [IN [OUT]]");
+    }
+    let size = imagebuild::oui::generate_file(input.as_ref(), output.as_ref())?;
+    println!("{output}: {size} bytes from {input}");
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +77,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
         Some("qemu-test") => qemu::run(&args[1..]),
+        Some("oui") => oui(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

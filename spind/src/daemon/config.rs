@@ -252,6 +252,9 @@ config_keys! {
     /// Our own: hostapd's control interface directory (its `ctrl_interface`), asked for the
     /// access point's state and clients.
     wifi_control_dir: PathBuf = "/run/hostapd";
+    /// Our own (issue 14): the vendor file (`cargo xtask oui`, from the IEEE registry; the images'
+    /// `/usr/share/spin/oui.bin`) naming the vendor of each device's MAC; "" = none.
+    oui_file: PathBuf = "";
 }
 
 /// Why a configuration could not be read.
@@ -439,7 +442,7 @@ spinweb_password_file =
              dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n\
              history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
              history_learning_days = 7\nalert_webhook_url = \n\
-             wifi_settings_file = \nwifi_control_dir = /run/hostapd\n"
+             wifi_settings_file = \nwifi_control_dir = /run/hostapd\noui_file = \n"
         );
         // Typed defaults agree with the table.
         let c = Config::default();

@@ -334,6 +334,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
     if !blocklist_counts.is_empty() {
         log::info!("blocklists: {} names in {} ms", blocklists.len(), loading.elapsed().as_millis());
     }
+    let vendors = load_vendors(&cfg.oui_file);
     let settings = CoreSettings {
         local_mode: opts.local,
         retain_time: cfg.node_cache_retain_time,
@@ -348,6 +349,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         block_doh: cfg.doh_block,
         blocklists: std::sync::Arc::new(blocklists),
         blocklist_counts,
+        vendors: std::sync::Arc::new(vendors),
         history: HistorySettings {
             enabled: cfg.history,
             hourly_days: cfg.history_hourly_days,
@@ -571,5 +573,23 @@ mod tests {
         assert_eq!(wan(&c), WanInterfaces::Disabled);
         let (c, _) = Config::parse("iptable_queue_dns = 7\niptable_queue_block = 8\n", "q.conf").unwrap();
         assert_eq!((kernel_settings(&c).dns_group, kernel_settings(&c).block_group), (7, 8));
+    }
+}
+
+/// The vendor table of `oui_file`; a missing, oversized or corrupt file is logged and leaves the
+/// table empty (devices then show no vendor): a bad data file must not stop the router.
+fn load_vendors(path: &std::path::Path) -> crate::model::identity::OuiTable {
+    if path.as_os_str().is_empty() {
+        return Default::default();
+    }
+    match crate::model::identity::OuiTable::load(path) {
+        Ok(t) => {
+            log::info!("oui_file {}: {} vendor prefixes", path.display(), t.prefixes());
+            t
+        }
+        Err(e) => {
+            log::warn!("oui_file {}: {e}; devices show no vendor", path.display());
+            Default::default()
+        }
     }
 }

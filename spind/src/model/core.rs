@@ -13,6 +13,7 @@ use crate::model::addr::IpNet;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
+use crate::model::identity::{self, DeviceType, OuiTable};
 use crate::model::lists::Lists;
 use crate::model::messages::{self, FlowJson};
 use crate::model::namerules::{LocalTime, NameRules};
@@ -81,6 +82,8 @@ pub struct CoreSettings {
     pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
     /// The per-device history and its alerts (`history_*` keys).
     pub history: HistorySettings,
+    /// The vendors of OUIs (`oui_file`; empty: none known).
+    pub vendors: Arc<OuiTable>,
 }
 
 impl Default for CoreSettings {
@@ -101,6 +104,7 @@ impl Default for CoreSettings {
             // Off unless asked for: the daemon turns it on from `history` (default 1); the
             // core's tests of SPIN's messages see only those.
             history: HistorySettings { enabled: false, ..HistorySettings::default() },
+            vendors: Arc::default(),
         }
     }
 }
@@ -159,6 +163,8 @@ struct Dirty {
     /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
     name_resolved: bool,
     paused: bool,
+    /// The user's device types (`devicetypes.list`).
+    device_types: bool,
 }
 
 impl Dirty {
@@ -168,6 +174,7 @@ impl Dirty {
             || self.name_rules
             || self.name_resolved
             || self.paused
+            || self.device_types
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -181,6 +188,7 @@ impl Dirty {
             name_rules: self.name_rules || other.name_rules,
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
+            device_types: self.device_types || other.device_types,
         }
     }
 }
@@ -194,6 +202,7 @@ struct Undo {
     names: Names,
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
+    device_types: BTreeMap<MacAddr, DeviceType>,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -276,6 +285,9 @@ pub struct Core {
     wan: Option<Vec<String>>,
     /// Paused devices (`pause_device`) and until when; kept in `paused.list`.
     paused: BTreeMap<MacAddr, Timestamp>,
+    /// The types the user gave devices (`set_device_type`); kept in `devicetypes.list`. A guess
+    /// never replaces one.
+    device_types: BTreeMap<MacAddr, DeviceType>,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
 }
@@ -346,10 +358,22 @@ impl Core {
                 }
             }
         }
+        let device_types = match std::fs::read_to_string(state.device_types_file()) {
+            Ok(text) => {
+                let (types, warnings) = identity::parse_device_types(&text);
+                for w in warnings {
+                    warn!("{}: {w}", state.device_types_file().display());
+                }
+                types
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.device_types_file().display()),
+        };
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
         let mut core = Core {
             wan: None,
             paused,
+            device_types,
             history,
             name_rules,
             matcher: Arc::default(),
@@ -1109,6 +1133,9 @@ impl Core {
         if d.paused {
             files.push((self.state.paused_file(), self.paused_text().into_bytes()));
         }
+        if d.device_types {
+            files.push((self.state.device_types_file(), identity::device_types_text(&self.device_types).into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -1250,6 +1277,7 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
 }
 
 mod history_ops;
+mod identity_ops;
 mod ops;
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,30 @@ impl<'a> NodeJson<'a> {
     }
 }
 
+/// What a device says it is (issue 14), added after SPIN's fields in `list_devices` and
+/// `get_device_data` (not in `nodeInfo` or the node store, whose shapes stay SPIN's).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity<'a> {
+    /// The vendor of the MAC's OUI; null for an unregistered or a random MAC.
+    pub vendor: Option<&'a str>,
+    /// A locally administered (randomised) unicast MAC.
+    pub random_mac: bool,
+    /// phone, laptop, tv, speaker, camera, console, printer, iot, router; null when nothing says.
+    #[serde(rename = "type")]
+    pub kind: Option<&'static str>,
+    /// `user` (set with `set_device_type`) or `guess`.
+    pub type_source: &'static str,
+}
+
+/// A node with what it says it is.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct DeviceJson<'a> {
+    #[serde(flatten)]
+    pub node: NodeJson<'a>,
+    #[serde(flatten)]
+    pub identity: DeviceIdentity<'a>,
+}
+
 /// One element of `traffic.result.flows`, and the `result` of `blocked`.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct FlowJson {
@@ -113,14 +137,14 @@ pub fn result_value(result: impl Serialize) -> Value {
     serde_json::to_value(result).expect("RPC result serializes")
 }
 
-/// The result of `get_device_data`.
-pub fn node_result(n: &Node) -> Value {
-    result_value(NodeJson::of(n))
+/// The result of `get_device_data`: SPIN's node and what it says it is.
+pub fn node_result<'a>(n: &'a Node, identity: DeviceIdentity<'a>) -> Value {
+    result_value(DeviceJson { node: NodeJson::of(n), identity })
 }
 
 /// The result of `list_devices`.
-pub fn nodes_result(nodes: &[&Node]) -> Value {
-    result_value(nodes.iter().map(|n| NodeJson::of(n)).collect::<Vec<_>>())
+pub fn nodes_result<'a>(nodes: &[&'a Node], identity: impl Fn(&'a Node) -> DeviceIdentity<'a>) -> Value {
+    result_value(nodes.iter().map(|n| DeviceJson { node: NodeJson::of(n), identity: identity(n) }).collect::<Vec<_>>())
 }
 
 /// The result of `list_device_flows`.

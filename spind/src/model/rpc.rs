@@ -76,6 +76,7 @@ const METHODS: &[Method] = &[
         result: ResultType::None,
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
+    Method { name: "set_device_type", args: &[("device", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
     Method { name: "set_wifi", args: &[("ssid", S)], result: ResultType::Complex },
     Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
@@ -97,6 +98,8 @@ const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("list_blocklists", &[]),
     ("list_paused_devices", &[]),
     ("pause_device", &[]),
+    // `type` is a string, or null to go back to the guess.
+    ("set_device_type", &[("type", S)]),
     ("set_wifi", &[("passphrase", S), ("country", S)]),
     ("top_services", &[]),
     ("unpause_device", &[]),
@@ -150,6 +153,8 @@ fn check_args(m: &Method, params: &Map<String, Value>) -> OpResult<()> {
         if own {
             match m.args.iter().chain(optional).find(|(a, _)| a == name) {
                 None => return Err(err(-1, &format!("No such argument registered: '{name}'"))),
+                // An optional argument given as null is as if absent.
+                Some(_) if value.is_null() && optional.iter().any(|(a, _)| a == name) => continue,
                 Some((_, t)) if !matches_type(value, *t) => {
                     return Err(err(-1, &format!("Invalid '{name}': expected {}", type_name(*t))))
                 }
@@ -256,8 +261,11 @@ fn call(
     let none = |r: OpResult<()>| r.map(|()| None);
     match m.name {
         "list_rpc_methods" => Ok(Some(result_value(list_rpc_methods()))),
-        "list_devices" => Ok(Some(nodes_result(&core.op_list_devices()))),
-        "get_device_data" => core.op_get_device_data(int(p, "node")).map(|n| Some(node_result(n))),
+        "list_devices" => Ok(Some(nodes_result(&core.op_list_devices(), |n| core.op_identity(n)))),
+        "get_device_data" => core.op_get_device_data(int(p, "node")).map(|n| Some(node_result(n, core.op_identity(n)))),
+        "set_device_type" => {
+            none(core.op_set_device_type(string(p, "device"), p.get("type").and_then(Value::as_str), out))
+        }
         "list_device_flows" => {
             core.op_list_device_flows(string(p, "device")).map(|rows| Some(device_flows_result(&rows)))
         }

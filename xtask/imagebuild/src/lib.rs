@@ -9,7 +9,8 @@
 //! - [`openwrt`]: toolchain, cross-build, `.ipk` package, ImageBuilder;
 //! - [`toolchain`]: the Rust side of the host (targets, the MIPS nightly, zig), shared by both;
 //! - [`stage`]: cached stages, keys, timings, fixed ids;
-//! - [`elf`]: reading binaries' ELF headers.
+//! - [`elf`]: reading binaries' ELF headers;
+//! - [`oui`]: the vendor file spind reads (the IEEE registry, compact), laid into every image.
 //!
 //! Invariants: external commands run only through `runner` (xshell, with the host tools it
 //! knows); `board` depends on nothing else of this crate but `elf` (for the arch's ELF facts),
@@ -21,6 +22,7 @@ mod build;
 pub mod debian;
 pub mod elf;
 pub mod openwrt;
+pub mod oui;
 mod paths;
 pub mod stage;
 pub mod toolchain;

@@ -94,6 +94,13 @@ pub const TOOLS: &[Tool] = &[
     prog("dig", "dnsutils", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("curl", "curl", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm, ImageBuilder]),
     prog("tcpdump", "tcpdump", &[SpindTests]),
+    // The IEEE OUI registry: the vendor file of the images and of the device-identity tests.
+    Tool {
+        probe: Probe::File("/usr/share/ieee-data/oui.txt"),
+        package: "ieee-data",
+        backports: false,
+        needs: &[SpindTests, Image, OpenWrt],
+    },
     // sysctl and kill: namespace settings and stopping spind in the tests.
     prog("sysctl", "procps", &[SpindTests, QemuTest, QemuTestX86, QemuTestArm]),
     prog("chromium", "chromium", &[SpindTests]),

@@ -118,18 +118,24 @@ fn list_rpc_methods_names_every_method_sorted() {
             "reset_iplist_ignore",
             "set_device_flow_block",
             "set_device_name",
+            "set_device_type",
             "set_flow_block",
             "set_wifi",
             "top_services",
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][25];
+    let by_name = |name: &str| r["result"].as_array().unwrap().iter().find(|m| m["rpc-name"] == name).unwrap();
+    let set_flow = by_name("set_flow_block");
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][17]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(by_name("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(
+        by_name("set_device_type").to_string(),
+        r#"{"rpc-name":"set_device_type","rpc-args":[{"rpc-arg-name":"device","rpc-arg-type":"string"},{"rpc-arg-name":"type","rpc-arg-type":"string"}],"rpc-result-type":"complex"}"#
+    );
     assert_eq!(
         r["result"][3].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
@@ -532,4 +538,72 @@ fn set_wifi_checks_then_stores_and_says_that_clients_reconnect() {
     let mut out = Vec::new();
     let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"set_wifi","params":{"ssid":"x"}}"#, &none, &mut out);
     assert!(r.unwrap().contains("This router has no WiFi access point"));
+}
+
+/// `list_devices`/`get_device_data` carry what a device says it is; `set_device_type` corrects
+/// the guess, is kept across a restart and refuses bad input naming the field.
+#[test]
+fn devices_show_vendor_random_mac_and_type_which_the_user_sets() {
+    // A one-entry vendor file: 00:1f:32 is Nintendo.
+    let mut file = b"SPINOUI1".to_vec();
+    file.extend(1u32.to_le_bytes());
+    file.extend(1u32.to_le_bytes());
+    file.extend([0x00, 0x1f, 0x32, 0, 0, 8]);
+    file.extend(b"Nintendo");
+    let vendors = std::sync::Arc::new(crate::model::identity::OuiTable::parse(file).unwrap());
+    let settings = || CoreSettings { vendors: vendors.clone(), ..CoreSettings::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), settings());
+    let (console, random): (MacAddr, MacAddr) =
+        ("00:1f:32:01:02:03".parse().unwrap(), "da:a1:19:00:00:01".parse().unwrap());
+    let mut out = Vec::new();
+    core.handle(Event::Neighbour { time: 1000, ip: "192.168.8.7".parse().unwrap(), mac: console }, &mut out);
+    core.handle(Event::Neighbour { time: 1000, ip: "192.168.8.8".parse().unwrap(), mac: random }, &mut out);
+    let call = |core: &mut Core, req: &str| -> Value { serde_json::from_str(&rpc(core, req).unwrap()).unwrap() };
+    let device = |core: &mut Core, mac: &MacAddr| -> Value {
+        let list = call(core, r#"{"jsonrpc":"2.0","id":1,"method":"list_devices"}"#);
+        list["result"].as_array().unwrap().iter().find(|d| d["mac"] == mac.to_string()).unwrap().clone()
+    };
+    let d = device(&mut core, &console);
+    assert_eq!(
+        (&d["vendor"], &d["random_mac"], &d["type"], &d["type_source"]),
+        (&json!("Nintendo"), &json!(false), &json!("console"), &json!("guess"))
+    );
+    // SPIN's fields come first, as they were.
+    let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["id", "mac", "lastseen", "ips", "domains", "vendor", "random_mac", "type", "type_source"]);
+    let r = device(&mut core, &random);
+    assert_eq!((&r["vendor"], &r["random_mac"], &r["type"]), (&Value::Null, &json!(true), &Value::Null));
+    let id = d["id"].as_i64().unwrap();
+    let data =
+        call(&mut core, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"get_device_data","params":{{"node":{id}}}}}"#));
+    assert_eq!(data["result"]["vendor"], "Nintendo");
+
+    for (params, field) in [
+        (r#"{"device":"00:1f:32:01:02:03","type":"toaster"}"#, "'type'"),
+        (r#"{"device":"00:1f:32:01:02:03","type":3}"#, "'type'"),
+        (r#"{"device":"nope","type":"tv"}"#, "'device'"),
+        (r#"{"device":"01:00:5e:00:00:01","type":"tv"}"#, "'device'"),
+        (r#"{"type":"tv"}"#, "'device'"),
+    ] {
+        let e = call(&mut core, &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"set_device_type","params":{params}}}"#));
+        assert!(e["error"]["message"].as_str().unwrap().contains(field), "{params}: {e}");
+    }
+    assert_eq!(device(&mut core, &console)["type_source"], "guess", "a refused call changed nothing");
+    let set =
+        r#"{"jsonrpc":"2.0","id":1,"method":"set_device_type","params":{"device":"00:1f:32:01:02:03","type":"tv"}}"#;
+    assert_eq!(rpc(&mut core, set).unwrap(), r#"{"jsonrpc":"2.0","id":1}"#);
+    let d = device(&mut core, &console);
+    assert_eq!((&d["type"], &d["type_source"]), (&json!("tv"), &json!("user")));
+    drop(core);
+
+    let mut core = core_in(dir.path(), settings());
+    core.handle(Event::Neighbour { time: 1000, ip: "192.168.8.7".parse().unwrap(), mac: console }, &mut out);
+    let d = device(&mut core, &console);
+    assert_eq!((&d["type"], &d["type_source"]), (&json!("tv"), &json!("user")), "kept across a restart");
+    let back =
+        r#"{"jsonrpc":"2.0","id":1,"method":"set_device_type","params":{"device":"00:1f:32:01:02:03","type":null}}"#;
+    assert_eq!(rpc(&mut core, back).unwrap(), r#"{"jsonrpc":"2.0","id":1}"#);
+    let d = device(&mut core, &console);
+    assert_eq!((&d["type"], &d["type_source"]), (&json!("console"), &json!("guess")));
 }
