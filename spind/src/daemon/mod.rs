@@ -558,24 +558,6 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, host: &rp
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sources::kernel::WanInterfaces;
-
-    #[test]
-    fn the_wan_interfaces_setting_reaches_the_neighbour_source_as_parsed() {
-        let wan = |cfg: &Config| kernel_settings(cfg).wan_interfaces;
-        assert_eq!(wan(&Config::default()), WanInterfaces::Auto);
-        let (c, _) = Config::parse("wan_interfaces = eth1, pppoe-wan\n", "w.conf").unwrap();
-        assert_eq!(wan(&c), WanInterfaces::Named(vec!["eth1".into(), "pppoe-wan".into()]));
-        let (c, _) = Config::parse("wan_interfaces = none", "w.conf").unwrap();
-        assert_eq!(wan(&c), WanInterfaces::Disabled);
-        let (c, _) = Config::parse("iptable_queue_dns = 7\niptable_queue_block = 8\n", "q.conf").unwrap();
-        assert_eq!((kernel_settings(&c).dns_group, kernel_settings(&c).block_group), (7, 8));
-    }
-}
-
 /// The vendor table of `oui_file`; a missing, oversized or corrupt file is logged and leaves the
 /// table empty (devices then show no vendor): a bad data file must not stop the router.
 fn load_vendors(path: &std::path::Path) -> crate::model::identity::OuiTable {
@@ -591,5 +573,23 @@ fn load_vendors(path: &std::path::Path) -> crate::model::identity::OuiTable {
             log::warn!("oui_file {}: {e}; devices show no vendor", path.display());
             Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::kernel::WanInterfaces;
+
+    #[test]
+    fn the_wan_interfaces_setting_reaches_the_neighbour_source_as_parsed() {
+        let wan = |cfg: &Config| kernel_settings(cfg).wan_interfaces;
+        assert_eq!(wan(&Config::default()), WanInterfaces::Auto);
+        let (c, _) = Config::parse("wan_interfaces = eth1, pppoe-wan\n", "w.conf").unwrap();
+        assert_eq!(wan(&c), WanInterfaces::Named(vec!["eth1".into(), "pppoe-wan".into()]));
+        let (c, _) = Config::parse("wan_interfaces = none", "w.conf").unwrap();
+        assert_eq!(wan(&c), WanInterfaces::Disabled);
+        let (c, _) = Config::parse("iptable_queue_dns = 7\niptable_queue_block = 8\n", "q.conf").unwrap();
+        assert_eq!((kernel_settings(&c).dns_group, kernel_settings(&c).block_group), (7, 8));
     }
 }

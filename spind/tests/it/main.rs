@@ -10,6 +10,7 @@
 
 mod common;
 mod crash_restart;
+mod device_identity;
 mod dns_guard_netns;
 mod extsrc_input;
 mod history_alerts;

@@ -1,3 +1,6 @@
+//! The vendor file reader against good and bad files, the random-MAC flag, the type guess and
+//! the user's types file.
+
 use super::*;
 
 fn mac(s: &str) -> MacAddr {
