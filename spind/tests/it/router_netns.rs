@@ -461,3 +461,50 @@ fn a_restart_under_50000_flows_leaves_no_gap_in_a_block() {
     assert!(sent > 100_000, "the load sent only {sent} datagrams");
     assert_eq!(after, before, "{} probes reached the blocked server while spind restarted", after - before);
 }
+
+#[test]
+fn a_frozen_spind_under_a_netlink_storm_counts_the_overruns_and_recovers() {
+    if !root_or_skip("a_frozen_spind_under_a_netlink_storm_counts_the_overruns_and_recovers") {
+        return;
+    }
+    let r = Router::new();
+    let sub = r.subscribe();
+    // A storm: for 8 s, datagrams to the server's port 53 from one socket as fast as python
+    // sends them; every one is an NFLOG copy (DNS port) for spind, all one conntrack flow.
+    let code = "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                end=time.time()+8; n=0\n\
+                while time.time()<end:\n\
+                \x20   for i in range(100): s.sendto(b'\\x12\\x34 not a query', ('198.51.100.10',53))\n\
+                \x20   n+=100\n\
+                print(n)\n";
+    let (sh, client) = (testbed::netns::shell(), r.topo.client.clone());
+    let storm =
+        std::thread::spawn(move || testbed::runner::cmd!(sh, "ip netns exec {client} python3 -c {code}").read());
+    // spind frozen for 3 s in the middle of it: nobody reads its NFLOG socket, which overruns.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = r.spind.as_ref().unwrap().child.id().to_string();
+    testbed::netns::sh(&["kill", "-STOP", &pid]);
+    std::thread::sleep(Duration::from_secs(3));
+    testbed::netns::sh(&["kill", "-CONT", &pid]);
+    let sent: u64 = storm.join().unwrap().expect("the storm").trim().parse().expect("the storm's count");
+    assert!(sent > 50_000, "the storm sent only {sent} datagrams");
+
+    // The overrun is counted and said, and spind goes on: a query after the storm is reported
+    // (NFLOG), and so is the storm's flow (conntrack is dumped, so the frozen seconds' packets
+    // are still in the kernel's counters at the next dump).
+    wait_for("the overrun in spind's log", Duration::from_secs(30), || {
+        r.spind.as_ref().unwrap().log_text().contains("NFLOG receive buffer overrun").then_some(())
+    });
+    assert_eq!(r.topo.dig("other.example.test", "A"), "198.51.100.20");
+    let msgs = sub.collect_until("the query after the storm and the storm's flow", Duration::from_secs(60), |got| {
+        let query =
+            got.iter().any(|m| m.command() == "dnsquery" && m.json()["result"]["query"] == "other.example.test.");
+        let storm = got
+            .iter()
+            .filter(|m| m.command() == "traffic")
+            .any(|m| m.json()["result"]["flows"].as_array().is_some_and(|f| f.iter().any(|f| f["to_port"] == 53)));
+        query && storm
+    });
+    assert!(!msgs.is_empty());
+    assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!([]), "spind answers after the storm");
+}
