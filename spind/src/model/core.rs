@@ -10,6 +10,7 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use crate::model::addr::IpNet;
+use crate::model::bedtimes::DeviceSchedules;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
@@ -159,6 +160,7 @@ struct Dirty {
     /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
     name_resolved: bool,
     paused: bool,
+    device_schedules: bool,
 }
 
 impl Dirty {
@@ -168,6 +170,7 @@ impl Dirty {
             || self.name_rules
             || self.name_resolved
             || self.paused
+            || self.device_schedules
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -181,6 +184,7 @@ impl Dirty {
             name_rules: self.name_rules || other.name_rules,
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
+            device_schedules: self.device_schedules || other.device_schedules,
         }
     }
 }
@@ -194,6 +198,7 @@ struct Undo {
     names: Names,
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
+    device_schedules: DeviceSchedules,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -276,6 +281,11 @@ pub struct Core {
     wan: Option<Vec<String>>,
     /// Paused devices (`pause_device`) and until when; kept in `paused.list`.
     paused: BTreeMap<MacAddr, Timestamp>,
+    /// Device bedtimes (`set_device_schedule`); kept in `bedtimes.list`.
+    device_schedules: DeviceSchedules,
+    /// Minutes local time is ahead of UTC, as last enforced: the kernel's time matches are in
+    /// UTC, so a change (daylight saving time) rewrites them.
+    utc_offset: i32,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
 }
@@ -346,10 +356,23 @@ impl Core {
                 }
             }
         }
+        let device_schedules = match std::fs::read_to_string(state.device_schedules_file()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DeviceSchedules::default(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.device_schedules_file().display()),
+            Ok(text) => {
+                let (schedules, warnings) = DeviceSchedules::from_file_text(&text);
+                for w in warnings {
+                    warn!("{}: {w}", state.device_schedules_file().display());
+                }
+                schedules
+            }
+        };
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
         let mut core = Core {
             wan: None,
             paused,
+            device_schedules,
+            utc_offset: LocalTime::offset_from_utc((settings.local_time)(now), now),
             history,
             name_rules,
             matcher: Arc::default(),
@@ -406,6 +429,7 @@ impl Core {
             msgs.push(self.list_msg(kind, kind.name()));
         }
         msgs.push(self.name_rules_msg());
+        msgs.push(self.device_schedules_msg());
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
     }
@@ -722,8 +746,12 @@ impl Core {
         }
     }
 
-    /// Whether a rule that holds now blocks `name` for some device.
+    /// Whether a rule that holds now blocks `name` for some device, or a scheduled block rule
+    /// does (in its windows or not: the kernel matches its windows).
     fn blocked_for_anyone(&self, name: &str) -> bool {
+        if self.name_rules.scheduled_block_covers(name, self.now) {
+            return true;
+        }
         if self.matcher.is_empty() {
             return false;
         }
@@ -734,7 +762,13 @@ impl Core {
 
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
-        let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
+        let local = (self.settings.local_time)(self.now);
+        self.compile_rules(|r| r.holds(self.now, local))
+    }
+
+    /// The rules `keep` selects, with the blocklists and the DoH list, compiled.
+    fn compile_rules(&self, keep: impl Fn(&crate::model::namerules::NameRule) -> bool) -> NameMatcher {
+        let mut m = self.name_rules.matcher_of(keep, self.neighbours.iter());
         m.set_lists(self.settings.blocklists.clone());
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
@@ -748,6 +782,11 @@ impl Core {
     /// Re-evaluates schedules and expiry (and the addresses of the devices rules name): a
     /// change goes to the enforcer.
     pub(crate) fn refresh_name_rules(&mut self) {
+        let offset = LocalTime::offset_from_utc((self.settings.local_time)(self.now), self.now);
+        if offset != self.utc_offset {
+            self.utc_offset = offset;
+            self.enforce_pending = true;
+        }
         let m = self.compile_name_rules();
         if *self.matcher != m {
             self.matcher = Arc::new(m);
@@ -780,16 +819,15 @@ impl Core {
     /// The addresses that blocked names resolved to, per device or for every device. An
     /// address is blocked for all only if no device has an exception for it; otherwise for
     /// each known device it is blocked for.
-    fn name_blocks(&self) -> Vec<NameBlock> {
-        if self.matcher.is_empty() {
+    fn name_blocks(&self, m: &NameMatcher) -> Vec<NameBlock> {
+        if m.is_empty() {
             return Vec::new();
         }
-        let named = self.matcher.devices();
+        let named = m.devices();
         let mut known: Vec<[u8; 6]> = self.nodes.devices().iter().filter_map(|n| n.mac.map(|m| m.0)).collect();
         known.extend(&named);
         known.sort();
         known.dedup();
-        let m = &self.matcher;
         let blocks = |r: &Resolved, d| r.names.iter().any(|n| m.decide(n.as_bytes(), d) == Some(NameVerdict::Block));
         let mut out = Vec::new();
         for (ip, r) in &self.resolved {
@@ -1109,6 +1147,9 @@ impl Core {
         if d.paused {
             files.push((self.state.paused_file(), self.paused_text().into_bytes()));
         }
+        if d.device_schedules {
+            files.push((self.state.device_schedules_file(), self.device_schedules.file_text().into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -1163,6 +1204,9 @@ impl Core {
     }
 
     fn policy(&self) -> Policy {
+        let local = (self.settings.local_time)(self.now);
+        let offset = LocalTime::offset_from_utc(local, self.now);
+        let (name_blocks, scheduled_names) = self.name_blocks_and_scheduled(local, offset);
         let ips = |id: NodeId| -> Vec<IpAddr> {
             self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default()
         };
@@ -1175,7 +1219,7 @@ impl Core {
                 .map(|(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
                 .collect(),
             names: self.matcher.clone(),
-            name_blocks: self.name_blocks(),
+            name_blocks,
             guard: Guard {
                 redirect_dns: self.settings.redirect_dns,
                 refuse_dot: self.settings.refuse_dot,
@@ -1187,6 +1231,8 @@ impl Core {
                 .filter(|(_, until)| **until > self.now)
                 .map(|(mac, until)| Pause { device: mac.0, until: *until })
                 .collect(),
+            scheduled_names,
+            bedtimes: self.device_schedules.bedtimes(offset),
         }
     }
 
@@ -1194,7 +1240,8 @@ impl Core {
         self.enforce_pending = false;
         let policy = self.policy();
         self.name_blocked.clear();
-        for b in &policy.name_blocks {
+        let holding = policy.scheduled_names.iter().filter(|s| s.holds_now).flat_map(|s| &s.blocks);
+        for b in policy.name_blocks.iter().chain(holding) {
             self.name_blocked.entry(b.ip).or_default().push((b.device, b.expires));
         }
         match self.enforcer.as_mut() {
@@ -1251,6 +1298,7 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
 
 mod history_ops;
 mod ops;
+mod schedule_ops;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

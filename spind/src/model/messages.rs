@@ -204,6 +204,11 @@ pub fn name_rules(rules: &Value) -> String {
     envelope("nameRules", Some(rules))
 }
 
+/// `deviceSchedules`: every device bedtime, after each change and at start.
+pub fn device_schedules(schedules: &Value) -> String {
+    envelope("deviceSchedules", Some(schedules))
+}
+
 pub fn server_restart() -> String {
     envelope::<Value>("serverRestart", None)
 }

@@ -11,6 +11,7 @@
 //! a socket or a broker.
 
 pub mod addr;
+pub(crate) mod bedtimes;
 pub(crate) mod blocklist;
 pub(crate) mod core;
 pub(crate) mod dots;

@@ -1,5 +1,5 @@
 //! The files spind reads and writes: crash-safe replacement, the state directory layout
-//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `names.resolved`, `nodepair.list`, `nodestore/`, `history/`), the
+//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `names.resolved`, `paused.list`, `bedtimes.list`, `nodepair.list`, `nodestore/`, `history/`), the
 //! list file and node-store formats, and OpenWrt's UCI files (read for names and the config).
 //!
 //! Everything spind persists is small and rewritten whole, so "write a temp file, fsync, rename"
@@ -244,6 +244,11 @@ impl StateDir {
     /// Paused devices (`pause_device`): `MAC UNTIL` a line.
     pub fn paused_file(&self) -> PathBuf {
         self.root.join("paused.list")
+    }
+
+    /// Device bedtimes (`set_device_schedule`): `MAC SCHEDULE` a line.
+    pub fn device_schedules_file(&self) -> PathBuf {
+        self.root.join("bedtimes.list")
     }
 
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).

@@ -147,6 +147,31 @@ pub struct Pause {
     pub until: i64,
 }
 
+/// A span of the week in UTC: from `start` (minutes since Monday 00:00 UTC) for `len` minutes
+/// (at most a day; it may run past the end of the week into Monday).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WeekSpan {
+    pub start: u16,
+    pub len: u16,
+}
+
+/// The addresses of names blocked by rules with one schedule: kept in the kernel all the time
+/// (so a cached address is cut when a window opens) and matched only inside `spans`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduledNames {
+    pub spans: Vec<WeekSpan>,
+    pub blocks: Vec<NameBlock>,
+    /// Whether a window holds now (for deciding blocks without a kernel).
+    pub holds_now: bool,
+}
+
+/// A device whose internet (not the LAN) is cut inside `spans`: `set_device_schedule`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bedtime {
+    pub device: [u8; 6],
+    pub spans: Vec<WeekSpan>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub block: Vec<IpNet>,
@@ -160,6 +185,10 @@ pub struct Policy {
     pub guard: Guard,
     /// Paused devices, sorted.
     pub paused: Vec<Pause>,
+    /// The addresses of names that scheduled block rules block, one entry per schedule.
+    pub scheduled_names: Vec<ScheduledNames>,
+    /// Device bedtimes, sorted.
+    pub bedtimes: Vec<Bedtime>,
 }
 
 pub trait Enforcer: Send {

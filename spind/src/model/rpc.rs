@@ -59,6 +59,7 @@ const METHODS: &[Method] = &[
     Method { name: "list_alerts", args: &[("since", I)], result: ResultType::Complex },
     Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
+    Method { name: "list_device_schedules", args: &[], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
     Method { name: "list_name_rules", args: &[], result: ResultType::Complex },
@@ -66,6 +67,7 @@ const METHODS: &[Method] = &[
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
+    Method { name: "remove_device_schedule", args: &[("device", S)], result: ResultType::None },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "remove_name_rule", args: &[("id", I)], result: ResultType::None },
@@ -76,6 +78,7 @@ const METHODS: &[Method] = &[
         result: ResultType::None,
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
+    Method { name: "set_device_schedule", args: &[("device", S), ("schedule", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
     Method { name: "set_wifi", args: &[("ssid", S)], result: ResultType::Complex },
     Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
@@ -95,6 +98,9 @@ const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("get_wifi", &[]),
     ("list_alerts", &[]),
     ("list_blocklists", &[]),
+    ("list_device_schedules", &[]),
+    ("remove_device_schedule", &[]),
+    ("set_device_schedule", &[]),
     ("list_paused_devices", &[]),
     ("pause_device", &[]),
     ("set_wifi", &[("passphrase", S), ("country", S)]),
@@ -215,7 +221,7 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
         .map_err(|(field, why)| bad(field, &why))
 }
 
-/// The device of `pause_device`/`unpause_device`: a unicast MAC.
+/// The device of `pause_device`/`unpause_device`/`*_device_schedule`: a unicast MAC.
 fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
     let text = string(p, "device");
     let mac: MacAddr = text.parse().map_err(|e| err(-1, &format!("Invalid 'device': '{text}': {e}")))?;
@@ -301,6 +307,14 @@ fn call(
         "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
         "list_paused_devices" => Ok(Some(core.op_list_paused())),
         "list_blocklists" => Ok(Some(core.op_list_blocklists())),
+        "set_device_schedule" => {
+            let device = device_arg(p)?;
+            let schedule =
+                string(p, "schedule").parse().map_err(|e: String| err(-1, &format!("Invalid 'schedule': {e}")))?;
+            none(core.op_set_device_schedule(device, schedule, out))
+        }
+        "remove_device_schedule" => none(core.op_remove_device_schedule(device_arg(p)?, out)),
+        "list_device_schedules" => Ok(Some(core.op_list_device_schedules())),
         "get_history" => core
             .op_get_history(
                 string(p, "device"),

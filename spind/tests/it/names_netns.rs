@@ -29,6 +29,8 @@ pub(crate) struct Home {
     pub(crate) spind: Option<Spind>,
     /// Extra `spind.conf` lines of the next start.
     pub(crate) config: Vec<String>,
+    /// Extra environment variables of spind (e.g. `TZ`) from the next start.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Drop for Home {
@@ -40,6 +42,11 @@ impl Drop for Home {
 
 impl Home {
     pub(crate) fn new() -> Home {
+        Home::with_env(Vec::new())
+    }
+
+    /// [`Home::new`] with spind started with these environment variables (e.g. `TZ`).
+    pub(crate) fn with_env(env: Vec<(String, String)>) -> Home {
         let mut topo = Topology::new();
         topo.start_services();
         let dev2_ns = Netns::new("names-d2");
@@ -89,7 +96,7 @@ impl Home {
             .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");
         let state = tempfile::tempdir().unwrap();
-        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None, config: Vec::new() };
+        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None, config: Vec::new(), env };
         wait_for("the router's resolver", Duration::from_secs(20), || {
             (h.dig(1, "www.example.test", "A") == "198.51.100.10").then_some(())
         });
@@ -101,6 +108,9 @@ impl Home {
         let mut b = spind().netns(&self.topo.router).state_dir(self.state.path());
         for line in &self.config {
             b = b.config_line(line);
+        }
+        for (k, v) in &self.env {
+            b = b.env(k, v);
         }
         let s = b.spawn();
         let port = s.http_port;

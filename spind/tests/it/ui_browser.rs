@@ -526,3 +526,59 @@ fn ui_wifi_dialog_shows_the_network_and_changes_it() {
     let errors = b.console_log();
     assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
 }
+
+/// The bedtime editor in a device's panel: a preset sets the device's schedule (listed by
+/// `list_device_schedules`), a bad schedule typed by hand is refused with spind's message and
+/// changes nothing, and Remove takes the bedtime away.
+#[test]
+fn ui_bedtime_editor_sets_a_preset_refuses_a_bad_schedule_and_removes_it() {
+    if !browser_available("ui_bedtime_editor_sets_a_preset_refuses_a_bad_schedule_and_removes_it") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = replayed_spind();
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
+    b.wait_js("the UI", Duration::from_secs(30), "window.spinState && window.spinState.bootstrapped()");
+    click_node(&b, CLIENT_MAC);
+    b.wait_js(
+        "the device's bedtime section",
+        Duration::from_secs(10),
+        "(() => { const c = document.querySelector('#panel .bedtime [data-field=bedtime-current]'); \
+         return c && c.textContent.startsWith('No bedtime'); })()",
+    );
+    let school = "Mo-Th,Su 21:00-07:00";
+    b.click(&format!("#panel .bedtime button[data-preset=\"{school}\"]"));
+    b.wait_js(
+        "the preset set",
+        Duration::from_secs(10),
+        &format!(
+            "document.querySelector('#panel .bedtime [data-field=bedtime-current]').textContent.includes('{school}')"
+        ),
+    );
+    assert_eq!(s.call("list_device_schedules", json!({})), json!([{"device": CLIENT_MAC, "schedule": school}]));
+
+    b.type_into("#bedtime-input", "Mo 25:00-26:00");
+    b.click("#panel .bedtime button[data-action=bedtime-save]");
+    b.wait_js(
+        "the bad schedule refused",
+        Duration::from_secs(10),
+        "document.querySelector('#panel .bedtime [data-field=bedtime-message]').textContent.includes(\"Invalid 'schedule'\")",
+    );
+    assert_eq!(
+        s.call("list_device_schedules", json!({})),
+        json!([{"device": CLIENT_MAC, "schedule": school}]),
+        "nothing changed"
+    );
+    b.screenshot(&artifacts_dir().join("ui-bedtime.png"));
+
+    b.click("#panel .bedtime button[data-action=bedtime-remove]");
+    b.wait_js(
+        "the bedtime removed",
+        Duration::from_secs(10),
+        "document.querySelector('#panel .bedtime [data-field=bedtime-current]').textContent.startsWith('No bedtime')",
+    );
+    assert_eq!(s.call("list_device_schedules", json!({})), json!([]));
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}

@@ -646,6 +646,7 @@
         dlRow("Status", status),
         dlRow("Node id", String(id))),
       rename, actions, capture, flowsBox);
+    if (k === "device" && i.mac && window.spinBedtime) body.insertBefore(window.spinBedtime.section(i.mac, { rpc, h }), flowsBox);
     $("#panel-title").textContent = label(id);
     if (typing != null) body.querySelector("#rename-input").value = typing;
     if (focusKey) {

@@ -105,6 +105,7 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_alerts",
             "list_blocklists",
             "list_device_flows",
+            "list_device_schedules",
             "list_devices",
             "list_iplist",
             "list_name_rules",
@@ -112,24 +113,28 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_rpc_methods",
             "node_add_ip",
             "pause_device",
+            "remove_device_schedule",
             "remove_iplist_ip",
             "remove_iplist_node",
             "remove_name_rule",
             "reset_iplist_ignore",
             "set_device_flow_block",
             "set_device_name",
+            "set_device_schedule",
             "set_flow_block",
             "set_wifi",
             "top_services",
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][25];
+    // By name: the indices move whenever a method is added.
+    let method = |name: &str| r["result"].as_array().unwrap().iter().find(|m| m["rpc-name"] == name).unwrap().clone();
+    let set_flow = &method("set_flow_block");
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][17]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(method("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
         r["result"][3].to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
