@@ -20,6 +20,7 @@ use crate::model::names::Names;
 use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
 use crate::model::persist::{self, StateDir, WriteError};
 use crate::model::policy::{Enforcer, Guard, NameBlock, NameMatcher, NameVerdict, PairBlock, Pause, Policy};
+use crate::model::services::ServiceBlocks;
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -159,6 +160,7 @@ struct Dirty {
     /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
     name_resolved: bool,
     paused: bool,
+    services: bool,
 }
 
 impl Dirty {
@@ -168,6 +170,7 @@ impl Dirty {
             || self.name_rules
             || self.name_resolved
             || self.paused
+            || self.services
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -181,6 +184,7 @@ impl Dirty {
             name_rules: self.name_rules || other.name_rules,
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
+            services: self.services || other.services,
         }
     }
 }
@@ -194,6 +198,7 @@ struct Undo {
     names: Names,
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
+    services: ServiceBlocks,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -278,6 +283,8 @@ pub struct Core {
     paused: BTreeMap<MacAddr, Timestamp>,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
+    /// The services switched off (`set_service`), compiled into the name matcher.
+    services: ServiceBlocks,
 }
 
 impl Core {
@@ -347,7 +354,19 @@ impl Core {
             }
         }
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
+        let services = match std::fs::read_to_string(state.services_file()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ServiceBlocks::default(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.services_file().display()),
+            Ok(text) => {
+                let (s, warnings) = ServiceBlocks::from_file_text(&text);
+                for w in warnings {
+                    warn!("{}: {w}", state.services_file().display());
+                }
+                s
+            }
+        };
         let mut core = Core {
+            services,
             wan: None,
             paused,
             history,
@@ -406,6 +425,7 @@ impl Core {
             msgs.push(self.list_msg(kind, kind.name()));
         }
         msgs.push(self.name_rules_msg());
+        msgs.push(self.services_msg());
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
     }
@@ -430,6 +450,9 @@ impl Core {
             Event::Flows { time, flows, local } => self.on_flows(time, flows, local),
             Event::DnsQuery { time, client, qname } => self.on_dns_query(time, client, &qname),
             Event::DnsAnswer { time, qname, records } => self.on_dns_answer(time, &qname, &records),
+            Event::DnsBlocked { time, client, client_port, protocol, qname } => {
+                self.on_dns_blocked(time, (client, client_port, protocol), &qname)
+            }
             Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
             Event::Blocked { time, packet } => self.on_blocked(time, &packet),
             Event::Tick { .. } => self.on_tick(),
@@ -735,6 +758,8 @@ impl Core {
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
         let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
+        // After the user's rules: at one name the user's allow beats a service's block.
+        self.services.compile_into(&mut m, self.neighbours.iter());
         m.set_lists(self.settings.blocklists.clone());
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
@@ -1103,11 +1128,14 @@ impl Core {
         if d.name_rules {
             files.push((self.state.name_rules_file(), self.name_rules.file_text().into_bytes()));
         }
-        if d.name_resolved || d.name_rules {
+        if d.name_resolved || d.name_rules || d.services {
             files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
         }
         if d.paused {
             files.push((self.state.paused_file(), self.paused_text().into_bytes()));
+        }
+        if d.services {
+            files.push((self.state.services_file(), self.services.file_text().into_bytes()));
         }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
@@ -1251,6 +1279,7 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
 
 mod history_ops;
 mod ops;
+mod service_ops;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

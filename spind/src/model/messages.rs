@@ -204,6 +204,11 @@ pub fn name_rules(rules: &Value) -> String {
     envelope("nameRules", Some(rules))
 }
 
+/// The services switched off (`set_service`), `[{"service", "device"?}]`, after each change.
+pub fn services(blocks: &Value) -> String {
+    envelope("services", Some(blocks))
+}
+
 pub fn server_restart() -> String {
     envelope::<Value>("serverRestart", None)
 }
