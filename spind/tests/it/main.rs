@@ -26,6 +26,7 @@ mod nft_netns;
 mod replay_stream;
 mod router_netns;
 mod rpc_transports;
+mod services_netns;
 mod startup_errors;
 mod state_disk;
 mod tidy;
