@@ -627,6 +627,26 @@ fn ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_coun
         let l = s.call("list_services", json!({}));
         (blocked_for(&l, "youtube") == true).then_some(())
     });
+    b.click("#controls-close");
+
+    // A blocked DNS query as spind publishes it (the name's node, then `blocked` from the
+    // device to it on port 53): the graph draws the name with a red (blocked) edge.
+    let dev = node_by_label(&b, CLIENT_MAC)["id"].as_i64().unwrap();
+    let h = |msg: Value| {
+        b.js("window.spinState.handle(arguments[0]);", json!([msg]));
+    };
+    h(json!({"command": "nodeInfo", "result": {"id": 9100, "lastseen": 1, "ips": [], "domains": ["www.tiktok.com."]}}));
+    h(
+        json!({"command": "blocked", "result": {"from": dev, "to": 9100, "protocol": 17, "from_port": 40000, "to_port": 53, "size": 0, "count": 1}}),
+    );
+    b.wait_js(
+        "the blocked name in the graph with a blocked edge",
+        Duration::from_secs(10),
+        &format!(
+            "window.spinState.nodes().some(n => n.id === 9100 && n.label === 'www.tiktok.com' && n.shown) && \
+             (() => {{ const e = window.spinState.graph.edges.get('{dev}>9100'); return !!e && e.color === '#dc2626'; }})()"
+        ),
+    );
     b.screenshot(&artifacts_dir().join("ui-controls.png"));
     let errors = b.console_log();
     assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
