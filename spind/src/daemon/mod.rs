@@ -361,6 +361,9 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let mut core = Core::new(settings, state, names, enforcer, start_time)?;
 
     let (tx, rx) = mpsc::channel::<Input>();
+    if let Some(q) = _dns_queue.as_mut() {
+        forward_blocked_queries(q, tx.clone())?;
+    }
     let mqtt_settings = mqtt::MqttSettings {
         embedded: cfg.pubsub_run_mosquitto,
         host: cfg.pubsub_host.clone(),
@@ -491,6 +494,28 @@ fn run(opts: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&opts.rpc_socket);
     }
     info!("spind stopped");
+    Ok(())
+}
+
+/// Hands the verdict thread's reports of blocked queries to the core (`spind-dnsq-report`), so
+/// that it publishes them as `blocked`: the bounded channel keeps the verdict path from waiting
+/// for the core; this thread may wait.
+fn forward_blocked_queries(q: &mut enforcer::dnsqueue::DnsQueue, tx: Sender<Input>) -> anyhow::Result<()> {
+    let Some(reports) = q.take_reports() else { return Ok(()) };
+    std::thread::Builder::new().name("spind-dnsq-report".into()).spawn(move || {
+        for b in reports {
+            let ev = Event::DnsBlocked {
+                time: wall_clock(),
+                client: b.client.ip(),
+                client_port: b.client.port(),
+                protocol: if b.udp { 17 } else { 6 },
+                qname: String::from_utf8_lossy(b.name()).into_owned(),
+            };
+            if tx.send(Input::Event(ev)).is_err() {
+                return;
+            }
+        }
+    })?;
     Ok(())
 }
 

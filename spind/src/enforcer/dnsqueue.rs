@@ -15,10 +15,15 @@
 //! Everything else, including packets that are not a well-formed query, is accepted unchanged
 //! and counted. The path allocates nothing per packet: the question is parsed into a stack
 //! buffer and the answer built in a buffer made once.
+//!
+//! Each blocked query is reported ([`BlockedQuery`], so the graph can show the blocked name) on
+//! a bounded channel with `try_send`: the verdict never waits for the core, and a report that
+//! finds the channel full is dropped and counted (`reports_dropped`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
 
 use log::{info, warn};
@@ -30,6 +35,9 @@ use crate::model::policy::{NameMatcher, NameVerdict};
 pub const BLOCKED_TTL: u32 = 10;
 /// Packets the kernel holds for spind at most; beyond that they are accepted (`fail-open`).
 pub const QUEUE_MAX_LEN: u32 = 1024;
+/// Reports of blocked queries waiting for the core at most (its slots are allocated once, when
+/// the channel is made); a burst beyond that is counted, not reported.
+pub const REPORTS_MAX: usize = 64;
 
 /// The rules the verdict thread applies, swapped whole by the enforcer.
 pub type SharedMatcher = Arc<RwLock<Arc<NameMatcher>>>;
@@ -43,6 +51,35 @@ pub struct DnsCounters {
     /// Not a well-formed DNS query (accepted unchanged).
     pub malformed: AtomicUsize,
     pub send_errors: AtomicUsize,
+    /// Reports of blocked queries dropped because the channel to the core was full.
+    pub reports_dropped: AtomicUsize,
+}
+
+/// A query the verdict thread answered for a blocked name: who asked, and for what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockedQuery {
+    /// The name, lowercase, without the trailing dot, in `name[..len]` (a copy, not a `String`:
+    /// made on the verdict path).
+    name: [u8; 255],
+    len: usize,
+    pub client: SocketAddr,
+    pub udp: bool,
+}
+
+impl BlockedQuery {
+    pub fn name(&self) -> &[u8] {
+        &self.name[..self.len]
+    }
+}
+
+/// Reports the blocked query of `pkt` (located as `d`) without waiting: a full or closed
+/// channel counts the report as dropped.
+fn report(reports: &SyncSender<BlockedQuery>, c: &DnsCounters, pkt: &[u8], d: &Datagram) {
+    let Some(q) = pkt.get(d.dns..).and_then(parse_query) else { return };
+    let b = BlockedQuery { name: q.name, len: q.len, client: d.src, udp: d.udp };
+    if reports.try_send(b).is_err() {
+        c.reports_dropped.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A DNS question parsed out of a packet, without allocating.
@@ -291,9 +328,18 @@ pub fn judge(pkt: &[u8], hwaddr: Option<[u8; 6]>, m: &NameMatcher, out: &mut [u8
     (Decision::Block { answer }, Some(d))
 }
 
-/// The running verdict thread's handle: its counters.
+/// The running verdict thread's handle: its counters, and the blocked queries it reports
+/// (bounded, [`REPORTS_MAX`]) until someone takes them.
 pub struct DnsQueue {
     pub counters: Arc<DnsCounters>,
+    reports: Option<Receiver<BlockedQuery>>,
+}
+
+impl DnsQueue {
+    /// The blocked queries, for whoever hands them to the core (once).
+    pub fn take_reports(&mut self) -> Option<Receiver<BlockedQuery>> {
+        self.reports.take()
+    }
 }
 
 /// Binds NFQUEUE `queue_num` (fail-open, at most [`QUEUE_MAX_LEN`] packets waiting) in this
@@ -308,6 +354,7 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
     let raw6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
     let counters = Arc::new(DnsCounters::default());
     let c = counters.clone();
+    let (reports_tx, reports) = mpsc::sync_channel(REPORTS_MAX);
     std::thread::Builder::new().name("spind-dnsq".into()).spawn(move || {
         let mut buf = vec![0u8; 2048];
         let mut last_log = std::time::Instant::now();
@@ -331,6 +378,9 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
                 }
                 Decision::Block { answer } => {
                     c.blocked.fetch_add(1, Ordering::Relaxed);
+                    if let Some(d) = &d {
+                        report(&reports_tx, &c, msg.get_payload(), d);
+                    }
                     if let (Some(d), true) = (d, answer > 0) {
                         let (sock, to) = match d.src.ip() {
                             IpAddr::V4(a) => (&raw4, SocketAddr::new(IpAddr::V4(a), 0)),
@@ -350,16 +400,18 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
             if last_log.elapsed().as_secs() >= 300 {
                 last_log = std::time::Instant::now();
                 info!(
-                    "DNS queue: {} queries, {} blocked, {} not a query (passed), {} answers not sent",
+                    "DNS queue: {} queries, {} blocked, {} not a query (passed), {} answers not sent, \
+                     {} reports of blocked queries dropped",
                     c.queries.load(Ordering::Relaxed),
                     c.blocked.load(Ordering::Relaxed),
                     c.malformed.load(Ordering::Relaxed),
-                    c.send_errors.load(Ordering::Relaxed)
+                    c.send_errors.load(Ordering::Relaxed),
+                    c.reports_dropped.load(Ordering::Relaxed)
                 );
             }
         }
     })?;
-    Ok(DnsQueue { counters })
+    Ok(DnsQueue { counters, reports: Some(reports) })
 }
 
 #[cfg(test)]
@@ -454,6 +506,28 @@ mod tests {
         let Decision::Block { answer } = d else { panic!() };
         assert_eq!(&out[28 + 6..28 + 8], &[0, 0], "MX: an empty NOERROR answer");
         assert_eq!(answer, 28 + mx.len());
+    }
+
+    #[test]
+    fn blocked_queries_are_reported_without_waiting_and_a_full_channel_counts_drops() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let c = DnsCounters::default();
+        let pkt = udp4(&query("WWW.Video.Example", 1));
+        let d = locate(&pkt).unwrap();
+        report(&tx, &c, &pkt, &d);
+        report(&tx, &c, &pkt, &d);
+        assert_eq!(c.reports_dropped.load(Ordering::Relaxed), 1, "the second found the channel full");
+        let b = rx.try_recv().unwrap();
+        assert_eq!(
+            (b.name(), b.client, b.udp),
+            (&b"www.video.example"[..], "192.168.8.100:40000".parse().unwrap(), true)
+        );
+        assert!(rx.try_recv().is_err());
+        drop(rx);
+        report(&tx, &c, &pkt, &d);
+        assert_eq!(c.reports_dropped.load(Ordering::Relaxed), 2, "nobody listening: dropped, never blocking");
+        report(&tx, &c, b"\x45garbage", &Datagram { dns: 1, ..d });
+        assert_eq!(c.reports_dropped.load(Ordering::Relaxed), 2, "no question, no report");
     }
 
     #[test]

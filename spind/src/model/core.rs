@@ -21,6 +21,7 @@ use crate::model::names::Names;
 use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
 use crate::model::persist::{self, StateDir, WriteError};
 use crate::model::policy::{Enforcer, Guard, NameBlock, NameMatcher, NameVerdict, PairBlock, Pause, Policy};
+use crate::model::services::ServiceBlocks;
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -161,6 +162,7 @@ struct Dirty {
     name_resolved: bool,
     paused: bool,
     device_schedules: bool,
+    services: bool,
 }
 
 impl Dirty {
@@ -171,6 +173,7 @@ impl Dirty {
             || self.name_resolved
             || self.paused
             || self.device_schedules
+            || self.services
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -185,6 +188,7 @@ impl Dirty {
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
             device_schedules: self.device_schedules || other.device_schedules,
+            services: self.services || other.services,
         }
     }
 }
@@ -199,6 +203,7 @@ struct Undo {
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
     device_schedules: DeviceSchedules,
+    services: ServiceBlocks,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -288,6 +293,8 @@ pub struct Core {
     utc_offset: i32,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
+    /// The services switched off (`set_service`), compiled into the name matcher.
+    services: ServiceBlocks,
 }
 
 impl Core {
@@ -368,7 +375,19 @@ impl Core {
             }
         };
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
+        let services = match std::fs::read_to_string(state.services_file()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ServiceBlocks::default(),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", state.services_file().display()),
+            Ok(text) => {
+                let (s, warnings) = ServiceBlocks::from_file_text(&text);
+                for w in warnings {
+                    warn!("{}: {w}", state.services_file().display());
+                }
+                s
+            }
+        };
         let mut core = Core {
+            services,
             wan: None,
             paused,
             device_schedules,
@@ -430,6 +449,7 @@ impl Core {
         }
         msgs.push(self.name_rules_msg());
         msgs.push(self.device_schedules_msg());
+        msgs.push(self.services_msg());
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
     }
@@ -454,6 +474,9 @@ impl Core {
             Event::Flows { time, flows, local } => self.on_flows(time, flows, local),
             Event::DnsQuery { time, client, qname } => self.on_dns_query(time, client, &qname),
             Event::DnsAnswer { time, qname, records } => self.on_dns_answer(time, &qname, &records),
+            Event::DnsBlocked { time, client, client_port, protocol, qname } => {
+                self.on_dns_blocked(time, (client, client_port, protocol), &qname)
+            }
             Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
             Event::Blocked { time, packet } => self.on_blocked(time, &packet),
             Event::Tick { .. } => self.on_tick(),
@@ -769,6 +792,8 @@ impl Core {
     /// The rules `keep` selects, with the blocklists and the DoH list, compiled.
     fn compile_rules(&self, keep: impl Fn(&crate::model::namerules::NameRule) -> bool) -> NameMatcher {
         let mut m = self.name_rules.matcher_of(keep, self.neighbours.iter());
+        // After the user's rules: at one name the user's allow beats a service's block.
+        self.services.compile_into(&mut m, self.neighbours.iter());
         m.set_lists(self.settings.blocklists.clone());
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
@@ -1141,7 +1166,7 @@ impl Core {
         if d.name_rules {
             files.push((self.state.name_rules_file(), self.name_rules.file_text().into_bytes()));
         }
-        if d.name_resolved || d.name_rules {
+        if d.name_resolved || d.name_rules || d.services {
             files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
         }
         if d.paused {
@@ -1149,6 +1174,9 @@ impl Core {
         }
         if d.device_schedules {
             files.push((self.state.device_schedules_file(), self.device_schedules.file_text().into_bytes()));
+        }
+        if d.services {
+            files.push((self.state.services_file(), self.services.file_text().into_bytes()));
         }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
@@ -1299,6 +1327,7 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
 mod history_ops;
 mod ops;
 mod schedule_ops;
+mod service_ops;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -209,6 +209,11 @@ pub fn device_schedules(schedules: &Value) -> String {
     envelope("deviceSchedules", Some(schedules))
 }
 
+/// The services switched off (`set_service`), `[{"service", "device"?}]`, after each change.
+pub fn services(blocks: &Value) -> String {
+    envelope("services", Some(blocks))
+}
+
 pub fn server_restart() -> String {
     envelope::<Value>("serverRestart", None)
 }

@@ -26,5 +26,6 @@ pub(crate) mod nodes;
 pub(crate) mod persist;
 pub mod policy;
 pub(crate) mod rpc;
+pub(crate) mod services;
 pub(crate) mod stats;
 pub(crate) mod wifi;

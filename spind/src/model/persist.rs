@@ -251,6 +251,11 @@ impl StateDir {
         self.root.join("bedtimes.list")
     }
 
+    /// The services switched off (`set_service`): `ID` or `ID MAC` a line.
+    pub fn services_file(&self) -> PathBuf {
+        self.root.join("services.list")
+    }
+
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).
     pub fn nodestore_dir(&self) -> PathBuf {
         self.root.join("nodestore")

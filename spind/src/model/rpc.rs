@@ -65,6 +65,7 @@ const METHODS: &[Method] = &[
     Method { name: "list_name_rules", args: &[], result: ResultType::Complex },
     Method { name: "list_paused_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
+    Method { name: "list_services", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
     Method { name: "remove_device_schedule", args: &[("device", S)], result: ResultType::None },
@@ -80,6 +81,7 @@ const METHODS: &[Method] = &[
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
     Method { name: "set_device_schedule", args: &[("device", S), ("schedule", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+    Method { name: "set_service", args: &[("service", S), ("blocked", C)], result: ResultType::None },
     Method { name: "set_wifi", args: &[("ssid", S)], result: ResultType::Complex },
     Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
     Method { name: "unpause_device", args: &[("device", S)], result: ResultType::None },
@@ -102,6 +104,8 @@ const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("remove_device_schedule", &[]),
     ("set_device_schedule", &[]),
     ("list_paused_devices", &[]),
+    ("list_services", &[("device", S)]),
+    ("set_service", &[("device", S)]),
     ("pause_device", &[]),
     ("set_wifi", &[("passphrase", S), ("country", S)]),
     ("top_services", &[]),
@@ -231,6 +235,11 @@ fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
     Ok(mac)
 }
 
+/// The optional `device` of `list_services`/`set_service` (absent: the whole network).
+fn optional_device_arg(p: &Map<String, Value>) -> OpResult<Option<MacAddr>> {
+    p.contains_key("device").then(|| device_arg(p)).transpose()
+}
+
 fn list_rpc_methods() -> Vec<RpcMethodJson> {
     METHODS
         .iter()
@@ -315,6 +324,12 @@ fn call(
         }
         "remove_device_schedule" => none(core.op_remove_device_schedule(device_arg(p)?, out)),
         "list_device_schedules" => Ok(Some(core.op_list_device_schedules())),
+        "list_services" => Ok(Some(core.op_list_services(optional_device_arg(p)?))),
+        "set_service" => {
+            let device = optional_device_arg(p)?;
+            let blocked = p["blocked"].as_bool().ok_or_else(|| err(-1, "Invalid 'blocked': expected true or false"))?;
+            none(core.op_set_service(string(p, "service"), device, blocked, out))
+        }
         "get_history" => core
             .op_get_history(
                 string(p, "device"),

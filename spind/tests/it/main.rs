@@ -27,6 +27,7 @@ mod replay_stream;
 mod router_netns;
 mod rpc_transports;
 mod schedules_netns;
+mod services_netns;
 mod startup_errors;
 mod state_disk;
 mod tidy;

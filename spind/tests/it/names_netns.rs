@@ -42,11 +42,21 @@ impl Drop for Home {
 
 impl Home {
     pub(crate) fn new() -> Home {
-        Home::with_env(Vec::new())
+        Home::with(Vec::new(), &[])
     }
 
     /// [`Home::new`] with spind started with these environment variables (e.g. `TZ`).
     pub(crate) fn with_env(env: Vec<(String, String)>) -> Home {
+        Home::with(env, &[])
+    }
+
+    /// [`Home::new`] with more names answered by the router's dnsmasq (`NAME,ADDRESS`, as
+    /// `--host-record` takes them).
+    pub(crate) fn with_host_records(records: &[&str]) -> Home {
+        Home::with(Vec::new(), records)
+    }
+
+    fn with(env: Vec<(String, String)>, records: &[&str]) -> Home {
         let mut topo = Topology::new();
         topo.start_services();
         let dev2_ns = Netns::new("names-d2");
@@ -77,7 +87,7 @@ impl Home {
         sh(&["ip", "-n", &r, "addr", "add", "192.168.8.2/24", "dev", "lan0"]);
         sh(&["ip", "-n", &r, "link", "set", "lan1", "up"]);
         let shell = Shell::new().unwrap();
-        let dnsmasq = [
+        let mut dnsmasq: Vec<String> = [
             "--keep-in-foreground",
             "--no-resolv",
             "--no-hosts",
@@ -91,7 +101,10 @@ impl Home {
             // CNAME cloaking: an innocent name that is an alias of a tracker's.
             "--host-record=tracker.test,198.51.100.30",
             "--cname=metrics.shop.test,tracker.test",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        dnsmasq.extend(records.iter().map(|r| format!("--host-record={r}")));
         let resolver = cmd!(shell, "ip netns exec {r} dnsmasq {dnsmasq...}")
             .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");

@@ -29,6 +29,7 @@ impl Core {
             name_rules: self.name_rules.clone(),
             paused: self.paused.clone(),
             device_schedules: self.device_schedules.clone(),
+            services: self.services.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
             // The operation marks what it changes on a clean slate, so that `commit` knows
@@ -50,6 +51,10 @@ impl Core {
         }
         self.paused = u.paused;
         self.device_schedules = u.device_schedules;
+        if self.services != u.services {
+            self.services = u.services;
+            self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        }
         if let Some((id, ip)) = u.added_ip {
             self.nodes.remove_ip(id, &ip);
         }

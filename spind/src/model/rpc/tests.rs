@@ -111,6 +111,7 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_name_rules",
             "list_paused_devices",
             "list_rpc_methods",
+            "list_services",
             "node_add_ip",
             "pause_device",
             "remove_device_schedule",
@@ -122,6 +123,7 @@ fn list_rpc_methods_names_every_method_sorted() {
             "set_device_name",
             "set_device_schedule",
             "set_flow_block",
+            "set_service",
             "set_wifi",
             "top_services",
             "unpause_device"
@@ -537,4 +539,67 @@ fn set_wifi_checks_then_stores_and_says_that_clients_reconnect() {
     let mut out = Vec::new();
     let r = handle(&mut core, r#"{"jsonrpc":"2.0","id":1,"method":"set_wifi","params":{"ssid":"x"}}"#, &none, &mut out);
     assert!(r.unwrap().contains("This router has no WiFi access point"));
+}
+
+#[test]
+fn services_are_listed_switched_per_device_and_for_the_network_saved_and_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let find = |r: &Value, id: &str| r["result"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap();
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert!(r["result"].as_array().unwrap().len() >= 12, "{r}");
+    assert_eq!(
+        find(&r, "youtube"),
+        serde_json::json!({"id": "youtube", "name": "YouTube", "blocked": false, "blocked_everywhere": false})
+    );
+    let (r, out) =
+        call(&mut core, "set_service", r#"{"service":"youtube","device":"02:00:00:00:00:64","blocked":true}"#);
+    assert!(r.get("error").is_none() && r.get("result").is_none(), "{r}");
+    assert!(on_topic(&out, "SPIN/traffic").iter().any(|m| m.starts_with(r#"{"command":"services""#)), "{out:?}");
+    call(&mut core, "set_service", r#"{"service":"roblox","blocked":true}"#);
+    let (r, _) = call(&mut core, "list_services", r#"{"device":"02:00:00:00:00:64"}"#);
+    assert_eq!(find(&r, "youtube")["blocked"], true);
+    assert_eq!(
+        find(&r, "roblox"),
+        serde_json::json!({"id": "roblox", "name": "Roblox", "blocked": true, "blocked_everywhere": true})
+    );
+    let (r, _) = call(&mut core, "list_services", r#"{"device":"02:00:00:00:00:65"}"#);
+    assert_eq!(find(&r, "youtube")["blocked"], false, "another device");
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert_eq!(find(&r, "youtube")["blocked"], false, "not for the whole network");
+    // Saved: a restart keeps both.
+    let mut again = core_in(dir.path(), CoreSettings::default());
+    let (r, _) = call(&mut again, "list_services", r#"{"device":"02:00:00:00:00:64"}"#);
+    assert_eq!(
+        (find(&r, "youtube")["blocked"].clone(), find(&r, "roblox")["blocked"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
+    let (r, _) =
+        call(&mut core, "set_service", r#"{"service":"youtube","device":"02:00:00:00:00:64","blocked":false}"#);
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("services.list")).unwrap(), "roblox\n");
+}
+
+#[test]
+fn bad_service_switches_name_the_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    for (method, params, field) in [
+        ("set_service", r#"{"service":"nosuch","blocked":true}"#, "Invalid 'service'"),
+        ("set_service", r#"{"service":"youtube","device":"nope","blocked":true}"#, "Invalid 'device'"),
+        ("set_service", r#"{"service":"youtube","device":"ff:ff:ff:ff:ff:ff","blocked":true}"#, "Invalid 'device'"),
+        ("set_service", r#"{"service":"youtube","blocked":"yes"}"#, "Invalid 'blocked'"),
+        ("set_service", r#"{"service":"youtube","blocked":null}"#, "Invalid 'blocked'"),
+        ("set_service", r#"{"service":"youtube"}"#, "Missing argument 'blocked'"),
+        ("set_service", r#"{"service":"youtube","blocked":true,"colour":1}"#, "No such argument"),
+        ("list_services", r#"{"device":"02:00:00:00:00"}"#, "Invalid 'device'"),
+    ] {
+        let (r, out) = call(&mut core, method, params);
+        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{params}: {r}"));
+        assert!(msg.contains(field), "{params}: {msg}");
+        assert!(out.is_empty());
+    }
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert!(r["result"].as_array().unwrap().iter().all(|s| s["blocked"] == false), "{r}");
+    assert!(!dir.path().join("services.list").exists());
 }
