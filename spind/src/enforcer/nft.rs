@@ -451,6 +451,20 @@ fn name_block_elements(blocks: &[NameBlock], v4: bool, per_device: bool, now: i6
     out.into_iter().map(|(k, exp)| format!("{k} timeout {}s", (exp - now).clamp(1, 7 * 86_400))).collect()
 }
 
+/// The four sets of name-block addresses (`{prefix}names4/6` for every device,
+/// `{prefix}dev_names4/6` per device), each element with its time left at `now`.
+fn write_name_block_sets(s: &mut String, prefix: &str, blocks: &[NameBlock], now: i64) {
+    for (name, ty, v4, per_device) in [
+        ("names4", "ipv4_addr", true, false),
+        ("names6", "ipv6_addr", false, false),
+        ("dev_names4", "ether_addr . ipv4_addr", true, true),
+        ("dev_names6", "ether_addr . ipv6_addr", false, true),
+    ] {
+        let elems = name_block_elements(blocks, v4, per_device, now);
+        write_set(s, &format!("{prefix}{name}"), &format!("type {ty}; flags timeout;"), &elems);
+    }
+}
+
 /// The elements of the `paused` set: each device with the seconds left (ended ones left out).
 fn paused_elements(paused: &[Pause], now: i64) -> Vec<String> {
     let mut out: Vec<String> = paused
@@ -609,29 +623,13 @@ pub fn script_in_zone(
         let elems: Vec<String> = pair_elements(policy, v4).iter().map(|(a, b)| format!("{a} . {b}")).collect();
         write_set(&mut s, name, &format!("type {ty} . {ty};"), &elems);
     }
-    for (name, ty, v4, per_device) in [
-        ("names4", "ipv4_addr", true, false),
-        ("names6", "ipv6_addr", false, false),
-        ("dev_names4", "ether_addr . ipv4_addr", true, true),
-        ("dev_names6", "ether_addr . ipv6_addr", false, true),
-    ] {
-        let elems = name_block_elements(&policy.name_blocks, v4, per_device, now);
-        write_set(&mut s, name, &format!("type {ty}; flags timeout;"), &elems);
-    }
+    write_name_block_sets(&mut s, "", &policy.name_blocks, now);
     // Scheduled name rules: their addresses are kept all the time (a cached address is cut
     // when a window opens), matched only inside the windows (chain `names`).
     let scheduled: Vec<(usize, &ScheduledNames)> =
         policy.scheduled_names.iter().filter(|g| !g.spans.is_empty()).enumerate().collect();
     for (i, g) in &scheduled {
-        for (suffix, ty, v4, per_device) in [
-            ("names4", "ipv4_addr", true, false),
-            ("names6", "ipv6_addr", false, false),
-            ("dev_names4", "ether_addr . ipv4_addr", true, true),
-            ("dev_names6", "ether_addr . ipv6_addr", false, true),
-        ] {
-            let elems = name_block_elements(&g.blocks, v4, per_device, now);
-            write_set(&mut s, &format!("sched{i}_{suffix}"), &format!("type {ty}; flags timeout;"), &elems);
-        }
+        write_name_block_sets(&mut s, &format!("sched{i}_"), &g.blocks, now);
     }
     let bedtimes = bedtime_groups(&policy.bedtimes);
     for (i, (_, macs)) in bedtimes.iter().enumerate() {

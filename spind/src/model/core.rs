@@ -363,29 +363,9 @@ impl Core {
                 }
             }
         }
-        let device_schedules = match std::fs::read_to_string(state.device_schedules_file()) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DeviceSchedules::default(),
-            Err(e) => anyhow::bail!("cannot read {}: {e}", state.device_schedules_file().display()),
-            Ok(text) => {
-                let (schedules, warnings) = DeviceSchedules::from_file_text(&text);
-                for w in warnings {
-                    warn!("{}: {w}", state.device_schedules_file().display());
-                }
-                schedules
-            }
-        };
+        let device_schedules = read_state_file(&state.device_schedules_file(), DeviceSchedules::from_file_text)?;
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
-        let services = match std::fs::read_to_string(state.services_file()) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ServiceBlocks::default(),
-            Err(e) => anyhow::bail!("cannot read {}: {e}", state.services_file().display()),
-            Ok(text) => {
-                let (s, warnings) = ServiceBlocks::from_file_text(&text);
-                for w in warnings {
-                    warn!("{}: {w}", state.services_file().display());
-                }
-                s
-            }
-        };
+        let services = read_state_file(&state.services_file(), ServiceBlocks::from_file_text)?;
         let mut core = Core {
             services,
             wan: None,
@@ -1322,6 +1302,25 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
         .and_then(|id| nodes.get(id))
         .and_then(|n| n.sorted_domains().first().map(|d| d.trim_end_matches('.').to_ascii_lowercase()))
         .unwrap_or_else(|| ip.to_string())
+}
+
+/// A state file read by `parse` (what it holds and a warning per line it skipped, each logged);
+/// a missing file is the default (nothing saved yet), an unreadable one an error at start.
+fn read_state_file<T: Default>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> (T, Vec<String>),
+) -> anyhow::Result<T> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Ok(text) => {
+            let (value, warnings) = parse(&text);
+            for w in warnings {
+                warn!("{}: {w}", path.display());
+            }
+            Ok(value)
+        }
+    }
 }
 
 mod history_ops;
