@@ -45,6 +45,17 @@ pub struct DnsCounters {
     /// Not a well-formed DNS query (accepted unchanged).
     pub malformed: AtomicUsize,
     pub send_errors: AtomicUsize,
+    /// Errors the kernel reported on the queue socket that the thread lives through.
+    pub queue_errors: AtomicUsize,
+}
+
+/// Whether the verdict thread carries on after this error from the queue socket. `ENOENT`: a
+/// verdict for a packet the kernel no longer holds, because any hook unregistered in the
+/// namespace (an nftables table replaced) flushes every queue; `ENOBUFS`: the socket overflowed
+/// and the kernel accepted what did not fit (fail-open). Measured by `cargo xtask bench names`:
+/// before, the first such error ended the thread and every later query passed unjudged.
+fn survivable(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOBUFS))
 }
 
 /// A DNS question parsed out of a packet, without allocating.
@@ -316,6 +327,10 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
         loop {
             let mut msg = match q.recv() {
                 Ok(m) => m,
+                Err(e) if survivable(&e) => {
+                    c.queue_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => {
                     warn!("DNS queue {queue_num}: {e}; queries pass unjudged");
                     return;
@@ -352,11 +367,12 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
             if last_log.elapsed().as_secs() >= 300 {
                 last_log = std::time::Instant::now();
                 info!(
-                    "DNS queue: {} queries, {} blocked, {} not a query (passed), {} answers not sent",
+                    "DNS queue: {} queries, {} blocked, {} not a query (passed), {} answers not sent, {} queue errors",
                     c.queries.load(Ordering::Relaxed),
                     c.blocked.load(Ordering::Relaxed),
                     c.malformed.load(Ordering::Relaxed),
-                    c.send_errors.load(Ordering::Relaxed)
+                    c.send_errors.load(Ordering::Relaxed),
+                    c.queue_errors.load(Ordering::Relaxed)
                 );
             }
         }
@@ -570,6 +586,17 @@ mod tests {
             assert_eq!(matches!(decision, Decision::Block { .. }), *blocked, "{what}: {decision:?}");
             assert_eq!(n, 0, "{what}: {n} allocations per packet");
         }
+    }
+
+    #[test]
+    fn the_verdict_thread_lives_through_flushed_packets_and_overflows_only() {
+        for errno in [libc::ENOENT, libc::ENOBUFS] {
+            assert!(survivable(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [libc::EBADF, libc::EPERM, libc::ENOSPC] {
+            assert!(!survivable(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        assert!(!survivable(&io::Error::other("not from the kernel")));
     }
 
     #[test]

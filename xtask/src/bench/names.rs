@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use runner::{cmd, Stream};
 use serde_json::{json, Value};
 use testbed::dnsload::{self, DnsLoad, DnsLoadResult, Latency};
-use testbed::http::rpc_http;
+use testbed::http::{http_request, rpc_http};
 use testbed::netns::{in_netns, Topology, CLIENT_MAC};
 use testbed::spind::{Spind, SpindBuilder};
 
@@ -238,9 +238,36 @@ impl Net {
         }
     }
 
+    /// A JSON-RPC call; the reply whatever the HTTP status (a busy core answers 500).
     fn call(&self, method: &'static str, params: Value) -> Value {
         let port = self.spind.as_ref().map_or(0, |s| s.http_port);
-        in_netns(&self.topo.router, move || rpc_http(port, method, params))
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (_, text) =
+            in_netns(&self.topo.router, move || http_request(port, "POST", "/spin_api/jsonrpc", body.as_bytes()));
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({"error": {"message": text}}))
+    }
+
+    /// Adds a name rule; if the core was too busy to answer in time, waits until the rule is
+    /// listed (or adds it again), so that no rule is added twice.
+    fn add_rule(&self, rule: &Value) -> Result<(), String> {
+        for _ in 0..10 {
+            let reply = self.call("add_name_rule", rule.clone());
+            if reply.get("error").is_none() {
+                return Ok(());
+            }
+            eprintln!("xtask:   add_name_rule {rule}: {reply}; checking the list");
+            for _ in 0..10 {
+                std::thread::sleep(Duration::from_secs(1));
+                let list = self.call("list_name_rules", json!({}));
+                if let Some(rules) = list["result"].as_array() {
+                    if rules.iter().any(|r| r["name"] == rule["name"]) {
+                        return Ok(());
+                    }
+                    break;
+                }
+            }
+        }
+        Err(format!("add_name_rule {rule}: spind did not take it"))
     }
 
     /// The kernel's counters of NFQUEUE 53 in the router: (queued so far, dropped because the
@@ -389,10 +416,7 @@ pub fn run(bin: &Path, dir: &Path) -> Result<String, String> {
     let with_list = dns_run(&net, "spind, 100,000-name list", &names, listed)?;
 
     for r in rules() {
-        let reply = net.call("add_name_rule", r.clone());
-        if reply.get("error").is_some() {
-            return Err(format!("add_name_rule {r}: {reply}"));
-        }
+        net.add_rule(&r)?;
     }
     for probe in ["v0.video.test", "k0.kids.test", "s0.bedtime.test"] {
         wait_answer(&net, probe, "0.0.0.0")?;
