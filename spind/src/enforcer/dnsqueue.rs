@@ -563,7 +563,9 @@ mod tests {
         let shared = SharedMatcher::default();
         *shared.write().unwrap() = Arc::new(m);
 
-        let cases: [(&str, Vec<u8>, Option<[u8; 6]>, bool); 9] = [
+        // (what, packet, link-layer source, blocked)
+        type Case = (&'static str, Vec<u8>, Option<[u8; 6]>, bool);
+        let cases: [Case; 9] = [
             ("a listed name", udp4(&query("ad77.track77.test", 1)), None, true),
             ("below a listed name", udp4(&query("cdn.ad77.track77.test", 1)), None, true),
             ("a rule's name, AAAA over IPv6", udp6(&query("www.video.example", 28)), None, true),
