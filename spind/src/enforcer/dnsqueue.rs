@@ -284,7 +284,7 @@ pub fn judge(pkt: &[u8], hwaddr: Option<[u8; 6]>, m: &NameMatcher, out: &mut [u8
         return (if empty_tcp { Decision::Accept } else { Decision::Malformed }, Some(d));
     };
     let device = m.device_of(hwaddr, Some(d.src.ip()));
-    if m.decide(q.name(), device) != Some(NameVerdict::Block) {
+    if m.decide_counted(q.name(), device) != Some(NameVerdict::Block) {
         return (Decision::Accept, Some(d));
     }
     let answer = if d.udp { blocked_answer(&d, msg, &q, out).unwrap_or(0) } else { 0 };

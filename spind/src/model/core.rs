@@ -14,6 +14,7 @@ use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publis
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
 use crate::model::lists::Lists;
+use crate::model::listsources::{Blocklists, ListSources};
 use crate::model::messages::{self, FlowJson};
 use crate::model::namerules::{LocalTime, NameRules};
 use crate::model::names::Names;
@@ -76,9 +77,9 @@ pub struct CoreSettings {
     pub refuse_dot: bool,
     /// `doh_block`: the shipped list of DoH resolver names is blocked for every device.
     pub block_doh: bool,
-    /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
-    pub blocklists: Arc<crate::model::blocklist::NameSet>,
-    pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
+    /// The names of each of the `blocklist_files`, blocked for every device, and what each file
+    /// gave.
+    pub blocklists: Vec<(Arc<crate::model::blocklist::NameSet>, crate::model::blocklist::ListCounts)>,
     /// The per-device history and its alerts (`history_*` keys).
     pub history: HistorySettings,
 }
@@ -96,8 +97,7 @@ impl Default for CoreSettings {
             redirect_dns: false,
             refuse_dot: false,
             block_doh: false,
-            blocklists: Arc::default(),
-            blocklist_counts: Vec::new(),
+            blocklists: Vec::new(),
             // Off unless asked for: the daemon turns it on from `history` (default 1); the
             // core's tests of SPIN's messages see only those.
             history: HistorySettings { enabled: false, ..HistorySettings::default() },
@@ -159,6 +159,8 @@ struct Dirty {
     /// The addresses of blocked names (`names.resolved`), so their blocks survive a restart.
     name_resolved: bool,
     paused: bool,
+    /// The household's blocklists (`blocklists.json`).
+    blocklists: bool,
 }
 
 impl Dirty {
@@ -168,6 +170,7 @@ impl Dirty {
             || self.name_rules
             || self.name_resolved
             || self.paused
+            || self.blocklists
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -181,6 +184,7 @@ impl Dirty {
             name_rules: self.name_rules || other.name_rules,
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
+            blocklists: self.blocklists || other.blocklists,
         }
     }
 }
@@ -194,6 +198,7 @@ struct Undo {
     names: Names,
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
+    list_sources: ListSources,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -278,6 +283,8 @@ pub struct Core {
     paused: BTreeMap<MacAddr, Timestamp>,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
+    /// The config's and the household's blocklists, their counters and the fetcher.
+    blocklists: Blocklists,
 }
 
 impl Core {
@@ -347,7 +354,9 @@ impl Core {
             }
         }
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
+        let blocklists = Self::load_blocklists(&settings, &state)?;
         let mut core = Core {
+            blocklists,
             wan: None,
             paused,
             history,
@@ -444,6 +453,7 @@ impl Core {
                 info!("replay finished: {packets} packets, {} nodes", self.nodes.len());
                 Vec::new()
             }
+            Event::BlocklistFetched { id, outcome } => self.on_blocklist_fetched(id, outcome),
         };
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
@@ -735,7 +745,7 @@ impl Core {
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
         let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
-        m.set_lists(self.settings.blocklists.clone());
+        self.set_match_lists(&mut m);
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
             for name in crate::model::namerules::doh_resolvers() {
@@ -835,6 +845,7 @@ impl Core {
             self.apply_names();
         }
         self.refresh_name_rules();
+        self.blocklists.new_day((self.settings.local_time)(now).weekday);
         // A pause ends by itself (the kernel's element times out too); the file follows.
         let before = self.paused.len();
         self.paused.retain(|_, until| *until > now);
@@ -1109,6 +1120,9 @@ impl Core {
         if d.paused {
             files.push((self.state.paused_file(), self.paused_text().into_bytes()));
         }
+        if d.blocklists {
+            files.push((self.state.blocklists_file(), self.blocklists.sources.file_text().into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -1249,6 +1263,9 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
         .unwrap_or_else(|| ip.to_string())
 }
 
+mod blocklist_ops;
+#[cfg(test)]
+mod blocklist_tests;
 mod history_ops;
 mod ops;
 #[cfg(test)]

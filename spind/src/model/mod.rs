@@ -18,6 +18,7 @@ pub(crate) mod event;
 pub(crate) mod flowblocks;
 pub(crate) mod history;
 pub(crate) mod lists;
+pub(crate) mod listsources;
 pub(crate) mod messages;
 pub(crate) mod namerules;
 pub(crate) mod names;

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::model::core::{Core, OpError, OpResult};
 use crate::model::event::{MacAddr, Publish};
 use crate::model::lists::list_by_prefix;
+use crate::model::listsources::{parse_def, ListDef};
 use crate::model::messages::{
     device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
     RpcMethodJson,
@@ -44,6 +45,7 @@ use ArgType::{Complex as C, Integer as I, String as S};
 /// Sorted by name (the order `list_rpc_methods` reports).
 const METHODS: &[Method] = &[
     Method { name: "ack_alert", args: &[("id", I)], result: ResultType::None },
+    Method { name: "add_blocklist", args: &[], result: ResultType::Complex },
     Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "add_name_rule", args: &[("name", S), ("action", S)], result: ResultType::Complex },
@@ -66,6 +68,8 @@ const METHODS: &[Method] = &[
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
+    Method { name: "refresh_blocklists", args: &[], result: ResultType::None },
+    Method { name: "remove_blocklist", args: &[("id", I)], result: ResultType::None },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "remove_name_rule", args: &[("id", I)], result: ResultType::None },
@@ -91,6 +95,9 @@ const PAUSE_MAX: i64 = 366 * 86_400;
 const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)]),
     ("ack_alert", &[]),
+    ("add_blocklist", &[("url", S), ("file", S), ("devices", C), ("name", S)]),
+    ("refresh_blocklists", &[]),
+    ("remove_blocklist", &[]),
     ("get_history", &[("node", I)]),
     ("get_wifi", &[]),
     ("list_alerts", &[]),
@@ -215,6 +222,22 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
         .map_err(|(field, why)| bad(field, &why))
 }
 
+/// The list `add_blocklist` describes (`url` or `file`, `devices`, `name`); a bad field is
+/// named in the error.
+fn blocklist_arg(p: &Map<String, Value>) -> OpResult<ListDef> {
+    let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
+    let devices: Vec<&str> = match p.get("devices") {
+        None => Vec::new(),
+        Some(Value::Array(a)) if a.len() <= 256 => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
+            .collect::<OpResult<_>>()?,
+        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
+    };
+    let s = |k: &str| p.get(k).and_then(Value::as_str);
+    parse_def(s("url"), s("file"), &devices, s("name")).map_err(|(field, why)| bad(field, &why))
+}
+
 /// The device of `pause_device`/`unpause_device`: a unicast MAC.
 fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
     let text = string(p, "device");
@@ -301,6 +324,15 @@ fn call(
         "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
         "list_paused_devices" => Ok(Some(core.op_list_paused())),
         "list_blocklists" => Ok(Some(core.op_list_blocklists())),
+        "add_blocklist" => {
+            let def = blocklist_arg(p)?;
+            core.op_add_blocklist(def, out).map(|id| Some(json!({ "id": id })))
+        }
+        "remove_blocklist" => none(core.op_remove_blocklist(int64(p, "id"), out)),
+        "refresh_blocklists" => {
+            core.op_refresh_blocklists();
+            Ok(None)
+        }
         "get_history" => core
             .op_get_history(
                 string(p, "device"),

@@ -19,7 +19,7 @@ use crate::model::nodes::{Candidate, ListKind, Node, NodeId};
 impl Core {
     /// What [`Core::commit`] goes back to if the change cannot be saved. Merges and deletions
     /// not yet applied are applied first: they are observations, not part of the operation.
-    fn undo_point(&mut self) -> Undo {
+    pub(super) fn undo_point(&mut self) -> Undo {
         self.settle_changes();
         Undo {
             lists: self.lists.clone(),
@@ -28,6 +28,7 @@ impl Core {
             names: self.names.clone(),
             name_rules: self.name_rules.clone(),
             paused: self.paused.clone(),
+            list_sources: self.blocklists.sources.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
             // The operation marks what it changes on a clean slate, so that `commit` knows
@@ -38,7 +39,7 @@ impl Core {
         }
     }
 
-    fn undo(&mut self, u: Undo) {
+    pub(super) fn undo(&mut self, u: Undo) {
         self.lists = u.lists;
         self.withdrawn = u.withdrawn;
         self.flows = u.flows;
@@ -48,6 +49,11 @@ impl Core {
             self.matcher = std::sync::Arc::new(self.compile_name_rules());
         }
         self.paused = u.paused;
+        if self.blocklists.sources != u.list_sources {
+            self.blocklists.sources = u.list_sources;
+            self.blocklists.rebuild();
+            self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        }
         if let Some((id, ip)) = u.added_ip {
             self.nodes.remove_ip(id, &ip);
         }
@@ -60,7 +66,7 @@ impl Core {
     /// Saves what an operation changed (and whatever else was waiting), then enforces and
     /// publishes. If the save fails, the operation is undone and reported as failed, unless it
     /// changed nothing that needs saving (then only the earlier changes wait, as before).
-    fn commit(&mut self, undo: Undo, out: &mut Vec<Publish>, msgs: Vec<Publish>) -> OpResult<()> {
+    pub(super) fn commit(&mut self, undo: Undo, out: &mut Vec<Publish>, msgs: Vec<Publish>) -> OpResult<()> {
         let list_msgs = self.settle();
         let needs_saving = self.dirty.any();
         self.dirty = self.dirty.or(undo.dirty);
@@ -400,14 +406,6 @@ impl Core {
         self.dirty.paused = true;
         self.enforce_pending = true;
         self.commit(undo, out, Vec::new())
-    }
-
-    /// `list_blocklists`: what each file of `blocklist_files` gave, and the names in force.
-    pub fn op_list_blocklists(&self) -> serde_json::Value {
-        serde_json::json!({
-            "names": self.settings.blocklists.len(),
-            "lists": self.settings.blocklist_counts,
-        })
     }
 
     /// `list_paused_devices`: `[{"device": MAC, "until": T}, ...]`.

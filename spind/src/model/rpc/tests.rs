@@ -94,6 +94,7 @@ fn list_rpc_methods_names_every_method_sorted() {
         names,
         [
             "ack_alert",
+            "add_blocklist",
             "add_iplist_ip",
             "add_iplist_node",
             "add_name_rule",
@@ -112,6 +113,8 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_rpc_methods",
             "node_add_ip",
             "pause_device",
+            "refresh_blocklists",
+            "remove_blocklist",
             "remove_iplist_ip",
             "remove_iplist_node",
             "remove_name_rule",
@@ -124,15 +127,20 @@ fn list_rpc_methods_names_every_method_sorted() {
             "unpause_device"
         ]
     );
-    let set_flow = &r["result"][25];
+    let method = |name: &str| r["result"].as_array().unwrap().iter().find(|m| m["rpc-name"] == name).unwrap();
+    let set_flow = method("set_flow_block");
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(r["result"][17]["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(method("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
-        r["result"][3].to_string(),
+        method("add_name_rule").to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
+    );
+    assert_eq!(
+        method("add_blocklist").to_string(),
+        r#"{"rpc-name":"add_blocklist","rpc-args":[{"rpc-arg-name":"url","rpc-arg-type":"string"},{"rpc-arg-name":"file","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"name","rpc-arg-type":"string"}],"rpc-result-type":"complex"}"#
     );
 }
 
