@@ -486,7 +486,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         clock: wall_clock,
     };
     match fetch::start(fetch, tx.clone()) {
-        Ok(requests) => core.set_fetcher(requests),
+        Ok(queue) => core.set_fetcher(queue),
         Err(e) => warn!("no blocklist downloads (the lists' last copies stay in force): {e}"),
     }
     drop(tx);

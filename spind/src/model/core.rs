@@ -623,6 +623,9 @@ impl Core {
 
     fn on_dns_query(&mut self, time: Timestamp, client: IpAddr, qname: &str) -> Vec<Publish> {
         self.stats.add("dns", "queries", 1);
+        if self.settings.simulate_blocking {
+            self.count_simulated_block(client, qname);
+        }
         let from = self.node_for_ip(client, time);
         // A query names a node whatever its TTL: no new node for a name we already know.
         let queried = match self.nodes.by_domain(qname) {

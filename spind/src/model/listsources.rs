@@ -13,12 +13,11 @@
 //!
 //! [`NameMatcher`]: crate::model::policy::NameMatcher
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use crate::model::blocklist::{self, ListCounts, NameSet, MAX_NAMES};
 use crate::model::event::{MacAddr, Timestamp};
@@ -122,10 +121,23 @@ pub fn parse_def(
 }
 
 /// What the fetcher loaded from a good download (or file): the names and what the lines gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Fetched {
     pub names: Arc<NameSet>,
     pub counts: ListCounts,
+}
+
+// By hand, not derived: a derived `Debug`/`PartialEq` of the whole set is code for nothing.
+impl PartialEq for Fetched {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.names, &o.names) && self.counts == o.counts
+    }
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fetched({} names, {:?})", self.names.len(), self.counts)
+    }
 }
 
 /// One list the fetcher keeps fresh: where from, and when it was last loaded well (the next
@@ -143,6 +155,38 @@ pub struct FetchJob {
 pub struct FetchRequest {
     pub jobs: Vec<FetchJob>,
     pub now: Vec<u64>,
+}
+
+/// Where the core leaves its requests for the fetcher: the latest one, later ones merged into
+/// it (a mutex and a condition variable rather than one more channel type: each costs binary
+/// size on a router with kilobytes to spare).
+#[derive(Debug, Default)]
+pub struct FetchQueue {
+    pending: Mutex<Option<FetchRequest>>,
+    wake: Condvar,
+}
+
+impl FetchQueue {
+    pub fn push(&self, r: FetchRequest) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match p.as_mut() {
+            Some(old) => {
+                old.jobs = r.jobs;
+                old.now.extend(r.now);
+            }
+            None => *p = Some(r),
+        }
+        self.wake.notify_one();
+    }
+
+    /// The waiting request, if one comes within `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Option<FetchRequest> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none() {
+            p = self.wake.wait_timeout(p, timeout).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        p.take()
+    }
 }
 
 /// A list and what is in force of it.
@@ -172,10 +216,11 @@ impl PartialEq for ListState {
     }
 }
 
-/// Every list by id and the next id to hand out (ids are never reused).
+/// Every list, by id, and the next id to hand out (ids are never reused). A `Vec` in id order
+/// (at most [`MAX_LISTS`]): a map type of its own would cost binary size.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ListSources {
-    lists: BTreeMap<u64, ListState>,
+    lists: Vec<ListState>,
     next_id: u64,
 }
 
@@ -186,42 +231,41 @@ impl ListSources {
 
     /// The id of a list with the same source and devices, if there is one.
     pub fn same_as(&self, def: &ListDef) -> Option<u64> {
-        self.lists.values().find(|l| l.def.source == def.source && l.def.devices == def.devices).map(|l| l.def.id)
+        self.lists.iter().find(|l| l.def.source == def.source && l.def.devices == def.devices).map(|l| l.def.id)
     }
 
     pub fn add(&mut self, mut def: ListDef) -> u64 {
         let id = self.next_id.max(1);
         self.next_id = id + 1;
         def.id = id;
-        self.lists.insert(id, ListState::new(def));
+        self.lists.push(ListState::new(def));
         id
     }
 
     pub fn remove(&mut self, id: u64) -> bool {
-        self.lists.remove(&id).is_some()
+        let before = self.lists.len();
+        self.lists.retain(|l| l.def.id != id);
+        self.lists.len() != before
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.lists.keys().copied().collect()
+        self.lists.iter().map(|l| l.def.id).collect()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ListState> {
-        self.lists.values()
+        self.lists.iter()
     }
 
     /// What the fetcher must keep fresh.
     pub fn jobs(&self) -> Vec<FetchJob> {
-        self.lists
-            .values()
-            .map(|l| FetchJob { id: l.def.id, source: l.def.source.clone(), updated: l.updated })
-            .collect()
+        self.lists.iter().map(|l| FetchJob { id: l.def.id, source: l.def.source.clone(), updated: l.updated }).collect()
     }
 
     /// Takes what the fetcher says about list `id` at `time`; `others` is how many names the
     /// other lists hold (all lists together stay within [`MAX_NAMES`]). A failure keeps the
     /// previous copy. `false`: no such list (removed meanwhile).
     pub fn fetched(&mut self, id: u64, time: Timestamp, outcome: Result<Fetched, String>, others: usize) -> bool {
-        let Some(l) = self.lists.get_mut(&id) else { return false };
+        let Some(l) = self.lists.iter_mut().find(|l| l.def.id == id) else { return false };
         match outcome {
             Ok(f) if others + f.names.len() > MAX_NAMES => {
                 l.error = Some(format!(
@@ -242,7 +286,7 @@ impl ListSources {
 
     /// The lists as the matcher applies them, in id order.
     pub fn match_lists(&self) -> impl Iterator<Item = MatchList> + '_ {
-        self.lists.values().map(|l| MatchList {
+        self.lists.iter().map(|l| MatchList {
             names: l.names.clone(),
             devices: (!l.def.devices.is_empty()).then(|| l.def.devices.iter().map(|m| m.0).collect()),
             blocked: l.blocked.clone(),
@@ -251,64 +295,15 @@ impl ListSources {
 
     /// The entries of `list_blocklists`.
     pub fn list_json(&self) -> Vec<Value> {
-        self.lists
-            .values()
-            .map(|l| {
-                let mut v = json!({
-                    "id": l.def.id,
-                    "names": l.names.len(),
-                    "skipped": l.counts.skipped,
-                    "duplicates": l.counts.duplicates,
-                    "blocked_today": l.blocked.get(),
-                });
-                let o = v.as_object_mut().expect("an object");
-                match &l.def.source {
-                    Source::Url(u) => o.insert("url".into(), json!(u)),
-                    Source::File(f) => o.insert("file".into(), json!(f.display().to_string())),
-                };
-                if !l.def.devices.is_empty() {
-                    o.insert("devices".into(), json!(l.def.devices.iter().map(|m| m.to_string()).collect::<Vec<_>>()));
-                }
-                if let Some(n) = &l.def.label {
-                    o.insert("name".into(), json!(n));
-                }
-                if let Some(t) = l.updated {
-                    o.insert("updated".into(), json!(t));
-                }
-                if let Some(e) = &l.error {
-                    o.insert("error".into(), json!(e));
-                }
-                v
-            })
-            .collect()
+        self.lists.iter().map(|l| entry_json(l, true)).collect()
     }
 
     /// `blocklists.json`'s text: the definitions with their last download's time and error.
     pub fn file_text(&self) -> String {
-        let lists: Vec<Value> = self
-            .lists
-            .values()
-            .map(|l| {
-                let mut v =
-                    json!({"id": l.def.id, "devices": l.def.devices.iter().map(|m| m.to_string()).collect::<Vec<_>>()});
-                let o = v.as_object_mut().expect("an object");
-                match &l.def.source {
-                    Source::Url(u) => o.insert("url".into(), json!(u)),
-                    Source::File(f) => o.insert("file".into(), json!(f.display().to_string())),
-                };
-                for (k, val) in [
-                    ("name", l.def.label.as_ref().map(|n| json!(n))),
-                    ("updated", l.updated.map(|t| json!(t))),
-                    ("error", l.error.as_ref().map(|e| json!(e))),
-                ] {
-                    if let Some(val) = val {
-                        o.insert(k.into(), val);
-                    }
-                }
-                v
-            })
-            .collect();
-        json!({"next_id": self.next_id, "lists": lists}).to_string() + "\n"
+        let mut f = Map::new();
+        f.insert("next_id".into(), self.next_id.into());
+        f.insert("lists".into(), Value::Array(self.lists.iter().map(|l| entry_json(l, false)).collect()));
+        Value::Object(f).to_string() + "\n"
     }
 
     /// Reads `blocklists.json`; a list that no longer parses is reported and left out. The
@@ -316,11 +311,11 @@ impl ListSources {
     pub fn from_file_text(text: &str) -> Result<(ListSources, Vec<String>), String> {
         let f: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let next_id = f["next_id"].as_u64().ok_or("no next_id")?;
-        let mut out = ListSources { lists: BTreeMap::new(), next_id };
+        let mut out = ListSources { lists: Vec::new(), next_id };
         let mut warnings = Vec::new();
         for j in f["lists"].as_array().ok_or("no lists")? {
-            let Some(id) = j["id"].as_u64() else {
-                warnings.push(format!("a blocklist without an id: {j}"));
+            let Some(id) = j["id"].as_u64().filter(|id| !out.lists.iter().any(|l| l.def.id == *id)) else {
+                warnings.push(format!("a blocklist without an id of its own: {j}"));
                 continue;
             };
             let devices: Vec<&str> = j["devices"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
@@ -331,11 +326,12 @@ impl ListSources {
                     let mut l = ListState::new(def);
                     l.updated = j["updated"].as_i64();
                     l.error = j["error"].as_str().map(str::to_string);
-                    out.lists.insert(id, l);
+                    out.lists.push(l);
                 }
                 Err((field, e)) => warnings.push(format!("blocklist {id}: {field}: {e}")),
             }
         }
+        out.lists.sort_by_key(|l| l.def.id);
         Ok((out, warnings))
     }
 
@@ -343,7 +339,7 @@ impl ListSources {
     /// `budget` names in all); a missing copy is an empty list until its first download.
     pub fn load_cached(&mut self, dir: &Path, mut budget: usize) -> Vec<String> {
         let mut warnings = Vec::new();
-        for l in self.lists.values_mut() {
+        for l in &mut self.lists {
             let path = cache_file(dir, l.def.id);
             let f = match std::fs::File::open(&path) {
                 Ok(f) => f,
@@ -373,6 +369,41 @@ pub fn cache_file(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id}.list"))
 }
 
+/// A list as JSON: in `list_blocklists` (`listing`: with what it gave and blocked today) and in
+/// `blocklists.json`. Built by hand, not with `json!` (its per-type code costs binary size).
+fn entry_json(l: &ListState, listing: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), l.def.id.into());
+    let (key, source) = match &l.def.source {
+        Source::Url(u) => ("url", u.clone()),
+        Source::File(f) => ("file", f.display().to_string()),
+    };
+    o.insert(key.into(), source.into());
+    if !l.def.devices.is_empty() {
+        o.insert("devices".into(), Value::Array(l.def.devices.iter().map(|m| m.to_string().into()).collect()));
+    }
+    if let Some(n) = &l.def.label {
+        o.insert("name".into(), n.clone().into());
+    }
+    if let Some(t) = l.updated {
+        o.insert("updated".into(), t.into());
+    }
+    if let Some(e) = &l.error {
+        o.insert("error".into(), e.clone().into());
+    }
+    if listing {
+        for (k, v) in [
+            ("names", l.names.len()),
+            ("skipped", l.counts.skipped),
+            ("duplicates", l.counts.duplicates),
+            ("blocked_today", l.blocked.get()),
+        ] {
+            o.insert(k.into(), v.into());
+        }
+    }
+    Value::Object(o)
+}
+
 fn source_text(s: &Source) -> &str {
     match s {
         Source::Url(u) => u,
@@ -393,7 +424,7 @@ pub struct Blocklists {
     pub blocked_today: BlockCounter,
     /// The local weekday the counters count (they restart when it changes: local midnight).
     pub day: Option<u8>,
-    pub fetcher: Option<Sender<FetchRequest>>,
+    pub fetcher: Option<Arc<FetchQueue>>,
 }
 
 impl Blocklists {
@@ -423,8 +454,8 @@ impl Blocklists {
     /// Tells the fetcher every list and which to fetch now (nothing without a fetcher: tests,
     /// or the fetcher gone).
     pub fn tell_fetcher(&self, now: Vec<u64>) {
-        if let Some(tx) = &self.fetcher {
-            let _ = tx.send(FetchRequest { jobs: self.sources.jobs(), now });
+        if let Some(q) = &self.fetcher {
+            q.push(FetchRequest { jobs: self.sources.jobs(), now });
         }
     }
 
@@ -447,19 +478,24 @@ impl Blocklists {
             .map(|(m, c)| {
                 let mut v = serde_json::to_value(c).unwrap_or_default();
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("blocked_today".into(), json!(m.blocked.get()));
+                    o.insert("blocked_today".into(), m.blocked.get().into());
                 }
                 v
             })
             .collect();
         lists.extend(self.sources.list_json());
-        json!({"names": self.names(), "blocked_today": self.blocked_today.get(), "lists": lists})
+        let mut o = Map::new();
+        o.insert("names".into(), self.names().into());
+        o.insert("blocked_today".into(), self.blocked_today.get().into());
+        o.insert("lists".into(), Value::Array(lists));
+        Value::Object(o)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const MAC: &str = "02:00:00:00:00:01";
 

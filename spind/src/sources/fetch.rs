@@ -13,17 +13,16 @@
 //! has none), after a failure again within an hour, and at once when the core asks
 //! (`add_blocklist`, `refresh_blocklists`).
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::model::blocklist::{self, NameSet, MAX_NAMES};
 use crate::model::event::{Event, Input, Timestamp};
-use crate::model::listsources::{cache_file, FetchJob, FetchRequest, Fetched, Source, MAX_BYTES};
+use crate::model::listsources::{cache_file, FetchJob, FetchQueue, Fetched, Source, MAX_BYTES};
 
 /// Longest a download may take, whatever the command's own limit says (uclient-fetch's `-T` is
 /// per read, not for the whole transfer).
@@ -50,50 +49,41 @@ impl FetchSettings {
     }
 }
 
-/// Starts the fetcher thread; the core tells it the lists through the returned channel, and it
+/// Starts the fetcher thread; the core tells it the lists through the returned queue, and it
 /// sends what it loaded into `tx`.
-pub fn start(settings: FetchSettings, tx: Sender<Input>) -> std::io::Result<Sender<FetchRequest>> {
+pub fn start(settings: FetchSettings, tx: Sender<Input>) -> std::io::Result<Arc<FetchQueue>> {
     std::fs::create_dir_all(&settings.dir)?;
-    let (req_tx, req_rx) = mpsc::channel();
-    std::thread::Builder::new().name("spind-fetch".into()).spawn(move || run(&settings, &req_rx, &tx))?;
-    Ok(req_tx)
+    let queue = Arc::new(FetchQueue::default());
+    let q = queue.clone();
+    std::thread::Builder::new().name("spind-fetch".into()).spawn(move || run(&settings, &q, &tx))?;
+    Ok(queue)
 }
 
-fn run(s: &FetchSettings, rx: &Receiver<FetchRequest>, tx: &Sender<Input>) {
-    let mut jobs: Vec<FetchJob> = Vec::new();
-    // When each list is due next.
-    let mut due: HashMap<u64, Timestamp> = HashMap::new();
+fn run(s: &FetchSettings, queue: &FetchQueue, tx: &Sender<Input>) {
+    // Every list, and when it is due next.
+    let mut jobs: Vec<(FetchJob, Timestamp)> = Vec::new();
     loop {
         let now = (s.clock)();
-        let next = due.values().min().copied();
+        let next = jobs.iter().map(|(_, due)| *due).min();
         let wait = next.map_or(RETRY_AFTER, |t| (t - now).clamp(0, RETRY_AFTER));
-        let mut requests = Vec::new();
-        match rx.recv_timeout(Duration::from_secs(wait as u64)) {
-            Ok(r) => requests.push(r),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        if let Some(r) = queue.wait(Duration::from_secs(wait as u64)) {
+            let now = (s.clock)();
+            let old = std::mem::take(&mut jobs);
+            for j in r.jobs {
+                let known = old.iter().find(|(o, _)| o.id == j.id).map(|(_, due)| *due);
+                let due = known.unwrap_or_else(|| j.updated.map_or(now, |u| u + s.refresh));
+                let due = if r.now.contains(&j.id) { now } else { due };
+                jobs.push((j, due));
+            }
         }
-        requests.extend(rx.try_iter());
         let now = (s.clock)();
-        for r in requests {
-            due.retain(|id, _| r.jobs.iter().any(|j| j.id == *id));
-            for j in &r.jobs {
-                due.entry(j.id).or_insert_with(|| j.updated.map_or(now, |u| u + s.refresh));
-            }
-            for id in r.now {
-                if let Some(t) = due.get_mut(&id) {
-                    *t = now;
-                }
-            }
-            jobs = r.jobs;
-        }
-        for j in &jobs {
-            if due.get(&j.id).is_none_or(|t| *t > now) {
+        for (j, due) in &mut jobs {
+            if *due > now {
                 continue;
             }
             let outcome = fetch(s, j);
             let again = if outcome.is_ok() { s.refresh } else { s.refresh.min(RETRY_AFTER) };
-            due.insert(j.id, (s.clock)() + again);
+            *due = (s.clock)() + again;
             if tx.send(Input::Event(Event::BlocklistFetched { id: j.id, outcome })).is_err() {
                 return;
             }
@@ -123,16 +113,24 @@ fn fetch_into(s: &FetchSettings, job: &FetchJob, tmp: &Path) -> Result<(), Strin
     }
 }
 
-/// Copies at most [`MAX_BYTES`] of a local list.
+/// Copies at most [`MAX_BYTES`] of a local list (a plain loop: `io::copy`'s kernel-copy paths
+/// cost binary size).
 fn copy_bounded(path: &Path, tmp: &Path) -> Result<(), String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = std::fs::File::create(tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let n = std::io::copy(&mut f.take(MAX_BYTES + 1), &mut out)
-        .map_err(|e| format!("cannot copy {}: {e}", path.display()))?;
-    if n > MAX_BYTES {
-        return Err(format!("{} is larger than {} MB", path.display(), MAX_BYTES >> 20));
+    let mut buf = [0u8; 8192];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n as u64;
+        if total > MAX_BYTES {
+            return Err(format!("{} is larger than {} MB", path.display(), MAX_BYTES >> 20));
+        }
+        out.write_all(&buf[..n]).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     }
-    Ok(())
 }
 
 /// Runs the fetch command for `url` into `tmp`: arguments only, no shell, a fixed locale, its

@@ -3,15 +3,15 @@
 //! `remove_blocklist`, `refresh_blocklists` and `list_blocklists`, what the fetcher hands in
 //! (`Event::BlocklistFetched`), and the lists as the [`NameMatcher`] applies them.
 
-use std::sync::mpsc::Sender;
-
 use log::{info, warn};
 use serde_json::Value;
 
 use super::{Core, CoreSettings, OpError, OpResult};
 use crate::model::blocklist::MAX_NAMES;
 use crate::model::event::Publish;
-use crate::model::listsources::{cache_file, Blocklists, FetchRequest, Fetched, ListDef, ListSources, MAX_LISTS};
+use std::sync::Arc;
+
+use crate::model::listsources::{cache_file, Blocklists, FetchQueue, Fetched, ListDef, ListSources, MAX_LISTS};
 use crate::model::persist::StateDir;
 use crate::model::policy::NameMatcher;
 
@@ -56,9 +56,9 @@ impl Core {
         Ok(b)
     }
 
-    /// The fetcher's channel: it is told every list at once (and fetches what is due).
-    pub fn set_fetcher(&mut self, tx: Sender<FetchRequest>) {
-        self.blocklists.fetcher = Some(tx);
+    /// The fetcher's queue: it is told every list at once (and fetches what is due).
+    pub fn set_fetcher(&mut self, queue: Arc<FetchQueue>) {
+        self.blocklists.fetcher = Some(queue);
         self.blocklists.tell_fetcher(Vec::new());
     }
 
@@ -98,6 +98,14 @@ impl Core {
             self.blocklists_changed();
         }
         Vec::new()
+    }
+
+    /// Without a verdict path (replay, passive mode) the core counts the queries the rules and
+    /// lists would have blocked, so `blocked_today` says the same as on a router.
+    pub(super) fn count_simulated_block(&self, client: std::net::IpAddr, qname: &str) {
+        let name = qname.trim_end_matches('.').to_ascii_lowercase();
+        let device = self.neighbours.get(&client).map(|m| m.0);
+        self.matcher.decide_counted(name.as_bytes(), device);
     }
 
     /// `add_blocklist`: a list for every device or the given ones; fetched at once.

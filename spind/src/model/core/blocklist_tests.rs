@@ -3,8 +3,8 @@
 //! per device on the verdict and flow paths, today's counts, a failed refresh keeping the
 //! previous copy, and a restart with the cached copies.
 
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -12,7 +12,7 @@ use crate::model::blocklist::{ListCounts, NameSet};
 use crate::model::core::testutil::core_in;
 use crate::model::core::{Core, CoreSettings};
 use crate::model::event::{DnsData, DnsRecord, Event};
-use crate::model::listsources::{cache_file, Fetched};
+use crate::model::listsources::{cache_file, FetchQueue, Fetched};
 use crate::model::policy::NameVerdict;
 use crate::model::rpc::{handle, Host};
 
@@ -41,9 +41,10 @@ fn feed(core: &mut Core, ev: Event) {
 fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refresh_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut core = core_in(dir.path(), CoreSettings::default());
-    let (tx, rx) = mpsc::channel();
-    core.set_fetcher(tx);
-    assert_eq!(rx.try_recv().unwrap().jobs, [], "told the (empty) lists at once");
+    let queue = Arc::new(FetchQueue::default());
+    core.set_fetcher(queue.clone());
+    let next = || queue.wait(Duration::ZERO);
+    assert_eq!(next().unwrap().jobs, [], "told the (empty) lists at once");
 
     // Bad input names the field and changes nothing.
     for (params, field) in [
@@ -61,7 +62,7 @@ fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refr
     }
     assert_eq!(call(&mut core, "list_blocklists", json!({}))["result"]["lists"], json!([]));
     assert!(!dir.path().join("blocklists.json").exists());
-    assert!(rx.try_recv().is_err(), "nothing to fetch");
+    assert!(next().is_none(), "nothing to fetch");
 
     let r = call(
         &mut core,
@@ -69,7 +70,7 @@ fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refr
         json!({"url": "http://lists.test/kids.txt", "devices": [KID_MAC], "name": "kids"}),
     );
     assert_eq!(r["result"], json!({"id": 1}));
-    let req = rx.try_recv().unwrap();
+    let req = next().unwrap();
     assert_eq!((req.jobs.len(), req.now.as_slice()), (1, &[1][..]), "fetched at once");
     let e = call(&mut core, "add_blocklist", json!({"url": "http://lists.test/kids.txt", "devices": [KID_MAC]}));
     assert!(e["error"]["message"].as_str().unwrap().contains("already blocklist 1"), "{e}");
@@ -109,7 +110,7 @@ fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refr
 
     // A failed refresh: the previous copy stays in force and the error is shown.
     assert_eq!(call(&mut core, "refresh_blocklists", json!({}))["result"], Value::Null);
-    assert_eq!(rx.try_recv().unwrap().now, [1]);
+    assert_eq!(next().unwrap().now, [1]);
     feed(&mut core, Event::BlocklistFetched { id: 1, outcome: Err("curl failed (exit status: 22)".into()) });
     assert_eq!(core.matcher.decide(b"games.test", Some(KID)), Some(NameVerdict::Block));
     let entry = call(&mut core, "list_blocklists", json!({}))["result"]["lists"][0].clone();
@@ -172,4 +173,22 @@ fn a_network_wide_file_list_beside_the_config_files_and_midnight_resets_the_coun
     assert_eq!((l["blocked_today"].as_u64(), l["lists"][1]["blocked_today"].as_u64()), (Some(0), Some(0)));
     assert_eq!(core.matcher.decide_counted(b"home.test", None), Some(NameVerdict::Block));
     assert_eq!(core.op_list_blocklists()["blocked_today"].as_u64(), Some(1));
+}
+
+#[test]
+fn replay_counts_the_queries_its_lists_would_have_blocked_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings { simulate_blocking: true, ..CoreSettings::default() });
+    call(&mut core, "add_blocklist", json!({"url": "https://lists.test/kids.txt", "devices": [KID_MAC]}));
+    feed(&mut core, Event::BlocklistFetched { id: 1, outcome: fetched(&["games.test"]) });
+    let kid: std::net::IpAddr = "192.168.8.100".parse().unwrap();
+    let other: std::net::IpAddr = "192.168.8.101".parse().unwrap();
+    feed(&mut core, Event::Neighbour { time: 1001, ip: kid, mac: crate::model::event::MacAddr(KID) });
+    feed(&mut core, Event::Neighbour { time: 1001, ip: other, mac: crate::model::event::MacAddr(OTHER) });
+    for client in [kid, other, kid] {
+        feed(&mut core, Event::DnsQuery { time: 1002, client, qname: "WWW.Games.test.".into() });
+    }
+    feed(&mut core, Event::DnsQuery { time: 1002, client: kid, qname: "school.test.".into() });
+    let l = core.op_list_blocklists();
+    assert_eq!((l["blocked_today"].as_u64(), l["lists"][0]["blocked_today"].as_u64()), (Some(2), Some(2)));
 }
