@@ -60,7 +60,7 @@ pub fn check_url(url: &str) -> Result<String, String> {
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| format!("'{url}' is not an http:// or https:// URL"))?;
     if url.bytes().any(|b| b <= b' ' || b == 0x7f || !b.is_ascii()) {
-        return Err(format!("'{}' has a space, a control or a non-ASCII character", url.escape_debug()));
+        return Err("has a space, a control or a non-ASCII character".into());
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
@@ -80,7 +80,7 @@ pub fn check_file(path: &str) -> Result<PathBuf, String> {
         return Err(format!("longer than {MAX_SOURCE} bytes"));
     }
     if !path.starts_with('/') || path.contains('\0') {
-        return Err(format!("'{}' is not an absolute path", path.escape_debug()));
+        return Err("not an absolute path".into());
     }
     Ok(PathBuf::from(path))
 }
@@ -109,7 +109,6 @@ pub fn parse_def(
             macs.push(m);
         }
     }
-    macs.sort();
     let label = match label.map(str::trim) {
         None | Some("") => None,
         Some(l) if l.len() > MAX_LABEL || l.chars().any(char::is_control) => {
@@ -326,12 +325,13 @@ impl ListSources {
                     let mut l = ListState::new(def);
                     l.updated = j["updated"].as_i64();
                     l.error = j["error"].as_str().map(str::to_string);
-                    out.lists.push(l);
+                    // In id order, as the file has them (no sort: its code costs binary size).
+                    let at = out.lists.iter().position(|o| o.def.id > id).unwrap_or(out.lists.len());
+                    out.lists.insert(at, l);
                 }
                 Err((field, e)) => warnings.push(format!("blocklist {id}: {field}: {e}")),
             }
         }
-        out.lists.sort_by_key(|l| l.def.id);
         Ok((out, warnings))
     }
 

@@ -205,14 +205,7 @@ fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
 /// The rule `add_name_rule` describes; a bad field is named in the error.
 fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
     let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
-    let devices: Vec<&str> = match p.get("devices") {
-        None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 256 => a
-            .iter()
-            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
-            .collect::<OpResult<_>>()?,
-        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
-    };
+    let devices = devices_arg(p)?;
     let until = match p.get("until") {
         None => None,
         Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| bad("until", "expected a unix time in seconds"))?),
@@ -222,18 +215,24 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
         .map_err(|(field, why)| bad(field, &why))
 }
 
+/// The optional `devices` of `add_name_rule` and `add_blocklist`: at most 256 strings (checked
+/// as MACs by the caller).
+fn devices_arg(p: &Map<String, Value>) -> OpResult<Vec<&str>> {
+    let bad = |why: &str| err(-1, &format!("Invalid 'devices': {why}"));
+    match p.get("devices") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.len() <= 256 => {
+            a.iter().map(|v| v.as_str().ok_or_else(|| bad("every device is a MAC string"))).collect()
+        }
+        Some(_) => Err(bad("expected an array of at most 256 MAC addresses")),
+    }
+}
+
 /// The list `add_blocklist` describes (`url` or `file`, `devices`, `name`); a bad field is
 /// named in the error.
 fn blocklist_arg(p: &Map<String, Value>) -> OpResult<ListDef> {
     let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
-    let devices: Vec<&str> = match p.get("devices") {
-        None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 256 => a
-            .iter()
-            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
-            .collect::<OpResult<_>>()?,
-        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
-    };
+    let devices = devices_arg(p)?;
     let s = |k: &str| p.get(k).and_then(Value::as_str);
     parse_def(s("url"), s("file"), &devices, s("name")).map_err(|(field, why)| bad(field, &why))
 }

@@ -95,7 +95,8 @@ fn run(s: &FetchSettings, queue: &FetchQueue, tx: &Sender<Input>) {
 pub fn fetch(s: &FetchSettings, job: &FetchJob) -> Result<Fetched, String> {
     let cache = cache_file(&s.dir, job.id);
     let tmp = s.dir.join(format!("{}.list.tmp-{}", job.id, std::process::id()));
-    let r = fetch_into(s, job, &tmp).and_then(|()| load(&tmp, job)).and_then(|f| {
+    let err = s.dir.join(format!("{}.err.tmp-{}", job.id, std::process::id()));
+    let r = fetch_into(s, job, &tmp, &err).and_then(|()| load(&tmp, job)).and_then(|f| {
         keep(&tmp, &cache).map_err(|e| format!("cannot keep the copy in {}: {e}", cache.display()))?;
         Ok(f)
     });
@@ -105,11 +106,11 @@ pub fn fetch(s: &FetchSettings, job: &FetchJob) -> Result<Fetched, String> {
     r
 }
 
-fn fetch_into(s: &FetchSettings, job: &FetchJob, tmp: &Path) -> Result<(), String> {
+fn fetch_into(s: &FetchSettings, job: &FetchJob, tmp: &Path, err: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(tmp);
     match &job.source {
         Source::File(path) => copy_bounded(path, tmp),
-        Source::Url(url) => download(s, url, tmp),
+        Source::Url(url) => download(s, url, tmp, err),
     }
 }
 
@@ -136,12 +137,11 @@ fn copy_bounded(path: &Path, tmp: &Path) -> Result<(), String> {
 /// Runs the fetch command for `url` into `tmp`: arguments only, no shell, a fixed locale, its
 /// error output kept in a file beside (a pipe could fill and stall it). Killed when it runs
 /// past [`FETCH_DEADLINE`] or its file grows past [`MAX_BYTES`].
-fn download(s: &FetchSettings, url: &str, tmp: &Path) -> Result<(), String> {
+fn download(s: &FetchSettings, url: &str, tmp: &Path, err_path: &Path) -> Result<(), String> {
     let file = tmp.to_str().ok_or("the state directory's path is not UTF-8")?;
     let words: Vec<String> = s.command.iter().map(|w| w.replace("{url}", url).replace("{file}", file)).collect();
     let (program, args) = words.split_first().ok_or("blocklist_fetch_command is empty")?;
-    let err_path = tmp.with_extension(format!("err.tmp-{}", std::process::id()));
-    let err_file = std::fs::File::create(&err_path).map_err(|e| format!("cannot write {}: {e}", err_path.display()))?;
+    let err_file = std::fs::File::create(err_path).map_err(|e| format!("cannot write {}: {e}", err_path.display()))?;
     let spawned = Command::new(program)
         .args(args)
         .env("LC_ALL", "C")
@@ -152,7 +152,7 @@ fn download(s: &FetchSettings, url: &str, tmp: &Path) -> Result<(), String> {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_file(&err_path);
+            let _ = std::fs::remove_file(err_path);
             return Err(format!("cannot run {program} (blocklist_fetch_command): {e}"));
         }
     };
@@ -178,18 +178,16 @@ fn download(s: &FetchSettings, url: &str, tmp: &Path) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    if let Ok(f) = std::fs::File::open(&err_path) {
-        let _ = f.take(4096).read_to_string(&mut stderr);
+    let mut stderr = Vec::new();
+    if let Ok(f) = std::fs::File::open(err_path) {
+        let _ = f.take(MAX_ERROR as u64).read_to_end(&mut stderr);
     }
-    let _ = std::fs::remove_file(&err_path);
+    let _ = std::fs::remove_file(err_path);
     let status = status?;
     if !status.success() {
-        let msg: String = stderr.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(MAX_ERROR).collect();
-        return Err(format!(
-            "{program} failed ({status}){}",
-            if msg.is_empty() { String::new() } else { format!(": {msg}") }
-        ));
+        let code = status.code().unwrap_or(-1);
+        let msg = String::from_utf8_lossy(&stderr).trim().replace('\n', " ");
+        return Err(format!("{program} failed (exit {code}): {msg}"));
     }
     match std::fs::metadata(tmp) {
         Ok(m) if m.len() > MAX_BYTES => Err(format!("the download is larger than {} MB", MAX_BYTES >> 20)),

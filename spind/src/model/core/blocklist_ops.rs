@@ -32,20 +32,8 @@ impl Core {
                 s
             }
         };
-        let dir = state.blocklists_dir();
-        let ids = sources.ids();
-        for w in sources.load_cached(&dir, MAX_NAMES.saturating_sub(b.names())) {
+        for w in sources.load_cached(&state.blocklists_dir(), MAX_NAMES.saturating_sub(b.names())) {
             warn!("blocklist cache: {w}");
-        }
-        // Copies of removed lists (a download that finished after the removal).
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(".list").and_then(|i| i.parse::<u64>().ok());
-                if id.is_some_and(|id| !ids.contains(&id)) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
         }
         if sources.len() > 0 {
             let names: usize = sources.iter().map(|l| l.names.len()).sum();

@@ -111,10 +111,10 @@ fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refr
     // A failed refresh: the previous copy stays in force and the error is shown.
     assert_eq!(call(&mut core, "refresh_blocklists", json!({}))["result"], Value::Null);
     assert_eq!(next().unwrap().now, [1]);
-    feed(&mut core, Event::BlocklistFetched { id: 1, outcome: Err("curl failed (exit status: 22)".into()) });
+    feed(&mut core, Event::BlocklistFetched { id: 1, outcome: Err("curl failed (exit 22): curl: (22) 404".into()) });
     assert_eq!(core.matcher.decide(b"games.test", Some(KID)), Some(NameVerdict::Block));
     let entry = call(&mut core, "list_blocklists", json!({}))["result"]["lists"][0].clone();
-    assert_eq!(entry["error"], "curl failed (exit status: 22)");
+    assert_eq!(entry["error"], "curl failed (exit 22): curl: (22) 404");
     assert_eq!(entry["updated"].as_i64(), Some(1000), "the last good download's time");
 
     // Restarted with the fetcher's cached copy: the list holds without network.
@@ -125,7 +125,10 @@ fn a_per_device_url_list_blocks_for_its_device_is_counted_survives_a_failed_refr
     assert_eq!(core.matcher.decide(b"games.test", Some(KID)), Some(NameVerdict::Block));
     assert_eq!(core.matcher.decide(b"games.test", Some(OTHER)), None);
     let entry = call(&mut core, "list_blocklists", json!({}))["result"]["lists"][0].clone();
-    assert_eq!((entry["names"].as_u64(), entry["error"].as_str()), (Some(1), Some("curl failed (exit status: 22)")));
+    assert_eq!(
+        (entry["names"].as_u64(), entry["error"].as_str()),
+        (Some(1), Some("curl failed (exit 22): curl: (22) 404"))
+    );
 
     // Removed: gone from the matcher, the listing, the file and the cache; an unknown id fails.
     assert!(call(&mut core, "remove_blocklist", json!({"id": 1}))["error"].is_null());
