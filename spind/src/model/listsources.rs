@@ -209,6 +209,7 @@ impl ListState {
     }
 }
 
+#[cfg(test)]
 impl PartialEq for ListState {
     fn eq(&self, o: &Self) -> bool {
         self.def == o.def && self.updated == o.updated && self.error == o.error && self.counts == o.counts
@@ -217,7 +218,8 @@ impl PartialEq for ListState {
 
 /// Every list, by id, and the next id to hand out (ids are never reused). A `Vec` in id order
 /// (at most [`MAX_LISTS`]): a map type of its own would cost binary size.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(test, derive(PartialEq))]
 pub struct ListSources {
     lists: Vec<ListState>,
     next_id: u64,

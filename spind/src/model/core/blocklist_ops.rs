@@ -35,10 +35,6 @@ impl Core {
         for w in sources.load_cached(&state.blocklists_dir(), MAX_NAMES.saturating_sub(b.names())) {
             warn!("blocklist cache: {w}");
         }
-        if sources.len() > 0 {
-            let names: usize = sources.iter().map(|l| l.names.len()).sum();
-            info!("household blocklists: {} lists, {names} names from their last copies", sources.len());
-        }
         b.sources = sources;
         b.rebuild();
         Ok(b)

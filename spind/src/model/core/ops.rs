@@ -49,7 +49,9 @@ impl Core {
             self.matcher = std::sync::Arc::new(self.compile_name_rules());
         }
         self.paused = u.paused;
-        if self.blocklists.sources != u.list_sources {
+        // A length or id compare, not `==` of every list: the code of a deep comparison costs
+        // binary size, and an undo is rare.
+        if self.blocklists.sources.ids() != u.list_sources.ids() {
             self.blocklists.sources = u.list_sources;
             self.blocklists.rebuild();
             self.matcher = std::sync::Arc::new(self.compile_name_rules());
