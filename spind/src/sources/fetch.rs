@@ -134,7 +134,7 @@ fn copy_bounded(path: &Path, tmp: &Path) -> Result<(), String> {
     }
 }
 
-/// Runs the fetch command for `url` into `tmp`: arguments only, no shell, a fixed locale, its
+/// Runs the fetch command for `url` into `tmp`: arguments only, no shell, its
 /// error output kept in a file beside (a pipe could fill and stall it). Killed when it runs
 /// past [`FETCH_DEADLINE`] or its file grows past [`MAX_BYTES`].
 fn download(s: &FetchSettings, url: &str, tmp: &Path, err_path: &Path) -> Result<(), String> {
@@ -142,13 +142,9 @@ fn download(s: &FetchSettings, url: &str, tmp: &Path, err_path: &Path) -> Result
     let words: Vec<String> = s.command.iter().map(|w| w.replace("{url}", url).replace("{file}", file)).collect();
     let (program, args) = words.split_first().ok_or("blocklist_fetch_command is empty")?;
     let err_file = std::fs::File::create(err_path).map_err(|e| format!("cannot write {}: {e}", err_path.display()))?;
-    let spawned = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err_file)
-        .spawn();
+    // No fixed locale (unlike nft, whose messages are parsed): the error is only shown, and
+    // `Command::env` out of line again costs binary size.
+    let spawned = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file).spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
