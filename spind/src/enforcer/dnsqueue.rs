@@ -334,7 +334,7 @@ pub fn judge(pkt: &[u8], hwaddr: Option<[u8; 6]>, m: &NameMatcher, out: &mut [u8
         return (if empty_tcp { Decision::Accept } else { Decision::Malformed }, Some(d));
     };
     let device = m.device_of(hwaddr, Some(d.src.ip()));
-    if m.decide(q.name(), device) != Some(NameVerdict::Block) {
+    if m.decide_counted(q.name(), device) != Some(NameVerdict::Block) {
         return (Decision::Accept, Some(d));
     }
     let answer = if d.udp { blocked_answer(&d, msg, &q, out).unwrap_or(0) } else { 0 };
@@ -607,7 +607,13 @@ mod tests {
         let lists: NameSet =
             (0..100_000).map(|i| format!("ad{i}.track{}.test", i % 1000).into_bytes().into()).collect();
         let mut m = NameMatcher::default();
-        m.set_lists(Arc::new(lists));
+        let list = |devices: Option<Box<[[u8; 6]]>>| crate::model::policy::MatchList {
+            names: Arc::new(lists.clone()),
+            devices,
+            blocked: crate::model::policy::BlockCounter::default(),
+        };
+        let (all, kids) = (list(None), list(Some(Box::new([KID]))));
+        m.set_lists(Arc::new([all, kids]), crate::model::policy::BlockCounter::default());
         m.add("video.example", None, false);
         m.add("ok.video.example", None, true);
         m.add("kids.example", Some(vec![KID]), false);

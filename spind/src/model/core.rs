@@ -15,6 +15,7 @@ use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publis
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
 use crate::model::lists::Lists;
+use crate::model::listsources::{Blocklists, ListSources};
 use crate::model::messages::{self, FlowJson};
 use crate::model::namerules::{LocalTime, NameRules};
 use crate::model::names::Names;
@@ -78,9 +79,9 @@ pub struct CoreSettings {
     pub refuse_dot: bool,
     /// `doh_block`: the shipped list of DoH resolver names is blocked for every device.
     pub block_doh: bool,
-    /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
-    pub blocklists: Arc<crate::model::blocklist::NameSet>,
-    pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
+    /// The names of each of the `blocklist_files`, blocked for every device, and what each file
+    /// gave.
+    pub blocklists: Vec<(Arc<crate::model::blocklist::NameSet>, crate::model::blocklist::ListCounts)>,
     /// The per-device history and its alerts (`history_*` keys).
     pub history: HistorySettings,
 }
@@ -98,8 +99,7 @@ impl Default for CoreSettings {
             redirect_dns: false,
             refuse_dot: false,
             block_doh: false,
-            blocklists: Arc::default(),
-            blocklist_counts: Vec::new(),
+            blocklists: Vec::new(),
             // Off unless asked for: the daemon turns it on from `history` (default 1); the
             // core's tests of SPIN's messages see only those.
             history: HistorySettings { enabled: false, ..HistorySettings::default() },
@@ -163,6 +163,8 @@ struct Dirty {
     paused: bool,
     device_schedules: bool,
     services: bool,
+    /// The household's blocklists (`blocklists.json`).
+    blocklists: bool,
 }
 
 impl Dirty {
@@ -174,6 +176,7 @@ impl Dirty {
             || self.paused
             || self.device_schedules
             || self.services
+            || self.blocklists
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -189,6 +192,7 @@ impl Dirty {
             paused: self.paused || other.paused,
             device_schedules: self.device_schedules || other.device_schedules,
             services: self.services || other.services,
+            blocklists: self.blocklists || other.blocklists,
         }
     }
 }
@@ -204,6 +208,7 @@ struct Undo {
     paused: BTreeMap<MacAddr, Timestamp>,
     device_schedules: DeviceSchedules,
     services: ServiceBlocks,
+    list_sources: ListSources,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -295,6 +300,8 @@ pub struct Core {
     history: History,
     /// The services switched off (`set_service`), compiled into the name matcher.
     services: ServiceBlocks,
+    /// The config's and the household's blocklists, their counters and the fetcher.
+    blocklists: Blocklists,
 }
 
 impl Core {
@@ -366,8 +373,10 @@ impl Core {
         let device_schedules = read_state_file(&state.device_schedules_file(), DeviceSchedules::from_file_text)?;
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
         let services = read_state_file(&state.services_file(), ServiceBlocks::from_file_text)?;
+        let blocklists = Self::load_blocklists(&settings, &state)?;
         let mut core = Core {
             services,
+            blocklists,
             wan: None,
             paused,
             device_schedules,
@@ -471,6 +480,7 @@ impl Core {
                 info!("replay finished: {packets} packets, {} nodes", self.nodes.len());
                 Vec::new()
             }
+            Event::BlocklistFetched { id, outcome } => self.on_blocklist_fetched(id, outcome),
         };
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
@@ -640,6 +650,9 @@ impl Core {
 
     fn on_dns_query(&mut self, time: Timestamp, client: IpAddr, qname: &str) -> Vec<Publish> {
         self.stats.add("dns", "queries", 1);
+        if self.settings.simulate_blocking {
+            self.count_simulated_block(client, qname);
+        }
         let from = self.node_for_ip(client, time);
         // A query names a node whatever its TTL: no new node for a name we already know.
         let queried = match self.nodes.by_domain(qname) {
@@ -774,7 +787,7 @@ impl Core {
         let mut m = self.name_rules.matcher_of(keep, self.neighbours.iter());
         // After the user's rules: at one name the user's allow beats a service's block.
         self.services.compile_into(&mut m, self.neighbours.iter());
-        m.set_lists(self.settings.blocklists.clone());
+        self.set_match_lists(&mut m);
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
             for name in crate::model::namerules::doh_resolvers() {
@@ -878,6 +891,7 @@ impl Core {
             self.apply_names();
         }
         self.refresh_name_rules();
+        self.blocklists.new_day((self.settings.local_time)(now).weekday);
         // A pause ends by itself (the kernel's element times out too); the file follows.
         let before = self.paused.len();
         self.paused.retain(|_, until| *until > now);
@@ -1158,6 +1172,9 @@ impl Core {
         if d.services {
             files.push((self.state.services_file(), self.services.file_text().into_bytes()));
         }
+        if d.blocklists {
+            files.push((self.state.blocklists_file(), self.blocklists.sources.file_text().into_bytes()));
+        }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
         }
@@ -1323,6 +1340,9 @@ fn read_state_file<T: Default>(
     }
 }
 
+mod blocklist_ops;
+#[cfg(test)]
+mod blocklist_tests;
 mod history_ops;
 mod ops;
 mod schedule_ops;

@@ -128,13 +128,18 @@ pub enum Event {
     Tick { time: Timestamp },
     /// A replayed capture has been fully delivered.
     ReplayFinished { time: Timestamp, packets: u64 },
+    /// The fetcher downloaded (or read) the household's blocklist `id`: what it loaded, or why
+    /// not (the previous copy stays in force).
+    /// Not an observation of the clock: the core stamps it with its own time (a replay's clock
+    /// is the capture's).
+    BlocklistFetched { id: u64, outcome: Result<crate::model::listsources::Fetched, String> },
 }
 
 impl Event {
     pub fn time(&self) -> Timestamp {
         match self {
             // Not an observation of the clock.
-            Event::WanInterfaces { .. } => Timestamp::MIN,
+            Event::WanInterfaces { .. } | Event::BlocklistFetched { .. } => Timestamp::MIN,
             Event::Flows { time, .. }
             | Event::DnsQuery { time, .. }
             | Event::DnsAnswer { time, .. }

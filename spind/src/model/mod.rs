@@ -6,8 +6,8 @@
 //! Data flows in as [`event::Input`]s (from `sources` and `transports`) and out as
 //! [`event::Publish`]es (to the broker) and a [`policy::Policy`] (to the enforcer). This room
 //! must not import `sources`, `transports`, `enforcer` or `daemon`, and does no I/O but its
-//! state files (`persist`, the name files `names` reads, and the blocklists `blocklist` reads
-//! at start): so it is tested without a kernel,
+//! state files (`persist`, the name files `names` reads, and the blocklists' copies `listsources`
+//! reads at start): so it is tested without a kernel,
 //! a socket or a broker.
 
 pub mod addr;
@@ -19,6 +19,7 @@ pub(crate) mod event;
 pub(crate) mod flowblocks;
 pub(crate) mod history;
 pub(crate) mod lists;
+pub(crate) mod listsources;
 pub(crate) mod messages;
 pub(crate) mod namerules;
 pub(crate) mod names;

@@ -256,6 +256,20 @@ impl StateDir {
         self.root.join("services.list")
     }
 
+    /// `<root>/blocklists.json` (the household's blocklists: URLs or files, devices, labels, the
+    /// last download's time and error).
+    pub fn blocklists_file(&self) -> PathBuf {
+        self.root.join("blocklists.json")
+    }
+
+    /// `<root>/blocklists/`: the last good copy of each household blocklist (`<id>.list`, renamed
+    /// into place by the fetcher), with what an interrupted download left there cleared.
+    pub fn blocklists_dir(&self) -> PathBuf {
+        let dir = self.root.join("blocklists");
+        remove_stale_temp_files(&dir);
+        dir
+    }
+
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).
     pub fn nodestore_dir(&self) -> PathBuf {
         self.root.join("nodestore")

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::model::addr::IpNet;
@@ -50,6 +51,61 @@ struct NameEntry {
     allow: bool,
 }
 
+/// A counter of blocked queries that the DNS verdict thread adds to and the core reads and
+/// resets (at local midnight). Shared, so it outlives the matchers compiled every second; two
+/// counters are equal only when they are the same one. `AtomicUsize`: 32-bit MIPS has no 64-bit
+/// atomics.
+#[derive(Clone, Debug, Default)]
+pub struct BlockCounter(Arc<AtomicUsize>);
+
+impl BlockCounter {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+impl PartialEq for BlockCounter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BlockCounter {}
+
+/// One blocklist as the matcher applies it: its names (shared with the core, never copied by a
+/// compile), the devices it is for (`None`: every device) and the counter of what it blocked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MatchList {
+    pub names: Arc<NameSet>,
+    pub devices: Option<Box<[[u8; 6]]>>,
+    pub blocked: BlockCounter,
+}
+
+impl MatchList {
+    fn applies(&self, device: Option<[u8; 6]>) -> bool {
+        match &self.devices {
+            None => true,
+            Some(ds) => device.is_some_and(|d| ds.contains(&d)),
+        }
+    }
+}
+
+/// What decided a query: a name rule (the user's, or a shipped name), or the blocklist at this
+/// index of [`NameMatcher::set_lists`]'s lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decider {
+    Rule,
+    List(usize),
+}
+
 /// The name rules that hold now, compiled for lookups that allocate nothing: a name (lowercase,
 /// without the trailing dot) matches itself and every name below it; the most specific matching
 /// name decides, and at one name an allow beats a block.
@@ -59,19 +115,23 @@ pub struct NameMatcher {
     /// Addresses of the devices the rules name (from the neighbour table), for a query that
     /// carries no link-layer address.
     device_ips: HashMap<IpAddr, [u8; 6]>,
-    /// The blocklists' names, blocked for every device: shared, not copied, by every compile.
-    lists: Arc<NameSet>,
+    /// The blocklists, network-wide or per device: shared, not copied, by every compile.
+    lists: Arc<[MatchList]>,
+    /// Every query the verdict path blocked (rules and lists).
+    blocked: BlockCounter,
 }
 
 impl NameMatcher {
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.lists.is_empty()
+        self.names.is_empty() && self.lists.iter().all(|l| l.names.is_empty())
     }
 
-    /// Blocks the names of the blocklists for every device (below a rule of the user's at a
-    /// more specific name, and beaten by the user's allow at the same name).
-    pub fn set_lists(&mut self, lists: Arc<NameSet>) {
+    /// Blocks the names of the blocklists for their devices (below a rule of the user's at a
+    /// more specific name, and beaten by the user's allow at the same name); `blocked` counts
+    /// every query [`NameMatcher::decide_counted`] blocks.
+    pub fn set_lists(&mut self, lists: Arc<[MatchList]>, blocked: BlockCounter) {
         self.lists = lists;
+        self.blocked = blocked;
     }
 
     /// Adds a rule for `name` (already normalised).
@@ -92,6 +152,24 @@ impl NameMatcher {
     /// The verdict for `qname` (lowercase ASCII, no trailing dot) asked by `device` (`None`:
     /// only rules for every device apply). `None`: no rule matches.
     pub fn decide(&self, qname: &[u8], device: Option<[u8; 6]>) -> Option<NameVerdict> {
+        self.decide_why(qname, device).map(|(v, _)| v)
+    }
+
+    /// [`NameMatcher::decide`] for the verdict path: a block is counted, in all and for the list
+    /// that decided it. Allocates nothing.
+    pub fn decide_counted(&self, qname: &[u8], device: Option<[u8; 6]>) -> Option<NameVerdict> {
+        let d = self.decide_why(qname, device);
+        if let Some((NameVerdict::Block, why)) = d {
+            self.blocked.add();
+            if let Decider::List(i) = why {
+                self.lists[i].blocked.add();
+            }
+        }
+        d.map(|(v, _)| v)
+    }
+
+    /// The verdict and what decided it.
+    pub fn decide_why(&self, qname: &[u8], device: Option<[u8; 6]>) -> Option<(NameVerdict, Decider)> {
         let mut rest = qname;
         loop {
             if let Some(entries) = self.names.get(rest) {
@@ -106,11 +184,11 @@ impl NameMatcher {
                     allow |= e.allow;
                 }
                 if any {
-                    return Some(if allow { NameVerdict::Allow } else { NameVerdict::Block });
+                    return Some((if allow { NameVerdict::Allow } else { NameVerdict::Block }, Decider::Rule));
                 }
             }
-            if self.lists.contains(rest) {
-                return Some(NameVerdict::Block);
+            if let Some(i) = self.lists.iter().position(|l| l.applies(device) && l.names.contains(rest)) {
+                return Some((NameVerdict::Block, Decider::List(i)));
             }
             match rest.iter().position(|&b| b == b'.') {
                 Some(i) => rest = &rest[i + 1..],
@@ -119,10 +197,17 @@ impl NameMatcher {
         }
     }
 
-    /// Every device some rule names.
+    /// Every device some rule or per-device list names.
     pub fn devices(&self) -> Vec<[u8; 6]> {
-        let mut out: Vec<[u8; 6]> =
-            self.names.values().flatten().filter_map(|e| e.devices.as_deref()).flatten().copied().collect();
+        let mut out: Vec<[u8; 6]> = self
+            .names
+            .values()
+            .flatten()
+            .filter_map(|e| e.devices.as_deref())
+            .chain(self.lists.iter().filter_map(|l| l.devices.as_deref()))
+            .flatten()
+            .copied()
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -232,8 +317,7 @@ mod tests {
     fn blocklist_names_block_below_themselves_and_the_users_rules_come_first() {
         let mut m = NameMatcher::default();
         assert!(m.is_empty());
-        let lists: NameSet = ["ads.example", "x.example"].iter().map(|n| n.as_bytes().into()).collect();
-        m.set_lists(Arc::new(lists));
+        m.set_lists(Arc::new([list(&["ads.example", "x.example"], None)]), BlockCounter::default());
         assert!(!m.is_empty());
         m.add("ok.ads.example", None, true);
         m.add("x.example", Some(vec![A]), true);
@@ -242,6 +326,46 @@ mod tests {
         assert_eq!(m.decide(b"x.example", Some(A)), Some(NameVerdict::Allow), "the user's allow at the same name");
         assert_eq!(m.decide(b"x.example", Some(B)), Some(NameVerdict::Block));
         assert_eq!(m.decide(b"example", None), None);
+    }
+
+    fn list(names: &[&str], devices: Option<&[[u8; 6]]>) -> MatchList {
+        MatchList {
+            names: Arc::new(names.iter().map(|n| n.as_bytes().into()).collect()),
+            devices: devices.map(|d| d.into()),
+            blocked: BlockCounter::default(),
+        }
+    }
+
+    #[test]
+    fn per_device_lists_block_only_for_their_devices_and_each_block_is_counted_once() {
+        let mut m = NameMatcher::default();
+        let kids = list(&["games.example", "both.example"], Some(&[A]));
+        let all = list(&["ads.example", "both.example"], None);
+        let total = BlockCounter::default();
+        m.set_lists(Arc::new([kids.clone(), all.clone()]), total.clone());
+        m.add("ok.games.example", Some(vec![A]), true);
+        assert_eq!(m.devices(), [A], "a per-device list's device is named");
+        assert_eq!(m.decide_why(b"www.games.example", Some(A)), Some((NameVerdict::Block, Decider::List(0))));
+        assert_eq!(m.decide(b"www.games.example", Some(B)), None, "another device");
+        assert_eq!(m.decide(b"games.example", None), None, "an unknown device gets only the lists for all");
+        assert_eq!(m.decide_why(b"ads.example", Some(A)), Some((NameVerdict::Block, Decider::List(1))));
+        assert_eq!(m.decide_why(b"ok.games.example", Some(A)), Some((NameVerdict::Allow, Decider::Rule)));
+        for (q, dev) in [("a.games.example", Some(A)), ("games.example", Some(B)), ("x.ads.example", Some(B))] {
+            m.decide_counted(q.as_bytes(), dev);
+        }
+        m.decide_counted(b"both.example", Some(A));
+        m.decide_counted(b"ok.games.example", Some(A));
+        assert_eq!((kids.blocked.get(), all.blocked.get(), total.get()), (2, 1, 3), "the first list that matches");
+        // A compile with the same lists and counters is the same matcher; the counter survives.
+        let mut again = NameMatcher::default();
+        again.set_lists(Arc::new([kids.clone(), all.clone()]), total.clone());
+        again.add("ok.games.example", Some(vec![A]), true);
+        assert_eq!(again, m);
+        total.reset();
+        assert_eq!((total.get(), kids.blocked.get()), (0, 2));
+        let mut other = again.clone();
+        other.set_lists(Arc::new([kids, all]), BlockCounter::default());
+        assert_ne!(other, m, "another counter is another matcher");
     }
 
     #[test]

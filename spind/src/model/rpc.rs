@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::model::core::{Core, OpError, OpResult};
 use crate::model::event::{MacAddr, Publish};
 use crate::model::lists::list_by_prefix;
+use crate::model::listsources::{parse_def, ListDef};
 use crate::model::messages::{
     device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
     RpcMethodJson,
@@ -44,6 +45,7 @@ use ArgType::{Complex as C, Integer as I, String as S};
 /// Sorted by name (the order `list_rpc_methods` reports).
 const METHODS: &[Method] = &[
     Method { name: "ack_alert", args: &[("id", I)], result: ResultType::None },
+    Method { name: "add_blocklist", args: &[], result: ResultType::Complex },
     Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "add_name_rule", args: &[("name", S), ("action", S)], result: ResultType::Complex },
@@ -68,6 +70,8 @@ const METHODS: &[Method] = &[
     Method { name: "list_services", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
+    Method { name: "refresh_blocklists", args: &[], result: ResultType::None },
+    Method { name: "remove_blocklist", args: &[("id", I)], result: ResultType::None },
     Method { name: "remove_device_schedule", args: &[("device", S)], result: ResultType::None },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
@@ -96,6 +100,9 @@ const PAUSE_MAX: i64 = 366 * 86_400;
 const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)]),
     ("ack_alert", &[]),
+    ("add_blocklist", &[("url", S), ("file", S), ("devices", C), ("name", S)]),
+    ("refresh_blocklists", &[]),
+    ("remove_blocklist", &[]),
     ("get_history", &[("node", I)]),
     ("get_wifi", &[]),
     ("list_alerts", &[]),
@@ -208,14 +215,7 @@ fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
 /// The rule `add_name_rule` describes; a bad field is named in the error.
 fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
     let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
-    let devices: Vec<&str> = match p.get("devices") {
-        None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 256 => a
-            .iter()
-            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
-            .collect::<OpResult<_>>()?,
-        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
-    };
+    let devices = devices_arg(p)?;
     let until = match p.get("until") {
         None => None,
         Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| bad("until", "expected a unix time in seconds"))?),
@@ -223,6 +223,28 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
     let schedule = p.get("schedule").and_then(Value::as_str);
     parse_rule(string(p, "name"), string(p, "action"), &devices, schedule, until)
         .map_err(|(field, why)| bad(field, &why))
+}
+
+/// The optional `devices` of `add_name_rule` and `add_blocklist`: at most 256 strings (checked
+/// as MACs by the caller).
+fn devices_arg(p: &Map<String, Value>) -> OpResult<Vec<&str>> {
+    let bad = |why: &str| err(-1, &format!("Invalid 'devices': {why}"));
+    match p.get("devices") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.len() <= 256 => {
+            a.iter().map(|v| v.as_str().ok_or_else(|| bad("every device is a MAC string"))).collect()
+        }
+        Some(_) => Err(bad("expected an array of at most 256 MAC addresses")),
+    }
+}
+
+/// The list `add_blocklist` describes (`url` or `file`, `devices`, `name`); a bad field is
+/// named in the error.
+fn blocklist_arg(p: &Map<String, Value>) -> OpResult<ListDef> {
+    let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
+    let devices = devices_arg(p)?;
+    let s = |k: &str| p.get(k).and_then(Value::as_str);
+    parse_def(s("url"), s("file"), &devices, s("name")).map_err(|(field, why)| bad(field, &why))
 }
 
 /// The device of `pause_device`/`unpause_device`/`*_device_schedule`: a unicast MAC.
@@ -329,6 +351,15 @@ fn call(
             let device = optional_device_arg(p)?;
             let blocked = p["blocked"].as_bool().ok_or_else(|| err(-1, "Invalid 'blocked': expected true or false"))?;
             none(core.op_set_service(string(p, "service"), device, blocked, out))
+        }
+        "add_blocklist" => {
+            let def = blocklist_arg(p)?;
+            core.op_add_blocklist(def, out).map(|id| Some(json!({ "id": id })))
+        }
+        "remove_blocklist" => none(core.op_remove_blocklist(int64(p, "id"), out)),
+        "refresh_blocklists" => {
+            core.op_refresh_blocklists();
+            Ok(None)
         }
         "get_history" => core
             .op_get_history(

@@ -94,6 +94,7 @@ fn list_rpc_methods_names_every_method_sorted() {
         names,
         [
             "ack_alert",
+            "add_blocklist",
             "add_iplist_ip",
             "add_iplist_node",
             "add_name_rule",
@@ -114,6 +115,8 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_services",
             "node_add_ip",
             "pause_device",
+            "refresh_blocklists",
+            "remove_blocklist",
             "remove_device_schedule",
             "remove_iplist_ip",
             "remove_iplist_node",
@@ -138,8 +141,12 @@ fn list_rpc_methods_names_every_method_sorted() {
     );
     assert_eq!(method("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
-        r["result"][3].to_string(),
+        method("add_name_rule").to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
+    );
+    assert_eq!(
+        method("add_blocklist").to_string(),
+        r#"{"rpc-name":"add_blocklist","rpc-args":[{"rpc-arg-name":"url","rpc-arg-type":"string"},{"rpc-arg-name":"file","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"name","rpc-arg-type":"string"}],"rpc-result-type":"complex"}"#
     );
 }
 
