@@ -435,7 +435,7 @@ pub fn start(queue_num: u16, rules: SharedMatcher) -> io::Result<DnsQueue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::blocklist::NameSet;
+    use crate::model::policy::NameSet;
 
     /// A DNS query for `name`/`qtype` with id 0x1234 and RD set.
     fn query(name: &str, qtype: u16) -> Vec<u8> {

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::model::addr::IpNet;
-use crate::model::blocklist::NameSet;
+// Re-exported: the matcher's lists are what the enforcer's DNS path reads.
+pub use crate::model::blocklist::NameSet;
 use crate::model::nodes::NodeId;
 
 /// All traffic between the addresses of two nodes is blocked (a flow block).
