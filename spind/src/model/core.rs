@@ -263,6 +263,12 @@ pub struct Core {
     dirty: Dirty,
     /// The policy changed and must go to the enforcer.
     enforce_pending: bool,
+    /// Addresses of blocked names were learnt from DNS answers and are not yet enforced and
+    /// saved; they go at most once a second (`flush_resolved`): under a busy home's DNS every
+    /// answer would otherwise cost a walk of all remembered addresses, an `nft` run and a write.
+    resolved_due: bool,
+    /// The second in which learnt addresses last went to the enforcer.
+    resolved_flushed_at: Timestamp,
     /// After a failed write from an observation, the next try waits for this second (a full
     /// disk must not cost a write attempt and a log line per packet).
     retry_save_at: Option<Timestamp>,
@@ -398,6 +404,8 @@ impl Core {
             flows: FlowDecisions::default(),
             dirty: Dirty::default(),
             enforce_pending: false,
+            resolved_due: false,
+            resolved_flushed_at: Timestamp::MIN,
             retry_save_at: None,
             published: HashMap::new(),
             settled: Vec::new(),
@@ -757,6 +765,17 @@ impl Core {
             }
         }
         if blocked {
+            self.resolved_due = true;
+            self.flush_resolved();
+        }
+    }
+
+    /// Learnt addresses of blocked names go to the enforcer and the state file: the first in a
+    /// second at once, later ones of the same second on the next tick.
+    fn flush_resolved(&mut self) {
+        if self.resolved_due && self.now > self.resolved_flushed_at {
+            self.resolved_due = false;
+            self.resolved_flushed_at = self.now;
             self.enforce_pending = true;
             self.dirty.name_resolved = true;
         }
@@ -773,7 +792,7 @@ impl Core {
         }
         let n = name.as_bytes();
         self.matcher.decide(n, None) == Some(NameVerdict::Block)
-            || self.matcher.devices().into_iter().any(|d| self.matcher.decide(n, Some(d)) == Some(NameVerdict::Block))
+            || self.matcher.devices().iter().any(|d| self.matcher.decide(n, Some(*d)) == Some(NameVerdict::Block))
     }
 
     /// The name rules that hold now, compiled.
@@ -843,7 +862,7 @@ impl Core {
         }
         let named = m.devices();
         let mut known: Vec<[u8; 6]> = self.nodes.devices().iter().filter_map(|n| n.mac.map(|m| m.0)).collect();
-        known.extend(&named);
+        known.extend(named);
         known.sort();
         known.dedup();
         let blocks = |r: &Resolved, d| r.names.iter().any(|n| m.decide(n.as_bytes(), d) == Some(NameVerdict::Block));
@@ -857,7 +876,7 @@ impl Core {
                 out.push(NameBlock { device: None, ip: *ip, expires: r.expires });
                 continue;
             }
-            let devices = if all { &known } else { &named };
+            let devices = if all { &known[..] } else { named };
             for d in devices {
                 if blocks(r, Some(*d)) {
                     out.push(NameBlock { device: Some(*d), ip: *ip, expires: r.expires });
@@ -891,6 +910,7 @@ impl Core {
             self.apply_names();
         }
         self.refresh_name_rules();
+        self.flush_resolved();
         self.blocklists.new_day((self.settings.local_time)(now).weekday);
         // A pause ends by itself (the kernel's element times out too); the file follows.
         let before = self.paused.len();

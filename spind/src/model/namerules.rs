@@ -331,7 +331,7 @@ impl NameRules {
             m.add(&r.name, devices, r.action == Action::Allow);
         }
         if !m.is_empty() {
-            let named = m.devices();
+            let named = m.devices().to_vec();
             for (ip, mac) in neighbours {
                 if named.contains(&mac.0) {
                     m.add_device_ip(*ip, mac.0);

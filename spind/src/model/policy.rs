@@ -120,6 +120,9 @@ pub struct NameMatcher {
     lists: Arc<[MatchList]>,
     /// Every query the verdict path blocked (rules and lists).
     blocked: BlockCounter,
+    /// Every device a rule or a per-device list names, sorted (kept by `add` and `set_lists`:
+    /// the core asks for it per DNS answer).
+    devices: Vec<[u8; 6]>,
 }
 
 impl NameMatcher {
@@ -133,10 +136,21 @@ impl NameMatcher {
     pub fn set_lists(&mut self, lists: Arc<[MatchList]>, blocked: BlockCounter) {
         self.lists = lists;
         self.blocked = blocked;
+        let listed: Vec<[u8; 6]> = self.lists.iter().filter_map(|l| l.devices.as_deref()).flatten().copied().collect();
+        self.name_devices(&listed);
+    }
+
+    fn name_devices(&mut self, devices: &[[u8; 6]]) {
+        self.devices.extend_from_slice(devices);
+        self.devices.sort();
+        self.devices.dedup();
     }
 
     /// Adds a rule for `name` (already normalised).
     pub fn add(&mut self, name: &str, devices: Option<Vec<[u8; 6]>>, allow: bool) {
+        if let Some(ds) = &devices {
+            self.name_devices(ds);
+        }
         let entry = NameEntry { devices: devices.map(Vec::into_boxed_slice), allow };
         self.names.entry(name.as_bytes().into()).or_default().push(entry);
     }
@@ -198,20 +212,9 @@ impl NameMatcher {
         }
     }
 
-    /// Every device some rule or per-device list names.
-    pub fn devices(&self) -> Vec<[u8; 6]> {
-        let mut out: Vec<[u8; 6]> = self
-            .names
-            .values()
-            .flatten()
-            .filter_map(|e| e.devices.as_deref())
-            .chain(self.lists.iter().filter_map(|l| l.devices.as_deref()))
-            .flatten()
-            .copied()
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+    /// Every device some rule or per-device list names, sorted.
+    pub fn devices(&self) -> &[[u8; 6]] {
+        &self.devices
     }
 }
 

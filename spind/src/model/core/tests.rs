@@ -813,6 +813,36 @@ fn name_blocks_survive_a_restart() {
     assert_eq!(blocked_count(&out), 1);
 }
 
+/// Under a busy home's DNS the learnt addresses of blocked names are enforced and saved at
+/// most once a second: the first answer of a second at once, later ones on the next tick.
+#[test]
+fn addresses_of_blocked_names_go_to_the_enforcer_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings);
+    let mut out = Vec::new();
+    let rule = crate::model::namerules::parse_rule("video.example", "block", &[], None, None).unwrap();
+    core.op_add_name_rule(rule, &mut out).unwrap();
+    let answer = |t, host: &str, addr: &str| {
+        let q = format!("{host}.video.example.");
+        dns_answer_ev(t, &q.clone(), &[(&q, DnsData::Addr(ip(addr)))])
+    };
+    let cut = |core: &mut Core, t, dst: &str| {
+        blocked_count(&run(core, Event::Flows { time: t, flows: vec![flow(DEV, dst, 443, 1, 1)], local: false }))
+    };
+    let saved = || std::fs::read_to_string(dir.path().join("names.resolved")).unwrap_or_default();
+    run(&mut core, answer(1000, "a", "198.51.100.11"));
+    assert_eq!(cut(&mut core, 1000, "198.51.100.11"), 1, "the first answer of a second is enforced at once");
+    for i in 0..50 {
+        run(&mut core, answer(1000, &format!("b{i}"), &format!("198.51.100.{}", 100 + i)));
+    }
+    assert_eq!(cut(&mut core, 1000, "198.51.100.120"), 0, "later ones of the same second wait");
+    assert!(!saved().contains("198.51.100.120"), "and are not written yet");
+    run(&mut core, Event::Tick { time: 1001 });
+    assert_eq!(cut(&mut core, 1001, "198.51.100.120"), 1, "the next tick enforces them");
+    assert!(saved().contains("198.51.100.149 "), "and writes them");
+}
+
 /// A service switched off for one device (replay mode: decided here) cuts that device's flows
 /// to the addresses the service's names resolved to, a name below them included, and nobody
 /// else's; switched off for the network it cuts everyone's; an allow name rule beats it; the
