@@ -94,6 +94,11 @@ const SECONDS: Limit<i64> = Limit { allowed: "a number of seconds >= 0", ok: |v|
 const DAYS: Limit<i64> = Limit { allowed: "a number of days 1..=10000", ok: |v| (1..=10_000).contains(v) };
 const LEARNING_DAYS: Limit<i64> = Limit { allowed: "a number of days 0..=10000", ok: |v| (0..=10_000).contains(v) };
 const MEGABYTES: Limit<i64> = Limit { allowed: "a size in MB 1..=1000000", ok: |v| (1..=1_000_000).contains(v) };
+const FETCH_COMMAND: Limit<String> = Limit {
+    allowed: "a command with {url} and {file} in its arguments",
+    ok: |v| v.contains("{url}") && v.contains("{file}") && !v.trim_start().starts_with('{'),
+};
+const REFRESH: Limit<i64> = Limit { allowed: "a number of seconds 60..=2678400", ok: |v| (60..=2_678_400).contains(v) };
 const IFNAMES: Limit<String> = Limit {
     allowed: "comma-separated interface names, empty (automatic) or none",
     ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::model::addr::valid_ifname),
@@ -233,6 +238,12 @@ config_keys! {
     /// Our own: comma-separated blocklist files (hosts `0.0.0.0 name`, adblock `||name^`, or
     /// a name a line) whose names are blocked for every device; read at start.
     blocklist_files: String = "";
+    /// Our own: the command that downloads a household blocklist (`add_blocklist` with a URL):
+    /// words split at spaces, `{url}` and `{file}` replaced, run without a shell. OpenWrt (no
+    /// curl): `uclient-fetch -q -T 60 -O {file} {url}`.
+    blocklist_fetch_command: String = "curl -fsSL --max-time 60 --max-filesize 20M -o {file} {url}", FETCH_COMMAND;
+    /// Our own: seconds between downloads of each household blocklist.
+    blocklist_refresh: i64 = "86400", REFRESH;
     /// Our own: keep the per-device history and alerts under `state_dir/history/`.
     history: bool = "1";
     /// Our own: days of hourly history (per device and remote service).
@@ -440,6 +451,8 @@ spinweb_password_file =
              wan_interfaces = \nspinweb_static_dir = \n\
              spinweb_first_run_password_file = /etc/spin/first-run-password\nspinweb_hostnames = \n\
              dns_redirect = 1\ndot_refuse = 1\ndoh_block = 1\nblocklist_files = \n\
+             blocklist_fetch_command = curl -fsSL --max-time 60 --max-filesize 20M -o {file} {url}\n\
+             blocklist_refresh = 86400\n\
              history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
              history_learning_days = 7\nalert_webhook_url = \n\
              wifi_settings_file = \nwifi_control_dir = /run/hostapd\noui_file = \n"

@@ -32,7 +32,7 @@ use crate::model::persist::StateDir;
 use crate::model::policy::Enforcer;
 use crate::model::rpc;
 use crate::model::wifi::AccessPoint;
-use crate::sources::{extsrc, kernel, replay};
+use crate::sources::{extsrc, fetch, kernel, replay};
 use crate::transports::auth::Auth;
 use crate::transports::{http, mqtt, rpc_socket, webhook};
 use cli::Options;
@@ -318,8 +318,8 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let state = StateDir::open(&cfg.state_dir)?;
     let names = Names::load(&state.names_file(), &cfg.dhcp_config_file, &cfg.dhcp_leases_file);
     let loading = std::time::Instant::now();
-    let (blocklists, blocklist_counts) = crate::model::blocklist::load_files(&cfg.blocklist_files);
-    for c in &blocklist_counts {
+    let blocklists = crate::model::blocklist::load_files(&cfg.blocklist_files);
+    for (_, c) in &blocklists {
         match &c.error {
             Some(e) => log::warn!("blocklist {}: {e}", c.file),
             None => log::info!(
@@ -331,10 +331,12 @@ fn run(opts: Options) -> anyhow::Result<()> {
             ),
         }
     }
-    if !blocklist_counts.is_empty() {
-        log::info!("blocklists: {} names in {} ms", blocklists.len(), loading.elapsed().as_millis());
+    if !blocklists.is_empty() {
+        let names: usize = blocklists.iter().map(|(s, _)| s.len()).sum();
+        log::info!("blocklists: {names} names in {} ms", loading.elapsed().as_millis());
     }
     let vendors = load_vendors(&cfg.oui_file);
+    let lists_dir = state.blocklists_dir();
     let settings = CoreSettings {
         local_mode: opts.local,
         retain_time: cfg.node_cache_retain_time,
@@ -347,8 +349,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         redirect_dns: cfg.dns_redirect,
         refuse_dot: cfg.dot_refuse,
         block_doh: cfg.doh_block,
-        blocklists: std::sync::Arc::new(blocklists),
-        blocklist_counts,
+        blocklists: blocklists.into_iter().map(|(s, c)| (Arc::new(s), c)).collect(),
         vendors: std::sync::Arc::new(vendors),
         history: HistorySettings {
             enabled: cfg.history,
@@ -363,6 +364,9 @@ fn run(opts: Options) -> anyhow::Result<()> {
     let mut core = Core::new(settings, state, names, enforcer, start_time)?;
 
     let (tx, rx) = mpsc::channel::<Input>();
+    if let Some(q) = _dns_queue.as_mut() {
+        forward_blocked_queries(q, tx.clone())?;
+    }
     let mqtt_settings = mqtt::MqttSettings {
         embedded: cfg.pubsub_run_mosquitto,
         host: cfg.pubsub_host.clone(),
@@ -478,6 +482,18 @@ fn run(opts: Options) -> anyhow::Result<()> {
     if plan.clock == cli::Clock::Ticker {
         spawn_ticker(tx.clone());
     }
+    // The household's blocklists are kept fresh in a thread of their own (in every mode: the
+    // laptop demo's lists come from URLs too).
+    let fetch = fetch::FetchSettings {
+        command: fetch::FetchSettings::command_words(&cfg.blocklist_fetch_command),
+        refresh: cfg.blocklist_refresh,
+        dir: lists_dir,
+        clock: wall_clock,
+    };
+    match fetch::start(fetch, tx.clone()) {
+        Ok(queue) => core.set_fetcher(queue),
+        Err(e) => warn!("no blocklist downloads (the lists' last copies stay in force): {e}"),
+    }
     drop(tx);
     // What the JSON-RPC methods ask of this host: its addresses (from the kernel) and its WiFi.
     let access_point = (!cfg.wifi_settings_file.as_os_str().is_empty()).then(|| wifi::Wifi {
@@ -493,6 +509,28 @@ fn run(opts: Options) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&opts.rpc_socket);
     }
     info!("spind stopped");
+    Ok(())
+}
+
+/// Hands the verdict thread's reports of blocked queries to the core (`spind-dnsq-report`), so
+/// that it publishes them as `blocked`: the bounded channel keeps the verdict path from waiting
+/// for the core; this thread may wait.
+fn forward_blocked_queries(q: &mut enforcer::dnsqueue::DnsQueue, tx: Sender<Input>) -> anyhow::Result<()> {
+    let Some(reports) = q.take_reports() else { return Ok(()) };
+    std::thread::Builder::new().name("spind-dnsq-report".into()).spawn(move || {
+        for b in reports {
+            let ev = Event::DnsBlocked {
+                time: wall_clock(),
+                client: b.client.ip(),
+                client_port: b.client.port(),
+                protocol: if b.udp { 17 } else { 6 },
+                qname: String::from_utf8_lossy(b.name()).into_owned(),
+            };
+            if tx.send(Input::Event(ev)).is_err() {
+                return;
+            }
+        }
+    })?;
     Ok(())
 }
 

@@ -14,6 +14,13 @@
 //! anywhere leaves the old table untouched. (`flush table` + redefine would also be atomic, but
 //! cannot change a base chain's hook or priority and leaves stale sets and chains behind.)
 //!
+//! When only set elements differ from the table in force (a list entry, an address a blocked
+//! name resolved to, a pause), the batch instead flushes and refills just those sets
+//! ([`set_update`]), also one transaction: the table and its hooks stay, because unregistering
+//! a hook makes the kernel drop every packet waiting in an NFQUEUE (DNS queries waiting for
+//! spind's verdict). If that batch fails (the table was removed or altered), the whole table is
+//! replaced as above.
+//!
 //! Layout of the table (see [`script`]):
 //! - sets `block4`/`block6` and `allow4`/`allow6` (`flags interval`, so prefixes work), holding
 //!   the block and allow lists, normalised (duplicates and entries inside a wider entry dropped);
@@ -51,7 +58,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::model::addr::{valid_ifname, IpNet};
-use crate::model::policy::{Enforcer, Guard, NameBlock, Pause, Policy};
+use crate::model::policy::{Bedtime, Enforcer, Guard, NameBlock, Pause, Policy, ScheduledNames, WeekSpan};
 
 /// The table spind owns: `table inet spin`.
 pub const TABLE_FAMILY: &str = "inet";
@@ -223,6 +230,10 @@ impl Nft {
             .stderr(Stdio::piped());
         // A fixed locale: errors are classified by nft's messages, which a translation would change.
         cmd.env("LC_ALL", "C");
+        // `meta hour` values are UTC in the kernel, and nft converts the ones it reads and
+        // prints with its own time zone: spind writes UTC (see `time_matches`), so nft must not
+        // convert.
+        cmd.env("TZ", "UTC");
         let spawned = self.in_netns_thread(|| cmd.spawn())?;
         let mut child = spawned.map_err(|error| {
             if error.kind() == std::io::ErrorKind::NotFound {
@@ -338,6 +349,12 @@ fn probe_policy() -> Policy {
             NameBlock { device: Some([2, 0, 0, 0, 0, 1]), ip: ip("2001:db8:4::1"), expires: i64::MAX },
         ],
         paused: vec![Pause { device: [2, 0, 0, 0, 0, 2], until: i64::MAX }],
+        scheduled_names: vec![ScheduledNames {
+            spans: vec![WeekSpan { start: 1380, len: 120 }],
+            blocks: vec![NameBlock { device: Some([2, 0, 0, 0, 0, 3]), ip: ip("192.0.2.4"), expires: i64::MAX }],
+            holds_now: false,
+        }],
+        bedtimes: vec![Bedtime { device: [2, 0, 0, 0, 0, 4], spans: vec![WeekSpan { start: 0, len: 60 }] }],
         ..Default::default()
     }
 }
@@ -407,6 +424,48 @@ fn write_set(s: &mut String, name: &str, decl: &str, elements: &[String]) {
     let _ = writeln!(s, "\t}}");
 }
 
+/// A script as its skeleton (every line but set elements) and each set's elements, in order.
+fn split_sets(script: &str) -> (String, Vec<(&str, Vec<&str>)>) {
+    let (mut skeleton, mut sets) = (String::new(), Vec::new());
+    let mut lines = script.lines();
+    while let Some(line) = lines.next() {
+        if let Some(name) = line.strip_prefix("\tset ").and_then(|l| l.strip_suffix(" {")) {
+            sets.push((name, Vec::new()));
+        }
+        if let (true, Some((_, elements))) = (line == "\t\telements = {", sets.last_mut()) {
+            for e in lines.by_ref().take_while(|l| *l != "\t\t}") {
+                elements.push(e.trim().trim_end_matches(','));
+            }
+            continue;
+        }
+        skeleton.push_str(line);
+        skeleton.push('\n');
+    }
+    (skeleton, sets)
+}
+
+/// The batch that turns table `old` into `new` by flushing and refilling the sets whose
+/// elements differ (one transaction, like the whole table), when nothing but set elements
+/// differs; None when chains, rules or set declarations changed.
+fn set_update(old: &str, new: &str) -> Option<String> {
+    let ((old_skeleton, old_sets), (new_skeleton, new_sets)) = (split_sets(old), split_sets(new));
+    if old_skeleton != new_skeleton {
+        return None;
+    }
+    let (t, n) = (TABLE_FAMILY, TABLE_NAME);
+    let mut s = String::new();
+    for ((name, old_elements), (_, new_elements)) in old_sets.iter().zip(&new_sets) {
+        if old_elements == new_elements {
+            continue;
+        }
+        let _ = writeln!(s, "flush set {t} {n} {name}");
+        if !new_elements.is_empty() {
+            let _ = writeln!(s, "add element {t} {n} {name} {{ {} }}", new_elements.join(", "));
+        }
+    }
+    Some(s)
+}
+
 /// The complete `nft -f` script for `policy`: one transaction that replaces `table inet spin`.
 /// Deterministic: equal policies (in any order) give byte-equal scripts.
 pub fn script(policy: &Policy, dns_group: u16, block_group: u16) -> String {
@@ -419,9 +478,9 @@ fn wall_clock() -> i64 {
 
 /// The elements of a name-block set: one family, for every device (`per_device` false) or per
 /// device, each with the seconds left until it expires at `now` (expired ones left out).
-fn name_block_elements(policy: &Policy, v4: bool, per_device: bool, now: i64) -> Vec<String> {
+fn name_block_elements(blocks: &[NameBlock], v4: bool, per_device: bool, now: i64) -> Vec<String> {
     let mut out: Vec<(String, i64)> = Vec::new();
-    for b in &policy.name_blocks {
+    for b in blocks {
         let ip = b.ip.to_canonical();
         if ip.is_ipv4() != v4 || b.device.is_some() != per_device || b.expires <= now {
             continue;
@@ -439,6 +498,20 @@ fn name_block_elements(policy: &Policy, v4: bool, per_device: bool, now: i64) ->
     }
     out.sort();
     out.into_iter().map(|(k, exp)| format!("{k} timeout {}s", (exp - now).clamp(1, 7 * 86_400))).collect()
+}
+
+/// The four sets of name-block addresses (`{prefix}names4/6` for every device,
+/// `{prefix}dev_names4/6` per device), each element with its time left at `now`.
+fn write_name_block_sets(s: &mut String, prefix: &str, blocks: &[NameBlock], now: i64) {
+    for (name, ty, v4, per_device) in [
+        ("names4", "ipv4_addr", true, false),
+        ("names6", "ipv6_addr", false, false),
+        ("dev_names4", "ether_addr . ipv4_addr", true, true),
+        ("dev_names6", "ether_addr . ipv6_addr", false, true),
+    ] {
+        let elems = name_block_elements(blocks, v4, per_device, now);
+        write_set(s, &format!("{prefix}{name}"), &format!("type {ty}; flags timeout;"), &elems);
+    }
 }
 
 /// The elements of the `paused` set: each device with the seconds left (ended ones left out).
@@ -465,6 +538,90 @@ fn paused_elements(paused: &[Pause], now: i64) -> Vec<String> {
     out
 }
 
+/// nft's names of the kernel's weekdays (`meta day`: 0 = Sunday).
+const NFT_DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
+/// The kernel's time zone, `sys_tz` (minutes west of UTC), as `settimeofday` last set it: 0
+/// unless something set it (systemd does only for an RTC in local time). Read with the raw
+/// system call: the C library's `gettimeofday` may no longer report it.
+pub fn kernel_minutes_west() -> i32 {
+    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    // `struct timezone` is two ints (minutes west, DST type); libc leaves it opaque.
+    let mut tz: [libc::c_int; 2] = [0; 2];
+    // SAFETY: both pointers point to live, writable memory of the size the call fills in.
+    let rc = unsafe { libc::syscall(libc::SYS_gettimeofday, &mut tv as *mut libc::timeval, tz.as_mut_ptr()) };
+    if rc == 0 {
+        tz[0]
+    } else {
+        0
+    }
+}
+
+/// The nftables matches (`meta day D meta hour "A"-"B"`) that hold exactly inside `spans`.
+///
+/// How the kernel sees time (checked with nft 1.0.6 and counters in a namespace): `meta hour`
+/// compares the seconds since midnight **UTC** (nft converts the `"HH:MM"` it reads from local
+/// time with its own `TZ`, so `TZ=Asia/Kolkata nft` stores "10:00" as 04:30 and lists it back as
+/// "10:00"; spind runs nft with `TZ=UTC` and writes UTC itself); `meta day` is taken as written
+/// and compared with the weekday the kernel computes from UTC minus `sys_tz` (`tz_west`, 0 on
+/// most systems). So a span, in UTC, is cut at every UTC midnight (an hour range cannot cross
+/// it) and at every kernel midnight (where the kernel's day changes), and each piece is one
+/// match with its kernel weekday. A window crossing midnight is thus two rules (day D from its
+/// start to 24:00, day D+1 from 00:00 to its end) when local time is UTC, and wherever the
+/// pieces fall otherwise.
+fn time_matches(spans: &[WeekSpan], tz_west: i32) -> Vec<String> {
+    const WEEK: i32 = 7 * 1440;
+    let tz_west = tz_west.clamp(-1440, 1440);
+    let mut pieces: Vec<(usize, i32, i32)> = Vec::new();
+    for span in spans {
+        let (mut cur, end) = (i32::from(span.start), i32::from(span.start) + i32::from(span.len).clamp(0, 1440));
+        while cur < end {
+            let utc_midnight = (cur.div_euclid(1440) + 1) * 1440;
+            let kernel_midnight = ((cur - tz_west).div_euclid(1440) + 1) * 1440 + tz_west;
+            let piece_end = end.min(utc_midnight).min(kernel_midnight);
+            // Week minute 0 is Monday 00:00 UTC: Monday-based index, to the kernel's Sunday-based.
+            let monday_based = (cur - tz_west).div_euclid(1440).rem_euclid(7) as usize;
+            let from = cur.rem_euclid(WEEK) % 1440;
+            pieces.push(((monday_based + 1) % 7, from, from + (piece_end - cur)));
+            cur = piece_end;
+        }
+    }
+    pieces.sort_unstable();
+    pieces.dedup();
+    let hms = |secs: i32| format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    pieces
+        .into_iter()
+        .map(|(day, from, to)| {
+            // nft's hour range includes both ends: the last second of the piece.
+            format!("meta day \"{}\" meta hour \"{}\"-\"{}\"", NFT_DAYS[day], hms(from * 60), hms(to * 60 - 1))
+        })
+        .collect()
+}
+
+/// A MAC as nft writes it.
+fn nft_mac(m: [u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+/// The bedtimes grouped by their spans (one set per distinct schedule), sorted.
+fn bedtime_groups(bedtimes: &[Bedtime]) -> Vec<(Vec<WeekSpan>, Vec<String>)> {
+    let mut groups: Vec<(Vec<WeekSpan>, Vec<String>)> = Vec::new();
+    for b in bedtimes.iter().filter(|b| !b.spans.is_empty()) {
+        let mut spans = b.spans.clone();
+        spans.sort_unstable();
+        match groups.iter_mut().find(|(s, _)| *s == spans) {
+            Some((_, macs)) => macs.push(nft_mac(b.device)),
+            None => groups.push((spans, vec![nft_mac(b.device)])),
+        }
+    }
+    for (_, macs) in &mut groups {
+        macs.sort();
+        macs.dedup();
+    }
+    groups.sort();
+    groups
+}
+
 /// An interface name that can go into the script between quotes.
 fn nft_ifname(n: &str) -> bool {
     valid_ifname(n) && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
@@ -485,6 +642,19 @@ fn dot_refused(g: &Guard) -> bool {
 /// queries to the router to NFQUEUE `dns_queue` if given (`bypass`: accepted while nobody
 /// listens).
 pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: Option<u16>, now: i64) -> String {
+    script_in_zone(policy, dns_group, block_group, dns_queue, now, 0)
+}
+
+/// [`script_at`] for a kernel whose `sys_tz` is `tz_west` minutes west of UTC
+/// ([`kernel_minutes_west`]), which moves where `meta day` changes.
+pub fn script_in_zone(
+    policy: &Policy,
+    dns_group: u16,
+    block_group: u16,
+    dns_queue: Option<u16>,
+    now: i64,
+    tz_west: i32,
+) -> String {
     let (t, n) = (TABLE_FAMILY, TABLE_NAME);
     let mut s = String::new();
     let _ = writeln!(s, "# generated by spind: the whole table, replaced in one transaction");
@@ -502,14 +672,17 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
         let elems: Vec<String> = pair_elements(policy, v4).iter().map(|(a, b)| format!("{a} . {b}")).collect();
         write_set(&mut s, name, &format!("type {ty} . {ty};"), &elems);
     }
-    for (name, ty, v4, per_device) in [
-        ("names4", "ipv4_addr", true, false),
-        ("names6", "ipv6_addr", false, false),
-        ("dev_names4", "ether_addr . ipv4_addr", true, true),
-        ("dev_names6", "ether_addr . ipv6_addr", false, true),
-    ] {
-        let elems = name_block_elements(policy, v4, per_device, now);
-        write_set(&mut s, name, &format!("type {ty}; flags timeout;"), &elems);
+    write_name_block_sets(&mut s, "", &policy.name_blocks, now);
+    // Scheduled name rules: their addresses are kept all the time (a cached address is cut
+    // when a window opens), matched only inside the windows (chain `names`).
+    let scheduled: Vec<(usize, &ScheduledNames)> =
+        policy.scheduled_names.iter().filter(|g| !g.spans.is_empty()).enumerate().collect();
+    for (i, g) in &scheduled {
+        write_name_block_sets(&mut s, &format!("sched{i}_"), &g.blocks, now);
+    }
+    let bedtimes = bedtime_groups(&policy.bedtimes);
+    for (i, (_, macs)) in bedtimes.iter().enumerate() {
+        write_set(&mut s, &format!("bedtime{i}"), "type ether_addr;", macs);
     }
     write_set(&mut s, "paused", "type ether_addr; flags timeout;", &paused_elements(&policy.paused, now));
     let wan = policy.guard.wan.as_deref();
@@ -528,7 +701,20 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
     let _ = writeln!(s, "\t\tip6 daddr @names6 goto block_verdict");
     let _ = writeln!(s, "\t\tether saddr . ip daddr @dev_names4 goto block_verdict");
     let _ = writeln!(s, "\t\tether saddr . ip6 daddr @dev_names6 goto block_verdict");
+    for (i, g) in &scheduled {
+        for m in time_matches(&g.spans, tz_west) {
+            let _ = writeln!(s, "\t\t{m} jump sched{i}");
+        }
+    }
     let _ = writeln!(s, "\t}}\n");
+    for (i, _) in &scheduled {
+        let _ = writeln!(s, "\tchain sched{i} {{");
+        let _ = writeln!(s, "\t\tip daddr @sched{i}_names4 goto block_verdict");
+        let _ = writeln!(s, "\t\tip6 daddr @sched{i}_names6 goto block_verdict");
+        let _ = writeln!(s, "\t\tether saddr . ip daddr @sched{i}_dev_names4 goto block_verdict");
+        let _ = writeln!(s, "\t\tether saddr . ip6 daddr @sched{i}_dev_names6 goto block_verdict");
+        let _ = writeln!(s, "\t}}\n");
+    }
 
     // The only place that drops. Allow wins: an allowed address on either side is accepted
     // (for this table; the distribution's firewall still sees the packet afterwards).
@@ -583,6 +769,16 @@ pub fn script_at(policy: &Policy, dns_group: u16, block_group: u16, dns_queue: O
                 s,
                 "\t\tether saddr @paused {to_internet}counter reject with icmpx admin-prohibited comment \"paused\""
             );
+            // A bedtime is a pause inside the schedule's windows.
+            for (i, (spans, _)) in bedtimes.iter().enumerate() {
+                for m in time_matches(spans, tz_west) {
+                    let _ = writeln!(
+                        s,
+                        "\t\t{m} ether saddr @bedtime{i} {to_internet}counter reject with icmpx admin-prohibited \
+                         comment \"bedtime\""
+                    );
+                }
+            }
             if dot_refused(&policy.guard) {
                 let _ =
                     writeln!(s, "\t\t{to_internet}tcp dport 853 counter reject with tcp reset comment \"dot-refuse\"");
@@ -726,14 +922,26 @@ impl NftEnforcer {
             }
         }
         let queue = self.dns_queue.as_ref().filter(|(_, rule, _)| *rule).map(|(q, _, _)| *q);
+        let tz_west = kernel_minutes_west();
         let s = if self.guard_ok {
-            script_at(policy, self.dns_group, self.block_group, queue, wall_clock())
+            script_in_zone(policy, self.dns_group, self.block_group, queue, wall_clock(), tz_west)
         } else {
             let unguarded = Policy { guard: Guard::default(), ..policy.clone() };
-            script_at(&unguarded, self.dns_group, self.block_group, queue, wall_clock())
+            script_in_zone(&unguarded, self.dns_group, self.block_group, queue, wall_clock(), tz_west)
         };
         if self.last.as_ref().is_some_and(|a| a.script == s) {
             return Ok(());
+        }
+        // Only set elements changed (the usual case: a list entry, a resolved address of a
+        // blocked name): update those sets in place. Replacing the table unregisters its hooks,
+        // and the kernel then drops every packet waiting in an NFQUEUE (DNS queries waiting for
+        // a verdict: lost, not failed open; measured by `cargo xtask bench names`).
+        if let Some(update) = self.last.as_ref().and_then(|a| set_update(&a.script, &s)) {
+            match self.nft.apply_script(&update) {
+                Ok(()) => return self.record(s),
+                // The table went away or was altered under us: replace it whole.
+                Err(e) => log::debug!("set update failed, replacing the table: {e}"),
+            }
         }
         self.last = None;
         self.apply_and_record(s)
@@ -744,6 +952,11 @@ impl NftEnforcer {
     /// error of the change (the next heal then compares the listing and re-applies if needed).
     fn apply_and_record(&mut self, script: String) -> Result<(), NftError> {
         self.nft.apply_script(&script)?;
+        self.record(script)
+    }
+
+    /// Records `script` as the one in force, with the generation and listing it left.
+    fn record(&mut self, script: String) -> Result<(), NftError> {
         let generation = self.nft.generation().unwrap_or_else(|e| {
             log::warn!("{e}");
             0
@@ -834,6 +1047,31 @@ mod tests {
         let body = &script[start..];
         let body = &body[..body.find("\n\t}").unwrap()];
         body.lines().skip(1).map(str::trim).collect()
+    }
+
+    #[test]
+    fn a_change_of_set_elements_only_is_an_in_place_update_and_any_other_change_is_not() {
+        let at = |block: &[&str], pause: bool| {
+            let p = Policy {
+                block: block.iter().map(|b| b.parse().unwrap()).collect(),
+                paused: if pause { vec![Pause { device: [2, 0, 0, 0, 0, 1], until: 2_000 }] } else { vec![] },
+                ..Default::default()
+            };
+            script_at(&p, 1, 2, Some(7), 1_000)
+        };
+        let (a, b) = (at(&["10.0.0.1"], false), at(&["10.0.0.1", "10.0.0.0/30", "fd00::9"], true));
+        assert_eq!(
+            set_update(&a, &b).unwrap(),
+            "flush set inet spin block4\nadd element inet spin block4 { 10.0.0.0/30 }\n\
+             flush set inet spin block6\nadd element inet spin block6 { fd00::9 }\n\
+             flush set inet spin paused\nadd element inet spin paused { 02:00:00:00:00:01 timeout 1000s }\n"
+        );
+        // Emptied sets are flushed and left empty.
+        assert_eq!(set_update(&b, &at(&[], false)).unwrap().lines().filter(|l| l.starts_with("add")).count(), 0);
+        assert_eq!(set_update(&b, &at(&[], false)).unwrap().matches("flush set").count(), 3);
+        // Another rule (the DNS queue switched off) is a new table.
+        let p = Policy::default();
+        assert_eq!(set_update(&script_at(&p, 1, 2, Some(7), 0), &script_at(&p, 1, 2, None, 0)), None);
     }
 
     #[test]
@@ -1076,6 +1314,131 @@ mod tests {
         assert!(chain(&s, "forward")
             .contains(&"ether saddr @paused counter reject with icmpx admin-prohibited comment \"paused\""));
         assert_eq!(s.matches(" drop ").count(), 1, "block_verdict still the only drop");
+    }
+
+    fn span(day: u16, h: u16, m: u16, len: u16) -> WeekSpan {
+        WeekSpan { start: day * 1440 + h * 60 + m, len }
+    }
+
+    #[test]
+    fn time_matches_cut_windows_at_midnight_in_utc_and_at_the_kernels_day() {
+        // Monday 21:00-07:00 UTC: Monday to 24:00, then Tuesday from 00:00.
+        assert_eq!(
+            time_matches(&[span(0, 21, 0, 600)], 0),
+            [
+                "meta day \"Monday\" meta hour \"21:00:00\"-\"23:59:59\"",
+                "meta day \"Tuesday\" meta hour \"00:00:00\"-\"06:59:59\""
+            ]
+        );
+        // Sunday night runs into Monday (the start of the week again).
+        assert_eq!(
+            time_matches(&[span(6, 22, 0, 540)], 0),
+            [
+                "meta day \"Sunday\" meta hour \"22:00:00\"-\"23:59:59\"",
+                "meta day \"Monday\" meta hour \"00:00:00\"-\"06:59:59\""
+            ]
+        );
+        assert_eq!(
+            time_matches(&[span(2, 10, 0, 60)], 0),
+            ["meta day \"Wednesday\" meta hour \"10:00:00\"-\"10:59:59\""]
+        );
+        // A kernel whose sys_tz is an hour east (-60 west): its day changes at 23:00 UTC.
+        assert_eq!(
+            time_matches(&[span(0, 22, 0, 180)], -60),
+            [
+                "meta day \"Monday\" meta hour \"22:00:00\"-\"22:59:59\"",
+                "meta day \"Tuesday\" meta hour \"00:00:00\"-\"00:59:59\"",
+                "meta day \"Tuesday\" meta hour \"23:00:00\"-\"23:59:59\""
+            ]
+        );
+    }
+
+    #[test]
+    fn scheduled_name_blocks_have_their_own_sets_matched_only_inside_the_windows() {
+        let dev = [2, 0, 0, 0, 0, 0x0b];
+        let p = Policy {
+            name_blocks: vec![NameBlock { device: None, ip: ip("198.51.100.1"), expires: 2000 }],
+            scheduled_names: vec![
+                ScheduledNames {
+                    spans: vec![span(4, 21, 0, 600)],
+                    blocks: vec![
+                        NameBlock { device: None, ip: ip("198.51.100.10"), expires: 1600 },
+                        NameBlock { device: Some(dev), ip: ip("2001:db8::10"), expires: 1100 },
+                    ],
+                    holds_now: false,
+                },
+                ScheduledNames {
+                    spans: vec![span(5, 9, 0, 60)],
+                    blocks: vec![NameBlock { device: None, ip: ip("192.0.2.20"), expires: 1300 }],
+                    holds_now: true,
+                },
+            ],
+            ..Default::default()
+        };
+        let s = script_at(&p, 1, 2, None, 1000);
+        assert_eq!(elements(&s, "names4"), ["198.51.100.1 timeout 1000s"], "the unscheduled sets as before");
+        assert_eq!(elements(&s, "sched0_names4"), ["198.51.100.10 timeout 600s"]);
+        assert_eq!(elements(&s, "sched0_dev_names6"), ["02:00:00:00:00:0b . 2001:db8::10 timeout 100s"]);
+        assert!(elements(&s, "sched0_names6").is_empty() && elements(&s, "sched0_dev_names4").is_empty());
+        assert_eq!(elements(&s, "sched1_names4"), ["192.0.2.20 timeout 300s"]);
+        assert!(s.contains("set sched0_dev_names4 {\n\t\ttype ether_addr . ipv4_addr; flags timeout;"));
+        let names = chain(&s, "names");
+        assert_eq!(
+            names[4..],
+            [
+                "meta day \"Friday\" meta hour \"21:00:00\"-\"23:59:59\" jump sched0",
+                "meta day \"Saturday\" meta hour \"00:00:00\"-\"06:59:59\" jump sched0",
+                "meta day \"Saturday\" meta hour \"09:00:00\"-\"09:59:59\" jump sched1",
+            ]
+        );
+        assert_eq!(
+            chain(&s, "sched0"),
+            [
+                "ip daddr @sched0_names4 goto block_verdict",
+                "ip6 daddr @sched0_names6 goto block_verdict",
+                "ether saddr . ip daddr @sched0_dev_names4 goto block_verdict",
+                "ether saddr . ip6 daddr @sched0_dev_names6 goto block_verdict",
+            ]
+        );
+        assert_eq!(s.matches(" drop ").count(), 1, "block_verdict still the only drop");
+        // With sys_tz an hour west, the kernel's Saturday starts at 01:00 UTC.
+        let west = script_in_zone(&p, 1, 2, None, 1000, 60);
+        assert!(chain(&west, "names").contains(&"meta day \"Friday\" meta hour \"00:00:00\"-\"00:59:59\" jump sched0"));
+    }
+
+    #[test]
+    fn bedtimes_reject_the_devices_towards_the_internet_inside_the_windows_only() {
+        let (a, b, c) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]);
+        let school = vec![span(0, 21, 0, 600), span(6, 21, 0, 600)];
+        let mut p = guarded(Some(&["wan0"]));
+        p.bedtimes = vec![
+            Bedtime { device: a, spans: school.clone() },
+            Bedtime { device: b, spans: vec![span(2, 12, 0, 30)] },
+            Bedtime { device: c, spans: school },
+        ];
+        let s = script_at(&p, 1, 2, None, 1000);
+        let sets = [elements(&s, "bedtime0"), elements(&s, "bedtime1")];
+        assert!(sets.contains(&vec!["02:00:00:00:00:01".to_string(), "02:00:00:00:00:03".to_string()]), "{sets:?}");
+        assert!(sets.contains(&vec!["02:00:00:00:00:02".to_string()]), "{sets:?}");
+        let school_set = if sets[0].len() == 2 { 0 } else { 1 };
+        let fwd = chain(&s, "forward");
+        let rules: Vec<&&str> = fwd.iter().filter(|l| l.contains("comment \"bedtime\"")).collect();
+        assert_eq!(rules.len(), 5, "{rules:?}");
+        for (day, hours) in [
+            ("Monday", "\"21:00:00\"-\"23:59:59\""),
+            ("Tuesday", "\"00:00:00\"-\"06:59:59\""),
+            ("Sunday", "\"21:00:00\"-\"23:59:59\""),
+            ("Monday", "\"00:00:00\"-\"06:59:59\""),
+        ] {
+            let want = format!(
+                "meta day \"{day}\" meta hour {hours} ether saddr @bedtime{school_set} oifname @wan counter reject \
+                 with icmpx admin-prohibited comment \"bedtime\""
+            );
+            assert!(rules.iter().any(|r| **r == want), "{want} in {rules:?}");
+        }
+        // Before the jump to the name rules, as a pause; none without bedtimes.
+        assert!(fwd.iter().position(|l| l.contains("bedtime")) < fwd.iter().position(|l| *l == "jump names"));
+        assert!(!script_at(&guarded(Some(&["wan0"])), 1, 2, None, 1000).contains("bedtime"));
     }
 
     #[test]

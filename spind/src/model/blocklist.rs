@@ -98,6 +98,18 @@ const LOCAL_NAMES: &[&str] = &[
 
 /// Reads one list from `reader` into `set`.
 pub fn load(reader: impl BufRead, file: &str, set: &mut NameSet) -> ListCounts {
+    load_with(reader, file, set, &[], MAX_NAMES)
+}
+
+/// [`load`], where a name already in one of `earlier` is a duplicate too and at most `budget`
+/// names go into `set` (what [`MAX_NAMES`] leaves after the other lists).
+pub fn load_with(
+    reader: impl BufRead,
+    file: &str,
+    set: &mut NameSet,
+    earlier: &[&NameSet],
+    budget: usize,
+) -> ListCounts {
     let mut c = ListCounts { file: file.to_string(), ..Default::default() };
     let mut reader = reader;
     let mut buf = Vec::with_capacity(256);
@@ -132,7 +144,8 @@ pub fn load(reader: impl BufRead, file: &str, set: &mut NameSet) -> ListCounts {
                 for n in names {
                     match normalise_name(n) {
                         Err(_) => c.skipped += 1,
-                        Ok(_) if set.len() >= MAX_NAMES => c.skipped += 1,
+                        Ok(n) if earlier.iter().any(|e| e.contains(n.as_bytes())) => c.duplicates += 1,
+                        Ok(_) if set.len() >= budget => c.skipped += 1,
                         Ok(n) => {
                             if set.insert(n.into_bytes().into_boxed_slice()) {
                                 c.names += 1;
@@ -168,20 +181,25 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
     }
 }
 
-/// Reads every file of the `blocklist_files` setting (comma-separated paths) into one set.
-pub fn load_files(setting: &str) -> (NameSet, Vec<ListCounts>) {
-    let mut set = NameSet::new();
-    let mut counts = Vec::new();
+/// Reads every file of the `blocklist_files` setting (comma-separated paths), each into its own
+/// set (so that what each blocks is counted) holding only names no earlier file had, with at
+/// most [`MAX_NAMES`] in all.
+pub fn load_files(setting: &str) -> Vec<(NameSet, ListCounts)> {
+    let mut out: Vec<(NameSet, ListCounts)> = Vec::new();
     for path in setting.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match std::fs::File::open(Path::new(path)) {
-            Ok(f) => counts.push(load(std::io::BufReader::with_capacity(64 << 10, f), path, &mut set)),
-            Err(e) => {
-                counts.push(ListCounts { file: path.to_string(), error: Some(e.to_string()), ..Default::default() })
+        let mut set = NameSet::new();
+        let counts = match std::fs::File::open(Path::new(path)) {
+            Ok(f) => {
+                let earlier: Vec<&NameSet> = out.iter().map(|(s, _)| s).collect();
+                let budget = MAX_NAMES.saturating_sub(earlier.iter().map(|s| s.len()).sum());
+                load_with(std::io::BufReader::with_capacity(64 << 10, f), path, &mut set, &earlier, budget)
             }
-        }
+            Err(e) => ListCounts { file: path.to_string(), error: Some(e.to_string()), ..Default::default() },
+        };
+        set.shrink_to_fit();
+        out.push((set, counts));
     }
-    set.shrink_to_fit();
-    (set, counts)
+    out
 }
 
 #[cfg(test)]
@@ -281,10 +299,23 @@ mod tests {
         let a = dir.path().join("a.txt");
         std::fs::write(&a, "||a.test^\n").unwrap();
         let setting = format!("{}, {}/missing.txt,", a.display(), dir.path().display());
-        let (set, counts) = load_files(&setting);
-        assert_eq!(set.len(), 1);
-        assert_eq!(counts.len(), 2);
-        assert_eq!(counts[0].names, 1);
-        assert!(counts[1].error.is_some());
+        let loaded = load_files(&setting);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!((loaded[0].0.len(), loaded[0].1.names), (1, 1));
+        assert!(loaded[1].1.error.is_some() && loaded[1].0.is_empty());
+    }
+
+    #[test]
+    fn a_name_of_an_earlier_file_is_a_duplicate_and_the_total_is_bounded_over_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+        std::fs::write(&a, "||a.test^\nboth.test\n").unwrap();
+        std::fs::write(&b, "0.0.0.0 both.test b.test\n").unwrap();
+        let loaded = load_files(&format!("{},{}", a.display(), b.display()));
+        assert_eq!((loaded[0].1.names, loaded[1].1.names, loaded[1].1.duplicates), (2, 1, 1));
+        assert!(loaded[1].0.contains(&b"b.test"[..]) && !loaded[1].0.contains(&b"both.test"[..]));
+        let mut set = NameSet::new();
+        let c = load_with(&b"x.test\ny.test\n"[..], "t", &mut set, &[&loaded[0].0], 1);
+        assert_eq!((c.names, c.skipped, set.len()), (1, 1, 1), "the budget left by the other lists");
     }
 }

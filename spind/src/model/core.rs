@@ -10,17 +10,20 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use crate::model::addr::IpNet;
+use crate::model::bedtimes::DeviceSchedules;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
 use crate::model::identity::{self, DeviceType, OuiTable};
 use crate::model::lists::Lists;
+use crate::model::listsources::{Blocklists, ListSources};
 use crate::model::messages::{self, FlowJson};
 use crate::model::namerules::{LocalTime, NameRules};
 use crate::model::names::Names;
 use crate::model::nodes::{Candidate, Change, ListKind, Node, NodeCache, NodeId, NodeMarks};
 use crate::model::persist::{self, StateDir, WriteError};
 use crate::model::policy::{Enforcer, Guard, NameBlock, NameMatcher, NameVerdict, PairBlock, Pause, Policy};
+use crate::model::services::ServiceBlocks;
 use crate::model::stats::Stats;
 
 pub const NODE_TOPIC_PREFIX: &str = "SPIN/traffic/node/";
@@ -77,9 +80,9 @@ pub struct CoreSettings {
     pub refuse_dot: bool,
     /// `doh_block`: the shipped list of DoH resolver names is blocked for every device.
     pub block_doh: bool,
-    /// The names of the `blocklist_files`, blocked for every device, and what each file gave.
-    pub blocklists: Arc<crate::model::blocklist::NameSet>,
-    pub blocklist_counts: Vec<crate::model::blocklist::ListCounts>,
+    /// The names of each of the `blocklist_files`, blocked for every device, and what each file
+    /// gave.
+    pub blocklists: Vec<(Arc<crate::model::blocklist::NameSet>, crate::model::blocklist::ListCounts)>,
     /// The per-device history and its alerts (`history_*` keys).
     pub history: HistorySettings,
     /// The vendors of OUIs (`oui_file`; empty: none known).
@@ -99,8 +102,7 @@ impl Default for CoreSettings {
             redirect_dns: false,
             refuse_dot: false,
             block_doh: false,
-            blocklists: Arc::default(),
-            blocklist_counts: Vec::new(),
+            blocklists: Vec::new(),
             // Off unless asked for: the daemon turns it on from `history` (default 1); the
             // core's tests of SPIN's messages see only those.
             history: HistorySettings { enabled: false, ..HistorySettings::default() },
@@ -165,6 +167,10 @@ struct Dirty {
     paused: bool,
     /// The user's device types (`devicetypes.list`).
     device_types: bool,
+    device_schedules: bool,
+    services: bool,
+    /// The household's blocklists (`blocklists.json`).
+    blocklists: bool,
 }
 
 impl Dirty {
@@ -175,6 +181,9 @@ impl Dirty {
             || self.name_resolved
             || self.paused
             || self.device_types
+            || self.device_schedules
+            || self.services
+            || self.blocklists
             || self.lists.iter().chain(&self.withdrawn).any(|&d| d)
     }
 
@@ -189,6 +198,9 @@ impl Dirty {
             name_resolved: self.name_resolved || other.name_resolved,
             paused: self.paused || other.paused,
             device_types: self.device_types || other.device_types,
+            device_schedules: self.device_schedules || other.device_schedules,
+            services: self.services || other.services,
+            blocklists: self.blocklists || other.blocklists,
         }
     }
 }
@@ -203,6 +215,9 @@ struct Undo {
     name_rules: NameRules,
     paused: BTreeMap<MacAddr, Timestamp>,
     device_types: BTreeMap<MacAddr, DeviceType>,
+    device_schedules: DeviceSchedules,
+    services: ServiceBlocks,
+    list_sources: ListSources,
     marks: Vec<NodeMarks>,
     modified: BTreeSet<NodeId>,
     dirty: Dirty,
@@ -257,6 +272,12 @@ pub struct Core {
     dirty: Dirty,
     /// The policy changed and must go to the enforcer.
     enforce_pending: bool,
+    /// Addresses of blocked names were learnt from DNS answers and are not yet enforced and
+    /// saved; they go at most once a second (`flush_resolved`): under a busy home's DNS every
+    /// answer would otherwise cost a walk of all remembered addresses, an `nft` run and a write.
+    resolved_due: bool,
+    /// The second in which learnt addresses last went to the enforcer.
+    resolved_flushed_at: Timestamp,
     /// After a failed write from an observation, the next try waits for this second (a full
     /// disk must not cost a write attempt and a log line per packet).
     retry_save_at: Option<Timestamp>,
@@ -288,8 +309,17 @@ pub struct Core {
     /// The types the user gave devices (`set_device_type`); kept in `devicetypes.list`. A guess
     /// never replaces one.
     device_types: BTreeMap<MacAddr, DeviceType>,
+    /// Device bedtimes (`set_device_schedule`); kept in `bedtimes.list`.
+    device_schedules: DeviceSchedules,
+    /// Minutes local time is ahead of UTC, as last enforced: the kernel's time matches are in
+    /// UTC, so a change (daylight saving time) rewrites them.
+    utc_offset: i32,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
+    /// The services switched off (`set_service`), compiled into the name matcher.
+    services: ServiceBlocks,
+    /// The config's and the household's blocklists, their counters and the fetcher.
+    blocklists: Blocklists,
 }
 
 impl Core {
@@ -358,22 +388,19 @@ impl Core {
                 }
             }
         }
-        let device_types = match std::fs::read_to_string(state.device_types_file()) {
-            Ok(text) => {
-                let (types, warnings) = identity::parse_device_types(&text);
-                for w in warnings {
-                    warn!("{}: {w}", state.device_types_file().display());
-                }
-                types
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => anyhow::bail!("cannot read {}: {e}", state.device_types_file().display()),
-        };
+        let device_types = read_state_file(&state.device_types_file(), identity::parse_device_types)?;
+        let device_schedules = read_state_file(&state.device_schedules_file(), DeviceSchedules::from_file_text)?;
         let history = History::open(settings.history.clone(), &state.history_dir(), now);
+        let services = read_state_file(&state.services_file(), ServiceBlocks::from_file_text)?;
+        let blocklists = Self::load_blocklists(&settings, &state)?;
         let mut core = Core {
+            services,
+            blocklists,
             wan: None,
             paused,
             device_types,
+            device_schedules,
+            utc_offset: LocalTime::offset_from_utc((settings.local_time)(now), now),
             history,
             name_rules,
             matcher: Arc::default(),
@@ -391,6 +418,8 @@ impl Core {
             flows: FlowDecisions::default(),
             dirty: Dirty::default(),
             enforce_pending: false,
+            resolved_due: false,
+            resolved_flushed_at: Timestamp::MIN,
             retry_save_at: None,
             published: HashMap::new(),
             settled: Vec::new(),
@@ -430,6 +459,8 @@ impl Core {
             msgs.push(self.list_msg(kind, kind.name()));
         }
         msgs.push(self.name_rules_msg());
+        msgs.push(self.device_schedules_msg());
+        msgs.push(self.services_msg());
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
     }
@@ -454,6 +485,9 @@ impl Core {
             Event::Flows { time, flows, local } => self.on_flows(time, flows, local),
             Event::DnsQuery { time, client, qname } => self.on_dns_query(time, client, &qname),
             Event::DnsAnswer { time, qname, records } => self.on_dns_answer(time, &qname, &records),
+            Event::DnsBlocked { time, client, client_port, protocol, qname } => {
+                self.on_dns_blocked(time, (client, client_port, protocol), &qname)
+            }
             Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
             Event::Blocked { time, packet } => self.on_blocked(time, &packet),
             Event::Tick { .. } => self.on_tick(),
@@ -468,6 +502,7 @@ impl Core {
                 info!("replay finished: {packets} packets, {} nodes", self.nodes.len());
                 Vec::new()
             }
+            Event::BlocklistFetched { id, outcome } => self.on_blocklist_fetched(id, outcome),
         };
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
@@ -637,6 +672,9 @@ impl Core {
 
     fn on_dns_query(&mut self, time: Timestamp, client: IpAddr, qname: &str) -> Vec<Publish> {
         self.stats.add("dns", "queries", 1);
+        if self.settings.simulate_blocking {
+            self.count_simulated_block(client, qname);
+        }
         let from = self.node_for_ip(client, time);
         // A query names a node whatever its TTL: no new node for a name we already know.
         let queried = match self.nodes.by_domain(qname) {
@@ -741,25 +779,48 @@ impl Core {
             }
         }
         if blocked {
+            self.resolved_due = true;
+            self.flush_resolved();
+        }
+    }
+
+    /// Learnt addresses of blocked names go to the enforcer and the state file: the first in a
+    /// second at once, later ones of the same second on the next tick.
+    fn flush_resolved(&mut self) {
+        if self.resolved_due && self.now > self.resolved_flushed_at {
+            self.resolved_due = false;
+            self.resolved_flushed_at = self.now;
             self.enforce_pending = true;
             self.dirty.name_resolved = true;
         }
     }
 
-    /// Whether a rule that holds now blocks `name` for some device.
+    /// Whether a rule that holds now blocks `name` for some device, or a scheduled block rule
+    /// does (in its windows or not: the kernel matches its windows).
     fn blocked_for_anyone(&self, name: &str) -> bool {
+        if self.name_rules.scheduled_block_covers(name, self.now) {
+            return true;
+        }
         if self.matcher.is_empty() {
             return false;
         }
         let n = name.as_bytes();
         self.matcher.decide(n, None) == Some(NameVerdict::Block)
-            || self.matcher.devices().into_iter().any(|d| self.matcher.decide(n, Some(d)) == Some(NameVerdict::Block))
+            || self.matcher.devices().iter().any(|d| self.matcher.decide(n, Some(*d)) == Some(NameVerdict::Block))
     }
 
     /// The name rules that hold now, compiled.
     fn compile_name_rules(&self) -> NameMatcher {
-        let mut m = self.name_rules.matcher(self.now, (self.settings.local_time)(self.now), self.neighbours.iter());
-        m.set_lists(self.settings.blocklists.clone());
+        let local = (self.settings.local_time)(self.now);
+        self.compile_rules(|r| r.holds(self.now, local))
+    }
+
+    /// The rules `keep` selects, with the blocklists and the DoH list, compiled.
+    fn compile_rules(&self, keep: impl Fn(&crate::model::namerules::NameRule) -> bool) -> NameMatcher {
+        let mut m = self.name_rules.matcher_of(keep, self.neighbours.iter());
+        // After the user's rules: at one name the user's allow beats a service's block.
+        self.services.compile_into(&mut m, self.neighbours.iter());
+        self.set_match_lists(&mut m);
         if self.settings.block_doh {
             // After the user's rules: at one name the user's allow beats this block.
             for name in crate::model::namerules::doh_resolvers() {
@@ -772,6 +833,11 @@ impl Core {
     /// Re-evaluates schedules and expiry (and the addresses of the devices rules name): a
     /// change goes to the enforcer.
     pub(crate) fn refresh_name_rules(&mut self) {
+        let offset = LocalTime::offset_from_utc((self.settings.local_time)(self.now), self.now);
+        if offset != self.utc_offset {
+            self.utc_offset = offset;
+            self.enforce_pending = true;
+        }
         let m = self.compile_name_rules();
         if *self.matcher != m {
             self.matcher = Arc::new(m);
@@ -804,16 +870,15 @@ impl Core {
     /// The addresses that blocked names resolved to, per device or for every device. An
     /// address is blocked for all only if no device has an exception for it; otherwise for
     /// each known device it is blocked for.
-    fn name_blocks(&self) -> Vec<NameBlock> {
-        if self.matcher.is_empty() {
+    fn name_blocks(&self, m: &NameMatcher) -> Vec<NameBlock> {
+        if m.is_empty() {
             return Vec::new();
         }
-        let named = self.matcher.devices();
+        let named = m.devices();
         let mut known: Vec<[u8; 6]> = self.nodes.devices().iter().filter_map(|n| n.mac.map(|m| m.0)).collect();
-        known.extend(&named);
+        known.extend(named);
         known.sort();
         known.dedup();
-        let m = &self.matcher;
         let blocks = |r: &Resolved, d| r.names.iter().any(|n| m.decide(n.as_bytes(), d) == Some(NameVerdict::Block));
         let mut out = Vec::new();
         for (ip, r) in &self.resolved {
@@ -825,7 +890,7 @@ impl Core {
                 out.push(NameBlock { device: None, ip: *ip, expires: r.expires });
                 continue;
             }
-            let devices = if all { &known } else { &named };
+            let devices = if all { &known[..] } else { named };
             for d in devices {
                 if blocks(r, Some(*d)) {
                     out.push(NameBlock { device: Some(*d), ip: *ip, expires: r.expires });
@@ -859,6 +924,8 @@ impl Core {
             self.apply_names();
         }
         self.refresh_name_rules();
+        self.flush_resolved();
+        self.blocklists.new_day((self.settings.local_time)(now).weekday);
         // A pause ends by itself (the kernel's element times out too); the file follows.
         let before = self.paused.len();
         self.paused.retain(|_, until| *until > now);
@@ -1127,7 +1194,7 @@ impl Core {
         if d.name_rules {
             files.push((self.state.name_rules_file(), self.name_rules.file_text().into_bytes()));
         }
-        if d.name_resolved || d.name_rules {
+        if d.name_resolved || d.name_rules || d.services {
             files.push((self.state.name_resolved_file(), self.name_resolved_text().into_bytes()));
         }
         if d.paused {
@@ -1135,6 +1202,15 @@ impl Core {
         }
         if d.device_types {
             files.push((self.state.device_types_file(), identity::device_types_text(&self.device_types).into_bytes()));
+        }
+        if d.device_schedules {
+            files.push((self.state.device_schedules_file(), self.device_schedules.file_text().into_bytes()));
+        }
+        if d.services {
+            files.push((self.state.services_file(), self.services.file_text().into_bytes()));
+        }
+        if d.blocklists {
+            files.push((self.state.blocklists_file(), self.blocklists.sources.file_text().into_bytes()));
         }
         if d.names {
             files.push((self.names.user_path().to_path_buf(), self.names.user_text().into_bytes()));
@@ -1190,6 +1266,9 @@ impl Core {
     }
 
     fn policy(&self) -> Policy {
+        let local = (self.settings.local_time)(self.now);
+        let offset = LocalTime::offset_from_utc(local, self.now);
+        let (name_blocks, scheduled_names) = self.name_blocks_and_scheduled(local, offset);
         let ips = |id: NodeId| -> Vec<IpAddr> {
             self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default()
         };
@@ -1202,7 +1281,7 @@ impl Core {
                 .map(|(a, b)| PairBlock { node1: a, node2: b, ips1: ips(a), ips2: ips(b) })
                 .collect(),
             names: self.matcher.clone(),
-            name_blocks: self.name_blocks(),
+            name_blocks,
             guard: Guard {
                 redirect_dns: self.settings.redirect_dns,
                 refuse_dot: self.settings.refuse_dot,
@@ -1214,6 +1293,8 @@ impl Core {
                 .filter(|(_, until)| **until > self.now)
                 .map(|(mac, until)| Pause { device: mac.0, until: *until })
                 .collect(),
+            scheduled_names,
+            bedtimes: self.device_schedules.bedtimes(offset),
         }
     }
 
@@ -1221,7 +1302,8 @@ impl Core {
         self.enforce_pending = false;
         let policy = self.policy();
         self.name_blocked.clear();
-        for b in &policy.name_blocks {
+        let holding = policy.scheduled_names.iter().filter(|s| s.holds_now).flat_map(|s| &s.blocks);
+        for b in policy.name_blocks.iter().chain(holding) {
             self.name_blocked.entry(b.ip).or_default().push((b.device, b.expires));
         }
         match self.enforcer.as_mut() {
@@ -1276,9 +1358,33 @@ pub(crate) fn remote_key(nodes: &NodeCache, ip: IpAddr) -> String {
         .unwrap_or_else(|| ip.to_string())
 }
 
+/// A state file read by `parse` (what it holds and a warning per line it skipped, each logged);
+/// a missing file is the default (nothing saved yet), an unreadable one an error at start.
+fn read_state_file<T: Default>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> (T, Vec<String>),
+) -> anyhow::Result<T> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Ok(text) => {
+            let (value, warnings) = parse(&text);
+            for w in warnings {
+                warn!("{}: {w}", path.display());
+            }
+            Ok(value)
+        }
+    }
+}
+
+mod blocklist_ops;
+#[cfg(test)]
+mod blocklist_tests;
 mod history_ops;
 mod identity_ops;
 mod ops;
+mod schedule_ops;
+mod service_ops;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -113,6 +113,10 @@ pub enum Event {
     DnsQuery { time: Timestamp, client: IpAddr, qname: String },
     /// A DNS answer for the question `qname`, with its A/AAAA/CNAME answer records.
     DnsAnswer { time: Timestamp, qname: String, records: Vec<DnsRecord> },
+    /// A DNS query for a blocked name that spind answered itself (`0.0.0.0`/`::`) and dropped,
+    /// from `client`'s port `client_port` over `protocol` (17 UDP, 6 TCP); `qname` lowercase,
+    /// without the trailing dot.
+    DnsBlocked { time: Timestamp, client: IpAddr, client_port: u16, protocol: u8, qname: String },
     /// The neighbour table (ARP/NDP, or a packet's Ethernet source) maps `ip` to `mac`.
     Neighbour { time: Timestamp, ip: IpAddr, mac: MacAddr },
     /// One packet dropped by the block rules; `packet.bytes` is its L4 payload, `packets` 1.
@@ -124,16 +128,22 @@ pub enum Event {
     Tick { time: Timestamp },
     /// A replayed capture has been fully delivered.
     ReplayFinished { time: Timestamp, packets: u64 },
+    /// The fetcher downloaded (or read) the household's blocklist `id`: what it loaded, or why
+    /// not (the previous copy stays in force).
+    /// Not an observation of the clock: the core stamps it with its own time (a replay's clock
+    /// is the capture's).
+    BlocklistFetched { id: u64, outcome: Result<crate::model::listsources::Fetched, String> },
 }
 
 impl Event {
     pub fn time(&self) -> Timestamp {
         match self {
             // Not an observation of the clock.
-            Event::WanInterfaces { .. } => Timestamp::MIN,
+            Event::WanInterfaces { .. } | Event::BlocklistFetched { .. } => Timestamp::MIN,
             Event::Flows { time, .. }
             | Event::DnsQuery { time, .. }
             | Event::DnsAnswer { time, .. }
+            | Event::DnsBlocked { time, .. }
             | Event::Neighbour { time, .. }
             | Event::Blocked { time, .. }
             | Event::Tick { time }

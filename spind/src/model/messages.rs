@@ -228,6 +228,16 @@ pub fn name_rules(rules: &Value) -> String {
     envelope("nameRules", Some(rules))
 }
 
+/// `deviceSchedules`: every device bedtime, after each change and at start.
+pub fn device_schedules(schedules: &Value) -> String {
+    envelope("deviceSchedules", Some(schedules))
+}
+
+/// The services switched off (`set_service`), `[{"service", "device"?}]`, after each change.
+pub fn services(blocks: &Value) -> String {
+    envelope("services", Some(blocks))
+}
+
 pub fn server_restart() -> String {
     envelope::<Value>("serverRestart", None)
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::event::{MacAddr, Timestamp};
-use crate::model::policy::NameMatcher;
+use crate::model::policy::{NameMatcher, WeekSpan};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +131,36 @@ impl Schedule {
                 (on(t.weekday) && t.minute >= w.start) || (on(yesterday) && t.minute < w.end)
             }
         })
+    }
+}
+
+/// Minutes in a week.
+pub const WEEK_MINUTES: i32 = 7 * 1440;
+
+impl Schedule {
+    /// The windows as spans of the week in UTC, for a router whose local time is UTC plus
+    /// `offset` minutes (see [`LocalTime::offset_from_utc`]): one span per day and window.
+    pub fn utc_spans(&self, offset: i32) -> Vec<WeekSpan> {
+        let mut out = Vec::new();
+        for w in &self.windows {
+            let len = if w.end > w.start { w.end - w.start } else { 1440 - w.start + w.end };
+            for d in (0..7u8).filter(|d| w.days & (1 << d) != 0) {
+                let local = i32::from(d) * 1440 + i32::from(w.start);
+                out.push(WeekSpan { start: (local - offset).rem_euclid(WEEK_MINUTES) as u16, len });
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl LocalTime {
+    /// Minutes that local time is ahead of UTC at `t`, given `local` = the local time of `t`.
+    pub fn offset_from_utc(local: LocalTime, t: Timestamp) -> i32 {
+        let week = |l: LocalTime| i32::from(l.weekday) * 1440 + i32::from(l.minute);
+        // Within half a week either way (real offsets are within +-14 h).
+        (week(local) - week(LocalTime::utc(t)) + WEEK_MINUTES / 2).rem_euclid(WEEK_MINUTES) - WEEK_MINUTES / 2
     }
 }
 
@@ -279,19 +309,29 @@ impl NameRules {
 
     /// The rules that hold at `now`, compiled; `neighbours` gives the addresses of the devices
     /// they name.
+    #[cfg(test)]
     pub fn matcher<'a>(
         &self,
         now: Timestamp,
         local: LocalTime,
         neighbours: impl Iterator<Item = (&'a std::net::IpAddr, &'a MacAddr)>,
     ) -> NameMatcher {
+        self.matcher_of(|r| r.holds(now, local), neighbours)
+    }
+
+    /// The rules `keep` selects, compiled (whatever their schedule says now).
+    pub fn matcher_of<'a>(
+        &self,
+        keep: impl Fn(&NameRule) -> bool,
+        neighbours: impl Iterator<Item = (&'a std::net::IpAddr, &'a MacAddr)>,
+    ) -> NameMatcher {
         let mut m = NameMatcher::default();
-        for r in self.rules.values().filter(|r| r.holds(now, local)) {
+        for r in self.rules.values().filter(|r| keep(r)) {
             let devices = (!r.devices.is_empty()).then(|| r.devices.iter().map(|d| d.0).collect());
             m.add(&r.name, devices, r.action == Action::Allow);
         }
         if !m.is_empty() {
-            let named = m.devices();
+            let named = m.devices().to_vec();
             for (ip, mac) in neighbours {
                 if named.contains(&mac.0) {
                     m.add_device_ip(*ip, mac.0);
@@ -299,6 +339,32 @@ impl NameRules {
             }
         }
         m
+    }
+
+    /// The distinct schedules of the block rules that have not ended at `now`: each gets its
+    /// own kernel sets, matched only inside its windows.
+    pub fn block_schedules(&self, now: Timestamp) -> Vec<Schedule> {
+        let mut out: Vec<Schedule> = Vec::new();
+        for r in self.rules.values().filter(|r| r.action == Action::Block && r.until.is_none_or(|u| now < u)) {
+            if let Some(s) = &r.schedule {
+                if !out.iter().any(|o| o.text == s.text) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out.sort_by(|a, b| a.text.cmp(&b.text));
+        out
+    }
+
+    /// Whether a scheduled block rule that has not ended covers `name` (itself or a name below
+    /// it), inside its windows or not: its addresses are kept for the kernel's time matches.
+    pub fn scheduled_block_covers(&self, name: &str, now: Timestamp) -> bool {
+        self.rules.values().any(|r| {
+            r.action == Action::Block
+                && r.schedule.is_some()
+                && r.until.is_none_or(|u| now < u)
+                && (name == r.name || name.strip_suffix(r.name.as_str()).is_some_and(|rest| rest.ends_with('.')))
+        })
     }
 
     /// The file's text.
@@ -381,6 +447,49 @@ mod tests {
             assert!(e.contains(why), "{bad:?}: {e}");
         }
         assert!("x".repeat(600).parse::<Schedule>().is_err());
+    }
+
+    #[test]
+    fn windows_become_utc_spans_of_the_week() {
+        let s: Schedule = "Mo-Th,Su 21:00-07:00".parse().unwrap();
+        // UTC: Monday 21:00 is week minute 1260; each window lasts ten hours.
+        let spans = s.utc_spans(0);
+        assert_eq!(spans.len(), 5);
+        assert_eq!(spans[0], WeekSpan { start: 1260, len: 600 });
+        assert_eq!(spans[4], WeekSpan { start: 6 * 1440 + 1260, len: 600 }, "Sunday night runs into Monday");
+        // India (UTC+5:30): Monday 21:00 local is Monday 15:30 UTC; Monday 01:00 local is
+        // Sunday 19:30 UTC, the end of the week.
+        assert_eq!(s.utc_spans(330)[0], WeekSpan { start: 1260 - 330, len: 600 });
+        let early: Schedule = "Mo 01:00-02:00".parse().unwrap();
+        assert_eq!(early.utc_spans(330), [WeekSpan { start: 7 * 1440 - 270, len: 60 }]);
+        assert_eq!(
+            "Sa 14:00-24:00".parse::<Schedule>().unwrap().utc_spans(0),
+            [WeekSpan { start: 5 * 1440 + 840, len: 600 }]
+        );
+        let t = 1_796_169_600 + 13 * 3600; // Wednesday 13:00 UTC
+        assert_eq!(LocalTime::offset_from_utc(at(2, 18, 30), t), 330);
+        assert_eq!(LocalTime::offset_from_utc(at(2, 3, 0), t), -600);
+        // Sunday 23:00 UTC is Monday 09:00 in UTC+10: across the end of the week.
+        let sunday = 1_796_169_600 + 4 * 86_400 + 23 * 3600;
+        assert_eq!(LocalTime::offset_from_utc(at(0, 9, 0), sunday), 600);
+    }
+
+    #[test]
+    fn scheduled_blocks_are_found_whatever_the_time() {
+        let mut rules = NameRules::default();
+        rules.add(parse_rule("video.example", "block", &[], Some("Mo 10:00-11:00"), None).unwrap());
+        rules.add(parse_rule("games.example", "block", &[], Some("Mo 10:00-11:00"), Some(100)).unwrap());
+        rules.add(parse_rule("ok.example", "allow", &[], Some("Tu 10:00-11:00"), None).unwrap());
+        rules.add(parse_rule("always.example", "block", &[], None, None).unwrap());
+        assert!(rules.scheduled_block_covers("www.video.example", 50));
+        assert!(rules.scheduled_block_covers("video.example", 50));
+        assert!(!rules.scheduled_block_covers("xvideo.example", 50));
+        assert!(
+            rules.scheduled_block_covers("games.example", 50) && !rules.scheduled_block_covers("games.example", 100)
+        );
+        assert!(!rules.scheduled_block_covers("ok.example", 50) && !rules.scheduled_block_covers("always.example", 50));
+        let s: Vec<String> = rules.block_schedules(50).iter().map(|s| s.to_string()).collect();
+        assert_eq!(s, ["Mo 10:00-11:00"], "one schedule, allows left out");
     }
 
     #[test]

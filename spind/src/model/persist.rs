@@ -1,5 +1,5 @@
 //! The files spind reads and writes: crash-safe replacement, the state directory layout
-//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `devicetypes.list`, `names.resolved`, `nodepair.list`, `nodestore/`, `history/`), the
+//! (`<state_dir>/{block,ignore,allow}.list`, `names.conf`, `namerules.json`, `devicetypes.list`, `names.resolved`, `paused.list`, `bedtimes.list`, `nodepair.list`, `nodestore/`, `history/`), the
 //! list file and node-store formats, and OpenWrt's UCI files (read for names and the config).
 //!
 //! Everything spind persists is small and rewritten whole, so "write a temp file, fsync, rename"
@@ -250,6 +250,30 @@ impl StateDir {
     /// a line.
     pub fn device_types_file(&self) -> PathBuf {
         self.root.join("devicetypes.list")
+    }
+
+    /// Device bedtimes (`set_device_schedule`): `MAC SCHEDULE` a line.
+    pub fn device_schedules_file(&self) -> PathBuf {
+        self.root.join("bedtimes.list")
+    }
+
+    /// The services switched off (`set_service`): `ID` or `ID MAC` a line.
+    pub fn services_file(&self) -> PathBuf {
+        self.root.join("services.list")
+    }
+
+    /// `<root>/blocklists.json` (the household's blocklists: URLs or files, devices, labels, the
+    /// last download's time and error).
+    pub fn blocklists_file(&self) -> PathBuf {
+        self.root.join("blocklists.json")
+    }
+
+    /// `<root>/blocklists/`: the last good copy of each household blocklist (`<id>.list`, renamed
+    /// into place by the fetcher), with what an interrupted download left there cleared.
+    pub fn blocklists_dir(&self) -> PathBuf {
+        let dir = self.root.join("blocklists");
+        remove_stale_temp_files(&dir);
+        dir
     }
 
     /// `<root>/nodestore/` (JSON of nodes taking part in flow blocks).

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::model::core::{Core, OpError, OpResult};
 use crate::model::event::{MacAddr, Publish};
 use crate::model::lists::list_by_prefix;
+use crate::model::listsources::{parse_def, ListDef};
 use crate::model::messages::{
     device_flows_result, flow_blocks_result, ip_list_result, node_result, nodes_result, result_value, RpcArgJson,
     RpcMethodJson,
@@ -44,6 +45,7 @@ use ArgType::{Complex as C, Integer as I, String as S};
 /// Sorted by name (the order `list_rpc_methods` reports).
 const METHODS: &[Method] = &[
     Method { name: "ack_alert", args: &[("id", I)], result: ResultType::None },
+    Method { name: "add_blocklist", args: &[], result: ResultType::Complex },
     Method { name: "add_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "add_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "add_name_rule", args: &[("name", S), ("action", S)], result: ResultType::Complex },
@@ -59,13 +61,18 @@ const METHODS: &[Method] = &[
     Method { name: "list_alerts", args: &[("since", I)], result: ResultType::Complex },
     Method { name: "list_blocklists", args: &[], result: ResultType::Complex },
     Method { name: "list_device_flows", args: &[("device", S)], result: ResultType::Complex },
+    Method { name: "list_device_schedules", args: &[], result: ResultType::Complex },
     Method { name: "list_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_iplist", args: &[("list", S)], result: ResultType::Complex },
     Method { name: "list_name_rules", args: &[], result: ResultType::Complex },
     Method { name: "list_paused_devices", args: &[], result: ResultType::Complex },
     Method { name: "list_rpc_methods", args: &[], result: ResultType::Complex },
+    Method { name: "list_services", args: &[], result: ResultType::Complex },
     Method { name: "node_add_ip", args: &[("node", I), ("ipaddr", S)], result: ResultType::Integer },
     Method { name: "pause_device", args: &[("device", S), ("until", I)], result: ResultType::None },
+    Method { name: "refresh_blocklists", args: &[], result: ResultType::None },
+    Method { name: "remove_blocklist", args: &[("id", I)], result: ResultType::None },
+    Method { name: "remove_device_schedule", args: &[("device", S)], result: ResultType::None },
     Method { name: "remove_iplist_ip", args: &[("list", S), ("ip", S)], result: ResultType::None },
     Method { name: "remove_iplist_node", args: &[("list", S), ("node", I)], result: ResultType::None },
     Method { name: "remove_name_rule", args: &[("id", I)], result: ResultType::None },
@@ -76,8 +83,10 @@ const METHODS: &[Method] = &[
         result: ResultType::None,
     },
     Method { name: "set_device_name", args: &[("node", I), ("name", S)], result: ResultType::None },
+    Method { name: "set_device_schedule", args: &[("device", S), ("schedule", S)], result: ResultType::None },
     Method { name: "set_device_type", args: &[("device", S)], result: ResultType::None },
     Method { name: "set_flow_block", args: &[("node1", I), ("node2", I), ("block", I)], result: ResultType::None },
+    Method { name: "set_service", args: &[("service", S), ("blocked", C)], result: ResultType::None },
     Method { name: "set_wifi", args: &[("ssid", S)], result: ResultType::Complex },
     Method { name: "top_services", args: &[("device", S), ("from", I), ("to", I)], result: ResultType::Complex },
     Method { name: "unpause_device", args: &[("device", S)], result: ResultType::None },
@@ -92,11 +101,19 @@ const PAUSE_MAX: i64 = 366 * 86_400;
 const OPTIONAL: &[(&str, &[(&str, ArgType)])] = &[
     ("add_name_rule", &[("devices", C), ("schedule", S), ("until", I)]),
     ("ack_alert", &[]),
+    ("add_blocklist", &[("url", S), ("file", S), ("devices", C), ("name", S)]),
+    ("refresh_blocklists", &[]),
+    ("remove_blocklist", &[]),
     ("get_history", &[("node", I)]),
     ("get_wifi", &[]),
     ("list_alerts", &[]),
     ("list_blocklists", &[]),
+    ("list_device_schedules", &[]),
+    ("remove_device_schedule", &[]),
+    ("set_device_schedule", &[]),
     ("list_paused_devices", &[]),
+    ("list_services", &[("device", S)]),
+    ("set_service", &[("device", S)]),
     ("pause_device", &[]),
     // `type` is a string, or null to go back to the guess.
     ("set_device_type", &[("type", S)]),
@@ -203,14 +220,7 @@ fn list_arg(params: &Map<String, Value>) -> OpResult<(&str, ListKind)> {
 /// The rule `add_name_rule` describes; a bad field is named in the error.
 fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
     let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
-    let devices: Vec<&str> = match p.get("devices") {
-        None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 256 => a
-            .iter()
-            .map(|v| v.as_str().ok_or_else(|| bad("devices", "every device is a MAC string")))
-            .collect::<OpResult<_>>()?,
-        Some(_) => return Err(bad("devices", "expected an array of at most 256 MAC addresses")),
-    };
+    let devices = devices_arg(p)?;
     let until = match p.get("until") {
         None => None,
         Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| bad("until", "expected a unix time in seconds"))?),
@@ -220,7 +230,29 @@ fn name_rule_arg(p: &Map<String, Value>) -> OpResult<NameRule> {
         .map_err(|(field, why)| bad(field, &why))
 }
 
-/// The device of `pause_device`/`unpause_device`: a unicast MAC.
+/// The optional `devices` of `add_name_rule` and `add_blocklist`: at most 256 strings (checked
+/// as MACs by the caller).
+fn devices_arg(p: &Map<String, Value>) -> OpResult<Vec<&str>> {
+    let bad = |why: &str| err(-1, &format!("Invalid 'devices': {why}"));
+    match p.get("devices") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.len() <= 256 => {
+            a.iter().map(|v| v.as_str().ok_or_else(|| bad("every device is a MAC string"))).collect()
+        }
+        Some(_) => Err(bad("expected an array of at most 256 MAC addresses")),
+    }
+}
+
+/// The list `add_blocklist` describes (`url` or `file`, `devices`, `name`); a bad field is
+/// named in the error.
+fn blocklist_arg(p: &Map<String, Value>) -> OpResult<ListDef> {
+    let bad = |field: &str, why: &str| err(-1, &format!("Invalid '{field}': {why}"));
+    let devices = devices_arg(p)?;
+    let s = |k: &str| p.get(k).and_then(Value::as_str);
+    parse_def(s("url"), s("file"), &devices, s("name")).map_err(|(field, why)| bad(field, &why))
+}
+
+/// The device of `pause_device`/`unpause_device`/`*_device_schedule`: a unicast MAC.
 fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
     let text = string(p, "device");
     let mac: MacAddr = text.parse().map_err(|e| err(-1, &format!("Invalid 'device': '{text}': {e}")))?;
@@ -228,6 +260,11 @@ fn device_arg(p: &Map<String, Value>) -> OpResult<MacAddr> {
         return Err(err(-1, &format!("Invalid 'device': '{text}' is not a device's (unicast) address")));
     }
     Ok(mac)
+}
+
+/// The optional `device` of `list_services`/`set_service` (absent: the whole network).
+fn optional_device_arg(p: &Map<String, Value>) -> OpResult<Option<MacAddr>> {
+    p.contains_key("device").then(|| device_arg(p)).transpose()
 }
 
 fn list_rpc_methods() -> Vec<RpcMethodJson> {
@@ -309,6 +346,29 @@ fn call(
         "unpause_device" => none(core.op_unpause_device(device_arg(p)?, out)),
         "list_paused_devices" => Ok(Some(core.op_list_paused())),
         "list_blocklists" => Ok(Some(core.op_list_blocklists())),
+        "set_device_schedule" => {
+            let device = device_arg(p)?;
+            let schedule =
+                string(p, "schedule").parse().map_err(|e: String| err(-1, &format!("Invalid 'schedule': {e}")))?;
+            none(core.op_set_device_schedule(device, schedule, out))
+        }
+        "remove_device_schedule" => none(core.op_remove_device_schedule(device_arg(p)?, out)),
+        "list_device_schedules" => Ok(Some(core.op_list_device_schedules())),
+        "list_services" => Ok(Some(core.op_list_services(optional_device_arg(p)?))),
+        "set_service" => {
+            let device = optional_device_arg(p)?;
+            let blocked = p["blocked"].as_bool().ok_or_else(|| err(-1, "Invalid 'blocked': expected true or false"))?;
+            none(core.op_set_service(string(p, "service"), device, blocked, out))
+        }
+        "add_blocklist" => {
+            let def = blocklist_arg(p)?;
+            core.op_add_blocklist(def, out).map(|id| Some(json!({ "id": id })))
+        }
+        "remove_blocklist" => none(core.op_remove_blocklist(int64(p, "id"), out)),
+        "refresh_blocklists" => {
+            core.op_refresh_blocklists();
+            Ok(None)
+        }
         "get_history" => core
             .op_get_history(
                 string(p, "device"),

@@ -5,9 +5,11 @@
 //!
 //! A source only ever sends `Input::Event`s into the core's channel: it owns no model state,
 //! never names the core, and decides nothing (a blocked packet is reported, not judged). Only
-//! [`kernel`] opens kernel sockets.
+//! [`kernel`] opens kernel sockets; [`fetch`] keeps the household's blocklists fresh with the
+//! router's download command (the one command a source runs).
 
 pub(crate) mod extsrc;
+pub(crate) mod fetch;
 pub(crate) mod kernel;
 pub(crate) mod packet;
 pub(crate) mod replay;

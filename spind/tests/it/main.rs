@@ -8,6 +8,7 @@
 //! (`SPIND_SKIP_ROOT_TESTS=1`, `SPIND_SKIP_BROWSER_TESTS=1`); under `CI=true` a skip is a failure.
 //! No test asserts a timing bound: those are in `cargo xtask bench`.
 
+mod blocklists_netns;
 mod common;
 mod crash_restart;
 mod device_identity;
@@ -27,6 +28,8 @@ mod nft_netns;
 mod replay_stream;
 mod router_netns;
 mod rpc_transports;
+mod schedules_netns;
+mod services_netns;
 mod startup_errors;
 mod state_disk;
 mod tidy;

@@ -29,6 +29,8 @@ pub(crate) struct Home {
     pub(crate) spind: Option<Spind>,
     /// Extra `spind.conf` lines of the next start.
     pub(crate) config: Vec<String>,
+    /// Extra environment variables of spind (e.g. `TZ`) from the next start.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Drop for Home {
@@ -40,6 +42,21 @@ impl Drop for Home {
 
 impl Home {
     pub(crate) fn new() -> Home {
+        Home::with(Vec::new(), &[])
+    }
+
+    /// [`Home::new`] with spind started with these environment variables (e.g. `TZ`).
+    pub(crate) fn with_env(env: Vec<(String, String)>) -> Home {
+        Home::with(env, &[])
+    }
+
+    /// [`Home::new`] with more names answered by the router's dnsmasq (`NAME,ADDRESS`, as
+    /// `--host-record` takes them).
+    pub(crate) fn with_host_records(records: &[&str]) -> Home {
+        Home::with(Vec::new(), records)
+    }
+
+    fn with(env: Vec<(String, String)>, records: &[&str]) -> Home {
         let mut topo = Topology::new();
         topo.start_services();
         let dev2_ns = Netns::new("names-d2");
@@ -70,7 +87,7 @@ impl Home {
         sh(&["ip", "-n", &r, "addr", "add", "192.168.8.2/24", "dev", "lan0"]);
         sh(&["ip", "-n", &r, "link", "set", "lan1", "up"]);
         let shell = Shell::new().unwrap();
-        let dnsmasq = [
+        let mut dnsmasq: Vec<String> = [
             "--keep-in-foreground",
             "--no-resolv",
             "--no-hosts",
@@ -84,12 +101,15 @@ impl Home {
             // CNAME cloaking: an innocent name that is an alias of a tracker's.
             "--host-record=tracker.test,198.51.100.30",
             "--cname=metrics.shop.test,tracker.test",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        dnsmasq.extend(records.iter().map(|r| format!("--host-record={r}")));
         let resolver = cmd!(shell, "ip netns exec {r} dnsmasq {dnsmasq...}")
             .spawn(Stream::Null, Stream::Null)
             .expect("dnsmasq (apt-get install dnsmasq-base)");
         let state = tempfile::tempdir().unwrap();
-        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None, config: Vec::new() };
+        let mut h = Home { topo, dev2: dev2_ns, resolver, state, spind: None, config: Vec::new(), env };
         wait_for("the router's resolver", Duration::from_secs(20), || {
             (h.dig(1, "www.example.test", "A") == "198.51.100.10").then_some(())
         });
@@ -101,6 +121,9 @@ impl Home {
         let mut b = spind().netns(&self.topo.router).state_dir(self.state.path());
         for line in &self.config {
             b = b.config_line(line);
+        }
+        for (k, v) in &self.env {
+            b = b.env(k, v);
         }
         let s = b.spawn();
         let port = s.http_port;

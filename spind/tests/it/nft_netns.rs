@@ -516,6 +516,51 @@ fn the_table_outlives_the_enforcer_until_remove_table() {
     assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
 }
 
+/// The handle of `table inet spin` (`nft -a list table`: `table inet spin { # handle N`): a
+/// new table gets a new one.
+fn table_handle(t: &Topo) -> String {
+    let out = ns_cmd(&shell(), &t.r, "nft").args(["-a", "list", "table", "inet", "spin"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("table inet spin { # handle "), "{text}");
+    first.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn a_change_of_list_entries_updates_the_sets_in_place_and_keeps_the_hooks() {
+    if !root_or_skip("a_change_of_list_entries_updates_the_sets_in_place_and_keeps_the_hooks") {
+        return;
+    }
+    // Replacing the table unregisters its hooks, which drops the packets waiting in an NFQUEUE
+    // for spind's verdict: a list change must keep the table and change only its sets.
+    let t = Topo::new();
+    let mut e = t.enforcer();
+    e.apply(&Policy { block: vec![net("10.9.2.2")], ..Default::default() }).unwrap();
+    let handle = table_handle(&t);
+    assert_eq!(reach(&t.c1, &SERVERS4), "-2 3 130");
+    e.apply(&Policy { block: vec![net("10.9.2.3"), net("fd09:2::2")], ..Default::default() }).unwrap();
+    assert_eq!(table_handle(&t), handle, "a set change replaced the table");
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 -3 130");
+    assert!(!udp_ok(&t.c1, "fd09:2::2", 9), "the new IPv6 entry holds");
+    e.apply(&Policy::default()).unwrap();
+    assert_eq!(table_handle(&t), handle);
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 130");
+    // Removed behind the enforcer's back, then a set change: the table comes back whole.
+    assert!(t.nft().remove_table().unwrap());
+    e.apply(&Policy { block: vec![net("10.9.2.130")], ..Default::default() }).unwrap();
+    assert_eq!(reach(&t.c1, &SERVERS4), "2 3 -130");
+    // A change of the rules themselves (the DNS guard) is a new table (so the check above
+    // can tell the two apart).
+    let before = table_handle(&t);
+    let guarded = Policy {
+        block: vec![net("10.9.2.130")],
+        guard: spind::model::policy::Guard { redirect_dns: true, refuse_dot: true, wan: Some(vec!["wan".into()]) },
+        ..Default::default()
+    };
+    e.apply(&guarded).unwrap();
+    assert_ne!(table_handle(&t), before, "a rule change must replace the table");
+}
+
 #[test]
 fn only_table_inet_spin_is_touched() {
     if !root_or_skip("only_table_inet_spin_is_touched") {

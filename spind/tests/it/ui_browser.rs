@@ -526,3 +526,184 @@ fn ui_wifi_dialog_shows_the_network_and_changes_it() {
     let errors = b.console_log();
     assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
 }
+
+/// The bedtime editor in a device's panel: a preset sets the device's schedule (listed by
+/// `list_device_schedules`), a bad schedule typed by hand is refused with spind's message and
+/// changes nothing, and Remove takes the bedtime away.
+#[test]
+fn ui_bedtime_editor_sets_a_preset_refuses_a_bad_schedule_and_removes_it() {
+    if !browser_available("ui_bedtime_editor_sets_a_preset_refuses_a_bad_schedule_and_removes_it") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let s = replayed_spind();
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
+    b.wait_js("the UI", Duration::from_secs(30), "window.spinState && window.spinState.bootstrapped()");
+    click_node(&b, CLIENT_MAC);
+    b.wait_js(
+        "the device's bedtime section",
+        Duration::from_secs(10),
+        "(() => { const c = document.querySelector('#panel .bedtime [data-field=bedtime-current]'); \
+         return c && c.textContent.startsWith('No bedtime'); })()",
+    );
+    let school = "Mo-Th,Su 21:00-07:00";
+    b.click(&format!("#panel .bedtime button[data-preset=\"{school}\"]"));
+    b.wait_js(
+        "the preset set",
+        Duration::from_secs(10),
+        &format!(
+            "document.querySelector('#panel .bedtime [data-field=bedtime-current]').textContent.includes('{school}')"
+        ),
+    );
+    assert_eq!(s.call("list_device_schedules", json!({})), json!([{"device": CLIENT_MAC, "schedule": school}]));
+
+    b.type_into("#bedtime-input", "Mo 25:00-26:00");
+    b.click("#panel .bedtime button[data-action=bedtime-save]");
+    b.wait_js(
+        "the bad schedule refused",
+        Duration::from_secs(10),
+        "document.querySelector('#panel .bedtime [data-field=bedtime-message]').textContent.includes(\"Invalid 'schedule'\")",
+    );
+    assert_eq!(
+        s.call("list_device_schedules", json!({})),
+        json!([{"device": CLIENT_MAC, "schedule": school}]),
+        "nothing changed"
+    );
+    b.screenshot(&artifacts_dir().join("ui-bedtime.png"));
+
+    b.click("#panel .bedtime button[data-action=bedtime-remove]");
+    b.wait_js(
+        "the bedtime removed",
+        Duration::from_secs(10),
+        "document.querySelector('#panel .bedtime [data-field=bedtime-current]').textContent.startsWith('No bedtime')",
+    );
+    assert_eq!(s.call("list_device_schedules", json!({})), json!([]));
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}
+
+/// The household controls (controls.js) against the replayed spind with a blocklist: in the
+/// device's panel a service switched off reaches spind (`list_services`), "1 hour" pauses the
+/// device (`list_paused_devices`) and the panel then says until when, with Unpause; the Lists
+/// dialog shows the configured blocklist with spind's counts and the network-wide switches.
+#[test]
+fn ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_counts() {
+    if !browser_available("ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_counts") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("ads.hosts");
+    std::fs::write(&list, "# ads\n0.0.0.0 ads.example\n||track.example^\nmore.example\nnot a name at all\n").unwrap();
+    let s = spind()
+        .arg("--replay")
+        .arg(fixture("basic.pcap").to_str().unwrap())
+        .arg("--replay-speed")
+        .arg("0")
+        .config_line(&format!("blocklist_files = {}", list.display()))
+        .start();
+    wait_for("the replay to finish", Duration::from_secs(60), || {
+        s.log_text().contains("replay finished").then_some(())
+    });
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
+    b.wait_js(
+        "the device in the graph",
+        Duration::from_secs(30),
+        &format!("window.spinState && window.spinState.bootstrapped() && window.spinState.nodes().some(n => n.label === '{CLIENT_MAC}' && n.shown)"),
+    );
+
+    // The device's panel: a switch per service; TikTok switched off reaches spind.
+    click_node(&b, CLIENT_MAC);
+    b.wait_js(
+        "the device's service switches",
+        Duration::from_secs(15),
+        "document.querySelector('#panel .controls input[data-service=tiktok]') !== null",
+    );
+    let listed = s.call("list_services", json!({"device": CLIENT_MAC}));
+    let switches = b.js("return document.querySelectorAll('#panel .controls input[role=switch]').length;", json!([]));
+    assert_eq!(switches.as_u64(), Some(listed.as_array().unwrap().len() as u64), "one switch per service: {listed}");
+    assert_eq!(b.js("return document.querySelector('#panel input[data-service=tiktok]').checked;", json!([])), true);
+    b.click("#panel input[data-service=tiktok]");
+    let blocked_for =
+        |v: &Value, id: &str| v.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["blocked"].clone();
+    wait_for("TikTok blocked for the device in spind", Duration::from_secs(15), || {
+        let l = s.call("list_services", json!({"device": CLIENT_MAC}));
+        (blocked_for(&l, "tiktok") == true).then_some(())
+    });
+    let all = s.call("list_services", json!({}));
+    assert_eq!(blocked_for(&all, "tiktok"), false, "for this device only");
+    b.wait_js(
+        "the switch drawn off after spind's answer",
+        Duration::from_secs(10),
+        "(() => { const i = document.querySelector('#panel input[data-service=tiktok]'); return i && !i.checked && !i.disabled; })()",
+    );
+
+    // "1 hour": the device is paused, and the panel says until when.
+    b.click("#panel button[data-pause='1h']");
+    wait_for("the device paused in spind", Duration::from_secs(15), || {
+        let p = s.call("list_paused_devices", json!({}));
+        p.as_array().unwrap().iter().any(|d| d["device"] == CLIENT_MAC).then_some(())
+    });
+    b.wait_js(
+        "the pause's end and Unpause in the panel",
+        Duration::from_secs(10),
+        "document.querySelector('#panel [data-field=paused-until]') !== null && document.querySelector('#panel button[data-action=unpause]') !== null",
+    );
+    b.click("#panel button[data-action=unpause]");
+    wait_for("the device unpaused in spind", Duration::from_secs(15), || {
+        let p = s.call("list_paused_devices", json!({}));
+        p.as_array().unwrap().is_empty().then_some(())
+    });
+
+    // The Lists dialog: the blocklist with spind's counts, and the network-wide switches.
+    let counts = s.call("list_blocklists", json!({}));
+    let c = &counts["lists"][0];
+    assert_eq!((c["names"].as_u64(), c["skipped"].as_u64()), (Some(3), Some(1)), "{counts}");
+    b.click("#show-controls");
+    let want = format!("{} names", c["names"]);
+    b.wait_js(
+        "the blocklist's counts in the Lists dialog",
+        Duration::from_secs(15),
+        &format!(
+            "document.querySelector('#controls').open && document.querySelector('#controls-blocklists').textContent.includes({})",
+            json!(want)
+        ),
+    );
+    let text = b.text("#controls-blocklists");
+    assert!(text.contains(&list.display().to_string()) && text.contains("1 lines skipped"), "{text}");
+    b.wait_js(
+        "the network-wide switches",
+        Duration::from_secs(10),
+        "document.querySelector('#controls-services input[data-service=youtube]') !== null",
+    );
+    b.click("#controls-services input[data-service=youtube]");
+    wait_for("YouTube blocked for the whole network", Duration::from_secs(15), || {
+        let l = s.call("list_services", json!({}));
+        (blocked_for(&l, "youtube") == true).then_some(())
+    });
+    b.click("#controls-close");
+
+    // A blocked DNS query as spind publishes it (the name's node, then `blocked` from the
+    // device to it on port 53): the graph draws the name with a red (blocked) edge.
+    let dev = node_by_label(&b, CLIENT_MAC)["id"].as_i64().unwrap();
+    let h = |msg: Value| {
+        b.js("window.spinState.handle(arguments[0]);", json!([msg]));
+    };
+    h(json!({"command": "nodeInfo", "result": {"id": 9100, "lastseen": 1, "ips": [], "domains": ["www.tiktok.com."]}}));
+    h(
+        json!({"command": "blocked", "result": {"from": dev, "to": 9100, "protocol": 17, "from_port": 40000, "to_port": 53, "size": 0, "count": 1}}),
+    );
+    b.wait_js(
+        "the blocked name in the graph with a blocked edge",
+        Duration::from_secs(10),
+        &format!(
+            "window.spinState.nodes().some(n => n.id === 9100 && n.label === 'www.tiktok.com' && n.shown) && \
+             (() => {{ const e = window.spinState.graph.edges.get('{dev}>9100'); return !!e && e.color === '#dc2626'; }})()"
+        ),
+    );
+    b.screenshot(&artifacts_dir().join("ui-controls.png"));
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}

@@ -629,6 +629,8 @@
         toast("Capture stopped");
       }) }, "Stop capture")) : null;
     const flowsBox = h("section", { class: "flows" }, h("h3", null, k === "device" ? "Recent flows" : "Talks with"));
+    // Services and pause (controls.js), for devices.
+    const controls = k === "device" && i.mac && window.SpinControls && !bench ? SpinControls.devicePanel(i, fresh) : null;
     // Keep what the user is typing and where the keyboard focus is across a re-render.
     const oldInput = body.querySelector("#rename-input");
     const typing = oldInput && !fresh && oldInput.value !== oldInput.defaultValue ? oldInput.value : null;
@@ -645,7 +647,8 @@
         [h("dt", null, "Traffic seen"), h("dd", { "data-field": "traffic" }, m ? formatBytes(m.bytes) : "–")],
         dlRow("Status", status),
         dlRow("Node id", String(id))),
-      rename, actions, capture, flowsBox);
+      rename, actions, capture, controls, flowsBox);
+    if (k === "device" && i.mac && window.spinBedtime) body.insertBefore(window.spinBedtime.section(i.mac, { rpc, h }), flowsBox);
     $("#panel-title").textContent = label(id);
     if (typing != null) body.querySelector("#rename-input").value = typing;
     if (focusKey) {
@@ -892,6 +895,7 @@
   };
 
   // ---- start ---------------------------------------------------------------------------------------
+  if (window.SpinControls) SpinControls.init({ rpc, h, act, toast });
   if (bench) {
     setConn("bench", "synthetic load " + bench);
     runBench(bench);

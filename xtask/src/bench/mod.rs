@@ -1,4 +1,4 @@
-//! `cargo xtask bench [replay|router|ui|all]`: the figures the README quotes, measured on this
+//! `cargo xtask bench [replay|router|names|ui|all]`: the figures the README quotes, measured on this
 //! machine with the release build of spind. Writes `target/bench/report.md`.
 //!
 //! - `replay` ([`replay`]): replay throughput and RSS, idle RSS, binary size;
@@ -6,11 +6,16 @@
 //!   CPU and RSS at 1,000 / 10,000 / 50,000 UDP flows, flows per `traffic` message, DNS at
 //!   5,000 queries/s (dnsquery coverage, client loss and latency with and without spind,
 //!   DNS answer to node update latency), next to SPIN 1.0's figures and the targets;
+//! - `names` ([`names`], root): name rules on the DNS path at 5,000 queries/s through the
+//!   namespace router with real dnsmasq, spind stopped / with a 100,000-name blocklist / with
+//!   the list and name rules (loss, p50/p99/max, CPU), and what loading the list costs (time,
+//!   RSS), against the bounds;
 //! - `ui` ([`ui`], chromium): the web UI's frame times under 500 nodes and 2,000 edges;
 //! - `image` ([`image`], root, Debian; not part of `all`: it builds an image from nothing):
 //!   the x86_64 image cold and rebuilt after a spind change, with stage times and sizes.
 
 mod image;
+mod names;
 mod replay;
 mod router;
 mod ui;
@@ -23,8 +28,8 @@ use runner::cmd;
 pub fn run(args: &[String]) -> Result<()> {
     let what = match args {
         [] => "all",
-        [a] if ["replay", "router", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
-        _ => bail!("usage: cargo xtask bench [replay|router|ui|all|image] (got {args:?})"),
+        [a] if ["replay", "router", "names", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
+        _ => bail!("usage: cargo xtask bench [replay|router|names|ui|all|image] (got {args:?})"),
     };
     if what == "image" {
         if let Some(why) = crate::test::image_missing() {
@@ -38,14 +43,15 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("{report}\n(written to {})", path.display());
         return Ok(());
     }
-    if (what == "router" || what == "all") && !runner::host::is_root() {
-        bail!("the router benchmark needs root (network namespaces); run `cargo xtask bench replay` without root");
+    if ["router", "names", "all"].contains(&what) && !runner::host::is_root() {
+        bail!("the {what} benchmark needs root (network namespaces); run `cargo xtask bench replay` without root");
     }
     let (sh, cargo) = (crate::shell()?, imagebuild::cargo());
     cmd!(sh, "{cargo} build --release --locked -p spind").run()?;
     let root = imagebuild::root();
     let bin =
-        std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/spind"));
+        // Where the build above put it: cargo's target directory (`CARGO_TARGET_DIR` if set).
+        std::env::var_os("SPIND_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| imagebuild::target_dir().join("release/spind"));
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     let path = dir.join("report.md");
@@ -66,9 +72,26 @@ pub fn run(args: &[String]) -> Result<()> {
         std::fs::write(&path, &text)?;
         println!("{report}\n(appended to {})", path.display());
     }
+    if what == "names" || what == "all" {
+        let report = names::run(&bin, &dir).map_err(anyhow::Error::msg)?;
+        append(&path, &report)?;
+        println!("{report}\n(appended to {})", path.display());
+    }
     if what == "ui" || what == "all" {
         ui::run(&bin, &dir).map_err(anyhow::Error::msg)?;
     }
+    Ok(())
+}
+
+/// Appends `report` to the report file after what is there (`all` puts each table after the
+/// one before; a scenario run alone keeps the earlier ones).
+fn append(path: &std::path::Path, report: &str) -> Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(report);
+    std::fs::write(path, &text)?;
     Ok(())
 }
 

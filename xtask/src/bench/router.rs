@@ -146,12 +146,12 @@ struct Net {
 }
 
 /// A shell for the benchmark's commands (errors as text, like the rest of the benchmark).
-fn shell() -> Result<Shell, String> {
+pub(super) fn shell() -> Result<Shell, String> {
     Shell::new().map_err(|e| e.to_string())
 }
 
 /// Runs a command to completion; its stdout, or an error naming it.
-fn read(c: runner::Cmd) -> Result<String, String> {
+pub(super) fn read(c: runner::Cmd) -> Result<String, String> {
     c.read().map_err(|e| e.to_string())
 }
 
@@ -226,7 +226,7 @@ impl Drop for Net {
 // ---- /proc --------------------------------------------------------------------------------
 
 /// utime + stime of the whole process (all threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
+pub(super) fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("spind is gone: {e}"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')').ok_or("bad /proc/PID/stat")? + 2..];
@@ -238,7 +238,7 @@ fn cpu_ticks(pid: u32) -> Result<u64, String> {
 
 /// utime + stime of spind's threads named `name` (`/proc/PID/task/TID/comm`), in clock ticks:
 /// what the kernel sources (`spind-conntrack`, `spind-nflog`) cost apart from the rest.
-fn thread_ticks(pid: u32, name: &str) -> u64 {
+pub(super) fn thread_ticks(pid: u32, name: &str) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     let mut ticks = 0;
     for task in tasks.flatten() {
@@ -255,19 +255,19 @@ fn thread_ticks(pid: u32, name: &str) -> u64 {
     ticks
 }
 
-fn cpu_percent(ticks: u64, elapsed: Duration) -> f64 {
+pub(super) fn cpu_percent(ticks: u64, elapsed: Duration) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz / elapsed.as_secs_f64() * 100.0
 }
 
 #[derive(Clone, Copy, Default)]
-struct Mem {
-    rss_kb: u64,
-    hwm_kb: u64,
+pub(super) struct Mem {
+    pub(super) rss_kb: u64,
+    pub(super) hwm_kb: u64,
 }
 
-fn proc_status(pid: u32) -> Result<Mem, String> {
+pub(super) fn proc_status(pid: u32) -> Result<Mem, String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("spind is gone: {e}"))?;
     let field = |name: &str| {
         s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
@@ -782,7 +782,7 @@ impl DnsResult {
 
 // ---- report -------------------------------------------------------------------------------
 
-fn fmt_n(n: u64) -> String {
+pub(super) fn fmt_n(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

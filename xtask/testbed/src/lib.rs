@@ -11,12 +11,14 @@
 //! - [`http`]: raw HTTP/1.1 requests, JSON-RPC over HTTP and the unix socket, WebSocket handshakes;
 //! - [`browser`]: Debian's chromium through chromedriver, and a stand-in broker for the UI's login;
 //! - [`load`]: tens of thousands of UDP flows at once from a namespace (raw socket);
+//! - [`dnsload`]: DNS queries at a fixed rate from a namespace, each reply matched and timed;
 //! - [`bench`]: measurements with their bounds, for `cargo xtask bench` (never asserted in tests).
 //!
 //! Nothing here knows spind's internals: tests drive it through its wire protocols only.
 
 pub mod bench;
 pub mod browser;
+pub mod dnsload;
 pub mod gate;
 pub mod http;
 pub mod load;

@@ -35,6 +35,8 @@ pub struct SpindBuilder {
     /// `log_loglevel` (7, debug, unless set: tests want the whole story in a failure report;
     /// benchmarks measure at the production level).
     pub log_level: u8,
+    /// Extra environment variables of the spind process (e.g. `TZ`).
+    pub env: Vec<(String, String)>,
 }
 
 impl SpindBuilder {
@@ -48,6 +50,7 @@ impl SpindBuilder {
             state_dir: None,
             netns: None,
             log_level: 7,
+            env: Vec::new(),
         }
     }
 
@@ -64,6 +67,12 @@ impl SpindBuilder {
 
     pub fn netns(mut self, ns: &str) -> Self {
         self.netns = Some(ns.to_string());
+        self
+    }
+
+    /// Sets an environment variable of the spind process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -114,11 +123,14 @@ impl SpindBuilder {
         let log = dir.path().join("spind.log");
         let shell = crate::netns::shell();
         let (binary, rpc, args) = (&self.binary, dir.path().join("rpc.sock"), &self.args);
-        let cmd = match &self.netns {
+        let mut cmd = match &self.netns {
             // `ip netns exec` execs spind in place: the child's pid is spind's.
             Some(ns) => cmd!(shell, "ip netns exec {ns} {binary} -c {conf} -j {rpc} {args...}"),
             None => cmd!(shell, "{binary} -c {conf} -j {rpc} {args...}"),
         };
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
         let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let child = cmd
             .spawn(Stream::File(stdout), Stream::File(std::fs::File::create(&log).unwrap()))

@@ -29,6 +29,9 @@ impl Core {
             name_rules: self.name_rules.clone(),
             paused: self.paused.clone(),
             device_types: self.device_types.clone(),
+            device_schedules: self.device_schedules.clone(),
+            services: self.services.clone(),
+            list_sources: self.blocklists.sources.clone(),
             marks: self.nodes.marks(),
             modified: self.nodes.modified(),
             // The operation marks what it changes on a clean slate, so that `commit` knows
@@ -39,7 +42,7 @@ impl Core {
         }
     }
 
-    fn undo(&mut self, u: Undo) {
+    pub(super) fn undo(&mut self, u: Undo) {
         self.lists = u.lists;
         self.withdrawn = u.withdrawn;
         self.flows = u.flows;
@@ -50,6 +53,18 @@ impl Core {
         }
         self.paused = u.paused;
         self.device_types = u.device_types;
+        self.device_schedules = u.device_schedules;
+        if self.services != u.services {
+            self.services = u.services;
+            self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        }
+        // A length or id compare, not `==` of every list: the code of a deep comparison costs
+        // binary size, and an undo is rare.
+        if self.blocklists.sources.ids() != u.list_sources.ids() {
+            self.blocklists.sources = u.list_sources;
+            self.blocklists.rebuild();
+            self.matcher = std::sync::Arc::new(self.compile_name_rules());
+        }
         if let Some((id, ip)) = u.added_ip {
             self.nodes.remove_ip(id, &ip);
         }
@@ -402,14 +417,6 @@ impl Core {
         self.dirty.paused = true;
         self.enforce_pending = true;
         self.commit(undo, out, Vec::new())
-    }
-
-    /// `list_blocklists`: what each file of `blocklist_files` gave, and the names in force.
-    pub fn op_list_blocklists(&self) -> serde_json::Value {
-        serde_json::json!({
-            "names": self.settings.blocklists.len(),
-            "lists": self.settings.blocklist_counts,
-        })
     }
 
     /// `list_paused_devices`: `[{"device": MAC, "until": T}, ...]`.

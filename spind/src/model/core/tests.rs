@@ -812,3 +812,130 @@ fn name_blocks_survive_a_restart() {
         run(&mut again, Event::Flows { time: 1001, flows: vec![flow(DEV, "198.51.100.10", 443, 1, 1)], local: false });
     assert_eq!(blocked_count(&out), 1);
 }
+
+/// Under a busy home's DNS the learnt addresses of blocked names are enforced and saved at
+/// most once a second: the first answer of a second at once, later ones on the next tick.
+#[test]
+fn addresses_of_blocked_names_go_to_the_enforcer_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings);
+    let mut out = Vec::new();
+    let rule = crate::model::namerules::parse_rule("video.example", "block", &[], None, None).unwrap();
+    core.op_add_name_rule(rule, &mut out).unwrap();
+    let answer = |t, host: &str, addr: &str| {
+        let q = format!("{host}.video.example.");
+        dns_answer_ev(t, &q.clone(), &[(&q, DnsData::Addr(ip(addr)))])
+    };
+    let cut = |core: &mut Core, t, dst: &str| {
+        blocked_count(&run(core, Event::Flows { time: t, flows: vec![flow(DEV, dst, 443, 1, 1)], local: false }))
+    };
+    let saved = || std::fs::read_to_string(dir.path().join("names.resolved")).unwrap_or_default();
+    run(&mut core, answer(1000, "a", "198.51.100.11"));
+    assert_eq!(cut(&mut core, 1000, "198.51.100.11"), 1, "the first answer of a second is enforced at once");
+    for i in 0..50 {
+        run(&mut core, answer(1000, &format!("b{i}"), &format!("198.51.100.{}", 100 + i)));
+    }
+    assert_eq!(cut(&mut core, 1000, "198.51.100.120"), 0, "later ones of the same second wait");
+    assert!(!saved().contains("198.51.100.120"), "and are not written yet");
+    run(&mut core, Event::Tick { time: 1001 });
+    assert_eq!(cut(&mut core, 1001, "198.51.100.120"), 1, "the next tick enforces them");
+    assert!(saved().contains("198.51.100.149 "), "and writes them");
+}
+
+/// A service switched off for one device (replay mode: decided here) cuts that device's flows
+/// to the addresses the service's names resolved to, a name below them included, and nobody
+/// else's; switched off for the network it cuts everyone's; an allow name rule beats it; the
+/// switches survive a restart, and switching on again restores the flows.
+#[test]
+fn services_switched_off_block_like_name_rules_and_an_allow_beats_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = CoreSettings { simulate_blocking: true, ..Default::default() };
+    let mut core = core_with_device(dir.path(), settings.clone());
+    let other = "192.168.8.101";
+    run(&mut core, Event::Neighbour { time: 1000, ip: ip(other), mac: mac("02:00:00:00:00:65") });
+    let addr = |s: &str| DnsData::Addr(ip(s));
+    run(&mut core, dns_answer_ev(1000, "www.tiktok.com.", &[("www.tiktok.com.", addr("198.51.100.40"))]));
+    run(&mut core, dns_answer_ev(1000, "api.discord.com.", &[("api.discord.com.", addr("198.51.100.41"))]));
+    let flows = |core: &mut Core, t, src: &str, dst: &str| {
+        blocked_count(&run(core, Event::Flows { time: t, flows: vec![flow(src, dst, 443, 100, 1)], local: false }))
+    };
+    assert_eq!(flows(&mut core, 1001, DEV, "198.51.100.40"), 0, "nothing switched off yet");
+    let mut out = Vec::new();
+    core.op_set_service("tiktok", Some(mac(DEV_MAC)), true, &mut out).unwrap();
+    let published = on_topic(&out, "SPIN/traffic");
+    assert!(
+        published
+            .contains(&r#"{"command":"services","result":[{"service":"tiktok","device":"02:00:00:00:00:64"}]}"#.into()),
+        "{published:?}"
+    );
+    assert_eq!(flows(&mut core, 1002, DEV, "198.51.100.40"), 1, "www.tiktok.com is below tiktok.com");
+    assert_eq!(flows(&mut core, 1002, other, "198.51.100.40"), 0, "another device");
+    core.op_set_service("discord", None, true, &mut out).unwrap();
+    assert_eq!(flows(&mut core, 1003, other, "198.51.100.41"), 1, "the whole network");
+    // An allow name rule beats the service's block at its name.
+    let allow = crate::model::namerules::parse_rule("api.discord.com", "allow", &[], None, None).unwrap();
+    core.op_add_name_rule(allow, &mut out).unwrap();
+    assert_eq!(flows(&mut core, 1004, other, "198.51.100.41"), 0, "allowed");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("services.list")).unwrap(),
+        "discord\ntiktok 02:00:00:00:00:64\n"
+    );
+    // A restart keeps the switches (and the blocked addresses, without a new answer).
+    drop(core);
+    let mut core = core_with_device(dir.path(), settings);
+    assert_eq!(flows(&mut core, 1005, DEV, "198.51.100.40"), 1, "after a restart");
+    let listed = core.op_list_services(Some(mac(DEV_MAC)));
+    let tiktok = listed.as_array().unwrap().iter().find(|s| s["id"] == "tiktok").unwrap();
+    assert_eq!(tiktok, &json!({"id": "tiktok", "name": "TikTok", "blocked": true, "blocked_everywhere": false}));
+    core.op_set_service("tiktok", Some(mac(DEV_MAC)), false, &mut out).unwrap();
+    assert_eq!(flows(&mut core, 1006, DEV, "198.51.100.40"), 0, "switched on again");
+    assert_eq!(std::fs::read_to_string(dir.path().join("services.list")).unwrap(), "discord\n");
+    let e = core.op_set_service("nosuch", None, true, &mut out).unwrap_err();
+    assert!(e.message.contains("'service'"), "{}", e.message);
+}
+
+/// A query the verdict path answered for a blocked name becomes SPIN's `blocked` message from
+/// the device to the node of that name (announced first, with the name and no address).
+#[test]
+fn a_blocked_dns_query_is_published_as_blocked_from_the_device_to_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_with_device(dir.path(), CoreSettings::default());
+    let out = run(
+        &mut core,
+        Event::DnsBlocked {
+            time: 1001,
+            client: ip(DEV),
+            client_port: 40000,
+            protocol: 17,
+            qname: "www.tiktok.com".into(),
+        },
+    );
+    let traffic = on_topic(&out, "SPIN/traffic");
+    assert_eq!(
+        traffic,
+        [
+            r#"{"command":"blocked","result":{"from":1,"to":2,"protocol":17,"from_port":40000,"to_port":53,"size":0,"count":1}}"#
+        ]
+    );
+    let info: Value = serde_json::from_str(&on_topic(&out, "SPIN/traffic/node/2")[0]).unwrap();
+    assert_eq!(info["result"]["domains"], json!(["www.tiktok.com."]));
+    assert_eq!(info["result"]["ips"], json!([]));
+    let topics: Vec<&str> = out.iter().map(|p| p.topic.as_str()).collect();
+    assert!(
+        topics.iter().position(|t| *t == "SPIN/traffic/node/2") < topics.iter().position(|t| *t == "SPIN/traffic"),
+        "announced before use: {topics:?}"
+    );
+    // The same name again: the same node.
+    let out = run(
+        &mut core,
+        Event::DnsBlocked {
+            time: 1002,
+            client: ip(DEV),
+            client_port: 40001,
+            protocol: 17,
+            qname: "www.tiktok.com".into(),
+        },
+    );
+    assert!(on_topic(&out, "SPIN/traffic")[0].contains(r#""to":2"#), "{out:?}");
+}

@@ -94,6 +94,7 @@ fn list_rpc_methods_names_every_method_sorted() {
         names,
         [
             "ack_alert",
+            "add_blocklist",
             "add_iplist_ip",
             "add_iplist_node",
             "add_name_rule",
@@ -105,40 +106,52 @@ fn list_rpc_methods_names_every_method_sorted() {
             "list_alerts",
             "list_blocklists",
             "list_device_flows",
+            "list_device_schedules",
             "list_devices",
             "list_iplist",
             "list_name_rules",
             "list_paused_devices",
             "list_rpc_methods",
+            "list_services",
             "node_add_ip",
             "pause_device",
+            "refresh_blocklists",
+            "remove_blocklist",
+            "remove_device_schedule",
             "remove_iplist_ip",
             "remove_iplist_node",
             "remove_name_rule",
             "reset_iplist_ignore",
             "set_device_flow_block",
             "set_device_name",
+            "set_device_schedule",
             "set_device_type",
             "set_flow_block",
+            "set_service",
             "set_wifi",
             "top_services",
             "unpause_device"
         ]
     );
-    let by_name = |name: &str| r["result"].as_array().unwrap().iter().find(|m| m["rpc-name"] == name).unwrap();
-    let set_flow = by_name("set_flow_block");
+    // By name: the indices move whenever a method is added.
+    let method = |name: &str| r["result"].as_array().unwrap().iter().find(|m| m["rpc-name"] == name).unwrap().clone();
+    let set_flow = &method("set_flow_block");
     assert_eq!(
         set_flow.to_string(),
         r#"{"rpc-name":"set_flow_block","rpc-args":[{"rpc-arg-name":"node1","rpc-arg-type":"integer"},{"rpc-arg-name":"node2","rpc-arg-type":"integer"},{"rpc-arg-name":"block","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
     );
-    assert_eq!(by_name("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
+    assert_eq!(method("node_add_ip")["rpc-result-type"], "integer", "node_add_ip returns the id");
     assert_eq!(
-        by_name("set_device_type").to_string(),
+        method("set_device_type").to_string(),
         r#"{"rpc-name":"set_device_type","rpc-args":[{"rpc-arg-name":"device","rpc-arg-type":"string"},{"rpc-arg-name":"type","rpc-arg-type":"string"}],"rpc-result-type":"complex"}"#
     );
     assert_eq!(
-        r["result"][3].to_string(),
+        method("add_name_rule").to_string(),
         r#"{"rpc-name":"add_name_rule","rpc-args":[{"rpc-arg-name":"name","rpc-arg-type":"string"},{"rpc-arg-name":"action","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"schedule","rpc-arg-type":"string"},{"rpc-arg-name":"until","rpc-arg-type":"integer"}],"rpc-result-type":"complex"}"#
+    );
+    assert_eq!(
+        method("add_blocklist").to_string(),
+        r#"{"rpc-name":"add_blocklist","rpc-args":[{"rpc-arg-name":"url","rpc-arg-type":"string"},{"rpc-arg-name":"file","rpc-arg-type":"string"},{"rpc-arg-name":"devices","rpc-arg-type":"complex"},{"rpc-arg-name":"name","rpc-arg-type":"string"}],"rpc-result-type":"complex"}"#
     );
 }
 
@@ -606,4 +619,67 @@ fn devices_show_vendor_random_mac_and_type_which_the_user_sets() {
     assert_eq!(rpc(&mut core, back).unwrap(), r#"{"jsonrpc":"2.0","id":1}"#);
     let d = device(&mut core, &console);
     assert_eq!((&d["type"], &d["type_source"]), (&json!("console"), &json!("guess")));
+}
+
+#[test]
+fn services_are_listed_switched_per_device_and_for_the_network_saved_and_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    let find = |r: &Value, id: &str| r["result"].as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap();
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert!(r["result"].as_array().unwrap().len() >= 12, "{r}");
+    assert_eq!(
+        find(&r, "youtube"),
+        serde_json::json!({"id": "youtube", "name": "YouTube", "blocked": false, "blocked_everywhere": false})
+    );
+    let (r, out) =
+        call(&mut core, "set_service", r#"{"service":"youtube","device":"02:00:00:00:00:64","blocked":true}"#);
+    assert!(r.get("error").is_none() && r.get("result").is_none(), "{r}");
+    assert!(on_topic(&out, "SPIN/traffic").iter().any(|m| m.starts_with(r#"{"command":"services""#)), "{out:?}");
+    call(&mut core, "set_service", r#"{"service":"roblox","blocked":true}"#);
+    let (r, _) = call(&mut core, "list_services", r#"{"device":"02:00:00:00:00:64"}"#);
+    assert_eq!(find(&r, "youtube")["blocked"], true);
+    assert_eq!(
+        find(&r, "roblox"),
+        serde_json::json!({"id": "roblox", "name": "Roblox", "blocked": true, "blocked_everywhere": true})
+    );
+    let (r, _) = call(&mut core, "list_services", r#"{"device":"02:00:00:00:00:65"}"#);
+    assert_eq!(find(&r, "youtube")["blocked"], false, "another device");
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert_eq!(find(&r, "youtube")["blocked"], false, "not for the whole network");
+    // Saved: a restart keeps both.
+    let mut again = core_in(dir.path(), CoreSettings::default());
+    let (r, _) = call(&mut again, "list_services", r#"{"device":"02:00:00:00:00:64"}"#);
+    assert_eq!(
+        (find(&r, "youtube")["blocked"].clone(), find(&r, "roblox")["blocked"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
+    let (r, _) =
+        call(&mut core, "set_service", r#"{"service":"youtube","device":"02:00:00:00:00:64","blocked":false}"#);
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("services.list")).unwrap(), "roblox\n");
+}
+
+#[test]
+fn bad_service_switches_name_the_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = core_in(dir.path(), CoreSettings::default());
+    for (method, params, field) in [
+        ("set_service", r#"{"service":"nosuch","blocked":true}"#, "Invalid 'service'"),
+        ("set_service", r#"{"service":"youtube","device":"nope","blocked":true}"#, "Invalid 'device'"),
+        ("set_service", r#"{"service":"youtube","device":"ff:ff:ff:ff:ff:ff","blocked":true}"#, "Invalid 'device'"),
+        ("set_service", r#"{"service":"youtube","blocked":"yes"}"#, "Invalid 'blocked'"),
+        ("set_service", r#"{"service":"youtube","blocked":null}"#, "Invalid 'blocked'"),
+        ("set_service", r#"{"service":"youtube"}"#, "Missing argument 'blocked'"),
+        ("set_service", r#"{"service":"youtube","blocked":true,"colour":1}"#, "No such argument"),
+        ("list_services", r#"{"device":"02:00:00:00:00"}"#, "Invalid 'device'"),
+    ] {
+        let (r, out) = call(&mut core, method, params);
+        let msg = r["error"]["message"].as_str().unwrap_or_else(|| panic!("{params}: {r}"));
+        assert!(msg.contains(field), "{params}: {msg}");
+        assert!(out.is_empty());
+    }
+    let (r, _) = call(&mut core, "list_services", "{}");
+    assert!(r["result"].as_array().unwrap().iter().all(|s| s["blocked"] == false), "{r}");
+    assert!(!dir.path().join("services.list").exists());
 }

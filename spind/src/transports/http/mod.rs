@@ -296,11 +296,20 @@ pub fn not_found() -> Reply {
     Reply::html(404, "<html><body>Not found.</body></html>")
 }
 
+/// How much of an oversize body is read and dropped before the 413 goes out.
+const DRAIN_ON_REFUSAL: u64 = 1 << 20;
+
 /// `POST` (any path): the body is a JSON-RPC request for the core.
 fn rpc_post(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
-    let too_large = || Reply::new(413, "application/json", TOO_LARGE_REPLY);
+    // Before refusing, read (and drop) what the client still sends, up to a bound: closing
+    // a socket with unread input makes the kernel send a reset, which can destroy the 413 in
+    // the client's receive buffer before it reads it (seen in CI on a busy machine).
+    let too_large = |req: &mut Request| {
+        let _ = std::io::copy(&mut req.as_reader().take(DRAIN_ON_REFUSAL), &mut std::io::sink());
+        Reply::new(413, "application/json", TOO_LARGE_REPLY)
+    };
     if req.body_length().is_some_and(|n| n > MAX_REQUEST) {
-        return too_large();
+        return too_large(req);
     }
     // The length may be unknown (chunked): read at most one byte past the limit.
     let mut body = Vec::new();
@@ -309,7 +318,7 @@ fn rpc_post(req: &mut Request, _path: &str, ctx: &Ctx) -> Reply {
         return Reply::html(400, "<html><body>Bad request body.</body></html>");
     }
     if body.len() > MAX_REQUEST {
-        return too_large();
+        return too_large(req);
     }
     match rpc_link::ask(&ctx.core, String::from_utf8_lossy(&body).into_owned()) {
         Ok(Some(answer)) => Reply::new(200, "application/json", answer),

@@ -1,4 +1,6 @@
 use crate::link::alerts::{self};
+// spin-rs patch: the operator console and Prometheus exporter are a feature (`console`)
+#[cfg(feature = "console")]
 use crate::link::console::ConsoleLink;
 use crate::link::network::{self, Network, N};
 use crate::link::remote::{self, mqtt_connect, RemoteLink};
@@ -28,11 +30,14 @@ use async_tungstenite::tungstenite::http::HeaderValue;
 #[cfg(feature = "websocket")]
 use ws_stream_tungstenite::WsStream;
 
+#[cfg(feature = "console")]
 use metrics::gauge;
+#[cfg(feature = "console")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::time::Duration;
 use std::{io, thread};
 
+#[cfg(feature = "console")]
 use crate::link::console;
 use crate::link::local::{self, LinkRx, LinkTx};
 use crate::router::{Event, Router};
@@ -263,6 +268,11 @@ impl Broker {
             }
         }
 
+        #[cfg(not(feature = "console"))]
+        if self.config.prometheus.is_some() || self.config.console.is_some() {
+            warn!("prometheus and console settings ignored: rumqttd built without its `console` feature");
+        }
+        #[cfg(feature = "console")]
         if let Some(prometheus_setting) = &self.config.prometheus {
             let timeout = prometheus_setting.interval;
             // If port is specified use it instead of listen.
@@ -306,6 +316,7 @@ impl Broker {
             })?;
         }
 
+        #[cfg(feature = "console")]
         if let Some(console) = self.config.console.clone() {
             let console_link = ConsoleLink::new(console, self.router_tx.clone());
 
