@@ -506,6 +506,23 @@ fn a_frozen_spind_under_a_netlink_storm_counts_the_overruns_and_recovers() {
         r.spind.as_ref().unwrap().log_text().contains("NFLOG receive buffer overrun").then_some(())
     });
     assert_eq!(r.topo.dig("other.example.test", "A"), "198.51.100.20");
+    // On a busy machine spind may still be draining the storm's copies when that query is
+    // sent, and a full socket drops its copy too: a query is sent every 3 s until one is seen.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asker = {
+        let (seen, sh, client) = (seen.clone(), testbed::netns::shell(), r.topo.client.clone());
+        std::thread::spawn(move || {
+            while !seen.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(3));
+                let _ = testbed::runner::cmd!(
+                    sh,
+                    "ip netns exec {client} dig +short +time=2 +tries=1 @198.51.100.10 other.example.test A"
+                )
+                .quiet()
+                .read();
+            }
+        })
+    };
     let msgs = sub.collect_until("the query after the storm and the storm's flow", Duration::from_secs(60), |got| {
         let query =
             got.iter().any(|m| m.command() == "dnsquery" && m.json()["result"]["query"] == "other.example.test.");
@@ -515,6 +532,8 @@ fn a_frozen_spind_under_a_netlink_storm_counts_the_overruns_and_recovers() {
             .any(|m| m.json()["result"]["flows"].as_array().is_some_and(|f| f.iter().any(|f| f["to_port"] == 53)));
         query && storm
     });
+    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+    asker.join().unwrap();
     assert!(!msgs.is_empty());
     assert_eq!(r.call("list_iplist", json!({"list": "block"})), json!([]), "spind answers after the storm");
 }
