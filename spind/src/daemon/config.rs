@@ -263,8 +263,8 @@ config_keys! {
     /// Our own: hostapd's control interface directory (its `ctrl_interface`), asked for the
     /// access point's state and clients.
     wifi_control_dir: PathBuf = "/run/hostapd";
-    /// Our own (issue 14): the vendor file (`cargo xtask oui`, from the IEEE registry; the images'
-    /// `/usr/share/spin/oui.bin`) naming the vendor of each device's MAC; "" = none.
+    /// Our own (issue 14): a vendor file (`cargo xtask oui`, from an IEEE registry) naming the
+    /// vendor of each device's MAC instead of the table built into spind; "" = the built-in one.
     oui_file: PathBuf = "";
 }
 

@@ -596,19 +596,23 @@ fn core_loop(core: &mut Core, rx: &Receiver<Input>, outputs: &Outputs, host: &rp
     }
 }
 
-/// The vendor table of `oui_file`; a missing, oversized or corrupt file is logged and leaves the
-/// table empty (devices then show no vendor): a bad data file must not stop the router.
+/// The vendor table: `oui_file`'s, else the one built in. A missing, oversized or corrupt file is
+/// logged and leaves the table empty (devices then show no vendor): a bad data file must not
+/// stop the router.
 fn load_vendors(path: &std::path::Path) -> crate::model::identity::OuiTable {
-    if path.as_os_str().is_empty() {
-        return Default::default();
-    }
-    match crate::model::identity::OuiTable::load(path) {
+    use crate::model::identity::OuiTable;
+    let (what, table) = if path.as_os_str().is_empty() {
+        ("the built-in vendor table".to_string(), OuiTable::builtin())
+    } else {
+        (format!("oui_file {}", path.display()), OuiTable::load(path))
+    };
+    match table {
         Ok(t) => {
-            log::info!("oui_file {}: {} vendor prefixes", path.display(), t.prefixes());
+            log::info!("{what}: {} vendor prefixes", t.prefixes());
             t
         }
         Err(e) => {
-            log::warn!("oui_file {}: {e}; devices show no vendor", path.display());
+            log::warn!("{what}: {e}; devices show no vendor");
             Default::default()
         }
     }

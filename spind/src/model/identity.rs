@@ -1,5 +1,6 @@
 //! What a device says it is (issue 14): its vendor from the MAC's OUI (the IEEE registry as a
-//! compact file, `oui_file`, made by `cargo xtask oui`), whether its MAC is locally administered
+//! compact table, embedded at build time by `build.rs`, or another one from `oui_file`, made by
+//! `cargo xtask oui`), whether its MAC is locally administered
 //! (randomised), and a guess of its type from the vendor, its host name and the names it looked
 //! up, which the user may correct (`set_device_type`, kept in `devicetypes.list`).
 //!
@@ -87,6 +88,21 @@ impl OuiTable {
             return Err(format!("{} bytes after the last name", data.len() - at));
         }
         Ok(OuiTable { data, entries: n, names })
+    }
+
+    /// The table embedded at build time (gzip-compressed; empty when the build host had no
+    /// registry), decompressed and checked.
+    pub fn builtin() -> Result<OuiTable, String> {
+        const PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/oui.bin.gz"));
+        if PACKED.is_empty() {
+            return Ok(OuiTable::default());
+        }
+        let mut data = Vec::new();
+        flate2::read::GzDecoder::new(PACKED)
+            .take(OUI_FILE_MAX + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("the built-in vendor table: {e}"))?;
+        OuiTable::parse(data)
     }
 
     /// Reads and checks `path`, at most [`OUI_FILE_MAX`] bytes of it.
