@@ -99,16 +99,7 @@ pub fn parse_def(
         (Some(_), Some(_)) => return Err(("url", "give either 'url' or 'file', not both".into())),
         (None, None) => return Err(("url", "missing: give 'url' (http:// or https://) or 'file'".into())),
     };
-    let mut macs = Vec::new();
-    for d in devices {
-        let m: MacAddr = d.parse().map_err(|e| ("devices", format!("'{d}': {e}")))?;
-        if !m.is_unicast() {
-            return Err(("devices", format!("'{d}' is not a device's (unicast) address")));
-        }
-        if !macs.contains(&m) {
-            macs.push(m);
-        }
-    }
+    let macs = crate::model::namerules::device_macs(devices)?;
     let label = match label.map(str::trim) {
         None | Some("") => None,
         Some(l) if l.len() > MAX_LABEL || l.chars().any(char::is_control) => {

@@ -263,6 +263,14 @@ pub fn parse_rule(
         "allow" => Action::Allow,
         other => return Err(("action", format!("'{other}' is neither 'block' nor 'allow'"))),
     };
+    let macs = device_macs(devices)?;
+    let schedule = schedule.map(str::parse).transpose().map_err(|e| ("schedule", e))?;
+    Ok(NameRule { id: 0, name, action, devices: macs, schedule, until })
+}
+
+/// The `devices` of a name rule or a blocklist: unicast MACs, each once; a bad one names the
+/// field.
+pub fn device_macs(devices: &[&str]) -> Result<Vec<MacAddr>, (&'static str, String)> {
     let mut macs = Vec::new();
     for d in devices {
         let m: MacAddr = d.parse().map_err(|e| ("devices", format!("'{d}': {e}")))?;
@@ -273,8 +281,7 @@ pub fn parse_rule(
             macs.push(m);
         }
     }
-    let schedule = schedule.map(str::parse).transpose().map_err(|e| ("schedule", e))?;
-    Ok(NameRule { id: 0, name, action, devices: macs, schedule, until })
+    Ok(macs)
 }
 
 /// Every rule, by id, and the next id to hand out (ids are never reused).

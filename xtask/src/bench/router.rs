@@ -30,7 +30,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -535,7 +534,7 @@ fn dns_responder(server: &str, stop: Arc<AtomicBool>, answered: Arc<Vec<AtomicU6
     let (tx, rx) = std::sync::mpsc::channel();
     let h = in_ns(server, move || {
         let sock = UdpSocket::bind(SocketAddrV4::new(SERVER_IP, 53)).expect("bind the DNS responder");
-        big_rcvbuf(&sock);
+        testbed::dnsload::big_rcvbuf(&sock);
         sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let _ = tx.send(());
         let mut buf = [0u8; 512];
@@ -552,24 +551,6 @@ fn dns_responder(server: &str, stop: Arc<AtomicBool>, answered: Arc<Vec<AtomicU6
     });
     let _ = rx.recv_timeout(Duration::from_secs(5));
     h
-}
-
-/// A 4 MB receive buffer, as DNS servers configure (unbound's so-rcvbuf): on this 2-core
-/// machine the load generator's threads share the CPUs with spind and the subscriber, and a
-/// default 208 KB buffer (~250 small datagrams, 50 ms at 5,000/s) would turn a scheduling
-/// delay of the benchmark itself into loss. Delays still show in the RTT.
-fn big_rcvbuf(sock: &UdpSocket) {
-    let size: libc::c_int = 4 << 20;
-    // SAFETY: setsockopt on an open socket with a valid int option.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
 }
 
 /// The question name's end (offset after its terminating zero) and the parsed `N` of `q<N>`.
@@ -662,7 +643,7 @@ fn dns_load(client: &str, first: u32) -> Result<DnsRun, String> {
         for s in &socks {
             let (s, r2, done) = (s.clone(), r2.clone(), done.clone());
             s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-            big_rcvbuf(&s);
+            testbed::dnsload::big_rcvbuf(&s);
             // Threads started here inherit the client namespace; their sockets are made above.
             receivers.push(std::thread::spawn(move || {
                 let mut buf = [0u8; 512];

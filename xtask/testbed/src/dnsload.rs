@@ -117,8 +117,8 @@ fn unix_ns() -> u64 {
 }
 
 /// A 4 MB receive buffer (as DNS servers set): the load's own scheduling on a busy machine
-/// must not turn into loss (it still shows in the latency).
-fn big_rcvbuf(sock: &UdpSocket) {
+/// must not turn into loss (it still shows in the latency). Shared with `bench router`.
+pub fn big_rcvbuf(sock: &UdpSocket) {
     let size: libc::c_int = 4 << 20;
     // SAFETY: setsockopt on an open socket with a valid int option.
     unsafe {
