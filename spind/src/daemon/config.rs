@@ -99,6 +99,10 @@ const FETCH_COMMAND: Limit<String> = Limit {
     ok: |v| v.contains("{url}") && v.contains("{file}") && !v.trim_start().starts_with('{'),
 };
 const REFRESH: Limit<i64> = Limit { allowed: "a number of seconds 60..=2678400", ok: |v| (60..=2_678_400).contains(v) };
+const TOPIC_PREFIX: Limit<String> = Limit {
+    allowed: "an MQTT topic prefix of 1..=100 characters without +, # or a '/' at either end",
+    ok: |v| (1..=100).contains(&v.len()) && !v.contains(['+', '#', '\0']) && !v.starts_with('/') && !v.ends_with('/'),
+};
 const IFNAMES: Limit<String> = Limit {
     allowed: "comma-separated interface names, empty (automatic) or none",
     ok: |v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).all(crate::model::addr::valid_ifname),
@@ -256,6 +260,11 @@ config_keys! {
     history_learning_days: i64 = "7", LEARNING_DAYS;
     /// Our own: POST every alert as JSON to this `http://` URL ("" = none).
     alert_webhook_url: String = "";
+    /// Our own (issue 14): publish Home Assistant's MQTT discovery on spind's broker (retained):
+    /// a device tracker per device and a sensor of the latest alert.
+    homeassistant_discovery: bool = "0";
+    /// Our own: Home Assistant's discovery prefix (its MQTT integration's setting).
+    homeassistant_prefix: String = "homeassistant", TOPIC_PREFIX;
     /// Our own: the router's WiFi network (`ssid=`, `passphrase=`, `country=` lines; the image's
     /// `/etc/spin/wifi.conf`, which it applies by restarting hostapd when the file changes).
     /// `get_wifi`/`set_wifi` and the UI's WiFi dialog use it; "" = this router has no WiFi.
@@ -455,6 +464,7 @@ spinweb_password_file =
              blocklist_refresh = 86400\n\
              history = 1\nhistory_hourly_days = 30\nhistory_daily_days = 400\nhistory_max_size = 64\n\
              history_learning_days = 7\nalert_webhook_url = \n\
+             homeassistant_discovery = 0\nhomeassistant_prefix = homeassistant\n\
              wifi_settings_file = \nwifi_control_dir = /run/hostapd\noui_file = \n"
         );
         // Typed defaults agree with the table.

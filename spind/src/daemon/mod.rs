@@ -351,6 +351,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         block_doh: cfg.doh_block,
         blocklists: blocklists.into_iter().map(|(s, c)| (Arc::new(s), c)).collect(),
         vendors: std::sync::Arc::new(vendors),
+        homeassistant: cfg.homeassistant_discovery.then(|| cfg.homeassistant_prefix.clone()),
         history: HistorySettings {
             enabled: cfg.history,
             hourly_days: cfg.history_hourly_days,

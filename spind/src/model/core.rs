@@ -14,6 +14,7 @@ use crate::model::bedtimes::DeviceSchedules;
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publish, Timestamp};
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
+use crate::model::homeassistant::{DeviceInfo, HomeAssistant};
 use crate::model::identity::{self, DeviceType, OuiTable};
 use crate::model::lists::Lists;
 use crate::model::listsources::{Blocklists, ListSources};
@@ -87,6 +88,9 @@ pub struct CoreSettings {
     pub history: HistorySettings,
     /// The vendors of OUIs (`oui_file`; empty: none known).
     pub vendors: Arc<OuiTable>,
+    /// `homeassistant_discovery`: Home Assistant's discovery prefix (`homeassistant_prefix`);
+    /// `None`: off.
+    pub homeassistant: Option<String>,
 }
 
 impl Default for CoreSettings {
@@ -107,6 +111,7 @@ impl Default for CoreSettings {
             // core's tests of SPIN's messages see only those.
             history: HistorySettings { enabled: false, ..HistorySettings::default() },
             vendors: Arc::default(),
+            homeassistant: None,
         }
     }
 }
@@ -316,6 +321,8 @@ pub struct Core {
     utc_offset: i32,
     /// The per-device history and alerts (its files are state files of the core's).
     history: History,
+    /// Home Assistant's discovery, when `homeassistant_discovery` is on.
+    ha: Option<HomeAssistant>,
     /// The services switched off (`set_service`), compiled into the name matcher.
     services: ServiceBlocks,
     /// The config's and the household's blocklists, their counters and the fetcher.
@@ -394,6 +401,7 @@ impl Core {
         let services = read_state_file(&state.services_file(), ServiceBlocks::from_file_text)?;
         let blocklists = Self::load_blocklists(&settings, &state)?;
         let mut core = Core {
+            ha: settings.homeassistant.as_deref().map(HomeAssistant::new),
             services,
             blocklists,
             wan: None,
@@ -461,6 +469,9 @@ impl Core {
         msgs.push(self.name_rules_msg());
         msgs.push(self.device_schedules_msg());
         msgs.push(self.services_msg());
+        if let Some(ha) = &self.ha {
+            ha.startup(&mut msgs);
+        }
         self.alert_msgs(&mut msgs);
         self.emit(out, msgs);
     }
@@ -476,6 +487,9 @@ impl Core {
         for a in self.history.take_fresh_alerts() {
             info!("alert {}: {}", a.kind, a.detail);
             msgs.push(Publish::new(ALERTS_TOPIC, a.to_json().to_string(), false));
+            if let Some(ha) = &self.ha {
+                ha.alert(&a, msgs);
+            }
         }
     }
 
@@ -957,6 +971,10 @@ impl Core {
         if now >= self.next_lastseen_check {
             self.next_lastseen_check = now + LASTSEEN_CHECK_INTERVAL;
             self.refresh_lastseen(&mut msgs);
+            if let Some(ha) = self.ha.as_mut() {
+                let nodes = &self.nodes;
+                ha.refresh(now, |mac| nodes.by_mac(mac).and_then(|id| nodes.get(id)).map(|n| n.last_seen), &mut msgs);
+            }
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -1026,6 +1044,7 @@ impl Core {
         self.enforce_if_pending();
         for id in self.nodes.take_modified() {
             self.announce(id, false, out);
+            self.ha_device(id, out);
         }
         for c in changes {
             let (id, payload) = match c {
@@ -1054,6 +1073,29 @@ impl Core {
         }
         self.published.insert(id, now);
         out.push(Publish::new(format!("{NODE_TOPIC_PREFIX}{id}"), messages::node_info(node), true));
+    }
+
+    /// A device's Home Assistant discovery (when on): what HA needs when it is new or changed.
+    fn ha_device(&mut self, id: NodeId, out: &mut Vec<Publish>) {
+        if self.ha.is_none() {
+            return;
+        }
+        let Some(n) = self.nodes.get(id) else { return };
+        let Some(mac) = n.mac.filter(MacAddr::is_unicast) else { return };
+        let identity = self.op_identity(n);
+        let info = DeviceInfo {
+            mac,
+            name: n.name.clone(),
+            vendor: identity.vendor.map(str::to_string),
+            kind: identity.kind,
+            random_mac: identity.random_mac,
+            ips: n.ips.iter().map(IpAddr::to_string).collect(),
+            last_seen: n.last_seen,
+        };
+        let now = self.now;
+        if let Some(ha) = self.ha.as_mut() {
+            ha.device(&info, now, out);
+        }
     }
 
     /// Nodes whose retained `lastseen` is [`LASTSEEN_REFRESH`] seconds behind get a fresh
@@ -1381,6 +1423,8 @@ mod blocklist_ops;
 #[cfg(test)]
 mod blocklist_tests;
 mod history_ops;
+#[cfg(test)]
+mod homeassistant_tests;
 mod identity_ops;
 mod ops;
 mod schedule_ops;

@@ -1,5 +1,5 @@
 //! The model room: the core, the one owner of all state, and everything it owns. The node cache,
-//! names, the block/allow/ignore lists, statistics, the per-device history and alerts, the values that flow between the rooms
+//! names, the block/allow/ignore lists, statistics, the per-device history and alerts (and their Home Assistant discovery), the values that flow between the rooms
 //! ([`event`]: `Input`, `Event`, `Publish`), the policy handed to an enforcer, SPIN's message
 //! shapes, the JSON-RPC dispatch and the state files.
 //!
@@ -18,6 +18,7 @@ pub(crate) mod dots;
 pub(crate) mod event;
 pub(crate) mod flowblocks;
 pub(crate) mod history;
+pub(crate) mod homeassistant;
 pub(crate) mod identity;
 pub(crate) mod lists;
 pub(crate) mod listsources;

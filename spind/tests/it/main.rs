@@ -16,6 +16,7 @@ mod dns_guard_netns;
 mod extsrc_input;
 mod history_alerts;
 mod history_netns;
+mod homeassistant_discovery;
 mod http_admin;
 mod http_auth_tls;
 mod http_capture;
