@@ -23,7 +23,12 @@ const CLIENT_MAC: &str = "02:00:00:00:00:64";
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 fn replayed_spind() -> Spind {
-    let s = spind().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    replayed(&fixture("basic.pcap"))
+}
+
+/// spind after replaying `capture` at full speed, its device and flows known.
+fn replayed(capture: &std::path::Path) -> Spind {
+    let s = spind().arg("--replay").arg(capture.to_str().unwrap()).arg("--replay-speed").arg("0").start();
     wait_for("the replay to finish", Duration::from_secs(60), || {
         s.log_text().contains("replay finished").then_some(())
     });
@@ -769,10 +774,7 @@ fn ui_devices_view_history_chart_and_alerts() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let capture = capture_ending_now(dir.path());
-    let s = spind().arg("--replay").arg(capture.to_str().unwrap()).arg("--replay-speed").arg("0").start();
-    wait_for("the replay to finish", Duration::from_secs(60), || {
-        s.log_text().contains("replay finished").then_some(())
-    });
+    let s = replayed(&capture);
     let b = Browser::start(1280, 800);
     b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
     b.wait_js("the UI's first load", Duration::from_secs(30), "window.spinState && window.spinState.bootstrapped()");

@@ -163,7 +163,7 @@ window.SpinDevices = (function () {
     week: { title: "7 days", seconds: 7 * DAY, resolution: "hour", step: 3600 },
     month: { title: "30 days", seconds: 30 * DAY, resolution: "day", step: DAY },
   };
-  const page = { mac: null, range: "day", device: null, buckets: [], from: 0, to: 0 };
+  const page = { mac: null, range: "day", buckets: [], from: 0, to: 0 };
 
   // The range ends now; for a device not seen since before its start, at its last activity
   // (the caption says so), so a device that left still shows what it did. Buckets are whole
@@ -214,7 +214,6 @@ window.SpinDevices = (function () {
       return;
     }
     ui.remember(device);
-    page.device = device;
     const { from, to, anchored } = rangeBounds(device, page.range);
     const r = RANGES[page.range];
     let history = null, top = null, alerts = null, error = null;
@@ -341,7 +340,7 @@ window.SpinDevices = (function () {
   }
 
   // ---- alerts -------------------------------------------------------------------------------------
-  const alerts = { list: [], loaded: false };
+  const alerts = { list: [] };
   const KIND_TEXT = {
     new_device: "New device", new_service: "New service", traffic_peak: "Traffic peak",
     blocked_attempts: "Blocked attempts", store_corrupt: "History damaged",
@@ -391,7 +390,6 @@ window.SpinDevices = (function () {
   async function loadAlerts() {
     try {
       alerts.list = (await ui.rpc("list_alerts", { since: nowS() - 30 * DAY })) || [];
-      alerts.loaded = true;
     } catch (e) {
       alerts.list = [];
       if (e.code === -3) $("#show-alerts").hidden = true; // history off: no alerts
@@ -438,11 +436,10 @@ window.SpinDevices = (function () {
   }
 
   return {
-    init, openList, openDevice, onAlert, loadAlerts, deviceLabel, typeIcon,
+    init, openList, openDevice, onAlert, loadAlerts, deviceLabel,
     // For the tests: what the chart and the views show.
     chart: () => ({ range: page.shown, from: page.from, to: page.to, buckets: page.buckets.length,
       bytes_in: sum(page.buckets, "bytes_in"), bytes_out: sum(page.buckets, "bytes_out"),
       with_traffic: page.buckets.filter((b) => b.bytes_in || b.bytes_out).length }),
-    unread,
   };
 })();
