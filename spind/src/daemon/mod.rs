@@ -397,6 +397,7 @@ fn run(opts: Options) -> anyhow::Result<()> {
         auth: auth.clone(),
         anonymous_read: cfg.pubsub_anonymous_read,
         traffic_topic: cfg.pubsub_channel_traffic.clone(),
+        ha_prefix: cfg.homeassistant_discovery.then(|| cfg.homeassistant_prefix.clone()),
     };
     if cfg.pubsub_anonymous_read && auth.is_some() {
         warn!("pubsub_anonymous_read is on: every LAN device may read all MQTT traffic (not change anything)");

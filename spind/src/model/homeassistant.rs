@@ -5,7 +5,12 @@
 //! with the admin's login; nothing is sent anywhere else.
 //!
 //! Bounded: at most [`DEVICES_MAX`] devices are announced; a config or attributes message goes
-//! out only when what it says changed, a state only when it flips.
+//! out only when what it says changed, a state only when it flips. The core never forgets a
+//! device (a node with a MAC never expires and is never merged away), so no config is ever
+//! withdrawn; the embedded broker keeps retained messages in memory only, so turning the setting
+//! off (a restart) leaves nothing behind (an external broker, `pubsub_run_mosquitto = 0`, keeps
+//! them: clear them there). Every payload is built with `serde_json` (names from DHCP or
+//! the household are escaped); topics carry only MACs and the configured prefix.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
@@ -168,7 +173,7 @@ impl HomeAssistant {
 
     fn device_config(&self, d: &DeviceInfo, name: &str) -> Value {
         let mac = d.mac.to_string();
-        json!({
+        let mut config = json!({
             // null: the entity takes the device's name (HA's rule for a device's main entity).
             "name": null,
             "unique_id": object_id(&d.mac),
@@ -181,11 +186,16 @@ impl HomeAssistant {
                 "identifiers": [object_id(&d.mac)],
                 "connections": [["mac", mac]],
                 "name": name,
-                "manufacturer": d.vendor,
                 "via_device": ROUTER_ID,
             },
             "origin": origin(),
-        })
+        });
+        // Absent rather than null: HA's device schema takes a string or nothing, and a null
+        // would make it reject the whole config.
+        if let Some(v) = &d.vendor {
+            config["device"]["manufacturer"] = json!(v);
+        }
+        config
     }
 
     /// Every few seconds: devices not seen for [`HOME_TIMEOUT`] go `not_home` (once), seen ones

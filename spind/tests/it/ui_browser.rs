@@ -23,7 +23,12 @@ const CLIENT_MAC: &str = "02:00:00:00:00:64";
 static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 fn replayed_spind() -> Spind {
-    let s = spind().arg("--replay").arg(fixture("basic.pcap").to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    replayed(&fixture("basic.pcap"))
+}
+
+/// spind after replaying `capture` at full speed, its device and flows known.
+fn replayed(capture: &std::path::Path) -> Spind {
+    let s = spind().arg("--replay").arg(capture.to_str().unwrap()).arg("--replay-speed").arg("0").start();
     wait_for("the replay to finish", Duration::from_secs(60), || {
         s.log_text().contains("replay finished").then_some(())
     });
@@ -300,6 +305,24 @@ fn ui_draws_500_nodes_and_2000_edges_updating_every_second() {
     }
     let errors = b.console_log();
     assert!(!errors.contains("Uncaught"), "no script errors under load: {errors}");
+    assert_labels_apart(&b);
+}
+
+/// The node labels of the last frame: some are drawn, and no two overlap.
+fn assert_labels_apart(b: &Browser) {
+    let labels = b.js("return window.spinState.labels();", json!([]));
+    let l = labels.as_array().unwrap();
+    assert!(!l.is_empty(), "labels are drawn");
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    for (i, a) in l.iter().enumerate() {
+        for c in &l[i + 1..] {
+            let apart = f(a, "x1") <= f(c, "x0")
+                || f(c, "x1") <= f(a, "x0")
+                || f(a, "y1") <= f(c, "y0")
+                || f(c, "y1") <= f(a, "y0");
+            assert!(apart, "labels overlap: {a} and {c}");
+        }
+    }
 }
 
 /// A broker that says "not authorized" makes the UI ask for credentials, and it reconnects with them.
@@ -704,6 +727,158 @@ fn ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_coun
         ),
     );
     b.screenshot(&artifacts_dir().join("ui-controls.png"));
+    let errors = b.console_log();
+    assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
+}
+
+/// `basic.pcap` with its clock moved so that it ends a minute ago: its traffic is today's in the
+/// history (the replay's clock is the capture's). Classic pcap: 24-byte header, then records of
+/// a 16-byte header (seconds first) and the frame.
+fn capture_ending_now(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut data = std::fs::read(fixture("basic.pcap")).unwrap();
+    assert_eq!(&data[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "a little-endian classic pcap");
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        records.push(at);
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + len;
+    }
+    let secs = |d: &[u8], at: usize| u32::from_le_bytes(d[at..at + 4].try_into().unwrap()) as i64;
+    let last = secs(&data, *records.last().unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let shift = now - 60 - last;
+    for r in records {
+        let t = (secs(&data, r) + shift) as u32;
+        data[r..r + 4].copy_from_slice(&t.to_le_bytes());
+    }
+    let out = dir.join("basic-now.pcap");
+    std::fs::write(&out, data).unwrap();
+    out
+}
+
+fn history_bytes(s: &Spind, from: i64, to: i64, resolution: &str) -> u64 {
+    let h = s.call("get_history", json!({"device": CLIENT_MAC, "from": from, "to": to, "resolution": resolution}));
+    h.as_array().unwrap().iter().map(|b| b["bytes_in"].as_u64().unwrap() + b["bytes_out"].as_u64().unwrap()).sum()
+}
+
+/// The devices view (today's traffic and top services as spind's history has them, sorting),
+/// the device page's history chart over 24 hours, 7 days and 30 days with the same totals as
+/// `get_history`, and the alerts list: the capture's device is new, its alert is unread, and
+/// "Mark read" acknowledges it in spind. On a phone's width the page does not scroll sideways.
+#[test]
+fn ui_devices_view_history_chart_and_alerts() {
+    if !browser_available("ui_devices_view_history_chart_and_alerts") {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture_ending_now(dir.path());
+    let s = replayed(&capture);
+    let b = Browser::start(1280, 800);
+    b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
+    b.wait_js("the UI's first load", Duration::from_secs(30), "window.spinState && window.spinState.bootstrapped()");
+
+    // The devices view: the device's traffic today is what spind's hourly history says.
+    let midnight =
+        b.js("const d = new Date(); d.setHours(0, 0, 0, 0); return Math.floor(d.getTime() / 1000);", json!([]));
+    let midnight = midnight.as_i64().unwrap();
+    let now = b.js("return Math.floor(Date.now() / 1000);", json!([])).as_i64().unwrap();
+    let today = history_bytes(&s, midnight, now + 3600, "hour");
+    assert!(today > 100_000, "the shifted capture is today's traffic in the history: {today}");
+    b.click("#show-devices");
+    let row = format!("#devices tr[data-mac='{CLIENT_MAC}']");
+    b.wait_js("the device's row", Duration::from_secs(20), &format!("document.querySelector(\"{row}\") !== null"));
+    let shown = b.text(&format!("{row} td[data-field=today]"));
+    let want = b.js("return formatBytes(arguments[0]);", json!([today]));
+    assert_eq!(shown, want.as_str().unwrap(), "today's traffic");
+    let top = s.call("top_services", json!({"device": CLIENT_MAC, "from": midnight, "to": now + 3600}));
+    let first = top[0]["name"].as_str().unwrap().to_string();
+    assert!(b.text(&format!("{row} td[data-field=top]")).contains(&first), "top services name {first}: {top}");
+    let status = b.text(&format!("{row} td[data-field=status]"));
+    assert!(status == "online" || status == "offline", "neither blocked nor paused: {status}");
+    // Sorting by name, both ways.
+    let names = "return Array.from(document.querySelectorAll('#devices tbody tr td:first-child button')).map(x => x.dataset.label);";
+    b.click("#devices th button[data-sort=label]");
+    let up = b.js(names, json!([]));
+    let mut sorted: Vec<String> = up.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_lowercase()).collect();
+    sorted.sort();
+    let got: Vec<String> = up.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_lowercase()).collect();
+    assert_eq!(got, sorted, "ascending by name");
+    assert_eq!(
+        b.js("return document.querySelector('#devices th[aria-sort=ascending] button').dataset.sort;", json!([])),
+        "label"
+    );
+    b.click("#devices th button[data-sort=label]");
+    let down = b.js(names, json!([]));
+    let mut rev: Vec<Value> = up.as_array().unwrap().clone();
+    rev.reverse();
+    assert_eq!(down.as_array().unwrap(), &rev, "descending by name");
+
+    // The device page: the chart's totals are get_history's over its range, at each range.
+    b.click(&format!("{row} td:first-child button"));
+    b.wait_js("the history chart", Duration::from_secs(20), "document.querySelector('#history-chart') !== null");
+    assert!(b.text("#device-body dl").contains("random"), "a random MAC is flagged: {}", b.text("#device-body dl"));
+    for (range, buckets, resolution) in [("day", 24, "hour"), ("week", 168, "hour"), ("month", 30, "day")] {
+        b.click(&format!("#device button[data-range={range}]"));
+        let c = b.wait_js(
+            &format!("the {range} chart"),
+            Duration::from_secs(20),
+            &format!("(() => {{ const c = SpinDevices.chart(); return c.range === '{range}' && document.querySelector('#history-chart') && c; }})()"),
+        );
+        assert_eq!(c["buckets"], buckets, "{range}: {c}");
+        let (from, to) = (c["from"].as_i64().unwrap(), c["to"].as_i64().unwrap());
+        assert!(from <= now && now < to, "{range} ends now: {c}");
+        let want = history_bytes(&s, from, to, resolution);
+        assert_eq!(c["bytes_in"].as_u64().unwrap() + c["bytes_out"].as_u64().unwrap(), want, "{range}: {c}");
+        assert!(c["with_traffic"].as_u64().unwrap() >= 1, "{range}: bars drawn: {c}");
+    }
+    assert!(b.text("#device-top").contains(&first), "the page's top services: {}", b.text("#device-top"));
+    b.screenshot(&artifacts_dir().join("ui-device-page.png"));
+    b.click("#device-close");
+
+    // Alerts: the new device's alert is unread; marking it read reaches spind.
+    let alerts = s.call("list_alerts", json!({"since": 0}));
+    let unread = alerts.as_array().unwrap().iter().filter(|a| a["acked"] == false).count();
+    let new_dev = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "new_device" && a["device"] == CLIENT_MAC)
+        .unwrap()
+        .clone();
+    assert!(unread >= 1);
+    b.wait_js(
+        "the unread count",
+        Duration::from_secs(20),
+        &format!("document.querySelector('#alerts-unread').textContent === '{unread}'"),
+    );
+    b.click("#show-alerts");
+    let item = format!("#alerts li[data-alert='{}'] button.ack", new_dev["id"]);
+    b.wait_js("the device's alert", Duration::from_secs(20), &format!("document.querySelector(\"{item}\") !== null"));
+    b.click(&item);
+    wait_for("the alert acknowledged in spind", Duration::from_secs(15), || {
+        let l = s.call("list_alerts", json!({"since": 0}));
+        l.as_array().unwrap().iter().any(|a| a["id"] == new_dev["id"] && a["acked"] == true).then_some(())
+    });
+    b.wait_js(
+        "one fewer unread",
+        Duration::from_secs(10),
+        &format!("document.querySelector('#alerts-unread').textContent === '{}'", unread - 1),
+    );
+    b.click("#alerts-close");
+
+    // A phone: the devices view fits the width (the table scrolls inside the dialog).
+    b.set_window(390, 844);
+    b.click("#show-devices");
+    b.wait_js(
+        "the device's row on a phone",
+        Duration::from_secs(20),
+        &format!("document.querySelector(\"{row}\") !== null"),
+    );
+    let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth;", json!([]));
+    assert!(overflow.as_i64().unwrap() <= 0, "no sideways scrolling on a phone: {overflow}");
+    b.screenshot(&artifacts_dir().join("ui-devices-phone.png"));
     let errors = b.console_log();
     assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
 }

@@ -53,7 +53,7 @@
     const i = S.info.get(id);
     if (!i) return "node " + id;
     if (i.name) return i.name;
-    if (i.mac) return i.mac;
+    if (i.mac) return window.SpinDevices ? SpinDevices.deviceLabel(i) : i.mac;
     if (i.domains && i.domains.length) return i.domains[0].replace(/\.$/, "");
     const ip = i.ips && i.ips[0];
     if (ip) {
@@ -193,9 +193,18 @@
     }).catch(() => {}).finally(() => S.pendingInfo.delete(id));
   }
 
+  // SPIN's nodeInfo carries no vendor or type (its shape stays SPIN's): keep what
+  // list_devices/get_device_data said of the device.
+  const IDENTITY = ["vendor", "random_mac", "type", "type_source"];
+  function keepIdentity(i) {
+    const old = S.info.get(i.id);
+    if (old && i.mac && !("vendor" in i)) for (const k of IDENTITY) if (k in old) i[k] = old[k];
+    return i;
+  }
+
   function setInfo(i) {
     if (!i || typeof i.id !== "number") return;
-    S.info.set(i.id, i);
+    S.info.set(i.id, keepIdentity(i));
     if (S.nodes.has(i.id)) {
       syncNode(i.id);
       refreshPanelIf("node", i.id);
@@ -252,6 +261,10 @@
     try {
       msg = JSON.parse(payload);
     } catch (e) {
+      return;
+    }
+    if (topic === "SPIN/alerts") {
+      if (window.SpinDevices) SpinDevices.onAlert(msg);
       return;
     }
     S.messages++;
@@ -438,6 +451,7 @@
       syncAll();
       S.bootstrapped = true;
       showWifiButton();
+      if (window.SpinDevices) SpinDevices.loadAlerts();
     } catch (e) {
       if (e.code !== 401) toast("Could not load the current state: " + e.message, true);
     }
@@ -511,7 +525,7 @@
       username: S.creds ? S.creds.user : s && s.username,
       password: S.creds ? S.creds.pass : s && s.password,
       keepalive: 30,
-      topics: ["SPIN/traffic/#"],
+      topics: ["SPIN/traffic/#", "SPIN/alerts"],
       onMessage,
       onState: setConn,
       onConnect: () => bootstrap(),
@@ -613,7 +627,7 @@
       onclick: () => act(on ? removeText : addText, async () => {
         await rpc(on ? "remove_iplist_node" : "add_iplist_node", { list, node: id });
         const [l, d] = await Promise.all([rpc("list_iplist", { list }), rpc("get_device_data", { node: id }).catch(() => null)]);
-        if (d) S.info.set(id, d);
+        if (d) S.info.set(id, keepIdentity(d));
         setList(list, l || []);
       }),
     }, on ? removeText : addText);
@@ -622,6 +636,7 @@
       listAction("allow", allowed, "Allow", "Stop allowing"),
       listAction("ignore", ignored, "Ignore", "Stop ignoring"));
     const capture = i.mac ? h("div", { class: "capture" },
+      window.SpinDevices && !bench ? h("button", { type: "button", "data-action": "history", onclick: () => SpinDevices.openDevice(i.mac) }, "History") : null,
       h("a", { class: "button", href: `/spin_api/tcpdump_start?device=${encodeURIComponent(i.mac)}`, download: `spin-${i.mac.replace(/:/g, "")}.pcap` }, "Capture packets"),
       h("button", { type: "button", onclick: () => act("Stop capture", async () => {
         const r = await fetch(`/spin_api/tcpdump_stop?device=${encodeURIComponent(i.mac)}`, { credentials: "same-origin" });
@@ -888,6 +903,8 @@
     // True once the layout has (nearly) stopped moving, so screen positions stay put.
     settled: () => graph.alpha < 0.02 && (!graph.autoFit || Math.abs(graph.fitTarget().scale - graph.scale) < 0.01 * graph.scale),
     select: (id) => select(id == null ? null : { type: "node", id }),
+    // The node labels drawn in the last frame (world coordinates; they never overlap).
+    labels: () => (graph.labelBoxes || []).map((b) => Object.assign({ label: label(b.id) }, b)),
     frameStats: () => graph.stats(),
     resetFrameStats: () => graph.resetStats(),
     graph,
@@ -896,6 +913,12 @@
 
   // ---- start ---------------------------------------------------------------------------------------
   if (window.SpinControls) SpinControls.init({ rpc, h, act, toast });
+  if (window.SpinDevices) SpinDevices.init({
+    rpc, h, act, toast,
+    remember: (d) => setInfo(d),
+    showNode: (id) => { touch(id, 0, Date.now()); syncNode(id); select({ type: "node", id }); },
+    labelOfMac: (mac) => { for (const i of S.info.values()) if (i.mac === mac) return label(i.id); return null; },
+  });
   if (bench) {
     setConn("bench", "synthetic load " + bench);
     runBench(bench);

@@ -517,16 +517,34 @@
       ctx.lineWidth = 3 / s;
       ctx.strokeStyle = this.opts.background || "#f8fafc";
       const few = this.nodes.size <= 150 && s >= 0.45;
+      // Labels never overlap: the selection and hover first, then devices, then the biggest
+      // nodes; a label that would cover one already placed is left out (it shows on hover).
+      const want = [];
       for (const n of this.nodes.values()) {
         if (n.alpha <= 0 || !inView(n)) continue;
         const important = n.id === sel || n.id === this.hover || (n.device && s >= 0.25);
         if (!few && !important) continue;
-        ctx.globalAlpha = n.alpha;
+        const rank = n.id === sel ? 3 : n.id === this.hover ? 2 : n.device ? 1 : 0;
+        want.push({ n, rank });
+      }
+      want.sort((a, b) => b.rank - a.rank || b.n.r - a.n.r);
+      const placed = [];
+      for (const { n } of want) {
+        if (n._lw == null || n._lwText !== n.label || n._lwFont !== lf) {
+          n._lw = ctx.measureText(n.label).width;
+          n._lwText = n.label;
+          n._lwFont = lf;
+        }
         const y = n.y + n.r + 3 / s;
+        const box = { x0: n.x - n._lw / 2, x1: n.x + n._lw / 2, y0: y, y1: y + lf * 1.15, id: n.id };
+        if (placed.some((p) => p.x0 < box.x1 && box.x0 < p.x1 && p.y0 < box.y1 && box.y0 < p.y1)) continue;
+        placed.push(box);
+        ctx.globalAlpha = n.alpha;
         ctx.strokeText(n.label, n.x, y);
         ctx.fillStyle = "#0f172a";
         ctx.fillText(n.label, n.x, y);
       }
+      this.labelBoxes = placed;
       ctx.globalAlpha = 1;
     }
 

@@ -87,6 +87,9 @@ fn a_new_device_and_the_alert_sensor_are_discovered_and_the_device_goes_away_onc
     assert_eq!(c["device"]["identifiers"], json!(["spin_020000000064"]));
     assert_eq!(c["device"]["via_device"], "spin_router");
     assert_eq!(c["device"]["name"], DEV_MAC, "no name, no vendor (a random MAC): the MAC");
+    assert!(c["device"].get("manufacturer").is_none(), "no vendor: no manufacturer (HA refuses a null)");
+    assert_eq!(c["name"], Value::Null, "the entity takes the device's name");
+    assert_eq!(c["origin"]["name"], "spind");
     let attrs = retained_json(&out, "SPIN/ha/device/02:00:00:00:00:64/attributes");
     assert_eq!(attrs[0]["ips"], json!([DEV]));
     assert_eq!(attrs[0]["random_mac"], true);
@@ -117,11 +120,45 @@ fn a_new_device_and_the_alert_sensor_are_discovered_and_the_device_goes_away_onc
     assert!(retained_json(&out, CONFIG).is_empty());
     let id = core.nodes().by_mac(&DEV_MAC.parse().unwrap()).unwrap();
     let mut out = Vec::new();
-    core.op_set_device_name(id as i64, "Kitchen tablet", &mut out).unwrap();
+    // A name with JSON's and MQTT's special characters arrives as it was given.
+    let name = "Kitchen \"tablet\" \\ #+/\u{e9}";
+    core.op_set_device_name(id as i64, name, &mut out).unwrap();
     let config = retained_json(&out, CONFIG);
     assert_eq!(config.len(), 1, "{:?}", ha_topics(&out));
-    assert_eq!(config[0]["device"]["name"], "Kitchen tablet");
+    assert_eq!(config[0]["device"]["name"], name);
+    assert_eq!(retained_json(&out, "SPIN/ha/device/02:00:00:00:00:64/attributes")[0]["name"], name);
     assert!(on_topic(&out, STATE).is_empty(), "the state did not change");
+
+    // After a restart (the embedded broker starts empty) a device is announced again as soon
+    // as it is seen, with the name it was given.
+    drop(core);
+    let mut core = core_in(dir.path(), settings(true));
+    let mut out = Vec::new();
+    core.startup(&mut out);
+    out.extend(run(&mut core, neighbour(2000)));
+    let config = retained_json(&out, CONFIG);
+    assert_eq!(config.len(), 1, "{:?}", ha_topics(&out));
+    assert_eq!(config[0]["device"]["name"], name);
+    assert_eq!(on_topic(&out, STATE).len(), 1);
+}
+
+#[test]
+fn a_known_vendor_is_the_manufacturer() {
+    let dir = tempfile::tempdir().unwrap();
+    // A one-entry vendor file: 00:1f:32 is Nintendo.
+    let mut file = b"SPINOUI1".to_vec();
+    file.extend(1u32.to_le_bytes());
+    file.extend(1u32.to_le_bytes());
+    file.extend([0x00, 0x1f, 0x32, 0, 0, 8]);
+    file.extend(b"Nintendo");
+    let vendors = identity::OuiTable::parse(file).unwrap();
+    let mut core = core_in(dir.path(), CoreSettings { vendors: Arc::new(vendors), ..settings(true) });
+    let ev = Event::Neighbour { time: 1000, ip: DEV.parse().unwrap(), mac: "00:1f:32:00:00:01".parse().unwrap() };
+    let out = run(&mut core, ev);
+    let c = retained_json(&out, "homeassistant/device_tracker/spin_001f32000001/config");
+    assert_eq!(c.len(), 1, "{:?}", ha_topics(&out));
+    assert_eq!(c[0]["device"]["manufacturer"], "Nintendo");
+    assert_eq!(c[0]["device"]["name"], "Nintendo 00:00:01");
 }
 
 #[test]

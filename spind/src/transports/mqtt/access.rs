@@ -14,7 +14,8 @@
 //!
 //! Whoever gets in may not publish on spind's topics (everything under `SPIN/`, and the
 //! configured traffic topic) except the request topic `SPIN/jsonrpc/q` and SPIN's tool topics
-//! `SPIN/commands` and `SPIN/incidents`; a will on such a topic refuses the CONNECT.
+//! `SPIN/commands` and `SPIN/incidents`, nor, with `homeassistant_discovery`, spind's Home
+//! Assistant discovery configs (`<prefix>/…/spin_…`); a will on such a topic refuses the CONNECT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct BrokerAccess {
     pub anonymous_read: bool,
     /// `pubsub_channel_traffic` (SPIN's default `SPIN/traffic` is under `SPIN/` anyway).
     pub traffic_topic: String,
+    /// `homeassistant_prefix` when `homeassistant_discovery` is on: the configs spind publishes
+    /// there (`spin_` object ids) are spind's too.
+    pub ha_prefix: Option<String>,
 }
 
 /// The kinds of answer to a CONNECT, before they become rumqttd's.
@@ -51,12 +55,20 @@ enum Grant {
 /// Topics the clients may publish on although they are under `SPIN/`.
 const CLIENT_TOPICS: [&str; 3] = [TOPIC_RPC_REQUEST, "SPIN/commands", "SPIN/incidents"];
 
-/// Whether only spind publishes on `topic`.
-pub fn spind_owns(topic: &str, traffic_topic: &str) -> bool {
+/// Whether only spind publishes on `topic`: under `SPIN/` (but the clients' topics), the traffic
+/// topic, and under Home Assistant's prefix `ha_prefix` every topic with a level `spin_…` (the
+/// object ids of spind's discovery configs, with or without a node id level).
+pub fn spind_owns(topic: &str, traffic_topic: &str, ha_prefix: Option<&str>) -> bool {
     let under = |t: &str, root: &str| {
         t == root || (t.len() > root.len() && t.starts_with(root) && t.as_bytes()[root.len()] == b'/')
     };
-    (under(topic, "SPIN") && !CLIENT_TOPICS.contains(&topic)) || under(topic, traffic_topic)
+    let ha = ha_prefix.is_some_and(|p| {
+        topic
+            .strip_prefix(p)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|r| r.split('/').any(|l| l.starts_with("spin_")))
+    });
+    (under(topic, "SPIN") && !CLIENT_TOPICS.contains(&topic)) || under(topic, traffic_topic) || ha
 }
 
 impl BrokerAccess {
@@ -76,8 +88,8 @@ impl BrokerAccess {
             }
             match grant {
                 Grant::Client => {
-                    let traffic = this.traffic_topic.clone();
-                    let check: PublishCheck = Arc::new(move |t: &str| !spind_owns(t, &traffic));
+                    let (traffic, ha) = (this.traffic_topic.clone(), this.ha_prefix.clone());
+                    let check: PublishCheck = Arc::new(move |t: &str| !spind_owns(t, &traffic, ha.as_deref()));
                     AccessDecision::Granted { may_publish: check }
                 }
                 Grant::ReadOnly => AccessDecision::Granted { may_publish: Arc::new(|_: &str| false) },
@@ -115,14 +127,24 @@ mod tests {
         for t in
             ["SPIN/traffic", "SPIN/traffic/node/7", "SPIN/traffic/admin", "SPIN/stat/core/x", "SPIN/jsonrpc/a", "SPIN"]
         {
-            assert!(spind_owns(t, "SPIN/traffic"), "{t}");
+            assert!(spind_owns(t, "SPIN/traffic", None), "{t}");
         }
         for t in ["SPIN/jsonrpc/q", "SPIN/commands", "SPIN/incidents", "SPINNER/x", "homeassistant/status", "x/SPIN/a"]
         {
-            assert!(!spind_owns(t, "SPIN/traffic"), "{t}");
+            assert!(!spind_owns(t, "SPIN/traffic", Some("homeassistant")), "{t}");
         }
-        assert!(spind_owns("home/spin", "home/spin") && spind_owns("home/spin/node/1", "home/spin"));
-        assert!(!spind_owns("home/spinx", "home/spin"));
+        assert!(spind_owns("home/spin", "home/spin", None) && spind_owns("home/spin/node/1", "home/spin", None));
+        assert!(!spind_owns("home/spinx", "home/spin", None));
+        // Home Assistant's discovery: spind's configs (also behind a node id), not the others'.
+        let ha = Some("homeassistant");
+        for t in ["homeassistant/device_tracker/spin_020000000064/config", "homeassistant/sensor/x/spin_alerts/config"]
+        {
+            assert!(spind_owns(t, "SPIN/traffic", ha), "{t}");
+            assert!(!spind_owns(t, "SPIN/traffic", None), "{t}: discovery off");
+        }
+        for t in ["homeassistant/sensor/plug_1/config", "homeassistant", "other/device_tracker/spin_01/config"] {
+            assert!(!spind_owns(t, "SPIN/traffic", ha), "{t}");
+        }
     }
 
     fn request(login: Option<(&str, &str)>) -> AccessRequest {
@@ -142,6 +164,7 @@ mod tests {
             auth: Some(Arc::new(Auth::load(&file).unwrap())),
             anonymous_read,
             traffic_topic: "SPIN/traffic".into(),
+            ha_prefix: None,
         }
     }
 

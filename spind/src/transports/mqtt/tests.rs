@@ -21,7 +21,7 @@ fn embedded_settings() -> MqttSettings {
 
 /// No admin account: every client may connect (as on a laptop).
 fn open() -> BrokerAccess {
-    BrokerAccess { auth: None, anonymous_read: false, traffic_topic: "SPIN/traffic".into() }
+    BrokerAccess { auth: None, anonymous_read: false, traffic_topic: "SPIN/traffic".into(), ha_prefix: None }
 }
 
 /// A test client: messages received on `filter` arrive as (topic, payload, retain).
