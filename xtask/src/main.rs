@@ -27,7 +27,7 @@ Commands:
            every test layer (gates, setup, unit, fuzz, image, openwrt, qemu; default all): fmt and
            clippy first, then the host set-up, then the tests; layers that need root or host
            tools say so and fail under CI=true
-  bench [replay|router|all|image]
+  bench [replay|router|names|history|ui|all|image]
            measure spind (default all; writes target/bench/report.md):
            replay: replay throughput and peak RSS on a generated 1M-packet capture,
                    idle RSS, release binary size;
@@ -38,6 +38,11 @@ Commands:
                    mosquitto_sub. SPIND_BENCH_BIN=PATH measures another spind binary;
                    SPIND_BENCH_PERF=1 records target/bench/perf-dns.data (perf record -g)
                    during the DNS load.
+           names (root): name rules on the DNS path at 5,000 queries/s with a
+                   100,000-name blocklist (loss, latency, CPU, list load time and RSS).
+           history: the history's disk size for 50 devices x 30 days, 30-day query
+                   times, bytes written in a busy day.
+           ui: the web UI's frame times in chromium at 500 nodes / 2,000 edges.
            image (root, Debian; not in all): the x86_64 image built cold in a fresh
                    target directory, then rebuilt after a spind change (SPIND_BUILD_ID);
                    stage times and sizes (writes target/bench/image-report.md)

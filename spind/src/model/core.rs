@@ -323,6 +323,8 @@ pub struct Core {
     history: History,
     /// Home Assistant's discovery, when `homeassistant_discovery` is on.
     ha: Option<HomeAssistant>,
+    /// Of the history's bytes written, those counted in the statistics so far.
+    history_written: u64,
     /// The services switched off (`set_service`), compiled into the name matcher.
     services: ServiceBlocks,
     /// The config's and the household's blocklists, their counters and the fetcher.
@@ -410,6 +412,7 @@ impl Core {
             device_schedules,
             utc_offset: LocalTime::offset_from_utc((settings.local_time)(now), now),
             history,
+            history_written: 0,
             name_rules,
             matcher: Arc::default(),
             resolved,
@@ -480,6 +483,9 @@ impl Core {
     pub fn shutdown(&mut self) {
         let nodes = &self.nodes;
         self.history.flush(self.now, &|ip| remote_key(nodes, ip));
+        if self.history.enabled() {
+            info!("history: {} bytes written since start", self.history.bytes_written());
+        }
     }
 
     /// The alerts raised since the last call, as `SPIN/alerts` messages.
@@ -950,6 +956,9 @@ impl Core {
         if self.history.flush_due(now) {
             let nodes = &self.nodes;
             self.history.flush(now, &|ip| remote_key(nodes, ip));
+            let written = self.history.bytes_written();
+            self.stats.add("history", "bytes-written", written - self.history_written);
+            self.history_written = written;
         }
         if now >= self.next_expiry {
             self.resolved.retain(|_, r| r.expires > now);

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [replay|router|names|ui|all]`: the figures the README quotes, measured on this
+//! `cargo xtask bench [replay|router|names|history|ui|all]`: the figures the README quotes, measured on this
 //! machine with the release build of spind. Writes `target/bench/report.md`.
 //!
 //! - `replay` ([`replay`]): replay throughput and RSS, idle RSS, binary size;
@@ -10,10 +10,13 @@
 //!   namespace router with real dnsmasq, spind stopped / with a 100,000-name blocklist / with
 //!   the list and name rules (loss, p50/p99/max, CPU), and what loading the list costs (time,
 //!   RSS), against the bounds;
+//! - `history` ([`history`]): the per-device history's size on disk for 50 devices × 30 days,
+//!   30-day query times, and the bytes it writes in a busy day;
 //! - `ui` ([`ui`], chromium): the web UI's frame times under 500 nodes and 2,000 edges;
 //! - `image` ([`image`], root, Debian; not part of `all`: it builds an image from nothing):
 //!   the x86_64 image cold and rebuilt after a spind change, with stage times and sizes.
 
+mod history;
 mod image;
 mod names;
 mod replay;
@@ -28,8 +31,8 @@ use runner::cmd;
 pub fn run(args: &[String]) -> Result<()> {
     let what = match args {
         [] => "all",
-        [a] if ["replay", "router", "names", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
-        _ => bail!("usage: cargo xtask bench [replay|router|names|ui|all|image] (got {args:?})"),
+        [a] if ["replay", "router", "names", "history", "ui", "all", "image"].contains(&a.as_str()) => a.as_str(),
+        _ => bail!("usage: cargo xtask bench [replay|router|names|history|ui|all|image] (got {args:?})"),
     };
     if what == "image" {
         if let Some(why) = crate::test::image_missing() {
@@ -74,6 +77,11 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if what == "names" || what == "all" {
         let report = names::run(&bin, &dir).map_err(anyhow::Error::msg)?;
+        append(&path, &report)?;
+        println!("{report}\n(appended to {})", path.display());
+    }
+    if what == "history" || what == "all" {
+        let report = history::run(&bin, &dir).map_err(anyhow::Error::msg)?;
         append(&path, &report)?;
         println!("{report}\n(appended to {})", path.display());
     }

@@ -116,7 +116,7 @@ fn ui_first_load(port: u16) -> Result<f64, String> {
 
 // ---- the synthetic capture ----------------------------------------------------------------
 
-fn checksum(data: &[u8]) -> u16 {
+pub(super) fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -125,7 +125,15 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 /// An Ethernet + IPv4 frame around an L4 header and payload.
-fn frame(buf: &mut Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) {
+pub(super) fn frame(
+    buf: &mut Vec<u8>,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    l4: &[u8],
+) {
     buf.clear();
     buf.extend_from_slice(&dst_mac);
     buf.extend_from_slice(&src_mac);
@@ -144,7 +152,7 @@ fn frame(buf: &mut Vec<u8>, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], ds
     buf.extend_from_slice(l4);
 }
 
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::with_capacity(8 + payload.len());
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());
@@ -154,7 +162,7 @@ fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     h
 }
 
-fn tcp(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
+pub(super) fn tcp(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
     let mut h = vec![0u8; 20 + payload_len];
     h[0..2].copy_from_slice(&sport.to_be_bytes());
     h[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -169,28 +177,47 @@ fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
     super::dns_message(i as u16, &format!("host{i}"), answer.map(|a| (a, 3600)))
 }
 
+/// A classic pcap file (microseconds, Ethernet) being written: the bench captures.
+pub(super) struct PcapWriter<W: Write> {
+    w: W,
+    packets: u64,
+}
+
+impl<W: Write> PcapWriter<W> {
+    pub(super) fn new(mut w: W) -> std::io::Result<Self> {
+        w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0])?;
+        Ok(PcapWriter { w, packets: 0 })
+    }
+
+    /// One record at `ts_us` (unix microseconds): `frame` as captured, `orig_len` on the wire.
+    pub(super) fn packet(&mut self, ts_us: u64, frame: &[u8], orig_len: usize) -> std::io::Result<()> {
+        self.w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
+        self.w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
+        self.w.write_all(&(frame.len() as u32).to_le_bytes())?;
+        self.w.write_all(&(orig_len as u32).to_le_bytes())?;
+        self.w.write_all(frame)?;
+        self.packets += 1;
+        Ok(())
+    }
+
+    /// Flushes the file; the packets written.
+    pub(super) fn finish(mut self) -> std::io::Result<u64> {
+        self.w.flush()?;
+        Ok(self.packets)
+    }
+}
+
 /// Writes the capture (classic pcap, microseconds, Ethernet) and returns its packet count.
 fn write_capture(path: &Path) -> std::io::Result<u64> {
-    let mut w = BufWriter::new(std::fs::File::create(path)?);
-    w.write_all(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0])?;
+    let mut w = PcapWriter::new(BufWriter::new(std::fs::File::create(path)?))?;
     let router_mac = [0x02, 0, 0, 0, 0, 1];
     let router_ip = [192, 168, 1, 1];
     let start: u64 = 1_700_000_000 * 1_000_000;
     let total = u64::from(DEVICES) + 1 + u64::from(REMOTES) * u64::from(PACKETS_PER_REMOTE + 2);
     // 10,000 packets per second of capture time.
     let step_us = 100;
-    let mut n: u64 = 0;
     let mut buf = Vec::with_capacity(1600);
-    let put = |w: &mut BufWriter<std::fs::File>, buf: &Vec<u8>, n: &mut u64| -> std::io::Result<()> {
-        let ts = start + *n * step_us;
-        w.write_all(&((ts / 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&((ts % 1_000_000) as u32).to_le_bytes())?;
-        w.write_all(&(buf.len() as u32).to_le_bytes())?;
-        w.write_all(&(buf.len() as u32).to_le_bytes())?;
-        w.write_all(buf)?;
-        *n += 1;
-        Ok(())
-    };
+    let put = |w: &mut PcapWriter<_>, buf: &Vec<u8>| w.packet(start + w.packets * step_us, buf, buf.len());
     // spind takes a frame's source address as its sender's only on the LAN's own subnet, which
     // the capture shows through ARP (a router's MAC also carries remote hosts).
     for d in 0..=DEVICES {
@@ -208,7 +235,7 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         buf.extend_from_slice(&ip);
         buf.extend_from_slice(&[0xff; 6]);
         buf.extend_from_slice(&ip);
-        put(&mut w, &buf, &mut n)?;
+        put(&mut w, &buf)?;
     }
     for r in 0..REMOTES {
         let d = r % DEVICES;
@@ -218,9 +245,9 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         let remote_ip = [101, (r >> 16) as u8, (r >> 8) as u8, r as u8];
         let sport = 10_000 + (r % 50_000) as u16;
         frame(&mut buf, dev_mac, router_mac, dev_ip, router_ip, 17, &udp(sport, 53, &dns(r, None)));
-        put(&mut w, &buf, &mut n)?;
+        put(&mut w, &buf)?;
         frame(&mut buf, router_mac, dev_mac, router_ip, dev_ip, 17, &udp(53, sport, &dns(r, Some(remote_ip))));
-        put(&mut w, &buf, &mut n)?;
+        put(&mut w, &buf)?;
         for p in 0..PACKETS_PER_REMOTE {
             let flags = if p == 0 { 0x02 } else { 0x10 };
             if p % 2 == 0 {
@@ -236,10 +263,10 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
                     &tcp(443, sport, 0x10 | (0x02 * u8::from(p == 1)), 1200),
                 );
             }
-            put(&mut w, &buf, &mut n)?;
+            put(&mut w, &buf)?;
         }
     }
-    w.flush()?;
+    let n = w.finish()?;
     debug_assert_eq!(n, total);
     Ok(n)
 }

@@ -662,7 +662,7 @@ impl History {
                 continue;
             }
             let path = store.hour_file(day);
-            out.extend(store.read(&path).into_iter().filter(|r| r.device == device));
+            out.extend(store.read_device(&path, device));
         }
         out.extend(self.unwritten.iter().filter(|r| r.device == device).cloned());
         for (k, c) in &self.pending {
@@ -698,9 +698,9 @@ impl History {
         if resolution == Resolution::Day && remotes.is_none() {
             if let Some(store) = self.store.as_mut() {
                 let days_file = store.days_file();
-                for r in store.read(&days_file) {
+                for r in store.read_device(&days_file, device) {
                     let t = i64::from(r.hour) * 3600;
-                    if r.device == device && t + 86_400 > from && t < to {
+                    if t + 86_400 > from && t < to {
                         skip.push(day_of_hour(r.hour));
                         buckets.push(r);
                     }
@@ -769,5 +769,10 @@ impl History {
 
     pub fn enabled(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// Bytes written to the history files since start (appends, merges and compactions).
+    pub fn bytes_written(&self) -> u64 {
+        self.store.as_ref().map_or(0, Store::bytes_written)
     }
 }

@@ -124,20 +124,25 @@ fn truncate_key(k: &str) -> &str {
     &k[..end]
 }
 
-fn decode_payload(p: &[u8], out: &mut Vec<Record>) -> Option<()> {
+/// Decodes a batch's records into `out`, or only those of device `only` (every record is still
+/// checked: a query reads the file of all devices, and skips allocating the others').
+fn decode_payload(p: &[u8], out: &mut Vec<Record>, only: Option<MacAddr>) -> Option<()> {
     let mut pos = 0;
     while pos < p.len() {
         let hour = u32::from_le_bytes(p.get(pos..pos + 4)?.try_into().ok()?);
         let device = MacAddr(p.get(pos + 4..pos + 10)?.try_into().ok()?);
         let len = *p.get(pos + 10)? as usize;
-        let remote = std::str::from_utf8(p.get(pos + 11..pos + 11 + len)?).ok()?.to_string();
+        let remote = std::str::from_utf8(p.get(pos + 11..pos + 11 + len)?).ok()?;
         pos += 11 + len;
         let mut v = [0u64; 5];
         for x in &mut v {
             *x = get_varint(p, &mut pos)?;
         }
+        if only.is_some_and(|d| d != device) {
+            continue;
+        }
         let counters = Counters { bytes_in: v[0], bytes_out: v[1], packets: v[2], connections: v[3], blocked: v[4] };
-        out.push(Record { hour, device, remote, counters });
+        out.push(Record { hour, device, remote: remote.to_string(), counters });
     }
     Some(())
 }
@@ -173,7 +178,13 @@ pub enum Parsed {
 }
 
 /// Reads the batches of a file's bytes.
+#[cfg(test)]
 pub fn parse(data: &[u8]) -> Parsed {
+    parse_only(data, None)
+}
+
+/// [`parse`], keeping the records of device `only` (all when `None`).
+fn parse_only(data: &[u8], only: Option<MacAddr>) -> Parsed {
     let mut records = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
@@ -197,7 +208,7 @@ pub fn parse(data: &[u8]) -> Parsed {
         };
         let whole = HEADER + len == rest.len();
         let mut batch_records = Vec::new();
-        if crc(payload) != sum || decode_payload(payload, &mut batch_records).is_none() {
+        if crc(payload) != sum || decode_payload(payload, &mut batch_records, only).is_none() {
             // A torn write leaves a wrong checksum only in the last batch.
             return if whole { Parsed::Ok { records, good: pos } } else { Parsed::Corrupt { records, at: pos } };
         }
@@ -212,6 +223,8 @@ pub struct Store {
     dir: PathBuf,
     /// Files moved aside since the last call of [`Store::take_moved_aside`] (for alerts).
     moved_aside: Vec<String>,
+    /// Bytes written to history files since start (flash wear: `SPIN/stat/history/bytes-written`).
+    written: std::cell::Cell<u64>,
 }
 
 pub const DAYS_FILE: &str = "days.bin";
@@ -220,11 +233,16 @@ impl Store {
     /// The store in `dir` (created if missing; an error leaves history off).
     pub fn open(dir: &Path) -> io::Result<Store> {
         fs::create_dir_all(dir)?;
-        Ok(Store { dir: dir.to_path_buf(), moved_aside: Vec::new() })
+        Ok(Store { dir: dir.to_path_buf(), moved_aside: Vec::new(), written: std::cell::Cell::new(0) })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Bytes appended or rewritten since the store was opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.get()
     }
 
     pub fn hour_file(&self, day: i64) -> PathBuf {
@@ -258,6 +276,15 @@ impl Store {
     /// The records of one file. A torn last batch is cut off (so appends go on after the last
     /// whole one); a corrupt file is moved aside, logged, and read as empty from then on.
     pub fn read(&mut self, path: &Path) -> Vec<Record> {
+        self.read_only(path, None)
+    }
+
+    /// [`Store::read`], keeping one device's records (queries: a day's file holds every device's).
+    pub fn read_device(&mut self, path: &Path, device: MacAddr) -> Vec<Record> {
+        self.read_only(path, Some(device))
+    }
+
+    fn read_only(&mut self, path: &Path, only: Option<MacAddr>) -> Vec<Record> {
         let data = match fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
@@ -266,7 +293,7 @@ impl Store {
                 return Vec::new();
             }
         };
-        match parse(&data) {
+        match parse_only(&data, only) {
             Parsed::Ok { records, good } => {
                 if good < data.len() {
                     info!(
@@ -319,6 +346,7 @@ impl Store {
             let _ = f.set_len(before);
             return Err(err(e));
         }
+        self.written.set(self.written.get() + data.len() as u64);
         if new {
             if let Ok(d) = File::open(&self.dir) {
                 let _ = d.sync_all();
@@ -337,8 +365,12 @@ impl Store {
                 _ => Ok(()),
             };
         }
-        persist::write_files(&[(path.to_path_buf(), batch(records))])
-            .map_err(|e| StoreError { path: e.path, source: e.source })
+        let data = batch(records);
+        let len = data.len() as u64;
+        persist::write_files(&[(path.to_path_buf(), data)])
+            .map_err(|e| StoreError { path: e.path, source: e.source })?;
+        self.written.set(self.written.get() + len);
+        Ok(())
     }
 
     pub fn remove(&self, path: &Path) {

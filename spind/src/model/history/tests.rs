@@ -61,6 +61,22 @@ fn batches_are_read_back_as_written() {
 }
 
 #[test]
+fn a_devices_read_keeps_its_records_and_counts_the_bytes_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut st = store::Store::open(dir.path()).unwrap();
+    let path = st.hour_file(1);
+    let other = Record { device: mac("02:00:00:00:00:02"), ..record(24, "b", 5) };
+    st.append(&path, &[record(24, "a", 1), other.clone(), record(25, "c", 3)]).unwrap();
+    assert_eq!(st.read_device(&path, mac(DEV)), vec![record(24, "a", 1), record(25, "c", 3)]);
+    assert_eq!(st.read_device(&path, other.device), vec![other]);
+    assert!(st.read_device(&path, mac("02:00:00:00:00:03")).is_empty());
+    let appended = fs::metadata(&path).unwrap().len();
+    assert_eq!(st.bytes_written(), appended);
+    st.replace(&path, &[record(24, "a", 1)]).unwrap();
+    assert_eq!(st.bytes_written(), appended + fs::metadata(&path).unwrap().len());
+}
+
+#[test]
 fn a_torn_last_batch_is_ignored_and_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut st = store::Store::open(dir.path()).unwrap();
