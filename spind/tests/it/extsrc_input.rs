@@ -42,7 +42,8 @@ fn dns_pkt_info(ip: [u8; 16], ttl: u32, name: &str) -> Vec<u8> {
     p
 }
 
-fn arp(mac: &str, ip: [u8; 4]) -> Vec<u8> {
+/// A neighbour (`{char mac[18]; ip_t ip}`): `mac` owns `ip`.
+pub(crate) fn arp(mac: &str, ip: [u8; 4]) -> Vec<u8> {
     let mut p = vec![0u8; 36];
     p[..mac.len()].copy_from_slice(mac.as_bytes());
     p[18] = 4;

@@ -28,7 +28,16 @@ fn replayed_spind() -> Spind {
 
 /// spind after replaying `capture` at full speed, its device and flows known.
 fn replayed(capture: &std::path::Path) -> Spind {
-    let s = spind().arg("--replay").arg(capture.to_str().unwrap()).arg("--replay-speed").arg("0").start();
+    replayed_with(capture, &[])
+}
+
+/// [`replayed`], with more of spind's arguments (an extsrc socket).
+fn replayed_with(capture: &std::path::Path, args: &[&str]) -> Spind {
+    let mut b = spind().arg("--replay").arg(capture.to_str().unwrap()).arg("--replay-speed").arg("0");
+    for a in args {
+        b = b.arg(*a);
+    }
+    let s = b.start();
     wait_for("the replay to finish", Duration::from_secs(60), || {
         s.log_text().contains("replay finished").then_some(())
     });
@@ -765,7 +774,9 @@ fn history_bytes(s: &Spind, from: i64, to: i64, resolution: &str) -> u64 {
 /// The devices view (today's traffic and top services as spind's history has them, sorting),
 /// the device page's history chart over 24 hours, 7 days and 30 days with the same totals as
 /// `get_history`, and the alerts list: the capture's device is new, its alert is unread, and
-/// "Mark read" acknowledges it in spind. On a phone's width the page does not scroll sideways.
+/// "Mark read" acknowledges it in spind; a device joining later (over extsrc) reaches the open
+/// list and the count live from `SPIN/alerts`. On a phone's width the page does not scroll
+/// sideways.
 #[test]
 fn ui_devices_view_history_chart_and_alerts() {
     if !browser_available("ui_devices_view_history_chart_and_alerts") {
@@ -774,7 +785,8 @@ fn ui_devices_view_history_chart_and_alerts() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let capture = capture_ending_now(dir.path());
-    let s = replayed(&capture);
+    let extsrc = dir.path().join("extsrc.sock");
+    let s = replayed_with(&capture, &["-e", extsrc.to_str().unwrap()]);
     let b = Browser::start(1280, 800);
     b.goto(&format!("{}/", spind_ui_origin(s.http_port)));
     b.wait_js("the UI's first load", Duration::from_secs(30), "window.spinState && window.spinState.bootstrapped()");
@@ -865,6 +877,26 @@ fn ui_devices_view_history_chart_and_alerts() {
         "one fewer unread",
         Duration::from_secs(10),
         &format!("document.querySelector('#alerts-unread').textContent === '{}'", unread - 1),
+    );
+
+    // A live alert: a device joins while the list is open (SPIN's extsrc announces it); the
+    // list and the count follow SPIN/alerts without a reload.
+    let joined = "02:00:5e:10:00:99";
+    let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    sock.send_to(&crate::extsrc_input::arp(joined, [192, 168, 1, 99]), &extsrc).unwrap();
+    let live = wait_for("spind's new_device alert of the joined device", Duration::from_secs(20), || {
+        let l = s.call("list_alerts", json!({"since": 0}));
+        l.as_array().unwrap().iter().find(|a| a["kind"] == "new_device" && a["device"] == joined).cloned()
+    });
+    b.wait_js(
+        "the joined device's alert in the open list",
+        Duration::from_secs(20),
+        &format!("document.querySelector(\"#alerts li[data-alert='{}'] button.ack\") !== null", live["id"]),
+    );
+    b.wait_js(
+        "the count risen by the live alert",
+        Duration::from_secs(10),
+        &format!("document.querySelector('#alerts-unread').textContent === '{unread}'"),
     );
     b.click("#alerts-close");
 
