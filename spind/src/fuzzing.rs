@@ -46,6 +46,15 @@ pub fn frame(data: &[u8]) {
     decoder.finish(&mut out);
 }
 
+/// One mDNS message (the first byte picks the sender: 192.168.1.23 or fe80::1c2d:3e4f:5a6b:7c8d,
+/// the addresses of the committed seeds) through the mDNS parser.
+pub fn mdns(data: &[u8]) {
+    let Some((&kind, msg)) = data.split_first() else { return };
+    let src: std::net::IpAddr =
+        if kind % 2 == 0 { [192, 168, 1, 23].into() } else { "fe80::1c2d:3e4f:5a6b:7c8d".parse().unwrap() };
+    let _ = crate::sources::mdns::parse(src, msg);
+}
+
 /// A pcap or pcapng file, every record read as replay reads it.
 pub fn capture(data: &[u8]) {
     let _ = crate::sources::replay::validate_reader(Path::new("fuzz.pcap"), data);

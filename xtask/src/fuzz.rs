@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 pub const TARGETS: &[(&str, &str)] = &[
     ("netlink", "conntrack, neighbour, NFLOG, route, link and nftables-generation payloads"),
     ("frame", "captured frames: Ethernet, Linux cooked, loopback, raw IP, then IP, TCP/UDP, DNS"),
+    ("mdns", "mDNS responses and announcements, from an IPv4 or an IPv6 sender"),
     ("capture", "pcap and pcapng files as replay reads them"),
     ("extsrc", "streams of extsrc messages"),
     ("config", "spind.conf, UCI and WiFi settings files, hostapd's replies"),

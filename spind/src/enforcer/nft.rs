@@ -31,7 +31,8 @@
 //! - base chains `forward`, `input`, `output` at priority `filter - 10` (before the distribution's
 //!   firewall, policy accept) that first copy DNS (UDP and TCP port 53, either direction) to the
 //!   NFLOG group `dns_group` with `queue-threshold 1` (immediate delivery; a copy, never a
-//!   verdict), then jump to `check`;
+//!   verdict), `input` also mDNS announcements from the LAN (UDP 5353 to 224.0.0.251 /
+//!   ff02::fb, not from a WAN interface, rate limited), then jump to `check`;
 //! - `check`: packets from or to a blocked address, or between a blocked pair, go to
 //!   `block_verdict`;
 //! - `block_verdict` (the only place that drops): addresses on the allow list are accepted (allow
@@ -68,6 +69,8 @@ pub const PRIORITY: &str = "filter - 10";
 /// Blocked packets copied to NFLOG at most this often (drops are not limited). A device retrying
 /// a blocked service must not flood spind; the `block-log` counter still counts every packet.
 pub const BLOCK_LOG_LIMIT: &str = "limit rate 200/second burst 400 packets";
+/// mDNS announcements copied to NFLOG at most this often (devices repeat them).
+pub const MDNS_LOG_LIMIT: &str = "limit rate 50/second burst 100 packets";
 /// NFLOG prefixes, so both kinds stay distinguishable when the two groups are the same.
 pub const DNS_LOG_PREFIX: &str = "spin-dns";
 pub const BLOCK_LOG_PREFIX: &str = "spin-block";
@@ -762,6 +765,18 @@ pub fn script_in_zone(
                  comment \"dns-dport\""
             );
         }
+        if hook == "input" {
+            // mDNS announcements of LAN devices (their names and services, issue 14): only
+            // multicast 5353 -> 5353 arriving from the LAN side, rate limited (a chatty LAN
+            // repeats itself; a lost copy is announced again).
+            for (fam, group_addr) in [("ip", "224.0.0.251"), ("ip6", "ff02::fb")] {
+                let _ = writeln!(
+                    s,
+                    "\t\t{fam} daddr {group_addr} udp sport 5353 udp dport 5353 iifname != @wan \
+                     {MDNS_LOG_LIMIT} counter {log} comment \"mdns\""
+                );
+            }
+        }
         if hook == "forward" {
             // A paused device reaches nothing outside (the LAN stays: bridged, not forwarded).
             // Rejected, not dropped, so apps give up at once.
@@ -1090,7 +1105,7 @@ mod tests {
             let dns: Vec<&str> = c[1..c.len() - 1]
                 .iter()
                 .copied()
-                .filter(|l| *l != "jump names" && !l.contains("comment \"paused\""))
+                .filter(|l| *l != "jump names" && !l.contains("comment \"paused\"") && !l.contains("comment \"mdns\""))
                 .collect();
             for rule in &dns {
                 assert!(rule.starts_with("meta l4proto { tcp, udp }"), "{rule}");
@@ -1103,6 +1118,16 @@ mod tests {
             assert_eq!(*c.last().unwrap(), "jump check");
         }
         assert_eq!(chain(&s, "forward").iter().filter(|l| **l == "jump names").count(), 1);
+        // input also copies LAN mDNS (the group addresses, 5353 both ways, not from the WAN).
+        let mdns: Vec<&str> = chain(&s, "input").into_iter().filter(|l| l.contains("comment \"mdns\"")).collect();
+        assert_eq!(mdns.len(), 2, "{mdns:?}");
+        for (rule, group) in mdns.iter().zip(["ip daddr 224.0.0.251", "ip6 daddr ff02::fb"]) {
+            assert!(
+                rule.starts_with(group) && rule.contains("udp sport 5353 udp dport 5353 iifname != @wan"),
+                "{rule}"
+            );
+            assert!(rule.contains(MDNS_LOG_LIMIT) && rule.contains("log prefix \"spin-dns\" group 5"), "{rule}");
+        }
         assert!(!s.contains("ct state established"), "no shortcut past the DNS copies and blocks");
     }
 

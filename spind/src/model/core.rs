@@ -15,7 +15,7 @@ use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Publis
 use crate::model::flowblocks::{pair, FlowDecisions};
 use crate::model::history::{History, HistorySettings};
 use crate::model::homeassistant::{DeviceInfo, HomeAssistant};
-use crate::model::identity::{self, DeviceType, OuiTable};
+use crate::model::identity::{self, DeviceType, MdnsInfo, OuiTable};
 use crate::model::lists::Lists;
 use crate::model::listsources::{Blocklists, ListSources};
 use crate::model::messages::{self, FlowJson};
@@ -314,6 +314,13 @@ pub struct Core {
     /// The types the user gave devices (`set_device_type`); kept in `devicetypes.list`. A guess
     /// never replaces one.
     device_types: BTreeMap<MacAddr, DeviceType>,
+    /// What devices said of themselves over mDNS, by MAC (at most [`MDNS_DEVICES_MAX`]); in
+    /// memory only.
+    mdns: BTreeMap<MacAddr, MdnsInfo>,
+    /// mDNS announcements from addresses whose MAC is not known yet, and when they came (at
+    /// most [`MDNS_PENDING_MAX`], for [`MDNS_PENDING_SECS`]): the neighbour table may learn the
+    /// address a moment later.
+    mdns_pending: HashMap<IpAddr, (Timestamp, MdnsInfo)>,
     /// Device bedtimes (`set_device_schedule`); kept in `bedtimes.list`.
     device_schedules: DeviceSchedules,
     /// Minutes local time is ahead of UTC, as last enforced: the kernel's time matches are in
@@ -425,6 +432,8 @@ impl Core {
             state,
             enforcer,
             neighbours: HashMap::new(),
+            mdns: BTreeMap::new(),
+            mdns_pending: HashMap::new(),
             device_flows: BTreeMap::new(),
             flows: FlowDecisions::default(),
             dirty: Dirty::default(),
@@ -509,6 +518,9 @@ impl Core {
                 self.on_dns_blocked(time, (client, client_port, protocol), &qname)
             }
             Event::Neighbour { time, ip, mac } => self.on_neighbour(time, ip, mac),
+            Event::MdnsName { time, ip, mac, name, model, services } => {
+                self.on_mdns(time, ip, mac, MdnsInfo { name, model, services })
+            }
             Event::Blocked { time, packet } => self.on_blocked(time, &packet),
             Event::Tick { .. } => self.on_tick(),
             Event::WanInterfaces { names } => {
@@ -542,7 +554,7 @@ impl Core {
             return id;
         }
         let mac = self.neighbours.get(&ip).copied();
-        let name = self.names.lookup(mac.as_ref(), &[ip]).map(str::to_string);
+        let name = self.device_name(mac.as_ref(), &[ip]).map(str::to_string);
         self.nodes.add(Candidate { mac, ips: vec![ip], name, last_seen: time, ..Default::default() }, time)
     }
 
@@ -749,7 +761,7 @@ impl Core {
         }
         for (ip, ttl) in resolved {
             let mac = self.neighbours.get(&ip).copied();
-            let name = self.names.lookup(mac.as_ref(), &[ip]).map(str::to_string);
+            let name = self.device_name(mac.as_ref(), &[ip]).map(str::to_string);
             self.nodes.add(
                 Candidate {
                     mac,
@@ -925,7 +937,10 @@ impl Core {
         if self.neighbours.insert(ip, mac) == Some(mac) && self.nodes.by_ip(&ip) == self.nodes.by_mac(&mac) {
             return Vec::new();
         }
-        let name = self.names.lookup(Some(&mac), &[ip]).map(str::to_string);
+        if let Some((_, info)) = self.mdns_pending.remove(&ip) {
+            self.learn_mdns(mac, info);
+        }
+        let name = self.device_name(Some(&mac), &[ip]).map(str::to_string);
         self.nodes.add(Candidate { mac: Some(mac), ips: vec![ip], name, last_seen: time, ..Default::default() }, time);
         if mac.is_unicast() {
             self.history.device_seen(time, mac);
@@ -1014,7 +1029,7 @@ impl Core {
             .iter()
             .filter_map(|n| {
                 let ips: Vec<IpAddr> = n.ips.iter().copied().collect();
-                let name = self.names.lookup(n.mac.as_ref(), &ips)?;
+                let name = self.device_name(n.mac.as_ref(), &ips)?;
                 (n.name.as_deref() != Some(name)).then(|| (n.id, name.to_string()))
             })
             .collect();
@@ -1155,7 +1170,7 @@ impl Core {
                 }
             }
             let ips: Vec<IpAddr> = node.ips.iter().copied().collect();
-            if let Some(name) = self.names.lookup(node.mac.as_ref(), &ips) {
+            if let Some(name) = self.device_name(node.mac.as_ref(), &ips) {
                 if node.name.as_deref() != Some(name) {
                     renames.push((id, name.to_string()));
                 }

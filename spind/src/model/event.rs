@@ -117,6 +117,18 @@ pub enum Event {
     /// from `client`'s port `client_port` over `protocol` (17 UDP, 6 TCP); `qname` lowercase,
     /// without the trailing dot.
     DnsBlocked { time: Timestamp, client: IpAddr, client_port: u16, protocol: u8, qname: String },
+    /// An mDNS response or announcement from `ip` about itself (its A/AAAA record is `ip`):
+    /// its host name (without `.local`, printable, at most 63 bytes), the model it says
+    /// (`_device-info._tcp`) and the service types it offers (e.g. `_googlecast._tcp`, at most
+    /// 16). `mac` is the frame's sender when the capture shows it on the link.
+    MdnsName {
+        time: Timestamp,
+        ip: IpAddr,
+        mac: Option<MacAddr>,
+        name: Option<String>,
+        model: Option<String>,
+        services: Vec<String>,
+    },
     /// The neighbour table (ARP/NDP, or a packet's Ethernet source) maps `ip` to `mac`.
     Neighbour { time: Timestamp, ip: IpAddr, mac: MacAddr },
     /// One packet dropped by the block rules; `packet.bytes` is its L4 payload, `packets` 1.
@@ -145,6 +157,7 @@ impl Event {
             | Event::DnsAnswer { time, .. }
             | Event::DnsBlocked { time, .. }
             | Event::Neighbour { time, .. }
+            | Event::MdnsName { time, .. }
             | Event::Blocked { time, .. }
             | Event::Tick { time }
             | Event::ReplayFinished { time, .. } => *time,

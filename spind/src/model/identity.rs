@@ -1,8 +1,8 @@
 //! What a device says it is (issue 14): its vendor from the MAC's OUI (the IEEE registry as a
 //! compact table, embedded at build time by `build.rs`, or another one from `oui_file`, made by
 //! `cargo xtask oui`), whether its MAC is locally administered
-//! (randomised), and a guess of its type from the vendor, its host name and the names it looked
-//! up, which the user may correct (`set_device_type`, kept in `devicetypes.list`).
+//! (randomised), and a guess of its type from the vendor, its host name, what it says over mDNS
+//! (its model and services) and the names it looked up, which the user may correct (`set_device_type`, kept in `devicetypes.list`).
 //!
 //! The vendor file's format (`SPINOUI1`, all integers little-endian):
 //! `"SPINOUI1"`, `u32` entry count N, `u32` name count M, N entries of 3 bytes OUI + `u16` name
@@ -352,6 +352,105 @@ pub fn guess_type<'a>(
     host_name.and_then(|h| contains(h, HOST_HINTS)).or_else(|| vendor.and_then(|v| contains(v, VENDOR_HINTS))).or_else(
         || domains.into_iter().find_map(|d| DOMAIN_HINTS.iter().find(|(dom, _)| under(d, dom)).map(|(_, t)| *t)),
     )
+}
+
+/// Service types kept per device (as many as one announcement may carry, `sources::mdns`).
+pub const MDNS_SERVICES_MAX: usize = 16;
+
+/// What a device said of itself over mDNS (`sources::mdns`): its latest name and model, and
+/// the service types of all its announcements (at most [`MDNS_SERVICES_MAX`], sorted). Kept in memory only: devices announce
+/// themselves again when they join, and answer whenever asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MdnsInfo {
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub services: Vec<String>,
+}
+
+impl MdnsInfo {
+    /// Takes in one announcement (what it does not say stays as it was); true when anything
+    /// changed.
+    pub fn merge(&mut self, other: MdnsInfo) -> bool {
+        let before = self.clone();
+        if other.name.is_some() {
+            self.name = other.name;
+        }
+        if other.model.is_some() {
+            self.model = other.model;
+        }
+        for s in other.services {
+            if let Err(at) = self.services.binary_search(&s) {
+                if self.services.len() < MDNS_SERVICES_MAX {
+                    self.services.insert(at, s);
+                }
+            }
+        }
+        *self != before
+    }
+}
+
+/// Parts of mDNS models (`_device-info._tcp` `model=`, lower case) and what they say; in this
+/// order (`macbook` before `mac`).
+const MODEL_HINTS: &[(&str, DeviceType)] = &[
+    ("iphone", T::Phone),
+    ("ipad", T::Phone),
+    ("ipod", T::Phone),
+    ("appletv", T::Tv),
+    // HomePods call themselves AudioAccessory.
+    ("audioaccessory", T::Speaker),
+    ("macbook", T::Laptop),
+    ("imac", T::Laptop),
+    ("macmini", T::Laptop),
+    ("macpro", T::Laptop),
+    ("macstudio", T::Laptop),
+    ("mac", T::Laptop),
+];
+
+/// mDNS service types and what offering one says, in this order: a printer prints whatever
+/// else it offers; a TV casts or takes AirPlay video (Apple TVs, smart TVs); AirPlay audio
+/// alone (`_raop`), Spotify Connect and Sonos are speakers; Apple's phones and tablets offer
+/// companion links; HomeKit accessories (`_hap`) are IoT.
+const SERVICE_HINTS: &[(&str, DeviceType)] = &[
+    ("_ipp._tcp", T::Printer),
+    ("_ipps._tcp", T::Printer),
+    ("_printer._tcp", T::Printer),
+    ("_pdl-datastream._tcp", T::Printer),
+    ("_googlecast._tcp", T::Tv),
+    ("_airplay._tcp", T::Tv),
+    ("_amzn-wplay._tcp", T::Tv),
+    ("_androidtvremote2._tcp", T::Tv),
+    ("_raop._tcp", T::Speaker),
+    ("_spotify-connect._tcp", T::Speaker),
+    ("_sonos._tcp", T::Speaker),
+    ("_companion-link._tcp", T::Phone),
+    ("_apple-mobdev2._tcp", T::Phone),
+    ("_axis-video._tcp", T::Camera),
+    ("_hap._tcp", T::Iot),
+    ("_hue._tcp", T::Iot),
+    ("_shelly._tcp", T::Iot),
+];
+
+/// The type a device seems to be, from (in this order) the model it says over mDNS (the most
+/// exact thing a device says), its host name, the services it offers over mDNS, its vendor and
+/// the names it looked up; `None` when nothing says.
+pub fn guess_with_mdns<'a>(
+    host_name: Option<&str>,
+    mdns: Option<&MdnsInfo>,
+    vendor: Option<&str>,
+    domains: impl IntoIterator<Item = &'a str>,
+) -> Option<DeviceType> {
+    let model = mdns.and_then(|m| m.model.as_deref()).and_then(|m| {
+        let lower = m.to_ascii_lowercase();
+        MODEL_HINTS.iter().chain(HOST_HINTS).find(|(part, _)| lower.contains(part)).map(|(_, t)| *t)
+    });
+    let services = || {
+        let offered = &mdns?.services;
+        SERVICE_HINTS.iter().find(|(svc, _)| offered.iter().any(|o| o == svc)).map(|(_, t)| *t)
+    };
+    model
+        .or_else(|| guess_type(host_name, None, std::iter::empty()))
+        .or_else(services)
+        .or_else(|| guess_type(None, vendor, domains))
 }
 
 /// `devicetypes.list`: the user's types, `MAC TYPE` a line; bad lines are reported and skipped.

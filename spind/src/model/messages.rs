@@ -50,6 +50,12 @@ pub struct DeviceIdentity<'a> {
     pub vendor: Option<&'a str>,
     /// A locally administered (randomised) unicast MAC.
     pub random_mac: bool,
+    /// The model it says over mDNS (`_device-info._tcp`), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
+    /// The mDNS service types it offers (e.g. `_googlecast._tcp`), when it offers any.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub services: &'a [String],
     /// phone, laptop, tv, speaker, camera, console, printer, iot, router; null when nothing says.
     #[serde(rename = "type")]
     pub kind: Option<&'static str>,

@@ -11,5 +11,6 @@
 pub(crate) mod extsrc;
 pub(crate) mod fetch;
 pub(crate) mod kernel;
+pub(crate) mod mdns;
 pub(crate) mod packet;
 pub(crate) mod replay;

@@ -6,6 +6,8 @@
 //!   with one sample per connection that had traffic in that second, in the initiator's
 //!   direction and with both directions summed (conntrack accounting semantics).
 //! * **DNS** over UDP and TCP port 53 ([`Event::DnsQuery`], [`Event::DnsAnswer`]).
+//! * **mDNS** responses and announcements (UDP 5353 to 5353): a device's own host name and
+//!   services ([`Event::MdnsName`], parsed by [`crate::sources::mdns`]).
 //! * **neighbours** ([`Event::Neighbour`]): an address belongs to a device (a MAC) only when the
 //!   capture shows the device owning it: ARP, IPv6 neighbour discovery and DHCP acknowledgements
 //!   say so directly; the Ethernet source of a frame counts only when its source address is on
@@ -27,6 +29,7 @@ use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{Name, RData};
 
 use crate::model::event::{DnsData, DnsRecord, Event, FlowSample, MacAddr, Timestamp};
+use crate::sources::mdns;
 
 /// Connections idle for longer than this (capture seconds) are forgotten.
 const CONN_IDLE_SECS: i64 = 120;
@@ -401,6 +404,11 @@ impl Decoder {
                 if l4.sport == DHCP_SERVER_PORT && l4.dport == DHCP_CLIENT_PORT {
                     self.dhcp(sec, udp.payload(), out);
                 }
+                if l4.sport == mdns::MDNS_PORT && l4.dport == mdns::MDNS_PORT && !payload.incomplete {
+                    // The frame's sender is the device only on the link (as for neighbours).
+                    let mac = src_mac.filter(|m| m.is_unicast() && self.local.contains(&src));
+                    self.mdns(sec, src, mac, udp.payload(), out);
+                }
             }
             Some(TransportSlice::Tcp(tcp)) => {
                 l4.sport = tcp.source_port();
@@ -651,6 +659,13 @@ impl Decoder {
                 return;
             }
             opts = &opts[len..];
+        }
+    }
+
+    /// One mDNS message from `src`: what it says of itself, if anything.
+    fn mdns(&mut self, sec: i64, src: IpAddr, mac: Option<MacAddr>, msg: &[u8], out: &mut Vec<Event>) {
+        if let Some(a) = mdns::parse(src, msg) {
+            out.push(Event::MdnsName { time: sec, ip: src, mac, name: a.name, model: a.model, services: a.services });
         }
     }
 

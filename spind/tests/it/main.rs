@@ -22,6 +22,7 @@ mod http_auth_tls;
 mod http_capture;
 mod http_routes;
 mod malformed_floods;
+mod mdns_netns;
 mod mqtt_admin;
 mod mqtt_clients;
 mod names_netns;

@@ -163,7 +163,7 @@ impl Core {
             None => ips.iter().for_each(|ip| self.names.set_user_ip(*ip, name)),
         }
         self.dirty.names = true;
-        let named = self.names.lookup(mac.as_ref(), &ips).map(str::to_string);
+        let named = self.device_name(mac.as_ref(), &ips).map(str::to_string);
         self.nodes.set_name(id, named);
         self.commit(undo, out, Vec::new())
     }

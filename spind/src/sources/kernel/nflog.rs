@@ -1,8 +1,9 @@
 //! NFLOG: copies of packets logged by the firewall (`log group N` in nftables).
 //!
 //! Two kinds of groups:
-//! - [`NflogKind::Dns`]: DNS queries and answers (UDP, and TCP where segments are logged), decoded
-//!   by [`crate::sources::packet::Decoder`] from the raw IP packet; only its DNS events are kept.
+//! - [`NflogKind::Dns`]: DNS queries and answers (UDP, and TCP where segments are logged) and
+//!   mDNS announcements from the LAN, decoded by [`crate::sources::packet::Decoder`] from the raw
+//!   IP packet; only its DNS and mDNS events are kept.
 //! - [`NflogKind::Blocked`]: packets dropped by the block rules, each one [`Event::Blocked`].
 //!
 //! Each group is bound with copy mode "whole packet" and a queue threshold of 1, so the kernel
@@ -155,11 +156,9 @@ impl Nflog {
                 NflogKind::Dns => {
                     self.scratch.clear();
                     self.decoder.frame(ts, LinkType::RawIp, payload, &mut self.scratch);
-                    out.extend(
-                        self.scratch
-                            .drain(..)
-                            .filter(|e| matches!(e, Event::DnsQuery { .. } | Event::DnsAnswer { .. })),
-                    );
+                    out.extend(self.scratch.drain(..).filter(|e| {
+                        matches!(e, Event::DnsQuery { .. } | Event::DnsAnswer { .. } | Event::MdnsName { .. })
+                    }));
                 }
                 NflogKind::Blocked => match blocked_sample(payload) {
                     Some(packet) => out.push(Event::Blocked { time: ts.floor() as Timestamp, packet }),
