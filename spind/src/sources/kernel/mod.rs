@@ -1,5 +1,7 @@
 //! Live kernel sources for a real router: conntrack counters (dumped and zeroed every second),
-//! NFLOG packet copies (DNS and blocked packets) and the neighbour table (rtnetlink).
+//! NFLOG packet copies (DNS and blocked packets, mDNS announcements) and the neighbour table
+//! (rtnetlink), whose thread also keeps the router in the mDNS groups of its LAN
+//! ([`mdns_groups`]).
 //!
 //! Everything talks netlink through neli ([`netlink`]: neli's socket, typed requests and
 //! replies, the nfnetlink header neli lacks); the other system calls go through nix. Each
@@ -10,6 +12,7 @@
 //! Nothing here panics on kernel input: malformed messages are logged and skipped.
 
 pub mod conntrack;
+mod mdns_groups;
 pub mod neigh;
 mod netlink;
 pub mod nflog;

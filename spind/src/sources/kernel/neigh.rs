@@ -19,6 +19,7 @@ use neli::consts::socket::NlFamily;
 use neli::rtnl::{Ndmsg, NdmsgBuilder};
 use neli::types::Buffer;
 
+use super::mdns_groups::MdnsGroups;
 use super::netlink::{self, messages, reply, NlSocket, Reply};
 use super::route::{self, WanInterfaces, WanSet, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
 use super::{now, KernelError, SourceCounters, FIX_RTNL};
@@ -121,10 +122,12 @@ impl Neigh {
         let mut events = Vec::new();
         let mut failures = 0u32;
         let mut wan_sent: Option<Vec<String>> = None;
+        let mut mdns = MdnsGroups::new();
         while !stop.load(Ordering::Relaxed) {
             // The WAN interfaces go to the core too: the enforcer's DNS redirect and DoT and
             // pause refusals apply to what faces the internet.
             self.wan.refresh_if_stale();
+            mdns.refresh_if_due(self.wan.current());
             if wan_sent.as_deref() != Some(self.wan.names()) {
                 let names = self.wan.names().to_vec();
                 wan_sent = Some(names.clone());

@@ -142,8 +142,7 @@ impl WanSet {
         &self.names
     }
 
-    /// The current set (for tests).
-    #[cfg(test)]
+    /// The current set of WAN interface indexes.
     pub fn current(&self) -> &BTreeSet<i32> {
         &self.wan
     }
