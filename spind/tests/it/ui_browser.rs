@@ -615,10 +615,21 @@ fn ui_bedtime_editor_sets_a_preset_refuses_a_bad_schedule_and_removes_it() {
     assert!(!errors.contains("Uncaught"), "no script errors: {errors}");
 }
 
+/// Ends a process the test started (an HTTP server) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The household controls (controls.js) against the replayed spind with a blocklist: in the
 /// device's panel a service switched off reaches spind (`list_services`), "1 hour" pauses the
 /// device (`list_paused_devices`) and the panel then says until when, with Unpause; the Lists
-/// dialog shows the configured blocklist with spind's counts and the network-wide switches.
+/// dialog shows the configured blocklist with spind's counts and the network-wide switches, and
+/// adds a list from a URL (a bad one refused with spind's error), downloads it and removes it.
 #[test]
 fn ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_counts() {
     if !browser_available("ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_counts") {
@@ -714,6 +725,50 @@ fn ui_device_panel_switches_a_service_off_pauses_and_the_lists_dialog_shows_coun
     wait_for("YouTube blocked for the whole network", Duration::from_secs(15), || {
         let l = s.call("list_services", json!({}));
         (blocked_for(&l, "youtube") == true).then_some(())
+    });
+
+    // A list from a URL (a real HTTP server on loopback): a bad address is refused with spind's
+    // error; a good one is added, downloaded by spind's fetcher and shown with its counts; Remove
+    // takes it away again.
+    b.type_into("#blocklist-url", "ftp://lists.example/x.txt");
+    b.click("#blocklist-add button[type=submit]");
+    b.wait_js(
+        "spind's refusal of the URL",
+        Duration::from_secs(10),
+        "!document.querySelector('#toast').hidden && document.querySelector('#toast').textContent.includes(\"Invalid 'url'\")",
+    );
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("kids.txt"), "||games.example^\n0.0.0.0 video.example\n").unwrap();
+    let port = testbed::free_port();
+    let (shell, www_dir, port_s) = (testbed::netns::shell(), www.display().to_string(), port.to_string());
+    let server = testbed::runner::cmd!(shell, "python3 -m http.server {port_s} --bind 127.0.0.1 --directory {www_dir}")
+        .spawn(testbed::runner::Stream::Null, testbed::runner::Stream::Null)
+        .expect("python3's HTTP server");
+    let _server = KillOnDrop(server);
+    wait_for("the list's HTTP server", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/kids.txt");
+    b.js("document.querySelector('#blocklist-url').value = '';", json!([]));
+    b.type_into("#blocklist-url", &url);
+    b.type_into("#blocklist-name", "Kids' list");
+    b.click("#blocklist-add button[type=submit]");
+    let added = wait_for("the URL list downloaded by spind", Duration::from_secs(60), || {
+        let l = s.call("list_blocklists", json!({}));
+        l["lists"].as_array().unwrap().iter().find(|x| x["url"] == url.as_str() && x["names"] == 2).cloned()
+    });
+    assert_eq!(added["name"], "Kids' list", "{added}");
+    b.click("#blocklist-refresh");
+    b.wait_js(
+        "the URL list with its counts in the dialog",
+        Duration::from_secs(20),
+        "(() => { const li = document.querySelector(\"#controls-blocklists li[data-list=\\\"Kids' list\\\"]\"); return li && li.textContent.includes('2 names') && li.querySelector('button[data-remove-list]'); })()",
+    );
+    b.click(&format!("#controls-blocklists button[data-remove-list='{}']", added["id"]));
+    wait_for("the URL list removed in spind", Duration::from_secs(15), || {
+        let l = s.call("list_blocklists", json!({}));
+        (!l["lists"].as_array().unwrap().iter().any(|x| x["url"] == url.as_str())).then_some(())
     });
     b.click("#controls-close");
 

@@ -107,8 +107,20 @@ window.SpinControls = (function () {
       const parts = [`${c.names} names`, `${c.skipped} lines skipped`];
       if (c.duplicates) parts.push(`${c.duplicates} duplicates`);
       if (c.blocked_today != null) parts.push(`${c.blocked_today} blocked today`);
+      if (c.updated) parts.push(`downloaded ${new Date(c.updated * 1000).toLocaleString()}`);
+      if (c.devices) parts.push(`for ${c.devices.length} device${c.devices.length === 1 ? "" : "s"}`);
+      // The household's own lists (they have an id) can be removed; the config's cannot.
+      const remove = c.id == null ? null : h("button", {
+        type: "button", class: "small", "data-remove-list": String(c.id), "aria-label": `Remove ${name}`,
+        onclick: () => ui.act(`Remove ${name}`, async () => {
+          await ui.rpc("remove_blocklist", { id: c.id });
+          ui.toast(`${name} removed`);
+          await openLists();
+        }),
+      }, "Remove");
       return h("li", { "data-list": name },
-        h("span", null, name, h("small", null, " " + parts.join(" · ")), c.error ? h("small", { class: "error" }, " " + c.error) : null));
+        h("span", null, name, h("small", null, " " + parts.join(" · ")), c.error ? h("small", { class: "error" }, " " + c.error) : null),
+        remove);
     });
     const total = [`${(r && r.names) || 0} names in force`];
     if (r && r.blocked_today != null) total.push(`${r.blocked_today} queries blocked today`);
@@ -149,6 +161,24 @@ window.SpinControls = (function () {
     const btn = document.querySelector("#show-controls");
     if (!btn) return;
     btn.addEventListener("click", () => ui.act("Load lists", openLists));
+    const form = document.querySelector("#blocklist-add");
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const url = document.querySelector("#blocklist-url").value.trim();
+      const name = document.querySelector("#blocklist-name").value.trim();
+      ui.act("Add list", async () => {
+        const params = name ? { url, name } : { url };
+        await ui.rpc("add_blocklist", params); // spind refuses a bad URL or name, naming it
+        form.reset();
+        ui.toast(`${name || url} added; downloading`);
+        await openLists();
+      });
+    });
+    document.querySelector("#blocklist-refresh").addEventListener("click", () => ui.act("Download lists", async () => {
+      await ui.rpc("refresh_blocklists", {});
+      ui.toast("Downloading every list; the counts follow");
+      await openLists();
+    }));
     document.querySelector("#controls-close").addEventListener("click", () => document.querySelector("#controls").close());
   }
 
