@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testbed::spind::{Spind, SpindBuilder};
 
-use super::replay::{frame, tcp, udp, PcapWriter};
+use super::replay::{arp_announcement, frame, tcp, udp, PcapWriter};
 
 const DEVICES: u32 = 50;
 const POOL: u32 = 400;
@@ -220,14 +220,7 @@ fn write_capture(path: &Path, start: u64, hours: u32, every_minute: bool) -> std
     let t0 = start * 1_000_000;
     for d in 0..=DEVICES {
         let (mac, ip) = if d == DEVICES { (ROUTER_MAC, ROUTER_IP) } else { (device_mac_bytes(d), device_ip(d)) };
-        buf.clear();
-        buf.extend_from_slice(&[0xff; 6]);
-        buf.extend_from_slice(&mac);
-        buf.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
-        buf.extend_from_slice(&mac);
-        buf.extend_from_slice(&ip);
-        buf.extend_from_slice(&[0xff; 6]);
-        buf.extend_from_slice(&ip);
+        arp_announcement(&mut buf, mac, ip);
         w.packet(t0 + u64::from(d), &buf, buf.len())?;
     }
     let pairs = DEVICES * ACTIVE_PER_HOUR;

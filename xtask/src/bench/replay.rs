@@ -177,6 +177,19 @@ fn dns(i: u32, answer: Option<[u8; 4]>) -> Vec<u8> {
     super::dns_message(i as u16, &format!("host{i}"), answer.map(|a| (a, 3600)))
 }
 
+/// A gratuitous ARP reply broadcast by `mac` (sender = target = `ip`): how a capture shows a
+/// device owning its address.
+pub(super) fn arp_announcement(buf: &mut Vec<u8>, mac: [u8; 6], ip: [u8; 4]) {
+    buf.clear();
+    buf.extend_from_slice(&[0xff; 6]);
+    buf.extend_from_slice(&mac);
+    buf.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+    buf.extend_from_slice(&mac);
+    buf.extend_from_slice(&ip);
+    buf.extend_from_slice(&[0xff; 6]);
+    buf.extend_from_slice(&ip);
+}
+
 /// A classic pcap file (microseconds, Ethernet) being written: the bench captures.
 pub(super) struct PcapWriter<W: Write> {
     w: W,
@@ -226,15 +239,7 @@ fn write_capture(path: &Path) -> std::io::Result<u64> {
         } else {
             ([0x02, 0xbe, 0, 0, (d >> 8) as u8, d as u8], [192, 168, 1, 10 + d as u8])
         };
-        buf.clear();
-        buf.extend_from_slice(&[0xff; 6]);
-        buf.extend_from_slice(&mac);
-        // Gratuitous ARP reply: sender = target = the announced address.
-        buf.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
-        buf.extend_from_slice(&mac);
-        buf.extend_from_slice(&ip);
-        buf.extend_from_slice(&[0xff; 6]);
-        buf.extend_from_slice(&ip);
+        arp_announcement(&mut buf, mac, ip);
         put(&mut w, &buf)?;
     }
     for r in 0..REMOTES {
