@@ -355,7 +355,6 @@ fn probe_policy() -> Policy {
         scheduled_names: vec![ScheduledNames {
             spans: vec![WeekSpan { start: 1380, len: 120 }],
             blocks: vec![NameBlock { device: Some([2, 0, 0, 0, 0, 3]), ip: ip("192.0.2.4"), expires: i64::MAX }],
-            holds_now: false,
         }],
         bedtimes: vec![Bedtime { device: [2, 0, 0, 0, 0, 4], spans: vec![WeekSpan { start: 0, len: 60 }] }],
         ..Default::default()
@@ -683,6 +682,12 @@ pub fn script_in_zone(
     for (i, g) in &scheduled {
         write_name_block_sets(&mut s, &format!("sched{i}_"), &g.blocks, now);
     }
+    // Scheduled allow rules: the blocks they except, let through (`return`) inside the windows.
+    let excepted: Vec<(usize, &ScheduledNames)> =
+        policy.scheduled_allows.iter().filter(|g| !g.spans.is_empty()).enumerate().collect();
+    for (i, g) in &excepted {
+        write_name_block_sets(&mut s, &format!("asched{i}_"), &g.blocks, now);
+    }
     let bedtimes = bedtime_groups(&policy.bedtimes);
     for (i, (_, macs)) in bedtimes.iter().enumerate() {
         write_set(&mut s, &format!("bedtime{i}"), "type ether_addr;", macs);
@@ -700,6 +705,14 @@ pub fn script_in_zone(
     // Addresses of blocked names, for every device or for one (by its MAC): only forwarded
     // traffic (a device reaching out), so the router's own services stay reachable.
     let _ = writeln!(s, "\tchain names {{");
+    for (i, g) in &excepted {
+        for m in time_matches(&g.spans, tz_west) {
+            let _ = writeln!(s, "\t\t{m} ip daddr @asched{i}_names4 return");
+            let _ = writeln!(s, "\t\t{m} ip6 daddr @asched{i}_names6 return");
+            let _ = writeln!(s, "\t\t{m} ether saddr . ip daddr @asched{i}_dev_names4 return");
+            let _ = writeln!(s, "\t\t{m} ether saddr . ip6 daddr @asched{i}_dev_names6 return");
+        }
+    }
     let _ = writeln!(s, "\t\tip daddr @names4 goto block_verdict");
     let _ = writeln!(s, "\t\tip6 daddr @names6 goto block_verdict");
     let _ = writeln!(s, "\t\tether saddr . ip daddr @dev_names4 goto block_verdict");
@@ -1390,12 +1403,10 @@ mod tests {
                         NameBlock { device: None, ip: ip("198.51.100.10"), expires: 1600 },
                         NameBlock { device: Some(dev), ip: ip("2001:db8::10"), expires: 1100 },
                     ],
-                    holds_now: false,
                 },
                 ScheduledNames {
                     spans: vec![span(5, 9, 0, 60)],
                     blocks: vec![NameBlock { device: None, ip: ip("192.0.2.20"), expires: 1300 }],
-                    holds_now: true,
                 },
             ],
             ..Default::default()
@@ -1429,6 +1440,50 @@ mod tests {
         // With sys_tz an hour west, the kernel's Saturday starts at 01:00 UTC.
         let west = script_in_zone(&p, 1, 2, None, 1000, 60);
         assert!(chain(&west, "names").contains(&"meta day \"Friday\" meta hour \"00:00:00\"-\"00:59:59\" jump sched0"));
+    }
+
+    #[test]
+    fn scheduled_allows_let_their_exceptions_through_before_any_name_block_inside_the_windows() {
+        let dev = [2, 0, 0, 0, 0, 0x0b];
+        let p = Policy {
+            name_blocks: vec![
+                NameBlock { device: None, ip: ip("198.51.100.1"), expires: 2000 },
+                NameBlock { device: None, ip: ip("198.51.100.2"), expires: 2000 },
+            ],
+            scheduled_allows: vec![ScheduledNames {
+                spans: vec![span(0, 16, 0, 120)],
+                blocks: vec![
+                    NameBlock { device: None, ip: ip("198.51.100.2"), expires: 2000 },
+                    NameBlock { device: Some(dev), ip: ip("198.51.100.1"), expires: 1500 },
+                ],
+            }],
+            ..Default::default()
+        };
+        let s = script_at(&p, 1, 2, None, 1000);
+        assert_eq!(
+            elements(&s, "names4"),
+            ["198.51.100.1 timeout 1000s", "198.51.100.2 timeout 1000s"],
+            "still blocked"
+        );
+        assert_eq!(elements(&s, "asched0_names4"), ["198.51.100.2 timeout 1000s"]);
+        assert_eq!(elements(&s, "asched0_dev_names4"), ["02:00:00:00:00:0b . 198.51.100.1 timeout 500s"]);
+        let names = chain(&s, "names");
+        let window = "meta day \"Monday\" meta hour \"16:00:00\"-\"17:59:59\"";
+        assert_eq!(
+            names[..4],
+            [
+                format!("{window} ip daddr @asched0_names4 return"),
+                format!("{window} ip6 daddr @asched0_names6 return"),
+                format!("{window} ether saddr . ip daddr @asched0_dev_names4 return"),
+                format!("{window} ether saddr . ip6 daddr @asched0_dev_names6 return"),
+            ],
+            "the exceptions come first, so they beat every name block; the IP lists (chain check) still apply"
+        );
+        assert_eq!(names[4], "ip daddr @names4 goto block_verdict");
+        assert_eq!(
+            s.matches(" accept").count(),
+            script_at(&Policy::default(), 1, 2, None, 1000).matches(" accept").count()
+        );
     }
 
     #[test]

@@ -827,10 +827,10 @@ impl Core {
         }
     }
 
-    /// Whether a rule that holds now blocks `name` for some device, or a scheduled block rule
-    /// does (in its windows or not: the kernel matches its windows).
+    /// Whether a rule that holds now blocks `name` for some device, or a scheduled rule covers
+    /// it (in its windows or not: the kernel matches its windows, an allow's exception too).
     fn blocked_for_anyone(&self, name: &str) -> bool {
-        if self.name_rules.scheduled_block_covers(name, self.now) {
+        if self.name_rules.scheduled_rule_covers(name, self.now) {
             return true;
         }
         if self.matcher.is_empty() {
@@ -1334,7 +1334,7 @@ impl Core {
     fn policy(&self) -> Policy {
         let local = (self.settings.local_time)(self.now);
         let offset = LocalTime::offset_from_utc(local, self.now);
-        let (name_blocks, scheduled_names) = self.name_blocks_and_scheduled(local, offset);
+        let (name_blocks, scheduled_names, scheduled_allows) = self.name_blocks_and_scheduled(local, offset);
         let ips = |id: NodeId| -> Vec<IpAddr> {
             self.nodes.get(id).map(|n| n.ips.iter().copied().collect()).unwrap_or_default()
         };
@@ -1360,6 +1360,7 @@ impl Core {
                 .map(|(mac, until)| Pause { device: mac.0, until: *until })
                 .collect(),
             scheduled_names,
+            scheduled_allows,
             bedtimes: self.device_schedules.bedtimes(offset),
         }
     }
@@ -1368,8 +1369,17 @@ impl Core {
         self.enforce_pending = false;
         let policy = self.policy();
         self.name_blocked.clear();
-        let holding = policy.scheduled_names.iter().filter(|s| s.holds_now).flat_map(|s| &s.blocks);
-        for b in policy.name_blocks.iter().chain(holding) {
+        // Userspace decides flows as the kernel would now (replay has no kernel): with schedules,
+        // the rules that hold now; without, the unscheduled sets are all there is.
+        let scheduled = !policy.scheduled_names.is_empty() || !policy.scheduled_allows.is_empty();
+        let recomputed;
+        let now_blocked: &[NameBlock] = if scheduled {
+            recomputed = self.name_blocks(&self.matcher);
+            &recomputed
+        } else {
+            &policy.name_blocks
+        };
+        for b in now_blocked {
             self.name_blocked.entry(b.ip).or_default().push((b.device, b.expires));
         }
         match self.enforcer.as_mut() {

@@ -348,11 +348,11 @@ impl NameRules {
         m
     }
 
-    /// The distinct schedules of the block rules that have not ended at `now`: each gets its
+    /// The distinct schedules of the `action` rules that have not ended at `now`: each gets its
     /// own kernel sets, matched only inside its windows.
-    pub fn block_schedules(&self, now: Timestamp) -> Vec<Schedule> {
+    pub fn schedules(&self, action: Action, now: Timestamp) -> Vec<Schedule> {
         let mut out: Vec<Schedule> = Vec::new();
-        for r in self.rules.values().filter(|r| r.action == Action::Block && r.until.is_none_or(|u| now < u)) {
+        for r in self.rules.values().filter(|r| r.action == action && r.until.is_none_or(|u| now < u)) {
             if let Some(s) = &r.schedule {
                 if !out.iter().any(|o| o.text == s.text) {
                     out.push(s.clone());
@@ -363,12 +363,12 @@ impl NameRules {
         out
     }
 
-    /// Whether a scheduled block rule that has not ended covers `name` (itself or a name below
-    /// it), inside its windows or not: its addresses are kept for the kernel's time matches.
-    pub fn scheduled_block_covers(&self, name: &str, now: Timestamp) -> bool {
+    /// Whether a scheduled rule (block or allow) that has not ended covers `name` (itself or a
+    /// name below it), inside its windows or not: its addresses are kept for the kernel's time
+    /// matches.
+    pub fn scheduled_rule_covers(&self, name: &str, now: Timestamp) -> bool {
         self.rules.values().any(|r| {
-            r.action == Action::Block
-                && r.schedule.is_some()
+            r.schedule.is_some()
                 && r.until.is_none_or(|u| now < u)
                 && (name == r.name || name.strip_suffix(r.name.as_str()).is_some_and(|rest| rest.ends_with('.')))
         })
@@ -482,21 +482,23 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_blocks_are_found_whatever_the_time() {
+    fn scheduled_rules_are_found_whatever_the_time() {
         let mut rules = NameRules::default();
         rules.add(parse_rule("video.example", "block", &[], Some("Mo 10:00-11:00"), None).unwrap());
         rules.add(parse_rule("games.example", "block", &[], Some("Mo 10:00-11:00"), Some(100)).unwrap());
         rules.add(parse_rule("ok.example", "allow", &[], Some("Tu 10:00-11:00"), None).unwrap());
         rules.add(parse_rule("always.example", "block", &[], None, None).unwrap());
-        assert!(rules.scheduled_block_covers("www.video.example", 50));
-        assert!(rules.scheduled_block_covers("video.example", 50));
-        assert!(!rules.scheduled_block_covers("xvideo.example", 50));
-        assert!(
-            rules.scheduled_block_covers("games.example", 50) && !rules.scheduled_block_covers("games.example", 100)
-        );
-        assert!(!rules.scheduled_block_covers("ok.example", 50) && !rules.scheduled_block_covers("always.example", 50));
-        let s: Vec<String> = rules.block_schedules(50).iter().map(|s| s.to_string()).collect();
-        assert_eq!(s, ["Mo 10:00-11:00"], "one schedule, allows left out");
+        assert!(rules.scheduled_rule_covers("www.video.example", 50));
+        assert!(rules.scheduled_rule_covers("video.example", 50));
+        assert!(!rules.scheduled_rule_covers("xvideo.example", 50));
+        assert!(rules.scheduled_rule_covers("games.example", 50) && !rules.scheduled_rule_covers("games.example", 100));
+        assert!(rules.scheduled_rule_covers("www.ok.example", 50), "a scheduled allow too");
+        assert!(!rules.scheduled_rule_covers("always.example", 50));
+        rules.add(parse_rule("late.example", "block", &[], Some("We 10:00-11:00"), Some(100)).unwrap());
+        let texts = |a, t| -> Vec<String> { rules.schedules(a, t).iter().map(|s| s.to_string()).collect() };
+        assert_eq!(texts(Action::Block, 50), ["Mo 10:00-11:00", "We 10:00-11:00"], "each schedule once");
+        assert_eq!(texts(Action::Block, 100), ["Mo 10:00-11:00"], "an ended rule's schedule is left out");
+        assert_eq!(texts(Action::Allow, 50), ["Tu 10:00-11:00"], "the allows' apart");
     }
 
     #[test]

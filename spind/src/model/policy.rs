@@ -244,14 +244,14 @@ pub struct WeekSpan {
     pub len: u16,
 }
 
-/// The addresses of names blocked by rules with one schedule: kept in the kernel all the time
-/// (so a cached address is cut when a window opens) and matched only inside `spans`.
+/// Addresses that the rules of one schedule act on, kept in the kernel all the time and matched
+/// only inside `spans`: for block rules the addresses they cut (so a cached address is cut when
+/// a window opens), for allow rules the unscheduled blocks they except (so a window opens with
+/// spind down too).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScheduledNames {
     pub spans: Vec<WeekSpan>,
     pub blocks: Vec<NameBlock>,
-    /// Whether a window holds now (for deciding blocks without a kernel).
-    pub holds_now: bool,
 }
 
 /// A device whose internet (not the LAN) is cut inside `spans`: `set_device_schedule`.
@@ -276,6 +276,8 @@ pub struct Policy {
     pub paused: Vec<Pause>,
     /// The addresses of names that scheduled block rules block, one entry per schedule.
     pub scheduled_names: Vec<ScheduledNames>,
+    /// The entries of `name_blocks` that scheduled allow rules except, one entry per schedule.
+    pub scheduled_allows: Vec<ScheduledNames>,
     /// Device bedtimes, sorted.
     pub bedtimes: Vec<Bedtime>,
 }

@@ -92,3 +92,33 @@ fn scheduled_blocks_and_bedtimes_hold_in_the_kernel_inside_their_windows_only() 
     assert!(!h.dev2_downloads("http://198.51.100.10/file100k"), "the scheduled block holds without spind");
     assert!(h.dev2_downloads("http://198.51.100.20/file100k"), "outside its window, still not cut");
 }
+
+/// A scheduled allow under a block is an exception the kernel keeps: its window opens (and the
+/// device gets through) while spind is stopped. The window starts one to two minutes after the
+/// test reads the time, so the test waits for it.
+#[test]
+fn a_scheduled_allows_window_opens_in_the_kernel_with_spind_stopped() {
+    if !root_or_skip("a_scheduled_allows_window_opens_in_the_kernel_with_spind_stopped") {
+        return;
+    }
+    let mut h = Home::with_env(vec![("TZ".into(), ZONE.into())]);
+    h.ensure_dns_queue();
+    let soon = window(local_week_minute() + 2, 60);
+
+    assert_eq!(h.dig(2, "www.example.test", "A"), "198.51.100.10");
+    assert_eq!(h.dig(2, "other.example.test", "A"), "198.51.100.20");
+    h.call("add_name_rule", json!({"name": "example.test", "action": "block"}));
+    h.call("add_name_rule", json!({"name": "other.example.test", "action": "allow", "schedule": soon}));
+    wait_for("both cached addresses to be cut before the allow's window", Duration::from_secs(20), || {
+        (!h.dev2_downloads("http://198.51.100.10/file100k") && !h.dev2_downloads("http://198.51.100.20/file100k"))
+            .then_some(())
+    });
+    let table = h.nft_list();
+    assert!(table.contains("@asched0_names4 return"), "the exception is the kernel's: {table}");
+
+    h.kill9_spind();
+    wait_for("the allow's window to open in the kernel, spind stopped", Duration::from_secs(180), || {
+        h.dev2_downloads("http://198.51.100.20/file100k").then_some(())
+    });
+    assert!(!h.dev2_downloads("http://198.51.100.10/file100k"), "the block of the other name still holds");
+}

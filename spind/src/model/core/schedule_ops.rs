@@ -4,46 +4,86 @@
 
 use serde_json::Value;
 
-use super::{Core, OpError, OpResult};
+use super::{Core, OpError, OpResult, Resolved};
 use crate::model::event::{MacAddr, Publish};
 use crate::model::messages;
-use crate::model::namerules::{Action, LocalTime, Schedule};
-use crate::model::policy::{NameBlock, ScheduledNames};
+use crate::model::namerules::{Action, LocalTime, NameRule, Schedule};
+use crate::model::policy::{NameBlock, NameMatcher, NameVerdict, ScheduledNames};
 
 impl Core {
-    /// The name blocks for the kernel's unscheduled sets, and one group per schedule of the
-    /// block rules. A scheduled block goes only into its schedule's group (the kernel matches
-    /// its windows, so it ends on time with spind down); the unscheduled sets come from every
-    /// rule that holds now except scheduled blocks. A schedule's group holds what its rules
-    /// (allows included) and the unscheduled ones block, less what the unscheduled sets hold.
+    /// The name blocks for the kernel's unscheduled sets, one group per schedule of the block
+    /// rules and one per schedule of the allow rules. The unscheduled sets come from the
+    /// unscheduled rules that hold now. A scheduled block goes only into its schedule's group (the
+    /// kernel matches its windows, so it ends on time with spind down); that group holds what its
+    /// rules (allows included) and the unscheduled ones block, less what the unscheduled sets hold.
+    /// A scheduled allow's group holds the unscheduled blocks it excepts, which the kernel lets
+    /// through inside its windows (so the exception starts and ends on time with spind down too).
     pub(super) fn name_blocks_and_scheduled(
         &self,
         local: LocalTime,
         offset: i32,
-    ) -> (Vec<NameBlock>, Vec<ScheduledNames>) {
+    ) -> (Vec<NameBlock>, Vec<ScheduledNames>, Vec<ScheduledNames>) {
         let now = self.now;
-        let schedules = self.name_rules.block_schedules(now);
-        if schedules.is_empty() {
-            return (self.name_blocks(&self.matcher), Vec::new());
+        let (blocks, allows) =
+            (self.name_rules.schedules(Action::Block, now), self.name_rules.schedules(Action::Allow, now));
+        if blocks.is_empty() && allows.is_empty() {
+            return (self.name_blocks(&self.matcher), Vec::new(), Vec::new());
         }
-        let scheduled_block = |r: &crate::model::namerules::NameRule| r.schedule.is_some() && r.action == Action::Block;
-        let base = self.name_blocks(&self.compile_rules(|r| r.holds(now, local) && !scheduled_block(r)));
-        let groups = schedules
+        let unscheduled = self.compile_rules(|r| r.holds(now, local) && r.schedule.is_none());
+        let base = self.name_blocks(&unscheduled);
+        let live = |r: &NameRule| r.until.is_none_or(|u| now < u);
+        let has = |r: &NameRule, s: &Schedule| r.schedule.as_ref() == Some(s);
+        let block_groups = blocks
             .iter()
             .map(|s| {
-                let text = s.to_string();
-                let m = self.compile_rules(|r| {
-                    r.until.is_none_or(|u| now < u) && r.schedule.as_ref().is_none_or(|rs| rs.to_string() == text)
-                });
+                let m = self.compile_rules(|r| live(r) && (r.schedule.is_none() || has(r, s)));
                 let blocks = self
                     .name_blocks(&m)
                     .into_iter()
                     .filter(|b| !base.iter().any(|o| o.ip == b.ip && o.device == b.device))
                     .collect();
-                ScheduledNames { spans: s.utc_spans(offset), blocks, holds_now: s.holds(local) }
+                ScheduledNames { spans: s.utc_spans(offset), blocks }
             })
             .collect();
-        (base, groups)
+        let allow_groups = allows
+            .iter()
+            .map(|s| {
+                let m = self
+                    .compile_rules(|r| live(r) && (r.schedule.is_none() || (r.action == Action::Allow && has(r, s))));
+                ScheduledNames { spans: s.utc_spans(offset), blocks: self.name_exceptions(&unscheduled, &m) }
+            })
+            .collect();
+        (base, block_groups, allow_groups)
+    }
+
+    /// The addresses that `base` blocks and `excepting` does not, for every device (when
+    /// `excepting` blocks them for none) or per device.
+    fn name_exceptions(&self, base: &NameMatcher, excepting: &NameMatcher) -> Vec<NameBlock> {
+        let mut known: Vec<[u8; 6]> = self.nodes.devices().iter().filter_map(|n| n.mac.map(|m| m.0)).collect();
+        known.extend(base.devices());
+        known.extend(excepting.devices());
+        known.sort();
+        known.dedup();
+        let blocks = |m: &NameMatcher, r: &Resolved, d| {
+            r.names.iter().any(|n| m.decide(n.as_bytes(), d) == Some(NameVerdict::Block))
+        };
+        let mut out = Vec::new();
+        for (ip, r) in self.resolved.iter().filter(|(_, r)| r.expires > self.now) {
+            if blocks(base, r, None)
+                && !blocks(excepting, r, None)
+                && known.iter().all(|d| !blocks(excepting, r, Some(*d)))
+            {
+                out.push(NameBlock { device: None, ip: *ip, expires: r.expires });
+                continue;
+            }
+            for d in &known {
+                if blocks(base, r, Some(*d)) && !blocks(excepting, r, Some(*d)) {
+                    out.push(NameBlock { device: Some(*d), ip: *ip, expires: r.expires });
+                }
+            }
+        }
+        out.sort();
+        out
     }
 
     pub(super) fn device_schedules_msg(&self) -> Publish {
@@ -134,12 +174,53 @@ mod tests {
         assert_eq!(g.spans, [WeekSpan { start: 600, len: 60 }]);
         let sched: Vec<String> = g.blocks.iter().map(|b| b.ip.to_string()).collect();
         assert_eq!(sched, ["198.51.100.10"], "kept outside the window; the allow exception left out");
-        assert!(!g.holds_now);
         // The address is remembered across a restart, outside the window too.
         drop(core);
         let core = core_in(dir.path(), CoreSettings::default());
         let p = core.policy();
         assert_eq!(p.scheduled_names[0].blocks.len(), 1, "{:?}", p.scheduled_names);
+    }
+
+    #[test]
+    fn a_scheduled_allows_exceptions_go_to_its_own_group_and_the_unscheduled_sets_keep_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        // Unix time 1000 is a Thursday, 00:16 UTC: outside Monday's window.
+        let mut core = core_in(dir.path(), CoreSettings::default());
+        call(&mut core, "add_name_rule", r#"{"name":"video.test","action":"block"}"#);
+        call(
+            &mut core,
+            "add_name_rule",
+            r#"{"name":"school.video.test","action":"allow","schedule":"Mo 10:00-11:00"}"#,
+        );
+        call(
+            &mut core,
+            "add_name_rule",
+            r#"{"name":"kids.video.test","action":"allow","devices":["02:00:5e:00:00:01"],"schedule":"Mo 10:00-11:00"}"#,
+        );
+        answer(&mut core, 1001, "www.video.test.", "198.51.100.10");
+        answer(&mut core, 1001, "school.video.test.", "198.51.100.20");
+        answer(&mut core, 1001, "kids.video.test.", "198.51.100.30");
+        let p = core.policy();
+        let ips = |b: &[crate::model::policy::NameBlock]| -> Vec<String> {
+            b.iter()
+                .map(|b| format!("{} {}", b.ip, b.device.map_or("all".into(), |d| format!("{:02x}", d[5]))))
+                .collect()
+        };
+        assert_eq!(
+            ips(&p.name_blocks),
+            ["198.51.100.10 all", "198.51.100.20 all", "198.51.100.30 all"],
+            "outside and inside the window alike: the kernel lets the exceptions through"
+        );
+        assert!(p.scheduled_names.is_empty());
+        assert_eq!(p.scheduled_allows.len(), 1, "one schedule");
+        let g = &p.scheduled_allows[0];
+        assert_eq!(g.spans, [WeekSpan { start: 600, len: 60 }]);
+        assert_eq!(ips(&g.blocks), ["198.51.100.20 all", "198.51.100.30 01"], "for all, and for the one device");
+        // The exceptions' addresses are remembered across a restart, outside the window too.
+        core.handle(Event::Tick { time: 1002 }, &mut Vec::new());
+        drop(core);
+        let core = core_in(dir.path(), CoreSettings::default());
+        assert_eq!(ips(&core.policy().scheduled_allows[0].blocks), ["198.51.100.20 all", "198.51.100.30 01"]);
     }
 
     #[test]

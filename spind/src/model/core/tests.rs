@@ -787,6 +787,21 @@ fn name_rules_block_resolved_addresses_without_a_kernel() {
     assert_eq!(flows(&mut core, 1750 + NAME_BLOCK_MIN_TTL - 1, DEV, "198.51.100.20"), 1, "a TTL of 60 s held 300 s");
     run(&mut core, Event::Tick { time: 1750 + NAME_BLOCK_MIN_TTL });
     assert_eq!(flows(&mut core, 1750 + NAME_BLOCK_MIN_TTL, DEV, "198.51.100.20"), 0, "then it expires");
+    // A scheduled allow under an unscheduled block: blocked outside its window, let through inside.
+    core.op_add_name_rule(rule("games.example", &[], None, None), &mut out).unwrap();
+    let allow =
+        crate::model::namerules::parse_rule("homework.games.example", "allow", &[], Some("Th 01:00-01:02"), None);
+    core.op_add_name_rule(allow.unwrap(), &mut out).unwrap();
+    run(
+        &mut core,
+        dns_answer_ev(3550, "homework.games.example.", &[("homework.games.example.", addr("198.51.100.40"))]),
+    );
+    run(&mut core, Event::Tick { time: 3560 });
+    assert_eq!(flows(&mut core, 3561, DEV, "198.51.100.40"), 1, "00:59: the allow's window has not opened");
+    run(&mut core, Event::Tick { time: 3600 });
+    assert_eq!(flows(&mut core, 3601, DEV, "198.51.100.40"), 0, "01:00: inside, the exception holds");
+    run(&mut core, Event::Tick { time: 3720 });
+    assert_eq!(flows(&mut core, 3721, DEV, "198.51.100.40"), 1, "01:02: blocked again");
 }
 
 /// The addresses of blocked names are saved, so a restart rebuilds their kernel blocks before
